@@ -1,0 +1,7 @@
+"""aimc_engine: simulate training on analog in-memory computing hardware.
+
+Importing the package loads no torch: the API process imports only the job
+spec. Torch-side entry points live in `aimc_engine.runner`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,80 @@
+"""Training algorithms: how recorded gradients become weight changes.
+
+- sgd: exact floating-point update W <- W - lr * grad, also on analog tiles.
+- analog_sgd: the update -lr * d^T x goes through the device (Analog SGD).
+- tiki_taka: gradients go to a fast array P; every `transfer_every` updates a
+  few columns of P are read and written into the slow array W with the analog
+  rule at rate transfer_lr (analog-model.md section 6).
+Digital parameters (biases, digital layers) always take the exact step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from aimc_engine.layers import AnalogLayer
+from aimc_engine.models import LayeredNet
+from aimc_engine.spec import JobSpec
+from aimc_engine.tiles import AnalogTile
+
+
+class Algorithm:
+    """Applies one update to every layer from the gradients of the last backward pass(es)."""
+
+    def __init__(
+        self, spec: JobSpec, model: LayeredNet, *, init_generator: torch.Generator,
+        noise_generator: torch.Generator,
+    ) -> None:
+        self.kind = spec.optimizer.algorithm
+        self.model = model
+        self.tiki_taka = spec.optimizer.tiki_taka
+        self.updates = 0
+        if self.kind == "tiki_taka":
+            for layer in model.analog_layers:
+                out_f, in_f = layer.tile.shape
+                # P starts at zero, its symmetric point for devices with G(0) = 0
+                layer.fast = AnalogTile(
+                    out_f, in_f, spec.analog, init_generator=init_generator,
+                    noise_generator=noise_generator, device=layer.tile.weight.device,
+                    init_bound=0.0,
+                )
+                layer.fast_gamma = self.tiki_taka.gamma
+
+    @torch.no_grad()
+    def step(self, lr: float, *, scale: float = 1.0) -> None:
+        """One update with learning rate lr; `scale` multiplies the recorded gradients
+        (1/B when B micro-batches' gradients are averaged)."""
+        for p in self.model.digital_parameters():
+            if p.grad is not None:
+                p.add_(p.grad, alpha=-lr * scale)
+                p.grad = None
+        for layer in self.model.analog_layers:
+            x, d = layer.take_pending()
+            if scale != 1.0:
+                d = d * scale
+            if self.kind == "sgd":
+                layer.tile.exact_update(-lr * (d.T @ x))
+            elif self.kind == "analog_sgd":
+                layer.tile.update(x, d, lr)
+            else:
+                self._tiki_taka(layer, x, d, lr)
+        self.updates += 1
+
+    def _tiki_taka(self, layer: AnalogLayer, x: Tensor, d: Tensor, lr: float) -> None:
+        fast = layer.fast
+        assert fast is not None  # created in __init__ for every analog layer
+        fast.update(x, d, lr)
+        tt = self.tiki_taka
+        if (self.updates + 1) % tt.transfer_every:
+            return
+        out_f, in_f = fast.shape
+        n_cols = min(tt.transfer_columns, in_f)
+        transfers = (self.updates + 1) // tt.transfer_every - 1
+        first = (transfers * n_cols) % in_f
+        cols = [(first + c) % in_f for c in range(n_cols)]
+        unit = torch.zeros(n_cols, in_f, dtype=fast.weight.dtype, device=fast.weight.device)
+        unit[range(n_cols), cols] = 1.0  # (n_cols, in): read the columns with unit inputs
+        p_cols = fast.forward_mvm(unit)  # (n_cols, out), through the IO model
+        # W += transfer_lr * P[:, cols]: an update -lr * d^T x with d = -P_cols, x = unit
+        layer.tile.update(unit, -p_cols, tt.transfer_lr)

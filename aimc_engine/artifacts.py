@@ -1,0 +1,77 @@
+"""What a finished job leaves on disk: result.json, metrics (jsonl, csv), weights, curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+METRIC_COLUMNS = [
+    "step", "samples", "epoch", "sim_time_ns", "wall_s", "lr", "train_loss", "test_loss",
+    "test_accuracy", "grad_norm_sq", "saturation", "near_bound_fraction",
+]
+
+
+def append_metrics_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """One JSON object per line, appended as the point is measured (tail -f friendly)."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_metrics_csv(path: Path, metrics: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for record in metrics:
+            writer.writerow({k: "" if record.get(k) is None else record[k] for k in METRIC_COLUMNS})
+
+
+def write_weights(path: Path, model: nn.Module, spec_json: str) -> None:
+    """All weights and tile states (device parameters, Tiki-Taka's P) as safetensors."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"spec": spec_json, "format": "aimc-weights-1"})
+
+
+def plot_curves(path: Path, metrics: list[dict[str, Any]], title: str) -> None:
+    """Loss and accuracy against samples and against simulated time (2 x 2 panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    samples = [m["samples"] for m in metrics]
+    sim_ms = [m["sim_time_ns"] / 1e6 for m in metrics]
+    for col, (xs, xlabel) in enumerate(((samples, "samples"), (sim_ms, "simulated time (ms)"))):
+        ax = axes[0][col]
+        ax.plot(xs, [m["train_loss"] for m in metrics], label="train loss")
+        ax.plot(xs, [m["test_loss"] for m in metrics], label="test loss")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax = axes[1][col]
+        ax.plot(xs, [m["test_accuracy"] for m in metrics], color="tab:green")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1)
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_run(out_dir: Path, result: dict[str, Any], metrics: list[dict[str, Any]],
+              model: nn.Module) -> None:
+    """Everything but metrics.jsonl (appended while the job runs)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_metrics_csv(out_dir / "metrics.csv", metrics)
+    write_weights(out_dir / "weights.safetensors", model, json.dumps(result["spec"]))
+    plot_curves(out_dir / "curves.png", metrics, result["spec"]["name"])
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")

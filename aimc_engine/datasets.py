@@ -1,0 +1,227 @@
+"""Datasets: digits, synthetic (teacher network), npz, MNIST idx files, MNIST-1D.
+
+Every loader returns float32 inputs and int64 labels split into train and
+test. Nothing is downloaded: digits ships with scikit-learn, synthetic and
+MNIST-1D are generated, npz and idx files are read from a path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aimc_engine.spec import DatasetSpec
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the field or file."""
+
+
+@dataclass
+class Dataset:
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Seeded random train/test split for datasets without a fixed one."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, round(len(x) * fraction))
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _digits(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None]  # (N, 1, 8, 8)
+    if spec.normalize == "auto":
+        x = x / 16.0
+    return _split(x, bunch.target, spec.test_fraction, seed)
+
+
+def _synthetic(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    """Gaussian inputs labelled by a random tanh teacher network with noisy logits."""
+    s = spec.synthetic
+    rng = np.random.default_rng(seed)
+    hidden = 64
+    w1 = rng.normal(size=(s.features, hidden)) / np.sqrt(s.features)
+    w2 = rng.normal(size=(hidden, s.classes)) / np.sqrt(hidden) * 3.0
+    x = rng.normal(size=(s.n_train + s.n_test, s.features)).astype(np.float32)
+    logits = np.tanh(x @ w1) @ w2 + s.noise * rng.normal(size=(len(x), s.classes))
+    y = logits.argmax(axis=1)
+    return x[: s.n_train], y[: s.n_train], x[s.n_train :], y[s.n_train :]
+
+
+def _npz(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    path = Path(spec.path or "").expanduser()
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
+            if missing:
+                raise DatasetError(
+                    f"dataset.path: {path} lacks {sorted(missing)}; "
+                    "an npz dataset needs x_train, y_train, x_test, y_test"
+                )
+            arrays = tuple(data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"dataset.path: cannot read {path} as .npz: {exc}") from None
+    return arrays
+
+
+IDX_FILES = {
+    "x_train": "train-images",
+    "y_train": "train-labels",
+    "x_test": "t10k-images",
+    "y_test": "t10k-labels",
+}
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one idx file (the MNIST format), gzip-compressed or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise DatasetError(f"dataset.path: {path.name} is not an idx file (bad magic number)")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = raw[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise DatasetError(
+            f"dataset.path: {path.name} holds {len(body)} data bytes, its header promises {expected}"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def _find_idx(folder: Path, stem: str) -> Path:
+    for sep in ("-", "."):
+        name = stem.replace("-images", f"-images{sep}idx3-ubyte").replace(
+            "-labels", f"-labels{sep}idx1-ubyte"
+        )
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise DatasetError(
+        f"dataset.path: {folder} has no {stem}-idx?-ubyte[.gz]; expected the four MNIST idx "
+        "files (train-images, train-labels, t10k-images, t10k-labels)"
+    )
+
+
+def _mnist_idx(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    folder = Path(spec.path or "").expanduser()
+    arrays = {k: read_idx(_find_idx(folder, stem)) for k, stem in IDX_FILES.items()}
+    x_train, x_test = arrays["x_train"].astype(np.float32), arrays["x_test"].astype(np.float32)
+    if spec.normalize == "auto":
+        x_train, x_test = x_train / 255.0, x_test / 255.0
+    return x_train[:, None], arrays["y_train"], x_test[:, None], arrays["y_test"]
+
+
+def _mnist1d(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise DatasetError(
+            "dataset.name: 'mnist1d' needs the mnist1d package: pip install 'aimc[mnist1d]'"
+        ) from None
+    args = get_dataset_args()
+    args.num_samples = spec.mnist1d.n_train + spec.mnist1d.n_test
+    args.train_split = spec.mnist1d.n_train / args.num_samples
+    args.seed = seed
+    data = make_dataset(args)
+    return data["x"], data["y"], data["x_test"], data["y_test"]
+
+
+LOADERS = {
+    "digits": _digits,
+    "synthetic": _synthetic,
+    "npz": _npz,
+    "mnist_idx": _mnist_idx,
+    "mnist1d": _mnist1d,
+}
+
+
+def _check(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> int:
+    """Validate shapes, dtypes and labels; return the number of classes."""
+    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise DatasetError(
+                f"dataset: x_{name} must be (N, features...) and y_{name} (N,) with N > 0; "
+                f"got {x.shape} and {y.shape}"
+            )
+        if not np.issubdtype(x.dtype, np.number):
+            raise DatasetError(f"dataset: x_{name} must be numeric, got {x.dtype}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(f"dataset: y_{name} must hold integer class labels, got {y.dtype}")
+        if y.min() < 0:
+            raise DatasetError(f"dataset: y_{name} has negative labels")
+        if not np.isfinite(x).all():
+            raise DatasetError(f"dataset: x_{name} has NaN or infinite values")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(
+            f"dataset: x_train samples are {x_train.shape[1:]} but x_test's are {x_test.shape[1:]}"
+        )
+    return int(max(y_train.max(), y_test.max())) + 1
+
+
+def load_dataset(spec: DatasetSpec, *, seed: int) -> Dataset:
+    """Load, validate and normalise the dataset the spec names (on the CPU)."""
+    if spec.name == "uploaded":
+        raise DatasetError(
+            "dataset.name: 'uploaded' datasets are resolved by the aimc service; "
+            "locally use name: npz with their path"
+        )
+    x_train, y_train, x_test, y_test = LOADERS[spec.name](spec, seed)
+    classes = _check(x_train, y_train, x_test, y_test)
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    if spec.normalize == "standard":
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+        std[std == 0] = 1.0
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    return Dataset(
+        torch.from_numpy(np.ascontiguousarray(x_train)),
+        torch.from_numpy(y_train.astype(np.int64)),
+        torch.from_numpy(np.ascontiguousarray(x_test)),
+        torch.from_numpy(y_test.astype(np.int64)),
+        classes,
+    )
+
+
+def as_images(dataset: Dataset) -> Dataset:
+    """Give flat (N, F) inputs a (1, s, s) image shape when F = s*s, for conv models."""
+    shape = dataset.input_shape
+    if len(shape) == 3:
+        return dataset
+    if len(shape) == 2:
+        return Dataset(
+            dataset.x_train[:, None], dataset.y_train, dataset.x_test[:, None], dataset.y_test,
+            dataset.classes,
+        )
+    side = int(round(shape[0] ** 0.5))
+    if len(shape) != 1 or side * side != shape[0]:
+        raise DatasetError(
+            f"model.kind: conv models need image inputs; samples of shape {shape} are not square"
+        )
+    return Dataset(
+        dataset.x_train.reshape(-1, 1, side, side), dataset.y_train,
+        dataset.x_test.reshape(-1, 1, side, side), dataset.y_test, dataset.classes,
+    )

@@ -1,0 +1,135 @@
+"""Analog layers: torch modules whose weight matrix lives on an analog tile.
+
+The MVMs run in a custom autograd function whose backward reads the tile's
+weights *when the backward runs* (no saved copy, as on hardware) and records
+the layer input x and the arriving backward signal d; the algorithm later
+turns the recorded (x, d) rows into a device update. Biases stay digital.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aimc_engine.spec import AnalogSpec
+from aimc_engine.tiles import AnalogTile
+
+
+class _AnalogMVM(torch.autograd.Function):
+    """y = W x on the tile; backward: d_x = W^T d with the current W, and record (x, d)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, handle: Tensor, layer: AnalogLayer) -> Tensor:  # type: ignore[override]
+        ctx.layer = layer
+        ctx.save_for_backward(x)
+        return layer.tile.forward_mvm(x, layer.effective_weight())
+
+    @staticmethod
+    def backward(ctx, d: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        layer: AnalogLayer = ctx.layer
+        layer.pending.append((x, d))
+        if not ctx.needs_input_grad[0]:
+            return None, None, None  # first layer: no input gradient wanted
+        return layer.tile.backward_mvm(d, layer.effective_weight()), None, None
+
+
+class AnalogLayer(nn.Module):
+    """What analog linear and conv layers share: the tile, a digital bias, pending rows.
+
+    `fast` is Tiki-Taka's fast array P (None otherwise); the layer then computes
+    with W + fast_gamma * P.
+    """
+
+    def __init__(
+        self, out_features: int, fan_in: int, analog: AnalogSpec, *, bias: bool,
+        init_generator: torch.Generator, noise_generator: torch.Generator,
+        device: torch.device | str,
+    ) -> None:
+        super().__init__()
+        self.tile = AnalogTile(
+            out_features, fan_in, analog, init_generator=init_generator,
+            noise_generator=noise_generator, device=device,
+        )
+        self.fast: AnalogTile | None = None
+        self.fast_gamma = 0.0
+        self.pending: list[tuple[Tensor, Tensor]] = []
+        # Tile weights are buffers, not parameters: this empty tensor that requires
+        # grad makes autograd call the backward even when x needs no gradient.
+        self._grad_handle = torch.empty(0, requires_grad=True)
+        if bias:
+            bound = 1 / math.sqrt(fan_in)
+            b = torch.empty(out_features).uniform_(-bound, bound, generator=init_generator)
+            self.bias: nn.Parameter | None = nn.Parameter(b.to(device))
+        else:
+            self.bias = None
+
+    def effective_weight(self) -> Tensor:
+        """The weights the MVMs use: W, or W + gamma * P under Tiki-Taka."""
+        if self.fast is None or self.fast_gamma == 0:
+            return self.tile.weight
+        return self.tile.weight + self.fast_gamma * self.fast.weight
+
+    def mvm(self, x: Tensor) -> Tensor:
+        """Rows x (N, in) -> (N, out) through the tile, recording for the update."""
+        return _AnalogMVM.apply(x, self._grad_handle, self)
+
+    def take_pending(self) -> tuple[Tensor, Tensor]:
+        """All recorded (x, d) rows since the last update, stacked: (N, in), (N, out)."""
+        if not self.pending:
+            raise RuntimeError("no backward pass recorded since the last update")
+        xs, ds = zip(*self.pending, strict=True)
+        self.pending.clear()
+        if len(xs) == 1:
+            return xs[0], ds[0]
+        return torch.cat(xs), torch.cat(ds)
+
+
+class AnalogLinear(AnalogLayer):
+    """y = W x + b with W on an analog tile of shape (out_features, in_features)."""
+
+    def __init__(
+        self, in_features: int, out_features: int, analog: AnalogSpec, *, bias: bool = True,
+        init_generator: torch.Generator, noise_generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__(
+            out_features, in_features, analog, bias=bias, init_generator=init_generator,
+            noise_generator=noise_generator, device=device,
+        )
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.mvm(x)
+        return y if self.bias is None else y + self.bias
+
+
+class AnalogConv2d(AnalogLayer):
+    """A 2-D convolution mapped onto one tile by im2col: (out_ch, in_ch * k * k)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, analog: AnalogSpec, *,
+        stride: int = 1, padding: int = 0, bias: bool = True,
+        init_generator: torch.Generator, noise_generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        super().__init__(
+            out_channels, in_channels * kernel_size**2, analog, bias=bias,
+            init_generator=init_generator, noise_generator=noise_generator, device=device,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        k, s, p = self.kernel_size, self.stride, self.padding
+        h_out, w_out = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        cols = F.unfold(x, k, padding=p, stride=s)  # (b, in_ch*k*k, L)
+        rows = cols.transpose(1, 2).reshape(b * h_out * w_out, -1)  # (b*L, in_ch*k*k)
+        y = self.mvm(rows)  # (b*L, out_ch)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(b, h_out * w_out, -1).transpose(1, 2).reshape(b, -1, h_out, w_out)

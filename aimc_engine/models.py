@@ -1,0 +1,171 @@
+"""Models (mlp, cnn, resnet) as an ordered list of units a pipeline can cut into stages.
+
+Each weight layer is analog or digital as `analog.layers` says, counted in
+construction order (`weight_layers`). Every model is a `LayeredNet`: its
+`units` run one after another, so stage s is a contiguous run of units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from aimc_engine.layers import AnalogConv2d, AnalogLayer, AnalogLinear
+from aimc_engine.spec import JobSpec
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+@dataclass
+class LayerFactory:
+    """Makes weight layers in order, analog or digital by their index."""
+
+    spec: JobSpec
+    num_weight_layers: int
+    init_generator: torch.Generator
+    noise_generator: torch.Generator
+    device: torch.device
+    made: int = 0
+
+    def _analog_next(self) -> bool:
+        i = self.made
+        self.made += 1
+        analog = self.spec.analog
+        if not analog.enabled:
+            return False
+        if analog.layers == "all":
+            return True
+        if analog.layers == "last":
+            return i == self.num_weight_layers - 1
+        return i in analog.layers
+
+    def _init(self, module: nn.Module, fan_in: int) -> nn.Module:
+        # torch's default bounds, drawn from our generator so runs are reproducible
+        bound = 1 / math.sqrt(fan_in)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.uniform_(-bound, bound, generator=self.init_generator)
+        return module.to(self.device)
+
+    def linear(self, n_in: int, n_out: int) -> nn.Module:
+        if self._analog_next():
+            return AnalogLinear(
+                n_in, n_out, self.spec.analog, init_generator=self.init_generator,
+                noise_generator=self.noise_generator, device=self.device,
+            )
+        return self._init(nn.Linear(n_in, n_out), n_in)
+
+    def conv(self, c_in: int, c_out: int, k: int, *, stride: int = 1) -> nn.Module:
+        if self._analog_next():
+            return AnalogConv2d(
+                c_in, c_out, k, self.spec.analog, stride=stride, padding=k // 2,
+                init_generator=self.init_generator, noise_generator=self.noise_generator,
+                device=self.device,
+            )
+        return self._init(nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2), c_in * k * k)
+
+
+class ResidualBlock(nn.Module):
+    """act(conv3x3(act(conv3x3(x))) + shortcut(x)); shortcut is a 1x1 conv on a shape change."""
+
+    def __init__(
+        self, make: LayerFactory, c_in: int, c_out: int, stride: int, act: type[nn.Module]
+    ) -> None:
+        super().__init__()
+        self.conv1 = make.conv(c_in, c_out, 3, stride=stride)
+        self.conv2 = make.conv(c_out, c_out, 3)
+        self.shortcut = make.conv(c_in, c_out, 1, stride=stride) if stride != 1 else None
+        self.act = act()
+
+    def forward(self, x: Tensor) -> Tensor:
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return self.act(self.conv2(self.act(self.conv1(x))) + skip)
+
+
+class LayeredNet(nn.Module):
+    """Units run in order; `weight_layers` lists the weight layers in spec index order."""
+
+    def __init__(self, units: list[nn.Module]) -> None:
+        super().__init__()
+        self.units = nn.ModuleList(units)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for unit in self.units:
+            x = unit(x)
+        return x
+
+    @property
+    def weight_layers(self) -> list[nn.Module]:
+        return [
+            m for m in self.modules()
+            if isinstance(m, AnalogLayer | nn.Linear | nn.Conv2d)
+        ]
+
+    @property
+    def analog_layers(self) -> list[AnalogLayer]:
+        return [m for m in self.modules() if isinstance(m, AnalogLayer)]
+
+    def digital_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by exact SGD: digital layers' weights and every bias."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def _image_shape(input_shape: tuple[int, ...], kind: str) -> tuple[int, int, int]:
+    if len(input_shape) == 3:
+        return input_shape  # type: ignore[return-value]
+    raise ValueError(
+        f"model.kind: {kind!r} needs image inputs (channels, height, width); "
+        f"this dataset gives {input_shape}"
+    )
+
+
+def build_model(
+    spec: JobSpec,
+    input_shape: tuple[int, ...],
+    classes: int,
+    *,
+    init_generator: torch.Generator,
+    noise_generator: torch.Generator,
+    device: torch.device,
+) -> LayeredNet:
+    """The network the spec describes, for inputs of `input_shape` (without batch)."""
+    m = spec.model
+    make = LayerFactory(spec, m.num_weight_layers, init_generator, noise_generator, device)
+    act = ACTIVATIONS[m.activation]
+    units: list[nn.Module] = []
+    if m.kind == "mlp":
+        widths = [math.prod(input_shape), *m.hidden, classes]
+        for i in range(len(widths) - 1):
+            layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
+            layers.append(make.linear(widths[i], widths[i + 1]))
+            if i < len(widths) - 2:
+                layers.append(act())
+            units.append(nn.Sequential(*layers))
+    elif m.kind == "cnn":
+        c, h, w = _image_shape(input_shape, m.kind)
+        for ch in m.channels:
+            if h < 2 or w < 2:
+                raise ValueError(
+                    f"model.channels: {len(m.channels)} conv+pool blocks shrink "
+                    f"{input_shape[1:]} images below 1x1; use fewer blocks"
+                )
+            units.append(nn.Sequential(make.conv(c, ch, 5), act(), nn.MaxPool2d(2)))
+            c, h, w = ch, h // 2, w // 2
+        units.append(nn.Sequential(nn.Flatten(), make.linear(c * h * w, m.fc), act()))
+        units.append(nn.Sequential(make.linear(m.fc, classes)))
+    else:
+        c, _, _ = _image_shape(input_shape, m.kind)
+        units.append(nn.Sequential(make.conv(c, m.channels[0], 3), act()))
+        c_in = m.channels[0]
+        for i, ch in enumerate(m.channels):
+            units.append(ResidualBlock(make, c_in, ch, 1 if i == 0 else 2, act))
+            c_in = ch
+        units.append(
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), make.linear(c_in, classes))
+        )
+    if make.made != m.num_weight_layers:
+        raise RuntimeError(f"built {make.made} weight layers, spec counts {m.num_weight_layers}")
+    return LayeredNet(units)

@@ -1,0 +1,58 @@
+"""Analog matrix-vector products through the IO model (analog-model.md section 5).
+
+Order per MVM, as in aihwkit: noise management (inputs divided by max|x|),
+DAC (clip to +-in_bound, quantise), the product, output noise, ADC (clip to
++-out_bound, quantise), bound management (rows whose outputs clipped are
+redone with halved inputs), rescale.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from aimc_engine.spec import IOSpec
+
+# Bound management halves a clipped row's inputs at most this many times.
+MAX_BOUND_HALVINGS = 10
+
+
+def quantisation_step(bound: float, bits: int) -> float:
+    """Step of a converter with 2^bits - 1 levels spread evenly over [-bound, bound]."""
+    return 2 * bound / (2**bits - 2)
+
+
+def quantise(v: Tensor, bound: float, bits: int) -> Tensor:
+    """Clip to +-bound and round to the converter's grid (which includes 0)."""
+    step = quantisation_step(bound, bits)
+    return torch.round(v.clamp(-bound, bound) / step) * step
+
+
+def analog_mvm(w: Tensor, x: Tensor, io: IOSpec, generator: torch.Generator | None) -> Tensor:
+    """y = x @ w.T for x of shape (N, in) and w of shape (out, in), as the tile computes it."""
+    if io.perfect:
+        return x @ w.T
+    scale = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    if io.noise_management:
+        scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (N, 1)
+        x = x / scale
+    halving = torch.ones_like(scale)  # (N, 1) bound-management factor
+
+    def product(rows_x: Tensor) -> Tensor:
+        y = quantise(rows_x, io.in_bound, io.dac_bits) @ w.T
+        if io.out_noise > 0:
+            y = y + io.out_noise * torch.randn(
+                y.shape, generator=generator, dtype=y.dtype, device=y.device
+            )
+        return y
+
+    y = product(x)
+    if io.bound_management:
+        for _ in range(MAX_BOUND_HALVINGS):
+            clipped = (y.abs() >= io.out_bound).any(dim=1)  # (N,)
+            if not bool(clipped.any()):
+                break
+            halving[clipped] = halving[clipped] / 2
+            y[clipped] = product(x[clipped] * halving[clipped])
+    y = quantise(y, io.out_bound, io.adc_bits)
+    return y * (scale / halving)

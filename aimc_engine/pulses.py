@@ -1,0 +1,69 @@
+"""Pulse counts for an update -lr * d^T x: stochastic pulse trains and stochastic rounding.
+
+Stochastic pulse trains (Gokmen & Vlasov 2016; analog-model.md section 4):
+per sample and slot t < BL, input j fires with probability B|x_j| and error i
+with A|d_i|, A*B = lr / (dw_min * BL). Each coincidence is one pulse on (i, j)
+of sign -sign(x_j) sign(d_i), so E[net pulses] * dw_min = -lr * d^T x. Counting
+coincidences over all (slot, sample) rows is a product of 0/1 matrices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def pulse_train_counts(
+    x: Tensor,
+    d: Tensor,
+    *,
+    lr: float,
+    dw_min: float,
+    bit_length: int,
+    update_management: bool,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """(n_up, n_down), each (out, in), for x of shape (N, in) and d of shape (N, out).
+
+    With update management (aihwkit's default) the two sides' probabilities are
+    balanced by sqrt(max|x| / max|d|) and BL is capped at
+    ceil(lr * max|x| * max|d| / dw_min), the fewest slots that keep every
+    probability <= 1; this is what makes small updates cheap.
+    """
+    x_max = float(x.abs().max()) if x.numel() else 0.0
+    d_max = float(d.abs().max()) if d.numel() else 0.0
+    out_features, in_features = d.shape[1], x.shape[1]
+    if x_max == 0 or d_max == 0:
+        zeros = torch.zeros(out_features, in_features, dtype=x.dtype, device=x.device)
+        return zeros, zeros.clone()
+    bl = bit_length
+    if update_management:
+        bl = max(1, min(bit_length, math.ceil(lr * x_max * d_max / dw_min)))
+    k = lr / (dw_min * bl)  # A * B
+    if update_management:
+        a, b = math.sqrt(k * x_max / d_max), math.sqrt(k * d_max / x_max)
+    else:
+        a = b = math.sqrt(k)
+    n = x.shape[0]
+    fire_x = torch.bernoulli((b * x.abs()).clamp(max=1).expand(bl, n, in_features), generator=generator)
+    fire_d = torch.bernoulli((a * d.abs()).clamp(max=1).expand(bl, n, out_features), generator=generator)
+    fire_x = fire_x.reshape(bl * n, in_features)  # (BL*N, in)
+    fire_d = fire_d.reshape(bl * n, out_features)  # (BL*N, out)
+    signed_x = fire_x * torch.sign(x).repeat(bl, 1)
+    signed_d = fire_d * torch.sign(d).repeat(bl, 1)
+    total = fire_d.T @ fire_x  # all coincidences
+    same_sign = signed_d.T @ signed_x  # (#sign(x)=sign(d)) - (#opposite)
+    n_down = (total + same_sign) / 2
+    return total - n_down, n_down
+
+
+def rounded_counts(
+    delta: Tensor, *, dw_min: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """(n_up, n_down) with n = stochastic_round(|dW| / dw_min), unbiased in expectation."""
+    steps = delta.abs() / dw_min
+    n = torch.floor(steps + torch.rand(steps.shape, generator=generator, device=steps.device))
+    zero = torch.zeros_like(n)
+    return torch.where(delta > 0, n, zero), torch.where(delta < 0, n, zero)

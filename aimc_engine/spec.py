@@ -1,0 +1,396 @@
+"""The job spec: the public contract of a simulation job (see docs job-spec.md).
+
+Torch-free on purpose: the API process validates specs with this module and
+must stay light. Parse at the edge with :func:`parse_spec`; inside the engine,
+functions take the typed :class:`JobSpec`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from aimc_engine.presets import PRESET_FIELDS, PRESETS
+
+DeviceModel = Literal[
+    "ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"
+]
+PresetName = Literal["reram_es", "reram_sb", "capacitor", "ecram", "idealized", "gokmen_vlasov"]
+Schedule = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run; `problems` holds one (field path, message) per fault."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in problems))
+
+
+def _fail(path: str, message: str) -> PydanticCustomError:
+    """A cross-field error whose field path (relative to the validated model) rides in ctx."""
+    return PydanticCustomError("spec", "{message}", {"path": path, "message": message})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class SyntheticSpec(_Strict):
+    n_train: int = Field(4096, ge=10, le=10_000_000, description="Training samples.")
+    n_test: int = Field(1024, ge=10, le=10_000_000, description="Test samples.")
+    features: int = Field(32, ge=1, le=100_000, description="Input features.")
+    classes: int = Field(10, ge=2, le=10_000, description="Classes (teacher outputs).")
+    noise: float = Field(0.1, ge=0, description="Std of the Gaussian noise on the teacher's logits.")
+
+
+class Mnist1dSpec(_Strict):
+    n_train: int = Field(4000, ge=10, description="Training samples.")
+    n_test: int = Field(1000, ge=10, description="Test samples.")
+
+
+class DatasetSpec(_Strict):
+    name: Literal["digits", "synthetic", "npz", "mnist_idx", "uploaded", "mnist1d"] = Field(
+        "digits", description="Which dataset; digits ships with scikit-learn."
+    )
+    path: str | None = Field(
+        None, description="npz: the .npz file; mnist_idx: the folder with the four idx files."
+    )
+    id: str | None = Field(None, description="uploaded: the id the API gave the upload.")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share held out for testing, for datasets without a split."
+    )
+    normalize: Literal["auto", "none", "standard"] = Field(
+        "auto",
+        description="auto: the dataset's own (digits /16, MNIST /255, others as given); "
+        "standard: zero mean, unit variance per feature from the training split.",
+    )
+    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)  # type: ignore[arg-type]
+    mnist1d: Mnist1dSpec = Field(default_factory=Mnist1dSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _source(self) -> DatasetSpec:
+        if self.name in ("npz", "mnist_idx"):
+            if not self.path:
+                raise _fail("path", f"required for dataset {self.name!r}")
+            p = Path(self.path).expanduser()
+            if self.name == "npz" and not p.is_file():
+                raise _fail("path", f"no such file: {self.path!r} (expected an .npz file)")
+            if self.name == "mnist_idx" and not p.is_dir():
+                raise _fail("path", f"no such folder: {self.path!r} (expected the idx files' folder)")
+        if self.name == "uploaded" and not self.id:
+            raise _fail("id", "required for dataset 'uploaded'")
+        return self
+
+
+class ModelSpec(_Strict):
+    kind: Literal["mlp", "cnn", "resnet"] = Field("mlp", description="Network family.")
+    hidden: list[int] = Field(
+        [128, 64], description="mlp: hidden layer widths.", min_length=0, max_length=32
+    )
+    activation: Literal["tanh", "relu", "sigmoid"] = Field("tanh", description="Nonlinearity.")
+    channels: list[int] = Field(
+        [16, 32],
+        min_length=1,
+        max_length=4,
+        description="cnn: channels of each conv 5x5 + pool block; resnet: channels of each stage.",
+    )
+    fc: int = Field(128, ge=1, le=65536, description="cnn: width of the hidden classifier layer.")
+
+    @model_validator(mode="after")
+    def _positive(self) -> ModelSpec:
+        for name in ("hidden", "channels"):
+            for i, v in enumerate(getattr(self, name)):
+                if not 1 <= v <= 65536:
+                    raise _fail(f"{name}.{i}", f"must be between 1 and 65536, got {v}")
+        return self
+
+    def resnet_shortcuts(self) -> list[bool]:
+        """Which residual blocks need a 1x1 conv shortcut (channel or stride change)."""
+        return [i > 0 for i in range(len(self.channels))]
+
+    @property
+    def num_layers(self) -> int:
+        """Pipeline-cuttable units in order (a residual block is one unit)."""
+        if self.kind == "mlp":
+            return len(self.hidden) + 1
+        if self.kind == "cnn":
+            return len(self.channels) + 2
+        return len(self.channels) + 2  # stem, one unit per block, head
+
+    @property
+    def num_weight_layers(self) -> int:
+        """Layers with a weight matrix, the ones `analog.layers` indexes."""
+        if self.kind == "resnet":
+            return 2 + sum(2 + int(s) for s in self.resnet_shortcuts())
+        return self.num_layers
+
+
+class ExpStepSpec(_Strict):
+    """Parameters of aihwkit's ExpStep response (the reram_es preset); defaults are aihwkit's."""
+
+    A_up: float = Field(0.00081, ge=0)
+    A_down: float = Field(0.36833, ge=0)
+    gamma_up: float = Field(12.44625, ge=0)
+    gamma_down: float = Field(12.78785, ge=0)
+    a: float = Field(0.244)
+    b: float = Field(0.2425)
+
+
+class DeviceSpec(_Strict):
+    model: DeviceModel = Field("softbounds", description="Response-function family.")
+    preset: PresetName | None = Field(None, description="A published device; sets the fields.")
+    w_min: float = Field(-1.0, lt=0, description="Lower weight bound (negative).")
+    w_max: float = Field(1.0, gt=0, description="Upper weight bound (positive).")
+    states: float = Field(
+        1200, gt=0, le=1e9, description="(w_max - w_min) / dw_min: pulses from bound to bound."
+    )
+    dw_min: float | None = Field(
+        None, gt=0, description="Step of one pulse; alternative to `states`, derived if unset."
+    )
+    gamma: float = Field(
+        0.5, ge=0, description="linear: slope (of the up response); power/exp: exponent."
+    )
+    gamma_down: float | None = Field(
+        None, ge=0, description="linear: slope of the down response (default: gamma)."
+    )
+    up_down: float = Field(
+        0.0, gt=-1, lt=1, description="Asymmetry: >0 shrinks the down step, <0 the up step."
+    )
+    c2c_noise: float = Field(0.0, ge=0, description="Cycle-to-cycle noise per pulse, in steps.")
+    c2c_mode: Literal["additive", "multiplicative"] = Field(
+        "additive",
+        description="additive: dw_min*(q + s*xi); multiplicative (aihwkit): dw_min*q*(1 + s*xi).",
+    )
+    d2d_variation: float = Field(
+        0.0, ge=0, le=0.9, description="Relative device-to-device spread of dw_min and bounds."
+    )
+    exp_step: ExpStepSpec = Field(default_factory=ExpStepSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("preset"):
+            return data
+        preset = PRESETS.get(data["preset"])
+        if preset is None:
+            return data  # the Literal check reports the bad name
+        data = dict(data)
+        values = {"gamma_down": None, **preset}
+        for key in sorted(PRESET_FIELDS & data.keys()):
+            if key not in values and key != "states":
+                continue  # e.g. gamma next to a softbounds preset: not the preset's to set
+            given = data[key]
+            expect = values.get(key)
+            if key == "states":
+                expect = (values["w_max"] - values["w_min"]) / values["dw_min"]
+            if not _same(given, expect):
+                raise _fail(
+                    key,
+                    f"set by preset {data['preset']!r} to {expect!r}; drop the preset or the field",
+                )
+        data.update(values)
+        data.pop("states", None)
+        return data
+
+    @model_validator(mode="after")
+    def _derive(self) -> DeviceSpec:
+        if self.w_min >= self.w_max:
+            raise _fail("w_max", "must be larger than w_min")
+        span = self.w_max - self.w_min
+        if self.dw_min is not None:
+            states = span / self.dw_min
+            if "states" in self.model_fields_set and not _same(self.states, states):
+                raise _fail("states", "give states or dw_min, not two values that disagree")
+            self.states = states
+        else:
+            self.dw_min = span / self.states
+        return self
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return bool(a == b)
+
+
+class IOSpec(_Strict):
+    perfect: bool = Field(True, description="true: exact MVMs (no DAC/ADC, noise or bounds).")
+    dac_bits: int = Field(7, ge=2, le=24, description="Input DAC resolution.")
+    adc_bits: int = Field(9, ge=2, le=24, description="Output ADC resolution.")
+    out_noise: float = Field(0.06, ge=0, description="Std of Gaussian output noise per MVM.")
+    in_bound: float = Field(1.0, gt=0, description="Inputs are clipped to +-in_bound.")
+    out_bound: float = Field(12.0, gt=0, description="Outputs are clipped to +-out_bound.")
+    noise_management: bool = Field(True, description="Scale inputs by max|x| before the DAC.")
+    bound_management: bool = Field(True, description="Halve inputs and redo when outputs clip.")
+
+
+class AnalogSpec(_Strict):
+    enabled: bool = Field(True, description="false: floating-point weights everywhere.")
+    layers: Literal["all", "last"] | list[int] = Field(
+        "all", description="Which weight layers are analog: all, last, or indices."
+    )
+    device: DeviceSpec = Field(default_factory=DeviceSpec)  # type: ignore[arg-type]
+    update: Literal["expected", "pulsed", "rounded"] = Field(
+        "expected",
+        description="expected: the F/G rule; pulsed: stochastic pulse trains; "
+        "rounded: stochastic rounding to whole pulses.",
+    )
+    bit_length: int = Field(31, ge=1, le=255, description="Pulse-train length BL (pulsed).")
+    update_management: bool = Field(
+        True, description="pulsed: balance the two sides' probabilities and cap BL as aihwkit does."
+    )
+    io: IOSpec = Field(default_factory=IOSpec)  # type: ignore[arg-type]
+
+
+class LrDecaySpec(_Strict):
+    every_epochs: float = Field(gt=0, description="Multiply lr by factor every this many epochs.")
+    factor: float = Field(gt=0, le=1, description="Decay factor.")
+
+
+class TikiTakaSpec(_Strict):
+    gamma: float = Field(0.0, ge=0, description="Inference weight is W + gamma * P.")
+    transfer_lr: float = Field(0.1, gt=0, description="Rate of the P -> W transfer.")
+    transfer_every: int = Field(1, ge=1, description="Updates between two transfers.")
+    transfer_columns: int = Field(1, ge=1, description="Columns of P read per transfer.")
+
+
+class OptimizerSpec(_Strict):
+    algorithm: Literal["sgd", "analog_sgd", "tiki_taka"] = Field(
+        "analog_sgd", description="sgd: exact floating-point update; analog ones use devices."
+    )
+    lr: float = Field(0.1, gt=0, le=1e3, description="Learning rate.")
+    lr_decay: LrDecaySpec | None = Field(None, description="Step decay of the learning rate.")
+    tiki_taka: TikiTakaSpec = Field(default_factory=TikiTakaSpec)  # type: ignore[arg-type]
+
+
+class TrainingSpec(_Strict):
+    epochs: float | None = Field(10, gt=0, le=1e6, description="Passes over the training set.")
+    steps: int | None = Field(None, ge=1, le=10**9, description="Updates, instead of epochs.")
+    micro_batch_size: int = Field(10, ge=1, le=65536, description="b: samples per micro-batch.")
+    eval_every: int = Field(200, ge=1, description="Micro-batches between metric points.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_length(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("steps") is not None:
+            if data.get("epochs") is not None:
+                raise _fail("steps", "give exactly one of epochs or steps")
+            data = {**data, "epochs": None}
+        return data
+
+    @model_validator(mode="after")
+    def _has_length(self) -> TrainingSpec:
+        if self.epochs is None and self.steps is None:
+            raise _fail("epochs", "give exactly one of epochs or steps")
+        return self
+
+
+class LatencySpec(_Strict):
+    forward: float = Field(40.0, ge=0, description="ns per layer per sample, forward MVM.")
+    backward: float = Field(40.0, ge=0, description="ns per layer per sample, backward MVM.")
+    update: float = Field(165.9, ge=0, description="ns per layer per sample, weight update.")
+
+
+class PipelineSpec(_Strict):
+    stages: int = Field(1, ge=1, le=256, description="P; 1 = no pipeline.")
+    schedule: Schedule = Field("sequential", description="Pipeline schedule.")
+    micro_batches: int = Field(5, ge=1, le=4096, description="B: micro-batches per mini-batch.")
+    latency_ns: LatencySpec = Field(default_factory=LatencySpec)  # type: ignore[arg-type]
+
+
+class JobSpec(_Strict):
+    """One simulation job; every field has a default, so a minimal spec is short."""
+
+    name: str = Field("job", max_length=200, description="Free text.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Same spec + seed = same metrics on CPU.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where torch runs.")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)  # type: ignore[arg-type]
+    model: ModelSpec = Field(default_factory=ModelSpec)  # type: ignore[arg-type]
+    analog: AnalogSpec = Field(default_factory=AnalogSpec)  # type: ignore[arg-type]
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)  # type: ignore[arg-type]
+    training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[arg-type]
+    pipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        n = self.model.num_layers
+        if self.pipeline.stages > n:
+            raise _fail(
+                "pipeline.stages",
+                f"{self.pipeline.stages} stages but the {self.model.kind} has {n} layers; "
+                f"allowed: 1..{n}",
+            )
+        if isinstance(self.analog.layers, list):
+            m = self.model.num_weight_layers
+            for i, idx in enumerate(self.analog.layers):
+                if not 0 <= idx < m:
+                    raise _fail(f"analog.layers.{i}", f"index {idx} out of range 0..{m - 1}")
+        if self.optimizer.algorithm != "sgd" and not self.analog.enabled:
+            raise _fail(
+                "optimizer.algorithm",
+                f"{self.optimizer.algorithm!r} needs analog.enabled: true; "
+                "use 'sgd' for a digital run",
+            )
+        if self.model.kind != "mlp" and self.dataset.name == "synthetic":
+            raise _fail(
+                "model.kind",
+                f"{self.model.kind!r} needs image inputs; the synthetic dataset is flat "
+                "(use mlp)",
+            )
+        return self
+
+    def normalised(self) -> dict[str, Any]:
+        """The spec as plain data with presets expanded and derived fields filled."""
+        return self.model_dump(mode="json")
+
+
+def spec_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Turn pydantic's errors into (dotted field path, message) pairs."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        msg = err["msg"]
+        ctx = err.get("ctx") or {}
+        if err["type"] == "spec":
+            loc.append(ctx["path"])
+            msg = ctx["message"]
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (not part of the job spec)"
+        elif err["type"] == "literal_error" and "expected" in ctx:
+            msg = f"got {err.get('input')!r}; allowed: {ctx['expected']}"
+        problems.append((".".join(loc), msg))
+    return problems
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a spec given as a dict (or a JobSpec); raise SpecError naming every fault."""
+    if isinstance(data, JobSpec):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError([("", f"a job spec must be a mapping, got {type(data).__name__}")])
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(spec_problems(exc)) from None
+
+
+def load_spec_file(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON spec file and validate it."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise SpecError([("", f"cannot read {str(p)!r}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError([("", f"{p}: not valid YAML/JSON: {exc}")]) from None
+    return parse_spec(data)

@@ -1,0 +1,102 @@
+"""The analog tile: a crossbar holding a weight matrix as device states.
+
+Forward `W x` and backward `W^T d` go through the IO model; the weights change
+only through the device (three update modes, all vectorised over the tile and
+the batch). Backward signals and inputs of recent micro-batches wait in
+`pending` until the algorithm updates the tile.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from aimc_engine.devices import Device, symmetric_parts
+from aimc_engine.mvm import analog_mvm
+from aimc_engine.pulses import pulse_train_counts, rounded_counts
+from aimc_engine.spec import AnalogSpec
+
+
+class AnalogTile(nn.Module):
+    """An (out, in) crossbar; `weight` and the device parameters are buffers (saved, not trained)."""
+
+    weight: Tensor
+
+    def __init__(
+        self,
+        out_features: int,
+        in_features: int,
+        analog: AnalogSpec,
+        *,
+        init_generator: torch.Generator,
+        noise_generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        init_bound: float | None = None,
+    ) -> None:
+        super().__init__()
+        shape = (out_features, in_features)
+        self.analog = analog
+        self.noise_generator = noise_generator
+        self.device_model = Device(analog.device, shape, generator=init_generator, device=device)
+        bound = 1 / math.sqrt(in_features) if init_bound is None else init_bound
+        w = torch.empty(shape).uniform_(-bound, bound, generator=init_generator).to(device)
+        self.register_buffer("weight", self.device_model.clip(w))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.weight.shape[0], self.weight.shape[1])
+
+    def forward_mvm(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        """y = W x through the IO model; x (N, in) -> (N, out)."""
+        w = self.weight if weight is None else weight
+        return analog_mvm(w, x, self.analog.io, self.noise_generator)
+
+    def backward_mvm(self, d: Tensor, weight: Tensor | None = None) -> Tensor:
+        """d_x = W^T d through the IO model, with the tile's current weights; d (N, out)."""
+        w = self.weight if weight is None else weight
+        return analog_mvm(w.T, d, self.analog.io, self.noise_generator)
+
+    def update(self, x: Tensor, d: Tensor, lr: float) -> None:
+        """W <- W - lr * d^T x through the device, in the spec's update mode.
+
+        x (N, in) and d (N, out) are the rows of the micro-batches being applied
+        (N = samples, or samples x positions for a convolution).
+        """
+        mode = self.analog.update
+        dev = self.device_model
+        g = self.noise_generator
+        if mode == "expected":
+            self.weight = dev.expected_update(self.weight, -lr * (d.T @ x), g)
+            return
+        if mode == "pulsed":
+            n_up, n_down = pulse_train_counts(
+                x,
+                d,
+                lr=lr,
+                dw_min=dev.dw_min,
+                bit_length=self.analog.bit_length,
+                update_management=self.analog.update_management,
+                generator=g,
+            )
+        else:
+            n_up, n_down = rounded_counts(-lr * (d.T @ x), dw_min=dev.dw_min, generator=g)
+        self.weight = dev.apply_pulses(self.weight, n_up, n_down, g)
+
+    def exact_update(self, delta: Tensor) -> None:
+        """W <- W + delta in floating point (the `sgd` algorithm: no device in the loop)."""
+        self.weight = self.weight + delta
+
+    def saturation(self) -> float:
+        """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""
+        q_up, q_down = self.device_model.response(self.weight)
+        f, g = symmetric_parts(q_up, q_down)
+        return float((g.square() / f.clamp_min(1e-12)).max())
+
+    def near_bound_fraction(self, margin: float = 0.05) -> float:
+        """Share of weights within `margin` of the range (w_max - w_min) from a bound."""
+        dev = self.device_model
+        edge = margin * (dev.w_max - dev.w_min)
+        near = (self.weight >= dev.w_max - edge) | (self.weight <= dev.w_min + edge)
+        return float(near.float().mean())
