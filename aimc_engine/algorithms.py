@@ -23,7 +23,11 @@ class Algorithm:
     """Applies one update to every layer from the gradients of the last backward pass(es)."""
 
     def __init__(
-        self, spec: JobSpec, model: LayeredNet, *, init_generator: torch.Generator,
+        self,
+        spec: JobSpec,
+        model: LayeredNet,
+        *,
+        init_generator: torch.Generator,
         noise_generator: torch.Generator,
     ) -> None:
         self.kind = spec.optimizer.algorithm
@@ -35,8 +39,12 @@ class Algorithm:
                 out_f, in_f = layer.tile.shape
                 # P starts at zero, its symmetric point for devices with G(0) = 0
                 layer.fast = AnalogTile(
-                    out_f, in_f, spec.analog, init_generator=init_generator,
-                    noise_generator=noise_generator, device=layer.tile.weight.device,
+                    out_f,
+                    in_f,
+                    spec.analog,
+                    init_generator=init_generator,
+                    noise_generator=noise_generator,
+                    device=layer.tile.weight.device,
                     init_bound=0.0,
                 )
                 layer.fast_gamma = self.tiki_taka.gamma
@@ -68,7 +76,7 @@ class Algorithm:
         tt = self.tiki_taka
         if (self.updates + 1) % tt.transfer_every:
             return
-        out_f, in_f = fast.shape
+        in_f = fast.shape[1]
         n_cols = min(tt.transfer_columns, in_f)
         transfers = (self.updates + 1) // tt.transfer_every - 1
         first = (transfers * n_cols) % in_f

@@ -10,8 +10,18 @@ from typing import Any
 from torch import nn
 
 METRIC_COLUMNS = [
-    "step", "samples", "epoch", "sim_time_ns", "wall_s", "lr", "train_loss", "test_loss",
-    "test_accuracy", "grad_norm_sq", "saturation", "near_bound_fraction",
+    "step",
+    "samples",
+    "epoch",
+    "sim_time_ns",
+    "wall_s",
+    "lr",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "grad_norm_sq",
+    "saturation",
+    "near_bound_fraction",
 ]
 
 
@@ -67,8 +77,9 @@ def plot_curves(path: Path, metrics: list[dict[str, Any]], title: str) -> None:
     plt.close(fig)
 
 
-def write_run(out_dir: Path, result: dict[str, Any], metrics: list[dict[str, Any]],
-              model: nn.Module) -> None:
+def write_run(
+    out_dir: Path, result: dict[str, Any], metrics: list[dict[str, Any]], model: nn.Module
+) -> None:
     """Everything but metrics.jsonl (appended while the job runs)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out_dir / "metrics.csv", metrics)

@@ -108,7 +108,7 @@ def read_idx(path: Path) -> np.ndarray:
     body = raw[4 + 4 * ndim :]
     if len(body) != expected:
         raise DatasetError(
-            f"dataset.path: {path.name} holds {len(body)} data bytes, its header promises {expected}"
+            f"dataset.path: {path.name} holds {len(body)} data bytes; its header says {expected}"
         )
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
@@ -213,15 +213,21 @@ def as_images(dataset: Dataset) -> Dataset:
         return dataset
     if len(shape) == 2:
         return Dataset(
-            dataset.x_train[:, None], dataset.y_train, dataset.x_test[:, None], dataset.y_test,
+            dataset.x_train[:, None],
+            dataset.y_train,
+            dataset.x_test[:, None],
+            dataset.y_test,
             dataset.classes,
         )
-    side = int(round(shape[0] ** 0.5))
+    side = round(shape[0] ** 0.5)
     if len(shape) != 1 or side * side != shape[0]:
         raise DatasetError(
             f"model.kind: conv models need image inputs; samples of shape {shape} are not square"
         )
     return Dataset(
-        dataset.x_train.reshape(-1, 1, side, side), dataset.y_train,
-        dataset.x_test.reshape(-1, 1, side, side), dataset.y_test, dataset.classes,
+        dataset.x_train.reshape(-1, 1, side, side),
+        dataset.y_train,
+        dataset.x_test.reshape(-1, 1, side, side),
+        dataset.y_test,
+        dataset.classes,
     )

@@ -34,7 +34,9 @@ def linear_slopes(spec: DeviceSpec) -> tuple[float, float]:
     return spec.gamma, down
 
 
-def raw_response(spec: DeviceSpec, w: Tensor, w_min: Tensor, w_max: Tensor) -> tuple[Tensor, Tensor]:
+def raw_response(
+    spec: DeviceSpec, w: Tensor, w_min: Tensor, w_max: Tensor
+) -> tuple[Tensor, Tensor]:
     """q_+(w), q_-(w) of the device family (table in analog-model.md section 2)."""
     m = spec.model
     if m in LINEAR_FAMILY:
@@ -76,7 +78,11 @@ class Device(nn.Module):
     step_down: Tensor
 
     def __init__(
-        self, spec: DeviceSpec, shape: tuple[int, ...], *, generator: torch.Generator,
+        self,
+        spec: DeviceSpec,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator,
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
@@ -140,9 +146,7 @@ class Device(nn.Module):
             return self._pulses_closed_form(w, n_up, n_down, generator)
         return self._pulses_in_rounds(w, n_up, n_down, generator)
 
-    def _noise(
-        self, change: Tensor, n: Tensor, dw: Tensor, generator: torch.Generator
-    ) -> Tensor:
+    def _noise(self, change: Tensor, n: Tensor, dw: Tensor, generator: torch.Generator) -> Tensor:
         """Summed cycle-to-cycle noise of n pulses of step dw whose mean effect is `change`."""
         sigma = self.spec.c2c_noise
         if sigma == 0:

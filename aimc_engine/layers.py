@@ -45,14 +45,24 @@ class AnalogLayer(nn.Module):
     """
 
     def __init__(
-        self, out_features: int, fan_in: int, analog: AnalogSpec, *, bias: bool,
-        init_generator: torch.Generator, noise_generator: torch.Generator,
+        self,
+        out_features: int,
+        fan_in: int,
+        analog: AnalogSpec,
+        *,
+        bias: bool,
+        init_generator: torch.Generator,
+        noise_generator: torch.Generator,
         device: torch.device | str,
     ) -> None:
         super().__init__()
         self.tile = AnalogTile(
-            out_features, fan_in, analog, init_generator=init_generator,
-            noise_generator=noise_generator, device=device,
+            out_features,
+            fan_in,
+            analog,
+            init_generator=init_generator,
+            noise_generator=noise_generator,
+            device=device,
         )
         self.fast: AnalogTile | None = None
         self.fast_gamma = 0.0
@@ -92,13 +102,24 @@ class AnalogLinear(AnalogLayer):
     """y = W x + b with W on an analog tile of shape (out_features, in_features)."""
 
     def __init__(
-        self, in_features: int, out_features: int, analog: AnalogSpec, *, bias: bool = True,
-        init_generator: torch.Generator, noise_generator: torch.Generator,
+        self,
+        in_features: int,
+        out_features: int,
+        analog: AnalogSpec,
+        *,
+        bias: bool = True,
+        init_generator: torch.Generator,
+        noise_generator: torch.Generator,
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__(
-            out_features, in_features, analog, bias=bias, init_generator=init_generator,
-            noise_generator=noise_generator, device=device,
+            out_features,
+            in_features,
+            analog,
+            bias=bias,
+            init_generator=init_generator,
+            noise_generator=noise_generator,
+            device=device,
         )
         self.in_features, self.out_features = in_features, out_features
 
@@ -111,14 +132,27 @@ class AnalogConv2d(AnalogLayer):
     """A 2-D convolution mapped onto one tile by im2col: (out_ch, in_ch * k * k)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, analog: AnalogSpec, *,
-        stride: int = 1, padding: int = 0, bias: bool = True,
-        init_generator: torch.Generator, noise_generator: torch.Generator,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        analog: AnalogSpec,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        init_generator: torch.Generator,
+        noise_generator: torch.Generator,
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__(
-            out_channels, in_channels * kernel_size**2, analog, bias=bias,
-            init_generator=init_generator, noise_generator=noise_generator, device=device,
+            out_channels,
+            in_channels * kernel_size**2,
+            analog,
+            bias=bias,
+            init_generator=init_generator,
+            noise_generator=noise_generator,
+            device=device,
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding

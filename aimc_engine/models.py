@@ -53,16 +53,26 @@ class LayerFactory:
     def linear(self, n_in: int, n_out: int) -> nn.Module:
         if self._analog_next():
             return AnalogLinear(
-                n_in, n_out, self.spec.analog, init_generator=self.init_generator,
-                noise_generator=self.noise_generator, device=self.device,
+                n_in,
+                n_out,
+                self.spec.analog,
+                init_generator=self.init_generator,
+                noise_generator=self.noise_generator,
+                device=self.device,
             )
         return self._init(nn.Linear(n_in, n_out), n_in)
 
     def conv(self, c_in: int, c_out: int, k: int, *, stride: int = 1) -> nn.Module:
         if self._analog_next():
             return AnalogConv2d(
-                c_in, c_out, k, self.spec.analog, stride=stride, padding=k // 2,
-                init_generator=self.init_generator, noise_generator=self.noise_generator,
+                c_in,
+                c_out,
+                k,
+                self.spec.analog,
+                stride=stride,
+                padding=k // 2,
+                init_generator=self.init_generator,
+                noise_generator=self.noise_generator,
                 device=self.device,
             )
         return self._init(nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2), c_in * k * k)
@@ -99,10 +109,7 @@ class LayeredNet(nn.Module):
 
     @property
     def weight_layers(self) -> list[nn.Module]:
-        return [
-            m for m in self.modules()
-            if isinstance(m, AnalogLayer | nn.Linear | nn.Conv2d)
-        ]
+        return [m for m in self.modules() if isinstance(m, AnalogLayer | nn.Linear | nn.Conv2d)]
 
     @property
     def analog_layers(self) -> list[AnalogLayer]:

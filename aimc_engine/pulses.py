@@ -47,8 +47,12 @@ def pulse_train_counts(
     else:
         a = b = math.sqrt(k)
     n = x.shape[0]
-    fire_x = torch.bernoulli((b * x.abs()).clamp(max=1).expand(bl, n, in_features), generator=generator)
-    fire_d = torch.bernoulli((a * d.abs()).clamp(max=1).expand(bl, n, out_features), generator=generator)
+    fire_x = torch.bernoulli(
+        (b * x.abs()).clamp(max=1).expand(bl, n, in_features), generator=generator
+    )
+    fire_d = torch.bernoulli(
+        (a * d.abs()).clamp(max=1).expand(bl, n, out_features), generator=generator
+    )
     fire_x = fire_x.reshape(bl * n, in_features)  # (BL*N, in)
     fire_d = fire_d.reshape(bl * n, out_features)  # (BL*N, out)
     signed_x = fire_x * torch.sign(x).repeat(bl, 1)

@@ -79,8 +79,11 @@ def _prepare_data(spec: JobSpec, device: torch.device) -> Dataset:
             f"{len(data.x_train)} training samples"
         )
     return Dataset(
-        data.x_train.to(device), data.y_train.to(device), data.x_test.to(device),
-        data.y_test.to(device), data.classes,
+        data.x_train.to(device),
+        data.y_train.to(device),
+        data.x_test.to(device),
+        data.y_test.to(device),
+        data.classes,
     )
 
 
@@ -125,8 +128,12 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
     data_gen = torch.Generator().manual_seed(spec.seed + 1)
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
     model = build_model(
-        spec, data.input_shape, data.classes, init_generator=init_gen,
-        noise_generator=noise_gen, device=device,
+        spec,
+        data.input_shape,
+        data.classes,
+        init_generator=init_gen,
+        noise_generator=noise_gen,
+        device=device,
     )
     algorithm = Algorithm(spec, model, init_generator=init_gen, noise_generator=noise_gen)
 
@@ -212,4 +219,3 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         "versions": versions(),
     }
     return RunOutput(result=result, metrics=metrics, model=model)
-

@@ -17,9 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from aimc_engine.presets import PRESET_FIELDS, PRESETS
 
-DeviceModel = Literal[
-    "ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"
-]
+DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
 PresetName = Literal["reram_es", "reram_sb", "capacitor", "ecram", "idealized", "gokmen_vlasov"]
 Schedule = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
 
@@ -46,7 +44,9 @@ class SyntheticSpec(_Strict):
     n_test: int = Field(1024, ge=10, le=10_000_000, description="Test samples.")
     features: int = Field(32, ge=1, le=100_000, description="Input features.")
     classes: int = Field(10, ge=2, le=10_000, description="Classes (teacher outputs).")
-    noise: float = Field(0.1, ge=0, description="Std of the Gaussian noise on the teacher's logits.")
+    noise: float = Field(
+        0.1, ge=0, description="Std of the Gaussian noise on the teacher's logits."
+    )
 
 
 class Mnist1dSpec(_Strict):
@@ -82,7 +82,9 @@ class DatasetSpec(_Strict):
             if self.name == "npz" and not p.is_file():
                 raise _fail("path", f"no such file: {self.path!r} (expected an .npz file)")
             if self.name == "mnist_idx" and not p.is_dir():
-                raise _fail("path", f"no such folder: {self.path!r} (expected the idx files' folder)")
+                raise _fail(
+                    "path", f"no such folder: {self.path!r} (expected the idx files' folder)"
+                )
         if self.name == "uploaded" and not self.id:
             raise _fail("id", "required for dataset 'uploaded'")
         return self
@@ -340,8 +342,7 @@ class JobSpec(_Strict):
         if self.model.kind != "mlp" and self.dataset.name == "synthetic":
             raise _fail(
                 "model.kind",
-                f"{self.model.kind!r} needs image inputs; the synthetic dataset is flat "
-                "(use mlp)",
+                f"{self.model.kind!r} needs image inputs; the synthetic dataset is flat (use mlp)",
             )
         return self
 

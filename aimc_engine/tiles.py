@@ -20,7 +20,7 @@ from aimc_engine.spec import AnalogSpec
 
 
 class AnalogTile(nn.Module):
-    """An (out, in) crossbar; `weight` and the device parameters are buffers (saved, not trained)."""
+    """An (out, in) crossbar; weights and device parameters are buffers (saved, not trained)."""
 
     weight: Tensor
 
