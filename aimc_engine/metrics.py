@@ -39,7 +39,7 @@ def gradient_norm_sq(model: LayeredNet, x: Tensor, y: Tensor) -> tuple[float, fl
     for layer in model.analog_layers:
         rows_x, rows_d = layer.take_pending()
         total += float((rows_d.T @ rows_x).square().sum())
-    return total, float(loss)
+    return total, float(loss.detach())
 
 
 @torch.no_grad()

@@ -1,0 +1,218 @@
+"""Device physics: every formula of analog-model.md sections 2-3, checked numerically."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aimc_engine.devices import MAX_PULSE_ROUNDS, raw_response, symmetric_parts
+from aimc_engine.spec import DeviceSpec
+from tests.conftest import make_device
+
+W = torch.linspace(-0.9, 0.9, 7)
+LO, HI = torch.tensor(-1.0), torch.tensor(1.0)
+
+
+def ref_response(model: str, w: float, w_min: float, w_max: float, gamma: float) -> tuple:
+    """The table of analog-model.md section 2, written out in plain floats."""
+    span = w_max - w_min
+    if model in ("ideal", "constant_step"):
+        return 1.0, 1.0
+    if model == "linear":
+        return 1 - gamma * w / w_max, 1 - gamma * w / w_min
+    if model == "softbounds":
+        return 1 - w / w_max, 1 - w / w_min
+    if model == "power":
+        return ((w_max - w) / span) ** gamma, ((w - w_min) / span) ** gamma
+    if model == "exp":
+        up = (math.exp(gamma * (1 - w / w_max)) - 1) / (math.exp(gamma) - 1)
+        down = (math.exp(gamma * (1 - w / w_min)) - 1) / (math.exp(gamma) - 1)
+        return up, down
+    a, b = 0.244, 0.2425
+    z = 2 * a * w / span + b
+    up = max(1 - 0.00081 * math.exp(12.44625 * z), 0.0)
+    down = max(1 - 0.36833 * math.exp(-12.78785 * z), 0.0)
+    return up, down
+
+
+@pytest.mark.parametrize(
+    "model", ["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
+)
+@pytest.mark.parametrize("bounds", [(-1.0, 1.0), (-0.75, 1.25)])
+def test_response_functions_match_the_table(model: str, bounds: tuple[float, float]) -> None:
+    spec = DeviceSpec(model=model, w_min=bounds[0], w_max=bounds[1], gamma=0.7)
+    w = torch.linspace(bounds[0] * 0.95, bounds[1] * 0.95, 9, dtype=torch.float64)
+    up, down = raw_response(spec, w, torch.tensor(bounds[0]), torch.tensor(bounds[1]))
+    for i, wi in enumerate(w.tolist()):
+        ref_up, ref_down = ref_response(model, wi, *bounds, 0.7)
+        assert up[i].item() == pytest.approx(ref_up, rel=1e-9, abs=1e-12)
+        assert down[i].item() == pytest.approx(ref_down, rel=1e-9, abs=1e-12)
+
+
+def test_F_and_G_from_q_plus_and_q_minus() -> None:
+    """For soft bounds with +-tau: F = 1 and G = w / tau (section 3)."""
+    tau = 0.8
+    spec = DeviceSpec(model="softbounds", w_min=-tau, w_max=tau)
+    w = torch.linspace(-0.7, 0.7, 11, dtype=torch.float64)
+    up, down = raw_response(spec, w, torch.tensor(-tau), torch.tensor(tau))
+    f, g = symmetric_parts(up, down)
+    torch.testing.assert_close(f, torch.ones_like(w))
+    torch.testing.assert_close(g, w / tau)
+    torch.testing.assert_close(f, (down + up) / 2)
+    torch.testing.assert_close(g, (down - up) / 2)
+
+
+@pytest.mark.parametrize("model", ["softbounds", "linear", "power", "exp", "exp_step"])
+def test_expected_update_equals_the_F_G_rule(model: str, gen: torch.Generator) -> None:
+    dev = make_device((5, 6), model=model, gamma=0.6, up_down=0.1)
+    w = torch.rand(5, 6, generator=gen) * 1.6 - 0.8
+    delta = (torch.rand(5, 6, generator=gen) - 0.5) * 0.2
+    q_up, q_down = dev.response(w)
+    f, g = symmetric_parts(q_up, q_down)
+    reference = (w + delta * f - delta.abs() * g).clamp(-1, 1)
+    torch.testing.assert_close(dev.expected_update(w, delta, gen), reference)
+
+
+def test_linear_device_F_G_rule_pulls_towards_the_symmetric_point() -> None:
+    """W - lr*g - (lr/tau)*|g|*W for the soft-bounds device with +-tau (section 3)."""
+    tau, lr = 1.0, 0.1
+    dev = make_device((1, 3), model="softbounds", w_min=-tau, w_max=tau)
+    w = torch.tensor([[0.5, -0.5, 0.0]])
+    grad = torch.tensor([[0.3, -0.2, 0.4]])
+    expected = w - lr * grad - (lr / tau) * grad.abs() * w
+    torch.testing.assert_close(dev.expected_update(w, -lr * grad, torch.Generator()), expected)
+
+
+def test_ideal_device_expected_update_is_exact_sgd(gen: torch.Generator) -> None:
+    dev = make_device((3, 3), model="ideal")
+    w = torch.randn(3, 3, generator=gen) * 2  # even outside the nominal range: no bounds
+    delta = torch.randn(3, 3, generator=gen)
+    torch.testing.assert_close(dev.expected_update(w, delta, gen), w + delta)
+
+
+@pytest.mark.parametrize("model", ["linear", "softbounds"])
+def test_n_pulses_closed_form_equals_one_pulse_at_a_time(model: str) -> None:
+    dev = make_device((1, 4), model=model, gamma=0.4, gamma_down=0.9, states=50)
+    w0 = torch.tensor([[-0.6, -0.1, 0.2, 0.7]], dtype=torch.float64)
+    n = torch.tensor([[0.0, 3.0, 7.0, 12.0]], dtype=torch.float64)
+    zero = torch.zeros_like(n)
+    g = torch.Generator()
+    for up in (True, False):
+        w_loop = w0.clone()
+        for k in range(int(n.max())):
+            one = (n > k).double()
+            w_loop = dev.apply_pulses(w_loop, one, zero, g) if up else dev.apply_pulses(
+                w_loop, zero, one, g
+            )
+        w_closed = dev.apply_pulses(w0, n, zero, g) if up else dev.apply_pulses(w0, zero, n, g)
+        torch.testing.assert_close(w_closed, w_loop)
+
+
+def test_softbounds_closed_form_of_n_up_pulses() -> None:
+    """w_n = w_max - (w_max - w)(1 - dw_min/w_max)^n (section 4)."""
+    dev = make_device((1, 1), model="softbounds", w_min=-1, w_max=1, states=100)
+    dw = 0.02
+    w = torch.tensor([[0.3]], dtype=torch.float64)
+    for n in (1, 5, 40):
+        out = dev.apply_pulses(w, torch.full_like(w, n), torch.zeros_like(w), torch.Generator())
+        assert out.item() == pytest.approx(1 - (1 - 0.3) * (1 - dw / 1) ** n, rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["power", "exp", "exp_step"])
+def test_pulses_in_rounds_are_exact_up_to_the_round_limit(model: str) -> None:
+    dev = make_device((1, 3), model=model, gamma=2.0, states=40)
+    w0 = torch.tensor([[-0.5, 0.0, 0.6]], dtype=torch.float64)
+    n = torch.tensor([[2.0, MAX_PULSE_ROUNDS, 9.0]], dtype=torch.float64)
+    zero = torch.zeros_like(n)
+    w_loop = w0.clone()
+    for k in range(MAX_PULSE_ROUNDS):
+        w_loop = dev.apply_pulses(w_loop, (n > k).double(), zero, torch.Generator())
+    torch.testing.assert_close(dev.apply_pulses(w0, n, zero, torch.Generator()), w_loop)
+
+
+@pytest.mark.parametrize("model", ["constant_step", "softbounds", "linear", "power", "exp"])
+def test_saturation_at_the_bounds(model: str) -> None:
+    dev = make_device((1, 2), model=model, gamma=0.5, states=20, w_min=-0.75, w_max=1.25)
+    w = torch.tensor([[0.0, 1.0]])
+    many = torch.full_like(w, 10_000)
+    up = dev.apply_pulses(w, many, torch.zeros_like(w), torch.Generator())
+    down = dev.apply_pulses(w, torch.zeros_like(w), many, torch.Generator())
+    assert (up <= 1.25 + 1e-6).all() and (down >= -0.75 - 1e-6).all()
+    if model in ("constant_step", "linear"):  # these reach the bound exactly
+        torch.testing.assert_close(up, torch.full_like(w, 1.25))
+        torch.testing.assert_close(down, torch.full_like(w, -0.75))
+    else:  # soft devices approach it: the step vanishes there
+        assert (up > 1.2).all() and (down < -0.7).all()
+
+
+def test_ideal_device_has_no_bounds() -> None:
+    dev = make_device((1, 1), model="ideal", states=10)
+    w = torch.tensor([[0.9]])
+    out = dev.apply_pulses(w, torch.full_like(w, 5), torch.zeros_like(w), torch.Generator())
+    assert out.item() == pytest.approx(0.9 + 5 * 0.2)
+
+
+@pytest.mark.parametrize(("up_down", "up_step", "down_step"), [(0.3, 1.0, 0.7), (-0.3, 0.7, 1.0)])
+def test_up_down_asymmetry(up_down: float, up_step: float, down_step: float) -> None:
+    """up_down > 0: down step dw(1 - up_down); up_down < 0: up step dw(1 + up_down)."""
+    dev = make_device((1, 1), model="constant_step", states=100, up_down=up_down)
+    w = torch.zeros(1, 1, dtype=torch.float64)
+    one, zero = torch.ones_like(w), torch.zeros_like(w)
+    g = torch.Generator()
+    assert dev.apply_pulses(w, one, zero, g).item() == pytest.approx(0.02 * up_step)
+    assert dev.apply_pulses(w, zero, one, g).item() == pytest.approx(-0.02 * down_step)
+
+
+def test_d2d_variation_is_drawn_once_with_the_stated_spread() -> None:
+    d2d = 0.2
+    dev = make_device((200, 200), model="softbounds", d2d_variation=d2d, w_min=-0.8, w_max=1.2)
+    assert dev.step_up.std().item() == pytest.approx(d2d, rel=0.05)
+    assert dev.step_up.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert (dev.w_max.std() / 1.2).item() == pytest.approx(d2d, rel=0.05)
+    assert (dev.w_min.std() / 0.8).item() == pytest.approx(d2d, rel=0.05)
+    assert not torch.equal(dev.w_max / 1.2, dev.w_min / -0.8)  # independent draws
+    again = make_device((200, 200), model="softbounds", d2d_variation=d2d, w_min=-0.8, w_max=1.2)
+    torch.testing.assert_close(dev.step_up, again.step_up)  # a seeded, one-time draw
+    torch.testing.assert_close(dev.step_up, dev.step_down)  # up_down = 0: same step
+
+
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_cycle_to_cycle_noise_per_pulse(mode: str) -> None:
+    """One pulse: std of the change is sigma*dw_min (additive) or sigma*dw_min*q (mult.)."""
+    sigma = 0.5
+    dev = make_device(
+        (300, 300), model="softbounds", states=200, c2c_noise=sigma, c2c_mode=mode
+    )
+    w = torch.full((300, 300), 0.5, dtype=torch.float64)
+    out = dev.apply_pulses(w, torch.ones_like(w), torch.zeros_like(w), torch.Generator())
+    change = out - w
+    dw, q = 0.01, 0.5
+    assert change.mean().item() == pytest.approx(dw * q, rel=0.02)
+    expected_std = sigma * dw if mode == "additive" else sigma * dw * q
+    assert change.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+def test_symmetric_points() -> None:
+    # soft bounds with up_down u: (1 - w/w_max) = (1 - u)(1 - w/w_min)
+    u, lo, hi = 0.2, -0.75, 1.25
+    dev = make_device((1, 1), model="softbounds", w_min=lo, w_max=hi, up_down=u)
+    expected = u / (1 / hi - (1 - u) / lo)
+    assert dev.symmetric_point().item() == pytest.approx(expected, abs=1e-6)
+    # power device: equal distances to both bounds
+    dev = make_device((1, 1), model="power", w_min=lo, w_max=hi, gamma=2.0)
+    assert dev.symmetric_point().item() == pytest.approx((lo + hi) / 2, abs=1e-6)
+    # linear and exp with symmetric bounds: 0
+    for model in ("linear", "exp"):
+        assert make_device((1, 1), model=model).symmetric_point().item() == pytest.approx(
+            0.0, abs=1e-6
+        )
+    # exp_step: G vanishes at the point found
+    dev = make_device((1, 1), model="exp_step")
+    p = dev.symmetric_point()
+    q_up, q_down = dev.response(p)
+    assert (q_down - q_up).abs().item() < 1e-5
+    # constant steps: G = 0 everywhere (point 0); with asymmetry there is none (NaN)
+    assert make_device((1, 1), model="constant_step").symmetric_point().item() == 0.0
+    assert math.isnan(make_device((1, 1), model="constant_step", up_down=0.1).symmetric_point())

@@ -1,0 +1,77 @@
+"""IO model of analog MVMs (analog-model.md section 5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aimc_engine.mvm import analog_mvm, quantisation_step
+from aimc_engine.spec import IOSpec
+
+FINE = 24  # bits of a converter fine enough to be invisible
+
+
+def test_perfect_io_is_the_exact_product(gen: torch.Generator) -> None:
+    w, x = torch.randn(5, 7, generator=gen), torch.randn(3, 7, generator=gen)
+    torch.testing.assert_close(analog_mvm(w, x, IOSpec(perfect=True), gen), x @ w.T)
+
+
+@pytest.mark.parametrize(("bits", "bound"), [(7, 1.0), (4, 0.5)])
+def test_dac_step_size(bits: int, bound: float) -> None:
+    """The DAC rounds inputs to steps of 2*in_bound/(2^bits - 2) and clips to +-in_bound."""
+    io = IOSpec(
+        perfect=False, dac_bits=bits, adc_bits=FINE, out_noise=0, in_bound=bound,
+        out_bound=4, noise_management=False, bound_management=False,
+    )
+    x = torch.linspace(-2 * bound, 2 * bound, 5001, dtype=torch.float64)[:, None]
+    y = analog_mvm(torch.ones(1, 1, dtype=torch.float64), x, io, None)[:, 0]
+    levels = torch.unique(y)
+    step = quantisation_step(bound, bits)
+    assert step == pytest.approx(2 * bound / (2**bits - 2))
+    assert len(levels) == 2**bits - 1
+    torch.testing.assert_close(levels.diff(), torch.full_like(levels.diff(), step), atol=1e-6, rtol=0)
+    assert levels.min().item() == pytest.approx(-bound, abs=1e-6)
+    assert levels.max().item() == pytest.approx(bound, abs=1e-6)
+
+
+def test_adc_step_size() -> None:
+    bits, bound = 5, 3.0
+    io = IOSpec(
+        perfect=False, dac_bits=FINE, adc_bits=bits, out_noise=0, in_bound=10,
+        out_bound=bound, noise_management=False, bound_management=False,
+    )
+    x = torch.linspace(-5, 5, 4001, dtype=torch.float64)[:, None]
+    y = analog_mvm(torch.ones(1, 1, dtype=torch.float64), x, io, None)[:, 0]
+    levels = torch.unique(y)
+    assert len(levels) == 2**bits - 1
+    step = 2 * bound / (2**bits - 2)
+    torch.testing.assert_close(levels.diff(), torch.full_like(levels.diff(), step), atol=1e-6, rtol=0)
+
+
+def test_noise_management_makes_the_mvm_scale_free(gen: torch.Generator) -> None:
+    io = IOSpec(perfect=False, out_noise=0, bound_management=False)
+    w, x = torch.rand(4, 6, generator=gen) - 0.5, torch.randn(3, 6, generator=gen)
+    torch.testing.assert_close(analog_mvm(w, 100 * x, io, gen), 100 * analog_mvm(w, x, io, gen))
+    # and the quantised result stays close to the exact one
+    assert (analog_mvm(w, x, io, gen) - x @ w.T).abs().max() < 0.05 * x.abs().max()
+
+
+def test_bound_management_recovers_clipped_outputs() -> None:
+    w = torch.full((2, 8), 1.0, dtype=torch.float64)
+    x = torch.ones(1, 8, dtype=torch.float64)  # exact output 8, out_bound 3
+    common = dict(perfect=False, dac_bits=FINE, adc_bits=FINE, out_noise=0, out_bound=3.0)
+    clipped = analog_mvm(w, x, IOSpec(**common, bound_management=False), None)
+    managed = analog_mvm(w, x, IOSpec(**common, bound_management=True), None)
+    assert clipped[0, 0].item() == pytest.approx(3.0, abs=1e-5)
+    assert managed[0, 0].item() == pytest.approx(8.0, abs=1e-4)
+
+
+def test_output_noise_std() -> None:
+    io = IOSpec(
+        perfect=False, dac_bits=FINE, adc_bits=FINE, out_noise=0.06, out_bound=100,
+        noise_management=False, bound_management=False,
+    )
+    w = torch.zeros(1000, 4, dtype=torch.float64)
+    y = analog_mvm(w, torch.ones(50, 4, dtype=torch.float64), io, torch.Generator())
+    assert y.std().item() == pytest.approx(0.06, rel=0.03)
+    assert y.mean().item() == pytest.approx(0.0, abs=0.002)

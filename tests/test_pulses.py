@@ -1,0 +1,93 @@
+"""Pulsed and rounded updates (analog-model.md section 4)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aimc_engine.pulses import pulse_train_counts, rounded_counts
+from aimc_engine.spec import AnalogSpec
+from aimc_engine.tiles import AnalogTile
+
+X = torch.tensor([[0.9, -0.4, 0.1], [0.2, 0.5, -0.7]])  # (N=2, in=3)
+D = torch.tensor([[0.05, -0.02, 0.01, 0.0], [-0.03, 0.04, 0.02, -0.01]])  # (N=2, out=4)
+
+
+@pytest.mark.parametrize("management", [True, False])
+def test_mean_pulse_count_gives_minus_lr_d_x(management: bool) -> None:
+    """E[(n_up - n_down) * dw_min] = -lr * d^T x, within 5 standard errors."""
+    # lr small enough that no firing probability is clipped at 1 without management
+    lr, dw_min, trials = (0.5 if management else 0.01), 0.001, 3000
+    gen = torch.Generator().manual_seed(0)
+    nets = torch.stack(
+        [
+            torch.sub(*pulse_train_counts(
+                X, D, lr=lr, dw_min=dw_min, bit_length=31, update_management=management,
+                generator=gen,
+            ))
+            for _ in range(trials)
+        ]
+    ) * dw_min
+    target = -lr * D.T @ X
+    err = (nets.mean(0) - target).abs()
+    stderr = nets.std(0) / trials**0.5
+    assert (err <= 5 * stderr + 1e-9).all(), (err, stderr)
+
+
+def test_pulse_counts_are_whole_and_bounded_by_bit_length() -> None:
+    gen = torch.Generator().manual_seed(0)
+    n_up, n_down = pulse_train_counts(
+        X * 10, D * 10, lr=1.0, dw_min=1e-4, bit_length=7, update_management=False, generator=gen
+    )
+    for n in (n_up, n_down):
+        assert torch.equal(n, n.round()) and (n >= 0).all()
+    assert ((n_up + n_down) <= 7 * len(X)).all()  # at most BL coincidences per sample
+
+
+def test_zero_signal_gives_no_pulses() -> None:
+    gen = torch.Generator()
+    n_up, n_down = pulse_train_counts(
+        torch.zeros(2, 3), D, lr=0.1, dw_min=0.01, bit_length=31, update_management=True,
+        generator=gen,
+    )
+    assert n_up.sum() == 0 and n_down.sum() == 0
+
+
+def test_rounded_counts_are_unbiased() -> None:
+    delta = torch.tensor([[0.0123, -0.0371, 0.0004]]).repeat(20000, 1)
+    n_up, n_down = rounded_counts(delta, dw_min=0.01, generator=torch.Generator().manual_seed(0))
+    mean = (n_up - n_down).mean(0) * 0.01
+    torch.testing.assert_close(mean, delta[0], atol=3e-4, rtol=0)
+    assert set(torch.unique(n_up[:, 0]).tolist()) == {1.0, 2.0}  # floor or ceil of 1.23
+
+
+def _pulsed_vs_expected(states: float, trials: int = 400) -> tuple[float, float]:
+    """(gap of the mean, RMS gap of one update) between pulsed updates and the F/G rule,
+    relative to the size of the change, for one sample on a soft-bounds tile."""
+    analog = AnalogSpec(
+        device={"model": "softbounds", "states": states}, update="pulsed", bit_length=31
+    )
+    gen = torch.Generator().manual_seed(0)
+    tile = AnalogTile(4, 3, analog, init_generator=gen, noise_generator=gen)
+    w0 = torch.tensor([[0.8, -0.6, 0.1]] * 4)
+    x, d, lr = X[:1], D[:1], 0.2
+    expected = tile.device_model.expected_update(w0, -lr * d.T @ x, gen)
+    size = (expected - w0).abs().sum()
+    outcomes = []
+    for _ in range(trials):
+        tile.weight = w0.clone()
+        tile.update(x, d, lr)
+        outcomes.append(tile.weight)
+    runs = torch.stack(outcomes)
+    mean_gap = (runs.mean(0) - expected).abs().sum() / size
+    rms_gap = (runs - expected).square().sum((1, 2)).mean().sqrt() / size * 12**0.5
+    return float(mean_gap), float(rms_gap)
+
+
+def test_pulsed_update_approaches_the_expected_rule_as_dw_min_shrinks() -> None:
+    """In the mean the pulse train follows the F/G rule at any step size; one update's
+    deviation from it shrinks like sqrt(dw_min) (30 -> 3000 states: about 10x)."""
+    coarse_mean, coarse_rms = _pulsed_vs_expected(30)
+    fine_mean, fine_rms = _pulsed_vs_expected(3000)
+    assert fine_mean < 0.03
+    assert fine_rms < coarse_rms / 5
