@@ -136,12 +136,12 @@ class ModelSpec(_Strict):
 class ExpStepSpec(_Strict):
     """Parameters of aihwkit's ExpStep response (the reram_es preset); defaults are aihwkit's."""
 
-    A_up: float = Field(0.00081, ge=0)
-    A_down: float = Field(0.36833, ge=0)
-    gamma_up: float = Field(12.44625, ge=0)
-    gamma_down: float = Field(12.78785, ge=0)
-    a: float = Field(0.244)
-    b: float = Field(0.2425)
+    A_up: float = Field(0.00081, ge=0, description="q_+ = max(1 - A_up exp(gamma_up z), 0).")
+    A_down: float = Field(0.36833, ge=0, description="q_- = max(1 - A_down exp(-gamma_down z), 0).")
+    gamma_up: float = Field(12.44625, ge=0, description="Growth of the up saturation.")
+    gamma_down: float = Field(12.78785, ge=0, description="Growth of the down saturation.")
+    a: float = Field(0.244, description="z = 2a w / (w_max - w_min) + b.")
+    b: float = Field(0.2425, description="Offset of z.")
 
 
 class DeviceSpec(_Strict):

@@ -103,8 +103,10 @@ def test_n_pulses_closed_form_equals_one_pulse_at_a_time(model: str) -> None:
         w_loop = w0.clone()
         for k in range(int(n.max())):
             one = (n > k).double()
-            w_loop = dev.apply_pulses(w_loop, one, zero, g) if up else dev.apply_pulses(
-                w_loop, zero, one, g
+            w_loop = (
+                dev.apply_pulses(w_loop, one, zero, g)
+                if up
+                else dev.apply_pulses(w_loop, zero, one, g)
             )
         w_closed = dev.apply_pulses(w0, n, zero, g) if up else dev.apply_pulses(w0, zero, n, g)
         torch.testing.assert_close(w_closed, w_loop)
@@ -182,9 +184,7 @@ def test_d2d_variation_is_drawn_once_with_the_stated_spread() -> None:
 def test_cycle_to_cycle_noise_per_pulse(mode: str) -> None:
     """One pulse: std of the change is sigma*dw_min (additive) or sigma*dw_min*q (mult.)."""
     sigma = 0.5
-    dev = make_device(
-        (300, 300), model="softbounds", states=200, c2c_noise=sigma, c2c_mode=mode
-    )
+    dev = make_device((300, 300), model="softbounds", states=200, c2c_noise=sigma, c2c_mode=mode)
     w = torch.full((300, 300), 0.5, dtype=torch.float64)
     out = dev.apply_pulses(w, torch.ones_like(w), torch.zeros_like(w), torch.Generator())
     change = out - w

@@ -20,8 +20,14 @@ def test_perfect_io_is_the_exact_product(gen: torch.Generator) -> None:
 def test_dac_step_size(bits: int, bound: float) -> None:
     """The DAC rounds inputs to steps of 2*in_bound/(2^bits - 2) and clips to +-in_bound."""
     io = IOSpec(
-        perfect=False, dac_bits=bits, adc_bits=FINE, out_noise=0, in_bound=bound,
-        out_bound=4, noise_management=False, bound_management=False,
+        perfect=False,
+        dac_bits=bits,
+        adc_bits=FINE,
+        out_noise=0,
+        in_bound=bound,
+        out_bound=4,
+        noise_management=False,
+        bound_management=False,
     )
     x = torch.linspace(-2 * bound, 2 * bound, 5001, dtype=torch.float64)[:, None]
     y = analog_mvm(torch.ones(1, 1, dtype=torch.float64), x, io, None)[:, 0]
@@ -29,7 +35,9 @@ def test_dac_step_size(bits: int, bound: float) -> None:
     step = quantisation_step(bound, bits)
     assert step == pytest.approx(2 * bound / (2**bits - 2))
     assert len(levels) == 2**bits - 1
-    torch.testing.assert_close(levels.diff(), torch.full_like(levels.diff(), step), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        levels.diff(), torch.full_like(levels.diff(), step), atol=1e-6, rtol=0
+    )
     assert levels.min().item() == pytest.approx(-bound, abs=1e-6)
     assert levels.max().item() == pytest.approx(bound, abs=1e-6)
 
@@ -37,15 +45,23 @@ def test_dac_step_size(bits: int, bound: float) -> None:
 def test_adc_step_size() -> None:
     bits, bound = 5, 3.0
     io = IOSpec(
-        perfect=False, dac_bits=FINE, adc_bits=bits, out_noise=0, in_bound=10,
-        out_bound=bound, noise_management=False, bound_management=False,
+        perfect=False,
+        dac_bits=FINE,
+        adc_bits=bits,
+        out_noise=0,
+        in_bound=10,
+        out_bound=bound,
+        noise_management=False,
+        bound_management=False,
     )
     x = torch.linspace(-5, 5, 4001, dtype=torch.float64)[:, None]
     y = analog_mvm(torch.ones(1, 1, dtype=torch.float64), x, io, None)[:, 0]
     levels = torch.unique(y)
     assert len(levels) == 2**bits - 1
     step = 2 * bound / (2**bits - 2)
-    torch.testing.assert_close(levels.diff(), torch.full_like(levels.diff(), step), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        levels.diff(), torch.full_like(levels.diff(), step), atol=1e-6, rtol=0
+    )
 
 
 def test_noise_management_makes_the_mvm_scale_free(gen: torch.Generator) -> None:
@@ -68,8 +84,13 @@ def test_bound_management_recovers_clipped_outputs() -> None:
 
 def test_output_noise_std() -> None:
     io = IOSpec(
-        perfect=False, dac_bits=FINE, adc_bits=FINE, out_noise=0.06, out_bound=100,
-        noise_management=False, bound_management=False,
+        perfect=False,
+        dac_bits=FINE,
+        adc_bits=FINE,
+        out_noise=0.06,
+        out_bound=100,
+        noise_management=False,
+        bound_management=False,
     )
     w = torch.zeros(1000, 4, dtype=torch.float64)
     y = analog_mvm(w, torch.ones(50, 4, dtype=torch.float64), io, torch.Generator())

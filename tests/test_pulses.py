@@ -19,15 +19,25 @@ def test_mean_pulse_count_gives_minus_lr_d_x(management: bool) -> None:
     # lr small enough that no firing probability is clipped at 1 without management
     lr, dw_min, trials = (0.5 if management else 0.01), 0.001, 3000
     gen = torch.Generator().manual_seed(0)
-    nets = torch.stack(
-        [
-            torch.sub(*pulse_train_counts(
-                X, D, lr=lr, dw_min=dw_min, bit_length=31, update_management=management,
-                generator=gen,
-            ))
-            for _ in range(trials)
-        ]
-    ) * dw_min
+    nets = (
+        torch.stack(
+            [
+                torch.sub(
+                    *pulse_train_counts(
+                        X,
+                        D,
+                        lr=lr,
+                        dw_min=dw_min,
+                        bit_length=31,
+                        update_management=management,
+                        generator=gen,
+                    )
+                )
+                for _ in range(trials)
+            ]
+        )
+        * dw_min
+    )
     target = -lr * D.T @ X
     err = (nets.mean(0) - target).abs()
     stderr = nets.std(0) / trials**0.5
@@ -47,7 +57,12 @@ def test_pulse_counts_are_whole_and_bounded_by_bit_length() -> None:
 def test_zero_signal_gives_no_pulses() -> None:
     gen = torch.Generator()
     n_up, n_down = pulse_train_counts(
-        torch.zeros(2, 3), D, lr=0.1, dw_min=0.01, bit_length=31, update_management=True,
+        torch.zeros(2, 3),
+        D,
+        lr=0.1,
+        dw_min=0.01,
+        bit_length=31,
+        update_management=True,
         generator=gen,
     )
     assert n_up.sum() == 0 and n_down.sum() == 0
