@@ -31,7 +31,7 @@ class _AnalogMVM(torch.autograd.Function):
     def backward(ctx, d: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         layer: AnalogLayer = ctx.layer
-        layer.pending.append((x, d))
+        layer.pending.append((x.detach(), d.detach()))
         if not ctx.needs_input_grad[0]:
             return None, None, None  # first layer: no input gradient wanted
         return layer.tile.backward_mvm(d, layer.effective_weight()), None, None

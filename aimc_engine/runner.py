@@ -188,7 +188,7 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         loss.backward()
         algorithm.step(learning_rate(spec, step * b / n_train))
         step += 1
-        value = float(loss)
+        value = loss.item()
         if not math.isfinite(value):
             status = "failed"
             error = f"training diverged: loss is {value} at step {step}; lower optimizer.lr"

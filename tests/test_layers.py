@@ -13,7 +13,9 @@ from aimc_engine.models import LayeredNet, build_model
 from aimc_engine.spec import parse_spec
 
 
-def twin_models(algorithm: str, update: str = "expected") -> tuple[LayeredNet, nn.Module, Algorithm]:
+def twin_models(
+    algorithm: str, update: str = "expected"
+) -> tuple[LayeredNet, nn.Module, Algorithm]:
     spec = parse_spec(
         {
             "model": {"kind": "mlp", "hidden": [16]},
@@ -22,7 +24,9 @@ def twin_models(algorithm: str, update: str = "expected") -> tuple[LayeredNet, n
         }
     )
     g = torch.Generator().manual_seed(0)
-    ours = build_model(spec, (6,), 3, init_generator=g, noise_generator=g, device=torch.device("cpu"))
+    ours = build_model(
+        spec, (6,), 3, init_generator=g, noise_generator=g, device=torch.device("cpu")
+    )
     ref = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
     with torch.no_grad():
         for ref_layer, layer in zip((ref[0], ref[2]), ours.analog_layers, strict=True):
@@ -100,7 +104,9 @@ def test_analog_layers_selection() -> None:
     def kinds(layers: object) -> list[bool]:
         spec = parse_spec({"model": {"hidden": [8, 8]}, "analog": {"layers": layers}})
         g = torch.Generator()
-        m = build_model(spec, (4,), 2, init_generator=g, noise_generator=g, device=torch.device("cpu"))
+        m = build_model(
+            spec, (4,), 2, init_generator=g, noise_generator=g, device=torch.device("cpu")
+        )
         return [isinstance(layer, AnalogLinear) for layer in m.weight_layers]
 
     assert kinds("all") == [True, True, True]
@@ -119,7 +125,9 @@ def test_tiki_taka_transfers_columns_in_turn(gen: torch.Generator) -> None:
             },
         }
     )
-    model = build_model(spec, (3,), 2, init_generator=gen, noise_generator=gen, device=torch.device("cpu"))
+    model = build_model(
+        spec, (3,), 2, init_generator=gen, noise_generator=gen, device=torch.device("cpu")
+    )
     algo = Algorithm(spec, model, init_generator=gen, noise_generator=gen)
     layer = model.analog_layers[0]
     assert layer.fast is not None and torch.equal(layer.fast.weight, torch.zeros(2, 3))

@@ -1,0 +1,136 @@
+"""Datasets: shapes, normalisation, seeded splits, npz and MNIST idx readers."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aimc_engine.datasets import DatasetError, as_images, load_dataset, read_idx
+from aimc_engine.spec import DatasetSpec
+
+
+def test_digits_split_and_normalisation() -> None:
+    data = load_dataset(DatasetSpec(name="digits"), seed=0)
+    assert data.input_shape == (1, 8, 8) and data.classes == 10
+    assert len(data.x_train) + len(data.x_test) == 1797
+    assert len(data.x_test) == round(1797 * 0.2)
+    assert data.x_train.min() >= 0 and data.x_train.max() <= 1.0  # /16
+    again = load_dataset(DatasetSpec(name="digits"), seed=0)
+    assert torch.equal(data.y_test, again.y_test)
+    other = load_dataset(DatasetSpec(name="digits"), seed=1)
+    assert not torch.equal(data.y_test, other.y_test)
+
+
+def test_standard_normalisation_uses_training_statistics() -> None:
+    data = load_dataset(DatasetSpec(name="synthetic", normalize="standard"), seed=0)
+    torch.testing.assert_close(data.x_train.mean(0), torch.zeros(32), atol=1e-5, rtol=0)
+    torch.testing.assert_close(data.x_train.std(0), torch.ones(32), atol=1e-3, rtol=0)
+
+
+def test_synthetic_is_seeded_and_learnable_shape() -> None:
+    spec = DatasetSpec(
+        name="synthetic", synthetic={"n_train": 100, "n_test": 20, "features": 5, "classes": 3}
+    )
+    a, b = load_dataset(spec, seed=3), load_dataset(spec, seed=3)
+    assert a.x_train.shape == (100, 5) and a.x_test.shape == (20, 5)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
+    assert len(torch.unique(a.y_train)) == 3
+
+
+def save_npz(path: Path, **overrides: np.ndarray) -> Path:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.normal(size=(30, 16)).astype(np.float32),
+        "y_train": rng.integers(0, 4, 30),
+        "x_test": rng.normal(size=(10, 16)).astype(np.float32),
+        "y_test": rng.integers(0, 4, 10),
+    }
+    arrays.update(overrides)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_round_trip_and_image_reshape(tmp_path: Path) -> None:
+    path = save_npz(tmp_path / "d.npz")
+    data = load_dataset(DatasetSpec(name="npz", path=str(path)), seed=0)
+    assert data.input_shape == (16,) and data.classes == 4
+    assert as_images(data).input_shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"y_train": np.linspace(0, 1, 30)}, "integer class labels"),
+        ({"y_test": np.arange(3)}, "must be (N, features...)"),
+        ({"x_test": np.zeros((10, 15), np.float32)}, "x_test's are (15,)"),
+        ({"x_train": np.full((30, 16), np.nan, np.float32)}, "NaN"),
+    ],
+)
+def test_npz_errors(tmp_path: Path, overrides: dict, message: str) -> None:
+    path = save_npz(tmp_path / "d.npz", **overrides)
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_dataset(DatasetSpec(name="npz", path=str(path)), seed=0)
+
+
+def test_npz_missing_keys(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=np.zeros((3, 2)))
+    with pytest.raises(DatasetError, match="lacks"):
+        load_dataset(DatasetSpec(name="npz", path=str(path)), seed=0)
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mnist_idx_reader(tmp_path: Path, compress: bool) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 28, 28))
+    labels = rng.integers(0, 10, 12)
+    write_idx(tmp_path / "train-images-idx3-ubyte", images, compress)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels, compress)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", images[:5], compress)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[:5], compress)
+    data = load_dataset(DatasetSpec(name="mnist_idx", path=str(tmp_path)), seed=0)
+    assert data.input_shape == (1, 28, 28)
+    torch.testing.assert_close(data.x_train[:, 0] * 255, torch.tensor(images, dtype=torch.float32))
+    assert torch.equal(data.y_test, torch.tensor(labels[:5]))
+
+
+def test_mnist_idx_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="has no train-images"):
+        load_dataset(DatasetSpec(name="mnist_idx", path=str(tmp_path)), seed=0)
+    bad = tmp_path / "x-idx3-ubyte"
+    bad.write_bytes(b"\x12\x34\x08\x01\x00\x00\x00\x02ab")
+    with pytest.raises(DatasetError, match="bad magic"):
+        read_idx(bad)
+    short = tmp_path / "y-idx1-ubyte"
+    short.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(DatasetError, match="header says 5"):
+        read_idx(short)
+
+
+def test_uploaded_needs_the_service() -> None:
+    with pytest.raises(DatasetError, match="resolved by the aimc service"):
+        load_dataset(DatasetSpec(name="uploaded", id="abc"), seed=0)
+
+
+def test_mnist1d_is_generated_locally() -> None:
+    spec = DatasetSpec(name="mnist1d", mnist1d={"n_train": 200, "n_test": 50})
+    data = load_dataset(spec, seed=0)
+    assert data.x_train.shape == (200, 40) and data.x_test.shape == (50, 40)
+    assert data.classes == 10

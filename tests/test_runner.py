@@ -1,0 +1,171 @@
+"""run(spec): reproducibility, metric records, training sanity, every model kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimc_engine.runner import Callbacks, RunError, run
+from aimc_engine.spec import parse_spec
+
+METRIC_KEYS = {
+    "step",
+    "samples",
+    "epoch",
+    "sim_time_ns",
+    "wall_s",
+    "train_loss",
+    "test_loss",
+    "test_accuracy",
+    "grad_norm_sq",
+    "saturation",
+    "near_bound_fraction",
+}
+DIGITS_MLP = {
+    "dataset": {"name": "digits"},
+    "model": {"kind": "mlp", "hidden": [128, 64], "activation": "tanh"},
+    "training": {"epochs": 10, "micro_batch_size": 10, "eval_every": 1000},
+}
+
+
+def short(**overrides: object) -> dict:
+    spec: dict = {"training": {"steps": 30, "micro_batch_size": 8, "eval_every": 10}}
+    spec.update(overrides)
+    return spec
+
+
+def without_wall(metrics: list[dict]) -> list[dict]:
+    return [{k: v for k, v in m.items() if k != "wall_s"} for m in metrics]
+
+
+@pytest.mark.parametrize("update", ["expected", "pulsed", "rounded"])
+def test_same_spec_and_seed_give_identical_metrics(update: str) -> None:
+    data = short(
+        analog={
+            "update": update,
+            "device": {"c2c_noise": 0.5, "d2d_variation": 0.1},
+            "io": {"perfect": False},
+        },
+    )
+    a, b = run(parse_spec(data)), run(parse_spec(data))
+    assert without_wall(a.metrics) == without_wall(b.metrics)
+    c = run(parse_spec({**data, "seed": 1}))
+    assert without_wall(a.metrics) != without_wall(c.metrics)
+
+
+def test_metric_points_and_result() -> None:
+    out = run(parse_spec(short()))
+    steps = [m["step"] for m in out.metrics]
+    assert steps == [0, 10, 20, 30]
+    for m in out.metrics:
+        assert m.keys() >= METRIC_KEYS
+        assert m["samples"] == 8 * m["step"]
+        assert m["sim_time_ns"] == pytest.approx(m["samples"] * 3 * (40 + 40 + 165.9))
+        assert m["saturation"] >= 0 and 0 <= m["near_bound_fraction"] <= 1
+        assert m["grad_norm_sq"] > 0
+    r = out.result
+    assert r["status"] == "succeeded" and r["updates"] == 30 and r["samples"] == 240
+    assert r["final"]["test_accuracy"] == out.metrics[-1]["test_accuracy"]
+    assert r["timeline"]["staleness"] == [0] and r["timeline"]["bubble_fraction"] == 0
+    assert r["spec"]["analog"]["device"]["dw_min"] == pytest.approx(2 / 1200)
+    assert {"torch", "numpy", "aimc", "python"} <= r["versions"].keys()
+
+
+def test_digital_run_has_no_analog_health() -> None:
+    out = run(parse_spec(short(analog={"enabled": False}, optimizer={"algorithm": "sgd"})))
+    assert out.metrics[-1]["saturation"] is None
+    assert out.metrics[-1]["near_bound_fraction"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "dataset"),
+    [("cnn", {"name": "digits"}), ("resnet", {"name": "digits"}), ("mlp", {"name": "synthetic"})],
+)
+@pytest.mark.parametrize("algorithm", ["analog_sgd", "tiki_taka"])
+def test_every_model_kind_trains(kind: str, dataset: dict, algorithm: str) -> None:
+    spec = short(
+        model={"kind": kind, "channels": [4, 8], "fc": 16, "hidden": [16]},
+        dataset=dataset,
+        analog={"update": "pulsed", "io": {"perfect": False}},
+        optimizer={"algorithm": algorithm, "lr": 0.05},
+    )
+    out = run(parse_spec(spec))
+    assert out.result["status"] == "succeeded"
+    assert all(np.isfinite(m["test_loss"]) for m in out.metrics)
+
+
+def test_cnn_on_28x28_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "img.npz"
+    np.savez(
+        path,
+        x_train=rng.random((40, 28, 28), dtype=np.float32),
+        y_train=rng.integers(0, 3, 40),
+        x_test=rng.random((10, 28, 28), dtype=np.float32),
+        y_test=rng.integers(0, 3, 10),
+    )
+    spec = short(
+        model={"kind": "cnn", "channels": [4, 8], "fc": 16},
+        dataset={"name": "npz", "path": str(path)},
+    )
+    out = run(parse_spec(spec))
+    assert out.model.analog_layers[2].tile.shape == (16, 8 * 7 * 7)
+
+
+def test_cancel_stops_at_the_next_step() -> None:
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 5
+
+    out = run(parse_spec(short()), Callbacks(should_stop=should_stop))
+    assert out.result["status"] == "cancelled" and out.result["updates"] == 5
+
+
+def test_divergence_is_reported_not_raised() -> None:
+    spec = short(
+        analog={"enabled": False},
+        optimizer={"algorithm": "sgd", "lr": 1000},
+        model={"activation": "relu", "hidden": [64, 64]},
+    )
+    out = run(parse_spec(spec))
+    assert out.result["status"] == "failed"
+    assert "lower optimizer.lr" in out.result["error"]
+
+
+def test_unsupported_pipeline_is_a_clear_error() -> None:
+    with pytest.raises(RunError, match="allowed: stages 1, schedule sequential"):
+        run(parse_spec(short(pipeline={"stages": 2, "schedule": "async"})))
+
+
+def test_micro_batch_larger_than_dataset() -> None:
+    spec = short(dataset={"name": "synthetic", "synthetic": {"n_train": 10, "n_test": 10}})
+    spec["training"]["micro_batch_size"] = 64
+    with pytest.raises(RunError, match="training.micro_batch_size: 64 exceeds the 10"):
+        run(parse_spec(spec))
+
+
+def test_digits_digital_sanity() -> None:
+    spec = {
+        **DIGITS_MLP,
+        "analog": {"enabled": False},
+        "optimizer": {"algorithm": "sgd", "lr": 0.1},
+    }
+    assert run(parse_spec(spec)).result["final"]["test_accuracy"] >= 0.94
+
+
+@pytest.mark.parametrize("update", ["expected", "pulsed", "rounded"])
+def test_digits_analog_sgd_sanity(update: str) -> None:
+    """Soft bounds +-1 with 1200 states reach >= 0.88 in every update mode."""
+    spec = {
+        **DIGITS_MLP,
+        "analog": {
+            "device": {"model": "softbounds", "w_min": -1, "w_max": 1, "states": 1200},
+            "update": update,
+        },
+        "optimizer": {"algorithm": "analog_sgd", "lr": 0.1},
+    }
+    assert run(parse_spec(spec)).result["final"]["test_accuracy"] >= 0.88
