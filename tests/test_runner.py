@@ -144,7 +144,7 @@ def test_unsupported_pipeline_is_a_clear_error() -> None:
 def test_micro_batch_larger_than_dataset() -> None:
     spec = short(dataset={"name": "synthetic", "synthetic": {"n_train": 10, "n_test": 10}})
     spec["training"]["micro_batch_size"] = 64
-    with pytest.raises(RunError, match="training.micro_batch_size: 64 exceeds the 10"):
+    with pytest.raises(RunError, match=r"training\.micro_batch_size: 64 exceeds the 10"):
         run(parse_spec(spec))
 
 
