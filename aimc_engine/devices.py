@@ -60,6 +60,10 @@ def raw_response(
     return up, down
 
 
+def _log(a: Tensor | float) -> Tensor | float:
+    return torch.log(a) if isinstance(a, Tensor) else math.log(a)
+
+
 def symmetric_parts(q_plus: Tensor, q_minus: Tensor) -> tuple[Tensor, Tensor]:
     """F = (q_- + q_+)/2 (symmetric part) and G = (q_- - q_+)/2 (asymmetric part)."""
     return (q_minus + q_plus) / 2, (q_minus - q_plus) / 2
@@ -109,56 +113,99 @@ class Device(nn.Module):
         self.register_buffer("w_max", w_max)
         self.register_buffer("step_up", step * up)
         self.register_buffer("step_down", step * down)
+        # Without d2d every element shares its parameters: plain floats then save a
+        # full-tile multiply or read per use on the hot path of every update.
+        self.uniform = spec.d2d_variation == 0
+        self._scalars = (spec.w_min, spec.w_max, up, down)
+
+    def params(self) -> tuple[Tensor | float, Tensor | float, Tensor | float, Tensor | float]:
+        """(w_min, w_max, step_up, step_down): floats for uniform tiles, else per element."""
+        if self.uniform:
+            return self._scalars
+        return self.w_min, self.w_max, self.step_up, self.step_down
 
     def response(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """Effective q_+, q_-: the family's response times each element's step scale."""
-        q_up, q_down = raw_response(self.spec, w, self.w_min, self.w_max)
-        return self.step_up * q_up, self.step_down * q_down
+        lo, hi, s_up, s_down = self.params()
+        q_up, q_down = raw_response(self.spec, w, lo, hi)
+        return s_up * q_up, s_down * q_down
 
-    def clip(self, w: Tensor) -> Tensor:
-        """Keep weights inside each element's bounds (the ideal device has none)."""
-        return torch.clamp(w, self.w_min, self.w_max) if self.clips else w
+    def clip_(self, w: Tensor) -> Tensor:
+        """Keep weights inside each element's bounds, in place (the ideal device has none)."""
+        if self.clips:
+            lo, hi, _, _ = self.params()
+            w.clamp_(lo, hi) if self.uniform else torch.clamp(w, lo, hi, out=w)
+        return w
 
-    def expected_update(self, w: Tensor, delta: Tensor, generator: torch.Generator) -> Tensor:
-        """W + dW (.) F(W) - |dW| (.) G(W), clipped (analog-model.md section 3).
+    def expected_update_(self, w: Tensor, delta: Tensor, generator: torch.Generator) -> None:
+        """W <- W + dW (.) F(W) - |dW| (.) G(W), clipped, in place (analog-model.md sec. 3).
 
-        Written as dW*q_+ where dW > 0 and dW*q_- elsewhere, which is the same
-        rule with fewer operations. With cycle-to-cycle noise, adds the noise of
-        the |dW|/dw_min pulses the mean-field step stands for.
+        Equivalently dW*q_+ where dW > 0 and dW*q_- elsewhere. With cycle-to-cycle
+        noise it adds the noise of the |dW|/dw_min pulses the mean-field step
+        stands for. `delta` is consumed.
         """
-        q_up, q_down = self.response(w)
-        change = torch.where(delta > 0, delta * q_up, delta * q_down)
-        sigma = self.spec.c2c_noise
-        if sigma > 0:
-            xi = torch.randn(w.shape, generator=generator, device=w.device)
-            if self.spec.c2c_mode == "additive":
-                change = change + sigma * torch.sqrt(delta.abs() * self.dw_min) * xi
-            else:
+        sigma, mode = self.spec.c2c_noise, self.spec.c2c_mode
+        if self.uniform and self.spec.model in LINEAR_FAMILY and not (sigma and mode != "additive"):
+            self._linear_expected_(w, delta)
+        else:
+            q_up, q_down = self.response(w)
+            change = torch.where(delta > 0, delta * q_up, delta * q_down)
+            if sigma and mode != "additive":
                 pulses = (delta.abs() / self.dw_min).clamp_min(1)
-                change = change * (1 + sigma * xi / pulses.sqrt())
-        return self.clip(w + change)
+                xi = torch.randn(w.shape, generator=generator, device=w.device)
+                change.mul_(1 + sigma * xi / pulses.sqrt())
+            w.add_(change)
+        if sigma and mode == "additive":
+            xi = torch.randn(w.shape, generator=generator, device=w.device)
+            w.addcmul_(torch.sqrt(delta.abs().mul_(self.dw_min)), xi, value=sigma)
+        self.clip_(w)
 
-    def apply_pulses(
+    def _linear_expected_(self, w: Tensor, delta: Tensor) -> None:
+        """The F/G rule for a uniform linear-family tile in five passes over memory.
+
+        With dW_+- = (dW +- |dW|)/2, a = g_up/w_max, b = g_down/w_min and step
+        scales s_up, s_down, the change s_up dW_+ (1 - a w) + s_down dW_- (1 - b w)
+        is k1 dW + k2 |dW| - w (c1 dW + c2 |dW|), constants below.
+        """
+        lo, hi, s_up, s_down = self._scalars
+        g_up, g_down = linear_slopes(self.spec)
+        a, b = g_up / hi, g_down / lo
+        k1, k2 = (s_up + s_down) / 2, (s_up - s_down) / 2
+        c1, c2 = (a * s_up + b * s_down) / 2, (a * s_up - b * s_down) / 2
+        size = delta.abs()
+        if c1 or c2:
+            slope = size * c2
+            if c1:
+                slope.add_(delta, alpha=c1)
+            w.addcmul_(w, slope, value=-1)
+        w.add_(delta, alpha=k1)
+        if k2:
+            w.add_(size, alpha=k2)
+
+    def apply_pulses_(
         self, w: Tensor, n_up: Tensor, n_down: Tensor, generator: torch.Generator
-    ) -> Tensor:
-        """Apply n_up up pulses, then n_down down pulses, to each element."""
+    ) -> None:
+        """Apply n_up up pulses, then n_down down pulses, to each element, in place."""
         if self.spec.model in LINEAR_FAMILY:
-            return self._pulses_closed_form(w, n_up, n_down, generator)
-        return self._pulses_in_rounds(w, n_up, n_down, generator)
+            self._pulses_closed_form_(w, n_up, n_down, generator)
+        else:
+            self._pulses_in_rounds_(w, n_up, n_down, generator)
 
-    def _noise(self, change: Tensor, n: Tensor, dw: Tensor, generator: torch.Generator) -> Tensor:
+    def _noise(
+        self, change: Tensor, n: Tensor, dw: Tensor | float, generator: torch.Generator
+    ) -> Tensor:
         """Summed cycle-to-cycle noise of n pulses of step dw whose mean effect is `change`."""
         sigma = self.spec.c2c_noise
         if sigma == 0:
             return change
         xi = torch.randn(change.shape, generator=generator, device=change.device)
         if self.spec.c2c_mode == "additive":
-            return change + sigma * dw * n.sqrt() * xi
-        return change * (1 + sigma * xi / n.clamp_min(1).sqrt())
+            return change.add_(sigma * dw * n.sqrt() * xi)
+        return change.mul_(1 + sigma * xi / n.clamp_min(1).sqrt())
 
-    def _pulses_closed_form(
+    def _pulses_closed_form_(
         self, w: Tensor, n_up: Tensor, n_down: Tensor, generator: torch.Generator
-    ) -> Tensor:
+    ) -> None:
         """n pulses on q = 1 - g*w/bound: an affine map iterated n times.
 
         Up: w_n = w* - (w* - w) a^n with w* = w_max/g, a = 1 - dw*g/w_max (for
@@ -166,29 +213,28 @@ class Device(nn.Module):
         the end is exact because the iterates move monotonically towards w*.
         """
         g_up, g_down = linear_slopes(self.spec)
-        dw_up = self.dw_min * self.step_up
-        dw_down = self.dw_min * self.step_down
-        if g_up == 0:
-            change = dw_up * n_up
-        else:
-            target = self.w_max / g_up
-            change = (target - w) * (1 - torch.pow(1 - dw_up * g_up / self.w_max, n_up))
-        w = self.clip(w + self._noise(change, n_up, dw_up, generator))
-        if g_down == 0:
-            change = -dw_down * n_down
-        else:
-            target = self.w_min / g_down
-            change = (target - w) * (1 - torch.pow(1 + dw_down * g_down / self.w_min, n_down))
-        return self.clip(w + self._noise(change, n_down, dw_down, generator))
+        lo, hi, s_up, s_down = self.params()
+        # one loop for both directions: a = 1 - dw*g/bound with dw signed
+        for n, g, bound, dw in (
+            (n_up, g_up, hi, self.dw_min * s_up),
+            (n_down, g_down, lo, -self.dw_min * s_down),
+        ):
+            if g == 0:
+                change = n * dw
+            else:  # 1 - a^n as 1 - exp(n log a): torch.pow with tensor exponents is slow
+                reached = (n * _log(1 - dw * g / bound)).exp_().neg_().add_(1)
+                change = reached.mul_(bound / g - w)
+            w.add_(self._noise(change, n, abs(dw), generator))
+            self.clip_(w)
 
-    def _pulses_in_rounds(
+    def _pulses_in_rounds_(
         self, w: Tensor, n_up: Tensor, n_down: Tensor, generator: torch.Generator
-    ) -> Tensor:
+    ) -> None:
         """Apply the pulses in up to MAX_PULSE_ROUNDS rounds, response re-read each round."""
         most = int(torch.maximum(n_up.max(), n_down.max()).item())
         rounds = min(most, MAX_PULSE_ROUNDS)
-        dw_up = self.dw_min * self.step_up
-        dw_down = self.dw_min * self.step_down
+        lo, hi, s_up, s_down = self.params()
+        dw_up, dw_down = self.dw_min * s_up, self.dw_min * s_down
         done_up = torch.zeros_like(n_up)
         done_down = torch.zeros_like(n_down)
         for r in range(1, rounds + 1):
@@ -196,11 +242,12 @@ class Device(nn.Module):
             m_down = torch.floor(n_down * r / rounds) - done_down
             done_up += m_up
             done_down += m_down
-            q_up, _ = raw_response(self.spec, w, self.w_min, self.w_max)
-            w = self.clip(w + self._noise(m_up * dw_up * q_up, m_up, dw_up, generator))
-            _, q_down = raw_response(self.spec, w, self.w_min, self.w_max)
-            w = self.clip(w - self._noise(m_down * dw_down * q_down, m_down, dw_down, generator))
-        return w
+            q_up, _ = raw_response(self.spec, w, lo, hi)
+            w.add_(self._noise(m_up * dw_up * q_up, m_up, dw_up, generator))
+            self.clip_(w)
+            _, q_down = raw_response(self.spec, w, lo, hi)
+            w.sub_(self._noise(m_down * dw_down * q_down, m_down, dw_down, generator))
+            self.clip_(w)
 
     def symmetric_point(self, *, iterations: int = 60) -> Tensor:
         """Each element's w where G(w) = 0 (q_+ = q_-), by bisection on [w_min, w_max].

@@ -42,7 +42,7 @@ class AnalogTile(nn.Module):
         self.device_model = Device(analog.device, shape, generator=init_generator, device=device)
         bound = 1 / math.sqrt(in_features) if init_bound is None else init_bound
         w = torch.empty(shape).uniform_(-bound, bound, generator=init_generator).to(device)
-        self.register_buffer("weight", self.device_model.clip(w))
+        self.register_buffer("weight", self.device_model.clip_(w))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -68,7 +68,7 @@ class AnalogTile(nn.Module):
         dev = self.device_model
         g = self.noise_generator
         if mode == "expected":
-            self.weight = dev.expected_update(self.weight, -lr * (d.T @ x), g)
+            dev.expected_update_(self.weight, (d.T @ x).mul_(-lr), g)
             return
         if mode == "pulsed":
             n_up, n_down = pulse_train_counts(
@@ -81,12 +81,12 @@ class AnalogTile(nn.Module):
                 generator=g,
             )
         else:
-            n_up, n_down = rounded_counts(-lr * (d.T @ x), dw_min=dev.dw_min, generator=g)
-        self.weight = dev.apply_pulses(self.weight, n_up, n_down, g)
+            n_up, n_down = rounded_counts((d.T @ x).mul_(-lr), dw_min=dev.dw_min, generator=g)
+        dev.apply_pulses_(self.weight, n_up, n_down, g)
 
     def exact_update(self, delta: Tensor) -> None:
         """W <- W + delta in floating point (the `sgd` algorithm: no device in the loop)."""
-        self.weight = self.weight + delta
+        self.weight.add_(delta)
 
     def saturation(self) -> float:
         """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""

@@ -9,7 +9,7 @@ import torch
 
 from aimc_engine.devices import MAX_PULSE_ROUNDS, raw_response, symmetric_parts
 from aimc_engine.spec import DeviceSpec
-from tests.conftest import make_device
+from tests.conftest import expected_after, make_device, pulsed_after
 
 W = torch.linspace(-0.9, 0.9, 7)
 LO, HI = torch.tensor(-1.0), torch.tensor(1.0)
@@ -72,7 +72,7 @@ def test_expected_update_equals_the_F_G_rule(model: str, gen: torch.Generator) -
     q_up, q_down = dev.response(w)
     f, g = symmetric_parts(q_up, q_down)
     reference = (w + delta * f - delta.abs() * g).clamp(-1, 1)
-    torch.testing.assert_close(dev.expected_update(w, delta, gen), reference)
+    torch.testing.assert_close(expected_after(dev, w, delta, gen), reference)
 
 
 def test_linear_device_F_G_rule_pulls_towards_the_symmetric_point() -> None:
@@ -82,14 +82,14 @@ def test_linear_device_F_G_rule_pulls_towards_the_symmetric_point() -> None:
     w = torch.tensor([[0.5, -0.5, 0.0]])
     grad = torch.tensor([[0.3, -0.2, 0.4]])
     expected = w - lr * grad - (lr / tau) * grad.abs() * w
-    torch.testing.assert_close(dev.expected_update(w, -lr * grad, torch.Generator()), expected)
+    torch.testing.assert_close(expected_after(dev, w, -lr * grad, torch.Generator()), expected)
 
 
 def test_ideal_device_expected_update_is_exact_sgd(gen: torch.Generator) -> None:
     dev = make_device((3, 3), model="ideal")
     w = torch.randn(3, 3, generator=gen) * 2  # even outside the nominal range: no bounds
     delta = torch.randn(3, 3, generator=gen)
-    torch.testing.assert_close(dev.expected_update(w, delta, gen), w + delta)
+    torch.testing.assert_close(expected_after(dev, w, delta, gen), w + delta)
 
 
 @pytest.mark.parametrize("model", ["linear", "softbounds"])
@@ -104,11 +104,11 @@ def test_n_pulses_closed_form_equals_one_pulse_at_a_time(model: str) -> None:
         for k in range(int(n.max())):
             one = (n > k).double()
             w_loop = (
-                dev.apply_pulses(w_loop, one, zero, g)
+                pulsed_after(dev, w_loop, one, zero, g)
                 if up
-                else dev.apply_pulses(w_loop, zero, one, g)
+                else pulsed_after(dev, w_loop, zero, one, g)
             )
-        w_closed = dev.apply_pulses(w0, n, zero, g) if up else dev.apply_pulses(w0, zero, n, g)
+        w_closed = pulsed_after(dev, w0, n, zero, g) if up else pulsed_after(dev, w0, zero, n, g)
         torch.testing.assert_close(w_closed, w_loop)
 
 
@@ -118,7 +118,7 @@ def test_softbounds_closed_form_of_n_up_pulses() -> None:
     dw = 0.02
     w = torch.tensor([[0.3]], dtype=torch.float64)
     for n in (1, 5, 40):
-        out = dev.apply_pulses(w, torch.full_like(w, n), torch.zeros_like(w), torch.Generator())
+        out = pulsed_after(dev, w, torch.full_like(w, n), torch.zeros_like(w), torch.Generator())
         assert out.item() == pytest.approx(1 - (1 - 0.3) * (1 - dw / 1) ** n, rel=1e-6)
 
 
@@ -130,8 +130,8 @@ def test_pulses_in_rounds_are_exact_up_to_the_round_limit(model: str) -> None:
     zero = torch.zeros_like(n)
     w_loop = w0.clone()
     for k in range(MAX_PULSE_ROUNDS):
-        w_loop = dev.apply_pulses(w_loop, (n > k).double(), zero, torch.Generator())
-    torch.testing.assert_close(dev.apply_pulses(w0, n, zero, torch.Generator()), w_loop)
+        w_loop = pulsed_after(dev, w_loop, (n > k).double(), zero, torch.Generator())
+    torch.testing.assert_close(pulsed_after(dev, w0, n, zero, torch.Generator()), w_loop)
 
 
 @pytest.mark.parametrize("model", ["constant_step", "softbounds", "linear", "power", "exp"])
@@ -139,8 +139,8 @@ def test_saturation_at_the_bounds(model: str) -> None:
     dev = make_device((1, 2), model=model, gamma=0.5, states=20, w_min=-0.75, w_max=1.25)
     w = torch.tensor([[0.0, 1.0]])
     many = torch.full_like(w, 10_000)
-    up = dev.apply_pulses(w, many, torch.zeros_like(w), torch.Generator())
-    down = dev.apply_pulses(w, torch.zeros_like(w), many, torch.Generator())
+    up = pulsed_after(dev, w, many, torch.zeros_like(w), torch.Generator())
+    down = pulsed_after(dev, w, torch.zeros_like(w), many, torch.Generator())
     assert (up <= 1.25 + 1e-6).all() and (down >= -0.75 - 1e-6).all()
     if model in ("constant_step", "linear"):  # these reach the bound exactly
         torch.testing.assert_close(up, torch.full_like(w, 1.25))
@@ -152,7 +152,7 @@ def test_saturation_at_the_bounds(model: str) -> None:
 def test_ideal_device_has_no_bounds() -> None:
     dev = make_device((1, 1), model="ideal", states=10)
     w = torch.tensor([[0.9]])
-    out = dev.apply_pulses(w, torch.full_like(w, 5), torch.zeros_like(w), torch.Generator())
+    out = pulsed_after(dev, w, torch.full_like(w, 5), torch.zeros_like(w), torch.Generator())
     assert out.item() == pytest.approx(0.9 + 5 * 0.2)
 
 
@@ -163,8 +163,8 @@ def test_up_down_asymmetry(up_down: float, up_step: float, down_step: float) -> 
     w = torch.zeros(1, 1, dtype=torch.float64)
     one, zero = torch.ones_like(w), torch.zeros_like(w)
     g = torch.Generator()
-    assert dev.apply_pulses(w, one, zero, g).item() == pytest.approx(0.02 * up_step)
-    assert dev.apply_pulses(w, zero, one, g).item() == pytest.approx(-0.02 * down_step)
+    assert pulsed_after(dev, w, one, zero, g).item() == pytest.approx(0.02 * up_step)
+    assert pulsed_after(dev, w, zero, one, g).item() == pytest.approx(-0.02 * down_step)
 
 
 def test_d2d_variation_is_drawn_once_with_the_stated_spread() -> None:
@@ -186,7 +186,7 @@ def test_cycle_to_cycle_noise_per_pulse(mode: str) -> None:
     sigma = 0.5
     dev = make_device((300, 300), model="softbounds", states=200, c2c_noise=sigma, c2c_mode=mode)
     w = torch.full((300, 300), 0.5, dtype=torch.float64)
-    out = dev.apply_pulses(w, torch.ones_like(w), torch.zeros_like(w), torch.Generator())
+    out = pulsed_after(dev, w, torch.ones_like(w), torch.zeros_like(w), torch.Generator())
     change = out - w
     dw, q = 0.01, 0.5
     assert change.mean().item() == pytest.approx(dw * q, rel=0.02)

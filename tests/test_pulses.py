@@ -8,6 +8,7 @@ import torch
 from aimc_engine.pulses import pulse_train_counts, rounded_counts
 from aimc_engine.spec import AnalogSpec
 from aimc_engine.tiles import AnalogTile
+from tests.conftest import expected_after
 
 X = torch.tensor([[0.9, -0.4, 0.1], [0.2, 0.5, -0.7]])  # (N=2, in=3)
 D = torch.tensor([[0.05, -0.02, 0.01, 0.0], [-0.03, 0.04, 0.02, -0.01]])  # (N=2, out=4)
@@ -86,7 +87,7 @@ def _pulsed_vs_expected(states: float, trials: int = 400) -> tuple[float, float]
     tile = AnalogTile(4, 3, analog, init_generator=gen, noise_generator=gen)
     w0 = torch.tensor([[0.8, -0.6, 0.1]] * 4)
     x, d, lr = X[:1], D[:1], 0.2
-    expected = tile.device_model.expected_update(w0, -lr * d.T @ x, gen)
+    expected = expected_after(tile.device_model, w0, -lr * d.T @ x, gen)
     size = (expected - w0).abs().sum()
     outcomes = []
     for _ in range(trials):

@@ -1,0 +1,107 @@
+"""`aimc run`: artifacts on disk, exit codes, progress output; every example is runnable."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors import safe_open
+
+from aimc_engine.cli import main
+from aimc_engine.spec import load_spec_file
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+
+
+def aimc(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "aimc_engine.cli", *args], capture_output=True, text=True
+    )
+
+
+def write_spec(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_run_writes_every_artifact(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        {"optimizer": {"algorithm": "tiki_taka"}, "training": {"steps": 20, "eval_every": 5}},
+    )
+    out = tmp_path / "out"
+    proc = aimc("run", str(spec), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "succeeded"
+    # not a terminal: plain progress lines, one per metric point
+    assert sum(line.startswith("step ") for line in proc.stderr.splitlines()) == 5
+    result = json.loads((out / "result.json").read_text())
+    assert result["updates"] == 20 and result["spec"]["optimizer"]["algorithm"] == "tiki_taka"
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [0, 5, 10, 15, 20]
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 5 and float(rows[-1]["test_accuracy"]) == result["final"]["test_accuracy"]
+    with safe_open(str(out / "weights.safetensors"), "pt") as f:
+        keys = set(f.keys())
+        assert json.loads(f.metadata()["spec"])["name"] == "job"
+    assert "units.0.1.tile.weight" in keys  # W
+    assert "units.0.1.fast.weight" in keys  # Tiki-Taka's P
+    assert "units.0.1.tile.device_model.w_max" in keys  # device state
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_spec_exits_2(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", {"training": {"epochs": 1, "steps": 2}})
+    proc = aimc("run", str(spec), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "training.steps: give exactly one of epochs or steps"
+
+
+def test_unrunnable_spec_exits_2_with_the_reason(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "s.yaml", {"pipeline": {"stages": 2, "schedule": "gpipe"}})
+    proc = aimc("run", str(spec), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "allowed: stages 1, schedule sequential" in proc.stderr
+
+
+def test_failed_run_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        {
+            "analog": {"enabled": False},
+            "model": {"activation": "relu", "hidden": [64, 64]},
+            "optimizer": {"algorithm": "sgd", "lr": 1000},
+            "training": {"steps": 30},
+        },
+    )
+    assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "training diverged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_validate_and_start(example: Path, tmp_path: Path) -> None:
+    data = load_spec_file(example).model_dump()
+    data["training"] = {**data["training"], "epochs": None, "steps": 3, "eval_every": 3}
+    assert (
+        main(["run", str(write_spec(tmp_path / "s.yaml", data)), "--out", str(tmp_path), "--quiet"])
+        == 0
+    )
+
+
+def test_examples_cover_every_preset_and_algorithm() -> None:
+    specs = [load_spec_file(p) for p in EXAMPLES]
+    assert {s.analog.device.preset for s in specs if s.analog.enabled} >= {
+        "reram_es",
+        "reram_sb",
+        "capacitor",
+        "ecram",
+        "idealized",
+        "gokmen_vlasov",
+    }
+    assert {s.optimizer.algorithm for s in specs} == {"sgd", "analog_sgd", "tiki_taka"}
+    assert {s.analog.update for s in specs if s.analog.enabled} == {"expected", "pulsed", "rounded"}
