@@ -67,8 +67,12 @@ def pulse_train_counts(
 def rounded_counts(
     delta: Tensor, *, dw_min: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
-    """(n_up, n_down) with n = stochastic_round(|dW| / dw_min), unbiased in expectation."""
-    steps = delta.abs() / dw_min
-    n = torch.floor(steps.add_(uniform(steps.shape, generator, steps.device)))
-    n_up = n * torch.sign(delta).clamp_(min=0)  # sign, not a boolean mask: faster on CPU
-    return n_up, n - n_up
+    """(n_up, n_down) with n = stochastic_round(|dW| / dW_min), unbiased in expectation.
+
+    Consumes `delta` (computed in place: each pass over the tile costs as much as
+    the weight-gradient product on a CPU).
+    """
+    up = torch.sign(delta).clamp_(min=0)  # sign, not a boolean mask: faster on CPU
+    n = delta.abs_().mul_(1 / dw_min).add_(uniform(delta.shape, generator, delta.device)).floor_()
+    n_up = up.mul_(n)
+    return n_up, n.sub_(n_up)
