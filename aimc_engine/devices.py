@@ -35,7 +35,7 @@ def linear_slopes(spec: DeviceSpec) -> tuple[float, float]:
 
 
 def raw_response(
-    spec: DeviceSpec, w: Tensor, w_min: Tensor, w_max: Tensor
+    spec: DeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
 ) -> tuple[Tensor, Tensor]:
     """q_+(w), q_-(w) of the device family (table in analog-model.md section 2)."""
     m = spec.model
@@ -132,10 +132,11 @@ class Device(nn.Module):
 
     def clip_(self, w: Tensor) -> Tensor:
         """Keep weights inside each element's bounds, in place (the ideal device has none)."""
-        if self.clips:
-            lo, hi, _, _ = self.params()
-            w.clamp_(lo, hi) if self.uniform else torch.clamp(w, lo, hi, out=w)
-        return w
+        if not self.clips:
+            return w
+        if self.uniform:
+            return w.clamp_(self.spec.w_min, self.spec.w_max)
+        return torch.clamp(w, self.w_min, self.w_max, out=w)
 
     def expected_update_(self, w: Tensor, delta: Tensor, generator: torch.Generator) -> None:
         """W <- W + dW (.) F(W) - |dW| (.) G(W), clipped, in place (analog-model.md sec. 3).
@@ -215,16 +216,17 @@ class Device(nn.Module):
         g_up, g_down = linear_slopes(self.spec)
         lo, hi, s_up, s_down = self.params()
         # one loop for both directions: a = 1 - dw*g/bound with dw signed
-        for n, g, bound, dw in (
+        directions: tuple[tuple[Tensor, float, Tensor | float, Tensor | float], ...] = (
             (n_up, g_up, hi, self.dw_min * s_up),
             (n_down, g_down, lo, -self.dw_min * s_down),
-        ):
+        )
+        for n, g, bound, dw in directions:
             if g == 0:
                 change = n * dw
             else:  # 1 - a^n as 1 - exp(n log a): torch.pow with tensor exponents is slow
                 reached = (n * _log(1 - dw * g / bound)).exp_().neg_().add_(1)
                 change = reached.mul_(bound / g - w)
-            w.add_(self._noise(change, n, abs(dw), generator))
+            w.add_(self._noise(change, n, dw, generator))  # noise is symmetric: sign of dw moot
             self.clip_(w)
 
     def _pulses_in_rounds_(
