@@ -16,37 +16,21 @@ from torch import Tensor
 from aimc_engine.layers import AnalogLayer
 from aimc_engine.models import LayeredNet
 from aimc_engine.spec import JobSpec
-from aimc_engine.tiles import AnalogTile
+from aimc_engine.tiles import AnalogTile, TileConfig
 
 
 class Algorithm:
     """Applies one update to every layer from the gradients of the last backward pass(es)."""
 
-    def __init__(
-        self,
-        spec: JobSpec,
-        model: LayeredNet,
-        *,
-        init_generator: torch.Generator,
-        noise_generator: torch.Generator,
-    ) -> None:
+    def __init__(self, spec: JobSpec, model: LayeredNet, config: TileConfig) -> None:
         self.kind = spec.optimizer.algorithm
         self.model = model
         self.tiki_taka = spec.optimizer.tiki_taka
         self.updates = 0
         if self.kind == "tiki_taka":
             for layer in model.analog_layers:
-                out_f, in_f = layer.tile.shape
                 # P starts at zero, its symmetric point for devices with G(0) = 0
-                layer.fast = AnalogTile(
-                    out_f,
-                    in_f,
-                    spec.analog,
-                    init_generator=init_generator,
-                    noise_generator=noise_generator,
-                    device=layer.tile.weight.device,
-                    init_bound=0.0,
-                )
+                layer.fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
                 layer.fast_gamma = self.tiki_taka.gamma
 
     @torch.no_grad()

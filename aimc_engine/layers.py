@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aimc_engine.spec import AnalogSpec
-from aimc_engine.tiles import AnalogTile
+from aimc_engine.tiles import AnalogTile, TileConfig
 
 
 class _AnalogMVM(torch.autograd.Function):
@@ -44,26 +43,9 @@ class AnalogLayer(nn.Module):
     with W + fast_gamma * P.
     """
 
-    def __init__(
-        self,
-        out_features: int,
-        fan_in: int,
-        analog: AnalogSpec,
-        *,
-        bias: bool,
-        init_generator: torch.Generator,
-        noise_generator: torch.Generator,
-        device: torch.device | str,
-    ) -> None:
+    def __init__(self, out_features: int, fan_in: int, config: TileConfig, *, bias: bool) -> None:
         super().__init__()
-        self.tile = AnalogTile(
-            out_features,
-            fan_in,
-            analog,
-            init_generator=init_generator,
-            noise_generator=noise_generator,
-            device=device,
-        )
+        self.tile = AnalogTile(out_features, fan_in, config)
         self.fast: AnalogTile | None = None
         self.fast_gamma = 0.0
         self.pending: list[tuple[Tensor, Tensor]] = []
@@ -72,8 +54,8 @@ class AnalogLayer(nn.Module):
         self._grad_handle = torch.empty(0, requires_grad=True)
         if bias:
             bound = 1 / math.sqrt(fan_in)
-            b = torch.empty(out_features).uniform_(-bound, bound, generator=init_generator)
-            self.bias: nn.Parameter | None = nn.Parameter(b.to(device))
+            b = torch.empty(out_features).uniform_(-bound, bound, generator=config.init_generator)
+            self.bias: nn.Parameter | None = nn.Parameter(b.to(config.device))
         else:
             self.bias = None
 
@@ -102,25 +84,9 @@ class AnalogLinear(AnalogLayer):
     """y = W x + b with W on an analog tile of shape (out_features, in_features)."""
 
     def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        analog: AnalogSpec,
-        *,
-        bias: bool = True,
-        init_generator: torch.Generator,
-        noise_generator: torch.Generator,
-        device: torch.device | str = "cpu",
+        self, in_features: int, out_features: int, config: TileConfig, *, bias: bool = True
     ) -> None:
-        super().__init__(
-            out_features,
-            in_features,
-            analog,
-            bias=bias,
-            init_generator=init_generator,
-            noise_generator=noise_generator,
-            device=device,
-        )
+        super().__init__(out_features, in_features, config, bias=bias)
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: Tensor) -> Tensor:
@@ -136,24 +102,13 @@ class AnalogConv2d(AnalogLayer):
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        analog: AnalogSpec,
+        config: TileConfig,
         *,
         stride: int = 1,
         padding: int = 0,
         bias: bool = True,
-        init_generator: torch.Generator,
-        noise_generator: torch.Generator,
-        device: torch.device | str = "cpu",
     ) -> None:
-        super().__init__(
-            out_channels,
-            in_channels * kernel_size**2,
-            analog,
-            bias=bias,
-            init_generator=init_generator,
-            noise_generator=noise_generator,
-            device=device,
-        )
+        super().__init__(out_channels, in_channels * kernel_size**2, config, bias=bias)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 

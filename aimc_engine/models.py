@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from aimc_engine.layers import AnalogConv2d, AnalogLayer, AnalogLinear
 from aimc_engine.spec import JobSpec
+from aimc_engine.tiles import TileConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
@@ -25,9 +26,7 @@ class LayerFactory:
 
     spec: JobSpec
     num_weight_layers: int
-    init_generator: torch.Generator
-    noise_generator: torch.Generator
-    device: torch.device
+    config: TileConfig
     made: int = 0
 
     def _analog_next(self) -> bool:
@@ -47,34 +46,17 @@ class LayerFactory:
         bound = 1 / math.sqrt(fan_in)
         with torch.no_grad():
             for p in module.parameters():
-                p.uniform_(-bound, bound, generator=self.init_generator)
-        return module.to(self.device)
+                p.uniform_(-bound, bound, generator=self.config.init_generator)
+        return module.to(self.config.device)
 
     def linear(self, n_in: int, n_out: int) -> nn.Module:
         if self._analog_next():
-            return AnalogLinear(
-                n_in,
-                n_out,
-                self.spec.analog,
-                init_generator=self.init_generator,
-                noise_generator=self.noise_generator,
-                device=self.device,
-            )
+            return AnalogLinear(n_in, n_out, self.config)
         return self._init(nn.Linear(n_in, n_out), n_in)
 
     def conv(self, c_in: int, c_out: int, k: int, *, stride: int = 1) -> nn.Module:
         if self._analog_next():
-            return AnalogConv2d(
-                c_in,
-                c_out,
-                k,
-                self.spec.analog,
-                stride=stride,
-                padding=k // 2,
-                init_generator=self.init_generator,
-                noise_generator=self.noise_generator,
-                device=self.device,
-            )
+            return AnalogConv2d(c_in, c_out, k, self.config, stride=stride, padding=k // 2)
         return self._init(nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2), c_in * k * k)
 
 
@@ -130,17 +112,11 @@ def _image_shape(input_shape: tuple[int, ...], kind: str) -> tuple[int, int, int
 
 
 def build_model(
-    spec: JobSpec,
-    input_shape: tuple[int, ...],
-    classes: int,
-    *,
-    init_generator: torch.Generator,
-    noise_generator: torch.Generator,
-    device: torch.device,
+    spec: JobSpec, input_shape: tuple[int, ...], classes: int, config: TileConfig
 ) -> LayeredNet:
     """The network the spec describes, for inputs of `input_shape` (without batch)."""
     m = spec.model
-    make = LayerFactory(spec, m.num_weight_layers, init_generator, noise_generator, device)
+    make = LayerFactory(spec, m.num_weight_layers, config)
     act = ACTIVATIONS[m.activation]
     units: list[nn.Module] = []
     if m.kind == "mlp":

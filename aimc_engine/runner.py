@@ -25,6 +25,7 @@ from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import LayeredNet, build_model
 from aimc_engine.spec import JobSpec
+from aimc_engine.tiles import TileConfig
 
 GRAD_SAMPLES = 1000  # training samples on which grad_norm_sq is measured
 
@@ -127,15 +128,9 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
     init_gen = torch.Generator().manual_seed(spec.seed)
     data_gen = torch.Generator().manual_seed(spec.seed + 1)
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
-    model = build_model(
-        spec,
-        data.input_shape,
-        data.classes,
-        init_generator=init_gen,
-        noise_generator=noise_gen,
-        device=device,
-    )
-    algorithm = Algorithm(spec, model, init_generator=init_gen, noise_generator=noise_gen)
+    config = TileConfig(spec.analog, init_gen, noise_gen, device)
+    model = build_model(spec, data.input_shape, data.classes, config)
+    algorithm = Algorithm(spec, model, config)
 
     t = spec.training
     b = t.micro_batch_size

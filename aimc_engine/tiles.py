@@ -9,6 +9,7 @@ the batch). Backward signals and inputs of recent micro-batches wait in
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +18,16 @@ from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import pulse_train_counts, rounded_counts
 from aimc_engine.spec import AnalogSpec
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """What every tile of a run shares: the analog spec, generators and torch device."""
+
+    analog: AnalogSpec
+    init_generator: torch.Generator  # initial weights, d2d draws
+    noise_generator: torch.Generator  # pulses, cycle-to-cycle and IO noise
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 class AnalogTile(nn.Module):
@@ -28,21 +39,20 @@ class AnalogTile(nn.Module):
         self,
         out_features: int,
         in_features: int,
-        analog: AnalogSpec,
+        config: TileConfig,
         *,
-        init_generator: torch.Generator,
-        noise_generator: torch.Generator,
-        device: torch.device | str = "cpu",
         init_bound: float | None = None,
     ) -> None:
         super().__init__()
         shape = (out_features, in_features)
-        self.analog = analog
-        self.noise_generator = noise_generator
-        self.device_model = Device(analog.device, shape, generator=init_generator, device=device)
+        self.analog = config.analog
+        self.noise_generator = config.noise_generator
+        self.device_model = Device(
+            config.analog.device, shape, generator=config.init_generator, device=config.device
+        )
         bound = 1 / math.sqrt(in_features) if init_bound is None else init_bound
-        w = torch.empty(shape).uniform_(-bound, bound, generator=init_generator).to(device)
-        self.register_buffer("weight", self.device_model.clip_(w))
+        w = torch.empty(shape).uniform_(-bound, bound, generator=config.init_generator)
+        self.register_buffer("weight", self.device_model.clip_(w.to(config.device)))
 
     @property
     def shape(self) -> tuple[int, int]:

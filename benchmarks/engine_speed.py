@@ -22,6 +22,7 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.models import build_model
 from aimc_engine.pulses import pulse_train_counts
 from aimc_engine.spec import parse_spec
+from aimc_engine.tiles import TileConfig
 
 CASES = {
     "mlp 784-256-128-10, b=64": ((784,), [256, 128], 64),
@@ -97,10 +98,9 @@ def aimc_step(shape: tuple[int, ...], hidden: list[int], batch: int, variant: di
         {**variant, "model": {"kind": "mlp", "hidden": hidden}, "optimizer": optimizer}
     )
     g = torch.Generator().manual_seed(0)
-    model = build_model(
-        spec, shape, 10, init_generator=g, noise_generator=g, device=torch.device("cpu")
-    )
-    algo = Algorithm(spec, model, init_generator=g, noise_generator=g)
+    config = TileConfig(spec.analog, g, g)
+    model = build_model(spec, shape, 10, config)
+    algo = Algorithm(spec, model, config)
     data = make_batches(shape, batch)
 
     def step(i: int) -> None:

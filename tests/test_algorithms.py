@@ -8,6 +8,7 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.layers import AnalogLinear
 from aimc_engine.models import LayeredNet
 from aimc_engine.spec import parse_spec
+from aimc_engine.tiles import TileConfig
 
 
 def final_error(algorithm: str, steps: int = 4000) -> float:
@@ -28,10 +29,11 @@ def final_error(algorithm: str, steps: int = 4000) -> float:
     )
     g = torch.Generator().manual_seed(0)
     w_star = torch.rand(4, 8, generator=torch.Generator().manual_seed(42)) * 1.2 - 0.6
-    layer = AnalogLinear(8, 4, spec.analog, bias=False, init_generator=g, noise_generator=g)
+    config = TileConfig(spec.analog, g, g)
+    layer = AnalogLinear(8, 4, config, bias=False)
     layer.tile.weight = torch.zeros(4, 8)
     model = LayeredNet([layer])
-    algo = Algorithm(spec, model, init_generator=g, noise_generator=g)
+    algo = Algorithm(spec, model, config)
     data = torch.Generator().manual_seed(1)
     errors = []
     for t in range(steps):

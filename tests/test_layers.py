@@ -11,6 +11,7 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.layers import AnalogConv2d, AnalogLinear
 from aimc_engine.models import LayeredNet, build_model
 from aimc_engine.spec import parse_spec
+from aimc_engine.tiles import TileConfig
 
 
 def twin_models(
@@ -24,15 +25,13 @@ def twin_models(
         }
     )
     g = torch.Generator().manual_seed(0)
-    ours = build_model(
-        spec, (6,), 3, init_generator=g, noise_generator=g, device=torch.device("cpu")
-    )
+    ours = build_model(spec, (6,), 3, TileConfig(spec.analog, g, g))
     ref = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
     with torch.no_grad():
         for ref_layer, layer in zip((ref[0], ref[2]), ours.analog_layers, strict=True):
             ref_layer.weight.copy_(layer.tile.weight)
             ref_layer.bias.copy_(layer.bias)
-    return ours, ref, Algorithm(spec, ours, init_generator=g, noise_generator=g)
+    return ours, ref, Algorithm(spec, ours, TileConfig(spec.analog, g, g))
 
 
 @pytest.mark.parametrize("algorithm", ["sgd", "analog_sgd"])
@@ -58,9 +57,7 @@ def test_ideal_device_equals_torch_sgd(algorithm: str) -> None:
 
 def test_conv_through_im2col_matches_torch_conv(gen: torch.Generator) -> None:
     spec = parse_spec({})
-    conv = AnalogConv2d(
-        3, 5, 3, spec.analog, stride=2, padding=1, init_generator=gen, noise_generator=gen
-    )
+    conv = AnalogConv2d(3, 5, 3, TileConfig(spec.analog, gen, gen), stride=2, padding=1)
     x = torch.randn(2, 3, 9, 9, generator=gen, requires_grad=True)
     weight = conv.tile.weight.reshape(5, 3, 3, 3)
     ref_w = weight.clone().requires_grad_(True)
@@ -78,7 +75,7 @@ def test_conv_through_im2col_matches_torch_conv(gen: torch.Generator) -> None:
 
 def test_backward_reads_the_current_weights_not_a_stash(gen: torch.Generator) -> None:
     """On hardware there is no copy: a backward after an update sees the new weights."""
-    layer = AnalogLinear(4, 3, parse_spec({}).analog, init_generator=gen, noise_generator=gen)
+    layer = AnalogLinear(4, 3, TileConfig(parse_spec({}).analog, gen, gen))
     x = torch.randn(2, 4, generator=gen, requires_grad=True)
     y = layer(x)
     new_w = torch.randn(3, 4, generator=gen)
@@ -92,7 +89,7 @@ def test_backward_reads_the_current_weights_not_a_stash(gen: torch.Generator) ->
 
 
 def test_first_layer_records_without_input_gradient(gen: torch.Generator) -> None:
-    layer = AnalogLinear(4, 3, parse_spec({}).analog, init_generator=gen, noise_generator=gen)
+    layer = AnalogLinear(4, 3, TileConfig(parse_spec({}).analog, gen, gen))
     layer(torch.randn(2, 4, generator=gen)).sum().backward()
     rows_x, rows_d = layer.take_pending()
     assert rows_x.shape == (2, 4) and rows_d.shape == (2, 3)
@@ -104,9 +101,7 @@ def test_analog_layers_selection() -> None:
     def kinds(layers: object) -> list[bool]:
         spec = parse_spec({"model": {"hidden": [8, 8]}, "analog": {"layers": layers}})
         g = torch.Generator()
-        m = build_model(
-            spec, (4,), 2, init_generator=g, noise_generator=g, device=torch.device("cpu")
-        )
+        m = build_model(spec, (4,), 2, TileConfig(spec.analog, g, g))
         return [isinstance(layer, AnalogLinear) for layer in m.weight_layers]
 
     assert kinds("all") == [True, True, True]
@@ -125,10 +120,8 @@ def test_tiki_taka_transfers_columns_in_turn(gen: torch.Generator) -> None:
             },
         }
     )
-    model = build_model(
-        spec, (3,), 2, init_generator=gen, noise_generator=gen, device=torch.device("cpu")
-    )
-    algo = Algorithm(spec, model, init_generator=gen, noise_generator=gen)
+    model = build_model(spec, (3,), 2, TileConfig(spec.analog, gen, gen))
+    algo = Algorithm(spec, model, TileConfig(spec.analog, gen, gen))
     layer = model.analog_layers[0]
     assert layer.fast is not None and torch.equal(layer.fast.weight, torch.zeros(2, 3))
     w0 = layer.tile.weight.clone()

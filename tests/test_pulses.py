@@ -7,7 +7,7 @@ import torch
 
 from aimc_engine.pulses import pulse_train_counts, rounded_counts
 from aimc_engine.spec import AnalogSpec
-from aimc_engine.tiles import AnalogTile
+from aimc_engine.tiles import AnalogTile, TileConfig
 from tests.conftest import expected_after
 
 X = torch.tensor([[0.9, -0.4, 0.1], [0.2, 0.5, -0.7]])  # (N=2, in=3)
@@ -86,7 +86,7 @@ def _pulsed_vs_expected(states: float, trials: int = 400) -> tuple[float, float]
         device={"model": "softbounds", "states": states}, update="pulsed", bit_length=31
     )
     gen = torch.Generator().manual_seed(0)
-    tile = AnalogTile(4, 3, analog, init_generator=gen, noise_generator=gen)
+    tile = AnalogTile(4, 3, TileConfig(analog, gen, gen))
     w0 = torch.tensor([[0.8, -0.6, 0.1]] * 4)
     x, d, lr = X[:1], D[:1], 0.2
     expected = expected_after(tile.device_model, w0, -lr * d.T @ x, gen)

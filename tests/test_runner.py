@@ -7,22 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aimc_engine.artifacts import METRIC_COLUMNS
 from aimc_engine.runner import Callbacks, RunError, run
 from aimc_engine.spec import parse_spec
 
-METRIC_KEYS = {
-    "step",
-    "samples",
-    "epoch",
-    "sim_time_ns",
-    "wall_s",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "grad_norm_sq",
-    "saturation",
-    "near_bound_fraction",
-}
+METRIC_KEYS = set(METRIC_COLUMNS)  # the job-spec contract's metric fields
 DIGITS_MLP = {
     "dataset": {"name": "digits"},
     "model": {"kind": "mlp", "hidden": [128, 64], "activation": "tanh"},
