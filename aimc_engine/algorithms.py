@@ -24,11 +24,13 @@ class Algorithm:
 
     def __init__(self, spec: JobSpec, model: LayeredNet, config: TileConfig) -> None:
         self.kind = spec.optimizer.algorithm
-        self.model = model
         self.tiki_taka = spec.optimizer.tiki_taka
         self.updates = 0
+        # walked once: listing a model's modules costs more than a small layer's update
+        self.analog_layers = model.analog_layers
+        self.digital_parameters = model.digital_parameters()
         if self.kind == "tiki_taka":
-            for layer in model.analog_layers:
+            for layer in self.analog_layers:
                 # P starts at zero, its symmetric point for devices with G(0) = 0
                 layer.fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
                 layer.fast_gamma = self.tiki_taka.gamma
@@ -37,11 +39,11 @@ class Algorithm:
     def step(self, lr: float, *, scale: float = 1.0) -> None:
         """One update with learning rate lr; `scale` multiplies the recorded gradients
         (1/B when B micro-batches' gradients are averaged)."""
-        for p in self.model.digital_parameters():
+        for p in self.digital_parameters:
             if p.grad is not None:
                 p.add_(p.grad, alpha=-lr * scale)
                 p.grad = None
-        for layer in self.model.analog_layers:
+        for layer in self.analog_layers:
             x, d = layer.take_pending()
             if scale != 1.0:
                 d = d * scale

@@ -18,22 +18,30 @@ from aimc_engine.tiles import AnalogTile, TileConfig
 
 
 class _AnalogMVM(torch.autograd.Function):
-    """y = W x on the tile; backward: d_x = W^T d with the current W, and record (x, d)."""
+    """y = W x (+ b) on the tile; backward: d_x = W^T d with the current W, record (x, d).
+
+    The second input is the digital bias, or for bias-free layers an empty tensor
+    that requires grad: tile weights are buffers, so without it autograd would
+    skip this backward whenever x needs no gradient (the first layer).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, handle: Tensor, layer: AnalogLayer) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, bias_or_handle: Tensor, layer: AnalogLayer) -> Tensor:  # type: ignore[override]
         ctx.layer = layer
+        ctx.has_bias = layer.bias is not None
         ctx.save_for_backward(x)
-        return layer.tile.forward_mvm(x, layer.effective_weight())
+        bias = bias_or_handle if ctx.has_bias else None
+        return layer.tile.forward_mvm(x, layer.effective_weight(), bias=bias)
 
     @staticmethod
-    def backward(ctx, d: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+    def backward(ctx, d: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         layer: AnalogLayer = ctx.layer
         layer.pending.append((x.detach(), d.detach()))
+        grad_bias = d.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
         if not ctx.needs_input_grad[0]:
-            return None, None, None  # first layer: no input gradient wanted
-        return layer.tile.backward_mvm(d, layer.effective_weight()), None, None
+            return None, grad_bias, None  # first layer: no input gradient wanted
+        return layer.tile.backward_mvm(d, layer.effective_weight()), grad_bias, None
 
 
 class AnalogLayer(nn.Module):
@@ -49,9 +57,7 @@ class AnalogLayer(nn.Module):
         self.fast: AnalogTile | None = None
         self.fast_gamma = 0.0
         self.pending: list[tuple[Tensor, Tensor]] = []
-        # Tile weights are buffers, not parameters: this empty tensor that requires
-        # grad makes autograd call the backward even when x needs no gradient.
-        self._grad_handle = torch.empty(0, requires_grad=True)
+        self._grad_handle = torch.empty(0, requires_grad=True)  # see _AnalogMVM
         if bias:
             bound = 1 / math.sqrt(fan_in)
             b = torch.empty(out_features).uniform_(-bound, bound, generator=config.init_generator)
@@ -66,8 +72,8 @@ class AnalogLayer(nn.Module):
         return self.tile.weight + self.fast_gamma * self.fast.weight
 
     def mvm(self, x: Tensor) -> Tensor:
-        """Rows x (N, in) -> (N, out) through the tile, recording for the update."""
-        return _AnalogMVM.apply(x, self._grad_handle, self)
+        """Rows x (N, in) -> (N, out) through the tile plus the bias, recording for the update."""
+        return _AnalogMVM.apply(x, self._grad_handle if self.bias is None else self.bias, self)
 
     def take_pending(self) -> tuple[Tensor, Tensor]:
         """All recorded (x, d) rows since the last update, stacked: (N, in), (N, out)."""
@@ -90,8 +96,7 @@ class AnalogLinear(AnalogLayer):
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.mvm(x)
-        return y if self.bias is None else y + self.bias
+        return self.mvm(x)
 
 
 class AnalogConv2d(AnalogLayer):
@@ -119,6 +124,4 @@ class AnalogConv2d(AnalogLayer):
         cols = F.unfold(x, k, padding=p, stride=s)  # (b, in_ch*k*k, L)
         rows = cols.transpose(1, 2).reshape(b * h_out * w_out, -1)  # (b*L, in_ch*k*k)
         y = self.mvm(rows)  # (b*L, out_ch)
-        if self.bias is not None:
-            y = y + self.bias
         return y.reshape(b, h_out * w_out, -1).transpose(1, 2).reshape(b, -1, h_out, w_out)

@@ -28,10 +28,20 @@ def quantise(v: Tensor, bound: float, bits: int) -> Tensor:
     return torch.round(v.clamp(-bound, bound) / step) * step
 
 
-def analog_mvm(w: Tensor, x: Tensor, io: IOSpec, generator: torch.Generator | None) -> Tensor:
-    """y = x @ w.T for x of shape (N, in) and w of shape (out, in), as the tile computes it."""
+def analog_mvm(
+    w: Tensor,
+    x: Tensor,
+    io: IOSpec,
+    generator: torch.Generator | None,
+    *,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """y = x @ w.T (+ bias) for x (N, in) and w (out, in), as the tile computes it.
+
+    The bias is digital: added after the ADC, in one fused op when the IO is perfect.
+    """
     if io.perfect:
-        return x @ w.T
+        return x @ w.T if bias is None else torch.addmm(bias, x, w.T)
     scale = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
     if io.noise_management:
         scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (N, 1)
@@ -54,5 +64,5 @@ def analog_mvm(w: Tensor, x: Tensor, io: IOSpec, generator: torch.Generator | No
                 break
             halving[clipped] = halving[clipped] / 2
             y[clipped] = product(x[clipped] * halving[clipped])
-    y = quantise(y, io.out_bound, io.adc_bits)
-    return y * (scale / halving)
+    y = quantise(y, io.out_bound, io.adc_bits) * (scale / halving)
+    return y if bias is None else y + bias

@@ -58,10 +58,12 @@ class AnalogTile(nn.Module):
     def shape(self) -> tuple[int, int]:
         return (self.weight.shape[0], self.weight.shape[1])
 
-    def forward_mvm(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
-        """y = W x through the IO model; x (N, in) -> (N, out)."""
+    def forward_mvm(
+        self, x: Tensor, weight: Tensor | None = None, *, bias: Tensor | None = None
+    ) -> Tensor:
+        """y = W x (+ a digital bias after the ADC) through the IO model; x (N, in) -> (N, out)."""
         w = self.weight if weight is None else weight
-        return analog_mvm(w, x, self.analog.io, self.noise_generator)
+        return analog_mvm(w, x, self.analog.io, self.noise_generator, bias=bias)
 
     def backward_mvm(self, d: Tensor, weight: Tensor | None = None) -> Tensor:
         """d_x = W^T d through the IO model, with the tile's current weights; d (N, out)."""
