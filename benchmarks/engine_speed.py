@@ -10,7 +10,6 @@ algorithm / update mode, then where a pulsed step spends its time.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -40,15 +39,18 @@ VARIANTS = {
 
 
 def time_steps(step: Callable[[int], None], steps: int, blocks: int = 5) -> float:
-    """Median seconds per step over `blocks` blocks, after a warm-up block."""
+    """Fastest block's seconds per step, after a warm-up block."""
     return time_pair(step, None, steps, blocks)[0]
 
 
 def time_pair(
     a: Callable[[int], None], b: Callable[[int], None] | None, steps: int, blocks: int = 7
 ) -> tuple[float, float]:
-    """Median seconds per step of a and b, their blocks interleaved (a b a b ...) so that
-    drift in the machine's speed hits both alike."""
+    """Fastest block's seconds per step of a and b, blocks interleaved (a b a b ...).
+
+    Interleaving makes drift in the machine's speed hit both alike; the fastest
+    block is the one least disturbed by other work on a shared machine.
+    """
     per_block = max(1, steps // blocks)
     fns = [a] if b is None else [a, b]
     times: list[list[float]] = [[] for _ in fns]
@@ -61,8 +63,8 @@ def time_pair(
             for i in range(per_block):
                 f(i)
             out.append((time.perf_counter() - start) / per_block)
-    medians = [statistics.median(t) for t in times]
-    return medians[0], medians[-1]
+    best = [min(t) for t in times]
+    return best[0], best[-1]
 
 
 def make_batches(shape: tuple[int, ...], batch: int, n: int = 32) -> list[tuple]:
@@ -148,7 +150,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s); ratios from interleaved blocks\n")
+    print(f"torch {torch.__version__}, {args.threads} thread(s); fastest of interleaved blocks\n")
     print(f"{'case':32} {'variant':32} {'ms/step':>9} {'x torch':>8}")
     for case, (shape, hidden, batch) in CASES.items():
         torch_step = plain_torch_step(shape, hidden, batch)
