@@ -11,44 +11,45 @@ Digital parameters (biases, digital layers) always take the exact step.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from aimc_engine.layers import AnalogLayer
-from aimc_engine.models import LayeredNet
+from aimc_engine.models import tile_layers
 from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
 
 
 class Algorithm:
-    """Applies one update to every layer from the gradients of the last backward pass(es)."""
+    """Applies one update to the weight layers and biases inside `module` (a model or a
+    pipeline stage) from the gradients recorded since its last update."""
 
-    def __init__(self, spec: JobSpec, model: LayeredNet, config: TileConfig) -> None:
+    def __init__(self, spec: JobSpec, module: nn.Module, config: TileConfig) -> None:
         self.kind = spec.optimizer.algorithm
         self.tiki_taka = spec.optimizer.tiki_taka
         self.updates = 0
         # walked once: listing a model's modules costs more than a small layer's update
-        self.analog_layers = model.analog_layers
-        self.digital_parameters = model.digital_parameters()
+        self.layers = tile_layers(module)
+        self.parameters = [p for p in module.parameters() if p.requires_grad]
         if self.kind == "tiki_taka":
-            for layer in self.analog_layers:
-                # P starts at zero, its symmetric point for devices with G(0) = 0
-                layer.fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
-                layer.fast_gamma = self.tiki_taka.gamma
+            for layer in self.layers:
+                if layer.is_analog:  # P starts at zero, its symmetric point when G(0) = 0
+                    layer.fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
+                    layer.fast_gamma = self.tiki_taka.gamma
 
     @torch.no_grad()
     def step(self, lr: float, *, scale: float = 1.0) -> None:
         """One update with learning rate lr; `scale` multiplies the recorded gradients
         (1/B when B micro-batches' gradients are averaged)."""
-        for p in self.digital_parameters:
+        for p in self.parameters:
             if p.grad is not None:
                 p.add_(p.grad, alpha=-lr * scale)
                 p.grad = None
-        for layer in self.analog_layers:
+        for layer in self.layers:
             x, d = layer.take_pending()
             if scale != 1.0:
                 d = d * scale
-            if self.kind == "sgd":
-                layer.tile.exact_update(-lr * (d.T @ x))
+            if self.kind == "sgd" or not layer.is_analog:
+                layer.tile.exact_update(x, d, lr)
             elif self.kind == "analog_sgd":
                 layer.tile.update(x, d, lr)
             else:

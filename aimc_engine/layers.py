@@ -47,6 +47,9 @@ class _AnalogMVM(torch.autograd.Function):
 class AnalogLayer(nn.Module):
     """What analog linear and conv layers share: the tile, a digital bias, pending rows.
 
+    Built with `TileConfig.digital()` the same module is an exact floating-point
+    layer (`is_analog` False): digital weights take the same path as analog ones.
+
     `fast` is Tiki-Taka's fast array P (None otherwise); the layer then computes
     with W + fast_gamma * P.
     """
@@ -54,6 +57,7 @@ class AnalogLayer(nn.Module):
     def __init__(self, out_features: int, fan_in: int, config: TileConfig, *, bias: bool) -> None:
         super().__init__()
         self.tile = AnalogTile(out_features, fan_in, config)
+        self.is_analog = config.analog.enabled  # False: a digital layer (see TileConfig.digital)
         self.fast: AnalogTile | None = None
         self.fast_gamma = 0.0
         self.pending: list[tuple[Tensor, Tensor]] = []

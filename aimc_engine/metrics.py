@@ -36,7 +36,7 @@ def gradient_norm_sq(model: LayeredNet, x: Tensor, y: Tensor) -> tuple[float, fl
         if p.grad is not None:
             total += float(p.grad.square().sum())
             p.grad = None
-    for layer in model.analog_layers:
+    for layer in model.weight_layers:
         rows_x, rows_d = layer.take_pending()
         total += float((rows_d.T @ rows_x).square().sum())
     return total, float(loss.detach())

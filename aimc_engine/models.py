@@ -1,7 +1,8 @@
 """Models (mlp, cnn, resnet) as an ordered list of units a pipeline can cut into stages.
 
 Each weight layer is analog or digital as `analog.layers` says, counted in
-construction order (`weight_layers`). Every model is a `LayeredNet`: its
+construction order (`weight_layers`); digital ones are tile layers with an
+ideal device and exact MVMs (`TileConfig.digital`). Every model is a `LayeredNet`: its
 `units` run one after another, so stage s is a contiguous run of units.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from aimc_engine.layers import AnalogConv2d, AnalogLayer, AnalogLinear
@@ -41,23 +41,15 @@ class LayerFactory:
             return i == self.num_weight_layers - 1
         return i in analog.layers
 
-    def _init(self, module: nn.Module, fan_in: int) -> nn.Module:
-        # torch's default bounds, drawn from our generator so runs are reproducible
-        bound = 1 / math.sqrt(fan_in)
-        with torch.no_grad():
-            for p in module.parameters():
-                p.uniform_(-bound, bound, generator=self.config.init_generator)
-        return module.to(self.config.device)
+    def _config_next(self) -> TileConfig:
+        return self.config if self._analog_next() else self.config.digital()
 
-    def linear(self, n_in: int, n_out: int) -> nn.Module:
-        if self._analog_next():
-            return AnalogLinear(n_in, n_out, self.config)
-        return self._init(nn.Linear(n_in, n_out), n_in)
+    def linear(self, n_in: int, n_out: int) -> AnalogLinear:
+        return AnalogLinear(n_in, n_out, self._config_next())
 
-    def conv(self, c_in: int, c_out: int, k: int, *, stride: int = 1) -> nn.Module:
-        if self._analog_next():
-            return AnalogConv2d(c_in, c_out, k, self.config, stride=stride, padding=k // 2)
-        return self._init(nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2), c_in * k * k)
+    def conv(self, c_in: int, c_out: int, k: int, *, stride: int = 1) -> AnalogConv2d:
+        config = self._config_next()
+        return AnalogConv2d(c_in, c_out, k, config, stride=stride, padding=k // 2)
 
 
 class ResidualBlock(nn.Module):
@@ -90,16 +82,22 @@ class LayeredNet(nn.Module):
         return x
 
     @property
-    def weight_layers(self) -> list[nn.Module]:
-        return [m for m in self.modules() if isinstance(m, AnalogLayer | nn.Linear | nn.Conv2d)]
+    def weight_layers(self) -> list[AnalogLayer]:
+        """Every weight layer, analog or digital, in spec index order."""
+        return tile_layers(self)
 
     @property
     def analog_layers(self) -> list[AnalogLayer]:
-        return [m for m in self.modules() if isinstance(m, AnalogLayer)]
+        return [m for m in tile_layers(self) if m.is_analog]
 
     def digital_parameters(self) -> list[nn.Parameter]:
-        """Parameters trained by exact SGD: digital layers' weights and every bias."""
+        """Parameters trained by exact SGD: the biases."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+def tile_layers(module: nn.Module) -> list[AnalogLayer]:
+    """The weight layers inside a module (a model, a unit, a stage), in order."""
+    return [m for m in module.modules() if isinstance(m, AnalogLayer)]
 
 
 def _image_shape(input_shape: tuple[int, ...], kind: str) -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ the batch). Backward signals and inputs of recent micro-batches wait in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import pulse_train_counts, rounded_counts
-from aimc_engine.spec import AnalogSpec
+from aimc_engine.spec import AnalogSpec, DeviceSpec, IOSpec
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,15 @@ class TileConfig:
     init_generator: torch.Generator  # initial weights, d2d draws
     noise_generator: torch.Generator  # pulses, cycle-to-cycle and IO noise
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def digital(self) -> TileConfig:
+        """The same run's config for a digital layer: ideal device, perfect IO, no analog."""
+        return replace(self, analog=DIGITAL)
+
+
+# A digital weight layer is a tile with an ideal device and exact MVMs, updated exactly:
+# one code path for every layer, so pipelines treat analog and digital weights alike.
+DIGITAL = AnalogSpec(enabled=False, device=DeviceSpec(model="ideal"), io=IOSpec(perfect=True))
 
 
 class AnalogTile(nn.Module):
@@ -96,9 +105,9 @@ class AnalogTile(nn.Module):
             n_up, n_down = rounded_counts((d.T @ x).mul_(-lr), dw_min=dev.dw_min, generator=g)
         dev.apply_pulses_(self.weight, n_up, n_down, g)
 
-    def exact_update(self, delta: Tensor) -> None:
-        """W <- W + delta in floating point (the `sgd` algorithm: no device in the loop)."""
-        self.weight.add_(delta)
+    def exact_update(self, x: Tensor, d: Tensor, lr: float) -> None:
+        """W <- W - lr * d^T x in floating point (digital layers, and the `sgd` algorithm)."""
+        self.weight.addmm_(d.T, x, alpha=-lr)
 
     def saturation(self) -> float:
         """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""

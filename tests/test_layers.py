@@ -102,7 +102,7 @@ def test_analog_layers_selection() -> None:
         spec = parse_spec({"model": {"hidden": [8, 8]}, "analog": {"layers": layers}})
         g = torch.Generator()
         m = build_model(spec, (4,), 2, TileConfig(spec.analog, g, g))
-        return [isinstance(layer, AnalogLinear) for layer in m.weight_layers]
+        return [layer.is_analog for layer in m.weight_layers]
 
     assert kinds("all") == [True, True, True]
     assert kinds("last") == [False, False, True]
