@@ -1,0 +1,1 @@
+"""Pipeline training: stages, schedules as data, the executor and the timeline."""
