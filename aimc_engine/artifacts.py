@@ -9,6 +9,10 @@ from typing import Any
 
 from torch import nn
 
+from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE
+from aimc_engine.pipeline.timeline import Timed
+
+GANTT_ACTIONS = 300  # actions drawn in timeline.png
 METRIC_COLUMNS = [
     "step",
     "samples",
@@ -77,12 +81,60 @@ def plot_curves(path: Path, metrics: list[dict[str, Any]], title: str) -> None:
     plt.close(fig)
 
 
+def plot_timeline(path: Path, timed: list[Timed], stages: int, title: str) -> None:
+    """Gantt chart of the first actions: one row per stage, coloured by action kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {FORWARD: "tab:blue", BACKWARD: "tab:orange", UPDATE: "tab:green"}
+    names = {FORWARD: "forward", BACKWARD: "backward", UPDATE: "update"}
+    fig, ax = plt.subplots(figsize=(12, 1.2 + 0.5 * stages), constrained_layout=True)
+    shown = timed[:GANTT_ACTIONS]
+    for kind, colour in colours.items():
+        bars = [t for t in shown if t.action.kind == kind]
+        for t in bars:
+            ax.broken_barh(
+                [(t.start / 1e3, (t.end - t.start) / 1e3)],
+                (t.action.stage - 0.4, 0.8),
+                color=colour,
+                edgecolor="white",
+                linewidth=0.3,
+            )
+        ax.bar(0, 0, color=colour, label=names[kind])  # legend entry
+    if len(shown) <= 80:  # small charts: label each bar with its micro-batch
+        for t in shown:
+            ax.text(
+                (t.start + t.end) / 2e3,
+                t.action.stage,
+                str(t.action.microbatch),
+                ha="center",
+                va="center",
+                fontsize=7,
+            )
+    ax.set_yticks(range(stages), [f"stage {s}" for s in range(stages)])
+    ax.invert_yaxis()
+    ax.set_xlabel("simulated time (us)")
+    ax.set_title(f"{title}: first {len(shown)} actions", loc="left")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, fontsize=8, frameon=False)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_run(
-    out_dir: Path, result: dict[str, Any], metrics: list[dict[str, Any]], model: nn.Module
+    out_dir: Path,
+    result: dict[str, Any],
+    metrics: list[dict[str, Any]],
+    model: nn.Module,
+    timed: list[Timed],
 ) -> None:
     """Everything but metrics.jsonl (appended while the job runs)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out_dir / "metrics.csv", metrics)
     write_weights(out_dir / "weights.safetensors", model, json.dumps(result["spec"]))
-    plot_curves(out_dir / "curves.png", metrics, result["spec"]["name"])
+    spec = result["spec"]
+    plot_curves(out_dir / "curves.png", metrics, spec["name"])
+    title = f"{spec['name']} ({spec['pipeline']['schedule']})"
+    plot_timeline(out_dir / "timeline.png", timed, spec["pipeline"]["stages"], title)
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")

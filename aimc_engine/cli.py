@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_SPEC
-    write_run(out, output.result, output.metrics, output.model)
+    write_run(out, output.result, output.metrics, output.model, output.timeline)
     result = output.result
     print(json.dumps({"status": result["status"], "final": result["final"], "out": str(out)}))
     if result["status"] != "succeeded":

@@ -30,8 +30,11 @@ class _AnalogMVM(torch.autograd.Function):
         ctx.layer = layer
         ctx.has_bias = layer.bias is not None
         ctx.save_for_backward(x)
+        weight = layer.effective_weight()
+        # PipeDream-style stash (async_stash): the backward reuses the forward's weights
+        ctx.stashed = weight.clone() if layer.stash_weights else None
         bias = bias_or_handle if ctx.has_bias else None
-        return layer.tile.forward_mvm(x, layer.effective_weight(), bias=bias)
+        return layer.tile.forward_mvm(x, weight, bias=bias)
 
     @staticmethod
     def backward(ctx, d: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
@@ -41,7 +44,8 @@ class _AnalogMVM(torch.autograd.Function):
         grad_bias = d.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
         if not ctx.needs_input_grad[0]:
             return None, grad_bias, None  # first layer: no input gradient wanted
-        return layer.tile.backward_mvm(d, layer.effective_weight()), grad_bias, None
+        weight = layer.effective_weight() if ctx.stashed is None else ctx.stashed
+        return layer.tile.backward_mvm(d, weight), grad_bias, None
 
 
 class AnalogLayer(nn.Module):
@@ -60,6 +64,7 @@ class AnalogLayer(nn.Module):
         self.is_analog = config.analog.enabled  # False: a digital layer (see TileConfig.digital)
         self.fast: AnalogTile | None = None
         self.fast_gamma = 0.0
+        self.stash_weights = False  # set by the pipeline executor for async_stash
         self.pending: list[tuple[Tensor, Tensor]] = []
         self._grad_handle = torch.empty(0, requires_grad=True)  # see _AnalogMVM
         if bias:

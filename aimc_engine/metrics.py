@@ -26,19 +26,26 @@ def evaluate(model: LayeredNet, x: Tensor, y: Tensor) -> tuple[float, float]:
 def gradient_norm_sq(model: LayeredNet, x: Tensor, y: Tensor) -> tuple[float, float]:
     """(||grad f(W)||^2, f(W)) of the mean loss on (x, y), over every trained tensor.
 
-    The theory's convergence measure; analog weight gradients are d^T x from the
-    recorded backward rows, which are consumed here so no update sees them.
+    The theory's convergence measure; weight gradients are d^T x from the recorded
+    backward rows. Gradients of micro-batches still in a pipeline are set aside
+    and restored, so no update sees this measurement.
     """
+    layers, params = model.weight_layers, model.digital_parameters()
+    in_flight = [layer.pending for layer in layers], [p.grad for p in params]
+    for layer in layers:
+        layer.pending = []
+    for p in params:
+        p.grad = None
     loss = F.cross_entropy(model(x), y)
     loss.backward()
-    total = 0.0
-    for p in model.digital_parameters():
-        if p.grad is not None:
-            total += float(p.grad.square().sum())
-            p.grad = None
-    for layer in model.weight_layers:
+    total = sum(float(p.grad.square().sum()) for p in params if p.grad is not None)
+    for layer in layers:
         rows_x, rows_d = layer.take_pending()
         total += float((rows_d.T @ rows_x).square().sum())
+    for layer, pending in zip(layers, in_flight[0], strict=True):
+        layer.pending = pending
+    for p, grad in zip(params, in_flight[1], strict=True):
+        p.grad = grad
     return total, float(loss.detach())
 
 

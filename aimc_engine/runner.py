@@ -1,9 +1,9 @@
 """run(spec): train one job and return its metrics and result (the engine's entry point).
 
-Sequential training (one stage): each micro-batch of b samples is a forward,
-a backward and one update. Metric points come every `eval_every`
-micro-batches, at the start and at the end. The simulated clock charges each
-weight layer the spec's forward, backward and update latencies per sample.
+The model is cut into `pipeline.stages` stages and trained by the schedule's
+actions (sequential: one micro-batch at a time). Metric points come every
+`eval_every` micro-batches, at the start and at the end. The simulated clock is
+the timeline replay of the schedule with the spec's per-layer latencies.
 """
 
 from __future__ import annotations
@@ -17,13 +17,21 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import aimc_engine
-from aimc_engine.algorithms import Algorithm
 from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import LayeredNet, build_model
+from aimc_engine.pipeline.executor import PipelineExecutor
+from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
+from aimc_engine.pipeline.timeline import (
+    Clock,
+    Timed,
+    latency_durations,
+    replay,
+    sequential_makespan,
+    summarise,
+)
 from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
 
@@ -48,6 +56,7 @@ class RunOutput:
     result: dict[str, Any]
     metrics: list[dict[str, Any]]
     model: LayeredNet
+    timeline: list[Timed]  # the actions that ran, with simulated start and end times
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,15 +65,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _check_supported(spec: JobSpec) -> None:
-    p = spec.pipeline
-    if p.stages != 1 or p.schedule != "sequential":
-        raise RunError(
-            f"pipeline: schedule {p.schedule!r} with {p.stages} stages is not available in this "
-            "engine version; allowed: stages 1, schedule sequential"
-        )
 
 
 def _prepare_data(spec: JobSpec, device: torch.device) -> Dataset:
@@ -96,18 +96,15 @@ def learning_rate(spec: JobSpec, epoch: float) -> float:
     return opt.lr * opt.lr_decay.factor ** math.floor(epoch / opt.lr_decay.every_epochs)
 
 
-def sequential_timeline(spec: JobSpec, samples: int) -> dict[str, Any]:
-    """Timeline of a one-stage run: every layer busy in turn, no bubbles, no staleness."""
-    lat = spec.pipeline.latency_ns
-    makespan = samples * spec.model.num_weight_layers * (lat.forward + lat.backward + lat.update)
-    return {
-        "makespan_ns": makespan,
-        "bubble_fraction": 0.0,
-        "utilisation": [1.0],
-        "staleness": [0],
-        "samples_per_sim_second": samples / (makespan * 1e-9) if makespan else None,
-        "speedup_vs_sequential": 1.0,
-    }
+def microbatch_count(spec: JobSpec, per_epoch: int) -> int:
+    """Micro-batches to train: `steps` updates (B micro-batches each for gpipe/1f1b) or
+    `epochs` passes, rounded down to whole mini-batches for the synchronous schedules."""
+    t, p = spec.training, spec.pipeline
+    group = p.micro_batches if p.schedule in ("gpipe", "1f1b") else 1
+    if t.steps is not None:
+        return t.steps * group
+    n = max(1, math.ceil((t.epochs or 0) * per_epoch))
+    return max(group, n // group * group)
 
 
 def versions() -> dict[str, str]:
@@ -120,9 +117,13 @@ def versions() -> dict[str, str]:
 
 
 def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
-    """Train the job the spec describes; return metrics, result and the trained model."""
+    """Train the job the spec describes; return metrics, result and the trained model.
+
+    Every schedule, sequential included, runs through the pipeline executor in
+    the order the timeline replay gives; a metric point is taken when stage 0
+    finishes the update that completes a multiple of `eval_every` micro-batches.
+    """
     cb = callbacks or Callbacks()
-    _check_supported(spec)
     device = resolve_device(spec.device)
     data = _prepare_data(spec, device)
     init_gen = torch.Generator().manual_seed(spec.seed)
@@ -130,32 +131,55 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
     config = TileConfig(spec.analog, init_gen, noise_gen, device)
     model = build_model(spec, data.input_shape, data.classes, config)
-    algorithm = Algorithm(spec, model, config)
 
-    t = spec.training
+    t, p = spec.training, spec.pipeline
     b = t.micro_batch_size
     n_train = len(data.x_train)
     per_epoch = n_train // b  # the last partial micro-batch of an epoch is dropped
-    total = t.steps if t.steps is not None else max(1, math.ceil((t.epochs or 0) * per_epoch))
+    total = microbatch_count(spec, per_epoch)
+    try:
+        schedule = build_schedule(p.schedule, p.stages, total, p.micro_batches)
+        executor = PipelineExecutor(spec, model, config, schedule)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    layers = executor.layers_per_stage
+    duration = latency_durations(layers, b, schedule.group, p.latency_ns)
+    timed = replay(schedule, duration)
+    clock = Clock(timed, total)
+    seq_makespan = sequential_makespan(
+        p.stages, total, latency_durations(layers, b, 1, p.latency_ns)
+    )
+
     grad_x, grad_y = data.x_train[:GRAD_SAMPLES], data.y_train[:GRAD_SAMPLES]
     metrics: list[dict[str, Any]] = []
     start = time.perf_counter()
     running, running_n = 0.0, 0
     status, error = "succeeded", None
+    order: torch.Tensor = torch.empty(0, dtype=torch.long)
 
-    def metric_point(step: int) -> dict[str, Any]:
+    def fetch(j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal order
+        if j % per_epoch == 0:  # a new epoch: a new seeded shuffle
+            order = torch.randperm(n_train, generator=data_gen).to(device)
+        idx = order[(j % per_epoch) * b : (j % per_epoch + 1) * b]
+        return data.x_train[idx], data.y_train[idx]
+
+    def lr_for(j: int) -> float:
+        return learning_rate(spec, j * b / n_train)
+
+    def metric_point(done: int) -> None:
         nonlocal running, running_n
         grad_sq, subset_loss = gradient_norm_sq(model, grad_x, grad_y)
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
         saturation, near = analog_health(model)
-        samples = step * b
+        samples = done * b
         record = {
-            "step": step,
+            "step": executor.algorithms[0].updates,
             "samples": samples,
             "epoch": samples / n_train,
-            "sim_time_ns": sequential_timeline(spec, samples)["makespan_ns"],
+            "sim_time_ns": clock.after(done),
             "wall_s": time.perf_counter() - start,
-            "lr": learning_rate(spec, samples / n_train),
+            "lr": lr_for(done),
             "train_loss": running / running_n if running_n else subset_loss,
             "test_loss": test_loss,
             "test_accuracy": test_acc,
@@ -167,37 +191,38 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         metrics.append(record)
         if cb.on_metrics:
             cb.on_metrics(record)
-        return record
 
     metric_point(0)
-    perm = torch.empty(0, dtype=torch.long)
-    step = 0
-    while step < total:
-        if cb.should_stop and cb.should_stop():
+    done, executed = 0, 0
+    for timed_action in timed:
+        action = timed_action.action
+        s, j = action.stage, action.microbatch
+        if action.kind == FORWARD and s == 0 and cb.should_stop and cb.should_stop():
             status = "cancelled"
             break
-        if step % per_epoch == 0:
-            perm = torch.randperm(n_train, generator=data_gen).to(device)
-        idx = perm[(step % per_epoch) * b : (step % per_epoch + 1) * b]
-        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-        loss.backward()
-        algorithm.step(learning_rate(spec, step * b / n_train))
-        step += 1
-        value = loss.item()
-        if not math.isfinite(value):
-            status = "failed"
-            error = f"training diverged: loss is {value} at step {step}; lower optimizer.lr"
-            break
-        running += value
-        running_n += 1
-        if cb.on_progress:
-            cb.on_progress(step, total, value)
-        if step % t.eval_every == 0 and step < total:
-            metric_point(step)
+        executor.execute(action, lr_for, fetch)
+        executed += 1
+        if action.kind == FORWARD and s == schedule.stages - 1:
+            value = executor.losses.pop(j)
+            if not math.isfinite(value):
+                status = "failed"
+                error = f"training diverged: loss is {value} at micro-batch {j}; lower optimizer.lr"
+                break
+            running += value
+            running_n += 1
+            if cb.on_progress:
+                cb.on_progress(j + 1, total, value)
+        elif action.kind == UPDATE and s == 0:
+            previous, done = done, j + 1
+            if done < total and done // t.eval_every > previous // t.eval_every:
+                metric_point(done)
     if status != "failed":
-        metric_point(step)
+        metric_point(done)
 
     last = metrics[-1]
+    summary = summarise(
+        schedule, timed[:executed], duration, done * b, sequential_makespan=seq_makespan
+    )
     result = {
         "status": status,
         "error": error,
@@ -206,11 +231,11 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
             "test_loss": last["test_loss"],
             "train_loss": last["train_loss"],
         },
-        "samples": step * b,
-        "updates": algorithm.updates,
+        "samples": done * b,
+        "updates": executor.algorithms[0].updates,
         "wall_seconds": time.perf_counter() - start,
-        "timeline": sequential_timeline(spec, step * b),
+        "timeline": summary.as_dict(),
         "spec": spec.normalised(),
         "versions": versions(),
     }
-    return RunOutput(result=result, metrics=metrics, model=model)
+    return RunOutput(result=result, metrics=metrics, model=model, timeline=timed[:executed])

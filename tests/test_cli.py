@@ -63,10 +63,10 @@ def test_bad_spec_exits_2(tmp_path: Path) -> None:
 
 
 def test_unrunnable_spec_exits_2_with_the_reason(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path / "s.yaml", {"pipeline": {"stages": 2, "schedule": "gpipe"}})
+    spec = write_spec(tmp_path / "s.yaml", {"dataset": {"name": "uploaded", "id": "x1"}})
     proc = aimc("run", str(spec), "--out", str(tmp_path / "o"))
     assert proc.returncode == 2
-    assert "allowed: stages 1, schedule sequential" in proc.stderr
+    assert proc.stderr.startswith("dataset.name: 'uploaded' datasets are resolved by the aimc")
 
 
 def test_failed_run_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -125,11 +125,6 @@ def test_divergence_is_reported_not_raised() -> None:
     assert "lower optimizer.lr" in out.result["error"]
 
 
-def test_unsupported_pipeline_is_a_clear_error() -> None:
-    with pytest.raises(RunError, match="allowed: stages 1, schedule sequential"):
-        run(parse_spec(short(pipeline={"stages": 2, "schedule": "async"})))
-
-
 def test_micro_batch_larger_than_dataset() -> None:
     spec = short(dataset={"name": "synthetic", "synthetic": {"n_train": 10, "n_test": 10}})
     spec["training"]["micro_batch_size"] = 64

@@ -1,0 +1,95 @@
+"""Single-process pipeline executor: runs a schedule's actions, one at a time, in order.
+
+Each stage is a contiguous run of the model's units with its own autograd
+graph per micro-batch: the stage input is a detached leaf, so the backward of
+(s, j) can run whenever the schedule says and hands `leaf.grad` to stage s-1.
+Weight versions need no bookkeeping: stage s's weights are touched only by its
+own actions, so the schedule's per-stage order fixes which version each forward
+and backward sees. Analog layers read their weights when the backward runs (no
+copy, as on hardware); under `async_stash` they read the copy taken at forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aimc_engine.algorithms import Algorithm
+from aimc_engine.models import LayeredNet, tile_layers
+from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, Action, Schedule
+from aimc_engine.pipeline.stages import split_units
+from aimc_engine.spec import JobSpec
+from aimc_engine.tiles import TileConfig
+
+Batch = tuple[Tensor, Tensor]
+
+
+class PipelineExecutor:
+    """Holds the stages of `model` and executes actions of `schedule` on them."""
+
+    def __init__(
+        self, spec: JobSpec, model: LayeredNet, config: TileConfig, schedule: Schedule
+    ) -> None:
+        costs = [len(tile_layers(unit)) * spec.pipeline.latency_ns.forward for unit in model.units]
+        self.ranges = split_units(costs, schedule.stages)
+        self.stages = [nn.Sequential(*(model.units[i] for i in r)) for r in self.ranges]
+        self.algorithms = [Algorithm(spec, stage, config) for stage in self.stages]
+        self.layers_per_stage = [len(tile_layers(stage)) for stage in self.stages]
+        self.schedule = schedule
+        for layer in model.weight_layers:
+            layer.stash_weights = schedule.stash
+        last = schedule.stages - 1
+        self._last = last
+        self._graphs: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}  # (s, j) -> (in, out)
+        self._handoff: dict[tuple[int, int], Tensor] = {}  # activation or gradient in transit
+        self._targets: dict[int, Tensor] = {}
+        self.losses: dict[int, float] = {}  # micro-batch -> loss, until taken
+
+    def forward(self, s: int, j: int, batch: Batch | None = None) -> None:
+        """Stage s's forward of micro-batch j (stage 0 is given the batch)."""
+        if s == 0:
+            if batch is None:
+                raise ValueError("stage 0's forward needs the micro-batch")
+            x, self._targets[j] = batch
+        else:
+            x = self._handoff.pop((s - 1, j)).detach().requires_grad_()
+        out = self.stages[s](x)
+        if s == self._last:
+            out = F.cross_entropy(out, self._targets.pop(j))
+            self.losses[j] = out.item()
+        else:
+            self._handoff[(s, j)] = out
+        self._graphs[(s, j)] = (x, out)
+
+    def backward(self, s: int, j: int) -> None:
+        """Stage s's backward of micro-batch j: weight rows recorded, input gradient passed on."""
+        x, out = self._graphs.pop((s, j))
+        if s == self._last:
+            out.backward()
+        else:
+            out.backward(self._handoff.pop((s, j)))
+        if s > 0:
+            self._handoff[(s - 1, j)] = x.grad  # type: ignore[assignment]
+
+    def update(self, s: int, lr: float) -> None:
+        """Stage s applies the gradients of its last `group` micro-batches (their mean)."""
+        self.algorithms[s].step(lr, scale=1.0 / self.schedule.group)
+
+    def execute(
+        self, action: Action, lr: Callable[[int], float], fetch: Callable[[int], Batch]
+    ) -> None:
+        """Run one action; `fetch(j)` gives micro-batch j, `lr(j)` the rate for its update."""
+        s, j = action.stage, action.microbatch
+        if action.kind == FORWARD:
+            self.forward(s, j, fetch(j) if s == 0 else None)
+        elif action.kind == BACKWARD:
+            self.backward(s, j)
+        else:
+            self.update(s, lr(j))
+
+    def in_flight(self) -> list[torch.Tensor]:
+        """Tensors held between actions (for tests: empty once a schedule has run)."""
+        return [t for pair in self._graphs.values() for t in pair] + list(self._handoff.values())
