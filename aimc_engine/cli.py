@@ -67,6 +67,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    spec = _load(args.spec)
+    if spec is None:
+        return EXIT_BAD_SPEC
+    from aimc_engine.pipeline.schedule import build_schedule, format_grid
+    from aimc_engine.pipeline.stages import split_units
+    from aimc_engine.pipeline.timeline import latency_durations, replay, summarise
+
+    p = spec.pipeline
+    group = p.micro_batches if p.schedule in ("gpipe", "1f1b") else 1
+    n = args.microbatches or 2 * max(p.micro_batches, p.stages)
+    n = max(group, n // group * group)
+    counts = spec.model.layers_per_unit
+    ranges = split_units([float(c) for c in counts], p.stages)
+    layers = [sum(counts[i] for i in r) for r in ranges]
+    schedule = build_schedule(p.schedule, p.stages, n, p.micro_batches)
+    print(format_grid(schedule, args.actions))
+    for s, r in enumerate(ranges):
+        print(
+            f"stage {s}: units {r.start}..{r.stop - 1} of the {spec.model.kind}, {layers[s]} layers"
+        )
+    unit = latency_durations(
+        [1] * p.stages,
+        1,
+        1,
+        p.latency_ns.model_copy(update={"forward": 1.0, "backward": 1.0, "update": 0.0}),
+    )
+    timed_by = {
+        "unit time (F = B = 1, no update cost)": unit,
+        "latency model": latency_durations(
+            layers, spec.training.micro_batch_size, schedule.group, p.latency_ns
+        ),
+    }
+    for label, duration in timed_by.items():
+        t = summarise(schedule, replay(schedule, duration), duration, n)
+        print(
+            f"{label}: makespan {t.makespan_ns:g}, bubble {t.bubble_fraction:.3f}, "
+            f"utilisation {[round(u, 3) for u in t.utilisation]}, staleness {t.staleness}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aimc", description="Simulate training on analog in-memory computing hardware."
@@ -77,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("schedule", help="print the pipeline schedule of a spec as a grid")
+    p.add_argument("spec", help="job spec, YAML or JSON")
+    p.add_argument("--actions", type=int, default=24, help="actions shown per stage")
+    p.add_argument("--microbatches", type=int, default=0, help="micro-batches to schedule")
+    p.set_defaults(func=cmd_schedule)
     p = sub.add_parser("validate", help="print the normalised spec, or its problems (exit 2)")
     p.add_argument("spec", help="job spec, YAML or JSON")
     p.set_defaults(func=cmd_validate)

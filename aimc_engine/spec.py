@@ -126,6 +126,13 @@ class ModelSpec(_Strict):
         return len(self.channels) + 2  # stem, one unit per block, head
 
     @property
+    def layers_per_unit(self) -> list[int]:
+        """Weight layers in each pipeline-cuttable unit, in order."""
+        if self.kind == "resnet":
+            return [1, *(2 + int(s) for s in self.resnet_shortcuts()), 1]
+        return [1] * self.num_layers
+
+    @property
     def num_weight_layers(self) -> int:
         """Layers with a weight matrix, the ones `analog.layers` indexes."""
         if self.kind == "resnet":
