@@ -1,0 +1,105 @@
+"""Timeline replay: the formulas of pipeline.md with unit durations, staleness, the clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from aimc_engine.pipeline.schedule import Action, build_schedule
+from aimc_engine.pipeline.stages import StageError, split_units
+from aimc_engine.pipeline.timeline import (
+    Clock,
+    latency_durations,
+    replay,
+    sequential_makespan,
+    staleness,
+    summarise,
+)
+from aimc_engine.spec import LatencySpec
+
+
+def unit(action: Action) -> float:
+    """F = B = 1, no update cost."""
+    return 0.0 if action.kind == "U" else 1.0
+
+
+@pytest.mark.parametrize("name", ["gpipe", "1f1b"])
+@pytest.mark.parametrize(("p", "b"), [(4, 5), (3, 2), (2, 8)])
+def test_sync_bubble(name: str, p: int, b: int) -> None:
+    """bubble = (P-1)/(B+P-1); computation density B/(B+P-1) (5/8 for P=4, B=5)."""
+    sched = build_schedule(name, p, 3 * b, b)
+    t = summarise(sched, replay(sched, unit), unit, 3 * b)
+    assert t.bubble_fraction == pytest.approx((p - 1) / (b + p - 1))
+    assert t.utilisation == pytest.approx([b / (b + p - 1)] * p)
+
+
+def test_async_utilisation_tends_to_one() -> None:
+    short, long = (build_schedule("async", 4, n) for n in (10, 2000))
+    u_short = summarise(short, replay(short, unit), unit, 10).utilisation
+    u_long = summarise(long, replay(long, unit), unit, 2000).utilisation
+    assert min(u_long) > 0.998 > max(u_short)
+
+
+def test_async_speedup_over_gpipe() -> None:
+    """Clock-cycle speedup at the same samples ~ (B+P-1)/B."""
+    p, b, n = 4, 5, 2000
+    gpipe, asyn = build_schedule("gpipe", p, n, b), build_schedule("async", p, n)
+    ratio = max(t.end for t in replay(gpipe, unit)) / max(t.end for t in replay(asyn, unit))
+    assert ratio == pytest.approx((b + p - 1) / b, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("async", [3, 2, 1, 0]),
+        ("async_stash", [3, 2, 1, 0]),
+        ("gpipe", [0] * 4),
+        ("1f1b", [0] * 4),
+        ("sequential", [0] * 4),
+    ],
+)
+def test_staleness_per_stage(name: str, expected: list[int]) -> None:
+    assert staleness(build_schedule(name, 4, 20, 5)) == expected
+
+
+def test_replay_respects_dependencies_and_stage_order() -> None:
+    sched = build_schedule("1f1b", 3, 6, 3)
+    timed = replay(sched, unit)
+    end = {t.action: t.end for t in timed}
+    for t in timed:
+        a = t.action
+        if a.kind == "F" and a.stage > 0:
+            assert t.start >= end[Action(a.stage - 1, "F", a.microbatch)]
+        if a.kind == "B" and a.stage < 2:
+            assert t.start >= end[Action(a.stage + 1, "B", a.microbatch)]
+    for s, actions in enumerate(sched.per_stage):
+        assert [t.action for t in timed if t.action.stage == s] == list(actions)
+    assert [t.start for t in timed] == sorted(t.start for t in timed)
+
+
+def test_latency_durations_and_speedup() -> None:
+    lat = LatencySpec(forward=40, backward=40, update=165.9)
+    d = latency_durations([2, 1], 10, 5, lat)
+    assert d(Action(0, "F", 0)) == pytest.approx(40 * 10 * 2)
+    assert d(Action(1, "U", 4)) == pytest.approx(165.9 * 10 * 5)
+    one = latency_durations([1], 10, 1, lat)
+    seq = build_schedule("sequential", 1, 7)
+    assert sequential_makespan(1, 7, one) == pytest.approx(7 * 10 * (40 + 40 + 165.9))
+    t = summarise(
+        seq, replay(seq, one), one, 70, sequential_makespan=sequential_makespan(1, 7, one)
+    )
+    assert t.speedup_vs_sequential == pytest.approx(1.0)
+    assert t.samples_per_sim_second == pytest.approx(70 / (t.makespan_ns * 1e-9))
+
+
+def test_clock_after_m_micro_batches() -> None:
+    sched = build_schedule("sequential", 1, 3)
+    clock = Clock(replay(sched, unit), 3)
+    assert [clock.after(m) for m in range(4)] == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_stage_split() -> None:
+    assert split_units([1, 1, 1, 1], 4) == [range(0, 1), range(1, 2), range(2, 3), range(3, 4)]
+    assert split_units([1, 1, 1], 2) == [range(0, 2), range(2, 3)]  # earlier stage takes more
+    assert split_units([1, 3, 1, 1, 1], 2) == [range(0, 2), range(2, 5)]  # max cost 4, not 5
+    with pytest.raises(StageError, match="5 stages but the model has 4 layers"):
+        split_units([1, 1, 1, 1], 5)
