@@ -153,3 +153,46 @@ def test_digits_analog_sgd_sanity(update: str) -> None:
         "optimizer": {"algorithm": "analog_sgd", "lr": 0.1},
     }
     assert run(parse_spec(spec)).result["final"]["test_accuracy"] >= 0.88
+
+
+@pytest.mark.parametrize("schedule", ["sequential", "gpipe", "1f1b", "async", "async_stash"])
+def test_pipeline_runs_record_the_timeline(schedule: str) -> None:
+    spec = short(
+        model={"kind": "mlp", "hidden": [16, 16, 16]},
+        pipeline={"stages": 4, "schedule": schedule, "micro_batches": 5},
+    )
+    spec["training"] = {"steps": 6, "micro_batch_size": 8, "eval_every": 10}
+    out = run(parse_spec(spec))
+    r = out.result
+    group = 5 if schedule in ("gpipe", "1f1b") else 1
+    assert r["status"] == "succeeded" and r["updates"] == 6 and r["samples"] == 6 * group * 8
+    timeline = r["timeline"]
+    assert timeline["staleness"] == ([3, 2, 1, 0] if schedule.startswith("async") else [0] * 4)
+    assert len(timeline["utilisation"]) == 4 and 0 <= timeline["bubble_fraction"] < 1
+    assert timeline["speedup_vs_sequential"] > (1.0 if schedule != "sequential" else 0.99)
+    times = [m["sim_time_ns"] for m in out.metrics]
+    assert times == sorted(times) and times[-1] == pytest.approx(timeline["makespan_ns"])
+    assert [m["samples"] for m in out.metrics][-1] == r["samples"]
+
+
+@pytest.mark.parametrize("kind", ["cnn", "resnet"])
+def test_conv_models_in_a_pipeline(kind: str) -> None:
+    spec = short(
+        model={"kind": kind, "channels": [4, 8], "fc": 16},
+        pipeline={"stages": 3, "schedule": "async"},
+        analog={"update": "rounded"},
+        optimizer={"algorithm": "tiki_taka", "lr": 0.05},
+    )
+    out = run(parse_spec(spec))
+    assert out.result["status"] == "succeeded"
+    assert out.result["timeline"]["staleness"] == [2, 1, 0]
+
+
+def test_pipeline_is_reproducible() -> None:
+    spec = short(
+        model={"hidden": [16, 16]},
+        pipeline={"stages": 3, "schedule": "async"},
+        analog={"update": "pulsed", "device": {"c2c_noise": 0.3}},
+    )
+    a, b = run(parse_spec(spec)), run(parse_spec(spec))
+    assert without_wall(a.metrics) == without_wall(b.metrics)
