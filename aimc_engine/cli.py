@@ -73,7 +73,12 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         return EXIT_BAD_SPEC
     from aimc_engine.pipeline.schedule import build_schedule, format_grid
     from aimc_engine.pipeline.stages import split_units
-    from aimc_engine.pipeline.timeline import latency_durations, replay, summarise
+    from aimc_engine.pipeline.timeline import (
+        latency_durations,
+        replay,
+        summarise,
+        unit_duration,
+    )
 
     p = spec.pipeline
     group = p.micro_batches if p.schedule in ("gpipe", "1f1b") else 1
@@ -88,14 +93,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         print(
             f"stage {s}: units {r.start}..{r.stop - 1} of the {spec.model.kind}, {layers[s]} layers"
         )
-    unit = latency_durations(
-        [1] * p.stages,
-        1,
-        1,
-        p.latency_ns.model_copy(update={"forward": 1.0, "backward": 1.0, "update": 0.0}),
-    )
     timed_by = {
-        "unit time (F = B = 1, no update cost)": unit,
+        "unit time (F = B = 1, no update cost)": unit_duration,
         "latency model": latency_durations(
             layers, spec.training.micro_batch_size, schedule.group, p.latency_ns
         ),

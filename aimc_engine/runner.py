@@ -23,7 +23,7 @@ from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import LayeredNet, build_model
 from aimc_engine.pipeline.executor import PipelineExecutor
-from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
+from aimc_engine.pipeline.schedule import FORWARD, UPDATE, Schedule, build_schedule
 from aimc_engine.pipeline.timeline import (
     Clock,
     Timed,
@@ -31,6 +31,7 @@ from aimc_engine.pipeline.timeline import (
     replay,
     sequential_makespan,
     summarise,
+    unit_duration,
 )
 from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
@@ -105,6 +106,26 @@ def microbatch_count(spec: JobSpec, per_epoch: int) -> int:
         return t.steps * group
     n = max(1, math.ceil((t.epochs or 0) * per_epoch))
     return max(group, n // group * group)
+
+
+def unit_time_summary(schedule: Schedule) -> dict[str, object]:
+    """The schedule's figures with F = B = 1 per stage and free updates: the textbook
+    bubble (P-1)/(B+P-1) of gpipe, utilisation -> 1 for async."""
+    summary = summarise(
+        schedule,
+        replay(schedule, unit_duration),
+        unit_duration,
+        0,
+        sequential_makespan=sequential_makespan(
+            schedule.stages, schedule.microbatches, unit_duration
+        ),
+    )
+    return {
+        "makespan": summary.makespan_ns,
+        "bubble_fraction": summary.bubble_fraction,
+        "utilisation": summary.utilisation,
+        "speedup_vs_sequential": summary.speedup_vs_sequential,
+    }
 
 
 def versions() -> dict[str, str]:
@@ -222,7 +243,8 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
     last = metrics[-1]
     summary = summarise(
         schedule, timed[:executed], duration, done * b, sequential_makespan=seq_makespan
-    )
+    ).as_dict()
+    summary["unit_time"] = unit_time_summary(schedule)
     result = {
         "status": status,
         "error": error,
@@ -234,7 +256,7 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         "samples": done * b,
         "updates": executor.algorithms[0].updates,
         "wall_seconds": time.perf_counter() - start,
-        "timeline": summary.as_dict(),
+        "timeline": summary,
         "spec": spec.normalised(),
         "versions": versions(),
     }

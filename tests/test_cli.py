@@ -105,3 +105,17 @@ def test_examples_cover_every_preset_and_algorithm() -> None:
     }
     assert {s.optimizer.algorithm for s in specs} == {"sgd", "analog_sgd", "tiki_taka"}
     assert {s.analog.update for s in specs if s.analog.enabled} == {"expected", "pulsed", "rounded"}
+
+
+def test_schedule_prints_the_grid_split_and_timeline(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path / "s.yaml",
+        {"model": {"hidden": [8, 8, 8]}, "pipeline": {"stages": 4, "schedule": "gpipe"}},
+    )
+    proc = aimc("schedule", str(spec), "--actions", "6", "--microbatches", "10")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "gpipe: P=4, 10 micro-batches, 5 per update"
+    assert lines[1] == "stage 0: 0F0 0F1 0F2 0F3 0F4 0B4 ... (+16)"
+    assert "stage 3: units 3..3 of the mlp, 1 layers" in lines
+    assert any(line.startswith("unit time") and "bubble 0.375" in line for line in lines)

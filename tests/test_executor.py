@@ -10,7 +10,7 @@ from torch import Tensor
 from aimc_engine.models import build_model, tile_layers
 from aimc_engine.pipeline.executor import PipelineExecutor
 from aimc_engine.pipeline.schedule import build_schedule
-from aimc_engine.pipeline.timeline import replay
+from aimc_engine.pipeline.timeline import replay, unit_duration
 from aimc_engine.spec import JobSpec, parse_spec
 from aimc_engine.tiles import TileConfig
 
@@ -46,7 +46,7 @@ def setup(kind: str, schedule: str, stages: int = P) -> tuple[JobSpec, PipelineE
 
 def run_executor(executor: PipelineExecutor, batches: list) -> list[float]:
     losses = {}
-    for t in replay(executor.schedule, lambda a: 0.0 if a.kind == "U" else 1.0):
+    for t in replay(executor.schedule, unit_duration):
         executor.execute(t.action, lambda j: LR, lambda j: batches[j])
         losses.update(executor.losses)
         executor.losses.clear()

@@ -14,12 +14,10 @@ from aimc_engine.pipeline.timeline import (
     staleness,
     summarise,
 )
+from aimc_engine.pipeline.timeline import (
+    unit_duration as unit,
+)
 from aimc_engine.spec import LatencySpec
-
-
-def unit(action: Action) -> float:
-    """F = B = 1, no update cost."""
-    return 0.0 if action.kind == "U" else 1.0
 
 
 @pytest.mark.parametrize("name", ["gpipe", "1f1b"])

@@ -67,6 +67,11 @@ def replay(schedule: Schedule, duration: Callable[[Action], float]) -> list[Time
     return out
 
 
+def unit_duration(action: Action) -> float:
+    """The textbook clock: a forward or backward takes 1, an update nothing."""
+    return 0.0 if action.kind == UPDATE else 1.0
+
+
 def latency_durations(
     layers_per_stage: list[int], micro_batch_size: int, group: int, latency: LatencySpec
 ) -> Callable[[Action], float]:
