@@ -81,7 +81,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     )
 
     p = spec.pipeline
-    group = p.micro_batches if p.schedule in ("gpipe", "1f1b") else 1
+    group = p.group
     n = args.microbatches or 2 * max(p.micro_batches, p.stages)
     n = max(group, n // group * group)
     counts = spec.model.layers_per_unit

@@ -101,7 +101,7 @@ def microbatch_count(spec: JobSpec, per_epoch: int) -> int:
     """Micro-batches to train: `steps` updates (B micro-batches each for gpipe/1f1b) or
     `epochs` passes, rounded down to whole mini-batches for the synchronous schedules."""
     t, p = spec.training, spec.pipeline
-    group = p.micro_batches if p.schedule in ("gpipe", "1f1b") else 1
+    group = p.group
     if t.steps is not None:
         return t.steps * group
     n = max(1, math.ceil((t.epochs or 0) * per_epoch))

@@ -20,6 +20,7 @@ from aimc_engine.presets import PRESET_FIELDS, PRESETS
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
 PresetName = Literal["reram_es", "reram_sb", "capacitor", "ecram", "idealized", "gokmen_vlasov"]
 Schedule = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
+SYNCHRONOUS = ("gpipe", "1f1b")  # one update per mini-batch of B micro-batches
 
 
 class SpecError(ValueError):
@@ -311,6 +312,11 @@ class PipelineSpec(_Strict):
     schedule: Schedule = Field("sequential", description="Pipeline schedule.")
     micro_batches: int = Field(5, ge=1, le=4096, description="B: micro-batches per mini-batch.")
     latency_ns: LatencySpec = Field(default_factory=LatencySpec)  # type: ignore[arg-type]
+
+    @property
+    def group(self) -> int:
+        """Micro-batches per update: B for the synchronous schedules, else 1."""
+        return self.micro_batches if self.schedule in SYNCHRONOUS else 1
 
 
 class JobSpec(_Strict):

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aimc_engine.spec import SYNCHRONOUS
+
 FORWARD, BACKWARD, UPDATE = "F", "B", "U"
 SCHEDULES = ("sequential", "gpipe", "1f1b", "async", "async_stash")
 _ACTION = re.compile(r"^(\d+)([FBU])(\d+)$")
@@ -61,10 +63,6 @@ class Schedule:
     microbatches: int
     group: int
     per_stage: tuple[tuple[Action, ...], ...]
-
-    @property
-    def synchronous(self) -> bool:
-        return self.name in ("gpipe", "1f1b")
 
     @property
     def stash(self) -> bool:
@@ -120,7 +118,7 @@ def build_schedule(name: str, stages: int, microbatches: int, group: int = 1) ->
         raise ValueError(f"pipeline.schedule: {name!r} is not one of {', '.join(SCHEDULES)}")
     if stages < 1 or microbatches < 1 or group < 1:
         raise ValueError("pipeline: stages, micro-batches and B must be at least 1")
-    synchronous = name in ("gpipe", "1f1b")
+    synchronous = name in SYNCHRONOUS
     if synchronous and microbatches % group:
         raise ValueError(
             f"pipeline.micro_batches: {microbatches} micro-batches are not a whole number "
