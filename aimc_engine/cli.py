@@ -74,8 +74,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from aimc_engine.pipeline.schedule import build_schedule, format_grid
     from aimc_engine.pipeline.stages import split_units
     from aimc_engine.pipeline.timeline import (
+        Tally,
+        iter_replay,
         latency_durations,
-        replay,
         summarise,
         unit_duration,
     )
@@ -100,7 +101,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         ),
     }
     for label, duration in timed_by.items():
-        t = summarise(schedule, replay(schedule, duration), duration, n)
+        t = summarise(schedule, Tally.of(iter_replay(schedule, duration), p.stages), n)
         print(
             f"{label}: makespan {t.makespan_ns:g}, bubble {t.bubble_fraction:.3f}, "
             f"utilisation {[round(u, 3) for u in t.utilisation]}, staleness {t.staleness}"

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import aimc_engine
+from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import LayeredNet, build_model
@@ -26,9 +27,10 @@ from aimc_engine.pipeline.executor import PipelineExecutor
 from aimc_engine.pipeline.schedule import FORWARD, UPDATE, Schedule, build_schedule
 from aimc_engine.pipeline.timeline import (
     Clock,
+    Tally,
     Timed,
+    iter_replay,
     latency_durations,
-    replay,
     sequential_makespan,
     summarise,
     unit_duration,
@@ -57,7 +59,7 @@ class RunOutput:
     result: dict[str, Any]
     metrics: list[dict[str, Any]]
     model: LayeredNet
-    timeline: list[Timed]  # the actions that ran, with simulated start and end times
+    timeline: list[Timed]  # the first actions that ran, with simulated start and end
 
 
 def resolve_device(name: str) -> torch.device:
@@ -111,15 +113,9 @@ def microbatch_count(spec: JobSpec, per_epoch: int) -> int:
 def unit_time_summary(schedule: Schedule) -> dict[str, object]:
     """The schedule's figures with F = B = 1 per stage and free updates: the textbook
     bubble (P-1)/(B+P-1) of gpipe, utilisation -> 1 for async."""
-    summary = summarise(
-        schedule,
-        replay(schedule, unit_duration),
-        unit_duration,
-        0,
-        sequential_makespan=sequential_makespan(
-            schedule.stages, schedule.microbatches, unit_duration
-        ),
-    )
+    tally = Tally.of(iter_replay(schedule, unit_duration), schedule.stages)
+    seq = sequential_makespan(schedule.stages, schedule.microbatches, unit_duration)
+    summary = summarise(schedule, tally, 0, sequential_makespan=seq)
     return {
         "makespan": summary.makespan_ns,
         "bubble_fraction": summary.bubble_fraction,
@@ -165,8 +161,8 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         raise RunError(str(exc)) from None
     layers = executor.layers_per_stage
     duration = latency_durations(layers, b, schedule.group, p.latency_ns)
-    timed = replay(schedule, duration)
-    clock = Clock(timed, total)
+    clock, tally = Clock(), Tally(schedule.stages)
+    drawn: list[Timed] = []  # the first actions, for timeline.png
     seq_makespan = sequential_makespan(
         p.stages, total, latency_durations(layers, b, 1, p.latency_ns)
     )
@@ -214,15 +210,18 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
             cb.on_metrics(record)
 
     metric_point(0)
-    done, executed = 0, 0
-    for timed_action in timed:
+    done = 0
+    for timed_action in iter_replay(schedule, duration):
         action = timed_action.action
         s, j = action.stage, action.microbatch
         if action.kind == FORWARD and s == 0 and cb.should_stop and cb.should_stop():
             status = "cancelled"
             break
         executor.execute(action, lr_for, fetch)
-        executed += 1
+        clock.record(timed_action)
+        tally.add(timed_action)
+        if len(drawn) < GANTT_ACTIONS:
+            drawn.append(timed_action)
         if action.kind == FORWARD and s == schedule.stages - 1:
             value = executor.losses.pop(j)
             if not math.isfinite(value):
@@ -241,9 +240,7 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         metric_point(done)
 
     last = metrics[-1]
-    summary = summarise(
-        schedule, timed[:executed], duration, done * b, sequential_makespan=seq_makespan
-    ).as_dict()
+    summary = summarise(schedule, tally, done * b, sequential_makespan=seq_makespan).as_dict()
     summary["unit_time"] = unit_time_summary(schedule)
     result = {
         "status": status,
@@ -260,4 +257,4 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         "spec": spec.normalised(),
         "versions": versions(),
     }
-    return RunOutput(result=result, metrics=metrics, model=model, timeline=timed[:executed])
+    return RunOutput(result=result, metrics=metrics, model=model, timeline=drawn)

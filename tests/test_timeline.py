@@ -8,6 +8,7 @@ from aimc_engine.pipeline.schedule import Action, build_schedule
 from aimc_engine.pipeline.stages import StageError, split_units
 from aimc_engine.pipeline.timeline import (
     Clock,
+    Tally,
     latency_durations,
     replay,
     sequential_makespan,
@@ -25,15 +26,15 @@ from aimc_engine.spec import LatencySpec
 def test_sync_bubble(name: str, p: int, b: int) -> None:
     """bubble = (P-1)/(B+P-1); computation density B/(B+P-1) (5/8 for P=4, B=5)."""
     sched = build_schedule(name, p, 3 * b, b)
-    t = summarise(sched, replay(sched, unit), unit, 3 * b)
+    t = summarise(sched, Tally.of(replay(sched, unit), p), 3 * b)
     assert t.bubble_fraction == pytest.approx((p - 1) / (b + p - 1))
     assert t.utilisation == pytest.approx([b / (b + p - 1)] * p)
 
 
 def test_async_utilisation_tends_to_one() -> None:
     short, long = (build_schedule("async", 4, n) for n in (10, 2000))
-    u_short = summarise(short, replay(short, unit), unit, 10).utilisation
-    u_long = summarise(long, replay(long, unit), unit, 2000).utilisation
+    u_short = summarise(short, Tally.of(replay(short, unit), 4), 10).utilisation
+    u_long = summarise(long, Tally.of(replay(long, unit), 4), 2000).utilisation
     assert min(u_long) > 0.998 > max(u_short)
 
 
@@ -83,7 +84,7 @@ def test_latency_durations_and_speedup() -> None:
     seq = build_schedule("sequential", 1, 7)
     assert sequential_makespan(1, 7, one) == pytest.approx(7 * 10 * (40 + 40 + 165.9))
     t = summarise(
-        seq, replay(seq, one), one, 70, sequential_makespan=sequential_makespan(1, 7, one)
+        seq, Tally.of(replay(seq, one), 1), 70, sequential_makespan=sequential_makespan(1, 7, one)
     )
     assert t.speedup_vs_sequential == pytest.approx(1.0)
     assert t.samples_per_sim_second == pytest.approx(70 / (t.makespan_ns * 1e-9))
@@ -91,8 +92,17 @@ def test_latency_durations_and_speedup() -> None:
 
 def test_clock_after_m_micro_batches() -> None:
     sched = build_schedule("sequential", 1, 3)
-    clock = Clock(replay(sched, unit), 3)
+    clock = Clock()
+    for t in replay(sched, unit):
+        clock.record(t)
     assert [clock.after(m) for m in range(4)] == [0.0, 2.0, 4.0, 6.0]
+
+
+@pytest.mark.parametrize(("p", "n"), [(1, 7), (4, 9), (3, 1)])
+def test_sequential_makespan_extrapolation_equals_a_full_replay(p: int, n: int) -> None:
+    d = latency_durations([2, 1, 1, 3][:p], 10, 1, LatencySpec())
+    full = max(t.end for t in replay(build_schedule("sequential", p, n), d))
+    assert sequential_makespan(p, n, d) == pytest.approx(full)
 
 
 def test_stage_split() -> None:

@@ -8,9 +8,8 @@ simulated clock of each metric point. Torch-free.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate
 
 from aimc_engine.pipeline.schedule import (
     BACKWARD,
@@ -33,13 +32,17 @@ class Timed:
 
 def replay(schedule: Schedule, duration: Callable[[Action], float]) -> list[Timed]:
     """All actions with start and end times, in order of start (a valid execution order)."""
+    return list(iter_replay(schedule, duration))
+
+
+def iter_replay(schedule: Schedule, duration: Callable[[Action], float]) -> Iterator[Timed]:
+    """`replay`, one action at a time: a long job's timeline need not sit in memory."""
     p = schedule.stages
     position = [0] * p
     free = [0.0] * p
     finished: dict[Action, float] = {}
-    out: list[Timed] = []
     total = sum(len(actions) for actions in schedule.per_stage)
-    while len(out) < total:
+    for _ in range(total):
         best: tuple[float, int, Action] | None = None
         for s in range(p):
             if position[s] == len(schedule.per_stage[s]):
@@ -63,8 +66,7 @@ def replay(schedule: Schedule, duration: Callable[[Action], float]) -> list[Time
         finished[action] = end
         free[s] = end
         position[s] += 1
-        out.append(Timed(action, start, end))
-    return out
+        yield Timed(action, start, end)
 
 
 def unit_duration(action: Action) -> float:
@@ -129,20 +131,31 @@ class TimelineSummary:
         }
 
 
+class Tally:
+    """Busy time per stage and makespan of the actions seen so far."""
+
+    def __init__(self, stages: int) -> None:
+        self.busy = [0.0] * stages
+        self.makespan = 0.0
+
+    def add(self, t: Timed) -> None:
+        self.busy[t.action.stage] += t.end - t.start
+        self.makespan = max(self.makespan, t.end)
+
+    @classmethod
+    def of(cls, timed: Iterable[Timed], stages: int) -> Tally:
+        tally = cls(stages)
+        for t in timed:
+            tally.add(t)
+        return tally
+
+
 def summarise(
-    schedule: Schedule,
-    timed: list[Timed],
-    duration: Callable[[Action], float],
-    samples: int,
-    *,
-    sequential_makespan: float | None = None,
+    schedule: Schedule, tally: Tally, samples: int, *, sequential_makespan: float | None = None
 ) -> TimelineSummary:
     """Makespan, utilisation (busy / makespan per stage), bubble = 1 - mean utilisation."""
-    makespan = max((t.end for t in timed), default=0.0)
-    busy = [0.0] * schedule.stages
-    for t in timed:
-        busy[t.action.stage] += t.end - t.start
-    utilisation = [b / makespan if makespan else 0.0 for b in busy]
+    makespan = tally.makespan
+    utilisation = [b / makespan if makespan else 0.0 for b in tally.busy]
     return TimelineSummary(
         makespan_ns=makespan,
         utilisation=utilisation,
@@ -158,21 +171,42 @@ def summarise(
 def sequential_makespan(
     stages: int, microbatches: int, duration: Callable[[Action], float]
 ) -> float:
-    """Makespan of the same micro-batches run one at a time (durations per micro-batch)."""
-    schedule = build_schedule("sequential", stages, microbatches)
-    return max(t.end for t in replay(schedule, duration))
+    """Makespan of the same micro-batches run one at a time (durations per micro-batch).
+
+    One micro-batch at a time is periodic: each adds the same time as the second
+    did, so two are replayed and the rest extrapolated exactly.
+    """
+
+    def makespan(n: int) -> float:
+        return Tally.of(
+            iter_replay(build_schedule("sequential", stages, n), duration), stages
+        ).makespan
+
+    if microbatches <= 2:
+        return makespan(microbatches)
+    first, second = makespan(1), makespan(2)
+    return first + (microbatches - 1) * (second - first)
 
 
 class Clock:
-    """The simulated time by which the first m micro-batches are fully processed."""
+    """The simulated time by which the first m micro-batches are fully processed.
 
-    def __init__(self, timed: list[Timed], microbatches: int) -> None:
-        done = [0.0] * microbatches
-        for t in timed:
-            j = t.action.microbatch
-            done[j] = max(done[j], t.end)
-        self._prefix = list(accumulate(done, max))
+    Fed every replayed action; `after(m)` is asked for growing m, once all actions
+    of the first m micro-batches have been recorded.
+    """
+
+    def __init__(self) -> None:
+        self._ends: dict[int, float] = {}
+        self._counted = 0
+        self._time = 0.0
+
+    def record(self, t: Timed) -> None:
+        j = t.action.microbatch
+        self._ends[j] = max(self._ends.get(j, 0.0), t.end)
 
     def after(self, m: int) -> float:
         """Clock after m micro-batches (0 before any)."""
-        return self._prefix[m - 1] if m > 0 else 0.0
+        while self._counted < m:
+            self._time = max(self._time, self._ends.pop(self._counted, 0.0))
+            self._counted += 1
+        return self._time if m > 0 else 0.0
