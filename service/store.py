@@ -1,0 +1,184 @@
+"""The Redis store of jobs: every Redis key the API and the workers use lives here.
+
+Layout (all under `settings.key_prefix`):
+  job:{id}                hash: owner, name, spec (normalised JSON), state, progress,
+                          attempts, created/started/finished, error, result (JSON)
+  job:{id}:metrics        stream of metric points (XADD; one entry per point, in order)
+  job:{id}:events         stream of state changes
+  job:{id}:artifact:{n}   bytes of one artifact; job:{id}:artifacts set of names
+  job:{id}:cancel         flag, set by a cancel request, read by the worker each step
+  job:{id}:lock           held by the worker running the job (a job never runs twice)
+  user:{u}:jobs           sorted set of the user's job ids by creation time
+  user:{u}                hash: name; key:{sha256} -> user id
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from typing import Any
+
+import redis
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
+
+
+def hash_key(api_key: str) -> str:
+    """Keys are stored only as their SHA-256: a dump of Redis reveals no usable key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class JobStore:
+    """Typed access to jobs, metrics, artifacts, cancel flags and users in Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "aimc:") -> None:
+        self.r = client
+        self.p = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "aimc:") -> JobStore:
+        return cls(redis.Redis.from_url(url, decode_responses=False), prefix)
+
+    def _k(self, *parts: str) -> str:
+        return self.p + ":".join(parts)
+
+    # users -----------------------------------------------------------------
+    def create_user(self, name: str) -> tuple[str, str]:
+        """A new user; returns (user id, API key). The key is shown once, stored hashed."""
+        user_id = uuid.uuid4().hex[:12]
+        api_key = "aimc_" + secrets.token_urlsafe(24)
+        pipe = self.r.pipeline()
+        pipe.hset(self._k("user", user_id), mapping={"name": name, "created": time.time()})
+        pipe.set(self._k("key", hash_key(api_key)), user_id)
+        pipe.execute()
+        return user_id, api_key
+
+    def user_for_key(self, api_key: str) -> str | None:
+        user = self.r.get(self._k("key", hash_key(api_key)))
+        return user.decode() if user else None
+
+    # jobs ------------------------------------------------------------------
+    def create_job(self, owner: str, spec: dict[str, Any]) -> str:
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(
+            self._k("job", job_id),
+            mapping={
+                "owner": owner,
+                "name": spec.get("name", ""),
+                "spec": json.dumps(spec),
+                "state": "queued",
+                "progress": 0.0,
+                "attempts": 0,
+                "created": now,
+            },
+        )
+        pipe.zadd(self._k("user", owner, "jobs"), {job_id: now})
+        pipe.xadd(self._k("job", job_id, "events"), {"state": "queued", "t": now})
+        pipe.execute()
+        return job_id
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(self._k("job", job_id))
+        if not raw:
+            return None
+        job: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        job["id"] = job_id
+        job["spec"] = json.loads(job["spec"])
+        for key in ("progress", "created", "started", "finished"):
+            if key in job:
+                job[key] = float(job[key])
+        job["attempts"] = int(job["attempts"])
+        if "result" in job:
+            job["result"] = json.loads(job["result"])
+        return job
+
+    def job_ids(self, owner: str) -> list[str]:
+        """The owner's jobs, newest first."""
+        return [j.decode() for j in self.r.zrevrange(self._k("user", owner, "jobs"), 0, -1)]
+
+    def set_state(self, job_id: str, state: str, **fields: Any) -> None:
+        """Move a job to `state` and record the change as an event."""
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        now = time.time()
+        mapping: dict[str, Any] = {"state": state, **fields}
+        if state == "running":
+            mapping.setdefault("started", now)
+        if state in TERMINAL:
+            mapping["finished"] = now
+        pipe = self.r.pipeline()
+        pipe.hset(self._k("job", job_id), mapping=mapping)
+        pipe.xadd(self._k("job", job_id, "events"), {"state": state, "t": now})
+        pipe.execute()
+
+    def add_attempt(self, job_id: str) -> int:
+        return int(self.r.hincrby(self._k("job", job_id), "attempts", 1))
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        self.r.hset(self._k("job", job_id), "progress", progress)
+
+    def set_result(self, job_id: str, result: dict[str, Any]) -> None:
+        self.r.hset(self._k("job", job_id), "result", json.dumps(result))
+
+    # metrics and events ----------------------------------------------------
+    def add_metric(self, job_id: str, record: dict[str, Any]) -> None:
+        self.r.xadd(self._k("job", job_id, "metrics"), {"m": json.dumps(record)})
+
+    def metrics(self, job_id: str, since_step: int = -1) -> list[dict[str, Any]]:
+        """Metric points in order, those with step > since_step."""
+        entries = self.r.xrange(self._k("job", job_id, "metrics"))
+        points = [json.loads(fields[b"m"]) for _, fields in entries]
+        return [p for p in points if p["step"] > since_step]
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        entries = self.r.xrange(self._k("job", job_id, "events"))
+        return [{"state": f[b"state"].decode(), "t": float(f[b"t"])} for _, f in entries]
+
+    # artifacts -------------------------------------------------------------
+    def put_artifact(self, job_id: str, name: str, data: bytes) -> None:
+        pipe = self.r.pipeline()
+        pipe.set(self._k("job", job_id, "artifact", name), data)
+        pipe.sadd(self._k("job", job_id, "artifacts"), name)
+        pipe.execute()
+
+    def artifact_names(self, job_id: str) -> list[str]:
+        return sorted(n.decode() for n in self.r.smembers(self._k("job", job_id, "artifacts")))
+
+    def artifact(self, job_id: str, name: str) -> bytes | None:
+        data = self.r.get(self._k("job", job_id, "artifact", name))
+        return bytes(data) if data is not None else None
+
+    # cancel and locks ------------------------------------------------------
+    def request_cancel(self, job_id: str) -> None:
+        self.r.set(self._k("job", job_id, "cancel"), 1)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.r.exists(self._k("job", job_id, "cancel")))
+
+    def take_lock(self, job_id: str, holder: str, ttl_s: int) -> bool:
+        """True if `holder` now runs the job; False if another worker holds it."""
+        return bool(self.r.set(self._k("job", job_id, "lock"), holder, nx=True, ex=ttl_s))
+
+    def release_lock(self, job_id: str) -> None:
+        self.r.delete(self._k("job", job_id, "lock"))
+
+    def delete_job(self, job_id: str) -> None:
+        job = self.get_job(job_id)
+        if job is None:
+            return
+        names = self.artifact_names(job_id)
+        keys = [self._k("job", job_id, "artifact", n) for n in names]
+        keys += [
+            self._k("job", job_id, suffix)
+            for suffix in ("metrics", "events", "artifacts", "cancel", "lock")
+        ]
+        pipe = self.r.pipeline()
+        pipe.delete(self._k("job", job_id), *keys)
+        pipe.zrem(self._k("user", job["owner"], "jobs"), job_id)
+        pipe.execute()

@@ -1,0 +1,146 @@
+"""End to end: a real Redis and a real Celery worker process run jobs through the engine.
+
+.ci/run starts redis-server when nothing listens on 127.0.0.1:6379; these tests use
+database 15 and a key prefix of their own, and flush that database afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from service.settings import get_settings
+from service.store import JobStore
+
+URL = "redis://127.0.0.1:6379/15"
+ROOT = Path(__file__).resolve().parent.parent
+SHORT = {"training": {"steps": 30, "micro_batch_size": 8, "eval_every": 10}}
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[JobStore]:
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    saved = {k: os.environ.get(k) for k in ("REDIS_URL", "AIMC_KEY_PREFIX")}
+    os.environ.update(REDIS_URL=URL, AIMC_KEY_PREFIX=prefix)
+    get_settings.cache_clear()
+    from worker.app import app
+
+    app.conf.update(broker_url=URL, result_backend=URL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
+    try:
+        yield JobStore.from_url(URL, prefix)
+    finally:
+        proc.terminate()  # warm shutdown: waits for a running job
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        redis.Redis.from_url(URL).flushdb()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+def submit(store: JobStore, spec: dict) -> str:
+    from aimc_engine.spec import parse_spec
+    from worker.tasks import run_job
+
+    job_id = store.create_job("alice", parse_spec(spec).normalised())
+    run_job.delay(job_id)
+    return job_id
+
+
+def wait_for(store: JobStore, job_id: str, states: tuple[str, ...], timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get_job(job_id)
+        assert job is not None
+        if job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {store.get_job(job_id)} after {timeout} s")
+
+
+def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) -> None:
+    job_id = submit(store, SHORT)
+    job = wait_for(store, job_id, ("succeeded", "failed"))
+    assert job["state"] == "succeeded", job.get("error")
+    assert job["progress"] == 1.0 and job["attempts"] == 1
+    assert [m["step"] for m in store.metrics(job_id)] == [0, 10, 20, 30]
+    assert [m["step"] for m in store.metrics(job_id, since_step=10)] == [20, 30]
+    assert job["result"]["updates"] == 30
+    assert store.artifact_names(job_id) == [
+        "curves.png",
+        "metrics.csv",
+        "metrics.jsonl",
+        "result.json",
+        "timeline.png",
+        "weights.safetensors",
+    ]
+    assert store.artifact(job_id, "curves.png")[:4] == b"\x89PNG"
+    assert [e["state"] for e in store.events(job_id)] == ["queued", "running", "succeeded"]
+
+
+def test_cancel_a_running_job(store: JobStore) -> None:
+    job_id = submit(store, {"training": {"steps": 100_000, "eval_every": 100}})
+    wait_for(store, job_id, ("running",))
+    store.request_cancel(job_id)
+    job = wait_for(store, job_id, ("cancelled", "succeeded", "failed"), timeout=20)
+    assert job["state"] == "cancelled"
+    assert job["result"]["status"] == "cancelled"
+
+
+def test_a_cancelled_queued_job_never_starts(store: JobStore) -> None:
+    from aimc_engine.spec import parse_spec
+    from worker.tasks import run_job
+
+    job_id = store.create_job("alice", parse_spec(SHORT).normalised())
+    store.request_cancel(job_id)
+    run_job.delay(job_id)
+    job = wait_for(store, job_id, ("cancelled", "succeeded"))
+    assert job["state"] == "cancelled" and job["attempts"] == 0
+    assert store.metrics(job_id) == []
+
+
+def test_a_job_that_cannot_run_fails_with_the_reason(store: JobStore) -> None:
+    job_id = submit(store, {**SHORT, "dataset": {"name": "uploaded", "id": "nope"}})
+    job = wait_for(store, job_id, ("failed", "succeeded"))
+    assert job["state"] == "failed"
+    assert "resolved by the aimc service" in job["error"]
+
+
+def test_delete_removes_everything(store: JobStore) -> None:
+    job_id = submit(store, SHORT)
+    wait_for(store, job_id, ("succeeded",))
+    store.delete_job(job_id)
+    assert store.get_job(job_id) is None and store.artifact(job_id, "result.json") is None
+    assert job_id not in store.job_ids("alice")
