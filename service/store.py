@@ -10,6 +10,7 @@ Layout (all under `settings.key_prefix`):
   job:{id}:lock           held by the worker running the job (a job never runs twice)
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}                hash: name; key:{sha256} -> user id
+  idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
 """
 
 from __future__ import annotations
@@ -153,6 +154,20 @@ class JobStore:
     def artifact(self, job_id: str, name: str) -> bytes | None:
         data = self.r.get(self._k("job", job_id, "artifact", name))
         return bytes(data) if data is not None else None
+
+    # idempotency -----------------------------------------------------------
+    def idempotent_job(self, user: str, key: str) -> tuple[str, str] | None:
+        """(body digest, job id) remembered for this user's Idempotency-Key, if any."""
+        raw = self.r.get(self._k("idem", user, hash_key(key)))
+        if raw is None:
+            return None
+        digest, job_id = raw.decode().split(" ")
+        return digest, job_id
+
+    def remember_idempotent(
+        self, user: str, key: str, digest: str, job_id: str, ttl_s: int
+    ) -> None:
+        self.r.set(self._k("idem", user, hash_key(key)), f"{digest} {job_id}", ex=ttl_s)
 
     # cancel and locks ------------------------------------------------------
     def request_cancel(self, job_id: str) -> None:

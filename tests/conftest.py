@@ -1,15 +1,27 @@
-"""Shared helpers for the engine tests."""
+"""Shared helpers and fixtures: device factories; a real Redis and Celery worker."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import torch
 from torch import Tensor
 
 from aimc_engine.devices import Device
 from aimc_engine.spec import DeviceSpec
+from service.settings import get_settings
+from service.store import JobStore
+
+REDIS_TEST_URL = "redis://127.0.0.1:6379/15"  # a database of the tests' own, flushed after
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_device(shape: tuple[int, ...] = (4, 3), seed: int = 0, **fields: Any) -> Device:
@@ -36,3 +48,49 @@ def pulsed_after(
     out = w.clone()
     dev.apply_pulses_(out, n_up, n_down, g)
     return out
+
+
+@pytest.fixture(scope="session")
+def worker_store() -> Iterator[JobStore]:
+    """A real Celery worker process on Redis database 15; the store it writes to."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    saved = {k: os.environ.get(k) for k in ("REDIS_URL", "AIMC_KEY_PREFIX")}
+    os.environ.update(REDIS_URL=REDIS_TEST_URL, AIMC_KEY_PREFIX=prefix)
+    get_settings.cache_clear()
+    from worker.app import app
+
+    app.conf.update(broker_url=REDIS_TEST_URL, result_backend=REDIS_TEST_URL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
+    try:
+        yield JobStore.from_url(REDIS_TEST_URL, prefix)
+    finally:
+        proc.terminate()  # warm shutdown: waits for a running job
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()

@@ -6,68 +6,18 @@ database 15 and a key prefix of their own, and flush that database afterwards.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import redis
 
-from service.settings import get_settings
 from service.store import JobStore
 
-URL = "redis://127.0.0.1:6379/15"
-ROOT = Path(__file__).resolve().parent.parent
 SHORT = {"training": {"steps": 30, "micro_batch_size": 8, "eval_every": 10}}
 
 
-@pytest.fixture(scope="module")
-def store() -> Iterator[JobStore]:
-    prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    saved = {k: os.environ.get(k) for k in ("REDIS_URL", "AIMC_KEY_PREFIX")}
-    os.environ.update(REDIS_URL=URL, AIMC_KEY_PREFIX=prefix)
-    get_settings.cache_clear()
-    from worker.app import app
-
-    app.conf.update(broker_url=URL, result_backend=URL)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=os.environ.copy(),
-    )
-    try:
-        yield JobStore.from_url(URL, prefix)
-    finally:
-        proc.terminate()  # warm shutdown: waits for a running job
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        redis.Redis.from_url(URL).flushdb()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
+@pytest.fixture
+def store(worker_store: JobStore) -> JobStore:
+    return worker_store
 
 
 def submit(store: JobStore, spec: dict) -> str:

@@ -1,0 +1,88 @@
+"""The FastAPI application: create_app() wires settings, the store, the queue and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from celery import Celery
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.errors import PROBLEM, ProblemError, problem_handler
+from service.routes import jobs, users
+from service.settings import Settings, get_settings
+from service.store import JobStore
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API; nothing connects until the app starts (lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        s = settings or get_settings()
+        app.state.settings = s
+        app.state.store = JobStore.from_url(s.redis_url, s.key_prefix)
+        app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
+        yield
+        app.state.store.r.close()
+
+    app = FastAPI(
+        title="aimc",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Simulated training on analog in-memory hardware, as a service.",
+    )
+    app.add_exception_handler(ProblemError, problem_handler)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        ]
+        body = {
+            "type": "about:blank",
+            "title": "Invalid request",
+            "status": 422,
+            "detail": "; ".join(f"{e['loc']}: {e['msg']}" for e in errors),
+            "errors": errors,
+        }
+        return JSONResponse(body, status_code=422, media_type=PROBLEM)
+
+    @app.middleware("http")
+    async def body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        limit = (settings or get_settings()).max_body_bytes
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            body = {
+                "type": "about:blank",
+                "title": "Payload Too Large",
+                "status": 413,
+                "detail": f"request body of {length} bytes; the limit is {limit}",
+            }
+            return JSONResponse(body, status_code=413, media_type=PROBLEM)
+        return await call_next(request)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    def readyz(request: Request) -> JSONResponse:
+        """Readiness: Redis answers and at least one worker answers a ping."""
+        checks = {"redis": False, "worker": False}
+        try:
+            checks["redis"] = bool(request.app.state.store.r.ping())
+            replies = request.app.state.celery.control.ping(timeout=1.0)
+            checks["worker"] = bool(replies)
+        except Exception:  # an unreachable broker is exactly what this reports
+            pass
+        return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
+
+    app.include_router(jobs.router)
+    app.include_router(users.router)
+    return app

@@ -1,0 +1,70 @@
+"""Dependencies injected into routes: settings, the store, the current user, an owned job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from service.errors import ProblemError
+from service.settings import Settings, get_settings
+from service.store import JobStore
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (create_app), else the environment's."""
+    return getattr(request.app.state, "settings", None) or get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+
+
+def get_store(request: Request) -> JobStore:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+StoreDep = Annotated[JobStore, Depends(get_store)]
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "send Authorization: Bearer <API key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return authorization[7:].strip()
+
+
+def current_user(store: StoreDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    user = store.user_for_key(_bearer(authorization))
+    if user is None:
+        raise ProblemError(
+            401, "Unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return user
+
+
+def admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    if not settings.admin_key or _bearer(authorization) != settings.admin_key:
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "this route needs the admin key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+    """The job if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
+    job = store.get_job(job_id)
+    if job is None or job["owner"] != user:
+        raise ProblemError(404, "Not Found", f"no job {job_id!r}")
+    return job
+
+
+OwnedJob = Annotated[dict[str, Any], Depends(owned_job)]

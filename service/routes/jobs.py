@@ -1,0 +1,252 @@
+"""/v1/jobs: submit, list, inspect, stream, download, cancel, delete."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from aimc_engine.spec import SpecError, parse_spec
+from service.deps import CurrentUser, OwnedJob, SettingsDep, StoreDep
+from service.errors import ProblemError, responses
+from service.store import TERMINAL
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+IDEMPOTENCY_TTL_S = 24 * 3600
+SSE_POLL_S = 0.2
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    state: str
+    progress: float
+    attempts: int
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    latest_metrics: dict[str, Any] | None = None
+    eta_seconds: float | None = None
+    spec: dict[str, Any]
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+def job_out(job: dict[str, Any], latest: dict[str, Any] | None = None) -> JobOut:
+    eta = None
+    if job["state"] == "running" and job.get("started") and 0 < job["progress"] < 1:
+        elapsed = time.time() - job["started"]
+        eta = elapsed / job["progress"] * (1 - job["progress"])
+    return JobOut(
+        id=job["id"],
+        name=job["name"],
+        state=job["state"],
+        progress=job["progress"],
+        attempts=job["attempts"],
+        created=job["created"],
+        started=job.get("started"),
+        finished=job.get("finished"),
+        error=job.get("error") or None,
+        latest_metrics=latest,
+        eta_seconds=eta,
+        spec=job["spec"],
+    )
+
+
+@router.post("", status_code=202, response_model=JobOut, responses=responses(401, 409, 422, 429))
+def submit(
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    spec: Annotated[dict[str, Any], Body(description="A job spec (see the job-spec docs).")],
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JobOut:
+    """Validate and queue a job; the same Idempotency-Key and body return the same job."""
+    try:
+        normalised = parse_spec(spec).normalised()
+    except SpecError as exc:
+        errors = [{"loc": loc, "msg": msg} for loc, msg in exc.problems]
+        raise ProblemError(422, "Invalid job spec", str(exc), errors=errors) from None
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    if idempotency_key:
+        seen = store.idempotent_job(user, idempotency_key)
+        if seen is not None:
+            if seen[0] != digest:
+                raise ProblemError(409, "Conflict", "Idempotency-Key reused with another body")
+            job = store.get_job(seen[1])
+            if job is not None:
+                response.headers["Location"] = f"/v1/jobs/{job['id']}"
+                return job_out(job)
+    queued = sum(
+        1 for j in store.job_ids(user) if (store.get_job(j) or {}).get("state") == "queued"
+    )
+    if queued >= settings.max_queued_jobs:
+        raise ProblemError(
+            429,
+            "Too Many Requests",
+            f"{queued} jobs queued; the limit is {settings.max_queued_jobs}",
+            headers={"Retry-After": "30"},
+        )
+    job_id = store.create_job(user, normalised)
+    if idempotency_key:
+        store.remember_idempotent(user, idempotency_key, digest, job_id, IDEMPOTENCY_TTL_S)
+    request.app.state.celery.send_task("aimc.run_job", args=[job_id], queue="aimc")
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    job = store.get_job(job_id)
+    assert job is not None
+    return job_out(job)
+
+
+@router.get("", response_model=JobPage, responses=responses(401, 422))
+def list_jobs(
+    user: CurrentUser,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    state: str | None = None,
+    name: str | None = None,
+) -> JobPage:
+    """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for more."""
+    ids = store.job_ids(user)
+    start = int(cursor) if cursor else 0
+    jobs: list[JobOut] = []
+    position = start
+    while position < len(ids) and len(jobs) < limit:
+        job = store.get_job(ids[position])
+        position += 1
+        if (
+            job
+            and (state is None or job["state"] == state)
+            and (name is None or job["name"] == name)
+        ):
+            jobs.append(job_out(job))
+    return JobPage(jobs=jobs, next_cursor=str(position) if position < len(ids) else None)
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404))
+def get_job(job: OwnedJob, store: StoreDep) -> JobOut:
+    """State, progress, ETA, latest metric point, error."""
+    points = store.metrics(job["id"])
+    return job_out(job, points[-1] if points else None)
+
+
+@router.get(
+    "/{job_id}/metrics",
+    responses={**responses(401, 404), 200: {"content": {"application/json": {}, "text/csv": {}}}},
+)
+def metrics(
+    job: OwnedJob,
+    store: StoreDep,
+    since: Annotated[int, Query(ge=-1)] = -1,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Metric points with step > since, as JSON or (Accept: text/csv) CSV."""
+    from aimc_engine.artifacts import METRIC_COLUMNS
+
+    points = store.metrics(job["id"], since)
+    if accept and "text/csv" in accept:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(points)
+        return Response(buffer.getvalue(), media_type="text/csv")
+    return Response(json.dumps(points), media_type="application/json")
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={**responses(401, 404), 200: {"content": {"text/event-stream": {}}}},
+)
+def events(job: OwnedJob, store: StoreDep) -> StreamingResponse:
+    """Server-Sent Events: `state` on every state change, `metric` per metric point, live
+    until the job ends."""
+    job_id = job["id"]
+
+    def stream() -> Iterator[str]:
+        sent_metrics, sent_states = 0, 0
+        while True:
+            states = store.events(job_id)
+            for event in states[sent_states:]:
+                yield f"event: state\ndata: {json.dumps(event)}\n\n"
+            sent_states = len(states)
+            points = store.metrics(job_id)
+            for point in points[sent_metrics:]:
+                yield f"event: metric\ndata: {json.dumps(point)}\n\n"
+            sent_metrics = len(points)
+            if states and states[-1]["state"] in TERMINAL:
+                return
+            time.sleep(SSE_POLL_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
+@router.get("/{job_id}/result", responses=responses(401, 404, 409))
+def result(job: OwnedJob) -> dict[str, Any]:
+    """result.json of a finished job."""
+    if "result" not in job:
+        raise ProblemError(409, "Conflict", f"job is {job['state']}; no result yet")
+    return job["result"]  # type: ignore[no-any-return]
+
+
+@router.get("/{job_id}/artifacts", responses=responses(401, 404))
+def artifacts(job: OwnedJob, store: StoreDep) -> list[str]:
+    return store.artifact_names(job["id"])
+
+
+MEDIA = {
+    ".png": "image/png",
+    ".csv": "text/csv",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+}
+
+
+@router.get(
+    "/{job_id}/artifacts/{name}",
+    responses={**responses(401, 404), 200: {"content": {"application/octet-stream": {}}}},
+)
+def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
+    data = store.artifact(job["id"], name)
+    if data is None:
+        raise ProblemError(404, "Not Found", f"no artifact {name!r}")
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    return Response(
+        data,
+        media_type=MEDIA.get(suffix, "application/octet-stream"),
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404))
+def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
+    """Cooperative: a running job stops at its next check; a queued one never starts."""
+    if job["state"] not in TERMINAL:
+        store.request_cancel(job["id"])
+        if job["state"] == "queued":
+            store.set_state(job["id"], "cancelled")
+    refreshed = store.get_job(job["id"])
+    assert refreshed is not None
+    return job_out(refreshed)
+
+
+@router.delete("/{job_id}", status_code=204, responses=responses(401, 404, 409))
+def delete(job: OwnedJob, store: StoreDep) -> Response:
+    """Remove a finished job and all its data."""
+    if job["state"] not in TERMINAL:
+        raise ProblemError(409, "Conflict", f"job is {job['state']}; cancel it first")
+    store.delete_job(job["id"])
+    return Response(status_code=204)

@@ -1,0 +1,135 @@
+"""The HTTP API end to end: real Redis, a real worker process, FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from service.store import JobStore
+from tests.conftest import REDIS_TEST_URL
+
+ADMIN = "admin-secret"
+SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
+
+
+@pytest.fixture(scope="module")
+def client(worker_store: JobStore) -> Iterator[TestClient]:
+    settings = Settings(
+        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_body_bytes=20_000
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def new_user(client: TestClient, name: str) -> dict[str, str]:
+    r = client.post("/v1/users", json={"name": name}, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['api_key']}"}
+
+
+def wait(client: TestClient, job_id: str, auth: dict, states: tuple[str, ...]) -> dict:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=auth).json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job still {job['state']}")
+
+
+def test_submit_run_and_download(client: TestClient) -> None:
+    auth = new_user(client, "alice")
+    r = client.post("/v1/jobs", json=SHORT, headers=auth)
+    assert r.status_code == 202 and r.headers["Location"] == f"/v1/jobs/{r.json()['id']}"
+    job_id = r.json()["id"]
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=auth) as stream:
+        events = [line for line in stream.iter_lines() if line.startswith("event:")]
+        steps = []
+    job = wait(client, job_id, auth, ("succeeded", "failed"))
+    assert job["state"] == "succeeded" and job["latest_metrics"]["step"] == 20
+    assert events[0] == "event: state" and events[-1] == "event: state"
+    assert events.count("event: metric") == 3
+    points = client.get(f"/v1/jobs/{job_id}/metrics", headers=auth).json()
+    steps = [p["step"] for p in points]
+    assert steps == [0, 10, 20]
+    assert [
+        p["step"] for p in client.get(f"/v1/jobs/{job_id}/metrics?since=0", headers=auth).json()
+    ] == [10, 20]
+    csv_text = client.get(f"/v1/jobs/{job_id}/metrics", headers={**auth, "Accept": "text/csv"}).text
+    assert (
+        csv_text.splitlines()[0].startswith("step,samples,epoch")
+        and len(csv_text.splitlines()) == 4
+    )
+    assert client.get(f"/v1/jobs/{job_id}/result", headers=auth).json()["updates"] == 20
+    names = client.get(f"/v1/jobs/{job_id}/artifacts", headers=auth).json()
+    assert "weights.safetensors" in names and "curves.png" in names
+    png = client.get(f"/v1/jobs/{job_id}/artifacts/curves.png", headers=auth)
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+    assert client.delete(f"/v1/jobs/{job_id}", headers=auth).status_code == 204
+    assert client.get(f"/v1/jobs/{job_id}", headers=auth).status_code == 404
+
+
+def test_users_are_isolated_and_keys_checked(client: TestClient) -> None:
+    alice, bob = new_user(client, "alice"), new_user(client, "bob")
+    job_id = client.post("/v1/jobs", json=SHORT, headers=alice).json()["id"]
+    for method, path in [("GET", ""), ("GET", "/metrics"), ("POST", "/cancel"), ("DELETE", "")]:
+        r = client.request(method, f"/v1/jobs/{job_id}{path}", headers=bob)
+        assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    assert client.get("/v1/jobs").status_code == 401
+    assert client.get("/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.post("/v1/users", json={"name": "x"}, headers=alice).status_code == 401
+    assert client.get("/v1/jobs", headers=bob).json()["jobs"] == []
+    wait(client, job_id, alice, ("succeeded", "failed"))
+
+
+def test_invalid_spec_oversized_body_and_pagination(client: TestClient) -> None:
+    auth = new_user(client, "carol")
+    r = client.post(
+        "/v1/jobs", json={"optimizer": {"lr": -1}, "model": {"kind": "rnn"}}, headers=auth
+    )
+    assert r.status_code == 422
+    assert {e["loc"] for e in r.json()["errors"]} == {"optimizer.lr", "model.kind"}
+    big = {"name": "x", "extra": "y" * 30_000}
+    assert (
+        client.post(
+            "/v1/jobs",
+            content=json.dumps(big),
+            headers={**auth, "Content-Type": "application/json"},
+        ).status_code
+        == 413
+    )
+    ids = []
+    for i in range(3):
+        spec = {**SHORT, "name": f"page-{i}"}
+        job_id = client.post("/v1/jobs", json=spec, headers=auth).json()["id"]
+        ids.append(job_id)
+        client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+    page = client.get("/v1/jobs?limit=2", headers=auth).json()
+    assert [j["id"] for j in page["jobs"]] == ids[::-1][:2] and page["next_cursor"]
+    rest = client.get(f"/v1/jobs?limit=2&cursor={page['next_cursor']}", headers=auth).json()
+    assert [j["id"] for j in rest["jobs"]] == ids[:1] and rest["next_cursor"] is None
+    assert [j["name"] for j in client.get("/v1/jobs?name=page-1", headers=auth).json()["jobs"]] == [
+        "page-1"
+    ]
+
+
+def test_idempotency_key(client: TestClient) -> None:
+    auth = {**new_user(client, "dave"), "Idempotency-Key": "k-1"}
+    first = client.post("/v1/jobs", json=SHORT, headers=auth)
+    again = client.post("/v1/jobs", json=SHORT, headers=auth)
+    assert first.json()["id"] == again.json()["id"]
+    other = client.post("/v1/jobs", json={**SHORT, "seed": 3}, headers=auth)
+    assert other.status_code == 409
+    client.post(f"/v1/jobs/{first.json()['id']}/cancel", headers=auth)
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"redis": True, "worker": True}
