@@ -1,4 +1,4 @@
-"""The `aimc` command line: run a job locally, validate a spec."""
+"""The engine's command line: run a job locally, validate a spec, show a schedule."""
 
 from __future__ import annotations
 
@@ -110,10 +110,16 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The engine's own commands; the `aimc` script adds the service's (aimc_cli)."""
     parser = argparse.ArgumentParser(
         prog="aimc", description="Simulate training on analog in-memory computing hardware."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_engine_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def add_engine_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """run, schedule, validate: commands that need no service."""
     p = sub.add_parser("run", help="train a job locally and write its results to --out")
     p.add_argument("spec", help="job spec, YAML or JSON")
     p.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
@@ -127,7 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="print the normalised spec, or its problems (exit 2)")
     p.add_argument("spec", help="job spec, YAML or JSON")
     p.set_defaults(func=cmd_validate)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,50 @@
+"""The `aimc` command: the engine's commands (run, validate, schedule) and `serve`.
+
+A package of its own so that the engine knows nothing of the service and the
+service's dependencies load only for the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from aimc_engine.cli import add_engine_commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.serve import serve
+
+    if args.workers < 1:
+        print("--workers: must be at least 1", file=sys.stderr)
+        return 2
+    return serve(args.host, args.port, args.workers, Path(args.data_dir).expanduser())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aimc", description="Simulate training on analog in-memory computing hardware."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_engine_commands(sub)
+    p = sub.add_parser(
+        "serve",
+        help="the whole service on this machine: API, workers and (if REDIS_URL is "
+        "unset) a private Redis; Ctrl-C stops it",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one job each)")
+    p.add_argument("--data-dir", default="~/.aimc", help="Redis data and the admin key")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

