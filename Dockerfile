@@ -1,0 +1,19 @@
+# One image for the API and the workers; docker-compose.yml picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# torch first, so the range in pyproject.toml installs nothing else; pass PyTorch's CPU
+# wheel index as TORCH_INDEX (docker build --build-arg TORCH_INDEX=...) for a small image
+ARG TORCH_INDEX=""
+RUN pip install torch==2.13.0 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
+COPY pyproject.toml README.md ./
+COPY aimc_engine aimc_engine
+COPY aimc_cli aimc_cli
+COPY service service
+COPY worker worker
+COPY examples examples
+RUN pip install .
+RUN useradd --create-home aimc
+USER aimc
+EXPOSE 8000
+CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,38 @@
+"""docker-compose.yml and the Dockerfile, checked statically (no Docker engine in CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compose_services_commands_env_and_volumes() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"redis", "api", "worker"}
+    redis = services["redis"]
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+    assert "redis-data" in compose["volumes"]
+    api, worker = services["api"], services["worker"]
+    assert api["command"][:2] == ["uvicorn", "service.app:create_app"]
+    assert worker["command"][:4] == ["celery", "-A", "worker.app", "worker"]
+    for svc in (api, worker):
+        assert svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert svc["build"] == "."
+    assert "ports" not in worker  # workers scale: no fixed host port
+    assert "8000:8000" in api["ports"]
+
+
+def test_dockerfile_installs_cpu_torch_first_and_copies_the_packages() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    torch_line = text.index("torch==2.13.0")
+    assert torch_line < text.index("RUN pip install .")
+    for package in ("aimc_engine", "aimc_cli", "service", "worker"):
+        assert f"COPY {package} {package}" in text
+        assert (ROOT / package / "__init__.py").exists()
+    assert "USER aimc" in text
