@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.routes import jobs, users
 from service.settings import Settings, get_settings
 from service.store import JobStore
+
+QUEUE = "aimc"  # the Celery queue jobs wait in (worker.app.QUEUE; not imported: no Celery app here)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
         app.state.settings = s
-        app.state.store = JobStore.from_url(s.redis_url, s.key_prefix)
+        app.state.store = JobStore.from_url(s.redis_url, s.key_prefix, s.retention_seconds)
         app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
         yield
         app.state.store.r.close()
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Simulated training on analog in-memory hardware, as a service.",
     )
     app.add_exception_handler(ProblemError, problem_handler)
+    requests_total: dict[tuple[str, str, int], int] = {}  # this process's, for /metrics
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -64,7 +67,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "detail": f"request body of {length} bytes; the limit is {limit}",
             }
             return JSONResponse(body, status_code=413, media_type=PROBLEM)
-        return await call_next(request)
+        response = await call_next(request)
+        route = request.scope.get("route")
+        label = (request.method, getattr(route, "path", "unmatched"), response.status_code)
+        requests_total[label] = requests_total.get(label, 0) + 1
+        return response
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics(request: Request) -> str:
+        """Prometheus text format: requests, job state transitions, queue depth."""
+        store: JobStore = request.app.state.store
+        lines = [
+            "# HELP aimc_http_requests_total HTTP requests by method, route and status.",
+            "# TYPE aimc_http_requests_total counter",
+        ]
+        for (method, path, status), count in sorted(requests_total.items()):
+            lines.append(
+                f'aimc_http_requests_total{{method="{method}",route="{path}",status="{status}"}}'
+                f" {count}"
+            )
+        lines += [
+            "# HELP aimc_job_transitions_total Times jobs entered each state.",
+            "# TYPE aimc_job_transitions_total counter",
+        ]
+        for state, count in sorted(store.transitions().items()):
+            lines.append(f'aimc_job_transitions_total{{state="{state}"}} {count}')
+        lines += [
+            "# HELP aimc_queue_depth Jobs waiting for a worker.",
+            "# TYPE aimc_queue_depth gauge",
+            f"aimc_queue_depth {store.queue_depth(QUEUE)}",
+        ]
+        return "\n".join(lines) + "\n"
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

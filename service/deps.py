@@ -37,11 +37,24 @@ def _bearer(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
-def current_user(store: StoreDep, authorization: Annotated[str | None, Header()] = None) -> str:
+def current_user(
+    store: StoreDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> str:
+    """The caller, by API key; each call counts against the per-minute rate (429 past it)."""
     user = store.user_for_key(_bearer(authorization))
     if user is None:
         raise ProblemError(
             401, "Unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"}
+        )
+    retry = store.over_rate(user, settings.requests_per_minute)
+    if retry is not None:
+        raise ProblemError(
+            429,
+            "Too Many Requests",
+            f"over {settings.requests_per_minute} requests per minute",
+            headers={"Retry-After": str(retry)},
         )
     return user
 

@@ -11,6 +11,9 @@ Layout (all under `settings.key_prefix`):
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
+  rate:{u}:{minute}       requests in one minute (rate limit), 2 min
+  stats:transitions       hash: state -> times a job entered it (Prometheus)
+Finished jobs' keys expire after the retention (`retention_s`).
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ def hash_key(api_key: str) -> str:
 class JobStore:
     """Typed access to jobs, metrics, artifacts, cancel flags and users in Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "aimc:") -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = "aimc:", retention_s: int | None = None
+    ) -> None:
         self.r = client
         self.p = prefix
+        self.retention_s = retention_s  # finished jobs expire after this; None keeps them
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "aimc:") -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=False), prefix)
+    def from_url(cls, url: str, prefix: str = "aimc:", retention_s: int | None = None) -> JobStore:
+        return cls(redis.Redis.from_url(url, decode_responses=False), prefix, retention_s)
 
     def _k(self, *parts: str) -> str:
         return self.p + ":".join(parts)
@@ -81,6 +87,7 @@ class JobStore:
         )
         pipe.zadd(self._k("user", owner, "jobs"), {job_id: now})
         pipe.xadd(self._k("job", job_id, "events"), {"state": "queued", "t": now})
+        pipe.hincrby(self._k("stats", "transitions"), "queued", 1)
         pipe.execute()
         return job_id
 
@@ -116,7 +123,41 @@ class JobStore:
         pipe = self.r.pipeline()
         pipe.hset(self._k("job", job_id), mapping=mapping)
         pipe.xadd(self._k("job", job_id, "events"), {"state": state, "t": now})
+        pipe.hincrby(self._k("stats", "transitions"), state, 1)
+        if state in TERMINAL and self.retention_s:
+            for key in self._job_keys(job_id):
+                pipe.expire(key, self.retention_s)
         pipe.execute()
+
+    def _job_keys(self, job_id: str) -> list[str]:
+        """Every key of one job (its hash, streams, flags and artifacts)."""
+        keys = [self._k("job", job_id)]
+        keys += [self._k("job", job_id, "artifact", n) for n in self.artifact_names(job_id)]
+        keys += [
+            self._k("job", job_id, suffix)
+            for suffix in ("metrics", "events", "artifacts", "cancel", "lock")
+        ]
+        return keys
+
+    def transitions(self) -> dict[str, int]:
+        """How many times jobs entered each state (for the Prometheus counter)."""
+        raw = self.r.hgetall(self._k("stats", "transitions"))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def queue_depth(self, queue: str) -> int:
+        """Jobs waiting in the Celery queue (a Redis list named after the queue)."""
+        return int(self.r.llen(queue))
+
+    def over_rate(self, user: str, per_minute: int) -> int | None:
+        """Count a request; seconds until the next minute if the user is over the rate."""
+        now = time.time()
+        window = int(now // 60)
+        key = self._k("rate", user, str(window))
+        pipe = self.r.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count = int(pipe.execute()[0])
+        return max(1, int((window + 1) * 60 - now)) if count > per_minute else None
 
     def add_attempt(self, job_id: str) -> int:
         return int(self.r.hincrby(self._k("job", job_id), "attempts", 1))
@@ -187,13 +228,7 @@ class JobStore:
         job = self.get_job(job_id)
         if job is None:
             return
-        names = self.artifact_names(job_id)
-        keys = [self._k("job", job_id, "artifact", n) for n in names]
-        keys += [
-            self._k("job", job_id, suffix)
-            for suffix in ("metrics", "events", "artifacts", "cancel", "lock")
-        ]
         pipe = self.r.pipeline()
-        pipe.delete(self._k("job", job_id), *keys)
+        pipe.delete(*self._job_keys(job_id))
         pipe.zrem(self._k("user", job["owner"], "jobs"), job_id)
         pipe.execute()

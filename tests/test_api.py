@@ -133,3 +133,35 @@ def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json() == {"redis": True, "worker": True}
+
+
+def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None:
+    settings = Settings(
+        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, requests_per_minute=3
+    )
+    with TestClient(create_app(settings)) as limited:
+        auth = new_user(limited, "erin")
+        codes = [limited.get("/v1/jobs", headers=auth).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = limited.get("/v1/jobs", headers=auth)
+        assert 1 <= int(r.headers["Retry-After"]) <= 60
+        assert r.json()["title"] == "Too Many Requests"
+
+
+def test_prometheus_metrics(client: TestClient) -> None:
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    assert "# TYPE aimc_http_requests_total counter" in text
+    assert 'aimc_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'aimc_job_transitions_total{state="queued"}' in text
+    assert "aimc_queue_depth " in text
+
+
+def test_finished_jobs_expire_after_the_retention(worker_store: JobStore) -> None:
+    store = JobStore(worker_store.r, worker_store.p, retention_s=120)
+    job_id = store.create_job("frank", {"name": "x"})
+    store.put_artifact(job_id, "a.txt", b"1")
+    assert store.r.ttl(f"{store.p}job:{job_id}") == -1  # unfinished jobs never expire
+    store.set_state(job_id, "cancelled")
+    for key in (f"{store.p}job:{job_id}", f"{store.p}job:{job_id}:artifact:a.txt"):
+        assert 0 < store.r.ttl(key) <= 120

@@ -22,7 +22,7 @@ PROGRESS_EVERY_S = 1.0
 
 def _store() -> JobStore:
     settings = get_settings()
-    return JobStore.from_url(settings.redis_url, settings.key_prefix)
+    return JobStore.from_url(settings.redis_url, settings.key_prefix, settings.retention_seconds)
 
 
 @app.task(name="aimc.run_job")

@@ -111,7 +111,7 @@ def submit(
     return job_out(job)
 
 
-@router.get("", response_model=JobPage, responses=responses(401, 422))
+@router.get("", response_model=JobPage, responses=responses(401, 422, 429))
 def list_jobs(
     user: CurrentUser,
     store: StoreDep,
@@ -137,7 +137,7 @@ def list_jobs(
     return JobPage(jobs=jobs, next_cursor=str(position) if position < len(ids) else None)
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404))
+@router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
 def get_job(job: OwnedJob, store: StoreDep) -> JobOut:
     """State, progress, ETA, latest metric point, error."""
     points = store.metrics(job["id"])
@@ -146,7 +146,10 @@ def get_job(job: OwnedJob, store: StoreDep) -> JobOut:
 
 @router.get(
     "/{job_id}/metrics",
-    responses={**responses(401, 404), 200: {"content": {"application/json": {}, "text/csv": {}}}},
+    responses={
+        **responses(401, 404, 429),
+        200: {"content": {"application/json": {}, "text/csv": {}}},
+    },
 )
 def metrics(
     job: OwnedJob,
@@ -169,7 +172,7 @@ def metrics(
 
 @router.get(
     "/{job_id}/events",
-    responses={**responses(401, 404), 200: {"content": {"text/event-stream": {}}}},
+    responses={**responses(401, 404, 429), 200: {"content": {"text/event-stream": {}}}},
 )
 def events(job: OwnedJob, store: StoreDep) -> StreamingResponse:
     """Server-Sent Events: `state` on every state change, `metric` per metric point, live
@@ -194,7 +197,7 @@ def events(job: OwnedJob, store: StoreDep) -> StreamingResponse:
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-@router.get("/{job_id}/result", responses=responses(401, 404, 409))
+@router.get("/{job_id}/result", responses=responses(401, 404, 409, 429))
 def result(job: OwnedJob) -> dict[str, Any]:
     """result.json of a finished job."""
     if "result" not in job:
@@ -202,7 +205,7 @@ def result(job: OwnedJob) -> dict[str, Any]:
     return job["result"]  # type: ignore[no-any-return]
 
 
-@router.get("/{job_id}/artifacts", responses=responses(401, 404))
+@router.get("/{job_id}/artifacts", responses=responses(401, 404, 429))
 def artifacts(job: OwnedJob, store: StoreDep) -> list[str]:
     return store.artifact_names(job["id"])
 
@@ -217,7 +220,7 @@ MEDIA = {
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    responses={**responses(401, 404), 200: {"content": {"application/octet-stream": {}}}},
+    responses={**responses(401, 404, 429), 200: {"content": {"application/octet-stream": {}}}},
 )
 def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
     data = store.artifact(job["id"], name)
@@ -231,7 +234,7 @@ def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
     )
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404))
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 429))
 def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
     """Cooperative: a running job stops at its next check; a queued one never starts."""
     if job["state"] not in TERMINAL:
@@ -243,7 +246,7 @@ def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
     return job_out(refreshed)
 
 
-@router.delete("/{job_id}", status_code=204, responses=responses(401, 404, 409))
+@router.delete("/{job_id}", status_code=204, responses=responses(401, 404, 409, 429))
 def delete(job: OwnedJob, store: StoreDep) -> Response:
     """Remove a finished job and all its data."""
     if job["state"] not in TERMINAL:
