@@ -8,6 +8,7 @@ the timeline replay of the schedule with the spec's per-layer latencies.
 
 from __future__ import annotations
 
+import io
 import math
 import platform
 import time
@@ -52,6 +53,10 @@ class Callbacks:
     on_metrics: Callable[[dict[str, Any]], None] | None = None
     on_progress: Callable[[int, int, float], None] | None = None  # step, total, last loss
     should_stop: Callable[[], bool] | None = None
+    # gets a checkpoint (bytes for run(..., resume=)) every `checkpoint_every`
+    # micro-batches, at points with no micro-batch in flight (not under async schedules)
+    on_checkpoint: Callable[[bytes], None] | None = None
+    checkpoint_every: int = 200
 
 
 @dataclass
@@ -133,12 +138,17 @@ def versions() -> dict[str, str]:
     }
 
 
-def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
+def run(
+    spec: JobSpec, callbacks: Callbacks | None = None, *, resume: bytes | None = None
+) -> RunOutput:
     """Train the job the spec describes; return metrics, result and the trained model.
 
     Every schedule, sequential included, runs through the pipeline executor in
     the order the timeline replay gives; a metric point is taken when stage 0
     finishes the update that completes a multiple of `eval_every` micro-batches.
+    `resume` continues from a checkpoint of the same spec: the run then goes on
+    exactly as the uninterrupted one would (same metrics, on CPU), and metric
+    points before the checkpoint are not emitted again.
     """
     cb = callbacks or Callbacks()
     device = resolve_device(spec.device)
@@ -209,15 +219,53 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
         if cb.on_metrics:
             cb.on_metrics(record)
 
-    metric_point(0)
-    done = 0
+    def checkpoint() -> bytes:
+        state = {
+            "model": model.state_dict(),
+            "updates": [a.updates for a in executor.algorithms],
+            "data_gen": data_gen.get_state(),
+            "noise_gen": noise_gen.get_state(),
+            "order": order,
+            "metrics": metrics,
+            "running": (running, running_n),
+            "done": done,
+            "executed": executed,
+            "wall": time.perf_counter() - start,
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+    done = executed = skip = 0
+    if resume is None:
+        metric_point(0)
+    else:
+        state = torch.load(io.BytesIO(resume), map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        for algorithm, updates in zip(executor.algorithms, state["updates"], strict=True):
+            algorithm.updates = updates
+        data_gen.set_state(state["data_gen"])
+        noise_gen.set_state(state["noise_gen"])
+        order, metrics[:] = state["order"], state["metrics"]
+        (running, running_n), done, skip = state["running"], state["done"], state["executed"]
+        start -= state["wall"]
+    quiescent = not schedule.name.startswith("async")
+    last_checkpoint = done
     for timed_action in iter_replay(schedule, duration):
         action = timed_action.action
         s, j = action.stage, action.microbatch
+        if executed < skip:  # already done before the checkpoint: only the clock moves
+            executed += 1
+            clock.record(timed_action)
+            tally.add(timed_action)
+            if len(drawn) < GANTT_ACTIONS:
+                drawn.append(timed_action)
+            continue
         if action.kind == FORWARD and s == 0 and cb.should_stop and cb.should_stop():
             status = "cancelled"
             break
         executor.execute(action, lr_for, fetch)
+        executed += 1
         clock.record(timed_action)
         tally.add(timed_action)
         if len(drawn) < GANTT_ACTIONS:
@@ -236,6 +284,14 @@ def run(spec: JobSpec, callbacks: Callbacks | None = None) -> RunOutput:
             previous, done = done, j + 1
             if done < total and done // t.eval_every > previous // t.eval_every:
                 metric_point(done)
+            if (
+                cb.on_checkpoint
+                and quiescent
+                and done < total
+                and done - last_checkpoint >= cb.checkpoint_every
+            ):
+                last_checkpoint = done
+                cb.on_checkpoint(checkpoint())
     if status != "failed":
         metric_point(done)
 

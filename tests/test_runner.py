@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from aimc_engine.artifacts import METRIC_COLUMNS
 from aimc_engine.runner import Callbacks, RunError, run
@@ -196,3 +197,39 @@ def test_pipeline_is_reproducible() -> None:
     )
     a, b = run(parse_spec(spec)), run(parse_spec(spec))
     assert without_wall(a.metrics) == without_wall(b.metrics)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"analog": {"update": "pulsed", "device": {"c2c_noise": 0.3}}},
+        {
+            "pipeline": {"stages": 3, "schedule": "gpipe", "micro_batches": 2},
+            "model": {"hidden": [16, 16]},
+            "optimizer": {"algorithm": "tiki_taka"},
+        },
+    ],
+)
+def test_resume_from_a_checkpoint_continues_exactly(extra: dict) -> None:
+    spec = parse_spec(
+        {**short(**extra), "training": {"steps": 40, "micro_batch_size": 8, "eval_every": 10}}
+    )
+    blobs: list[bytes] = []
+    full = run(spec, Callbacks(on_checkpoint=blobs.append, checkpoint_every=12))
+    assert len(blobs) >= 2
+    emitted: list[dict] = []
+    resumed = run(spec, Callbacks(on_metrics=emitted.append), resume=blobs[1])
+    assert without_wall(resumed.metrics) == without_wall(full.metrics)
+    assert emitted and emitted[0]["step"] > 0  # points before the checkpoint not re-emitted
+    assert without_wall(emitted) == without_wall(full.metrics[-len(emitted) :])
+    for a, b in zip(
+        resumed.model.state_dict().values(), full.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_async_schedules_take_no_checkpoints() -> None:
+    blobs: list[bytes] = []
+    spec = short(model={"hidden": [8, 8]}, pipeline={"stages": 3, "schedule": "async"})
+    run(parse_spec(spec), Callbacks(on_checkpoint=blobs.append, checkpoint_every=5))
+    assert blobs == []
