@@ -7,7 +7,10 @@ Layout (all under `settings.key_prefix`):
   job:{id}:events         stream of state changes
   job:{id}:artifact:{n}   bytes of one artifact; job:{id}:artifacts set of names
   job:{id}:cancel         flag, set by a cancel request, read by the worker each step
-  job:{id}:lock           held by the worker running the job (a job never runs twice)
+  job:{id}:lock           held by the worker running the job (a job never runs twice);
+                          expires unless the heartbeat refreshes it
+  job:{id}:heartbeat      set every few seconds by the running worker (TTL): none = lost
+  job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
@@ -135,7 +138,15 @@ class JobStore:
         keys += [self._k("job", job_id, "artifact", n) for n in self.artifact_names(job_id)]
         keys += [
             self._k("job", job_id, suffix)
-            for suffix in ("metrics", "events", "artifacts", "cancel", "lock")
+            for suffix in (
+                "metrics",
+                "events",
+                "artifacts",
+                "cancel",
+                "lock",
+                "checkpoint",
+                "heartbeat",
+            )
         ]
         return keys
 
@@ -209,6 +220,29 @@ class JobStore:
         self, user: str, key: str, digest: str, job_id: str, ttl_s: int
     ) -> None:
         self.r.set(self._k("idem", user, hash_key(key)), f"{digest} {job_id}", ex=ttl_s)
+
+    # checkpoints and liveness ----------------------------------------------
+    def put_checkpoint(self, job_id: str, blob: bytes) -> None:
+        self.r.set(self._k("job", job_id, "checkpoint"), blob)
+
+    def checkpoint(self, job_id: str) -> bytes | None:
+        blob = self.r.get(self._k("job", job_id, "checkpoint"))
+        return bytes(blob) if blob is not None else None
+
+    def last_metric_step(self, job_id: str) -> int:
+        """Step of the newest stored metric point (-1 if none): a resumed run skips up to it."""
+        last = self.r.xrevrange(self._k("job", job_id, "metrics"), count=1)
+        return int(json.loads(last[0][1][b"m"])["step"]) if last else -1
+
+    def beat(self, job_id: str, holder: str, ttl_s: int) -> None:
+        """The running worker is alive: refresh its heartbeat and its lock."""
+        pipe = self.r.pipeline()
+        pipe.set(self._k("job", job_id, "heartbeat"), holder, ex=ttl_s)
+        pipe.expire(self._k("job", job_id, "lock"), ttl_s)
+        pipe.execute()
+
+    def alive(self, job_id: str) -> bool:
+        return bool(self.r.exists(self._k("job", job_id, "heartbeat")))
 
     # cancel and locks ------------------------------------------------------
     def request_cancel(self, job_id: str) -> None:

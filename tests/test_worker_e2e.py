@@ -94,3 +94,28 @@ def test_delete_removes_everything(store: JobStore) -> None:
     store.delete_job(job_id)
     assert store.get_job(job_id) is None and store.artifact(job_id, "result.json") is None
     assert job_id not in store.job_ids("alice")
+
+
+def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobStore) -> None:
+    """kill -9 the process running a job: the job shows as lost, is redelivered, resumes
+    from its last checkpoint and succeeds, each metric point stored exactly once."""
+    import os
+    import signal
+
+    job_id = submit(store, {"training": {"steps": 3000, "micro_batch_size": 10, "eval_every": 100}})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and store.last_metric_step(job_id) < 700:
+        time.sleep(0.1)
+    assert store.checkpoint(job_id) is not None
+    job = store.get_job(job_id)
+    assert job is not None and job["state"] == "running"
+    os.kill(int(job["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and store.alive(job_id):
+        time.sleep(0.2)
+    assert not store.alive(job_id)  # the heartbeat stopped: the API shows the job as lost
+    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=120)
+    assert job["state"] == "succeeded", job.get("error")
+    assert job["attempts"] == 2
+    assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
+    assert "retrying" in [e["state"] for e in store.events(job_id)]

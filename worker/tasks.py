@@ -1,23 +1,36 @@
-"""The task that runs one job through the engine, streaming into the store."""
+"""The task that runs one job through the engine, streaming into the store.
+
+Crash safety: the job's lock and heartbeat are refreshed by a thread while it
+runs, so a killed worker's lock soon expires and its job shows as lost; Celery
+redelivers the task (late acks, reject on worker loss), and the new attempt
+resumes from the last checkpoint, skipping metric points already stored.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from aimc_engine.spec import SpecError, parse_spec
 from service.settings import get_settings
 from service.store import TERMINAL, JobStore
-from worker.app import HARD_TIME_LIMIT_S, app
+from worker.app import app
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job that kills its worker this often is failed, not retried forever
 CANCEL_POLL_S = 0.5  # how often a running job looks at its cancel flag
 PROGRESS_EVERY_S = 1.0
+HEARTBEAT_S = 2.0  # the running worker refreshes heartbeat and lock this often
+LIVENESS_TTL_S = 10  # ...and they expire this long after its last beat
+CHECKPOINT_EVERY = 200  # micro-batches between checkpoints
+LOCKED_RETRY_S = LIVENESS_TTL_S  # a locked job is tried again once a dead holder's lock expired
 
 
 def _store() -> JobStore:
@@ -25,35 +38,51 @@ def _store() -> JobStore:
     return JobStore.from_url(settings.redis_url, settings.key_prefix, settings.retention_seconds)
 
 
-@app.task(name="aimc.run_job")
-def run_job(job_id: str) -> str:
-    """Run job `job_id` unless it is finished, cancelled or held by another worker."""
+@app.task(name="aimc.run_job", bind=True, max_retries=None)
+def run_job(self: Any, job_id: str) -> str:
+    """Run job `job_id` unless it is finished, cancelled or held by a live worker."""
     store = _store()
     job = store.get_job(job_id)
     if job is None:
         return "missing"
     if job["state"] in TERMINAL:
-        return job["state"]
+        return str(job["state"])
     if store.cancel_requested(job_id):
         store.set_state(job_id, "cancelled")
         return "cancelled"
-    if not store.take_lock(job_id, socket.gethostname(), HARD_TIME_LIMIT_S):
-        return "locked"
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
+        raise self.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
+    stop_beating = threading.Event()
+    beater = threading.Thread(target=_beat, args=(store, job_id, holder, stop_beating), daemon=True)
+    beater.start()
     try:
-        if store.add_attempt(job_id) > MAX_ATTEMPTS:
+        attempts = store.add_attempt(job_id)
+        if attempts > MAX_ATTEMPTS:
             store.set_state(job_id, "failed", error=f"gave up after {MAX_ATTEMPTS} attempts")
             return "failed"
-        store.set_state(job_id, "running")
+        if attempts > 1:
+            store.set_state(job_id, "retrying")
+        store.set_state(job_id, "running", worker=holder)
         return _run(store, job_id, job["spec"])
     except Exception as exc:  # the job fails; the worker stays up for the next one
         log.exception("job %s failed", job_id)
         store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         return "failed"
     finally:
+        stop_beating.set()
+        beater.join()
         store.release_lock(job_id)
 
 
-def _run(store: JobStore, job_id: str, spec_data: dict) -> str:
+def _beat(store: JobStore, job_id: str, holder: str, stop: threading.Event) -> None:
+    while True:
+        store.beat(job_id, holder, LIVENESS_TTL_S)
+        if stop.wait(HEARTBEAT_S):
+            return
+
+
+def _run(store: JobStore, job_id: str, spec_data: dict[str, Any]) -> str:
     from aimc_engine.artifacts import write_run
     from aimc_engine.runner import Callbacks, RunError, run
 
@@ -63,6 +92,11 @@ def _run(store: JobStore, job_id: str, spec_data: dict) -> str:
         store.set_state(job_id, "failed", error=str(exc))
         return "failed"
     last = {"cancel": 0.0, "progress": 0.0}
+    stored_up_to = store.last_metric_step(job_id)  # points a previous attempt already stored
+
+    def on_metrics(record: dict[str, Any]) -> None:
+        if record["step"] > stored_up_to:
+            store.add_metric(job_id, record)
 
     def should_stop() -> bool:
         now = time.monotonic()
@@ -78,12 +112,14 @@ def _run(store: JobStore, job_id: str, spec_data: dict) -> str:
             store.set_progress(job_id, step / total)
 
     callbacks = Callbacks(
-        on_metrics=lambda record: store.add_metric(job_id, record),
+        on_metrics=on_metrics,
         on_progress=on_progress,
         should_stop=should_stop,
+        on_checkpoint=lambda blob: store.put_checkpoint(job_id, blob),
+        checkpoint_every=CHECKPOINT_EVERY,
     )
     try:
-        output = run(spec, callbacks)
+        output = run(spec, callbacks, resume=store.checkpoint(job_id))
     except RunError as exc:
         store.set_state(job_id, "failed", error=str(exc))
         return "failed"

@@ -44,7 +44,11 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-def job_out(job: dict[str, Any], latest: dict[str, Any] | None = None) -> JobOut:
+def job_out(
+    job: dict[str, Any], latest: dict[str, Any] | None = None, *, alive: bool = True
+) -> JobOut:
+    """The public view; a running job whose worker stopped beating is shown as lost."""
+    state = "lost" if job["state"] == "running" and not alive else job["state"]
     eta = None
     if job["state"] == "running" and job.get("started") and 0 < job["progress"] < 1:
         elapsed = time.time() - job["started"]
@@ -52,7 +56,7 @@ def job_out(job: dict[str, Any], latest: dict[str, Any] | None = None) -> JobOut
     return JobOut(
         id=job["id"],
         name=job["name"],
-        state=job["state"],
+        state=state,
         progress=job["progress"],
         attempts=job["attempts"],
         created=job["created"],
@@ -133,7 +137,7 @@ def list_jobs(
             and (state is None or job["state"] == state)
             and (name is None or job["name"] == name)
         ):
-            jobs.append(job_out(job))
+            jobs.append(job_out(job, alive=store.alive(job["id"])))
     return JobPage(jobs=jobs, next_cursor=str(position) if position < len(ids) else None)
 
 
@@ -141,7 +145,7 @@ def list_jobs(
 def get_job(job: OwnedJob, store: StoreDep) -> JobOut:
     """State, progress, ETA, latest metric point, error."""
     points = store.metrics(job["id"])
-    return job_out(job, points[-1] if points else None)
+    return job_out(job, points[-1] if points else None, alive=store.alive(job["id"]))
 
 
 @router.get(
