@@ -165,3 +165,14 @@ def test_finished_jobs_expire_after_the_retention(worker_store: JobStore) -> Non
     store.set_state(job_id, "cancelled")
     for key in (f"{store.p}job:{job_id}", f"{store.p}job:{job_id}:artifact:a.txt"):
         assert 0 < store.r.ttl(key) <= 120
+
+
+def test_job_cost_ceiling(worker_store: JobStore) -> None:
+    settings = Settings(
+        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_job_cost=1e9
+    )
+    with TestClient(create_app(settings)) as small:
+        auth = new_user(small, "gina")
+        r = small.post("/v1/jobs", json={"training": {"epochs": 100}}, headers=auth)
+        assert r.status_code == 422
+        assert "max_job_cost" in r.json()["detail"] and r.json()["title"] == "Job too large"

@@ -129,7 +129,7 @@ def test_load_spec_file_errors(tmp_path: Path) -> None:
 
 def test_spec_module_and_package_do_not_import_torch() -> None:
     code = (
-        "import aimc_engine, aimc_engine.spec, aimc_engine.pipeline.schedule, "
+        "import aimc_engine, aimc_engine.spec, aimc_engine.cost, aimc_engine.pipeline.schedule, "
         "aimc_engine.pipeline.timeline, sys; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

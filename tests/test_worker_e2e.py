@@ -119,3 +119,20 @@ def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobSt
     assert job["attempts"] == 2
     assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
     assert "retrying" in [e["state"] for e in store.events(job_id)]
+
+
+def test_running_jobs_limit_keeps_a_job_queued(store: JobStore) -> None:
+    """With max_running_jobs (2) of the owner's jobs running, the next one waits queued."""
+    from aimc_engine.spec import parse_spec
+    from worker.tasks import run_job
+
+    blockers = [store.create_job("henry", {"name": "b"}) for _ in range(2)]
+    for b in blockers:
+        store.set_state(b, "running")
+    job_id = store.create_job("henry", parse_spec(SHORT).normalised())
+    run_job.delay(job_id)
+    time.sleep(3)
+    assert store.get_job(job_id)["state"] == "queued"  # type: ignore[index]
+    for b in blockers:
+        store.set_state(b, "succeeded")
+    assert wait_for(store, job_id, ("succeeded", "failed"), timeout=60)["state"] == "succeeded"

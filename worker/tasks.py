@@ -30,6 +30,7 @@ PROGRESS_EVERY_S = 1.0
 HEARTBEAT_S = 2.0  # the running worker refreshes heartbeat and lock this often
 LIVENESS_TTL_S = 10  # ...and they expire this long after its last beat
 CHECKPOINT_EVERY = 200  # micro-batches between checkpoints
+RUNNING_LIMIT_RETRY_S = 5  # a job over its owner's running limit is looked at again after
 LOCKED_RETRY_S = LIVENESS_TTL_S  # a locked job is tried again once a dead holder's lock expired
 
 
@@ -50,6 +51,9 @@ def run_job(self: Any, job_id: str) -> str:
     if store.cancel_requested(job_id):
         store.set_state(job_id, "cancelled")
         return "cancelled"
+    running = [store.get_job(j) for j in store.job_ids(job["owner"])]
+    if sum(1 for j in running if j and j["state"] == "running") >= get_settings().max_running_jobs:
+        raise self.retry(countdown=RUNNING_LIMIT_RETRY_S)  # the owner's limit: wait, queued
     holder = f"{socket.gethostname()}:{os.getpid()}"
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
         raise self.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from aimc_engine.cost import job_cost
 from aimc_engine.spec import SpecError, parse_spec
 from service.deps import CurrentUser, OwnedJob, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
@@ -81,10 +82,21 @@ def submit(
 ) -> JobOut:
     """Validate and queue a job; the same Idempotency-Key and body return the same job."""
     try:
-        normalised = parse_spec(spec).normalised()
+        parsed = parse_spec(spec)
     except SpecError as exc:
         errors = [{"loc": loc, "msg": msg} for loc, msg in exc.problems]
         raise ProblemError(422, "Invalid job spec", str(exc), errors=errors) from None
+    cost = job_cost(parsed)
+    if cost.total > settings.max_job_cost:
+        detail = (
+            f"{cost.samples} samples x {cost.parameters} parameters = {cost.total:.3g} exceeds "
+            f"the limit max_job_cost = {settings.max_job_cost:.3g}; train fewer epochs or a "
+            "smaller model"
+        )
+        raise ProblemError(
+            422, "Job too large", detail, errors=[{"loc": "training", "msg": detail}]
+        )
+    normalised = parsed.normalised()
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     if idempotency_key:
         seen = store.idempotent_job(user, idempotency_key)
