@@ -8,6 +8,7 @@ functions take the typed :class:`JobSpec`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -187,9 +188,9 @@ class DeviceSpec(_Strict):
     def _expand_preset(cls, data: Any) -> Any:
         if not isinstance(data, dict) or not data.get("preset"):
             return data
-        preset = PRESETS.get(data["preset"])
+        preset = PRESETS.get(data["preset"]) if isinstance(data["preset"], str) else None
         if preset is None:
-            return data  # the Literal check reports the bad name
+            return data  # the Literal check reports the bad name or type
         data = dict(data)
         values = {"gamma_down": None, **preset}
         for key in sorted(PRESET_FIELDS & data.keys()):
@@ -364,10 +365,10 @@ class JobSpec(_Strict):
         return self.model_dump(mode="json")
 
 
-def spec_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """Turn pydantic's errors into (dotted field path, message) pairs."""
+def spec_problems(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Turn pydantic's error dicts (ValidationError.errors()) into (dotted path, message)."""
     problems = []
-    for err in exc.errors():
+    for err in errors:
         loc = [str(p) for p in err["loc"]]
         msg = err["msg"]
         ctx = err.get("ctx") or {}
@@ -393,7 +394,7 @@ def parse_spec(data: Any) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(spec_problems(exc)) from None
+        raise SpecError(spec_problems(exc.errors())) from None
 
 
 def load_spec_file(path: str | Path) -> JobSpec:

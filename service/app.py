@@ -9,7 +9,10 @@ from celery import Celery
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aimc_engine.spec import spec_problems
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.routes import jobs, users
 from service.settings import Settings, get_settings
@@ -39,11 +42,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ProblemError, problem_handler)
     requests_total: dict[tuple[str, str, int], int] = {}  # this process's, for /metrics
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing errors as problem+json; a 405 lists every method the path supports
+        (Starlette's lists only those of the first route that matched the path)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = sorted(
+                {
+                    method
+                    for route in app.routes
+                    if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                    for method in route.methods
+                }
+            )
+            headers["Allow"] = ", ".join(allowed)
+        body = {
+            "type": "about:blank",
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": f"{request.method} {request.url.path}: {exc.detail}",
+        }
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        """422 with one {loc, msg} per problem; a job spec's paths start at its root."""
+        located = [
+            {**e, "loc": tuple(e["loc"])[1:] if tuple(e["loc"])[:1] == ("body",) else e["loc"]}
+            for e in exc.errors()
         ]
+        errors = [{"loc": loc, "msg": msg} for loc, msg in spec_problems(located)]
         body = {
             "type": "about:blank",
             "title": "Invalid request",

@@ -91,6 +91,7 @@ BAD_SPECS = [
     ({"name": "x" * 201}, "name", "at most 200 characters"),
     ({"analog": {"device": {"states": 100, "dw_min": 0.5}}}, "analog.device.states", "disagree"),
     ({"dataset": {"name": "uploaded"}}, "dataset.id", "required"),
+    ({"analog": {"device": {"preset": [None]}}}, "analog.device.preset", "allowed:"),
     ({"pipeline": {"schedule": "zigzag"}}, "pipeline.schedule", "allowed: 'sequential', 'gpipe'"),
     ({"pipeline": {"micro_batches": 0}}, "pipeline.micro_batches", "greater than or equal to 1"),
     ({"pipeline": {"stages": 0}}, "pipeline.stages", "greater than or equal to 1"),

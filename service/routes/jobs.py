@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from aimc_engine.cost import job_cost
-from aimc_engine.spec import SpecError, parse_spec
+from aimc_engine.spec import JobSpec
 from service.deps import CurrentUser, OwnedJob, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.store import TERMINAL
@@ -70,22 +70,20 @@ def job_out(
     )
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=responses(401, 409, 422, 429))
+@router.post(
+    "", status_code=202, response_model=JobOut, responses=responses(400, 401, 409, 413, 422, 429)
+)
 def submit(
     request: Request,
     response: Response,
     user: CurrentUser,
     store: StoreDep,
     settings: SettingsDep,
-    spec: Annotated[dict[str, Any], Body(description="A job spec (see the job-spec docs).")],
+    spec: Annotated[JobSpec, Body(description="A job spec; every field has a default.")],
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JobOut:
     """Validate and queue a job; the same Idempotency-Key and body return the same job."""
-    try:
-        parsed = parse_spec(spec)
-    except SpecError as exc:
-        errors = [{"loc": loc, "msg": msg} for loc, msg in exc.problems]
-        raise ProblemError(422, "Invalid job spec", str(exc), errors=errors) from None
+    parsed = spec  # validated by FastAPI against the JobSpec model (422 otherwise)
     cost = job_cost(parsed)
     if cost.total > settings.max_job_cost:
         detail = (
@@ -97,7 +95,7 @@ def submit(
             422, "Job too large", detail, errors=[{"loc": "training", "msg": detail}]
         )
     normalised = parsed.normalised()
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
     if idempotency_key:
         seen = store.idempotent_job(user, idempotency_key)
         if seen is not None:

@@ -28,7 +28,7 @@ class UserKey(BaseModel):
     status_code=201,
     response_model=UserKey,
     dependencies=[Depends(admin)],
-    responses=responses(401, 422),
+    responses=responses(400, 401, 413, 422),
 )
 def create_user(store: StoreDep, body: Annotated[NewUser, Body()]) -> UserKey:
     user_id, key = store.create_user(body.name)
