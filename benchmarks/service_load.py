@@ -1,0 +1,241 @@
+"""Service load on loopback: `aimc serve` against the floor of a bare FastAPI + Redis route.
+
+Run: python benchmarks/service_load.py [--seconds 5] [--jobs 20]
+
+Starts `aimc serve --workers 2` (private Redis) and, in the same session, a bare
+FastAPI app whose one route reads one Redis hash from that Redis (the floor any
+status route stands on). One asyncio/httpx load generator drives both: status
+(GET /v1/jobs/{id}) and submit (POST /v1/jobs) at 1, 10 and 50 concurrent
+clients for a bounded time; queue overhead of tiny jobs (submit -> running,
+engine's last metric -> succeeded) run one after another; 50 SSE listeners on
+one job. Prints p50/p99 latency, throughput, errors, and ratios to the floor.
+Traffic goes to 127.0.0.1 only and every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+from service.serve import free_port, wait_for_port
+
+FLOOR_APP = """
+import os, redis
+from fastapi import FastAPI
+app = FastAPI()
+r = redis.Redis.from_url(os.environ["REDIS_URL"])
+r.hset("floor:hash", mapping={"state": "running", "progress": 0.5})
+@app.get("/status")
+def status():
+    return {k.decode(): v.decode() for k, v in r.hgetall("floor:hash").items()}
+"""
+
+
+async def load(
+    url: str, clients: int, seconds: float, method: str = "GET", **kw: object
+) -> dict[str, float]:
+    """`clients` concurrent loops hitting `url` for `seconds`; latency and throughput."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    r = await client.request(method, url, **kw)  # type: ignore[arg-type]
+                    if r.status_code >= 400:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1e3 * statistics.median(latencies),
+        "p99_ms": 1e3 * latencies[int(0.99 * (len(latencies) - 1))],
+        "errors": errors,
+        "n": len(latencies),
+    }
+
+
+async def sse_listeners(base: str, job_id: str, auth: dict[str, str], n: int) -> dict[str, float]:
+    """n listeners on one job's events; seconds until each saw the job end, errors."""
+
+    async def listen(client: httpx.AsyncClient) -> float:
+        start = time.perf_counter()
+        async with client.stream("GET", f"{base}/v1/jobs/{job_id}/events", headers=auth) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:") and '"succeeded"' in line:
+                    return time.perf_counter() - start
+        return float("nan")
+
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=n)) as client:
+        results = await asyncio.gather(*(listen(client) for _ in range(n)), return_exceptions=True)
+    ok = [r for r in results if isinstance(r, float) and r == r]
+    return {
+        "listeners": n,
+        "completed": len(ok),
+        "errors": n - len(ok),
+        "max_s": max(ok) if ok else float("nan"),
+    }
+
+
+def wait_state(base: str, job_id: str, auth: dict[str, str], states: tuple[str, ...]) -> dict:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{base}/v1/jobs/{job_id}", headers=auth).json()
+        if job["state"] in states:
+            return dict(job)
+        time.sleep(0.02)
+    raise SystemExit(f"job {job_id} did not reach {states}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per load level")
+    parser.add_argument("--jobs", type=int, default=20, help="tiny jobs for queue overhead")
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="aimc-load-"))
+    port, floor_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
+    env.update(AIMC_MAX_QUEUED_JOBS="100000", AIMC_REQUESTS_PER_MINUTE="100000000")
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aimc_cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--data-dir",
+            str(data),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    floor = None
+    try:
+        assert serve.stdout is not None
+        first = serve.stdout.readline()
+        redis_url = first.rsplit("Redis at ", 1)[1].strip()
+        admin = (data / "admin_key").read_text().strip()
+        floor_file = data / "floor_app.py"
+        floor_file.write_text(FLOOR_APP)
+        floor = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "floor_app:app",
+                "--port",
+                str(floor_port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=data,
+            env={**env, "REDIS_URL": redis_url},
+        )
+        wait_for_port(floor_port)
+        base = f"http://127.0.0.1:{port}"
+        key = httpx.post(
+            f"{base}/v1/users", json={"name": "load"}, headers={"Authorization": f"Bearer {admin}"}
+        ).json()["api_key"]
+        auth = {"Authorization": f"Bearer {key}"}
+        tiny = {"training": {"steps": 2, "eval_every": 2}, "model": {"hidden": [8]}}
+        job = httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()
+        wait_state(base, job["id"], auth, ("succeeded",))
+
+        print(
+            f"{'load':28} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'errors':>6} {'vs floor':>22}"
+        )
+        for clients in (1, 10, 50):
+            f = asyncio.run(load(f"http://127.0.0.1:{floor_port}/status", clients, args.seconds))
+            s = asyncio.run(
+                load(f"{base}/v1/jobs/{job['id']}", clients, args.seconds, headers=auth)
+            )
+            p = asyncio.run(
+                load(
+                    f"{base}/v1/jobs",
+                    clients,
+                    args.seconds / 2,
+                    "POST",
+                    headers=auth,
+                    json={**tiny, "training": {"steps": 1}},
+                )
+            )
+            for name, m in (
+                ("floor (bare FastAPI+Redis)", f),
+                ("status GET /v1/jobs/{id}", s),
+                ("submit POST /v1/jobs", p),
+            ):
+                ratio = (
+                    ""
+                    if m is f
+                    else (f"rps {m['rps'] / f['rps']:.2f}x, p99 {m['p99_ms'] / f['p99_ms']:.2f}x")
+                )
+                print(
+                    f"{name:28} {clients:7d} {m['rps']:8.0f} {m['p50_ms']:8.1f} "
+                    f"{m['p99_ms']:8.1f} {m['errors']:6d} {ratio:>22}"
+                )
+        # drop the jobs the submit load queued (they stay queued in the store) and let
+        # the workers finish the ones they hold, so the queue timing starts idle
+        redis.Redis.from_url(redis_url).delete("aimc")
+        time.sleep(15)
+        print("\nqueue overhead, tiny jobs one after another (workers otherwise idle):")
+        store_wait, start_end = [], []
+        for _ in range(args.jobs):
+            j = httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()
+            done = wait_state(base, j["id"], auth, ("succeeded", "failed"))
+            metrics = httpx.get(f"{base}/v1/jobs/{j['id']}/metrics", headers=auth).json()
+            engine_end = done["started"] + metrics[-1]["wall_s"]
+            store_wait.append(done["started"] - done["created"])
+            start_end.append(done["finished"] - engine_end)
+        print(
+            f"  submit -> running: median {1e3 * statistics.median(store_wait):.0f} ms, "
+            f"max {1e3 * max(store_wait):.0f} ms over {args.jobs} jobs"
+        )
+        print(
+            f"  engine end -> succeeded: median {1e3 * statistics.median(start_end):.0f} ms, "
+            f"max {1e3 * max(start_end):.0f} ms (plots, weights, artifacts into Redis)"
+        )
+        slow = httpx.post(
+            f"{base}/v1/jobs", json={"training": {"steps": 400, "eval_every": 50}}, headers=auth
+        ).json()
+        sse = asyncio.run(sse_listeners(base, slow["id"], auth, 50))
+        print(
+            f"\nSSE: {sse['completed']}/{sse['listeners']} listeners saw the job end, "
+            f"{sse['errors']} errors, slowest {sse['max_s']:.1f} s"
+        )
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+        if floor is not None:
+            floor.terminate()
+            floor.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
