@@ -98,6 +98,13 @@ async def sse_listeners(base: str, job_id: str, auth: dict[str, str], n: int) ->
     }
 
 
+def drain(redis_url: str) -> None:
+    """Drop the jobs a submit load queued (they stay `queued` in the store) and give the
+    workers time to finish the ones they hold, so the next measurement starts idle."""
+    redis.Redis.from_url(redis_url).delete("aimc")
+    time.sleep(12)
+
+
 def wait_state(base: str, job_id: str, auth: dict[str, str], states: tuple[str, ...]) -> dict:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -132,13 +139,17 @@ def main() -> None:
         ],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     floor = None
     try:
         assert serve.stdout is not None
-        first = serve.stdout.readline()
+        first = ""
+        while "Redis at " not in first:  # the children print to the same stream
+            first = serve.stdout.readline()
+            if not first:
+                raise SystemExit("aimc serve exited before it was ready")
         redis_url = first.rsplit("Redis at ", 1)[1].strip()
         admin = (data / "admin_key").read_text().strip()
         floor_file = data / "floor_app.py"
@@ -186,6 +197,7 @@ def main() -> None:
                     json={**tiny, "training": {"steps": 1}},
                 )
             )
+            drain(redis_url)  # the jobs the submit load queued would load the next level
             for name, m in (
                 ("floor (bare FastAPI+Redis)", f),
                 ("status GET /v1/jobs/{id}", s),
@@ -200,10 +212,6 @@ def main() -> None:
                     f"{name:28} {clients:7d} {m['rps']:8.0f} {m['p50_ms']:8.1f} "
                     f"{m['p99_ms']:8.1f} {m['errors']:6d} {ratio:>22}"
                 )
-        # drop the jobs the submit load queued (they stay queued in the store) and let
-        # the workers finish the ones they hold, so the queue timing starts idle
-        redis.Redis.from_url(redis_url).delete("aimc")
-        time.sleep(15)
         print("\nqueue overhead, tiny jobs one after another (workers otherwise idle):")
         store_wait, start_end = [], []
         for _ in range(args.jobs):

@@ -40,9 +40,18 @@ app.conf.update(
 
 
 @worker_process_init.connect
-def _limit_threads(**_: object) -> None:
-    """cores // concurrency threads per child: oversubscribed torch threads ran ~18x slower."""
+def _prepare_child(**_: object) -> None:
+    """Per child, before its job arrives: cores // concurrency torch threads (oversubscribed
+    threads ran ~18x slower), and the engine, torch and matplotlib imported now, so the
+    seconds they take are not spent between a job's submit and its start or end."""
     import torch
+
+    import aimc_engine.artifacts
+    import aimc_engine.runner  # noqa: F401
 
     concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
