@@ -12,6 +12,7 @@ Layout (all under `settings.key_prefix`):
   job:{id}:heartbeat      set every few seconds by the running worker (TTL): none = lost
   job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job
   user:{u}:jobs           sorted set of the user's job ids by creation time
+  user:{u}:queued         set of the user's jobs still queued (queue limit)
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min
@@ -91,8 +92,13 @@ class JobStore:
         pipe.zadd(self._k("user", owner, "jobs"), {job_id: now})
         pipe.xadd(self._k("job", job_id, "events"), {"state": "queued", "t": now})
         pipe.hincrby(self._k("stats", "transitions"), "queued", 1)
+        pipe.sadd(self._k("user", owner, "queued"), job_id)
         pipe.execute()
         return job_id
+
+    def queued_count(self, owner: str) -> int:
+        """The owner's jobs waiting to start, without reading every job."""
+        return int(self.r.scard(self._k("user", owner, "queued")))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(self._k("job", job_id))
@@ -123,10 +129,13 @@ class JobStore:
             mapping.setdefault("started", now)
         if state in TERMINAL:
             mapping["finished"] = now
+        owner = self.r.hget(self._k("job", job_id), "owner")
         pipe = self.r.pipeline()
         pipe.hset(self._k("job", job_id), mapping=mapping)
         pipe.xadd(self._k("job", job_id, "events"), {"state": state, "t": now})
         pipe.hincrby(self._k("stats", "transitions"), state, 1)
+        if owner is not None and state != "queued":
+            pipe.srem(self._k("user", owner.decode(), "queued"), job_id)
         if state in TERMINAL and self.retention_s:
             for key in self._job_keys(job_id):
                 pipe.expire(key, self.retention_s)
@@ -229,10 +238,14 @@ class JobStore:
         blob = self.r.get(self._k("job", job_id, "checkpoint"))
         return bytes(blob) if blob is not None else None
 
+    def latest_metric(self, job_id: str) -> dict[str, Any] | None:
+        last = self.r.xrevrange(self._k("job", job_id, "metrics"), count=1)
+        return json.loads(last[0][1][b"m"]) if last else None  # type: ignore[no-any-return]
+
     def last_metric_step(self, job_id: str) -> int:
         """Step of the newest stored metric point (-1 if none): a resumed run skips up to it."""
-        last = self.r.xrevrange(self._k("job", job_id, "metrics"), count=1)
-        return int(json.loads(last[0][1][b"m"])["step"]) if last else -1
+        latest = self.latest_metric(job_id)
+        return int(latest["step"]) if latest else -1
 
     def beat(self, job_id: str, holder: str, ttl_s: int) -> None:
         """The running worker is alive: refresh its heartbeat and its lock."""
@@ -265,4 +278,5 @@ class JobStore:
         pipe = self.r.pipeline()
         pipe.delete(*self._job_keys(job_id))
         pipe.zrem(self._k("user", job["owner"], "jobs"), job_id)
+        pipe.srem(self._k("user", job["owner"], "queued"), job_id)
         pipe.execute()

@@ -136,3 +136,13 @@ def test_running_jobs_limit_keeps_a_job_queued(store: JobStore) -> None:
     for b in blockers:
         store.set_state(b, "succeeded")
     assert wait_for(store, job_id, ("succeeded", "failed"), timeout=60)["state"] == "succeeded"
+
+
+def test_queued_count_follows_state_changes(store: JobStore) -> None:
+    jobs = [store.create_job("ivy", {"name": "q"}) for _ in range(3)]
+    assert store.queued_count("ivy") == 3
+    store.set_state(jobs[0], "running")
+    store.set_state(jobs[1], "cancelled")
+    assert store.queued_count("ivy") == 1
+    store.delete_job(jobs[2])
+    assert store.queued_count("ivy") == 0

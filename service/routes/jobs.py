@@ -105,9 +105,7 @@ def submit(
             if job is not None:
                 response.headers["Location"] = f"/v1/jobs/{job['id']}"
                 return job_out(job)
-    queued = sum(
-        1 for j in store.job_ids(user) if (store.get_job(j) or {}).get("state") == "queued"
-    )
+    queued = store.queued_count(user)
     if queued >= settings.max_queued_jobs:
         raise ProblemError(
             429,
@@ -154,8 +152,7 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
 def get_job(job: OwnedJob, store: StoreDep) -> JobOut:
     """State, progress, ETA, latest metric point, error."""
-    points = store.metrics(job["id"])
-    return job_out(job, points[-1] if points else None, alive=store.alive(job["id"]))
+    return job_out(job, store.latest_metric(job["id"]), alive=store.alive(job["id"]))
 
 
 @router.get(
