@@ -12,7 +12,8 @@ Layout (all under `settings.key_prefix`):
   job:{id}:heartbeat      set every few seconds by the running worker (TTL): none = lost
   job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job
   user:{u}:jobs           sorted set of the user's job ids by creation time
-  user:{u}:queued         set of the user's jobs still queued (queue limit)
+  user:{u}:in:{state}     set of the user's jobs now queued / running / retrying
+                          (the queued and running limits count these)
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min
@@ -32,6 +33,7 @@ from typing import Any
 import redis
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
 
 
@@ -92,13 +94,13 @@ class JobStore:
         pipe.zadd(self._k("user", owner, "jobs"), {job_id: now})
         pipe.xadd(self._k("job", job_id, "events"), {"state": "queued", "t": now})
         pipe.hincrby(self._k("stats", "transitions"), "queued", 1)
-        pipe.sadd(self._k("user", owner, "queued"), job_id)
+        pipe.sadd(self._k("user", owner, "in", "queued"), job_id)
         pipe.execute()
         return job_id
 
-    def queued_count(self, owner: str) -> int:
-        """The owner's jobs waiting to start, without reading every job."""
-        return int(self.r.scard(self._k("user", owner, "queued")))
+    def count_in(self, owner: str, state: str) -> int:
+        """How many of the owner's jobs are in a live state, without reading every job."""
+        return int(self.r.scard(self._k("user", owner, "in", state)))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(self._k("job", job_id))
@@ -134,8 +136,11 @@ class JobStore:
         pipe.hset(self._k("job", job_id), mapping=mapping)
         pipe.xadd(self._k("job", job_id, "events"), {"state": state, "t": now})
         pipe.hincrby(self._k("stats", "transitions"), state, 1)
-        if owner is not None and state != "queued":
-            pipe.srem(self._k("user", owner.decode(), "queued"), job_id)
+        if owner is not None:
+            for live in LIVE:
+                pipe.srem(self._k("user", owner.decode(), "in", live), job_id)
+            if state in LIVE:
+                pipe.sadd(self._k("user", owner.decode(), "in", state), job_id)
         if state in TERMINAL and self.retention_s:
             for key in self._job_keys(job_id):
                 pipe.expire(key, self.retention_s)
@@ -278,5 +283,6 @@ class JobStore:
         pipe = self.r.pipeline()
         pipe.delete(*self._job_keys(job_id))
         pipe.zrem(self._k("user", job["owner"], "jobs"), job_id)
-        pipe.srem(self._k("user", job["owner"], "queued"), job_id)
+        for live in LIVE:
+            pipe.srem(self._k("user", job["owner"], "in", live), job_id)
         pipe.execute()

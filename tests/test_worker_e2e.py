@@ -140,9 +140,11 @@ def test_running_jobs_limit_keeps_a_job_queued(store: JobStore) -> None:
 
 def test_queued_count_follows_state_changes(store: JobStore) -> None:
     jobs = [store.create_job("ivy", {"name": "q"}) for _ in range(3)]
-    assert store.queued_count("ivy") == 3
+    assert store.count_in("ivy", "queued") == 3
     store.set_state(jobs[0], "running")
     store.set_state(jobs[1], "cancelled")
-    assert store.queued_count("ivy") == 1
+    assert store.count_in("ivy", "queued") == 1
+    assert store.count_in("ivy", "running") == 1
     store.delete_job(jobs[2])
-    assert store.queued_count("ivy") == 0
+    store.set_state(jobs[0], "succeeded")
+    assert store.count_in("ivy", "queued") == 0 == store.count_in("ivy", "running")

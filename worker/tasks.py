@@ -51,8 +51,7 @@ def run_job(self: Any, job_id: str) -> str:
     if store.cancel_requested(job_id):
         store.set_state(job_id, "cancelled")
         return "cancelled"
-    running = [store.get_job(j) for j in store.job_ids(job["owner"])]
-    if sum(1 for j in running if j and j["state"] == "running") >= get_settings().max_running_jobs:
+    if store.count_in(job["owner"], "running") >= get_settings().max_running_jobs:
         raise self.retry(countdown=RUNNING_LIMIT_RETRY_S)  # the owner's limit: wait, queued
     holder = f"{socket.gethostname()}:{os.getpid()}"
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):

@@ -105,7 +105,7 @@ def submit(
             if job is not None:
                 response.headers["Location"] = f"/v1/jobs/{job['id']}"
                 return job_out(job)
-    queued = store.queued_count(user)
+    queued = store.count_in(user, "queued")
     if queued >= settings.max_queued_jobs:
         raise ProblemError(
             429,
