@@ -55,6 +55,10 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
     # positive_data_acceptance is left out: cross-field rules of the job spec (exactly one
     # of epochs/steps, preset conflicts, ...) are not expressible in JSON Schema, so a
     # schema-valid spec may rightly get the documented 422
-    case.call_and_validate(
-        headers=headers, excluded_checks=[schemathesis.checks.positive_data_acceptance]
-    )
+    excluded = [schemathesis.checks.positive_data_acceptance]
+    if case.path == "/readyz":
+        # 503 is readiness saying "a worker did not answer within 1 s" (documented); a
+        # worker busy forking its next child can miss one ping. tests/test_api.py checks
+        # the 200 with a worker up.
+        excluded.append(schemathesis.checks.not_a_server_error)
+    case.call_and_validate(headers=headers, excluded_checks=excluded)
