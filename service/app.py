@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from celery import Celery
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimc_engine.spec import spec_problems
 from service.errors import PROBLEM, ProblemError, problem_handler
+from service.middleware import LimitAndCount
 from service.routes import jobs, users
 from service.settings import Settings, get_settings
 from service.store import JobStore
@@ -40,7 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Simulated training on analog in-memory hardware, as a service.",
     )
     app.add_exception_handler(ProblemError, problem_handler)
-    requests_total: dict[tuple[str, str, int], int] = {}  # this process's, for /metrics
+    requests_total: Counter[tuple[str, str, int]] = Counter()  # this process's, for /metrics
+    app.add_middleware(
+        LimitAndCount,
+        max_body_bytes=(settings or get_settings()).max_body_bytes,
+        requests_total=requests_total,
+    )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -81,26 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "errors": errors,
         }
         return JSONResponse(body, status_code=422, media_type=PROBLEM)
-
-    @app.middleware("http")
-    async def body_limit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        limit = (settings or get_settings()).max_body_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
-            body = {
-                "type": "about:blank",
-                "title": "Payload Too Large",
-                "status": 413,
-                "detail": f"request body of {length} bytes; the limit is {limit}",
-            }
-            return JSONResponse(body, status_code=413, media_type=PROBLEM)
-        response = await call_next(request)
-        route = request.scope.get("route")
-        label = (request.method, getattr(route, "path", "unmatched"), response.status_code)
-        requests_total[label] = requests_total.get(label, 0) + 1
-        return response
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics(request: Request) -> str:

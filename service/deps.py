@@ -11,15 +11,17 @@ from service.settings import Settings, get_settings
 from service.store import JobStore
 
 
-def app_settings(request: Request) -> Settings:
-    """The settings the app was created with (create_app), else the environment's."""
+async def app_settings(request: Request) -> Settings:
+    """The settings the app was created with (create_app), else the environment's (async:
+    no thread hop for a dependency that does no I/O)."""
     return getattr(request.app.state, "settings", None) or get_settings()
 
 
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
+    """Async only so FastAPI calls it inline: a sync dependency costs a thread hop."""
     return request.app.state.store  # type: ignore[no-any-return]
 
 
@@ -43,12 +45,12 @@ def current_user(
     authorization: Annotated[str | None, Header()] = None,
 ) -> str:
     """The caller, by API key; each call counts against the per-minute rate (429 past it)."""
-    user = store.user_for_key(_bearer(authorization))
-    if user is None:
+    found = store.authenticate(_bearer(authorization), settings.requests_per_minute)
+    if found is None:
         raise ProblemError(
             401, "Unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    retry = store.over_rate(user, settings.requests_per_minute)
+    user, retry = found
     if retry is not None:
         raise ProblemError(
             429,

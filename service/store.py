@@ -16,7 +16,8 @@ Layout (all under `settings.key_prefix`):
                           (the queued and running limits count these)
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
-  rate:{u}:{minute}       requests in one minute (rate limit), 2 min
+  rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
+                          AUTHENTICATE script together with the key lookup
   stats:transitions       hash: state -> times a job entered it (Prometheus)
 Finished jobs' keys expire after the retention (`retention_s`).
 """
@@ -37,6 +38,19 @@ LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per us
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
 
 
+# KEYS[1] = key:{sha256}; ARGV = rate key prefix, minute. Returns {user, requests this
+# minute} or nil. The rate key is named from the looked-up user, so this runs on one
+# Redis (not a cluster), which is what the service uses.
+AUTHENTICATE = """
+local user = redis.call('GET', KEYS[1])
+if not user then return nil end
+local rate = ARGV[1] .. user .. ':' .. ARGV[2]
+local count = redis.call('INCR', rate)
+if count == 1 then redis.call('EXPIRE', rate, 120) end
+return {user, count}
+"""
+
+
 def hash_key(api_key: str) -> str:
     """Keys are stored only as their SHA-256: a dump of Redis reveals no usable key."""
     return hashlib.sha256(api_key.encode()).hexdigest()
@@ -51,6 +65,7 @@ class JobStore:
         self.r = client
         self.p = prefix
         self.retention_s = retention_s  # finished jobs expire after this; None keeps them
+        self._authenticate = client.register_script(AUTHENTICATE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "aimc:", retention_s: int | None = None) -> JobStore:
@@ -70,9 +85,20 @@ class JobStore:
         pipe.execute()
         return user_id, api_key
 
-    def user_for_key(self, api_key: str) -> str | None:
-        user = self.r.get(self._k("key", hash_key(api_key)))
-        return user.decode() if user else None
+    def authenticate(self, api_key: str, per_minute: int) -> tuple[str, int | None] | None:
+        """The key's user and, if this request puts them over the per-minute rate, the
+        seconds until the next minute; None for an unknown key. One round trip (a Lua
+        script): every authenticated request pays it, so it sets the API's floor."""
+        now = time.time()
+        window = int(now // 60)
+        found = self._authenticate(
+            keys=[self._k("key", hash_key(api_key))], args=[self._k("rate", ""), window]
+        )
+        if not found:
+            return None
+        user, count = found[0].decode(), int(found[1])
+        retry = max(1, int((window + 1) * 60 - now)) if count > per_minute else None
+        return user, retry
 
     # jobs ------------------------------------------------------------------
     def create_job(self, owner: str, spec: dict[str, Any]) -> str:
@@ -103,7 +129,20 @@ class JobStore:
         return int(self.r.scard(self._k("user", owner, "in", state)))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self._k("job", job_id))
+        return self._decode_job(job_id, self.r.hgetall(self._k("job", job_id)))
+
+    def job_view(self, job_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+        """(job, latest metric point, worker alive) in one round trip: the status route."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self._k("job", job_id))
+        pipe.xrevrange(self._k("job", job_id, "metrics"), count=1)
+        pipe.exists(self._k("job", job_id, "heartbeat"))
+        raw, last, beating = pipe.execute()
+        latest = json.loads(last[0][1][b"m"]) if last else None
+        return self._decode_job(job_id, raw), latest, bool(beating)
+
+    @staticmethod
+    def _decode_job(job_id: str, raw: dict[bytes, bytes]) -> dict[str, Any] | None:
         if not raw:
             return None
         job: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
@@ -172,17 +211,6 @@ class JobStore:
     def queue_depth(self, queue: str) -> int:
         """Jobs waiting in the Celery queue (a Redis list named after the queue)."""
         return int(self.r.llen(queue))
-
-    def over_rate(self, user: str, per_minute: int) -> int | None:
-        """Count a request; seconds until the next minute if the user is over the rate."""
-        now = time.time()
-        window = int(now // 60)
-        key = self._k("rate", user, str(window))
-        pipe = self.r.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count = int(pipe.execute()[0])
-        return max(1, int((window + 1) * 60 - now)) if count > per_minute else None
 
     def add_attempt(self, job_id: str) -> int:
         return int(self.r.hincrby(self._k("job", job_id), "attempts", 1))

@@ -26,6 +26,20 @@ def test_digits_split_and_normalisation() -> None:
     assert not torch.equal(data.y_test, other.y_test)
 
 
+def test_digits_are_scikit_learns_digits() -> None:
+    """Read from sklearn's data file without importing sklearn: the same images and labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    data = load_dataset(DatasetSpec(name="digits", test_fraction=0.5), seed=3)
+    ours = torch.cat([data.x_train, data.x_test]).reshape(1797, 64) * 16
+    labels = torch.cat([data.y_train, data.y_test])
+    theirs = {
+        (tuple(img), int(t)) for img, t in zip(bunch.data.tolist(), bunch.target, strict=True)
+    }
+    assert {(tuple(r), int(t)) for r, t in zip(ours.tolist(), labels, strict=True)} == theirs
+
+
 def test_standard_normalisation_uses_training_statistics() -> None:
     data = load_dataset(DatasetSpec(name="synthetic", normalize="standard"), seed=0)
     torch.testing.assert_close(data.x_train.mean(0), torch.zeros(32), atol=1e-5, rtol=0)

@@ -150,9 +150,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
-def get_job(job: OwnedJob, store: StoreDep) -> JobOut:
-    """State, progress, ETA, latest metric point, error."""
-    return job_out(job, store.latest_metric(job["id"]), alive=store.alive(job["id"]))
+def get_job(job_id: str, user: CurrentUser, store: StoreDep) -> JobOut:
+    """State, progress, ETA, latest metric point, error (one Redis round trip after auth)."""
+    job, latest, alive = store.job_view(job_id)
+    if job is None or job["owner"] != user:
+        raise ProblemError(404, "Not Found", f"no job {job_id!r}")
+    return job_out(job, latest, alive=alive)
 
 
 @router.get(

@@ -1,0 +1,66 @@
+"""Pure ASGI middleware: the body-size limit and the request counter of /metrics.
+
+Written against ASGI directly rather than with Starlette's BaseHTTPMiddleware, which
+wraps every request in extra tasks and streams and cost the status route ~30% of its
+throughput.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PROBLEM
+
+
+class LimitAndCount:
+    """413 before reading a body whose Content-Length is over `max_body_bytes`; counts
+    every answered request by (method, route template, status) into `requests_total`."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, requests_total: Counter[tuple[str, str, int]]
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.requests_total = requests_total
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await self._too_large(scope, send, int(length))
+            return
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests_total[(scope["method"], route, status)] += 1
+
+    async def _too_large(self, scope: Scope, send: Send, length: int) -> None:
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Payload Too Large",
+                "status": 413,
+                "detail": f"request body of {length} bytes; the limit is {self.max_body_bytes}",
+            }
+        ).encode()
+        self.requests_total[(scope["method"], "unmatched", 413)] += 1
+        headers = [
+            (b"content-type", PROBLEM.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
