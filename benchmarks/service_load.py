@@ -1,14 +1,16 @@
 """Service load on loopback: `aimc serve` against the floor of a bare FastAPI + Redis route.
 
-Run: python benchmarks/service_load.py [--seconds 5] [--jobs 20]
+Run: python benchmarks/service_load.py [--seconds 5] [--jobs 10] [--burst 100]
+     [--parts http,queue,sse]
 
 Starts `aimc serve --workers 2` (private Redis) and, in the same session, a bare
 FastAPI app whose one route reads one Redis hash from that Redis (the floor any
 status route stands on). One asyncio/httpx load generator drives both: status
 (GET /v1/jobs/{id}) and submit (POST /v1/jobs) at 1, 10 and 50 concurrent
 clients for a bounded time; queue overhead of tiny jobs (submit -> running,
-engine's last metric -> succeeded) run one after another; 50 SSE listeners on
-one job. Prints p50/p99 latency, throughput, errors, and ratios to the floor.
+engine's last metric -> succeeded) run one after another, and of a burst of 100
+sharing the 2 workers; 50 SSE listeners on one job. Prints p50/p99 latency,
+throughput, errors, and ratios to the floor.
 Traffic goes to 127.0.0.1 only and every loop is bounded in count and time.
 """
 
@@ -105,8 +107,10 @@ def drain(redis_url: str) -> None:
     time.sleep(12)
 
 
-def wait_state(base: str, job_id: str, auth: dict[str, str], states: tuple[str, ...]) -> dict:
-    deadline = time.monotonic() + 120
+def wait_state(
+    base: str, job_id: str, auth: dict[str, str], states: tuple[str, ...], timeout: float = 120
+) -> dict:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = httpx.get(f"{base}/v1/jobs/{job_id}", headers=auth).json()
         if job["state"] in states:
@@ -115,15 +119,70 @@ def wait_state(base: str, job_id: str, auth: dict[str, str], states: tuple[str, 
     raise SystemExit(f"job {job_id} did not reach {states}")
 
 
+def engine_end(base: str, job: dict, auth: dict[str, str]) -> float:
+    """When the engine finished the job: its start plus the last metric point's wall time."""
+    metrics = httpx.get(f"{base}/v1/jobs/{job['id']}/metrics", headers=auth).json()
+    return float(job["started"] + metrics[-1]["wall_s"])
+
+
+def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst: int) -> None:
+    """Idle latency of tiny jobs run one after another, then a burst sharing 2 workers."""
+    print("\nqueue overhead, tiny jobs one after another (workers otherwise idle):")
+    to_running, to_done = [], []
+    for _ in range(jobs):
+        j = httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()
+        done = wait_state(base, j["id"], auth, ("succeeded", "failed"))
+        to_running.append(done["started"] - done["created"])
+        to_done.append(done["finished"] - engine_end(base, done, auth))
+    print(
+        f"  submit -> running: median {1e3 * statistics.median(to_running):.0f} ms, "
+        f"max {1e3 * max(to_running):.0f} ms over {jobs} jobs"
+    )
+    print(
+        f"  engine end -> succeeded: median {1e3 * statistics.median(to_done):.0f} ms, "
+        f"max {1e3 * max(to_done):.0f} ms (plots, weights, artifacts into Redis)"
+    )
+    began = time.time()
+    ids = [
+        httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()["id"] for _ in range(burst)
+    ]
+    finished = [wait_state(base, i, auth, ("succeeded", "failed"), timeout=600) for i in ids]
+    makespan = max(j["finished"] for j in finished) - began
+    engine = sum(engine_end(base, j, auth) - j["started"] for j in finished)
+    failed = sum(j["state"] != "succeeded" for j in finished)
+    idle = (2 * makespan - engine) / burst  # worker-seconds not spent in the engine, per job
+    print(
+        f"  burst of {burst} jobs on 2 workers: makespan {makespan:.1f} s, engine time "
+        f"{engine / burst * 1e3:.0f} ms per job, overhead {idle * 1e3:.0f} ms per job "
+        f"(2 x makespan - engine time, over jobs), {failed} failed"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="per load level")
-    parser.add_argument("--jobs", type=int, default=20, help="tiny jobs for queue overhead")
+    parser.add_argument("--jobs", type=int, default=10, help="tiny jobs run one after another")
+    parser.add_argument("--burst", type=int, default=100, help="tiny jobs submitted at once")
+    parser.add_argument(
+        "--parts", default="http,queue,sse", help="comma-separated subset of http,queue,sse"
+    )
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        default=1,
+        help="AIMC_WORKER_MAX_TASKS_PER_CHILD for the workers (1: a fresh process per job)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     data = Path(tempfile.mkdtemp(prefix="aimc-load-"))
     port, floor_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
-    env.update(AIMC_MAX_QUEUED_JOBS="100000", AIMC_REQUESTS_PER_MINUTE="100000000")
+    env.update(
+        AIMC_MAX_QUEUED_JOBS="100000",
+        AIMC_REQUESTS_PER_MINUTE="100000000",
+        AIMC_WORKER_MAX_TASKS_PER_CHILD=str(args.max_tasks_per_child),
+    )
+    print(f"workers: 2, max tasks per child {args.max_tasks_per_child} (0: never replaced)")
     serve = subprocess.Popen(
         [
             sys.executable,
@@ -182,7 +241,7 @@ def main() -> None:
             f"{'load':28} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'errors':>6} {'vs floor':>22}"
         )
-        for clients in (1, 10, 50):
+        for clients in (1, 10, 50) if "http" in parts else ():
             f = asyncio.run(load(f"http://127.0.0.1:{floor_port}/status", clients, args.seconds))
             s = asyncio.run(
                 load(f"{base}/v1/jobs/{job['id']}", clients, args.seconds, headers=auth)
@@ -212,31 +271,17 @@ def main() -> None:
                     f"{name:28} {clients:7d} {m['rps']:8.0f} {m['p50_ms']:8.1f} "
                     f"{m['p99_ms']:8.1f} {m['errors']:6d} {ratio:>22}"
                 )
-        print("\nqueue overhead, tiny jobs one after another (workers otherwise idle):")
-        store_wait, start_end = [], []
-        for _ in range(args.jobs):
-            j = httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()
-            done = wait_state(base, j["id"], auth, ("succeeded", "failed"))
-            metrics = httpx.get(f"{base}/v1/jobs/{j['id']}/metrics", headers=auth).json()
-            engine_end = done["started"] + metrics[-1]["wall_s"]
-            store_wait.append(done["started"] - done["created"])
-            start_end.append(done["finished"] - engine_end)
-        print(
-            f"  submit -> running: median {1e3 * statistics.median(store_wait):.0f} ms, "
-            f"max {1e3 * max(store_wait):.0f} ms over {args.jobs} jobs"
-        )
-        print(
-            f"  engine end -> succeeded: median {1e3 * statistics.median(start_end):.0f} ms, "
-            f"max {1e3 * max(start_end):.0f} ms (plots, weights, artifacts into Redis)"
-        )
-        slow = httpx.post(
-            f"{base}/v1/jobs", json={"training": {"steps": 400, "eval_every": 50}}, headers=auth
-        ).json()
-        sse = asyncio.run(sse_listeners(base, slow["id"], auth, 50))
-        print(
-            f"\nSSE: {sse['completed']}/{sse['listeners']} listeners saw the job end, "
-            f"{sse['errors']} errors, slowest {sse['max_s']:.1f} s"
-        )
+        if "queue" in parts:
+            queue_overhead(base, auth, tiny, args.jobs, args.burst)
+        if "sse" in parts:
+            slow = httpx.post(
+                f"{base}/v1/jobs", json={"training": {"steps": 400, "eval_every": 50}}, headers=auth
+            ).json()
+            sse = asyncio.run(sse_listeners(base, slow["id"], auth, 50))
+            print(
+                f"\nSSE: {sse['completed']}/{sse['listeners']} listeners saw the job end, "
+                f"{sse['errors']} errors, slowest {sse['max_s']:.1f} s"
+            )
     finally:
         serve.terminate()
         serve.wait(timeout=60)

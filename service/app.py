@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +19,7 @@ from service.errors import PROBLEM, ProblemError, problem_handler
 from service.middleware import LimitAndCount
 from service.routes import jobs, users
 from service.settings import Settings, get_settings
-from service.store import JobStore
+from service.store import DURATION_BUCKETS_S, JobStore
 
 QUEUE = "aimc"  # the Celery queue jobs wait in (worker.app.QUEUE; not imported: no Celery app here)
 
@@ -31,9 +32,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = settings or get_settings()
         app.state.settings = s
         app.state.store = JobStore.from_url(s.redis_url, s.key_prefix, s.retention_seconds)
+        app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # SSE's blocking reads
         app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
         yield
         app.state.store.r.close()
+        await app.state.aredis.aclose()
 
     app = FastAPI(
         title="aimc",
@@ -91,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     def metrics(request: Request) -> str:
-        """Prometheus text format: requests, job state transitions, queue depth."""
+        """Prometheus text format: requests, job state transitions, job durations, queue
+        depth."""
         store: JobStore = request.app.state.store
         lines = [
             "# HELP aimc_http_requests_total HTTP requests by method, route and status.",
@@ -108,6 +112,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         for state, count in sorted(store.transitions().items()):
             lines.append(f'aimc_job_transitions_total{{state="{state}"}} {count}')
+        lines += [
+            "# HELP aimc_job_duration_seconds Run time of finished jobs (start to end state).",
+            "# TYPE aimc_job_duration_seconds histogram",
+        ]
+        for state, buckets in sorted(store.durations().items()):
+            for bound in [f"{b:g}" for b in DURATION_BUCKETS_S] + ["+Inf"]:
+                count = int(buckets.get(bound, 0))
+                lines.append(
+                    f'aimc_job_duration_seconds_bucket{{state="{state}",le="{bound}"}} {count}'
+                )
+            lines.append(
+                f'aimc_job_duration_seconds_sum{{state="{state}"}} {buckets.get("sum", 0.0)}'
+            )
+            lines.append(
+                f'aimc_job_duration_seconds_count{{state="{state}"}} {int(buckets.get("+Inf", 0))}'
+            )
         lines += [
             "# HELP aimc_queue_depth Jobs waiting for a worker.",
             "# TYPE aimc_queue_depth gauge",

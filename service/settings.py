@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     )
     retention_seconds: int = Field(7 * 24 * 3600, ge=60, description="Finished jobs' lifetime.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body.")
+    worker_max_tasks_per_child: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Jobs a worker child runs before it is replaced (0: never). 1 gives every job a "
+            "fresh process (no leaked memory) but Celery's child replacement idles the worker "
+            "~1-4 s between jobs; raise it for many short jobs."
+        ),
+    )
+    worker_max_memory_mib: int = Field(
+        4096, ge=64, description="A worker child above this resident size is replaced."
+    )
 
 
 @lru_cache

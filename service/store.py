@@ -14,11 +14,15 @@ Layout (all under `settings.key_prefix`):
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}:in:{state}     set of the user's jobs now queued / running / retrying
                           (the queued and running limits count these)
+  user:{u}:parked         list of queued jobs a worker set aside because the user had
+                          max_running_jobs running; handed back as slots free up
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
                           AUTHENTICATE script together with the key lookup
   stats:transitions       hash: state -> times a job entered it (Prometheus)
+  stats:durations         hash: "{state}|{bound}" -> finished jobs that ran <= bound
+                          seconds, "{state}|sum" -> their total (a histogram)
 Finished jobs' keys expire after the retention (`retention_s`).
 """
 
@@ -36,6 +40,8 @@ import redis
 TERMINAL = ("succeeded", "failed", "cancelled")
 LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
+# upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs
+DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
 # KEYS[1] = key:{sha256}; ARGV = rate key prefix, minute. Returns {user, requests this
@@ -48,6 +54,29 @@ local rate = ARGV[1] .. user .. ':' .. ARGV[2]
 local count = redis.call('INCR', rate)
 if count == 1 then redis.call('EXPIRE', rate, 120) end
 return {user, count}
+"""
+
+
+# KEYS = user's running set, retrying set, parked list; ARGV = job id, limit. 1 if the
+# job may run now (it holds a slot: the running set counts it), 0 if it was parked.
+CLAIM_SLOT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) + redis.call('SCARD', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('SADD', KEYS[1], ARGV[1])
+  return 1
+end
+redis.call('LREM', KEYS[3], 0, ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+return 0
+"""
+
+# KEYS = user's running set, retrying set, parked list; ARGV = limit. Pops as many parked
+# jobs as there are free slots, oldest first.
+FREE_SLOTS = """
+local free = tonumber(ARGV[1]) - redis.call('SCARD', KEYS[1]) - redis.call('SCARD', KEYS[2])
+if free <= 0 then return {} end
+return redis.call('LPOP', KEYS[3], free) or {}
 """
 
 
@@ -66,12 +95,15 @@ class JobStore:
         self.p = prefix
         self.retention_s = retention_s  # finished jobs expire after this; None keeps them
         self._authenticate = client.register_script(AUTHENTICATE)
+        self._claim_slot = client.register_script(CLAIM_SLOT)
+        self._free_slots = client.register_script(FREE_SLOTS)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "aimc:", retention_s: int | None = None) -> JobStore:
         return cls(redis.Redis.from_url(url, decode_responses=False), prefix, retention_s)
 
-    def _k(self, *parts: str) -> str:
+    def key(self, *parts: str) -> str:
+        """The full Redis key of `parts` (e.g. "job", id, "metrics") under the prefix."""
         return self.p + ":".join(parts)
 
     # users -----------------------------------------------------------------
@@ -80,8 +112,8 @@ class JobStore:
         user_id = uuid.uuid4().hex[:12]
         api_key = "aimc_" + secrets.token_urlsafe(24)
         pipe = self.r.pipeline()
-        pipe.hset(self._k("user", user_id), mapping={"name": name, "created": time.time()})
-        pipe.set(self._k("key", hash_key(api_key)), user_id)
+        pipe.hset(self.key("user", user_id), mapping={"name": name, "created": time.time()})
+        pipe.set(self.key("key", hash_key(api_key)), user_id)
         pipe.execute()
         return user_id, api_key
 
@@ -92,7 +124,7 @@ class JobStore:
         now = time.time()
         window = int(now // 60)
         found = self._authenticate(
-            keys=[self._k("key", hash_key(api_key))], args=[self._k("rate", ""), window]
+            keys=[self.key("key", hash_key(api_key))], args=[self.key("rate", ""), window]
         )
         if not found:
             return None
@@ -106,7 +138,7 @@ class JobStore:
         now = time.time()
         pipe = self.r.pipeline()
         pipe.hset(
-            self._k("job", job_id),
+            self.key("job", job_id),
             mapping={
                 "owner": owner,
                 "name": spec.get("name", ""),
@@ -117,26 +149,46 @@ class JobStore:
                 "created": now,
             },
         )
-        pipe.zadd(self._k("user", owner, "jobs"), {job_id: now})
-        pipe.xadd(self._k("job", job_id, "events"), {"state": "queued", "t": now})
-        pipe.hincrby(self._k("stats", "transitions"), "queued", 1)
-        pipe.sadd(self._k("user", owner, "in", "queued"), job_id)
+        pipe.zadd(self.key("user", owner, "jobs"), {job_id: now})
+        pipe.xadd(self.key("job", job_id, "events"), {"state": "queued", "t": now})
+        pipe.hincrby(self.key("stats", "transitions"), "queued", 1)
+        pipe.sadd(self.key("user", owner, "in", "queued"), job_id)
         pipe.execute()
         return job_id
 
+    def _slot_keys(self, owner: str) -> list[str]:
+        return [
+            self.key("user", owner, "in", "running"),
+            self.key("user", owner, "in", "retrying"),
+            self.key("user", owner, "parked"),
+        ]
+
+    def claim_slot(self, owner: str, job_id: str, limit: int) -> bool:
+        """True if the job may run now (under its owner's running limit, or already
+        holding a slot after a redelivery); else the job is parked, still queued, until
+        `free_slots` hands it back. Atomic, so two workers cannot both take the last slot;
+        and nothing polls: a parked job costs no worker time while it waits."""
+        return bool(self._claim_slot(keys=self._slot_keys(owner), args=[job_id, limit]))
+
+    def free_slots(self, owner: str, limit: int) -> list[str]:
+        """Parked jobs of the owner that now fit under the limit, oldest first (removed from
+        the parked list: the caller queues them again)."""
+        popped = self._free_slots(keys=self._slot_keys(owner), args=[limit])
+        return [j.decode() for j in popped]
+
     def count_in(self, owner: str, state: str) -> int:
         """How many of the owner's jobs are in a live state, without reading every job."""
-        return int(self.r.scard(self._k("user", owner, "in", state)))
+        return int(self.r.scard(self.key("user", owner, "in", state)))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        return self._decode_job(job_id, self.r.hgetall(self._k("job", job_id)))
+        return self._decode_job(job_id, self.r.hgetall(self.key("job", job_id)))
 
     def job_view(self, job_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
         """(job, latest metric point, worker alive) in one round trip: the status route."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self._k("job", job_id))
-        pipe.xrevrange(self._k("job", job_id, "metrics"), count=1)
-        pipe.exists(self._k("job", job_id, "heartbeat"))
+        pipe.hgetall(self.key("job", job_id))
+        pipe.xrevrange(self.key("job", job_id, "metrics"), count=1)
+        pipe.exists(self.key("job", job_id, "heartbeat"))
         raw, last, beating = pipe.execute()
         latest = json.loads(last[0][1][b"m"]) if last else None
         return self._decode_job(job_id, raw), latest, bool(beating)
@@ -158,7 +210,7 @@ class JobStore:
 
     def job_ids(self, owner: str) -> list[str]:
         """The owner's jobs, newest first."""
-        return [j.decode() for j in self.r.zrevrange(self._k("user", owner, "jobs"), 0, -1)]
+        return [j.decode() for j in self.r.zrevrange(self.key("user", owner, "jobs"), 0, -1)]
 
     def set_state(self, job_id: str, state: str, **fields: Any) -> None:
         """Move a job to `state` and record the change as an event."""
@@ -170,16 +222,18 @@ class JobStore:
             mapping.setdefault("started", now)
         if state in TERMINAL:
             mapping["finished"] = now
-        owner = self.r.hget(self._k("job", job_id), "owner")
+        owner, started = self.r.hmget(self.key("job", job_id), ["owner", "started"])
         pipe = self.r.pipeline()
-        pipe.hset(self._k("job", job_id), mapping=mapping)
-        pipe.xadd(self._k("job", job_id, "events"), {"state": state, "t": now})
-        pipe.hincrby(self._k("stats", "transitions"), state, 1)
+        if state in TERMINAL and started is not None:
+            self._observe_duration(pipe, state, now - float(started))
+        pipe.hset(self.key("job", job_id), mapping=mapping)
+        pipe.xadd(self.key("job", job_id, "events"), {"state": state, "t": now})
+        pipe.hincrby(self.key("stats", "transitions"), state, 1)
         if owner is not None:
             for live in LIVE:
-                pipe.srem(self._k("user", owner.decode(), "in", live), job_id)
+                pipe.srem(self.key("user", owner.decode(), "in", live), job_id)
             if state in LIVE:
-                pipe.sadd(self._k("user", owner.decode(), "in", state), job_id)
+                pipe.sadd(self.key("user", owner.decode(), "in", state), job_id)
         if state in TERMINAL and self.retention_s:
             for key in self._job_keys(job_id):
                 pipe.expire(key, self.retention_s)
@@ -187,10 +241,10 @@ class JobStore:
 
     def _job_keys(self, job_id: str) -> list[str]:
         """Every key of one job (its hash, streams, flags and artifacts)."""
-        keys = [self._k("job", job_id)]
-        keys += [self._k("job", job_id, "artifact", n) for n in self.artifact_names(job_id)]
+        keys = [self.key("job", job_id)]
+        keys += [self.key("job", job_id, "artifact", n) for n in self.artifact_names(job_id)]
         keys += [
-            self._k("job", job_id, suffix)
+            self.key("job", job_id, suffix)
             for suffix in (
                 "metrics",
                 "events",
@@ -203,9 +257,27 @@ class JobStore:
         ]
         return keys
 
+    def _observe_duration(self, pipe: Any, state: str, seconds: float) -> None:
+        """Count a finished job's run time into the cumulative histogram buckets."""
+        key = self.key("stats", "durations")
+        for bound in DURATION_BUCKETS_S:
+            if seconds <= bound:
+                pipe.hincrby(key, f"{state}|{bound:g}", 1)
+        pipe.hincrby(key, f"{state}|+Inf", 1)
+        pipe.hincrbyfloat(key, f"{state}|sum", seconds)
+
+    def durations(self) -> dict[str, dict[str, float]]:
+        """Per final state: cumulative bucket counts by upper bound ("+Inf" is the count)
+        and "sum", the seconds of all finished jobs (a Prometheus histogram)."""
+        out: dict[str, dict[str, float]] = {}
+        for field, value in self.r.hgetall(self.key("stats", "durations")).items():
+            state, bound = field.decode().split("|")
+            out.setdefault(state, {})[bound] = float(value)
+        return out
+
     def transitions(self) -> dict[str, int]:
         """How many times jobs entered each state (for the Prometheus counter)."""
-        raw = self.r.hgetall(self._k("stats", "transitions"))
+        raw = self.r.hgetall(self.key("stats", "transitions"))
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def queue_depth(self, queue: str) -> int:
@@ -213,46 +285,46 @@ class JobStore:
         return int(self.r.llen(queue))
 
     def add_attempt(self, job_id: str) -> int:
-        return int(self.r.hincrby(self._k("job", job_id), "attempts", 1))
+        return int(self.r.hincrby(self.key("job", job_id), "attempts", 1))
 
     def set_progress(self, job_id: str, progress: float) -> None:
-        self.r.hset(self._k("job", job_id), "progress", progress)
+        self.r.hset(self.key("job", job_id), "progress", progress)
 
     def set_result(self, job_id: str, result: dict[str, Any]) -> None:
-        self.r.hset(self._k("job", job_id), "result", json.dumps(result))
+        self.r.hset(self.key("job", job_id), "result", json.dumps(result))
 
     # metrics and events ----------------------------------------------------
     def add_metric(self, job_id: str, record: dict[str, Any]) -> None:
-        self.r.xadd(self._k("job", job_id, "metrics"), {"m": json.dumps(record)})
+        self.r.xadd(self.key("job", job_id, "metrics"), {"m": json.dumps(record)})
 
     def metrics(self, job_id: str, since_step: int = -1) -> list[dict[str, Any]]:
         """Metric points in order, those with step > since_step."""
-        entries = self.r.xrange(self._k("job", job_id, "metrics"))
+        entries = self.r.xrange(self.key("job", job_id, "metrics"))
         points = [json.loads(fields[b"m"]) for _, fields in entries]
         return [p for p in points if p["step"] > since_step]
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        entries = self.r.xrange(self._k("job", job_id, "events"))
+        entries = self.r.xrange(self.key("job", job_id, "events"))
         return [{"state": f[b"state"].decode(), "t": float(f[b"t"])} for _, f in entries]
 
     # artifacts -------------------------------------------------------------
     def put_artifact(self, job_id: str, name: str, data: bytes) -> None:
         pipe = self.r.pipeline()
-        pipe.set(self._k("job", job_id, "artifact", name), data)
-        pipe.sadd(self._k("job", job_id, "artifacts"), name)
+        pipe.set(self.key("job", job_id, "artifact", name), data)
+        pipe.sadd(self.key("job", job_id, "artifacts"), name)
         pipe.execute()
 
     def artifact_names(self, job_id: str) -> list[str]:
-        return sorted(n.decode() for n in self.r.smembers(self._k("job", job_id, "artifacts")))
+        return sorted(n.decode() for n in self.r.smembers(self.key("job", job_id, "artifacts")))
 
     def artifact(self, job_id: str, name: str) -> bytes | None:
-        data = self.r.get(self._k("job", job_id, "artifact", name))
+        data = self.r.get(self.key("job", job_id, "artifact", name))
         return bytes(data) if data is not None else None
 
     # idempotency -----------------------------------------------------------
     def idempotent_job(self, user: str, key: str) -> tuple[str, str] | None:
         """(body digest, job id) remembered for this user's Idempotency-Key, if any."""
-        raw = self.r.get(self._k("idem", user, hash_key(key)))
+        raw = self.r.get(self.key("idem", user, hash_key(key)))
         if raw is None:
             return None
         digest, job_id = raw.decode().split(" ")
@@ -261,18 +333,18 @@ class JobStore:
     def remember_idempotent(
         self, user: str, key: str, digest: str, job_id: str, ttl_s: int
     ) -> None:
-        self.r.set(self._k("idem", user, hash_key(key)), f"{digest} {job_id}", ex=ttl_s)
+        self.r.set(self.key("idem", user, hash_key(key)), f"{digest} {job_id}", ex=ttl_s)
 
     # checkpoints and liveness ----------------------------------------------
     def put_checkpoint(self, job_id: str, blob: bytes) -> None:
-        self.r.set(self._k("job", job_id, "checkpoint"), blob)
+        self.r.set(self.key("job", job_id, "checkpoint"), blob)
 
     def checkpoint(self, job_id: str) -> bytes | None:
-        blob = self.r.get(self._k("job", job_id, "checkpoint"))
+        blob = self.r.get(self.key("job", job_id, "checkpoint"))
         return bytes(blob) if blob is not None else None
 
     def latest_metric(self, job_id: str) -> dict[str, Any] | None:
-        last = self.r.xrevrange(self._k("job", job_id, "metrics"), count=1)
+        last = self.r.xrevrange(self.key("job", job_id, "metrics"), count=1)
         return json.loads(last[0][1][b"m"]) if last else None  # type: ignore[no-any-return]
 
     def last_metric_step(self, job_id: str) -> int:
@@ -283,26 +355,26 @@ class JobStore:
     def beat(self, job_id: str, holder: str, ttl_s: int) -> None:
         """The running worker is alive: refresh its heartbeat and its lock."""
         pipe = self.r.pipeline()
-        pipe.set(self._k("job", job_id, "heartbeat"), holder, ex=ttl_s)
-        pipe.expire(self._k("job", job_id, "lock"), ttl_s)
+        pipe.set(self.key("job", job_id, "heartbeat"), holder, ex=ttl_s)
+        pipe.expire(self.key("job", job_id, "lock"), ttl_s)
         pipe.execute()
 
     def alive(self, job_id: str) -> bool:
-        return bool(self.r.exists(self._k("job", job_id, "heartbeat")))
+        return bool(self.r.exists(self.key("job", job_id, "heartbeat")))
 
     # cancel and locks ------------------------------------------------------
     def request_cancel(self, job_id: str) -> None:
-        self.r.set(self._k("job", job_id, "cancel"), 1)
+        self.r.set(self.key("job", job_id, "cancel"), 1)
 
     def cancel_requested(self, job_id: str) -> bool:
-        return bool(self.r.exists(self._k("job", job_id, "cancel")))
+        return bool(self.r.exists(self.key("job", job_id, "cancel")))
 
     def take_lock(self, job_id: str, holder: str, ttl_s: int) -> bool:
         """True if `holder` now runs the job; False if another worker holds it."""
-        return bool(self.r.set(self._k("job", job_id, "lock"), holder, nx=True, ex=ttl_s))
+        return bool(self.r.set(self.key("job", job_id, "lock"), holder, nx=True, ex=ttl_s))
 
     def release_lock(self, job_id: str) -> None:
-        self.r.delete(self._k("job", job_id, "lock"))
+        self.r.delete(self.key("job", job_id, "lock"))
 
     def delete_job(self, job_id: str) -> None:
         job = self.get_job(job_id)
@@ -310,7 +382,7 @@ class JobStore:
             return
         pipe = self.r.pipeline()
         pipe.delete(*self._job_keys(job_id))
-        pipe.zrem(self._k("user", job["owner"], "jobs"), job_id)
+        pipe.zrem(self.key("user", job["owner"], "jobs"), job_id)
         for live in LIVE:
-            pipe.srem(self._k("user", job["owner"], "in", live), job_id)
+            pipe.srem(self.key("user", job["owner"], "in", live), job_id)
         pipe.execute()

@@ -148,13 +148,28 @@ def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None
         assert r.json()["title"] == "Too Many Requests"
 
 
-def test_prometheus_metrics(client: TestClient) -> None:
+def test_prometheus_metrics(client: TestClient, worker_store: JobStore) -> None:
+    worker_store.create_job("gina", {"name": "counted"})
     client.get("/healthz")
     text = client.get("/metrics").text
     assert "# TYPE aimc_http_requests_total counter" in text
     assert 'aimc_http_requests_total{method="GET",route="/healthz",status="200"}' in text
     assert 'aimc_job_transitions_total{state="queued"}' in text
     assert "aimc_queue_depth " in text
+
+
+def test_job_durations_histogram(client: TestClient, worker_store: JobStore) -> None:
+    """A job that ran 7 s falls in the 15 s bucket and above, not the 5 s one."""
+    job_id = worker_store.create_job("gina", {"name": "timed"})
+    worker_store.set_state(job_id, "running", started=time.time() - 7)
+    worker_store.set_state(job_id, "failed")
+    failed = worker_store.durations()["failed"]
+    assert failed.get("5", 0) == 0 and failed["15"] == failed["+Inf"] >= 1
+    assert failed["sum"] >= 7
+    text = client.get("/metrics").text
+    assert "# TYPE aimc_job_duration_seconds histogram" in text
+    assert 'aimc_job_duration_seconds_bucket{state="failed",le="5"} 0' in text
+    assert 'aimc_job_duration_seconds_bucket{state="failed",le="15"} ' in text
 
 
 def test_finished_jobs_expire_after_the_retention(worker_store: JobStore) -> None:

@@ -121,21 +121,38 @@ def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobSt
     assert "retrying" in [e["state"] for e in store.events(job_id)]
 
 
-def test_running_jobs_limit_keeps_a_job_queued(store: JobStore) -> None:
-    """With max_running_jobs (2) of the owner's jobs running, the next one waits queued."""
+def test_running_jobs_limit_parks_a_job_until_a_slot_frees(store: JobStore) -> None:
+    """With max_running_jobs (2) of the owner's jobs running, the next one is parked,
+    still queued, and runs as soon as a slot frees (no polling retry)."""
     from aimc_engine.spec import parse_spec
-    from worker.tasks import run_job
+    from worker.tasks import _queue_parked, run_job
 
     blockers = [store.create_job("henry", {"name": "b"}) for _ in range(2)]
     for b in blockers:
         store.set_state(b, "running")
     job_id = store.create_job("henry", parse_spec(SHORT).normalised())
     run_job.delay(job_id)
-    time.sleep(3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and store.r.llen(f"{store.p}user:henry:parked") == 0:
+        time.sleep(0.1)
     assert store.get_job(job_id)["state"] == "queued"  # type: ignore[index]
-    for b in blockers:
-        store.set_state(b, "succeeded")
-    assert wait_for(store, job_id, ("succeeded", "failed"), timeout=60)["state"] == "succeeded"
+    _queue_parked(store, "henry", 2)  # both slots still taken: nothing is handed back
+    assert store.r.llen(f"{store.p}user:henry:parked") == 1
+    store.set_state(blockers[0], "succeeded")
+    _queue_parked(store, "henry", 2)  # what the worker that ran blockers[0] does at its end
+    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=60)
+    assert job["state"] == "succeeded" and job["attempts"] == 1
+
+
+def test_claim_slot_is_counted_per_owner(store: JobStore) -> None:
+    assert store.claim_slot("kim", "a", 2) and store.claim_slot("kim", "b", 2)
+    assert store.claim_slot("kim", "a", 2)  # a redelivered job keeps its slot
+    assert not store.claim_slot("kim", "c", 2) and not store.claim_slot("kim", "d", 2)
+    assert store.claim_slot("lee", "e", 2)  # another user's slots are their own
+    assert store.free_slots("kim", 2) == []
+    store.r.srem(f"{store.p}user:kim:in:running", "a", "b")
+    assert store.free_slots("kim", 2) == ["c", "d"]  # oldest first, then the list is empty
+    assert store.free_slots("kim", 2) == []
 
 
 def test_queued_count_follows_state_changes(store: JobStore) -> None:

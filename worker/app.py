@@ -26,9 +26,13 @@ app.conf.update(
     # stops a job that kills its worker every time)
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # one job at a time per child, and a fresh child per job: no leaked memory
+    # one job at a time per child, and by default a fresh child per job: no leaked memory.
+    # Replacing a child idles the worker ~1-4 s (billiard's exit handshake), so
+    # AIMC_WORKER_MAX_TASKS_PER_CHILD trades that for reuse; the memory ceiling still
+    # replaces a child that grew (a leak) after its job.
     worker_prefetch_multiplier=1,
-    worker_max_tasks_per_child=1,
+    worker_max_tasks_per_child=get_settings().worker_max_tasks_per_child or None,
+    worker_max_memory_per_child=get_settings().worker_max_memory_mib * 1024,  # KiB
     # longer than the hard limit, or Redis redelivers long jobs while they still run
     broker_transport_options={"visibility_timeout": HARD_TIME_LIMIT_S + 3600},
     task_soft_time_limit=HARD_TIME_LIMIT_S - 300,  # stop cleanly first

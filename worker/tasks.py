@@ -30,7 +30,6 @@ PROGRESS_EVERY_S = 1.0
 HEARTBEAT_S = 2.0  # the running worker refreshes heartbeat and lock this often
 LIVENESS_TTL_S = 10  # ...and they expire this long after its last beat
 CHECKPOINT_EVERY = 200  # micro-batches between checkpoints
-RUNNING_LIMIT_RETRY_S = 5  # a job over its owner's running limit is looked at again after
 LOCKED_RETRY_S = LIVENESS_TTL_S  # a locked job is tried again once a dead holder's lock expired
 
 
@@ -46,16 +45,18 @@ def run_job(self: Any, job_id: str) -> str:
     job = store.get_job(job_id)
     if job is None:
         return "missing"
-    if job["state"] in TERMINAL:
-        return str(job["state"])
-    if store.cancel_requested(job_id):
-        store.set_state(job_id, "cancelled")
-        return "cancelled"
-    if store.count_in(job["owner"], "running") >= get_settings().max_running_jobs:
-        raise self.retry(countdown=RUNNING_LIMIT_RETRY_S)  # the owner's limit: wait, queued
+    owner, limit = job["owner"], get_settings().max_running_jobs
+    if job["state"] in TERMINAL or store.cancel_requested(job_id):
+        if job["state"] not in TERMINAL:
+            store.set_state(job_id, "cancelled")
+        _queue_parked(store, owner, limit)  # this task may have been handed a free slot
+        return "cancelled" if job["state"] not in TERMINAL else str(job["state"])
     holder = f"{socket.gethostname()}:{os.getpid()}"
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
         raise self.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
+    if not store.claim_slot(owner, job_id, limit):
+        store.release_lock(job_id)
+        return "parked"  # the owner's running limit: queued until one of theirs ends
     stop_beating = threading.Event()
     beater = threading.Thread(target=_beat, args=(store, job_id, holder, stop_beating), daemon=True)
     beater.start()
@@ -76,6 +77,13 @@ def run_job(self: Any, job_id: str) -> str:
         stop_beating.set()
         beater.join()
         store.release_lock(job_id)
+        _queue_parked(store, owner, limit)
+
+
+def _queue_parked(store: JobStore, owner: str, limit: int) -> None:
+    """Send the owner's parked jobs that now fit under their running limit to the queue."""
+    for parked in store.free_slots(owner, limit):
+        run_job.apply_async(args=[parked])
 
 
 def _beat(store: JobStore, job_id: str, holder: str, stop: threading.Event) -> None:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -18,11 +17,11 @@ from aimc_engine.cost import job_cost
 from aimc_engine.spec import JobSpec
 from service.deps import CurrentUser, OwnedJob, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
+from service.events import job_events
 from service.store import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 IDEMPOTENCY_TTL_S = 24 * 3600
-SSE_POLL_S = 0.2
 
 
 class JobOut(BaseModel):
@@ -188,27 +187,17 @@ def metrics(
     "/{job_id}/events",
     responses={**responses(401, 404, 429), 200: {"content": {"text/event-stream": {}}}},
 )
-def events(job: OwnedJob, store: StoreDep) -> StreamingResponse:
+def events(request: Request, job: OwnedJob, store: StoreDep) -> StreamingResponse:
     """Server-Sent Events: `state` on every state change, `metric` per metric point, live
-    until the job ends."""
+    until the job ends (pushed by XREAD BLOCK, not polled)."""
     job_id = job["id"]
-
-    def stream() -> Iterator[str]:
-        sent_metrics, sent_states = 0, 0
-        while True:
-            states = store.events(job_id)
-            for event in states[sent_states:]:
-                yield f"event: state\ndata: {json.dumps(event)}\n\n"
-            sent_states = len(states)
-            points = store.metrics(job_id)
-            for point in points[sent_metrics:]:
-                yield f"event: metric\ndata: {json.dumps(point)}\n\n"
-            sent_metrics = len(points)
-            if states and states[-1]["state"] in TERMINAL:
-                return
-            time.sleep(SSE_POLL_S)
-
-    return StreamingResponse(stream(), media_type="text/event-stream")
+    frames = job_events(
+        request.app.state.aredis,
+        store.key("job", job_id),
+        store.key("job", job_id, "metrics"),
+        store.key("job", job_id, "events"),
+    )
+    return StreamingResponse(frames, media_type="text/event-stream")
 
 
 @router.get("/{job_id}/result", responses=responses(401, 404, 409, 429))
