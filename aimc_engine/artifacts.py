@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from aimc_engine.metric_record import metrics_csv
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE
 from aimc_engine.pipeline.timeline import Timed
 
 GANTT_ACTIONS = 300  # actions drawn in timeline.png
-METRIC_COLUMNS = [
-    "step",
-    "samples",
-    "epoch",
-    "sim_time_ns",
-    "wall_s",
-    "lr",
-    "train_loss",
-    "test_loss",
-    "test_accuracy",
-    "grad_norm_sq",
-    "saturation",
-    "near_bound_fraction",
-]
 
 
 def append_metrics_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -36,11 +22,7 @@ def append_metrics_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def write_metrics_csv(path: Path, metrics: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for record in metrics:
-            writer.writerow({k: "" if record.get(k) is None else record[k] for k in METRIC_COLUMNS})
+    path.write_text(metrics_csv(metrics))
 
 
 def write_weights(path: Path, model: nn.Module, spec_json: str) -> None:

@@ -51,8 +51,12 @@ def _npz_train_shape(path: str) -> tuple[int, ...] | None:
         return None
 
 
-def _data(spec: JobSpec) -> tuple[int, tuple[int, ...]]:
+def _data(
+    spec: JobSpec, uploaded: tuple[int, tuple[int, ...]] | None
+) -> tuple[int, tuple[int, ...]]:
     d = spec.dataset
+    if d.name == "uploaded" and uploaded is not None:
+        return uploaded
     if d.name in KNOWN:
         return KNOWN[d.name]
     if d.name == "synthetic":
@@ -61,7 +65,7 @@ def _data(spec: JobSpec) -> tuple[int, tuple[int, ...]]:
         return d.mnist1d.n_train, (40,)
     shape = _npz_train_shape(d.path) if d.path else None
     if shape is None:
-        return 60000, (1, 28, 28)  # unknown (uploaded): assume MNIST-sized
+        return 60000, (1, 28, 28)  # unknown: assume MNIST-sized
     return shape[0], shape[1:]
 
 
@@ -88,8 +92,10 @@ def parameters(spec: JobSpec, input_shape: tuple[int, ...]) -> int:
     return total + c_in * CLASSES + CLASSES
 
 
-def job_cost(spec: JobSpec) -> JobCost:
-    n_train, shape = _data(spec)
+def job_cost(spec: JobSpec, uploaded: tuple[int, tuple[int, ...]] | None = None) -> JobCost:
+    """Samples x parameters; `uploaded` gives (training samples, sample shape) of an
+    uploaded dataset, which the spec names only by id."""
+    n_train, shape = _data(spec, uploaded)
     t, b = spec.training, spec.training.micro_batch_size
     if t.steps is not None:
         samples = t.steps * spec.pipeline.group * b

@@ -17,11 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aimc_engine.dataset_files import DatasetError, check_arrays, read_npz
 from aimc_engine.spec import DatasetSpec
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used; the message names the field or file."""
 
 
 @dataclass
@@ -76,20 +73,7 @@ def _synthetic(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
 
 def _npz(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
     path = Path(spec.path or "").expanduser()
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
-            if missing:
-                raise DatasetError(
-                    f"dataset.path: {path} lacks {sorted(missing)}; "
-                    "an npz dataset needs x_train, y_train, x_test, y_test"
-                )
-            arrays = tuple(data[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, DatasetError):
-            raise
-        raise DatasetError(f"dataset.path: cannot read {path} as .npz: {exc}") from None
-    return arrays
+    return read_npz(path, f"dataset.path: {path}")
 
 
 IDX_FILES = {
@@ -167,38 +151,19 @@ LOADERS = {
 }
 
 
-def _check(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> int:
-    """Validate shapes, dtypes and labels; return the number of classes."""
-    for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
-            raise DatasetError(
-                f"dataset: x_{name} must be (N, features...) and y_{name} (N,) with N > 0; "
-                f"got {x.shape} and {y.shape}"
-            )
-        if not np.issubdtype(x.dtype, np.number):
-            raise DatasetError(f"dataset: x_{name} must be numeric, got {x.dtype}")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"dataset: y_{name} must hold integer class labels, got {y.dtype}")
-        if y.min() < 0:
-            raise DatasetError(f"dataset: y_{name} has negative labels")
-        if not np.isfinite(x).all():
-            raise DatasetError(f"dataset: x_{name} has NaN or infinite values")
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise DatasetError(
-            f"dataset: x_train samples are {x_train.shape[1:]} but x_test's are {x_test.shape[1:]}"
-        )
-    return int(max(y_train.max(), y_test.max())) + 1
-
-
-def load_dataset(spec: DatasetSpec, *, seed: int) -> Dataset:
-    """Load, validate and normalise the dataset the spec names (on the CPU)."""
+def load_dataset(spec: DatasetSpec, *, seed: int, uploaded: Path | None = None) -> Dataset:
+    """Load, validate and normalise the dataset the spec names (on the CPU). An `uploaded`
+    dataset is read from `uploaded`, the file the service fetched for its id."""
     if spec.name == "uploaded":
-        raise DatasetError(
-            "dataset.name: 'uploaded' datasets are resolved by the aimc service; "
-            "locally use name: npz with their path"
-        )
-    x_train, y_train, x_test, y_test = LOADERS[spec.name](spec, seed)
-    classes = _check(x_train, y_train, x_test, y_test)
+        if uploaded is None:
+            raise DatasetError(
+                "dataset.name: 'uploaded' datasets are resolved by the aimc service; "
+                "locally use name: npz with their path"
+            )
+        x_train, y_train, x_test, y_test = read_npz(uploaded, f"dataset.id: {spec.id}")
+    else:
+        x_train, y_train, x_test, y_test = LOADERS[spec.name](spec, seed)
+    classes = check_arrays(x_train, y_train, x_test, y_test)
     x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     if spec.normalize == "standard":
         mean, std = x_train.mean(axis=0), x_train.std(axis=0)

@@ -14,6 +14,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,9 +76,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _prepare_data(spec: JobSpec, device: torch.device) -> Dataset:
+def _prepare_data(spec: JobSpec, device: torch.device, uploaded: Path | None) -> Dataset:
     try:
-        data = load_dataset(spec.dataset, seed=spec.seed)
+        data = load_dataset(spec.dataset, seed=spec.seed, uploaded=uploaded)
         if spec.model.kind != "mlp":
             data = as_images(data)
     except DatasetError as exc:
@@ -139,7 +140,11 @@ def versions() -> dict[str, str]:
 
 
 def run(
-    spec: JobSpec, callbacks: Callbacks | None = None, *, resume: bytes | None = None
+    spec: JobSpec,
+    callbacks: Callbacks | None = None,
+    *,
+    resume: bytes | None = None,
+    uploaded: Path | None = None,
 ) -> RunOutput:
     """Train the job the spec describes; return metrics, result and the trained model.
 
@@ -148,11 +153,12 @@ def run(
     finishes the update that completes a multiple of `eval_every` micro-batches.
     `resume` continues from a checkpoint of the same spec: the run then goes on
     exactly as the uninterrupted one would (same metrics, on CPU), and metric
-    points before the checkpoint are not emitted again.
+    points before the checkpoint are not emitted again. `uploaded` is the .npz file of
+    a `dataset: {name: uploaded}` spec (the service fetches it by id).
     """
     cb = callbacks or Callbacks()
     device = resolve_device(spec.device)
-    data = _prepare_data(spec, device)
+    data = _prepare_data(spec, device, uploaded)
     init_gen = torch.Generator().manual_seed(spec.seed)
     data_gen = torch.Generator().manual_seed(spec.seed + 1)
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)

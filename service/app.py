@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aimc_engine.spec import spec_problems
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.middleware import LimitAndCount
-from service.routes import jobs, users
+from service.routes import datasets, jobs, sweeps, users
 from service.settings import Settings, get_settings
 from service.store import DURATION_BUCKETS_S, JobStore
 
@@ -46,9 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(ProblemError, problem_handler)
     requests_total: Counter[tuple[str, str, int]] = Counter()  # this process's, for /metrics
+    limits = settings or get_settings()
     app.add_middleware(
         LimitAndCount,
-        max_body_bytes=(settings or get_settings()).max_body_bytes,
+        max_body_bytes=limits.max_body_bytes,
+        large_bodies={"/v1/datasets": limits.max_dataset_bytes},
         requests_total=requests_total,
     )
 
@@ -153,5 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
     app.include_router(jobs.router)
+    app.include_router(sweeps.router)
+    app.include_router(datasets.router)
     app.include_router(users.router)
     return app

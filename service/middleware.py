@@ -16,14 +16,20 @@ from service.errors import PROBLEM
 
 
 class LimitAndCount:
-    """413 before reading a body whose Content-Length is over `max_body_bytes`; counts
-    every answered request by (method, route template, status) into `requests_total`."""
+    """413 before reading a body whose Content-Length is over `max_body_bytes` (or the
+    larger limit `large_bodies` gives its path: dataset uploads); counts every answered
+    request by (method, route template, status) into `requests_total`."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, requests_total: Counter[tuple[str, str, int]]
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        large_bodies: dict[str, int],
+        requests_total: Counter[tuple[str, str, int]],
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.large_bodies = large_bodies
         self.requests_total = requests_total
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -31,8 +37,9 @@ class LimitAndCount:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_body_bytes:
-            await self._too_large(scope, send, int(length))
+        limit = self.large_bodies.get(scope["path"], self.max_body_bytes)
+        if length.isdigit() and int(length) > limit:
+            await self._too_large(scope, send, int(length), limit)
             return
         status = 500
 
@@ -48,13 +55,13 @@ class LimitAndCount:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.requests_total[(scope["method"], route, status)] += 1
 
-    async def _too_large(self, scope: Scope, send: Send, length: int) -> None:
+    async def _too_large(self, scope: Scope, send: Send, length: int, limit: int) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",
                 "title": "Payload Too Large",
                 "status": 413,
-                "detail": f"request body of {length} bytes; the limit is {self.max_body_bytes}",
+                "detail": f"request body of {length} bytes; the limit is {limit}",
             }
         ).encode()
         self.requests_total[(scope["method"], "unmatched", 413)] += 1

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     )
     retention_seconds: int = Field(7 * 24 * 3600, ge=60, description="Finished jobs' lifetime.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body.")
+    max_dataset_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest .npz upload (POST /v1/datasets)."
+    )
     worker_max_tasks_per_child: int = Field(
         1,
         ge=0,

@@ -16,6 +16,12 @@ Layout (all under `settings.key_prefix`):
                           (the queued and running limits count these)
   user:{u}:parked         list of queued jobs a worker set aside because the user had
                           max_running_jobs running; handed back as slots free up
+  user:{u}:datasets       sorted set of the user's dataset ids by upload time
+  user:{u}:sweeps         sorted set of the user's sweep ids by creation time
+  dataset:{id}            hash: owner, name, created, bytes, info (JSON: sizes, shape,
+                          classes); dataset:{id}:data the .npz bytes (kept until deleted)
+  sweep:{id}              hash: owner, name, created, grid (JSON), members (JSON list of
+                          {job id, overrides}); sweep:{id}:plot the overlay PNG once done
   user:{u}                hash: name; key:{sha256} -> user id
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
@@ -320,6 +326,108 @@ class JobStore:
     def artifact(self, job_id: str, name: str) -> bytes | None:
         data = self.r.get(self.key("job", job_id, "artifact", name))
         return bytes(data) if data is not None else None
+
+    # datasets --------------------------------------------------------------
+    def put_dataset(self, owner: str, name: str, data: bytes, info: dict[str, Any]) -> str:
+        dataset_id = "ds_" + uuid.uuid4().hex[:16]
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(
+            self.key("dataset", dataset_id),
+            mapping={
+                "owner": owner,
+                "name": name,
+                "created": now,
+                "bytes": len(data),
+                "info": json.dumps(info),
+            },
+        )
+        pipe.set(self.key("dataset", dataset_id, "data"), data)
+        pipe.zadd(self.key("user", owner, "datasets"), {dataset_id: now})
+        pipe.execute()
+        return dataset_id
+
+    def dataset(self, dataset_id: str) -> dict[str, Any] | None:
+        """The dataset's record (no bytes), or None."""
+        raw = self.r.hgetall(self.key("dataset", dataset_id))
+        if not raw:
+            return None
+        record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        info = json.loads(record.pop("info"))
+        return {
+            "id": dataset_id,
+            **record,
+            "created": float(record["created"]),
+            "bytes": int(record["bytes"]),
+            **info,
+        }
+
+    def dataset_bytes(self, dataset_id: str) -> bytes | None:
+        data = self.r.get(self.key("dataset", dataset_id, "data"))
+        return bytes(data) if data is not None else None
+
+    def dataset_ids(self, owner: str) -> list[str]:
+        """The owner's datasets, newest first."""
+        return [d.decode() for d in self.r.zrevrange(self.key("user", owner, "datasets"), 0, -1)]
+
+    def delete_dataset(self, dataset_id: str, owner: str) -> None:
+        pipe = self.r.pipeline()
+        pipe.delete(self.key("dataset", dataset_id), self.key("dataset", dataset_id, "data"))
+        pipe.zrem(self.key("user", owner, "datasets"), dataset_id)
+        pipe.execute()
+
+    # sweeps ----------------------------------------------------------------
+    def create_sweep(
+        self, owner: str, name: str, grid: dict[str, Any], members: list[dict[str, Any]]
+    ) -> str:
+        """Record a sweep whose jobs exist already; members: [{"job": id, "overrides"}]."""
+        sweep_id = "sw_" + uuid.uuid4().hex[:16]
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(
+            self.key("sweep", sweep_id),
+            mapping={
+                "owner": owner,
+                "name": name,
+                "created": now,
+                "grid": json.dumps(grid),
+                "members": json.dumps(members),
+            },
+        )
+        pipe.zadd(self.key("user", owner, "sweeps"), {sweep_id: now})
+        pipe.execute()
+        return sweep_id
+
+    def sweep(self, sweep_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(self.key("sweep", sweep_id))
+        if not raw:
+            return None
+        record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        return {
+            "id": sweep_id,
+            "owner": record["owner"],
+            "name": record["name"],
+            "created": float(record["created"]),
+            "grid": json.loads(record["grid"]),
+            "members": json.loads(record["members"]),
+        }
+
+    def sweep_ids(self, owner: str) -> list[str]:
+        """The owner's sweeps, newest first."""
+        return [s.decode() for s in self.r.zrevrange(self.key("user", owner, "sweeps"), 0, -1)]
+
+    def sweep_plot(self, sweep_id: str) -> bytes | None:
+        data = self.r.get(self.key("sweep", sweep_id, "plot"))
+        return bytes(data) if data is not None else None
+
+    def finish_sweep(self, sweep_id: str, plot: bytes) -> None:
+        """Keep the final overlay plot; the sweep expires with its jobs' retention."""
+        pipe = self.r.pipeline()
+        pipe.set(self.key("sweep", sweep_id, "plot"), plot)
+        if self.retention_s:
+            pipe.expire(self.key("sweep", sweep_id), self.retention_s)
+            pipe.expire(self.key("sweep", sweep_id, "plot"), self.retention_s)
+        pipe.execute()
 
     # idempotency -----------------------------------------------------------
     def idempotent_job(self, user: str, key: str) -> tuple[str, str] | None:

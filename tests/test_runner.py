@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aimc_engine.artifacts import METRIC_COLUMNS
+from aimc_engine.metric_record import METRIC_COLUMNS
 from aimc_engine.runner import Callbacks, RunError, run
 from aimc_engine.spec import parse_spec
 

@@ -85,7 +85,7 @@ def test_a_job_that_cannot_run_fails_with_the_reason(store: JobStore) -> None:
     job_id = submit(store, {**SHORT, "dataset": {"name": "uploaded", "id": "nope"}})
     job = wait_for(store, job_id, ("failed", "succeeded"))
     assert job["state"] == "failed"
-    assert "resolved by the aimc service" in job["error"]
+    assert "dataset.id: no dataset 'nope'" in job["error"]
 
 
 def test_delete_removes_everything(store: JobStore) -> None:

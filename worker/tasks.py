@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aimc_engine.spec import SpecError, parse_spec
+from aimc_engine.spec import JobSpec, SpecError, parse_spec
 from service.settings import get_settings
 from service.store import TERMINAL, JobStore
 from worker.app import app
@@ -68,7 +68,7 @@ def run_job(self: Any, job_id: str) -> str:
         if attempts > 1:
             store.set_state(job_id, "retrying")
         store.set_state(job_id, "running", worker=holder)
-        return _run(store, job_id, job["spec"])
+        return _run(store, job_id, job["spec"], owner)
     except Exception as exc:  # the job fails; the worker stays up for the next one
         log.exception("job %s failed", job_id)
         store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -93,7 +93,21 @@ def _beat(store: JobStore, job_id: str, holder: str, stop: threading.Event) -> N
             return
 
 
-def _run(store: JobStore, job_id: str, spec_data: dict[str, Any]) -> str:
+def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:
+    """The .npz of an `uploaded` dataset, written to `path`, if the owner's and still kept."""
+    from aimc_engine.runner import RunError
+
+    if spec.dataset.name != "uploaded":
+        return None
+    record = store.dataset(spec.dataset.id or "")
+    data = store.dataset_bytes(spec.dataset.id or "") if record else None
+    if record is None or record["owner"] != owner or data is None:
+        raise RunError(f"dataset.id: no dataset {spec.dataset.id!r} (deleted, or not yours)")
+    path.write_bytes(data)
+    return path
+
+
+def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) -> str:
     from aimc_engine.artifacts import write_run
     from aimc_engine.runner import Callbacks, RunError, run
 
@@ -129,13 +143,16 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any]) -> str:
         on_checkpoint=lambda blob: store.put_checkpoint(job_id, blob),
         checkpoint_every=CHECKPOINT_EVERY,
     )
-    try:
-        output = run(spec, callbacks, resume=store.checkpoint(job_id))
-    except RunError as exc:
-        store.set_state(job_id, "failed", error=str(exc))
-        return "failed"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        try:
+            uploaded = _fetch_upload(store, spec, owner, out / "uploaded.npz")
+            output = run(spec, callbacks, resume=store.checkpoint(job_id), uploaded=uploaded)
+        except RunError as exc:
+            store.set_state(job_id, "failed", error=str(exc))
+            return "failed"
+        if uploaded is not None:
+            uploaded.unlink()  # not an artifact
         write_run(out, output.result, output.metrics, output.model, output.timeline)
         (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in output.metrics))
         for path in sorted(out.iterdir()):

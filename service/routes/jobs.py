@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import time
 from typing import Annotated, Any
@@ -13,8 +11,9 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from aimc_engine.cost import job_cost
+from aimc_engine.metric_record import metrics_csv
 from aimc_engine.spec import JobSpec
+from service.admission import check_room, check_spec, queue_job
 from service.deps import CurrentUser, OwnedJob, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.events import job_events
@@ -82,18 +81,8 @@ def submit(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JobOut:
     """Validate and queue a job; the same Idempotency-Key and body return the same job."""
-    parsed = spec  # validated by FastAPI against the JobSpec model (422 otherwise)
-    cost = job_cost(parsed)
-    if cost.total > settings.max_job_cost:
-        detail = (
-            f"{cost.samples} samples x {cost.parameters} parameters = {cost.total:.3g} exceeds "
-            f"the limit max_job_cost = {settings.max_job_cost:.3g}; train fewer epochs or a "
-            "smaller model"
-        )
-        raise ProblemError(
-            422, "Job too large", detail, errors=[{"loc": "training", "msg": detail}]
-        )
-    normalised = parsed.normalised()
+    check_spec(spec, store, settings, user)  # validated by FastAPI already (422 otherwise)
+    normalised = spec.normalised()
     digest = hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
     if idempotency_key:
         seen = store.idempotent_job(user, idempotency_key)
@@ -104,18 +93,10 @@ def submit(
             if job is not None:
                 response.headers["Location"] = f"/v1/jobs/{job['id']}"
                 return job_out(job)
-    queued = store.count_in(user, "queued")
-    if queued >= settings.max_queued_jobs:
-        raise ProblemError(
-            429,
-            "Too Many Requests",
-            f"{queued} jobs queued; the limit is {settings.max_queued_jobs}",
-            headers={"Retry-After": "30"},
-        )
-    job_id = store.create_job(user, normalised)
+    check_room(store, settings, user)
+    job_id = queue_job(request, store, user, normalised)
     if idempotency_key:
         store.remember_idempotent(user, idempotency_key, digest, job_id, IDEMPOTENCY_TTL_S)
-    request.app.state.celery.send_task("aimc.run_job", args=[job_id], queue="aimc")
     response.headers["Location"] = f"/v1/jobs/{job_id}"
     job = store.get_job(job_id)
     assert job is not None
@@ -171,15 +152,9 @@ def metrics(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Metric points with step > since, as JSON or (Accept: text/csv) CSV."""
-    from aimc_engine.artifacts import METRIC_COLUMNS
-
     points = store.metrics(job["id"], since)
     if accept and "text/csv" in accept:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(points)
-        return Response(buffer.getvalue(), media_type="text/csv")
+        return Response(metrics_csv(points), media_type="text/csv")
     return Response(json.dumps(points), media_type="application/json")
 
 

@@ -1,0 +1,60 @@
+"""What a validated spec must pass before it is queued, for single jobs and sweeps alike:
+its dataset (an upload must be the caller's), its cost under the ceiling, and room in
+the caller's queued limit. Then queuing itself: the job in the store, a task to Celery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from aimc_engine.cost import job_cost
+from aimc_engine.spec import JobSpec
+from service.errors import ProblemError
+from service.settings import Settings
+from service.store import JobStore
+
+
+def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at: str = "") -> None:
+    """422 naming the field if the spec's upload is not the caller's or it costs too much;
+    `at` prefixes the field path (a sweep's combination)."""
+    uploaded = None
+    if spec.dataset.name == "uploaded":
+        dataset = store.dataset(spec.dataset.id or "")
+        if dataset is None or dataset["owner"] != user:  # another's upload: as if absent
+            detail = f"no dataset {spec.dataset.id!r}; upload one with POST /v1/datasets"
+            raise ProblemError(
+                422, "Invalid request", detail, errors=[{"loc": f"{at}dataset.id", "msg": detail}]
+            )
+        uploaded = (int(dataset["n_train"]), tuple(dataset["sample_shape"]))
+    cost = job_cost(spec, uploaded)
+    if cost.total > settings.max_job_cost:
+        detail = (
+            f"{cost.samples} samples x {cost.parameters} parameters = {cost.total:.3g} exceeds "
+            f"the limit max_job_cost = {settings.max_job_cost:.3g}; train fewer epochs or a "
+            "smaller model"
+        )
+        raise ProblemError(
+            422, "Job too large", detail, errors=[{"loc": f"{at}training", "msg": detail}]
+        )
+
+
+def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) -> None:
+    """429 with Retry-After if `jobs` more would exceed the caller's queued limit."""
+    queued = store.count_in(user, "queued")
+    if queued + jobs > settings.max_queued_jobs:
+        raise ProblemError(
+            429,
+            "Too Many Requests",
+            f"{queued} jobs queued and {jobs} more asked for; the limit is "
+            f"{settings.max_queued_jobs}",
+            headers={"Retry-After": "30"},
+        )
+
+
+def queue_job(request: Request, store: JobStore, user: str, normalised: dict[str, Any]) -> str:
+    """Create the job and hand it to the workers; its id."""
+    job_id = store.create_job(user, normalised)
+    request.app.state.celery.send_task("aimc.run_job", args=[job_id], queue="aimc")
+    return job_id

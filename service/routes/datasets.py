@@ -1,0 +1,115 @@
+"""/v1/datasets: upload an .npz dataset (checked before it is kept), list, get, delete.
+
+A spec trains on an upload with `dataset: {name: uploaded, id: <id>}`; only the uploader
+sees it or can use it (anyone else gets 404, or 422 at submit, as if it did not exist).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
+
+from aimc_engine.dataset_files import DatasetError, describe, read_npz
+from service.deps import CurrentUser, SettingsDep, StoreDep
+from service.errors import ProblemError, responses
+from service.store import JobStore
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+UNPACKED_FACTOR = 4  # an upload may decompress to at most this times the upload limit
+
+
+class DatasetOut(BaseModel):
+    id: str
+    name: str
+    created: float
+    bytes: int
+    n_train: int
+    n_test: int
+    sample_shape: list[int]
+    classes: int
+    x_dtype: str
+
+
+def _invalid(detail: str) -> ProblemError:
+    return ProblemError(422, "Invalid dataset", detail, errors=[{"loc": "body", "msg": detail}])
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The upload, refused with 413 as soon as it passes `limit` (chunked bodies too)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProblemError(
+                413, "Payload Too Large", f"upload over {limit} bytes (max_dataset_bytes)"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetOut,
+    responses=responses(401, 413, 422, 429),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "An .npz archive with x_train, y_train, x_test, y_test.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload(
+    request: Request,
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    name: Annotated[str, Query(min_length=1, max_length=200)] = "dataset",
+) -> DatasetOut:
+    """Check the arrays (keys, shapes, dtypes, labels, finite values) and keep them."""
+    data = await _read_body(request, settings.max_dataset_bytes)
+    if not data:
+        raise _invalid(
+            "empty body; send the .npz file's bytes (Content-Type: application/octet-stream)"
+        )
+    try:
+        arrays = read_npz(data, "upload", max_unpacked=UNPACKED_FACTOR * settings.max_dataset_bytes)
+        info = describe(arrays)
+    except DatasetError as exc:
+        raise _invalid(str(exc)) from None
+    dataset_id = store.put_dataset(user, name, data, info)
+    record = store.dataset(dataset_id)
+    assert record is not None
+    return DatasetOut(**record)
+
+
+@router.get("", response_model=list[DatasetOut], responses=responses(401, 429))
+def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
+    """The caller's uploads, newest first."""
+    records = (store.dataset(d) for d in store.dataset_ids(user))
+    return [DatasetOut(**r) for r in records if r is not None]
+
+
+def _owned(store: JobStore, dataset_id: str, user: str) -> dict[str, Any]:
+    record = store.dataset(dataset_id)
+    if record is None or record["owner"] != user:
+        raise ProblemError(404, "Not Found", f"no dataset {dataset_id!r}")
+    return record
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, responses=responses(401, 404, 429))
+def get_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> DatasetOut:
+    return DatasetOut(**_owned(store, dataset_id, user))
+
+
+@router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 429))
+def delete_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> Response:
+    """Remove the upload; queued jobs that name it fail with a clear error."""
+    _owned(store, dataset_id, user)
+    store.delete_dataset(dataset_id, user)
+    return Response(status_code=204)
