@@ -1,4 +1,6 @@
-"""The `aimc` command: the engine's commands (run, validate, schedule) and `serve`.
+"""The `aimc` command: the engine's commands (run, validate, schedule), `serve`, and the
+service commands (submit, jobs, status, watch, metrics, cancel, download, sweep,
+compare, datasets).
 
 A package of its own so that the engine knows nothing of the service and the
 service's dependencies load only for the commands that need them.
@@ -10,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from aimc_cli.remote import add_remote_commands
 from aimc_engine.cli import add_engine_commands
 
 
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes (one job each)")
     p.add_argument("--data-dir", default="~/.aimc", help="Redis data and the admin key")
     p.set_defaults(func=cmd_serve)
+    add_remote_commands(sub)
     return parser
 
 

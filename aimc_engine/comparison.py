@@ -40,10 +40,16 @@ def format_table(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
             value = row.get(name)
             cells.append("-" if value is None else _fmt(fmt, value))
         lines.append(cells)
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(out)
+    return text_table(header, lines)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, two spaces apart (for terminals)."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
+    lines = [header, *rows]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
 
 
 def _fmt(fmt: str, value: Any) -> str:
@@ -60,6 +66,7 @@ def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.25)
@@ -79,15 +86,25 @@ def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: 
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     if any(points for _, points in series):
-        axes[0].set_yscale("log")
-        axes[1].set_yscale("log")
+        for ax in axes[:2]:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # not 10^0
+            ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
     axes[2].set_ylim(0, 1)
-    fig.legend(loc="lower center", ncols=min(4, max(1, len(series))), fontsize=9, frameon=False)
+    fig.legend(loc="lower center", ncols=min(3, max(1, len(series))), fontsize=9, frameon=False)
     fig.suptitle(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _two_and_five(value: float, _: Any) -> str:
+    """Label the 2s and 5s between powers of ten: readable, not crowded."""
+    if value <= 0:
+        return ""
+    lead = round(value / 10 ** math.floor(math.log10(value)))
+    return f"{value:g}" if lead in (2, 5) else ""
 
 
 def _finite(value: Any) -> bool:

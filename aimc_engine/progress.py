@@ -35,13 +35,17 @@ class Progress:
         done = step / total
         elapsed = now - self.start
         eta = elapsed / done * (1 - done) if done else 0.0
-        filled = int(BAR_WIDTH * done)
         acc = f" acc {self.accuracy:.3f}" if self.accuracy is not None else ""
+        self.draw(done, f"step {step}/{total} loss {loss:.4f}{acc}", eta, last=step == total)
+
+    def draw(self, done: float, text: str, eta: float | None, *, last: bool = False) -> None:
+        """Redraw the bar in place (a terminal only): fraction done, a status text, ETA."""
+        filled = int(BAR_WIDTH * done)
+        eta_text = f" ETA {format_seconds(eta)}" if eta is not None else ""
         self.stream.write(
-            f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:6.1%} step {step}/{total} "
-            f"loss {loss:.4f}{acc} ETA {format_seconds(eta)} "
+            f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:6.1%} {text}{eta_text} "
         )
-        if step == total:
+        if last:
             self.stream.write("\n")
         self.stream.flush()
 

@@ -29,8 +29,12 @@ class SweepPoint:
 
     @property
     def label(self) -> str:
-        """`key=value` pairs, short enough for a legend (the last path segment names it)."""
-        return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.overrides.items())
+        return label(self.overrides)
+
+
+def label(overrides: dict[str, Any]) -> str:
+    """`key=value` pairs short enough for a legend (the last path segment names each)."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items())
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -94,8 +98,11 @@ def expand(base: Any, grid: Any) -> list[SweepPoint]:
         except SpecError as exc:
             for loc, msg in exc.problems:
                 culprit = next((k for k in grid if loc == k or loc.startswith(k + ".")), None)
-                where = f"grid.{culprit}" if culprit else f"spec.{loc}" if loc else "spec"
-                problems.setdefault((where, f"{loc}: {msg}" if loc else msg), combination)
+                if culprit:
+                    where, text = f"grid.{culprit}", msg if loc == culprit else f"{loc}: {msg}"
+                else:
+                    where, text = (f"spec.{loc}" if loc else "spec"), msg
+                problems.setdefault((where, text), combination)
             continue
         points.append(SweepPoint(overrides, spec))
     if problems:

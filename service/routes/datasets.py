@@ -33,7 +33,7 @@ class DatasetOut(BaseModel):
 
 
 def _invalid(detail: str) -> ProblemError:
-    return ProblemError(422, "Invalid dataset", detail, errors=[{"loc": "body", "msg": detail}])
+    return ProblemError(422, "Invalid dataset", detail, errors=[{"loc": "file", "msg": detail}])
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -118,14 +118,14 @@ def list_jobs(
     jobs: list[JobOut] = []
     position = start
     while position < len(ids) and len(jobs) < limit:
-        job = store.get_job(ids[position])
+        job, latest, alive = store.job_view(ids[position])
         position += 1
         if (
             job
             and (state is None or job["state"] == state)
             and (name is None or job["name"] == name)
         ):
-            jobs.append(job_out(job, alive=store.alive(job["id"])))
+            jobs.append(job_out(job, latest, alive=alive))
     return JobPage(jobs=jobs, next_cursor=str(position) if position < len(ids) else None)
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from aimc_engine.comparison import final_metrics, plot_overlay
 from aimc_engine.spec import SpecError
-from aimc_engine.sweep import MAX_SWEEP_JOBS, expand
+from aimc_engine.sweep import MAX_SWEEP_JOBS, expand, label
 from service.admission import check_room, check_spec, queue_job
 from service.deps import CurrentUser, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
@@ -147,10 +147,7 @@ def sweep_plot(sweep_id: str, user: CurrentUser, store: StoreDep) -> Response:
     png = store.sweep_plot(sweep_id)
     if png is None:
         view = _view(store, sweep)
-        series = [
-            (" ".join(f"{k}={v}" for k, v in m["overrides"].items()), store.metrics(m["job"]))
-            for m in sweep["members"]
-        ]
+        series = [(label(m["overrides"]), store.metrics(m["job"])) for m in sweep["members"]]
         png = plot_overlay(series, f"sweep {sweep['name']} ({sweep_id})")
         if view.done:
             store.finish_sweep(sweep_id, png)

@@ -1,0 +1,349 @@
+"""The Client: every route of the service as a method, with retries and typed errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
+from aimc_engine.spec import JobSpec, SpecError, load_spec_file
+
+DEFAULT_URL = "http://127.0.0.1:8000"  # where `aimc serve` listens by default
+TERMINAL = ("succeeded", "failed", "cancelled")
+MAX_WAIT_S = 60.0  # longest single pause between retries, whatever Retry-After asks
+
+SpecLike = dict[str, Any] | JobSpec | str | Path
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Server-Sent Event of a job: `state` ({"state", "t"}) or `metric` (a point)."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+def _error(response: httpx.Response) -> ApiError:
+    """The typed error for an error response, from its problem+json body if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    cls = BY_STATUS.get(response.status_code, ApiError)
+    error = cls(
+        response.status_code,
+        str(body.get("title") or response.reason_phrase),
+        str(body.get("detail") or ""),
+        body.get("errors") if isinstance(body.get("errors"), list) else None,
+        str(body.get("type") or "about:blank"),
+    )
+    if isinstance(error, RateLimitError):
+        error.retry_after = _retry_after(response)
+    return error
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date or nothing: fall back to exponential backoff
+
+
+class Client:
+    """A session with one aimc service as one user.
+
+    url and api_key default to $AIMC_URL (else http://127.0.0.1:8000) and $AIMC_API_KEY.
+    429 and 503 answers, and connection failures, are retried `retries` times with
+    exponential backoff from `backoff_s` (or the Retry-After the service sent).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("AIMC_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key or os.environ.get("AIMC_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # transport ---------------------------------------------------------------
+    def _pause(self, attempt: int, asked: float | None) -> None:
+        time.sleep(min(MAX_WAIT_S, asked if asked is not None else self.backoff_s * 2**attempt))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call with retries; a non-GET is re-sent after a transport error only if it
+        never reached the service (connect errors), so nothing is done twice."""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                retry = method == "GET" or isinstance(exc, httpx.ConnectError)
+                if not retry or attempt == self.retries:
+                    raise ServiceUnavailable(
+                        0, "Service unreachable", f"{self.url}: {exc}"
+                    ) from exc
+                self._pause(attempt, None)
+                continue
+            if response.status_code in (429, 503) and attempt < self.retries:
+                self._pause(attempt, _retry_after(response))
+                continue
+            if response.status_code >= 400:
+                raise _error(response)
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # jobs --------------------------------------------------------------------
+    @staticmethod
+    def spec_body(spec: SpecLike) -> dict[str, Any]:
+        """A spec as the JSON body to send: a path is read and validated here first (raises
+        aimc_engine.spec.SpecError), a JobSpec is normalised, a dict goes as it is."""
+        if isinstance(spec, JobSpec):
+            return spec.normalised()
+        if isinstance(spec, str | Path):
+            return load_spec_file(spec).normalised()
+        return spec
+
+    def submit(self, spec: SpecLike, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a job; the job as the service sees it (state `queued`). An Idempotency-Key
+        is always sent (a fresh one unless given), so a retried submit queues one job."""
+        key = idempotency_key or uuid.uuid4().hex
+        return dict(
+            self._json(
+                "POST", "/v1/jobs", json=self.spec_body(spec), headers={"Idempotency-Key": key}
+            )
+        )
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """State, progress (0..1), ETA, latest metric point, error."""
+        return dict(self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def jobs(
+        self, *, state: str | None = None, name: str | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every job of the caller, newest first, following the pages as they are read."""
+        params: dict[str, Any] = {"limit": page_size}
+        if state:
+            params["state"] = state
+        if name:
+            params["name"] = name
+        while True:
+            page = self._json("GET", "/v1/jobs", params=params)
+            yield from page["jobs"]
+            if not page["next_cursor"]:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job ends; the final job. `on_progress` gets the job at each poll."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if on_progress:
+                on_progress(job)
+            if job["state"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout_s} s")
+            time.sleep(poll_s)
+
+    def stream(self, job_id: str) -> Iterator[Event]:
+        """The job's events live (SSE) until it ends; a dropped connection is reopened and
+        the events already seen are skipped (the service replays from the start)."""
+        seen = 0
+        for attempt in range(self.retries + 1):
+            count = 0
+            try:
+                with self.http.stream(
+                    "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(60.0)
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _error(response)
+                    for event in _parse_sse(response.iter_lines()):
+                        count += 1
+                        if count > seen:
+                            seen = count
+                            yield event
+                return
+            except httpx.TransportError as exc:
+                if attempt == self.retries:
+                    raise ServiceUnavailable(0, "Stream lost", f"{self.url}: {exc}") from exc
+                self._pause(attempt, None)
+
+    def metrics(self, job_id: str, *, since: int = -1) -> list[dict[str, Any]]:
+        """Metric points with step > since."""
+        return list(self._json("GET", f"/v1/jobs/{job_id}/metrics", params={"since": since}))
+
+    def metrics_csv(self, job_id: str, *, since: int = -1) -> str:
+        response = self._request(
+            "GET",
+            f"/v1/jobs/{job_id}/metrics",
+            params={"since": since},
+            headers={"Accept": "text/csv"},
+        )
+        return response.text
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        """result.json of a finished job (ConflictError before it ends)."""
+        return dict(self._json("GET", f"/v1/jobs/{job_id}/result"))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return dict(self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    def delete(self, job_id: str) -> None:
+        self._request("DELETE", f"/v1/jobs/{job_id}")
+
+    def artifacts(self, job_id: str) -> list[str]:
+        return list(self._json("GET", f"/v1/jobs/{job_id}/artifacts"))
+
+    def download(
+        self, job_id: str, out_dir: str | Path, names: list[str] | None = None
+    ) -> list[Path]:
+        """Save the job's artifacts (all, or `names`) into out_dir; their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name in names if names is not None else self.artifacts(job_id):
+            path = out / Path(name).name
+            path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/artifacts/{name}").content)
+            paths.append(path)
+        return paths
+
+    # sweeps ------------------------------------------------------------------
+    def sweep(
+        self, spec: dict[str, Any] | str | Path, grid: dict[str, list[Any]], *, name: str = "sweep"
+    ) -> dict[str, Any]:
+        """Queue one job per combination of the grid (dotted paths -> values) applied to the
+        base spec (a dict, or a YAML/JSON file read as it is written)."""
+        base = _read_spec_file(spec) if isinstance(spec, str | Path) else spec
+        return dict(
+            self._json("POST", "/v1/sweeps", json={"name": name, "spec": base, "grid": grid})
+        )
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """The sweep's jobs, their states and final metrics."""
+        return dict(self._json("GET", f"/v1/sweeps/{sweep_id}"))
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/sweeps"))
+
+    def sweep_plot(self, sweep_id: str) -> bytes:
+        """The overlay plot (PNG) of the sweep's loss curves."""
+        return self._request("GET", f"/v1/sweeps/{sweep_id}/plot.png").content
+
+    def wait_sweep(
+        self,
+        sweep_id: str,
+        *,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        poll_s: float = 2.0,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Poll until every job of the sweep has ended; the final sweep."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if on_progress:
+                on_progress(sweep)
+            if sweep["done"]:
+                return sweep
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"sweep {sweep_id} not done after {timeout_s} s")
+            time.sleep(poll_s)
+
+    # datasets ----------------------------------------------------------------
+    def upload_dataset(self, path: str | Path, *, name: str | None = None) -> dict[str, Any]:
+        """Upload an .npz (x_train, y_train, x_test, y_test); use the returned id in a spec
+        as `dataset: {name: uploaded, id: ...}`."""
+        file = Path(path)
+        return dict(
+            self._json(
+                "POST",
+                "/v1/datasets",
+                params={"name": name or file.stem},
+                content=file.read_bytes(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/v1/datasets"))
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
+
+
+def _read_spec_file(path: str | Path) -> dict[str, Any]:
+    """A spec file's mapping as written (a sweep's base: presets not expanded, so a grid
+    may override what a preset would have fixed)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SpecError([("", f"cannot read {str(path)!r}: {exc.strerror}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([("", f"{path}: not valid YAML/JSON: {exc}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError([("", f"{path}: a job spec must be a mapping")])
+    return data
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[Event]:
+    """Events from SSE lines (`event:` and `data:` fields, blank line ends one; comments,
+    such as keep-alives, skipped)."""
+    kind, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield Event(kind, json.loads("\n".join(data)))
+            kind, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+    if data:
+        yield Event(kind, json.loads("\n".join(data)))
