@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +83,54 @@ def worker_store() -> Iterator[JobStore]:
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
+
+
+@dataclass(frozen=True)
+class LiveService:
+    """The API served over real HTTP (uvicorn, in a thread) in front of `worker_store`."""
+
+    url: str
+    admin_key: str
+    store: JobStore
+
+    def new_user(self, name: str) -> str:
+        """A fresh user's API key, made through the API with the admin key."""
+        import httpx
+
+        r = httpx.post(
+            f"{self.url}/v1/users",
+            json={"name": name},
+            headers={"Authorization": f"Bearer {self.admin_key}"},
+        )
+        r.raise_for_status()
+        return str(r.json()["api_key"])
+
+
+@pytest.fixture(scope="session")
+def live_service(worker_store: JobStore) -> Iterator[LiveService]:
+    import uvicorn
+
+    from service.app import create_app
+    from service.serve import free_port, wait_for_port
+    from service.settings import Settings
+
+    admin = "live-admin-" + uuid.uuid4().hex
+    settings = Settings(
+        redis_url=REDIS_TEST_URL,
+        key_prefix=worker_store.p,
+        admin_key=admin,
+        max_dataset_bytes=200_000,
+        max_queued_jobs=30,
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    try:
+        yield LiveService(f"http://127.0.0.1:{port}", admin, worker_store)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

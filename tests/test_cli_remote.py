@@ -1,0 +1,173 @@
+"""The service commands of `aimc`: output and exit codes against a live API and worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aimc_cli import main
+from aimc_cli.remote import parse_grid
+from aimc_engine.spec import SpecError
+from tests.conftest import LiveService
+
+TINY = "training: {steps: 20, micro_batch_size: 8, eval_every: 10}\nmodel: {hidden: [16]}\n"
+
+
+@pytest.fixture(scope="module")
+def key(live_service: LiveService) -> str:
+    return live_service.new_user("cli-tests")
+
+
+@pytest.fixture(autouse=True)
+def service_env(monkeypatch: pytest.MonkeyPatch, live_service: LiveService, key: str) -> None:
+    monkeypatch.setenv("AIMC_URL", live_service.url)
+    monkeypatch.setenv("AIMC_API_KEY", key)
+
+
+def spec_file(tmp_path: Path, text: str = TINY, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_submit_wait_then_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            ["submit", str(spec_file(tmp_path, "name: cli-ok\n" + TINY)), "--wait", "--poll", "0.2"]
+        )
+        == 0
+    )
+    out, err = capsys.readouterr()
+    assert "succeeded; test_loss" in out
+    assert "state succeeded" in err and "step 20 samples 160" in err  # plain progress lines
+    job_id = out.split()[2]
+    jobs = run_json(capsys, "jobs", "--name", "cli-ok")
+    assert [j["id"] for j in jobs] == [job_id]  # type: ignore[union-attr,index]
+    assert main(["jobs"]) == 0 and job_id in capsys.readouterr().out
+    assert main(["status", job_id]) == 0
+    status = capsys.readouterr().out
+    assert "\nstate " in status and "succeeded\n" in status and "test_accuracy " in status
+    assert main(["metrics", job_id, "--csv"]) == 0
+    csv_lines = capsys.readouterr().out.splitlines()
+    assert csv_lines[0].startswith("step,samples,epoch") and len(csv_lines) == 4
+    points = run_json(capsys, "metrics", job_id, "--since", "0")
+    assert [p["step"] for p in points] == [10, 20]  # type: ignore[union-attr,index]
+    assert main(["watch", job_id]) == 0  # a finished job replays and ends at once
+    assert capsys.readouterr().out.splitlines()[-1] == "state succeeded"
+    assert main(["download", job_id, "--out", str(tmp_path / "dl")]) == 0
+    assert (tmp_path / "dl" / "weights.safetensors").stat().st_size > 0
+
+
+def test_a_failing_job_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = (
+        "dataset: {name: synthetic, synthetic: {n_train: 10, n_test: 10}}\n"
+        "training: {steps: 5, micro_batch_size: 16}\n"
+    )
+    assert main(["submit", str(spec_file(tmp_path, spec)), "--wait", "--poll", "0.2"]) == 1
+    assert "failed; error: training.micro_batch_size: 16 exceeds the 10" in capsys.readouterr().out
+
+
+def test_cancel_makes_wait_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    long = spec_file(tmp_path, "training: {steps: 5000, eval_every: 1000}\n")
+    job = run_json(capsys, "submit", str(long))
+    assert main(["cancel", job["id"]]) == 0  # type: ignore[index]
+    assert "job " in capsys.readouterr().out
+    assert main(["watch", job["id"]]) == 1  # type: ignore[index]
+
+
+def test_bad_input_exits_2_and_names_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = spec_file(tmp_path, "training: {epochs: -1}\n")
+    assert main(["submit", str(bad)]) == 2
+    assert "training.epochs: Input should be greater than 0" in capsys.readouterr().err
+    assert main(["sweep", str(spec_file(tmp_path)), "--grid", "pipeline.schedule"]) == 2
+    assert "--grid: 'pipeline.schedule': write KEY=V1,V2" in capsys.readouterr().err
+    assert main(["sweep", str(spec_file(tmp_path)), "--grid", "pipeline.stages=2,9"]) == 2
+    assert "grid.pipeline.stages: 9 stages but the mlp has 2 layers" in capsys.readouterr().err
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"junk")
+    assert main(["datasets", "upload", str(junk)]) == 2
+    assert "file: upload: not an .npz (zip) archive" in capsys.readouterr().err
+
+
+def test_service_errors_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "no-such-job"]) == 3
+    assert "404 Not Found: no job 'no-such-job'" in capsys.readouterr().err
+    monkeypatch.setenv("AIMC_API_KEY", "wrong")
+    assert main(["jobs"]) == 3
+    assert "401" in capsys.readouterr().err
+
+
+def test_sweep_wait_prints_the_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "sweep.png"
+    argv = [
+        "sweep",
+        str(spec_file(tmp_path)),
+        "--grid",
+        "optimizer.lr=0.05,0.2",
+        "--grid",
+        "seed=1,2",
+    ]
+    assert main([*argv, "--name", "cli-sweep", "--wait", "--poll", "0.5", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:5] == ["job", "state", "optimizer.lr", "seed", "test_accuracy"]
+    assert len(out) == 1 + 4 + 1 and all("succeeded" in line for line in out[1:5])
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_jobs_writes_a_table_and_a_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = []
+    for lr in ("0.05", "0.3"):
+        spec = spec_file(
+            tmp_path, f"name: cmp-{lr}\noptimizer: {{lr: {lr}}}\n" + TINY, f"{lr}.yaml"
+        )
+        assert main(["submit", str(spec), "--wait", "--poll", "0.2"]) == 0
+        ids.append(capsys.readouterr().out.split()[2])
+    plot = tmp_path / "cmp.png"
+    report = run_json(capsys, "compare", *ids, "--plot", str(plot))
+    rows = report["jobs"]  # type: ignore[index]
+    assert [r["name"] for r in rows] == ["cmp-0.05", "cmp-0.3"]
+    assert rows[0]["test_loss"] != rows[1]["test_loss"]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert main(["compare", *ids, "--plot", str(plot)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("job")
+
+
+def test_datasets_upload_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    assert main(["datasets", "upload", str(path), "--name", "tiny-set"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-set" in out and "dataset: {name: uploaded, id: ds_" in out
+    listed = run_json(capsys, "datasets", "list")
+    assert "tiny-set" in [d["name"] for d in listed]  # type: ignore[union-attr,index]
+
+
+def test_parse_grid_reads_values_as_yaml() -> None:
+    grid = parse_grid(["pipeline.schedule=gpipe,async", "analog.device.states=300,1200", "x=true"])
+    assert grid == {
+        "pipeline.schedule": ["gpipe", "async"],
+        "analog.device.states": [300, 1200],
+        "x": [True],
+    }
+    with pytest.raises(SpecError):
+        parse_grid(["=1,2"])
