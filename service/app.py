@@ -19,7 +19,7 @@ from service.errors import PROBLEM, ProblemError, problem_handler
 from service.middleware import LimitAndCount
 from service.routes import datasets, jobs, sweeps, users
 from service.settings import Settings, get_settings
-from service.store import DURATION_BUCKETS_S, JobStore
+from service.store import DURATION_BUCKETS_S, AsyncReads, JobStore
 
 QUEUE = "aimc"  # the Celery queue jobs wait in (worker.app.QUEUE; not imported: no Celery app here)
 
@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = settings or get_settings()
         app.state.settings = s
         app.state.store = JobStore.from_url(s.redis_url, s.key_prefix, s.retention_seconds)
-        app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # SSE's blocking reads
+        app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # hot reads, SSE
+        app.state.reads = AsyncReads(app.state.aredis, app.state.store)
         app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
         yield
         app.state.store.r.close()

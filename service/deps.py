@@ -8,7 +8,7 @@ from fastapi import Depends, Header, Request
 
 from service.errors import ProblemError
 from service.settings import Settings, get_settings
-from service.store import JobStore
+from service.store import AsyncReads, JobStore
 
 
 async def app_settings(request: Request) -> Settings:
@@ -39,13 +39,20 @@ def _bearer(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
-def current_user(
-    store: StoreDep,
+async def get_reads(request: Request) -> AsyncReads:
+    return request.app.state.reads  # type: ignore[no-any-return]
+
+
+ReadsDep = Annotated[AsyncReads, Depends(get_reads)]
+
+
+async def current_user(
+    reads: ReadsDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> str:
     """The caller, by API key; each call counts against the per-minute rate (429 past it)."""
-    found = store.authenticate(_bearer(authorization), settings.requests_per_minute)
+    found = await reads.authenticate(_bearer(authorization), settings.requests_per_minute)
     if found is None:
         raise ProblemError(
             401, "Unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"}

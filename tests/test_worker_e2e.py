@@ -93,7 +93,7 @@ def test_delete_removes_everything(store: JobStore) -> None:
     wait_for(store, job_id, ("succeeded",))
     store.delete_job(job_id)
     assert store.get_job(job_id) is None and store.artifact(job_id, "result.json") is None
-    assert job_id not in store.job_ids("alice")
+    assert not store.r.zscore(f"{store.p}user:alice:jobs", job_id)
 
 
 def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobStore) -> None:

@@ -14,12 +14,13 @@ from pydantic import BaseModel
 from aimc_engine.metric_record import metrics_csv
 from aimc_engine.spec import JobSpec
 from service.admission import check_room, check_spec, queue_job
-from service.deps import CurrentUser, OwnedJob, SettingsDep, StoreDep
+from service.deps import CurrentUser, OwnedJob, ReadsDep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.events import job_events
 from service.store import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+JSON = "application/json"
 IDEMPOTENCY_TTL_S = 24 * 3600
 
 
@@ -73,13 +74,12 @@ def job_out(
 )
 def submit(
     request: Request,
-    response: Response,
     user: CurrentUser,
     store: StoreDep,
     settings: SettingsDep,
     spec: Annotated[JobSpec, Body(description="A job spec; every field has a default.")],
     idempotency_key: Annotated[str | None, Header()] = None,
-) -> JobOut:
+) -> Response:
     """Validate and queue a job; the same Idempotency-Key and body return the same job."""
     check_spec(spec, store, settings, user)  # validated by FastAPI already (422 otherwise)
     normalised = spec.normalised()
@@ -91,34 +91,42 @@ def submit(
                 raise ProblemError(409, "Conflict", "Idempotency-Key reused with another body")
             job = store.get_job(seen[1])
             if job is not None:
-                response.headers["Location"] = f"/v1/jobs/{job['id']}"
-                return job_out(job)
+                return _accepted(job)
     check_room(store, settings, user)
     job_id = queue_job(request, store, user, normalised)
     if idempotency_key:
         store.remember_idempotent(user, idempotency_key, digest, job_id, IDEMPOTENCY_TTL_S)
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
     job = store.get_job(job_id)
     assert job is not None
-    return job_out(job)
+    return _accepted(job)
+
+
+def _accepted(job: dict[str, Any]) -> Response:
+    """202 with the job and its Location, serialised once (not re-validated by FastAPI)."""
+    return Response(
+        job_out(job).model_dump_json(),
+        status_code=202,
+        media_type=JSON,
+        headers={"Location": f"/v1/jobs/{job['id']}"},
+    )
 
 
 @router.get("", response_model=JobPage, responses=responses(401, 422, 429))
-def list_jobs(
+async def list_jobs(
     user: CurrentUser,
-    store: StoreDep,
+    reads: ReadsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
     state: str | None = None,
     name: str | None = None,
 ) -> JobPage:
     """The caller's jobs, newest first; pass `next_cursor` back as `cursor` for more."""
-    ids = store.job_ids(user)
+    ids = await reads.job_ids(user)
     start = int(cursor) if cursor else 0
     jobs: list[JobOut] = []
     position = start
     while position < len(ids) and len(jobs) < limit:
-        job, latest, alive = store.job_view(ids[position])
+        job, latest, alive = await reads.job_view(ids[position])
         position += 1
         if (
             job
@@ -130,12 +138,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
-def get_job(job_id: str, user: CurrentUser, store: StoreDep) -> JobOut:
+async def get_job(job_id: str, user: CurrentUser, reads: ReadsDep) -> Response:
     """State, progress, ETA, latest metric point, error (one Redis round trip after auth)."""
-    job, latest, alive = store.job_view(job_id)
+    job, latest, alive = await reads.job_view(job_id)
     if job is None or job["owner"] != user:
         raise ProblemError(404, "Not Found", f"no job {job_id!r}")
-    return job_out(job, latest, alive=alive)
+    # serialised once here: returning the model would have FastAPI validate it again
+    return Response(job_out(job, latest, alive=alive).model_dump_json(), media_type=JSON)
 
 
 @router.get(
