@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # hot reads, SSE
         app.state.reads = AsyncReads(app.state.aredis, app.state.store)
         app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
+        # the objects of start-up (modules, schemas) never die: keep them out of the
+        # collector's full passes, which otherwise stall a request now and then
+        gc.collect()
+        gc.freeze()
         yield
         app.state.store.r.close()
         await app.state.aredis.aclose()
