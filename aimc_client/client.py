@@ -333,7 +333,8 @@ def _read_spec_file(path: str | Path) -> dict[str, Any]:
 def _parse_sse(lines: Iterator[str]) -> Iterator[Event]:
     """Events from SSE lines (`event:` and `data:` fields, blank line ends one; comments,
     such as keep-alives, skipped)."""
-    kind, data = "message", []
+    kind = "message"
+    data: list[str] = []
     for line in lines:
         if not line:
             if data:

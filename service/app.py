@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     method
                     for route in app.routes
                     if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-                    for method in route.methods
+                    for method in route.methods or ()
                 }
             )
             headers["Allow"] = ", ".join(allowed)
