@@ -41,7 +41,14 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
 
 
 def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) -> None:
-    """429 with Retry-After if `jobs` more would exceed the caller's queued limit."""
+    """429 with Retry-After if `jobs` more would exceed the caller's queued limit (422 if
+    they never could: a sweep larger than the limit itself)."""
+    if jobs > settings.max_queued_jobs:
+        detail = (
+            f"{jobs} jobs in one request; the limit max_queued_jobs is "
+            f"{settings.max_queued_jobs}: split the grid"
+        )
+        raise ProblemError(422, "Too many jobs", detail, errors=[{"loc": "grid", "msg": detail}])
     queued = store.count_in(user, "queued")
     if queued + jobs > settings.max_queued_jobs:
         raise ProblemError(

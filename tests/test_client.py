@@ -107,7 +107,9 @@ def test_idempotent_submit_returns_the_same_job(client: Client) -> None:
         client.submit({**TINY, "seed": 3}, idempotency_key="same-key")
 
 
-def test_a_two_by_two_sweep_completes_and_is_compared(client: Client) -> None:
+def test_a_two_by_two_sweep_completes_and_is_compared(
+    client: Client, live_service: LiveService
+) -> None:
     base = {**TINY, "pipeline": {"stages": 2, "micro_batches": 2}}
     grid = {"pipeline.schedule": ["gpipe", "async"], "optimizer.lr": [0.05, 0.2]}
     sweep = client.sweep(base, grid, name="two-by-two")
@@ -127,6 +129,11 @@ def test_a_two_by_two_sweep_completes_and_is_compared(client: Client) -> None:
     png = client.sweep_plot(sweep["id"])
     assert png[:4] == b"\x89PNG" and len(png) > 10_000
     assert sweep["id"] in [s["id"] for s in client.sweeps()]
+    stranger = Client(live_service.url, live_service.new_user("sweep-stranger"))
+    with pytest.raises(NotFoundError):
+        stranger.get_sweep(sweep["id"])
+    with pytest.raises(NotFoundError):
+        stranger.sweep_plot(sweep["id"])
 
 
 def test_an_invalid_combination_rejects_the_whole_sweep(client: Client) -> None:
@@ -139,6 +146,9 @@ def test_an_invalid_combination_rejects_the_whole_sweep(client: Client) -> None:
         "9 stages" in err.value.problems[0][1] and "pipeline.stages=9" in err.value.problems[0][1]
     )
     assert sum(1 for _ in client.jobs()) == before  # nothing was queued
+    with pytest.raises(InvalidError) as too_many:  # 36 jobs > max_queued_jobs (30 here)
+        client.sweep(TINY, {"seed": list(range(6)), "optimizer.lr": [0.1 * i for i in range(1, 7)]})
+    assert too_many.value.problems[0][0] == "grid" and "max_queued_jobs" in too_many.value.detail
     with pytest.raises(InvalidError) as bad_path:
         client.sweep(TINY, {"pipeline.shedule": ["async"]})
     assert bad_path.value.problems[0][0] == "grid.pipeline.shedule"
