@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from aimc_engine.comparison import log_y
 from aimc_engine.metric_record import metrics_csv
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE
 from aimc_engine.pipeline.timeline import Timed
@@ -50,7 +51,7 @@ def plot_curves(path: Path, metrics: list[dict[str, Any]], title: str) -> None:
         ax = axes[0][col]
         ax.plot(xs, [m["train_loss"] for m in metrics], label="train loss")
         ax.plot(xs, [m["test_loss"] for m in metrics], label="test loss")
-        ax.set_yscale("log")
+        log_y(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("loss")
         ax.legend()

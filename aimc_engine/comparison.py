@@ -66,7 +66,6 @@ def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.25)
@@ -87,9 +86,7 @@ def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: 
         ax.grid(alpha=0.3)
     if any(points for _, points in series):
         for ax in axes[:2]:
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # not 10^0
-            ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
+            log_y(ax)
     axes[2].set_ylim(0, 1)
     fig.legend(loc="lower center", ncols=min(3, max(1, len(series))), fontsize=9, frameon=False)
     fig.suptitle(title)
@@ -97,6 +94,16 @@ def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: 
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def log_y(ax: Any) -> None:
+    """A log y axis labelled 0.2, 0.5, 1, 2: plain numbers read better than 10^0, and
+    skipping mathtext saves ~30 ms a figure (a job's plots are drawn before it is done)."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
 
 
 def _two_and_five(value: float, _: Any) -> str:

@@ -8,7 +8,7 @@ FastAPI app whose one route reads one Redis hash from that Redis (the floor any
 status route stands on). One asyncio/httpx load generator drives both: status
 (GET /v1/jobs/{id}) and submit (POST /v1/jobs) at 1, 10 and 50 concurrent
 clients for a bounded time; queue overhead of tiny jobs (submit -> running,
-engine's last metric -> succeeded) run one after another, and of a burst of 100
+engine finished -> succeeded) run one after another, and of a burst of 100
 sharing the 2 workers; 50 SSE listeners on one job. Prints p50/p99 latency,
 throughput, errors, and ratios to the floor.
 Traffic goes to 127.0.0.1 only and every loop is bounded in count and time.
@@ -119,12 +119,6 @@ def wait_state(
     raise SystemExit(f"job {job_id} did not reach {states}")
 
 
-def engine_end(base: str, job: dict, auth: dict[str, str]) -> float:
-    """When the engine finished the job: its start plus the last metric point's wall time."""
-    metrics = httpx.get(f"{base}/v1/jobs/{job['id']}/metrics", headers=auth).json()
-    return float(job["started"] + metrics[-1]["wall_s"])
-
-
 def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst: int) -> None:
     """Idle latency of tiny jobs run one after another, then a burst sharing 2 workers."""
     print("\nqueue overhead, tiny jobs one after another (workers otherwise idle):")
@@ -133,7 +127,7 @@ def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst
         j = httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()
         done = wait_state(base, j["id"], auth, ("succeeded", "failed"))
         to_running.append(done["started"] - done["created"])
-        to_done.append(done["finished"] - engine_end(base, done, auth))
+        to_done.append(done["finished"] - done["engine_finished"])
     print(
         f"  submit -> running: median {1e3 * statistics.median(to_running):.0f} ms, "
         f"max {1e3 * max(to_running):.0f} ms over {jobs} jobs"
@@ -148,7 +142,7 @@ def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst
     ]
     finished = [wait_state(base, i, auth, ("succeeded", "failed"), timeout=600) for i in ids]
     makespan = max(j["finished"] for j in finished) - began
-    engine = sum(engine_end(base, j, auth) - j["started"] for j in finished)
+    engine = sum(j["engine_finished"] - j["started"] for j in finished)
     failed = sum(j["state"] != "succeeded" for j in finished)
     idle = (2 * makespan - engine) / burst  # worker-seconds not spent in the engine, per job
     print(

@@ -182,7 +182,7 @@ class JobStore:
         job: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
         job["id"] = job_id
         job["spec"] = json.loads(job["spec"])
-        for key in ("progress", "created", "started", "finished"):
+        for key in ("progress", "created", "started", "finished", "engine_finished"):
             if key in job:
                 job[key] = float(job[key])
         job["attempts"] = int(job["attempts"])

@@ -47,26 +47,35 @@ app.conf.update(
 @worker_init.connect
 def _preload(**_: object) -> None:
     """In the parent, before it forks children: import torch, the engine and matplotlib
-    and draw one throwaway figure (font cache, Agg). A fresh child per job is then a
-    copy-on-write fork that starts in milliseconds instead of re-importing for ~2 s
-    between a job's submit and its start. Imports only: no torch op runs here, so no
-    torch thread pool exists to break in the children."""
-    import io
+    and draw both plots of a job once from made-up data (fonts, tickers, mathtext, Agg
+    warm). A fresh child per job is then a copy-on-write fork that starts in
+    milliseconds and draws its plots in ~0.25 s, instead of re-importing for ~2 s and
+    paying ~0.2 s more for the first figure. Imports and matplotlib only: no torch op
+    runs here, so no torch thread pool exists to break in the children."""
+    import tempfile
+    from pathlib import Path
 
-    import matplotlib
     import torch  # noqa: F401
 
-    import aimc_engine.artifacts
     import aimc_engine.runner  # noqa: F401
+    from aimc_engine.artifacts import plot_curves, plot_timeline
+    from aimc_engine.pipeline.schedule import build_schedule
+    from aimc_engine.pipeline.timeline import replay
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    ax.plot([1, 2], [1, 2])
-    ax.set_yscale("log")
-    fig.savefig(io.BytesIO(), format="png")
-    plt.close(fig)
+    points = [
+        {
+            "samples": 10 * i,
+            "sim_time_ns": 1e3 * i,
+            "train_loss": 2.0 / (i + 1),
+            "test_loss": 2.1 / (i + 1),
+            "test_accuracy": i / 10,
+        }
+        for i in range(10)
+    ]
+    timed = replay(build_schedule("async", 2, 8, 2), lambda _: 1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        plot_curves(Path(tmp) / "curves.png", points, "warm-up")
+        plot_timeline(Path(tmp) / "timeline.png", timed, 2, "warm-up")
 
 
 @worker_process_init.connect

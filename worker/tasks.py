@@ -151,6 +151,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         except RunError as exc:
             store.set_state(job_id, "failed", error=str(exc))
             return "failed"
+        engine_finished = time.time()
         if uploaded is not None:
             uploaded.unlink()  # not an artifact
         write_run(out, output.result, output.metrics, output.model, output.timeline)
@@ -159,5 +160,11 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
             store.put_artifact(job_id, path.name, path.read_bytes())
     store.set_result(job_id, output.result)
     status = output.result["status"]
-    store.set_state(job_id, status, error=output.result["error"] or "", progress=1.0)
+    store.set_state(
+        job_id,
+        status,
+        error=output.result["error"] or "",
+        progress=1.0,
+        engine_finished=engine_finished,
+    )
     return status

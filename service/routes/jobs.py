@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from aimc_engine.metric_record import metrics_csv
 from aimc_engine.spec import JobSpec
@@ -33,6 +33,9 @@ class JobOut(BaseModel):
     created: float
     started: float | None = None
     finished: float | None = None
+    engine_finished: float | None = Field(
+        None, description="When the engine's training ended (then artifacts were stored)."
+    )
     error: str | None = None
     latest_metrics: dict[str, Any] | None = None
     eta_seconds: float | None = None
@@ -62,6 +65,7 @@ def job_out(
         created=job["created"],
         started=job.get("started"),
         finished=job.get("finished"),
+        engine_finished=job.get("engine_finished"),
         error=job.get("error") or None,
         latest_metrics=latest,
         eta_seconds=eta,
