@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -90,25 +90,30 @@ class JobProgress:
     """The live view of a waited-for job: a bar with loss, accuracy and ETA on a terminal;
     a line per state change and per new metric point elsewhere."""
 
-    def __init__(self) -> None:
-        self.bar = Progress(sys.stderr)
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None) -> None:
+        self.stream = stream or sys.stderr  # looked up now: tests swap sys.stderr
+        self.bar = Progress(self.stream, tty=tty)
         self.state = ""
         self.step = -1
 
     def __call__(self, job: dict[str, Any]) -> None:
         m = job.get("latest_metrics") or {}
         if not self.bar.tty:
+            changed = job["state"] != self.state
+            ended = job["state"] in ("succeeded", "failed", "cancelled")
+            if changed and not ended:
+                print(f"state {job['state']}", file=self.stream)
             if m and m["step"] != self.step:
                 self.bar.on_metrics(m)
-            if job["state"] != self.state:
-                print(f"state {job['state']}", file=sys.stderr)
+            if changed and ended:  # after the last point, as the job wrote them
+                print(f"state {job['state']}", file=self.stream)
         else:
             text = job["state"]
             if m:
                 text += f" loss {m['train_loss']:.4f} acc {m['test_accuracy']:.3f}"
             self.bar.draw(job["progress"], text, job.get("eta_seconds"))
             if job["state"] in ("succeeded", "failed", "cancelled"):
-                sys.stderr.write("\n")
+                self.stream.write("\n")
         self.state, self.step = job["state"], m.get("step", self.step)
 
 

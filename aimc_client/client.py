@@ -176,16 +176,14 @@ class Client:
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Poll until the job ends; the final job. `on_progress` gets the job at each poll."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            job = self.get(job_id)
-            if on_progress:
-                on_progress(job)
-            if job["state"] in TERMINAL:
-                return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout_s} s")
-            time.sleep(poll_s)
+        return _poll(
+            lambda: self.get(job_id),
+            lambda job: job["state"] in TERMINAL,
+            on_progress,
+            poll_s,
+            timeout_s,
+            f"job {job_id}",
+        )
 
     def stream(self, job_id: str) -> Iterator[Event]:
         """The job's events live (SSE) until it ends; a dropped connection is reopened and
@@ -281,16 +279,14 @@ class Client:
         timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Poll until every job of the sweep has ended; the final sweep."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            sweep = self.get_sweep(sweep_id)
-            if on_progress:
-                on_progress(sweep)
-            if sweep["done"]:
-                return sweep
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"sweep {sweep_id} not done after {timeout_s} s")
-            time.sleep(poll_s)
+        return _poll(
+            lambda: self.get_sweep(sweep_id),
+            lambda sweep: bool(sweep["done"]),
+            on_progress,
+            poll_s,
+            timeout_s,
+            f"sweep {sweep_id}",
+        )
 
     # datasets ----------------------------------------------------------------
     def upload_dataset(self, path: str | Path, *, name: str | None = None) -> dict[str, Any]:
@@ -312,6 +308,27 @@ class Client:
 
     def delete_dataset(self, dataset_id: str) -> None:
         self._request("DELETE", f"/v1/datasets/{dataset_id}")
+
+
+def _poll(
+    fetch: Callable[[], dict[str, Any]],
+    done: Callable[[dict[str, Any]], bool],
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    poll_s: float,
+    timeout_s: float | None,
+    what: str,
+) -> dict[str, Any]:
+    """Fetch until `done`, reporting each fetch; TimeoutError naming `what` past timeout_s."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        current = fetch()
+        if on_progress:
+            on_progress(current)
+        if done(current):
+            return current
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not done after {timeout_s} s")
+        time.sleep(poll_s)
 
 
 def _read_spec_file(path: str | Path) -> dict[str, Any]:

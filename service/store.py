@@ -319,12 +319,16 @@ class JobStore:
         pipe.execute()
         return dataset_id
 
+    def _text_hash(self, key: str) -> dict[str, str] | None:
+        """A hash of text fields, decoded; None if the key does not exist."""
+        raw = self.r.hgetall(key)
+        return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+
     def dataset(self, dataset_id: str) -> dict[str, Any] | None:
         """The dataset's record (no bytes), or None."""
-        raw = self.r.hgetall(self.key("dataset", dataset_id))
-        if not raw:
+        record: dict[str, Any] | None = self._text_hash(self.key("dataset", dataset_id))
+        if record is None:
             return None
-        record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
         info = json.loads(record.pop("info"))
         return {
             "id": dataset_id,
@@ -371,10 +375,9 @@ class JobStore:
         return sweep_id
 
     def sweep(self, sweep_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self.key("sweep", sweep_id))
-        if not raw:
+        record = self._text_hash(self.key("sweep", sweep_id))
+        if record is None:
             return None
-        record: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
         return {
             "id": sweep_id,
             "owner": record["owner"],

@@ -43,3 +43,42 @@ def test_plain_lines_when_not_a_terminal() -> None:
 def test_format_seconds() -> None:
     assert format_seconds(65) == "01:05"
     assert format_seconds(3725) == "1:02:05"
+
+
+def job(state: str, progress: float, step: int | None = None) -> dict:
+    return {
+        "state": state,
+        "progress": progress,
+        "eta_seconds": 12.0 if state == "running" else None,
+        "latest_metrics": record(step, 0.75) if step is not None else None,
+    }
+
+
+def test_remote_job_progress_bar_on_a_terminal() -> None:
+    """`aimc submit --wait` on a terminal: one bar redrawn with state, loss, accuracy, ETA."""
+    from aimc_cli.remote import JobProgress
+
+    out = io.StringIO()
+    view = JobProgress(out, tty=True)
+    view(job("queued", 0.0))
+    view(job("running", 0.5, step=50))
+    view(job("succeeded", 1.0, step=100))
+    text = out.getvalue()
+    assert "\r[" in text and "0.0% queued" in text
+    assert "50.0% running loss 0.5000 acc 0.750 ETA 00:12" in text
+    assert "100.0% succeeded loss 0.5000 acc 0.750" in text and text.endswith("\n")
+
+
+def test_remote_job_progress_lines_elsewhere() -> None:
+    """Off a terminal: a line per state change and per new metric point, none repeated."""
+    from aimc_cli.remote import JobProgress
+
+    out = io.StringIO()
+    view = JobProgress(out, tty=False)
+    for update in (job("queued", 0), job("running", 0.5, 50), job("running", 0.5, 50)):
+        view(update)
+    view(job("succeeded", 1.0, 100))
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["state queued", "state running"]
+    assert lines[2].startswith("step 50 ") and lines[3].startswith("step 100 ")
+    assert lines[4] == "state succeeded" and len(lines) == 5
