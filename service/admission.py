@@ -63,5 +63,7 @@ def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) ->
 def queue_job(request: Request, store: JobStore, user: str, normalised: dict[str, Any]) -> str:
     """Create the job and hand it to the workers; its id."""
     job_id = store.create_job(user, normalised)
-    request.app.state.celery.send_task("aimc.run_job", args=[job_id], queue="aimc")
+    request.app.state.celery.send_task(
+        "aimc.run_job", args=[job_id], queue="aimc", ignore_result=True
+    )
     return job_id

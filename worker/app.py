@@ -37,6 +37,9 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": HARD_TIME_LIMIT_S + 3600},
     task_soft_time_limit=HARD_TIME_LIMIT_S - 300,  # stop cleanly first
     task_time_limit=HARD_TIME_LIMIT_S,  # then hard kill
+    # the store holds each job's state and result: a Celery result per task would be a
+    # second copy nobody reads (and a Redis write per job)
+    task_ignore_result=True,
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
