@@ -51,19 +51,33 @@ def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) ->
         raise ProblemError(422, "Too many jobs", detail, errors=[{"loc": "grid", "msg": detail}])
     queued = store.count_in(user, "queued")
     if queued + jobs > settings.max_queued_jobs:
-        raise ProblemError(
-            429,
-            "Too Many Requests",
-            f"{queued} jobs queued and {jobs} more asked for; the limit is "
-            f"{settings.max_queued_jobs}",
-            headers={"Retry-After": "30"},
-        )
+        raise _over_queued(queued, jobs, settings)
 
 
-def queue_job(request: Request, store: JobStore, user: str, normalised: dict[str, Any]) -> str:
-    """Create the job and hand it to the workers; its id."""
-    job_id = store.create_job(user, normalised)
-    request.app.state.celery.send_task(
-        "aimc.run_job", args=[job_id], queue="aimc", ignore_result=True
+def _over_queued(queued: int, jobs: int, settings: Settings) -> ProblemError:
+    return ProblemError(
+        429,
+        "Too Many Requests",
+        f"{queued} jobs queued and {jobs} more asked for; the limit is {settings.max_queued_jobs}",
+        headers={"Retry-After": "30"},
     )
-    return job_id
+
+
+def queue_job(
+    request: Request,
+    store: JobStore,
+    settings: Settings,
+    user: str,
+    normalised: dict[str, Any],
+    *,
+    room_checked: bool = False,
+) -> dict[str, Any]:
+    """Create the job (429 if the caller's queued limit is full, unless the room was
+    checked for a whole sweep) and hand it to the workers; the job."""
+    job = store.admit_job(user, normalised, None if room_checked else settings.max_queued_jobs)
+    if job is None:
+        raise _over_queued(store.count_in(user, "queued"), 1, settings)
+    request.app.state.celery.send_task(
+        "aimc.run_job", args=[job["id"]], queue="aimc", ignore_result=True
+    )
+    return job

@@ -28,7 +28,7 @@ async def get_store(request: Request) -> JobStore:
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
-def _bearer(authorization: str | None) -> str:
+def bearer(authorization: str | None) -> str:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise ProblemError(
             401,
@@ -52,7 +52,12 @@ async def current_user(
     authorization: Annotated[str | None, Header()] = None,
 ) -> str:
     """The caller, by API key; each call counts against the per-minute rate (429 past it)."""
-    found = await reads.authenticate(_bearer(authorization), settings.requests_per_minute)
+    found = await reads.authenticate(bearer(authorization), settings.requests_per_minute)
+    return admitted(found, settings)
+
+
+def admitted(found: tuple[str, int | None] | None, settings: Settings) -> str:
+    """The user of an authenticate() answer: 401 for an unknown key, 429 over the rate."""
     if found is None:
         raise ProblemError(
             401, "Unauthorized", "unknown API key", headers={"WWW-Authenticate": "Bearer"}
@@ -69,7 +74,7 @@ async def current_user(
 
 
 def admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    if not settings.admin_key or _bearer(authorization) != settings.admin_key:
+    if not settings.admin_key or bearer(authorization) != settings.admin_key:
         raise ProblemError(
             401,
             "Unauthorized",

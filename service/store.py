@@ -54,15 +54,30 @@ DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 # KEYS[1] = key:{sha256}; ARGV = rate key prefix, minute. Returns {user, requests this
 # minute} or nil. The rate key is named from the looked-up user, so this runs on one
 # Redis (not a cluster), which is what the service uses.
-AUTHENTICATE = """
+_COUNT_CALLER = """
 local user = redis.call('GET', KEYS[1])
 if not user then return nil end
 local rate = ARGV[1] .. user .. ':' .. ARGV[2]
 local count = redis.call('INCR', rate)
 if count == 1 then redis.call('EXPIRE', rate, 120) end
-return {user, count}
 """
+AUTHENTICATE = _COUNT_CALLER + "return {user, count}\n"
 
+
+# KEYS = job hash, user's jobs zset, job events stream, stats transitions, user's queued
+# set; ARGV = queued limit (-1: none), job id, owner, name, spec JSON, created. 1 if the
+# job was created, 0 if the owner already had `limit` jobs queued.
+CREATE_JOB = """
+local limit = tonumber(ARGV[1])
+if limit >= 0 and redis.call('SCARD', KEYS[5]) >= limit then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'name', ARGV[4], 'spec', ARGV[5],
+           'state', 'queued', 'progress', '0.0', 'attempts', '0', 'created', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'state', 'queued', 't', ARGV[6])
+redis.call('HINCRBY', KEYS[4], 'queued', 1)
+redis.call('SADD', KEYS[5], ARGV[2])
+return 1
+"""
 
 # KEYS = user's running set, retrying set, parked list; ARGV = job id, limit. 1 if the
 # job may run now (it holds a slot: the running set counts it), 0 if it was parked.
@@ -87,6 +102,19 @@ return redis.call('LPOP', KEYS[3], free) or {}
 """
 
 
+# AUTHENTICATE, then the job's hash, latest metric point and heartbeat: the status
+# route's whole read in one round trip. ARGV 3 = the job's key (prefix + job:{id}).
+AUTHENTICATED_JOB_VIEW = (
+    _COUNT_CALLER
+    + """
+local job = ARGV[3]
+return {user, count, redis.call('HGETALL', job),
+        redis.call('XREVRANGE', job .. ':metrics', '+', '-', 'COUNT', 1),
+        redis.call('EXISTS', job .. ':heartbeat')}
+"""
+)
+
+
 def hash_key(api_key: str) -> str:
     """Keys are stored only as their SHA-256: a dump of Redis reveals no usable key."""
     return hashlib.sha256(api_key.encode()).hexdigest()
@@ -101,6 +129,7 @@ class JobStore:
         self.r = client
         self.p = prefix
         self.retention_s = retention_s  # finished jobs expire after this; None keeps them
+        self._create_job = client.register_script(CREATE_JOB)
         self._claim_slot = client.register_script(CLAIM_SLOT)
         self._free_slots = client.register_script(FREE_SLOTS)
 
@@ -125,27 +154,40 @@ class JobStore:
 
     # jobs ------------------------------------------------------------------
     def create_job(self, owner: str, spec: dict[str, Any]) -> str:
+        """A queued job (no limit checked); its id."""
+        job = self.admit_job(owner, spec, None)
+        assert job is not None
+        return str(job["id"])
+
+    def admit_job(
+        self, owner: str, spec: dict[str, Any], max_queued: int | None
+    ) -> dict[str, Any] | None:
+        """Create a queued job unless the owner already has `max_queued` queued; the job
+        (as get_job gives it) or None. One atomic round trip: concurrent submits cannot
+        overshoot the limit, and the caller needs no read-back."""
         job_id = uuid.uuid4().hex
         now = time.time()
-        pipe = self.r.pipeline()
-        pipe.hset(
-            self.key("job", job_id),
-            mapping={
-                "owner": owner,
-                "name": spec.get("name", ""),
-                "spec": json.dumps(spec),
-                "state": "queued",
-                "progress": 0.0,
-                "attempts": 0,
-                "created": now,
-            },
+        created = self._create_job(
+            keys=[
+                self.key("job", job_id),
+                self.key("user", owner, "jobs"),
+                self.key("job", job_id, "events"),
+                self.key("stats", "transitions"),
+                self.key("user", owner, "in", "queued"),
+            ],
+            args=[
+                max_queued if max_queued is not None else -1,
+                job_id,
+                owner,
+                spec.get("name", ""),
+                json.dumps(spec),
+                repr(now),
+            ],
         )
-        pipe.zadd(self.key("user", owner, "jobs"), {job_id: now})
-        pipe.xadd(self.key("job", job_id, "events"), {"state": "queued", "t": now})
-        pipe.hincrby(self.key("stats", "transitions"), "queued", 1)
-        pipe.sadd(self.key("user", owner, "in", "queued"), job_id)
-        pipe.execute()
-        return job_id
+        if not created:
+            return None
+        job = {"id": job_id, "owner": owner, "name": spec.get("name", ""), "spec": spec}
+        return {**job, "state": "queued", "progress": 0.0, "attempts": 0, "created": now}
 
     def _slot_keys(self, owner: str) -> list[str]:
         return [
@@ -471,6 +513,13 @@ class JobStore:
         pipe.execute()
 
 
+def _minute() -> tuple[int, int]:
+    """The rate limit's current minute, and the seconds until the next one (at least 1)."""
+    now = time.time()
+    window = int(now // 60)
+    return window, max(1, int((window + 1) * 60 - now))
+
+
 class AsyncReads:
     """The reads on the hot path of every request, on redis.asyncio: authentication with
     the rate count, and the status view of a job. Async so FastAPI runs them on the event
@@ -481,22 +530,40 @@ class AsyncReads:
         self.r = client
         self.store = store
         self._authenticate = client.register_script(AUTHENTICATE)
+        self._authenticated_job_view = client.register_script(AUTHENTICATED_JOB_VIEW)
 
     async def authenticate(self, api_key: str, per_minute: int) -> tuple[str, int | None] | None:
         """The key's user and, if this request puts them over the per-minute rate, the
         seconds until the next minute; None for an unknown key. One round trip (a Lua
         script)."""
-        now = time.time()
-        window = int(now // 60)
+        window, retry_at = _minute()
         found = await self._authenticate(
             keys=[self.store.key("key", hash_key(api_key))],
             args=[self.store.key("rate", ""), window],
         )
         if not found:
             return None
-        user, count = found[0].decode(), int(found[1])
-        retry = max(1, int((window + 1) * 60 - now)) if count > per_minute else None
-        return user, retry
+        return found[0].decode(), retry_at if int(found[1]) > per_minute else None
+
+    async def authenticated_job_view(
+        self, api_key: str, per_minute: int, job_id: str
+    ) -> tuple[str, int | None, dict[str, Any] | None, dict[str, Any] | None, bool] | None:
+        """authenticate() and job_view() in one round trip: (user, retry, job, latest
+        point, alive), None for an unknown key. The status route, the one clients poll,
+        then costs what a bare read of one hash costs."""
+        window, retry_at = _minute()
+        found = await self._authenticated_job_view(
+            keys=[self.store.key("key", hash_key(api_key))],
+            args=[self.store.key("rate", ""), window, self.store.key("job", job_id)],
+        )
+        if not found:
+            return None
+        user, count, flat, last, beating = found
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        latest = json.loads(last[0][1][1]) if last else None  # [[id, [b"m", json]]]
+        job = self.store.decode_job(job_id, raw)
+        retry = retry_at if int(count) > per_minute else None
+        return user.decode(), retry, job, latest, bool(beating)
 
     async def job_ids(self, owner: str) -> list[str]:
         """The owner's jobs, newest first."""

@@ -165,3 +165,13 @@ def test_queued_count_follows_state_changes(store: JobStore) -> None:
     store.delete_job(jobs[2])
     store.set_state(jobs[0], "succeeded")
     assert store.count_in("ivy", "queued") == 0 == store.count_in("ivy", "running")
+
+
+def test_admit_job_creates_only_under_the_queued_limit(store: JobStore) -> None:
+    first = store.admit_job("nia", {"name": "a"}, 2)
+    assert first is not None and store.get_job(first["id"]) == first  # what was stored
+    assert store.admit_job("nia", {"name": "b"}, 2) is not None
+    assert store.admit_job("nia", {"name": "c"}, 2) is None  # two queued: the limit
+    assert store.count_in("nia", "queued") == 2
+    store.set_state(first["id"], "running")
+    assert store.admit_job("nia", {"name": "d"}, 2) is not None  # room again

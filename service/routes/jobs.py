@@ -13,8 +13,16 @@ from pydantic import BaseModel, Field
 
 from aimc_engine.metric_record import metrics_csv
 from aimc_engine.spec import JobSpec
-from service.admission import check_room, check_spec, queue_job
-from service.deps import CurrentUser, OwnedJob, ReadsDep, SettingsDep, StoreDep
+from service.admission import check_spec, queue_job
+from service.deps import (
+    CurrentUser,
+    OwnedJob,
+    ReadsDep,
+    SettingsDep,
+    StoreDep,
+    admitted,
+    bearer,
+)
 from service.errors import ProblemError, responses
 from service.events import job_events
 from service.store import TERMINAL
@@ -96,12 +104,9 @@ def submit(
             job = store.get_job(seen[1])
             if job is not None:
                 return _accepted(job)
-    check_room(store, settings, user)
-    job_id = queue_job(request, store, user, normalised)
+    job = queue_job(request, store, settings, user, normalised)
     if idempotency_key:
-        store.remember_idempotent(user, idempotency_key, digest, job_id, IDEMPOTENCY_TTL_S)
-    job = store.get_job(job_id)
-    assert job is not None
+        store.remember_idempotent(user, idempotency_key, digest, job["id"], IDEMPOTENCY_TTL_S)
     return _accepted(job)
 
 
@@ -142,9 +147,20 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
-async def get_job(job_id: str, user: CurrentUser, reads: ReadsDep) -> Response:
-    """State, progress, ETA, latest metric point, error (one Redis round trip after auth)."""
-    job, latest, alive = await reads.job_view(job_id)
+async def get_job(
+    job_id: str,
+    reads: ReadsDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """State, progress, ETA, latest metric point, error. Authentication, the rate count
+    and the job's reads are one Redis round trip: this is the route clients poll."""
+    found = await reads.authenticated_job_view(
+        bearer(authorization), settings.requests_per_minute, job_id
+    )
+    user = admitted(found[:2] if found else None, settings)
+    assert found is not None
+    _, _, job, latest, alive = found
     if job is None or job["owner"] != user:
         raise ProblemError(404, "Not Found", f"no job {job_id!r}")
     # serialised once here: returning the model would have FastAPI validate it again

@@ -113,9 +113,8 @@ def create_sweep(
     for point in points:
         normalised = point.spec.normalised()
         normalised["name"] = f"{body.name} [{point.label}]"[:200]
-        members.append(
-            {"job": queue_job(request, store, user, normalised), "overrides": point.overrides}
-        )
+        job = queue_job(request, store, settings, user, normalised, room_checked=True)
+        members.append({"job": job["id"], "overrides": point.overrides})
     sweep_id = store.create_sweep(user, body.name, body.grid, members)
     response.headers["Location"] = f"/v1/sweeps/{sweep_id}"
     sweep = store.sweep(sweep_id)
