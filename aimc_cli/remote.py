@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -365,6 +366,38 @@ def cmd_datasets(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
+def admin_key(args: argparse.Namespace) -> str | None:
+    """--admin-key, else $AIMC_ADMIN_KEY, else the key `aimc serve` keeps in its data dir."""
+    if args.admin_key or os.environ.get("AIMC_ADMIN_KEY"):
+        return str(args.admin_key or os.environ["AIMC_ADMIN_KEY"])
+    kept = Path(args.data_dir).expanduser() / "admin_key"
+    return kept.read_text().strip() if kept.is_file() else None
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Create a user with the admin key (no user key involved, so not `remote`)."""
+    key = admin_key(args)
+    if key is None:
+        print(
+            "aimc users: no admin key; pass --admin-key, set AIMC_ADMIN_KEY, or run on the "
+            "machine of `aimc serve` (it keeps the key in --data-dir)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    args.api_key = key
+    return remote(_create_user)(args)
+
+
+def _create_user(args: argparse.Namespace, client: Client) -> int:
+    user = client.create_user(args.name)
+    if args.json:
+        _print_json(user)
+    else:
+        print(f"user {user['name']} ({user['id']}); their API key, shown once:")
+        print(f"export AIMC_API_KEY={user['api_key']}")
+    return EXIT_OK
+
+
 def add_remote_commands(sub: Any) -> None:
     """The service commands, each with --url, --api-key and --json."""
     common = argparse.ArgumentParser(add_help=False)
@@ -427,6 +460,18 @@ def add_remote_commands(sub: Any) -> None:
         "ids", nargs="+", metavar="ID", help="job ids, or a sweep id (sw_...) for all its jobs"
     )
     p.add_argument("--plot", default="compare.png", help="overlay plot file (default compare.png)")
+    p = sub.add_parser(
+        "users",
+        help="create a user and their API key (needs the admin key)",
+        description="Create a user and their API key (needs the admin key).",
+    )
+    p.add_argument("action", choices=["create"])
+    p.add_argument("name", help="who the key is for")
+    p.add_argument("--url", help="the service (default $AIMC_URL, else http://127.0.0.1:8000)")
+    p.add_argument("--admin-key", help="default $AIMC_ADMIN_KEY, else DATA_DIR/admin_key")
+    p.add_argument("--data-dir", default="~/.aimc", help="where `aimc serve` keeps its key")
+    p.add_argument("--json", action="store_true", help="JSON output for scripts")
+    p.set_defaults(func=cmd_users)
     p = add("datasets", cmd_datasets, "upload, list or delete your .npz datasets")
     p.add_argument("action", choices=["upload", "list", "delete"])
     p.add_argument("file", nargs="?", help="upload: the .npz file; delete: the dataset id")

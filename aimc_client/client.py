@@ -288,6 +288,12 @@ class Client:
             f"sweep {sweep_id}",
         )
 
+    # users -------------------------------------------------------------------
+    def create_user(self, name: str) -> dict[str, Any]:
+        """A new user and their API key (shown once); this client's key must be the
+        admin key."""
+        return dict(self._json("POST", "/v1/users", json={"name": name}))
+
     # datasets ----------------------------------------------------------------
     def upload_dataset(self, path: str | Path, *, name: str | None = None) -> dict[str, Any]:
         """Upload an .npz (x_train, y_train, x_test, y_test); use the returned id in a spec

@@ -146,7 +146,8 @@ class Supervisor:
         )
         print(
             f"aimc serve: admin key {self.env['AIMC_ADMIN_KEY']} "
-            f"(kept in {self.data_dir / 'admin_key'} unless AIMC_ADMIN_KEY is set)",
+            f"(kept in {self.data_dir / 'admin_key'} unless AIMC_ADMIN_KEY is set); "
+            "create a user with: aimc users create NAME",
             flush=True,
         )
 

@@ -171,3 +171,23 @@ def test_parse_grid_reads_values_as_yaml() -> None:
     }
     with pytest.raises(SpecError):
         parse_grid(["=1,2"])
+
+
+def test_users_create_with_the_admin_key(
+    live_service: LiveService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("AIMC_ADMIN_KEY", raising=False)
+    (tmp_path / "admin_key").write_text(live_service.admin_key + "\n")  # as aimc serve keeps it
+    assert main(["users", "create", "zed", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    key = out.split("export AIMC_API_KEY=")[1].strip()
+    monkeypatch.setenv("AIMC_API_KEY", key)
+    assert main(["jobs"]) == 0  # the new key works
+    capsys.readouterr()
+    assert main(["users", "create", "x", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "no admin key" in capsys.readouterr().err
+    assert main(["users", "create", "x", "--admin-key", "wrong"]) == 3
+    assert "401" in capsys.readouterr().err
