@@ -160,12 +160,6 @@ def main() -> None:
     parser.add_argument(
         "--parts", default="http,queue,sse", help="comma-separated subset of http,queue,sse"
     )
-    parser.add_argument(
-        "--max-tasks-per-child",
-        type=int,
-        default=1,
-        help="AIMC_WORKER_MAX_TASKS_PER_CHILD for the workers (1: a fresh process per job)",
-    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     data = Path(tempfile.mkdtemp(prefix="aimc-load-"))
@@ -174,9 +168,7 @@ def main() -> None:
     env.update(
         AIMC_MAX_QUEUED_JOBS="100000",
         AIMC_REQUESTS_PER_MINUTE="100000000",
-        AIMC_WORKER_MAX_TASKS_PER_CHILD=str(args.max_tasks_per_child),
     )
-    print(f"workers: 2, max tasks per child {args.max_tasks_per_child} (0: never replaced)")
     serve = subprocess.Popen(
         [
             sys.executable,

@@ -33,17 +33,8 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest .npz upload (POST /v1/datasets)."
     )
-    worker_max_tasks_per_child: int = Field(
-        1,
-        ge=0,
-        description=(
-            "Jobs a worker child runs before it is replaced (0: never). 1 gives every job a "
-            "fresh process (no leaked memory) but Celery's child replacement idles the worker "
-            "~1-4 s between jobs; raise it for many short jobs."
-        ),
-    )
     worker_max_memory_mib: int = Field(
-        4096, ge=64, description="A worker child above this resident size is replaced."
+        4096, ge=64, description="A worker pool process above this resident size is replaced."
     )
 
 

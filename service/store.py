@@ -310,6 +310,10 @@ class JobStore:
     def set_progress(self, job_id: str, progress: float) -> None:
         self.r.hset(self.key("job", job_id), "progress", progress)
 
+    def set_engine_pid(self, job_id: str, pid: int) -> None:
+        """The process running the job's engine (forked per job), for operators."""
+        self.r.hset(self.key("job", job_id), "engine_pid", pid)
+
     def set_result(self, job_id: str, result: dict[str, Any]) -> None:
         self.r.hset(self.key("job", job_id), "result", json.dumps(result))
 

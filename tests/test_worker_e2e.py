@@ -121,6 +121,27 @@ def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobSt
     assert "retrying" in [e["state"] for e in store.events(job_id)]
 
 
+def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> None:
+    """kill -9 the job's own process (as the OOM killer would): the worker goes down as a
+    killed worker would, the job is redelivered and resumes from its checkpoint."""
+    import os
+    import signal
+
+    job_id = submit(store, {"training": {"steps": 3000, "micro_batch_size": 10, "eval_every": 100}})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and store.last_metric_step(job_id) < 700:
+        time.sleep(0.1)
+    job = store.get_job(job_id)
+    assert job is not None and job["state"] == "running"
+    engine_pid = int(store.r.hget(f"{store.p}job:{job_id}", "engine_pid"))
+    assert engine_pid != int(job["worker"].rsplit(":", 1)[1])  # a process of its own
+    os.kill(engine_pid, signal.SIGKILL)
+    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=120)
+    assert job["state"] == "succeeded", job.get("error")
+    assert job["attempts"] == 2
+    assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
+
+
 def test_running_jobs_limit_parks_a_job_until_a_slot_frees(store: JobStore) -> None:
     """With max_running_jobs (2) of the owner's jobs running, the next one is parked,
     still queued, and runs as soon as a slot frees (no polling retry)."""

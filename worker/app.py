@@ -1,16 +1,14 @@
 """The Celery app: broker and backend on Redis, settings chosen for long simulation jobs.
 
-No torch work happens at import or in the parent: prefork children would hang on a
-torch runtime initialised before the fork. The parent only imports (see _preload);
-each child sets its own thread count.
+No torch work happens at import, in the parent or in the pool processes: a process
+forked after torch ran ops can hang. The parent only imports (see _preload); each
+job's own process (worker/fresh_process.py) sets its thread count and runs torch.
 """
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init
 
 from service.settings import get_settings
 
@@ -26,12 +24,13 @@ app.conf.update(
     # stops a job that kills its worker every time)
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # one job at a time per child, and by default a fresh child per job: no leaked memory.
-    # Replacing a child idles the worker ~1-4 s (billiard's exit handshake), so
-    # AIMC_WORKER_MAX_TASKS_PER_CHILD trades that for reuse; the memory ceiling still
-    # replaces a child that grew (a leak) after its job.
+    # one job at a time per child. service.md's worker_max_tasks_per_child=1 is there for a
+    # fresh process per job (no leaked memory); each job gets one by being forked from
+    # the pool process (worker/fresh_process.py), which costs ~10 ms where replacing the
+    # pool process after every task idled the worker 1-4 s. The pool process never runs
+    # torch, so it does not grow; the memory ceiling replaces it if it ever does.
     worker_prefetch_multiplier=1,
-    worker_max_tasks_per_child=get_settings().worker_max_tasks_per_child or None,
+    worker_max_tasks_per_child=None,
     worker_max_memory_per_child=get_settings().worker_max_memory_mib * 1024,  # KiB
     # longer than the hard limit, or Redis redelivers long jobs while they still run
     broker_transport_options={"visibility_timeout": HARD_TIME_LIMIT_S + 3600},
@@ -50,10 +49,11 @@ app.conf.update(
 @worker_init.connect
 def _preload(**_: object) -> None:
     """In the parent, before it forks children: import torch, the engine and matplotlib
-    and draw both plots of a job once from made-up data (fonts, tickers, mathtext, Agg
-    warm). A fresh child per job is then a copy-on-write fork that starts in
-    milliseconds and draws its plots in ~0.25 s, instead of re-importing for ~2 s and
-    paying ~0.2 s more for the first figure. Imports and matplotlib only: no torch op
+    and draw both plots of a job once from made-up data (fonts, tickers, Agg warm). A
+    pool process is then a copy-on-write fork that starts in
+    milliseconds, and so does each job's process forked from it, which then draws its
+    plots in ~0.2 s instead of re-importing for ~2 s and paying ~0.2 s more for the
+    first figure. Imports and matplotlib only: no torch op
     runs here, so no torch thread pool exists to break in the children."""
     import tempfile
     from pathlib import Path
@@ -79,13 +79,3 @@ def _preload(**_: object) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plot_curves(Path(tmp) / "curves.png", points, "warm-up")
         plot_timeline(Path(tmp) / "timeline.png", timed, 2, "warm-up")
-
-
-@worker_process_init.connect
-def _prepare_child(**_: object) -> None:
-    """Per child: cores // concurrency torch threads (oversubscribed threads ran ~18x
-    slower). Imports are a no-op when the parent preloaded them (_preload)."""
-    import torch
-
-    concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))

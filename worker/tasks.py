@@ -3,7 +3,8 @@
 Crash safety: the job's lock and heartbeat are refreshed by a thread while it
 runs, so a killed worker's lock soon expires and its job shows as lost; Celery
 redelivers the task (late acks, reject on worker loss), and the new attempt
-resumes from the last checkpoint, skipping metric points already stored.
+resumes from the last checkpoint, skipping metric points already stored. The
+engine work itself runs in a process forked for the job (worker/fresh_process.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aimc_engine.spec import JobSpec, SpecError, parse_spec
 from service.settings import get_settings
 from service.store import TERMINAL, JobStore
 from worker.app import app
+from worker.fresh_process import run_in_fresh_process
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job that kills its worker this often is failed, not retried forever
@@ -68,7 +70,18 @@ def run_job(self: Any, job_id: str) -> str:
         if attempts > 1:
             store.set_state(job_id, "retrying")
         store.set_state(job_id, "running", worker=holder)
-        return _run(store, job_id, job["spec"], owner)
+        code = run_in_fresh_process(lambda: _job_process(job_id, job["spec"], owner))
+        if code < 0:
+            # a signal killed the job's process (the kernel's OOM killer, an operator):
+            # die as a killed worker would, so Celery redelivers the job (reject on worker
+            # lost) and its next attempt resumes from the checkpoint
+            log.error("job %s: its process was killed by signal %d", job_id, -code)
+            os._exit(1)
+        final = store.get_job(job_id)
+        if final is None or final["state"] not in TERMINAL:
+            store.set_state(job_id, "failed", error=f"the job's process exited with code {code}")
+            return "failed"
+        return str(final["state"])
     except Exception as exc:  # the job fails; the worker stays up for the next one
         log.exception("job %s failed", job_id)
         store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -91,6 +104,24 @@ def _beat(store: JobStore, job_id: str, holder: str, stop: threading.Event) -> N
         store.beat(job_id, holder, LIVENESS_TTL_S)
         if stop.wait(HEARTBEAT_S):
             return
+
+
+def _job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
+    """The body of the job's own process: fresh Redis connections (none is shared across
+    the fork), cores // concurrency torch threads, the run. 0 once the job's final state
+    is stored, whatever it is."""
+    import torch
+
+    concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    store = _store()
+    store.set_engine_pid(job_id, os.getpid())
+    try:
+        _run(store, job_id, spec, owner)
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    return 0
 
 
 def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:
