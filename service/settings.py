@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest .npz upload (POST /v1/datasets)."
     )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description=(
+            "Niceness of worker processes: on a machine shared with the API, jobs yield "
+            "the CPU to requests (0: same priority)."
+        ),
+    )
     worker_max_memory_mib: int = Field(
         4096, ge=64, description="A worker pool process above this resident size is replaced."
     )

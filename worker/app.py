@@ -7,6 +7,8 @@ job's own process (worker/fresh_process.py) sets its thread count and runs torch
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from celery.signals import worker_init
 
@@ -59,6 +61,10 @@ def _preload(**_: object) -> None:
     from pathlib import Path
 
     import torch  # noqa: F401
+
+    # below the API's priority: a request waits on a simulation's CPU time only when
+    # nothing else wants it (the pool and job processes inherit this)
+    os.nice(get_settings().worker_nice)
 
     import aimc_engine.runner  # noqa: F401
     from aimc_engine.artifacts import plot_curves, plot_timeline
