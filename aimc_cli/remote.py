@@ -341,28 +341,26 @@ def _dataset_rows(datasets: list[dict[str, Any]]) -> str:
 
 @remote
 def cmd_datasets(args: argparse.Namespace, client: Client) -> int:
-    if args.action == "upload":
-        if not args.file:
-            raise SpecError([("FILE", "datasets upload needs the .npz file to send")])
-        result: Any = client.upload_dataset(args.file, name=args.name)
-        if not args.json:
-            print(_dataset_rows([result]))
-            print(f"use it with  dataset: {{name: uploaded, id: {result['id']}}}")
-            return EXIT_OK
-    elif args.action == "list":
+    result: Any
+    if args.action == "list":
         result = client.datasets()
-        if not args.json:
-            print(_dataset_rows(result))
-            return EXIT_OK
+        text = _dataset_rows(result)
+    elif not args.file:
+        what = (
+            ("FILE", "the .npz file to send")
+            if args.action == "upload"
+            else ("ID", "the dataset id")
+        )
+        raise SpecError([(what[0], f"datasets {args.action} needs {what[1]}")])
+    elif args.action == "upload":
+        result = client.upload_dataset(args.file, name=args.name)
+        text = _dataset_rows([result])
+        text += f"\nuse it with  dataset: {{name: uploaded, id: {result['id']}}}"
     else:
-        if not args.file:
-            raise SpecError([("ID", "datasets delete needs the dataset id")])
         client.delete_dataset(args.file)
         result = {"deleted": args.file}
-        if not args.json:
-            print(f"deleted {args.file}")
-            return EXIT_OK
-    _print_json(result)
+        text = f"deleted {args.file}"
+    _print_json(result) if args.json else print(text)
     return EXIT_OK
 
 

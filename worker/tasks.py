@@ -48,11 +48,12 @@ def run_job(self: Any, job_id: str) -> str:
     if job is None:
         return "missing"
     owner, limit = job["owner"], get_settings().max_running_jobs
-    if job["state"] in TERMINAL or store.cancel_requested(job_id):
-        if job["state"] not in TERMINAL:
-            store.set_state(job_id, "cancelled")
+    if job["state"] not in TERMINAL and store.cancel_requested(job_id):
+        store.set_state(job_id, "cancelled")
+        job["state"] = "cancelled"
+    if job["state"] in TERMINAL:
         _queue_parked(store, owner, limit)  # this task may have been handed a free slot
-        return "cancelled" if job["state"] not in TERMINAL else str(job["state"])
+        return str(job["state"])
     holder = f"{socket.gethostname()}:{os.getpid()}"
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
         raise self.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
@@ -83,8 +84,7 @@ def run_job(self: Any, job_id: str) -> str:
             return "failed"
         return str(final["state"])
     except Exception as exc:  # the job fails; the worker stays up for the next one
-        log.exception("job %s failed", job_id)
-        store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        _fail(store, job_id, exc)
         return "failed"
     finally:
         stop_beating.set()
@@ -119,9 +119,14 @@ def _job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
     try:
         _run(store, job_id, spec, owner)
     except Exception as exc:
-        log.exception("job %s failed", job_id)
-        store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        _fail(store, job_id, exc)
     return 0
+
+
+def _fail(store: JobStore, job_id: str, exc: Exception) -> None:
+    """An unexpected error ends the job as failed, naming it; the traceback goes to the log."""
+    log.exception("job %s failed", job_id)
+    store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:
@@ -138,7 +143,8 @@ def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Pat
     return path
 
 
-def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) -> str:
+def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) -> None:
+    """Run the engine on the job and store its metrics, artifacts, result and final state."""
     from aimc_engine.artifacts import write_run
     from aimc_engine.runner import Callbacks, RunError, run
 
@@ -146,7 +152,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         spec = parse_spec(spec_data)
     except SpecError as exc:
         store.set_state(job_id, "failed", error=str(exc))
-        return "failed"
+        return
     last = {"cancel": 0.0, "progress": 0.0}
     stored_up_to = store.last_metric_step(job_id)  # points a previous attempt already stored
 
@@ -181,7 +187,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
             output = run(spec, callbacks, resume=store.checkpoint(job_id), uploaded=uploaded)
         except RunError as exc:
             store.set_state(job_id, "failed", error=str(exc))
-            return "failed"
+            return
         engine_finished = time.time()
         if uploaded is not None:
             uploaded.unlink()  # not an artifact
@@ -190,12 +196,10 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         for path in sorted(out.iterdir()):
             store.put_artifact(job_id, path.name, path.read_bytes())
     store.set_result(job_id, output.result)
-    status = output.result["status"]
     store.set_state(
         job_id,
-        status,
+        output.result["status"],
         error=output.result["error"] or "",
         progress=1.0,
         engine_finished=engine_finished,
     )
-    return status

@@ -3,6 +3,7 @@ their comparison (states, final metrics, an overlay plot of the loss curves)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -59,26 +60,32 @@ def _owned(store: JobStore, sweep_id: str, user: str) -> dict[str, Any]:
     return sweep
 
 
+def _state(store: JobStore, job_id: str) -> str:
+    job = store.get_job(job_id)
+    return str(job["state"]) if job else "expired"
+
+
+def _done(states: list[str]) -> bool:
+    return all(state in (*TERMINAL, "expired") for state in states)
+
+
 def _view(store: JobStore, sweep: dict[str, Any]) -> SweepOut:
     jobs = []
     for member in sweep["members"]:
-        job = store.get_job(member["job"])
-        state = job["state"] if job else "expired"
-        final = final_metrics([p]) if job and (p := store.latest_metric(member["job"])) else {}
+        state = _state(store, member["job"])
+        latest = store.latest_metric(member["job"]) if state != "expired" else None
+        final = final_metrics([latest]) if latest else {}
         jobs.append(
             SweepJob(id=member["job"], overrides=member["overrides"], state=state, final=final)
         )
-    states: dict[str, int] = {}
-    for j in jobs:
-        states[j.state] = states.get(j.state, 0) + 1
     return SweepOut(
         id=sweep["id"],
         name=sweep["name"],
         created=sweep["created"],
         grid=sweep["grid"],
         jobs=jobs,
-        states=states,
-        done=all(j.state in (*TERMINAL, "expired") for j in jobs),
+        states=dict(Counter(j.state for j in jobs)),
+        done=_done([j.state for j in jobs]),
         plot=f"/v1/sweeps/{sweep['id']}/plot.png",
     )
 
@@ -145,9 +152,9 @@ def sweep_plot(sweep_id: str, user: CurrentUser, store: StoreDep) -> Response:
     sweep = _owned(store, sweep_id, user)
     png = store.sweep_plot(sweep_id)
     if png is None:
-        view = _view(store, sweep)
+        done = _done([_state(store, m["job"]) for m in sweep["members"]])
         series = [(label(m["overrides"]), store.metrics(m["job"])) for m in sweep["members"]]
         png = plot_overlay(series, f"sweep {sweep['name']} ({sweep_id})")
-        if view.done:
+        if done:
             store.finish_sweep(sweep_id, png)
     return Response(png, media_type="image/png")
