@@ -22,7 +22,9 @@ from service.serve import worker_command
 from service.settings import get_settings
 from service.store import JobStore
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"  # a database of the tests' own, flushed after
+# a database of the tests' own, flushed after; AIMC_TEST_REDIS_URL points parallel runs
+# (several checkouts on one machine) at Redis servers of their own
+REDIS_TEST_URL = os.environ.get("AIMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 
 
