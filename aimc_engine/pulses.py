@@ -29,38 +29,44 @@ def pulse_train_counts(
 ) -> tuple[Tensor, Tensor]:
     """(n_up, n_down), each (out, in), for x of shape (N, in) and d of shape (N, out).
 
-    With update management (aihwkit's default) the two sides' probabilities are
-    balanced by sqrt(max|x| / max|d|) and BL is capped at
-    ceil(lr * max|x| * max|d| / dw_min), the fewest slots that keep every
-    probability <= 1; this is what makes small updates cheap.
+    With update management (aihwkit's default) each sample n gets its own pulse
+    train: its probabilities are balanced by sqrt(max|x_n| / max|d_n|) and its
+    length capped at BL_n = ceil(lr * max|x_n| * max|d_n| / dw_min), the fewest
+    slots that keep its probabilities <= 1. The maxima are the sample's own
+    (aihwkit's per-vector rule), so one sample's large |x| or |d| cannot clip
+    another's probabilities; only the rows of the slots each sample uses are drawn.
+    Without it every sample uses BL slots and A = B = sqrt(lr / (dw_min BL)).
     """
-    x_max = float(x.abs().max()) if x.numel() else 0.0
-    d_max = float(d.abs().max()) if d.numel() else 0.0
-    out_features, in_features = d.shape[1], x.shape[1]
-    if x_max == 0 or d_max == 0:
+    n, in_features = x.shape
+    out_features = d.shape[1]
+    x_max = x.abs().amax(dim=1) if n else x.new_zeros(0)  # (N,)
+    d_max = d.abs().amax(dim=1) if n else d.new_zeros(0)  # (N,)
+    active = (x_max > 0) & (d_max > 0)  # a sample with a zero side makes no coincidence
+    if not bool(active.any()):
         zeros = torch.zeros(out_features, in_features, dtype=x.dtype, device=x.device)
         return zeros, zeros.clone()
-    bl = bit_length
+    if not bool(active.all()):
+        x, d, x_max, d_max = x[active], d[active], x_max[active], d_max[active]
     if update_management:
-        bl = max(1, min(bit_length, math.ceil(lr * x_max * d_max / dw_min)))
-    k = lr / (dw_min * bl)  # A * B
-    if update_management:
-        a, b = math.sqrt(k * x_max / d_max), math.sqrt(k * d_max / x_max)
+        # BL_n, A_n and B_n of each sample (aihwkit: update_bl_management + update_management)
+        bl = torch.ceil(x_max * d_max * (lr / dw_min)).clamp_(1, bit_length)  # (N,)
+        k = lr / (dw_min * bl)  # A_n * B_n
+        a = torch.sqrt(k * x_max / d_max)  # (N,) error side
+        b = torch.sqrt(k * d_max / x_max)  # (N,) input side
+        slots = bl.long()
+        rows = torch.repeat_interleave(torch.arange(len(x), device=x.device), slots)
     else:
-        a = b = math.sqrt(k)
-    n = x.shape[0]
+        a = b = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
+        rows = torch.arange(len(x), device=x.device).repeat(bit_length)
+    # one row per (sample, slot): that sample's firing probabilities and signs
+    p_x = (b[:, None] * x.abs()).clamp_(max=1)[rows]  # (R, in)
+    p_d = (a[:, None] * d.abs()).clamp_(max=1)[rows]  # (R, out)
     # floor(u + p) is 1 with probability p (p <= 1): cheaper than a compare and a cast
-    fire_x = torch.floor(
-        uniform((bl, n, in_features), generator, x.device).add_((b * x.abs()).clamp_(max=1))
-    ).reshape(bl * n, in_features)  # (BL*N, in)
-    fire_d = torch.floor(
-        uniform((bl, n, out_features), generator, d.device).add_((a * d.abs()).clamp_(max=1))
-    ).reshape(bl * n, out_features)  # (BL*N, out)
-    signed_x = fire_x * torch.sign(x).repeat(bl, 1)
-    signed_d = fire_d * torch.sign(d).repeat(bl, 1)
-    total = fire_d.T @ fire_x  # all coincidences
-    same_sign = signed_d.T @ signed_x  # (#sign(x)=sign(d)) - (#opposite)
-    n_down = (total + same_sign) / 2
+    fire_x = torch.floor(uniform(tuple(p_x.shape), generator, x.device).add_(p_x))
+    fire_d = torch.floor(uniform(tuple(p_d.shape), generator, d.device).add_(p_d))
+    total = fire_d.T @ fire_x  # all coincidences, (out, in)
+    same_sign = (fire_d * torch.sign(d)[rows]).T @ (fire_x * torch.sign(x)[rows])
+    n_down = (total + same_sign) / 2  # (#sign(x)=sign(d)) pulses go down
     return total - n_down, n_down
 
 
