@@ -142,23 +142,33 @@ class Device(nn.Module):
         """W <- W + dW (.) F(W) - |dW| (.) G(W), clipped, in place (analog-model.md sec. 3).
 
         Equivalently dW*q_+ where dW > 0 and dW*q_- elsewhere. With cycle-to-cycle
-        noise it adds the noise of the |dW|/dw_min pulses the mean-field step
-        stands for. `delta` is consumed.
+        noise it adds the noise of the n = |dW|/dw_min pulses the mean-field step
+        stands for (n may be fractional: the mean pulse count), each pulse of step
+        dw_min*s (s: the element's step scale in that direction, from up_down and
+        d2d): variance n (sigma dw_min s)^2 additive, n (sigma dw_min s q)^2
+        multiplicative, so its variance equals the pulsed modes'. `delta` is consumed.
         """
         sigma, mode = self.spec.c2c_noise, self.spec.c2c_mode
-        if self.uniform and self.spec.model in LINEAR_FAMILY and not (sigma and mode != "additive"):
+        multiplicative = bool(sigma) and mode == "multiplicative"
+        if self.uniform and self.spec.model in LINEAR_FAMILY and not multiplicative:
             self._linear_expected_(w, delta)
+            if sigma:  # additive: std sigma * s * sqrt(|dW| dw_min)
+                _, _, s_up, s_down = self._scalars
+                std = delta.abs().mul_(self.dw_min).sqrt_().mul_(sigma)
+                if s_up != s_down:
+                    std.mul_(torch.where(delta > 0, s_up, s_down))
+                elif s_up != 1:
+                    std.mul_(s_up)
+                w.addcmul_(std, torch.randn(w.shape, generator=generator, device=w.device))
         else:
-            q_up, q_down = self.response(w)
-            change = torch.where(delta > 0, delta * q_up, delta * q_down)
-            if sigma and mode != "additive":
-                pulses = (delta.abs() / self.dw_min).clamp_min(1)
-                xi = torch.randn(w.shape, generator=generator, device=w.device)
-                change.mul_(1 + sigma * xi / pulses.sqrt())
-            w.add_(change)
-        if sigma and mode == "additive":
-            xi = torch.randn(w.shape, generator=generator, device=w.device)
-            w.addcmul_(torch.sqrt(delta.abs().mul_(self.dw_min)), xi, value=sigma)
+            q_up, q_down = self.response(w)  # s * q, per direction
+            if sigma:
+                _, _, s_up, s_down = self.params()
+                scale = (q_up, q_down) if multiplicative else (s_up, s_down)
+                std = torch.where(delta > 0, scale[0], scale[1])
+                std = std * delta.abs().mul(self.dw_min).sqrt_().mul_(sigma)
+                w.addcmul_(std, torch.randn(w.shape, generator=generator, device=w.device))
+            w.add_(torch.where(delta > 0, delta * q_up, delta * q_down))
         self.clip_(w)
 
     def _linear_expected_(self, w: Tensor, delta: Tensor) -> None:

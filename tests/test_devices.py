@@ -216,3 +216,38 @@ def test_symmetric_points() -> None:
     # constant steps: G = 0 everywhere (point 0); with asymmetry there is none (NaN)
     assert make_device((1, 1), model="constant_step").symmetric_point().item() == 0.0
     assert math.isnan(make_device((1, 1), model="constant_step", up_down=0.1).symmetric_point())
+
+
+NOISE_CASES = [  # (device fields, |dW| in units of dw_min, sign of dW)
+    ({"model": "softbounds"}, 0.3, 1.0),
+    ({"model": "softbounds"}, 2.5, -1.0),
+    ({"model": "softbounds", "up_down": 0.5}, 0.7, -1.0),  # down step halved
+    ({"model": "linear", "gamma": 0.3, "up_down": -0.4}, 1.6, 1.0),  # up step 0.6
+    ({"model": "softbounds", "d2d_variation": 0.3}, 1.3, -1.0),  # per-element steps
+    ({"model": "power", "gamma": 2.0}, 0.4, 1.0),
+]
+
+
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+@pytest.mark.parametrize(("fields", "size", "sign"), NOISE_CASES)
+def test_expected_noise_has_the_variance_of_its_pulses(
+    mode: str, fields: dict, size: float, sign: float
+) -> None:
+    """The expected rule's c2c noise variance equals that of the pulses it stands for.
+
+    Reference: n = stochastic_round(|dW|/dw_min) pulses applied one by one through the
+    pulse path, their noise isolated by applying the same counts without c2c noise.
+    Mean square over 10^5 elements, within 5%.
+    """
+    shape, sigma = (400, 250), 0.8
+    noisy = make_device(shape, states=200, c2c_noise=sigma, c2c_mode=mode, **fields)
+    clean = make_device(shape, states=200, **fields)  # same seed: same d2d draws
+    g = torch.Generator().manual_seed(3)
+    w = torch.empty(shape).uniform_(-0.5, 0.5, generator=g)
+    delta = torch.full(shape, sign * size * noisy.dw_min)
+    expected_noise = expected_after(noisy, w, delta, g) - expected_after(clean, w, delta, g)
+    n = torch.floor(size + torch.rand(shape, generator=g))  # stochastic rounding of |dW|/dw_min
+    up, down = (n, torch.zeros_like(n)) if sign > 0 else (torch.zeros_like(n), n)
+    pulse_noise = pulsed_after(noisy, w, up, down, g) - pulsed_after(clean, w, up, down, g)
+    ratio = expected_noise.square().mean() / pulse_noise.square().mean()
+    assert ratio.item() == pytest.approx(1.0, abs=0.05)
