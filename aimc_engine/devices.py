@@ -23,9 +23,13 @@ MAX_PULSE_ROUNDS = 32
 # Families of the form q_+ = 1 - g_up*w/w_max, q_- = 1 - g_down*w/w_min.
 LINEAR_FAMILY = ("ideal", "constant_step", "linear", "softbounds")
 
+# Elements whose pulse order matters (both signs, near a bound) are replayed in at most
+# this many steps; with more pulses each step applies several of the same sign.
+MAX_INTERLEAVED_STEPS = 64
+
 
 def linear_slopes(spec: DeviceSpec) -> tuple[float, float]:
-    """(gamma_up, gamma_down) of a linear-family device."""
+    """Nominal (gamma_up, gamma_down) of a linear-family device."""
     if spec.model in ("ideal", "constant_step"):
         return 0.0, 0.0
     if spec.model == "softbounds":
@@ -42,6 +46,14 @@ def raw_response(
     if m in LINEAR_FAMILY:
         g_up, g_down = linear_slopes(spec)
         return 1 - g_up * w / w_max, 1 - g_down * w / w_min
+    return _curved_response(spec, w, w_min, w_max)
+
+
+def _curved_response(
+    spec: DeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
+) -> tuple[Tensor, Tensor]:
+    """q_+, q_- of the families without a closed form for n pulses (power, exp, exp_step)."""
+    m = spec.model
     if m == "power":
         span = w_max - w_min
         up = ((w_max - w) / span).clamp_min(0) ** spec.gamma
@@ -53,15 +65,11 @@ def raw_response(
             return 1 - w / w_max, 1 - w / w_min
         norm = math.expm1(g)
         return torch.expm1(g * (1 - w / w_max)) / norm, torch.expm1(g * (1 - w / w_min)) / norm
-    p = spec.exp_step  # exp_step, aihwkit's ExpStep
+    p = spec.exp_step  # exp_step, aihwkit's ExpStep: z from each element's own bounds
     z = 2 * p.a * w / (w_max - w_min) + p.b
     up = (1 - p.A_up * torch.exp(p.gamma_up * z)).clamp_min(0)
     down = (1 - p.A_down * torch.exp(-p.gamma_down * z)).clamp_min(0)
     return up, down
-
-
-def _log(a: Tensor | float) -> Tensor | float:
-    return torch.log(a) if isinstance(a, Tensor) else math.log(a)
 
 
 def symmetric_parts(q_plus: Tensor, q_minus: Tensor) -> tuple[Tensor, Tensor]:
@@ -69,17 +77,46 @@ def symmetric_parts(q_plus: Tensor, q_minus: Tensor) -> tuple[Tensor, Tensor]:
     return (q_minus + q_plus) / 2, (q_minus - q_plus) / 2
 
 
+Param = Tensor | float  # a float when every element of the tile shares the value
+
+
+def _pulse_sum(n: Tensor, x: Param) -> Tensor:
+    """(1 - (1 - x)^n) / x: n pulses' change in units of the first one's, on a linear device.
+
+    x = dw*g/|bound| < 1 for every valid spec; the clamp keeps extreme d2d draws finite
+    (one pulse then lands on the fixed point) and x -> 0 gives n.
+    """
+    if isinstance(x, Tensor):
+        x = x.clamp(1e-12, 1 - 1e-7)
+        return torch.expm1(n * torch.log1p(-x)).neg_().div_(x)
+    x = min(max(x, 1e-12), 1 - 1e-7)
+    return torch.expm1(n * math.log1p(-x)).neg_().div_(x)
+
+
+def _take(v: Param, idx: Tensor | None) -> Param:
+    """The value at flat element indices idx (all of it when idx is None or v is shared)."""
+    return v if idx is None or not isinstance(v, Tensor) else v.reshape(-1)[idx]
+
+
 class Device(nn.Module):
     """Per-element device parameters of one tile, and the update rules on them.
 
-    Buffers (saved with the weights): `w_min`, `w_max`, and `step_up`/`step_down`,
-    each element's pulse step in units of dw_min (up_down asymmetry and d2d).
+    Buffers (saved with the weights): `w_min`, `w_max`, `step_up`/`step_down` (each
+    element's pulse step in units of dw_min, from up_down and d2d) and, for the
+    linear family, `slope_up`/`slope_down` (gamma with its d2d). Device-to-device
+    variation follows aihwkit's PulsedDevice: one gain |1 + d2d xi| shared by both
+    directions plus an antisymmetric +-r (d2d_up_down), bounds w_max|1 + d2d_w_max xi|
+    and -|w_min (1 + d2d_w_min xi)|, slopes |gamma + d2d_gamma xi|; negative draws are
+    reflected (aihwkit's enforce_consistency). The `linear` model's response uses the
+    nominal bounds (aihwkit's mean_bound_reference) while every element clips at its own.
     """
 
     w_min: Tensor
     w_max: Tensor
     step_up: Tensor
     step_down: Tensor
+    slope_up: Tensor
+    slope_down: Tensor
 
     def __init__(
         self,
@@ -95,39 +132,61 @@ class Device(nn.Module):
         self.clips = spec.model != "ideal"
         up = 1 + min(spec.up_down, 0.0)  # up_down < 0 shrinks the up step
         down = 1 - max(spec.up_down, 0.0)  # up_down > 0 shrinks the down step
-
-        def spread(value: float) -> Tensor:
-            # d2d: value * (1 + d2d * xi), drawn once; kept positive so no element flips sign.
-            xi = torch.randn(shape, generator=generator, device=generator.device)
-            factor = (1 + spec.d2d_variation * xi).clamp_min(0.05)
-            return (value * factor).to(device)
-
-        if spec.d2d_variation > 0:
-            step = spread(1.0)
-            w_min, w_max = spread(spec.w_min), spread(spec.w_max)
-        else:
-            step = torch.ones(shape, device=device)
-            w_min = torch.full(shape, spec.w_min, device=device)
-            w_max = torch.full(shape, spec.w_max, device=device)
-        self.register_buffer("w_min", w_min)
-        self.register_buffer("w_max", w_max)
-        self.register_buffer("step_up", step * up)
-        self.register_buffer("step_down", step * down)
+        g_up, g_down = linear_slopes(spec)
+        d2d_lo, d2d_hi = spec.d2d_w_min or 0.0, spec.d2d_w_max or 0.0
+        spreads = (spec.d2d_variation, d2d_lo, d2d_hi, spec.d2d_up_down)
+        # d2d of the slopes only where the model has slopes to spread
+        d2d_gamma = spec.d2d_gamma if spec.model == "linear" else 0.0
         # Without d2d every element shares its parameters: plain floats then save a
         # full-tile multiply or read per use on the hot path of every update.
-        self.uniform = spec.d2d_variation == 0
-        self._scalars = (spec.w_min, spec.w_max, up, down)
+        self.uniform = not any(spreads) and not d2d_gamma
 
-    def params(self) -> tuple[Tensor | float, Tensor | float, Tensor | float, Tensor | float]:
+        def normal() -> Tensor:  # one draw per element, once, from the init stream
+            return torch.randn(shape, generator=generator, device=generator.device)
+
+        gain = (1 + spec.d2d_variation * normal()) if spec.d2d_variation else torch.ones(shape)
+        r = spec.d2d_up_down * normal() if spec.d2d_up_down else torch.zeros(shape)
+        hi = spec.w_max * (1 + d2d_hi * normal()) if d2d_hi else torch.full(shape, spec.w_max)
+        lo = spec.w_min * (1 + d2d_lo * normal()) if d2d_lo else torch.full(shape, spec.w_min)
+        slope_up = (g_up + d2d_gamma * normal()).abs() if d2d_gamma else torch.full(shape, g_up)
+        slope_down = (
+            (g_down + d2d_gamma * normal()).abs() if d2d_gamma else torch.full(shape, g_down)
+        )
+        self.register_buffer("w_min", -lo.abs().to(device))
+        self.register_buffer("w_max", hi.abs().to(device))
+        self.register_buffer("step_up", (gain - 1 + up + r).abs().to(device))
+        self.register_buffer("step_down", (gain - 1 + down - r).abs().to(device))
+        self.register_buffer("slope_up", slope_up.to(device))
+        self.register_buffer("slope_down", slope_down.to(device))
+        self._scalars = (spec.w_min, spec.w_max, up, down)
+        self._slopes = (g_up, g_down)
+
+    def params(self) -> tuple[Param, Param, Param, Param]:
         """(w_min, w_max, step_up, step_down): floats for uniform tiles, else per element."""
         if self.uniform:
             return self._scalars
         return self.w_min, self.w_max, self.step_up, self.step_down
 
+    def _linear_params(self) -> tuple[Param, Param, Param, Param]:
+        """(g_up, g_down, up reference bound, down reference bound) of a linear-family device."""
+        if self.uniform:
+            return (*self._slopes, self.spec.w_max, self.spec.w_min)
+        if self.spec.model == "linear":  # aihwkit's mean_bound_reference
+            return self.slope_up, self.slope_down, self.spec.w_max, self.spec.w_min
+        return self.slope_up, self.slope_down, self.w_max, self.w_min
+
+    def raw(self, w: Tensor, idx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """q_+, q_- of each element (without its step scale); idx: flat element indices of w."""
+        if self.spec.model in LINEAR_FAMILY:
+            g_up, g_down, ref_hi, ref_lo = (_take(v, idx) for v in self._linear_params())
+            return 1 - g_up * w / ref_hi, 1 - g_down * w / ref_lo
+        lo, hi, _, _ = self.params()
+        return _curved_response(self.spec, w, _take(lo, idx), _take(hi, idx))
+
     def response(self, w: Tensor) -> tuple[Tensor, Tensor]:
         """Effective q_+, q_-: the family's response times each element's step scale."""
-        lo, hi, s_up, s_down = self.params()
-        q_up, q_down = raw_response(self.spec, w, lo, hi)
+        _, _, s_up, s_down = self.params()
+        q_up, q_down = self.raw(w)
         return s_up * q_up, s_down * q_down
 
     def clip_(self, w: Tensor) -> Tensor:
@@ -196,15 +255,84 @@ class Device(nn.Module):
     def apply_pulses_(
         self, w: Tensor, n_up: Tensor, n_down: Tensor, generator: torch.Generator
     ) -> None:
-        """Apply n_up up pulses, then n_down down pulses, to each element, in place."""
+        """Apply n_up up and n_down down pulses to each element, in place.
+
+        Up and down pulses of one update arrive interleaved (aihwkit applies them
+        sample by sample, slot by slot). Away from the bounds the order changes
+        the result only at second order in dw_min, so the bulk is applied up pulses
+        first; elements with pulses of both signs whose excursion reaches a bound
+        (where clipping makes the order matter) are redone pulse by pulse in a
+        uniformly random order from their starting weights.
+        """
+        risky = self._order_matters(w, n_up, n_down)
+        start = w.reshape(-1)[risky] if risky is not None else None
         if self.spec.model in LINEAR_FAMILY:
             self._pulses_closed_form_(w, n_up, n_down, generator)
         else:
             self._pulses_in_rounds_(w, n_up, n_down, generator)
+        if risky is not None and start is not None:
+            flat_up, flat_down = n_up.reshape(-1)[risky], n_down.reshape(-1)[risky]
+            w.reshape(-1)[risky] = self._interleaved(start, flat_up, flat_down, risky, generator)
 
-    def _noise(
-        self, change: Tensor, n: Tensor, dw: Tensor | float, generator: torch.Generator
+    def _order_matters(self, w: Tensor, n_up: Tensor, n_down: Tensor) -> Tensor | None:
+        """Flat indices of elements with pulses of both signs that could reach a bound."""
+        if not self.clips:
+            return None
+        mixed = (n_up > 0) & (n_down > 0)
+        if not bool(mixed.any()):
+            return None
+        lo, hi, s_up, s_down = self.params()
+        # the most one pulse can move an element (noise included, 4 sigma)
+        sigma = self.spec.c2c_noise * 4
+        q_up, q_down = self.raw(w)
+        reach_up = n_up * self.dw_min * s_up * (q_up.abs() + sigma * (1 + q_up.abs()))
+        reach_down = n_down * self.dw_min * s_down * (q_down.abs() + sigma * (1 + q_down.abs()))
+        near = (w + reach_up >= hi) | (w - reach_down <= lo)
+        risky = torch.nonzero((mixed & near).reshape(-1)).squeeze(1)
+        return risky if len(risky) else None
+
+    def _interleaved(
+        self, w: Tensor, n_up: Tensor, n_down: Tensor, idx: Tensor, generator: torch.Generator
     ) -> Tensor:
+        """Pulses one at a time in a uniformly random order, for the flat elements idx.
+
+        Each step draws the next pulse's sign with probability (up pulses left) /
+        (pulses left): every interleaving is equally likely. More than
+        MAX_INTERLEAVED_STEPS pulses are applied in that many steps of several pulses.
+        """
+        lo, hi, s_up, s_down = (_take(v, idx) for v in self.params())
+        total = n_up + n_down
+        steps = int(total.max().item())
+        per_step = max(1, math.ceil(steps / MAX_INTERLEAVED_STEPS))
+        left_up, left_down = n_up.clone(), n_down.clone()
+        sigma, additive = self.spec.c2c_noise, self.spec.c2c_mode == "additive"
+        for _ in range(math.ceil(steps / per_step)):
+            left = left_up + left_down
+            u = torch.rand(w.shape, generator=generator, device=w.device)
+            go_up = (u * left < left_up).to(w.dtype)  # P(up) = left_up / left
+            count = torch.minimum(left, torch.full_like(left, per_step))
+            k_up, k_down = go_up * count, (1 - go_up) * count
+            count_up = torch.minimum(k_up, left_up)
+            count_down = torch.minimum(k_down, left_down)
+            left_up -= count_up
+            left_down -= count_down
+            q_up, q_down = self.raw(w, idx)
+            n = count_up + count_down
+            step = count_up * s_up * q_up - count_down * s_down * q_down
+            if sigma:
+                scale = torch.where(count_up > 0, s_up, s_down) * (
+                    1 if additive else torch.where(count_up > 0, q_up, q_down)
+                )
+                xi = torch.randn(w.shape, generator=generator, device=w.device)
+                step = step + sigma * scale * n.sqrt() * xi
+            w = w + self.dw_min * step
+            if self.uniform:
+                w = w.clamp(self.spec.w_min, self.spec.w_max)
+            else:
+                w = torch.minimum(torch.maximum(w, lo), hi)  # type: ignore[type-var]
+        return w
+
+    def _noise(self, change: Tensor, n: Tensor, dw: Param, generator: torch.Generator) -> Tensor:
         """Summed cycle-to-cycle noise of n pulses of step dw whose mean effect is `change`."""
         sigma = self.spec.c2c_noise
         if sigma == 0:
@@ -217,25 +345,23 @@ class Device(nn.Module):
     def _pulses_closed_form_(
         self, w: Tensor, n_up: Tensor, n_down: Tensor, generator: torch.Generator
     ) -> None:
-        """n pulses on q = 1 - g*w/bound: an affine map iterated n times.
+        """n pulses on q = 1 - g*w/bound: an affine map w -> a w + dw iterated n times.
 
-        Up: w_n = w* - (w* - w) a^n with w* = w_max/g, a = 1 - dw*g/w_max (for
-        soft bounds, w_n = w_max - (w_max - w)(1 - dw/w_max)^n). Clipping once at
-        the end is exact because the iterates move monotonically towards w*.
+        With x = |dw|*g/|bound| (a = 1 - x) the change is r * dw * q(w), r =
+        (1 - a^n)/(1 - a) = -expm1(n log1p(-x)) / x (-> n as x -> 0); for soft bounds
+        w_n = w_max - (w_max - w)(1 - dw/w_max)^n. Clipping once at the end is exact
+        because the iterates move monotonically towards the fixed point.
         """
-        g_up, g_down = linear_slopes(self.spec)
-        lo, hi, s_up, s_down = self.params()
-        # one loop for both directions: a = 1 - dw*g/bound with dw signed
-        directions: tuple[tuple[Tensor, float, Tensor | float, Tensor | float], ...] = (
-            (n_up, g_up, hi, self.dw_min * s_up),
-            (n_down, g_down, lo, -self.dw_min * s_down),
-        )
-        for n, g, bound, dw in directions:
-            if g == 0:
+        _, _, s_up, s_down = self.params()
+        g_up, g_down, ref_hi, ref_lo = self._linear_params()
+        for n, g, ref, dw in (
+            (n_up, g_up, ref_hi, self.dw_min * s_up),
+            (n_down, g_down, ref_lo, -self.dw_min * s_down),
+        ):
+            if isinstance(g, float) and g == 0:
                 change = n * dw
-            else:  # 1 - a^n as 1 - exp(n log a): torch.pow with tensor exponents is slow
-                reached = (n * _log(1 - dw * g / bound)).exp_().neg_().add_(1)
-                change = reached.mul_(bound / g - w)
+            else:
+                change = _pulse_sum(n, abs(dw) * g / abs(ref)).mul_(dw).mul_(1 - g * w / ref)
             w.add_(self._noise(change, n, dw, generator))  # noise is symmetric: sign of dw moot
             self.clip_(w)
 
@@ -245,7 +371,7 @@ class Device(nn.Module):
         """Apply the pulses in up to MAX_PULSE_ROUNDS rounds, response re-read each round."""
         most = int(torch.maximum(n_up.max(), n_down.max()).item())
         rounds = min(most, MAX_PULSE_ROUNDS)
-        lo, hi, s_up, s_down = self.params()
+        _, _, s_up, s_down = self.params()
         dw_up, dw_down = self.dw_min * s_up, self.dw_min * s_down
         done_up = torch.zeros_like(n_up)
         done_down = torch.zeros_like(n_down)
@@ -254,10 +380,10 @@ class Device(nn.Module):
             m_down = torch.floor(n_down * r / rounds) - done_down
             done_up += m_up
             done_down += m_down
-            q_up, _ = raw_response(self.spec, w, lo, hi)
+            q_up, _ = self.raw(w)
             w.add_(self._noise(m_up * dw_up * q_up, m_up, dw_up, generator))
             self.clip_(w)
-            _, q_down = raw_response(self.spec, w, lo, hi)
+            _, q_down = self.raw(w)
             w.sub_(self._noise(m_down * dw_down * q_down, m_down, dw_down, generator))
             self.clip_(w)
 

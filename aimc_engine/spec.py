@@ -19,7 +19,9 @@ from pydantic_core import PydanticCustomError
 from aimc_engine.presets import PRESET_FIELDS, PRESETS
 
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
-PresetName = Literal["reram_es", "reram_sb", "capacitor", "ecram", "idealized", "gokmen_vlasov"]
+PresetName = Literal[
+    "reram_es", "reram_sb", "capacitor", "ecram", "ecram_mo", "idealized", "gokmen_vlasov"
+]
 Schedule = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
 SYNCHRONOUS = ("gpipe", "1f1b")  # one update per mini-batch of B micro-batches
 
@@ -143,14 +145,27 @@ class ModelSpec(_Strict):
 
 
 class ExpStepSpec(_Strict):
-    """Parameters of aihwkit's ExpStep response (the reram_es preset); defaults are aihwkit's."""
+    """Parameters of aihwkit's ExpStep response; defaults are the class's, not reram_es's."""
 
-    A_up: float = Field(0.00081, ge=0, description="q_+ = max(1 - A_up exp(gamma_up z), 0).")
-    A_down: float = Field(0.36833, ge=0, description="q_- = max(1 - A_down exp(-gamma_down z), 0).")
+    A_up: float = Field(
+        0.00081, description="q_+ = max(1 - A_up exp(gamma_up z), 0); negative: q_+ > 1."
+    )
+    A_down: float = Field(
+        0.36833, description="q_- = max(1 - A_down exp(-gamma_down z), 0); negative: q_- > 1."
+    )
     gamma_up: float = Field(12.44625, ge=0, description="Growth of the up saturation.")
     gamma_down: float = Field(12.78785, ge=0, description="Growth of the down saturation.")
     a: float = Field(0.244, description="z = 2a w / (w_max - w_min) + b.")
     b: float = Field(0.2425, description="Offset of z.")
+
+
+# A relative d2d spread above this flips the sign of more than 2% of the elements' steps or
+# bounds (aihwkit then reflects them with abs): no longer a spread around the nominal device.
+MAX_D2D = 0.5
+
+
+def _d2d(description: str, default: float | None = 0.0) -> Any:
+    return Field(default, ge=0, le=MAX_D2D, description=description)
 
 
 class DeviceSpec(_Strict):
@@ -178,8 +193,38 @@ class DeviceSpec(_Strict):
         "additive",
         description="additive: dw_min*(q + s*xi); multiplicative (aihwkit): dw_min*q*(1 + s*xi).",
     )
-    d2d_variation: float = Field(
-        0.0, ge=0, le=0.9, description="Relative device-to-device spread of dw_min and bounds."
+    d2d_variation: float = _d2d(
+        "Device-to-device spread of each element's step: dw_min*|1 + d2d*xi|, drawn once "
+        "(aihwkit's dw_min_dtod); also the bounds' spread unless d2d_w_min/d2d_w_max say otherwise."
+    )
+    d2d_w_min: float | None = _d2d(
+        "Relative spread of each element's lower bound, w_min*|1 + d2d*xi| (aihwkit's w_min_dtod; "
+        "default: d2d_variation).",
+        None,
+    )
+    d2d_w_max: float | None = _d2d(
+        "Relative spread of each element's upper bound (aihwkit's w_max_dtod; default: "
+        "d2d_variation).",
+        None,
+    )
+    d2d_up_down: float = _d2d(
+        "Spread r ~ N(0, d2d_up_down^2) of each element's asymmetry: the up step gets +r, the down "
+        "step -r, in units of dw_min (aihwkit's up_down_dtod)."
+    )
+    d2d_gamma: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="linear: absolute spread of each element's slopes, |gamma + d2d_gamma*xi| "
+        "(aihwkit's gamma_up_dtod/gamma_down_dtod).",
+    )
+    write_noise_std: float = Field(
+        0.0,
+        ge=0,
+        le=1e4,
+        description="Write noise in units of dw_min (aihwkit's write_noise_std): updates act on a "
+        "hidden weight; the MVMs read it plus N(0, (write_noise_std*dw_min)^2), drawn anew for an "
+        "element whenever it is updated.",
     )
     exp_step: ExpStepSpec = Field(default_factory=ExpStepSpec)  # type: ignore[arg-type]
 
@@ -192,7 +237,7 @@ class DeviceSpec(_Strict):
         if preset is None:
             return data  # the Literal check reports the bad name or type
         data = dict(data)
-        values = {"gamma_down": None, **preset}
+        values = {"gamma_down": None, "d2d_gamma": 0.0, **preset}
         for key in sorted(PRESET_FIELDS & data.keys()):
             if key not in values and key != "states":
                 continue  # e.g. gamma next to a softbounds preset: not the preset's to set
@@ -214,6 +259,8 @@ class DeviceSpec(_Strict):
         if self.w_min >= self.w_max:
             raise _fail("w_max", "must be larger than w_min")
         span = self.w_max - self.w_min
+        # the field the user gave, for errors (assignments below add to model_fields_set)
+        step_field = "dw_min" if self.dw_min is not None else "states"
         if self.dw_min is not None:
             states = span / self.dw_min
             if "states" in self.model_fields_set and not _same(self.states, states):
@@ -221,7 +268,42 @@ class DeviceSpec(_Strict):
             self.states = states
         else:
             self.dw_min = span / self.states
+        if self.states <= 2:
+            raise _fail(
+                step_field,
+                f"{self.states:g} states from bound to bound (dw_min {self.dw_min:g}); a device "
+                "needs more than 2",
+            )
+        if self.d2d_w_min is None:
+            self.d2d_w_min = self.d2d_variation
+        if self.d2d_w_max is None:
+            self.d2d_w_max = self.d2d_variation
+        self._check_response(step_field)
         return self
+
+    def _check_response(self, step_field: str) -> None:
+        """Refuse responses no device has: a step past its own fixed point, or no motion."""
+        if self.model in ("linear", "softbounds"):
+            g_up, g_down = 1.0, 1.0
+            if self.model == "linear":
+                g_up = self.gamma
+                g_down = self.gamma if self.gamma_down is None else self.gamma_down
+            for g, bound, side in ((g_up, self.w_max, "w_max"), (g_down, -self.w_min, "w_min")):
+                if g * self.dw_min >= bound:  # type: ignore[operator]
+                    raise _fail(
+                        step_field,
+                        f"one pulse (dw_min {self.dw_min:g} x slope {g:g}) reaches past {side} "
+                        f"= {bound:g}: the response would change sign; use more states or a "
+                        "smaller slope",
+                    )
+        if self.model == "exp_step":
+            p, span = self.exp_step, self.w_max - self.w_min
+            grid = [self.w_min + span * k / 40 for k in range(41)]
+            z = [2 * p.a * w / span + p.b for w in grid]
+            if all(1 - p.A_up * math.exp(min(p.gamma_up * v, 700)) <= 0 for v in z):
+                raise _fail("exp_step.A_up", "q_+ is 0 over the whole range: no up pulse moves")
+            if all(1 - p.A_down * math.exp(min(-p.gamma_down * v, 700)) <= 0 for v in z):
+                raise _fail("exp_step.A_down", "q_- is 0 over the whole range: no down pulse moves")
 
 
 def _same(a: Any, b: Any) -> bool:

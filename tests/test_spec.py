@@ -46,7 +46,7 @@ def test_presets_expand_and_survive_a_round_trip(name: str) -> None:
 
 def test_ecram_has_two_slopes() -> None:
     dev = parse_spec({"analog": {"device": {"preset": "ecram"}}}).analog.device
-    assert (dev.gamma, dev.gamma_down) == (0.115, 0.509)
+    assert (dev.gamma, dev.gamma_down) == (0.1153, 0.5085)
 
 
 def test_steps_instead_of_epochs() -> None:
@@ -60,6 +60,23 @@ def test_dw_min_instead_of_states() -> None:
 
 
 BAD_SPECS = [
+    # degenerate devices: refused with the field named, never a math error or NaN weights
+    ({"analog": {"device": {"states": 2}}}, "analog.device.states", "needs more than 2"),
+    (
+        {"analog": {"device": {"dw_min": 0.9, "w_min": -0.5, "w_max": 2.0}}},
+        "analog.device.dw_min",
+        "reaches past w_min",
+    ),
+    (
+        {"analog": {"device": {"model": "exp_step", "exp_step": {"A_up": 50.0}}}},
+        "analog.device.exp_step.A_up",
+        "no up pulse moves",
+    ),
+    (
+        {"analog": {"device": {"d2d_variation": 0.6}}},
+        "analog.device.d2d_variation",
+        "less than or equal to 0.5",
+    ),
     ({"modle": {}}, "modle", "unknown field"),
     ({"model": {"kind": "transformer"}}, "model.kind", "allowed: 'mlp', 'cnn' or 'resnet'"),
     ({"training": {"epochs": 3, "steps": 10}}, "training.steps", "exactly one of epochs or steps"),
