@@ -222,8 +222,8 @@ class Device(nn.Module):
         else:
             q_up, q_down = self.response(w)  # s * q, per direction
             if sigma:
-                _, _, s_up, s_down = self.params()
-                scale = (q_up, q_down) if multiplicative else (s_up, s_down)
+                _, _, step_up, step_down = self.params()
+                scale = (q_up, q_down) if multiplicative else (step_up, step_down)
                 std = torch.where(delta > 0, scale[0], scale[1])
                 std = std * delta.abs().mul(self.dw_min).sqrt_().mul_(sigma)
                 w.addcmul_(std, torch.randn(w.shape, generator=generator, device=w.device))
@@ -326,10 +326,7 @@ class Device(nn.Module):
                 xi = torch.randn(w.shape, generator=generator, device=w.device)
                 step = step + sigma * scale * n.sqrt() * xi
             w = w + self.dw_min * step
-            if self.uniform:
-                w = w.clamp(self.spec.w_min, self.spec.w_max)
-            else:
-                w = torch.minimum(torch.maximum(w, lo), hi)  # type: ignore[type-var]
+            w = torch.clamp(w, lo, hi)  # type: ignore[arg-type]  # float or per element
         return w
 
     def _noise(self, change: Tensor, n: Tensor, dw: Param, generator: torch.Generator) -> Tensor:
@@ -354,14 +351,16 @@ class Device(nn.Module):
         """
         _, _, s_up, s_down = self.params()
         g_up, g_down, ref_hi, ref_lo = self._linear_params()
-        for n, g, ref, dw in (
+        directions: tuple[tuple[Tensor, Param, Param, Param], ...] = (
             (n_up, g_up, ref_hi, self.dw_min * s_up),
             (n_down, g_down, ref_lo, -self.dw_min * s_down),
-        ):
+        )
+        for n, g, ref, dw in directions:
             if isinstance(g, float) and g == 0:
                 change = n * dw
             else:
-                change = _pulse_sum(n, abs(dw) * g / abs(ref)).mul_(dw).mul_(1 - g * w / ref)
+                # x = dw*g/ref > 0 in both directions (dw and ref share their sign)
+                change = _pulse_sum(n, dw * g / ref).mul_(dw).mul_(1 - g * w / ref)
             w.add_(self._noise(change, n, dw, generator))  # noise is symmetric: sign of dw moot
             self.clip_(w)
 

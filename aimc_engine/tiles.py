@@ -43,6 +43,7 @@ class AnalogTile(nn.Module):
     """An (out, in) crossbar; weights and device parameters are buffers (saved, not trained)."""
 
     weight: Tensor
+    hidden: Tensor
 
     def __init__(
         self,
@@ -59,9 +60,41 @@ class AnalogTile(nn.Module):
         self.device_model = Device(
             config.analog.device, shape, generator=config.init_generator, device=config.device
         )
+        # aihwkit's write noise: updates act on a hidden weight, the MVMs read it plus
+        # N(0, write_noise^2), redrawn for an element whenever an update touches it
+        self.write_noise = config.analog.device.write_noise_std * self.device_model.dw_min
         bound = 1 / math.sqrt(in_features) if init_bound is None else init_bound
         w = torch.empty(shape).uniform_(-bound, bound, generator=config.init_generator)
-        self.register_buffer("weight", self.device_model.clip_(w.to(config.device)))
+        w = self.device_model.clip_(w.to(config.device))
+        if self.write_noise:
+            self.register_buffer("hidden", w)
+            self.register_buffer("weight", self._read_noise(w, config.init_generator))
+        else:
+            self.register_buffer("weight", w)
+
+    @property
+    def state(self) -> Tensor:
+        """The device state updates act on: the hidden weight under write noise, else W."""
+        return self.hidden if self.write_noise else self.weight
+
+    def set_weights(self, w: Tensor) -> None:
+        """Program the tile to w (clipped); under write noise every element gets fresh noise."""
+        w = self.device_model.clip_(w.clone())
+        if self.write_noise:
+            self.hidden = w
+            self.weight = self._read_noise(w, self.noise_generator)
+        else:
+            self.weight = w
+
+    def _read_noise(self, hidden: Tensor, generator: torch.Generator) -> Tensor:
+        """hidden + N(0, write_noise^2), elementwise."""
+        xi = torch.randn(hidden.shape, generator=generator, device=generator.device)
+        return hidden + self.write_noise * xi.to(hidden.device)
+
+    def _rewrite_(self, touched: Tensor) -> None:
+        """Redraw the write noise of the elements an update touched; the rest keep theirs."""
+        fresh = self._read_noise(self.hidden, self.noise_generator)
+        torch.where(touched, fresh, self.weight, out=self.weight)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -88,30 +121,42 @@ class AnalogTile(nn.Module):
         mode = self.analog.update
         dev = self.device_model
         g = self.noise_generator
+        w = self.state
         if mode == "expected":
-            dev.expected_update_(self.weight, (d.T @ x).mul_(-lr), g)
-            return
-        if mode == "pulsed":
-            n_up, n_down = pulse_train_counts(
-                x,
-                d,
-                lr=lr,
-                dw_min=dev.dw_min,
-                bit_length=self.analog.bit_length,
-                update_management=self.analog.update_management,
-                generator=g,
-            )
+            delta = (d.T @ x).mul_(-lr)
+            touched = delta != 0 if self.write_noise else None
+            dev.expected_update_(w, delta, g)
         else:
-            n_up, n_down = rounded_counts((d.T @ x).mul_(-lr), dw_min=dev.dw_min, generator=g)
-        dev.apply_pulses_(self.weight, n_up, n_down, g)
+            if mode == "pulsed":
+                n_up, n_down = pulse_train_counts(
+                    x,
+                    d,
+                    lr=lr,
+                    dw_min=dev.dw_min,
+                    bit_length=self.analog.bit_length,
+                    update_management=self.analog.update_management,
+                    generator=g,
+                )
+            else:
+                delta = (d.T @ x).mul_(-lr)
+                n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=g)
+            touched = (n_up + n_down) > 0 if self.write_noise else None
+            dev.apply_pulses_(w, n_up, n_down, g)
+        if touched is not None:
+            self._rewrite_(touched)
 
     def exact_update(self, x: Tensor, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x in floating point (digital layers, and the `sgd` algorithm)."""
+        """W <- W - lr * d^T x in floating point (digital layers, and the `sgd` algorithm).
+
+        Under write noise the hidden weight takes the same exact step (no new noise).
+        """
         self.weight.addmm_(d.T, x, alpha=-lr)
+        if self.write_noise:
+            self.hidden.addmm_(d.T, x, alpha=-lr)
 
     def saturation(self) -> float:
         """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""
-        q_up, q_down = self.device_model.response(self.weight)
+        q_up, q_down = self.device_model.response(self.state)
         f, g = symmetric_parts(q_up, q_down)
         return float((g.square() / f.clamp_min(1e-12)).max())
 
@@ -119,5 +164,5 @@ class AnalogTile(nn.Module):
         """Share of weights within `margin` of the range (w_max - w_min) from a bound."""
         dev = self.device_model
         edge = margin * (dev.w_max - dev.w_min)
-        near = (self.weight >= dev.w_max - edge) | (self.weight <= dev.w_min + edge)
+        near = (self.state >= dev.w_max - edge) | (self.state <= dev.w_min + edge)
         return float(near.float().mean())
