@@ -56,6 +56,8 @@ class AnalogTile(nn.Module):
         super().__init__()
         shape = (out_features, in_features)
         self.analog = config.analog
+        # bound management exists for the forward MVM only (aihwkit forces it off backward)
+        self.backward_io = config.analog.io.model_copy(update={"bound_management": False})
         self.noise_generator = config.noise_generator
         self.device_model = Device(
             config.analog.device, shape, generator=config.init_generator, device=config.device
@@ -108,9 +110,10 @@ class AnalogTile(nn.Module):
         return analog_mvm(w, x, self.analog.io, self.noise_generator, bias=bias)
 
     def backward_mvm(self, d: Tensor, weight: Tensor | None = None) -> Tensor:
-        """d_x = W^T d through the IO model, with the tile's current weights; d (N, out)."""
+        """d_x = W^T d through the IO model (no bound management), with the tile's current
+        weights; d (N, out)."""
         w = self.weight if weight is None else weight
-        return analog_mvm(w.T, d, self.analog.io, self.noise_generator)
+        return analog_mvm(w.T, d, self.backward_io, self.noise_generator)
 
     def update(self, x: Tensor, d: Tensor, lr: float) -> None:
         """W <- W - lr * d^T x through the device, in the spec's update mode.

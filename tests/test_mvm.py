@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aimc_engine.mvm import analog_mvm, quantisation_step
-from aimc_engine.spec import IOSpec
+from aimc_engine.spec import AnalogSpec, IOSpec
+from aimc_engine.tiles import AnalogTile, TileConfig
 
 FINE = 24  # bits of a converter fine enough to be invisible
 
@@ -96,3 +97,14 @@ def test_output_noise_std() -> None:
     y = analog_mvm(w, torch.ones(50, 4, dtype=torch.float64), io, torch.Generator())
     assert y.std().item() == pytest.approx(0.06, rel=0.03)
     assert y.mean().item() == pytest.approx(0.0, abs=0.002)
+
+
+def test_bound_management_acts_on_the_forward_mvm_only() -> None:
+    """aihwkit forces bound management off for the backward MVM: there it clips."""
+    io = dict(perfect=False, dac_bits=FINE, adc_bits=FINE, out_noise=0, out_bound=3.0)
+    g = torch.Generator()
+    tile = AnalogTile(8, 8, TileConfig(AnalogSpec(io={**io, "bound_management": True}), g, g))
+    tile.weight = torch.ones(8, 8)
+    ones = torch.ones(1, 8)
+    assert tile.forward_mvm(ones)[0, 0].item() == pytest.approx(8.0, abs=1e-4)  # recovered
+    assert tile.backward_mvm(ones)[0, 0].item() == pytest.approx(3.0, abs=1e-5)  # clipped
