@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from aimc_engine.dataset_files import DatasetError, check_arrays, read_npz
+from aimc_engine.seeds import Stream, stream_seed
 from aimc_engine.spec import DatasetSpec
 
 
@@ -137,7 +138,7 @@ def _mnist1d(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
     args = get_dataset_args()
     args.num_samples = spec.mnist1d.n_train + spec.mnist1d.n_test
     args.train_split = spec.mnist1d.n_train / args.num_samples
-    args.seed = seed
+    args.seed = seed % 2**32  # mnist1d seeds numpy's legacy generator: 32 bits
     data = make_dataset(args)
     return data["x"], data["y"], data["x_test"], data["y_test"]
 
@@ -153,7 +154,10 @@ LOADERS = {
 
 def load_dataset(spec: DatasetSpec, *, seed: int, uploaded: Path | None = None) -> Dataset:
     """Load, validate and normalise the dataset the spec names (on the CPU). An `uploaded`
-    dataset is read from `uploaded`, the file the service fetched for its id."""
+    dataset is read from `uploaded`, the file the service fetched for its id.
+
+    `seed` is the job's seed; splits, synthetic data and MNIST-1D draw from its
+    dataset stream (seeds.py), which shares nothing with the run's other streams."""
     if spec.name == "uploaded":
         if uploaded is None:
             raise DatasetError(
@@ -162,7 +166,9 @@ def load_dataset(spec: DatasetSpec, *, seed: int, uploaded: Path | None = None) 
             )
         x_train, y_train, x_test, y_test = read_npz(uploaded, f"dataset.id: {spec.id}")
     else:
-        x_train, y_train, x_test, y_test = LOADERS[spec.name](spec, seed)
+        x_train, y_train, x_test, y_test = LOADERS[spec.name](
+            spec, stream_seed(seed, Stream.DATASET)
+        )
     classes = check_arrays(x_train, y_train, x_test, y_test)
     x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     if spec.normalize == "standard":

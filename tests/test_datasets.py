@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from aimc_engine.datasets import DatasetError, as_images, load_dataset, read_idx
+from aimc_engine.datasets import DatasetError, _synthetic, as_images, load_dataset, read_idx
+from aimc_engine.seeds import Stream, stream_seed
 from aimc_engine.spec import DatasetSpec
 
 
@@ -148,3 +149,22 @@ def test_mnist1d_is_generated_locally() -> None:
     data = load_dataset(spec, seed=0)
     assert data.x_train.shape == (200, 40) and data.x_test.shape == (50, 40)
     assert data.classes == 10
+
+
+def test_seeded_datasets_draw_from_the_dataset_stream() -> None:
+    """The job seed is not used raw: splits and synthetic data come from its dataset
+    stream (seeds.py), which no other stream of this or another seed shares."""
+    spec = DatasetSpec(
+        name="synthetic", synthetic={"n_train": 30, "n_test": 10, "features": 4, "classes": 2}
+    )
+    data = load_dataset(spec, seed=5)
+    x_train = _synthetic(spec, stream_seed(5, Stream.DATASET))[0]
+    assert torch.equal(data.x_train, torch.from_numpy(x_train))
+    assert not torch.equal(data.x_train, torch.from_numpy(_synthetic(spec, 5)[0]))
+
+
+def test_mnist1d_takes_any_job_seed() -> None:
+    """mnist1d seeds numpy's legacy generator (32 bits); job seeds go up to 2^63 - 1."""
+    spec = DatasetSpec(name="mnist1d", mnist1d={"n_train": 20, "n_test": 10})
+    data = load_dataset(spec, seed=2**63 - 1)
+    assert data.x_train.shape == (20, 40)
