@@ -37,10 +37,14 @@ from aimc_engine.pipeline.timeline import (
     summarise,
     unit_duration,
 )
+from aimc_engine.seeds import run_generators
 from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
 
-GRAD_SAMPLES = 1000  # training samples on which grad_norm_sq is measured
+GRAD_SAMPLES = 1000  # first training samples on which grad_norm_sq is measured (exactly)
+# Bumped when a checkpoint's contents or the run's random streams change: a checkpoint
+# of another format cannot continue the run it came from.
+CHECKPOINT_FORMAT = 2
 
 
 class RunError(RuntimeError):
@@ -150,7 +154,9 @@ def run(
 
     Every schedule, sequential included, runs through the pipeline executor in
     the order the timeline replay gives; a metric point is taken when stage 0
-    finishes the update that completes a multiple of `eval_every` micro-batches.
+    finishes the update that completes a multiple of `eval_every` micro-batches; it
+    draws only from the observation stream (seeds.py), so the trained weights do not
+    depend on `eval_every`.
     `resume` continues from a checkpoint of the same spec: the run then goes on
     exactly as the uninterrupted one would (same metrics, on CPU), and metric
     points before the checkpoint are not emitted again. `uploaded` is the .npz file of
@@ -159,10 +165,9 @@ def run(
     cb = callbacks or Callbacks()
     device = resolve_device(spec.device)
     data = _prepare_data(spec, device, uploaded)
-    init_gen = torch.Generator().manual_seed(spec.seed)
-    data_gen = torch.Generator().manual_seed(spec.seed + 1)
-    noise_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
-    config = TileConfig(spec.analog, init_gen, noise_gen, device)
+    gens = run_generators(spec.seed, device)  # independent streams of the one seed
+    data_gen, noise_gen, observe_gen = gens.data, gens.noise, gens.observe
+    config = TileConfig(spec.analog, gens.init, noise_gen, device)
     model = build_model(spec, data.input_shape, data.classes, config)
 
     t, p = spec.training, spec.pipeline
@@ -203,7 +208,7 @@ def run(
     def metric_point(done: int) -> None:
         nonlocal running, running_n
         grad_sq, subset_loss = gradient_norm_sq(model, grad_x, grad_y)
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, generator=observe_gen)
         saturation, near = analog_health(model)
         samples = done * b
         record = {
@@ -227,10 +232,12 @@ def run(
 
     def checkpoint() -> bytes:
         state = {
+            "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
             "updates": [a.updates for a in executor.algorithms],
             "data_gen": data_gen.get_state(),
             "noise_gen": noise_gen.get_state(),
+            "observe_gen": observe_gen.get_state(),
             "order": order,
             "metrics": metrics,
             "running": (running, running_n),
@@ -247,11 +254,19 @@ def run(
         metric_point(0)
     else:
         state = torch.load(io.BytesIO(resume), map_location=device, weights_only=False)
+        if state.get("format", 1) != CHECKPOINT_FORMAT:
+            raise RunError(
+                f"resume: the checkpoint is of format {state.get('format', 1)}, written by "
+                f"another aimc version; this one continues format {CHECKPOINT_FORMAT} only "
+                "(run the job again from the start)"
+            )
         model.load_state_dict(state["model"])
         for algorithm, updates in zip(executor.algorithms, state["updates"], strict=True):
             algorithm.updates = updates
-        data_gen.set_state(state["data_gen"])
-        noise_gen.set_state(state["noise_gen"])
+        # generator states are CPU byte tensors, whatever map_location moved them to
+        data_gen.set_state(state["data_gen"].cpu())
+        noise_gen.set_state(state["noise_gen"].cpu())
+        observe_gen.set_state(state["observe_gen"].cpu())
         order, metrics[:] = state["order"], state["metrics"]
         (running, running_n), done, skip = state["running"], state["done"], state["executed"]
         start -= state["wall"]
