@@ -4,7 +4,8 @@
 - analog_sgd: the update -lr * d^T x goes through the device (Analog SGD).
 - tiki_taka: gradients go to a fast array P; every `transfer_every` updates a
   few columns of P are read and written into the slow array W with the analog
-  rule at rate transfer_lr (analog-model.md section 6).
+  rule at rate transfer_lr (times lr by default). P is read relative to a
+  reference programmed to its symmetric point (analog-model.md section 6).
 Digital parameters (biases, digital layers) always take the exact step.
 """
 
@@ -32,9 +33,19 @@ class Algorithm:
         self.parameters = [p for p in module.parameters() if p.requires_grad]
         if self.kind == "tiki_taka":
             for layer in self.layers:
-                if layer.is_analog:  # P starts at zero, its symmetric point when G(0) = 0
-                    layer.fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
-                    layer.fast_gamma = self.tiki_taka.gamma
+                if layer.is_analog:
+                    self._add_fast_array(layer, config)
+
+    def _add_fast_array(self, layer: AnalogLayer, config: TileConfig) -> None:
+        """Give the layer its fast array P, starting at 0 or, with a reference, at its
+        symmetric point, which is then kept as P_ref (P is read as P - P_ref)."""
+        fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
+        if self.tiki_taka.reference == "symmetric_point":
+            driven = fast.device_model.drive_to_symmetric_point_(fast.state.clone())
+            fast.set_weights(driven)
+            layer.fast_ref = fast.state.clone()
+        layer.fast = fast
+        layer.fast_gamma = self.tiki_taka.gamma
 
     @torch.no_grad()
     def step(self, lr: float, *, scale: float = 1.0) -> None:
@@ -68,8 +79,13 @@ class Algorithm:
         transfers = (self.updates + 1) // tt.transfer_every - 1
         first = (transfers * n_cols) % in_f
         cols = [(first + c) % in_f for c in range(n_cols)]
-        unit = torch.zeros(n_cols, in_f, dtype=fast.weight.dtype, device=fast.weight.device)
-        unit[range(n_cols), cols] = 1.0  # (n_cols, in): read the columns with unit inputs
-        p_cols = fast.forward_mvm(unit)  # (n_cols, out), through the IO model
-        # W += transfer_lr * P[:, cols]: an update -lr * d^T x with d = -P_cols, x = unit
-        layer.tile.update(unit, -p_cols, tt.transfer_lr)
+        p_cols = fast.weight[:, cols]  # (out, n_cols)
+        if layer.fast_ref is not None:
+            p_cols = p_cols - layer.fast_ref[:, cols]  # a differential read against P_ref
+        unit = torch.eye(n_cols, dtype=p_cols.dtype, device=p_cols.device)
+        read = fast.forward_mvm(unit, p_cols)  # (n_cols, out) = columns of P, through the IO
+        # W[:, cols] += rate * read: an update -rate * d^T x with d = -read, x = unit columns
+        x = torch.zeros(n_cols, in_f, dtype=read.dtype, device=read.device)
+        x[range(n_cols), cols] = 1.0
+        rate = tt.transfer_lr * lr if tt.scale_transfer_lr else tt.transfer_lr
+        layer.tile.update(x, -read, rate)

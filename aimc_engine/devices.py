@@ -386,6 +386,29 @@ class Device(nn.Module):
             w.sub_(self._noise(m_down * dw_down * q_down, m_down, dw_down, generator))
             self.clip_(w)
 
+    def drive_to_symmetric_point_(self, w: Tensor, *, pairs: int | None = None) -> Tensor:
+        """Alternate one up and one down pulse `pairs` times, in place, without noise.
+
+        Each pair moves an element by about -2 dw_min G(w), so the elements settle
+        where q_+ = q_- (within a step): how a reference array is programmed to a
+        device's symmetric point (aihwkit estimates it so for PowStepReference; noise-free,
+        like it). Default pairs: min(10 * states, 10000), as aihwkit's estimate. Devices
+        with constant steps have no symmetric point (pairs would walk them to a bound):
+        they are left where they are.
+        """
+        if self.spec.model in ("ideal", "constant_step"):
+            return w
+        if pairs is None:
+            pairs = min(math.ceil(10 * self.spec.states), 10_000)
+        _, _, s_up, s_down = self.params()
+        dw_up, dw_down = self.dw_min * s_up, self.dw_min * s_down
+        for _ in range(pairs):
+            w.add_(self.raw(w)[0] * dw_up)
+            self.clip_(w)
+            w.sub_(self.raw(w)[1] * dw_down)
+            self.clip_(w)
+        return w
+
     def symmetric_point(self, *, iterations: int = 60) -> Tensor:
         """Each element's w where G(w) = 0 (q_+ = q_-), by bisection on [w_min, w_max].
 

@@ -54,8 +54,8 @@ class AnalogLayer(nn.Module):
     Built with `TileConfig.digital()` the same module is an exact floating-point
     layer (`is_analog` False): digital weights take the same path as analog ones.
 
-    `fast` is Tiki-Taka's fast array P (None otherwise); the layer then computes
-    with W + fast_gamma * P.
+    `fast` is Tiki-Taka's fast array P (None otherwise) and `fast_ref` its reference
+    P_ref (None without one); the layer then computes with W + fast_gamma * (P - P_ref).
     """
 
     def __init__(self, out_features: int, fan_in: int, config: TileConfig, *, bias: bool) -> None:
@@ -63,6 +63,7 @@ class AnalogLayer(nn.Module):
         self.tile = AnalogTile(out_features, fan_in, config)
         self.is_analog = config.analog.enabled  # False: a digital layer (see TileConfig.digital)
         self.fast: AnalogTile | None = None
+        self.fast_ref: Tensor | None = None
         self.fast_gamma = 0.0
         self.stash_weights = False  # set by the pipeline executor for async_stash
         self.pending: list[tuple[Tensor, Tensor]] = []
@@ -75,10 +76,11 @@ class AnalogLayer(nn.Module):
             self.bias = None
 
     def effective_weight(self) -> Tensor:
-        """The weights the MVMs use: W, or W + gamma * P under Tiki-Taka."""
+        """The weights the MVMs use: W, or W + gamma * (P - P_ref) under Tiki-Taka."""
         if self.fast is None or self.fast_gamma == 0:
             return self.tile.weight
-        return self.tile.weight + self.fast_gamma * self.fast.weight
+        p = self.fast.weight if self.fast_ref is None else self.fast.weight - self.fast_ref
+        return self.tile.weight + self.fast_gamma * p
 
     def mvm(self, x: Tensor) -> Tensor:
         """Rows x (N, in) -> (N, out) through the tile plus the bias, recording for the update."""

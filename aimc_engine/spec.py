@@ -347,10 +347,24 @@ class LrDecaySpec(_Strict):
 
 
 class TikiTakaSpec(_Strict):
-    gamma: float = Field(0.0, ge=0, description="Inference weight is W + gamma * P.")
-    transfer_lr: float = Field(0.1, gt=0, description="Rate of the P -> W transfer.")
+    gamma: float = Field(0.0, ge=0, description="Inference weight is W + gamma * (P - P_ref).")
+    transfer_lr: float = Field(
+        1.0,
+        gt=0,
+        description="Rate of the P -> W transfer; times the current learning rate when "
+        "scale_transfer_lr (aihwkit's default, 1.0).",
+    )
+    scale_transfer_lr: bool = Field(
+        True, description="true: transfer at transfer_lr * lr (aihwkit); false: at transfer_lr."
+    )
     transfer_every: int = Field(1, ge=1, description="Updates between two transfers.")
     transfer_columns: int = Field(1, ge=1, description="Columns of P read per transfer.")
+    reference: Literal["symmetric_point", "none"] = Field(
+        "symmetric_point",
+        description="symmetric_point: before training P is driven to its symmetric point by "
+        "alternating up/down pulses and that state is kept as a reference; P is read as "
+        "P - P_ref (aihwkit's reference devices). none: P is read as it is.",
+    )
 
 
 class OptimizerSpec(_Strict):
@@ -384,10 +398,19 @@ class TrainingSpec(_Strict):
         return self
 
 
+# per layer and sample, for one update (NeurIPS'25 Table 3; analog-model.md section 8)
+UPDATE_NS = {"analog_sgd": 165.9, "sgd": 165.9, "tiki_taka": 371.8}
+
+
 class LatencySpec(_Strict):
     forward: float = Field(40.0, ge=0, description="ns per layer per sample, forward MVM.")
     backward: float = Field(40.0, ge=0, description="ns per layer per sample, backward MVM.")
-    update: float = Field(165.9, ge=0, description="ns per layer per sample, weight update.")
+    update: float | None = Field(
+        None,
+        ge=0,
+        description="ns per layer per sample, weight update; default by algorithm: 165.9 "
+        "(Analog SGD's rank-one update), 371.8 for tiki_taka.",
+    )
 
 
 class PipelineSpec(_Strict):
@@ -417,6 +440,9 @@ class JobSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        latency = self.pipeline.latency_ns
+        if latency.update is None:
+            latency.update = UPDATE_NS[self.optimizer.algorithm]
         n = self.model.num_layers
         if self.pipeline.stages > n:
             raise _fail(

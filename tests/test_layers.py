@@ -116,7 +116,12 @@ def test_tiki_taka_transfers_columns_in_turn(gen: torch.Generator) -> None:
             "analog": {"device": {"model": "ideal"}},
             "optimizer": {
                 "algorithm": "tiki_taka",
-                "tiki_taka": {"transfer_lr": 1.0, "transfer_every": 2, "transfer_columns": 1},
+                "tiki_taka": {
+                    "transfer_lr": 1.0,
+                    "scale_transfer_lr": False,
+                    "transfer_every": 2,
+                    "transfer_columns": 1,
+                },
             },
         }
     )

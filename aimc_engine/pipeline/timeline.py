@@ -20,7 +20,7 @@ from aimc_engine.pipeline.schedule import (
     build_schedule,
     dependencies,
 )
-from aimc_engine.spec import LatencySpec
+from aimc_engine.spec import UPDATE_NS, LatencySpec
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,13 @@ def latency_durations(
 ) -> Callable[[Action], float]:
     """Durations from per-layer, per-sample latencies (pipeline.md): F and B cost
     latency x b x layers of the stage; an update covers the `group` micro-batches
-    it applies (rank-one updates, one per sample)."""
+    it applies (rank-one updates, one per sample). A LatencySpec outside a JobSpec
+    may leave the update unset: Analog SGD's latency then."""
+    update = latency.update if latency.update is not None else UPDATE_NS["analog_sgd"]
     per_kind = {
         FORWARD: latency.forward * micro_batch_size,
         BACKWARD: latency.backward * micro_batch_size,
-        UPDATE: latency.update * micro_batch_size * group,
+        UPDATE: update * micro_batch_size * group,
     }
 
     def duration(action: Action) -> float:
