@@ -80,22 +80,23 @@ def symmetric_parts(q_plus: Tensor, q_minus: Tensor) -> tuple[Tensor, Tensor]:
 Param = Tensor | float  # a float when every element of the tile shares the value
 
 
-def _pulse_sum(n: Tensor, x: Param) -> Tensor:
-    """(1 - (1 - x)^n) / x: n pulses' change in units of the first one's, on a linear device.
-
-    x = dw*g/|bound| < 1 for every valid spec; the clamp keeps extreme d2d draws finite
-    (one pulse then lands on the fixed point) and x -> 0 gives n.
-    """
-    if isinstance(x, Tensor):
-        x = x.clamp(1e-12, 1 - 1e-7)
-        return torch.expm1(n * torch.log1p(-x)).neg_().div_(x)
-    x = min(max(x, 1e-12), 1 - 1e-7)
-    return torch.expm1(n * math.log1p(-x)).neg_().div_(x)
-
-
 def _take(v: Param, idx: Tensor | None) -> Param:
     """The value at flat element indices idx (all of it when idx is None or v is shared)."""
     return v if idx is None or not isinstance(v, Tensor) else v.reshape(-1)[idx]
+
+
+def _affine_map(g: Param, ref: Param, dw: Param) -> tuple[Param, Param]:
+    """(log a, w*) of one pulse w -> w + dw (1 - g w / ref) = a w + (1 - a) w* on a linear
+    device: a = 1 - x with x = dw g / ref > 0 (dw and ref share their sign), w* = ref / g.
+
+    x < 1 for every valid spec; the clamp keeps extreme d2d draws finite (one pulse then
+    lands on the fixed point) and keeps g -> 0 (w* -> inf) from dividing by zero.
+    """
+    if isinstance(g, Tensor) or isinstance(ref, Tensor) or isinstance(dw, Tensor):
+        x = (dw * g / ref).clamp(1e-12, 1 - 1e-7)  # type: ignore[union-attr, operator]
+        return torch.log1p(-x), dw / x  # w* = ref/g = dw/x
+    x = min(max(dw * g / ref, 1e-12), 1 - 1e-7)
+    return math.log1p(-x), dw / x
 
 
 class Device(nn.Module):
@@ -160,6 +161,7 @@ class Device(nn.Module):
         self.register_buffer("slope_down", slope_down.to(device))
         self._scalars = (spec.w_min, spec.w_max, up, down)
         self._slopes = (g_up, g_down)
+        self._step_bound: float | None = None  # _max_step(), once
 
     def params(self) -> tuple[Param, Param, Param, Param]:
         """(w_min, w_max, step_up, step_down): floats for uniform tiles, else per element."""
@@ -275,21 +277,36 @@ class Device(nn.Module):
             w.reshape(-1)[risky] = self._interleaved(start, flat_up, flat_down, risky, generator)
 
     def _order_matters(self, w: Tensor, n_up: Tensor, n_down: Tensor) -> Tensor | None:
-        """Flat indices of elements with pulses of both signs that could reach a bound."""
+        """Flat indices of elements with pulses of both signs that could reach a bound.
+
+        First a test on three reductions: if no element could travel from the
+        weight nearest a bound to that bound, nothing is near (the usual case, and
+        no pass over the tile is made); else a per-element test.
+        """
         if not self.clips:
             return None
-        mixed = (n_up > 0) & (n_down > 0)
-        if not bool(mixed.any()):
+        lo, hi, _, _ = self.params()
+        if self._step_bound is None:
+            self._step_bound = self._max_step()
+        step = self._step_bound
+        most = float(torch.maximum(n_up.max(), n_down.max())) * step
+        if self.uniform and float(w.max()) + most < hi and float(w.min()) - most > lo:
             return None
-        lo, hi, s_up, s_down = self.params()
-        # the most one pulse can move an element (noise included, 4 sigma)
-        sigma = self.spec.c2c_noise * 4
-        q_up, q_down = self.raw(w)
-        reach_up = n_up * self.dw_min * s_up * (q_up.abs() + sigma * (1 + q_up.abs()))
-        reach_down = n_down * self.dw_min * s_down * (q_down.abs() + sigma * (1 + q_down.abs()))
-        near = (w + reach_up >= hi) | (w - reach_down <= lo)
-        risky = torch.nonzero((mixed & near).reshape(-1)).squeeze(1)
+        near = (w + n_up * step >= hi) | (w - n_down * step <= lo)
+        near &= (n_up > 0) & (n_down > 0)
+        risky = torch.nonzero(near.reshape(-1)).squeeze(1)
         return risky if len(risky) else None
+
+    def _max_step(self) -> float:
+        """The most one pulse moves any element: dw_min x step scale x response, at 4 sigma
+        of cycle-to-cycle noise (responses are monotone, so their maxima are at the bounds)."""
+        lo, hi, s_up, s_down = self.params()
+        ends = [torch.as_tensor(v, dtype=torch.float32) for v in (lo, hi)]
+        q_max = max(float(q.abs().max()) for end in ends for q in self.raw(end.clone()))
+        s_max = max(float(torch.as_tensor(s).max()) for s in (s_up, s_down))
+        sigma = 4 * self.spec.c2c_noise
+        noise = sigma if self.spec.c2c_mode == "additive" else sigma * q_max
+        return self.dw_min * s_max * (q_max + noise)
 
     def _interleaved(
         self, w: Tensor, n_up: Tensor, n_down: Tensor, idx: Tensor, generator: torch.Generator
@@ -344,10 +361,10 @@ class Device(nn.Module):
     ) -> None:
         """n pulses on q = 1 - g*w/bound: an affine map w -> a w + dw iterated n times.
 
-        With x = |dw|*g/|bound| (a = 1 - x) the change is r * dw * q(w), r =
-        (1 - a^n)/(1 - a) = -expm1(n log1p(-x)) / x (-> n as x -> 0); for soft bounds
-        w_n = w_max - (w_max - w)(1 - dw/w_max)^n. Clipping once at the end is exact
-        because the iterates move monotonically towards the fixed point.
+        Its fixed point is w* = bound/g and a = 1 - dw*g/bound, so the change is
+        (a^n - 1)(w - w*) = expm1(n log a)(w - w*); for soft bounds w_n = w_max -
+        (w_max - w)(1 - dw/w_max)^n. Clipping once at the end is exact because the
+        iterates move monotonically towards the fixed point.
         """
         _, _, s_up, s_down = self.params()
         g_up, g_down, ref_hi, ref_lo = self._linear_params()
@@ -359,8 +376,8 @@ class Device(nn.Module):
             if isinstance(g, float) and g == 0:
                 change = n * dw
             else:
-                # x = dw*g/ref > 0 in both directions (dw and ref share their sign)
-                change = _pulse_sum(n, dw * g / ref).mul_(dw).mul_(1 - g * w / ref)
+                log_a, fixed = _affine_map(g, ref, dw)
+                change = torch.expm1(n * log_a).mul_(w - fixed)
             w.add_(self._noise(change, n, dw, generator))  # noise is symmetric: sign of dw moot
             self.clip_(w)
 

@@ -181,6 +181,39 @@ def test_d2d_variation_is_drawn_once_with_the_stated_spread() -> None:
     torch.testing.assert_close(dev.step_up, dev.step_down)  # up_down = 0: same step
 
 
+def test_d2d_distribution_follows_aihwkit() -> None:
+    """Steps dw_min*|1 + d2d xi +- r| (one gain for both directions, r ~ N(0, d2d_up_down^2)
+    antisymmetric), bounds with their own spreads, linear slopes |gamma + d2d_gamma xi|."""
+    dev = make_device(
+        (300, 300),
+        model="linear",
+        gamma=0.3,
+        gamma_down=0.6,
+        up_down=0.1,
+        d2d_variation=0.1,
+        d2d_w_min=0.3,
+        d2d_w_max=0.05,
+        d2d_up_down=0.04,
+        d2d_gamma=0.02,
+    )
+    gain = (dev.step_up + dev.step_down) / 2  # = 1 + d2d xi - up_down/2
+    r = (dev.step_up - dev.step_down) / 2  # = r + up_down/2
+    assert gain.mean().item() == pytest.approx(0.95, abs=0.002)
+    assert gain.std().item() == pytest.approx(0.1, rel=0.03)
+    assert r.mean().item() == pytest.approx(0.05, abs=0.001)
+    assert r.std().item() == pytest.approx(0.04, rel=0.03)
+    assert (dev.w_max.mean().item(), dev.w_min.mean().item()) == pytest.approx(
+        (1.0, -1.0), abs=0.01
+    )
+    assert dev.w_max.std().item() == pytest.approx(0.05, rel=0.03)
+    assert dev.w_min.std().item() == pytest.approx(0.3, rel=0.03)
+    assert dev.slope_up.mean().item() == pytest.approx(0.3, abs=0.001)
+    assert dev.slope_down.std().item() == pytest.approx(0.02, rel=0.03)
+    # negative draws are reflected (aihwkit's enforce_consistency): bounds keep their sign
+    wide = make_device((300, 300), model="softbounds", d2d_w_min=0.5, d2d_w_max=0.5)
+    assert (wide.w_max > 0).all() and (wide.w_min < 0).all()
+
+
 @pytest.mark.parametrize("mode", ["additive", "multiplicative"])
 def test_cycle_to_cycle_noise_per_pulse(mode: str) -> None:
     """One pulse: std of the change is sigma*dw_min (additive) or sigma*dw_min*q (mult.)."""
@@ -285,3 +318,24 @@ def test_mixed_pulses_at_a_bound_follow_a_random_order(start: str) -> None:
     ]
     ref_drift = sum(ref) / len(ref) / dw
     assert abs(drift - ref_drift) < 0.1, (drift, ref_drift)
+
+
+@pytest.mark.parametrize("model", ["softbounds", "linear", "exp_step", "power"])
+def test_extreme_d2d_draws_keep_weights_finite(model: str) -> None:
+    """Elements whose drawn bound lies within one step of 0 still give finite weights."""
+    dev = make_device(
+        (200, 200),
+        model=model,
+        states=8,
+        gamma=1.0,
+        d2d_variation=0.5,
+        d2d_w_min=0.5,
+        d2d_w_max=0.5,
+    )
+    g = torch.Generator().manual_seed(0)
+    w = torch.empty(200, 200).uniform_(-0.5, 0.5, generator=g)
+    n = torch.randint(0, 40, (2, 200, 200), generator=g).float()
+    out = pulsed_after(dev, w, n[0], n[1], g)
+    assert torch.isfinite(out).all()
+    assert (out <= dev.w_max + 1e-6).all() and (out >= dev.w_min - 1e-6).all()
+    assert torch.isfinite(expected_after(dev, w, (n[0] - n[1]) * dev.dw_min, g)).all()
