@@ -15,16 +15,12 @@ from torch import Tensor, nn
 
 from aimc_engine.spec import DeviceSpec
 
-# Devices without a closed form for n pulses apply them in at most this many
-# rounds, re-evaluating the response each round: exact while no element gets
-# more pulses than this in one update, a first-order split beyond.
-MAX_PULSE_ROUNDS = 32
-
 # Families of the form q_+ = 1 - g_up*w/w_max, q_- = 1 - g_down*w/w_min.
 LINEAR_FAMILY = ("ideal", "constant_step", "linear", "softbounds")
 
-# Elements whose pulse order matters (both signs, near a bound) are replayed in at most
-# this many steps; with more pulses each step applies several of the same sign.
+# Pulses applied one at a time (devices without a closed form, and elements near a
+# bound with pulses of both signs) take at most this many steps per update: exact up
+# to this many pulses per element, several of one sign per step beyond.
 MAX_INTERLEAVED_STEPS = 64
 
 
@@ -161,7 +157,7 @@ class Device(nn.Module):
         self.register_buffer("slope_down", slope_down.to(device))
         self._scalars = (spec.w_min, spec.w_max, up, down)
         self._slopes = (g_up, g_down)
-        self._step_bound: float | None = None  # _max_step(), once
+        self._step_bound: tuple[float, float] | None = None  # _max_step(), once
 
     def params(self) -> tuple[Param, Param, Param, Param]:
         """(w_min, w_max, step_up, step_down): floats for uniform tiles, else per element."""
@@ -259,19 +255,21 @@ class Device(nn.Module):
     ) -> None:
         """Apply n_up up and n_down down pulses to each element, in place.
 
-        Up and down pulses of one update arrive interleaved (aihwkit applies them
-        sample by sample, slot by slot). Away from the bounds the order changes
-        the result only at second order in dw_min, so the bulk is applied up pulses
-        first; elements with pulses of both signs whose excursion reaches a bound
-        (where clipping makes the order matter) are redone pulse by pulse in a
-        uniformly random order from their starting weights.
+        Up and down pulses of one update arrive interleaved on hardware (aihwkit
+        applies them sample by sample, slot by slot); here they are applied one at a
+        time in a uniformly random order. Devices without a closed form do so for
+        every element. On linear-family devices the order changes the result only at
+        second order in dw_min away from the bounds, so the bulk takes the closed
+        form, up pulses first, and only elements with pulses of both signs whose
+        excursion may reach a bound (where clipping makes the order matter) are
+        replayed one pulse at a time from their starting weights.
         """
+        if self.spec.model not in LINEAR_FAMILY:
+            w.copy_(self._interleaved(w, n_up, n_down, None, generator))
+            return
         risky = self._order_matters(w, n_up, n_down)
         start = w.reshape(-1)[risky] if risky is not None else None
-        if self.spec.model in LINEAR_FAMILY:
-            self._pulses_closed_form_(w, n_up, n_down, generator)
-        else:
-            self._pulses_in_rounds_(w, n_up, n_down, generator)
+        self._pulses_closed_form_(w, n_up, n_down, generator)
         if risky is not None and start is not None:
             flat_up, flat_down = n_up.reshape(-1)[risky], n_down.reshape(-1)[risky]
             w.reshape(-1)[risky] = self._interleaved(start, flat_up, flat_down, risky, generator)
@@ -279,71 +277,81 @@ class Device(nn.Module):
     def _order_matters(self, w: Tensor, n_up: Tensor, n_down: Tensor) -> Tensor | None:
         """Flat indices of elements with pulses of both signs that could reach a bound.
 
-        First a test on three reductions: if no element could travel from the
-        weight nearest a bound to that bound, nothing is near (the usual case, and
-        no pass over the tile is made); else a per-element test.
+        An element's n pulses travel at most n*step + 4 sigma sqrt(n)*noise. First a
+        test on three reductions: if no element could travel from the weight nearest a
+        bound to that bound, nothing is near (the usual case: no pass over the tile);
+        else the test per element.
         """
         if not self.clips:
             return None
         lo, hi, _, _ = self.params()
         if self._step_bound is None:
             self._step_bound = self._max_step()
-        step = self._step_bound
-        most = float(torch.maximum(n_up.max(), n_down.max())) * step
+        step, noise = self._step_bound
+
+        def reach(n: Tensor) -> Tensor:
+            return n * step + n.sqrt() * noise
+
+        most = float(reach(torch.maximum(n_up.max(), n_down.max())))
         if self.uniform and float(w.max()) + most < hi and float(w.min()) - most > lo:
             return None
-        near = (w + n_up * step >= hi) | (w - n_down * step <= lo)
+        near = (w + reach(n_up) >= hi) | (w - reach(n_down) <= lo)
         near &= (n_up > 0) & (n_down > 0)
         risky = torch.nonzero(near.reshape(-1)).squeeze(1)
         return risky if len(risky) else None
 
-    def _max_step(self) -> float:
-        """The most one pulse moves any element: dw_min x step scale x response, at 4 sigma
-        of cycle-to-cycle noise (responses are monotone, so their maxima are at the bounds)."""
+    def _max_step(self) -> tuple[float, float]:
+        """(the most one pulse moves any element on average, 4 sigma of its noise):
+        dw_min x step scale x response (responses are monotone: maxima at the bounds)."""
         lo, hi, s_up, s_down = self.params()
         ends = [torch.as_tensor(v, dtype=torch.float32) for v in (lo, hi)]
         q_max = max(float(q.abs().max()) for end in ends for q in self.raw(end.clone()))
         s_max = max(float(torch.as_tensor(s).max()) for s in (s_up, s_down))
         sigma = 4 * self.spec.c2c_noise
         noise = sigma if self.spec.c2c_mode == "additive" else sigma * q_max
-        return self.dw_min * s_max * (q_max + noise)
+        return self.dw_min * s_max * q_max, self.dw_min * s_max * noise
 
     def _interleaved(
-        self, w: Tensor, n_up: Tensor, n_down: Tensor, idx: Tensor, generator: torch.Generator
+        self,
+        w: Tensor,
+        n_up: Tensor,
+        n_down: Tensor,
+        idx: Tensor | None,
+        generator: torch.Generator,
     ) -> Tensor:
-        """Pulses one at a time in a uniformly random order, for the flat elements idx.
+        """Pulses one at a time in a uniformly random order, elementwise.
 
-        Each step draws the next pulse's sign with probability (up pulses left) /
-        (pulses left): every interleaving is equally likely. More than
-        MAX_INTERLEAVED_STEPS pulses are applied in that many steps of several pulses.
+        idx: the flat indices of the elements w holds (None: w is the whole tile). Each
+        step draws the next pulse's sign with probability (up pulses left) / (pulses
+        left), so every interleaving is equally likely, and re-reads the response.
+        Elements with more than MAX_INTERLEAVED_STEPS pulses take several of one sign
+        per step (the response then read once for them).
         """
         lo, hi, s_up, s_down = (_take(v, idx) for v in self.params())
-        total = n_up + n_down
-        steps = int(total.max().item())
+        steps = int((n_up + n_down).max().item()) if w.numel() else 0
         per_step = max(1, math.ceil(steps / MAX_INTERLEAVED_STEPS))
         left_up, left_down = n_up.clone(), n_down.clone()
         sigma, additive = self.spec.c2c_noise, self.spec.c2c_mode == "additive"
         for _ in range(math.ceil(steps / per_step)):
             left = left_up + left_down
             u = torch.rand(w.shape, generator=generator, device=w.device)
-            go_up = (u * left < left_up).to(w.dtype)  # P(up) = left_up / left
-            count = torch.minimum(left, torch.full_like(left, per_step))
-            k_up, k_down = go_up * count, (1 - go_up) * count
-            count_up = torch.minimum(k_up, left_up)
-            count_down = torch.minimum(k_down, left_down)
+            go_up = u * left < left_up  # P(up) = left_up / left; never with no up left
+            count = left.clamp(max=per_step)
+            count_up = torch.where(go_up, count.minimum(left_up), 0.0)
+            count_down = torch.where(go_up, 0.0, count.minimum(left_down))
             left_up -= count_up
             left_down -= count_down
             q_up, q_down = self.raw(w, idx)
-            n = count_up + count_down
             step = count_up * s_up * q_up - count_down * s_down * q_down
-            if sigma:
-                scale = torch.where(count_up > 0, s_up, s_down) * (
-                    1 if additive else torch.where(count_up > 0, q_up, q_down)
-                )
+            if sigma:  # the summed noise of the step's pulses, one sign per element
+                scale = torch.where(go_up, s_up, s_down)
+                if not additive:
+                    scale = scale * torch.where(go_up, q_up, q_down)
                 xi = torch.randn(w.shape, generator=generator, device=w.device)
-                step = step + sigma * scale * n.sqrt() * xi
+                step += (count_up + count_down).sqrt_().mul_(xi).mul_(scale).mul_(sigma)
             w = w + self.dw_min * step
-            w = torch.clamp(w, lo, hi)  # type: ignore[arg-type]  # float or per element
+            if self.clips:
+                w = torch.clamp(w, lo, hi)  # type: ignore[arg-type]  # float or per element
         return w
 
     def _noise(self, change: Tensor, n: Tensor, dw: Param, generator: torch.Generator) -> Tensor:
@@ -379,28 +387,6 @@ class Device(nn.Module):
                 log_a, fixed = _affine_map(g, ref, dw)
                 change = torch.expm1(n * log_a).mul_(w - fixed)
             w.add_(self._noise(change, n, dw, generator))  # noise is symmetric: sign of dw moot
-            self.clip_(w)
-
-    def _pulses_in_rounds_(
-        self, w: Tensor, n_up: Tensor, n_down: Tensor, generator: torch.Generator
-    ) -> None:
-        """Apply the pulses in up to MAX_PULSE_ROUNDS rounds, response re-read each round."""
-        most = int(torch.maximum(n_up.max(), n_down.max()).item())
-        rounds = min(most, MAX_PULSE_ROUNDS)
-        _, _, s_up, s_down = self.params()
-        dw_up, dw_down = self.dw_min * s_up, self.dw_min * s_down
-        done_up = torch.zeros_like(n_up)
-        done_down = torch.zeros_like(n_down)
-        for r in range(1, rounds + 1):
-            m_up = torch.floor(n_up * r / rounds) - done_up
-            m_down = torch.floor(n_down * r / rounds) - done_down
-            done_up += m_up
-            done_down += m_down
-            q_up, _ = self.raw(w)
-            w.add_(self._noise(m_up * dw_up * q_up, m_up, dw_up, generator))
-            self.clip_(w)
-            _, q_down = self.raw(w)
-            w.sub_(self._noise(m_down * dw_down * q_down, m_down, dw_down, generator))
             self.clip_(w)
 
     def drive_to_symmetric_point_(self, w: Tensor, *, pairs: int | None = None) -> Tensor:

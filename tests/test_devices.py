@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from aimc_engine.devices import MAX_PULSE_ROUNDS, raw_response, symmetric_parts
+from aimc_engine.devices import MAX_INTERLEAVED_STEPS, raw_response, symmetric_parts
 from aimc_engine.spec import DeviceSpec
 from tests.conftest import expected_after, make_device, pulsed_after
 
@@ -124,13 +124,13 @@ def test_softbounds_closed_form_of_n_up_pulses() -> None:
 
 
 @pytest.mark.parametrize("model", ["power", "exp", "exp_step"])
-def test_pulses_in_rounds_are_exact_up_to_the_round_limit(model: str) -> None:
+def test_pulses_one_at_a_time_are_exact_up_to_the_step_limit(model: str) -> None:
     dev = make_device((1, 3), model=model, gamma=2.0, states=40)
     w0 = torch.tensor([[-0.5, 0.0, 0.6]], dtype=torch.float64)
-    n = torch.tensor([[2.0, MAX_PULSE_ROUNDS, 9.0]], dtype=torch.float64)
+    n = torch.tensor([[2.0, MAX_INTERLEAVED_STEPS, 9.0]], dtype=torch.float64)
     zero = torch.zeros_like(n)
     w_loop = w0.clone()
-    for k in range(MAX_PULSE_ROUNDS):
+    for k in range(MAX_INTERLEAVED_STEPS):
         w_loop = pulsed_after(dev, w_loop, (n > k).double(), zero, torch.Generator())
     torch.testing.assert_close(pulsed_after(dev, w0, n, zero, torch.Generator()), w_loop)
 
