@@ -63,7 +63,9 @@ class AnalogLayer(nn.Module):
         self.tile = AnalogTile(out_features, fan_in, config)
         self.is_analog = config.analog.enabled  # False: a digital layer (see TileConfig.digital)
         self.fast: AnalogTile | None = None
-        self.fast_ref: Tensor | None = None
+        # a buffer once set, so the reference travels with the weights and checkpoints
+        self.fast_ref: Tensor | None
+        self.register_buffer("fast_ref", None)
         self.fast_gamma = 0.0
         self.stash_weights = False  # set by the pipeline executor for async_stash
         self.pending: list[tuple[Tensor, Tensor]] = []
