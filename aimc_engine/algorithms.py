@@ -41,8 +41,7 @@ class Algorithm:
         symmetric point, which is then kept as P_ref (P is read as P - P_ref)."""
         fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
         if self.tiki_taka.reference == "symmetric_point":
-            driven = fast.device_model.drive_to_symmetric_point_(fast.state.clone())
-            fast.set_weights(driven)
+            fast.set_weights(fast.device_model.alternating_pulse_point())
             layer.fast_ref = fast.state.clone()
         layer.fast = fast
         layer.fast_gamma = self.tiki_taka.gamma

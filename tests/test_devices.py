@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from aimc_engine.devices import MAX_INTERLEAVED_STEPS, raw_response, symmetric_parts
+from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device, raw_response, symmetric_parts
 from aimc_engine.spec import DeviceSpec
 from tests.conftest import expected_after, make_device, pulsed_after
 
@@ -339,3 +339,26 @@ def test_extreme_d2d_draws_keep_weights_finite(model: str) -> None:
     assert torch.isfinite(out).all()
     assert (out <= dev.w_max + 1e-6).all() and (out >= dev.w_min - 1e-6).all()
     assert torch.isfinite(expected_after(dev, w, (n[0] - n[1]) * dev.dw_min, g)).all()
+
+
+def _alternating_pulses(dev: Device, w: torch.Tensor, pairs: int) -> torch.Tensor:
+    """The hardware procedure written out: one up, one down pulse, noise-free, clipped."""
+    _, _, s_up, s_down = dev.params()
+    for _ in range(pairs):
+        w = dev.clip_(w + dev.dw_min * s_up * dev.raw(w)[0])
+        w = dev.clip_(w - dev.dw_min * s_down * dev.raw(w)[1])
+    return w
+
+
+@pytest.mark.parametrize("preset", ["reram_es", "reram_sb", "ecram"])
+def test_alternating_pulse_point_is_where_pulse_pairs_settle(preset: str) -> None:
+    """The settle point (bisection on one pulse pair's move) equals what 20000
+    alternating pulse pairs from 0 reach, within one step, d2d and all."""
+    spec = DeviceSpec(preset=preset)
+    dev = Device(spec, (4, 5), generator=torch.Generator().manual_seed(0))
+    driven = _alternating_pulses(dev, torch.zeros(4, 5), 20_000)
+    assert (driven - dev.alternating_pulse_point()).abs().max().item() < dev.dw_min
+    # and it is the symmetric point where the element has one (q+ = q- within a step)
+    point = dev.symmetric_point()
+    has = ~point.isnan()
+    assert ((driven - point).abs()[has] < 5 * dev.dw_min).all()
