@@ -265,7 +265,15 @@ class Device(nn.Module):
         replayed one pulse at a time from their starting weights.
         """
         if self.spec.model not in LINEAR_FAMILY:
-            w.copy_(self._interleaved(w, n_up, n_down, None, generator))
+            active = torch.nonzero((n_up + n_down).reshape(-1)).squeeze(1)
+            if 2 * len(active) > w.numel():
+                w.copy_(self._interleaved(w, n_up, n_down, None, generator))
+            elif len(active):  # few elements pulsed (a transfer's column): only those
+                flat = w.reshape(-1)
+                flat_up, flat_down = n_up.reshape(-1)[active], n_down.reshape(-1)[active]
+                flat[active] = self._interleaved(
+                    flat[active], flat_up, flat_down, active, generator
+                )
             return
         risky = self._order_matters(w, n_up, n_down)
         start = w.reshape(-1)[risky] if risky is not None else None
