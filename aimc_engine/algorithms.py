@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from aimc_engine.layers import AnalogLayer
 from aimc_engine.models import tile_layers
+from aimc_engine.mvm import analog_mvm
 from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
 
@@ -27,6 +28,9 @@ class Algorithm:
     def __init__(self, spec: JobSpec, module: nn.Module, config: TileConfig) -> None:
         self.kind = spec.optimizer.algorithm
         self.tiki_taka = spec.optimizer.tiki_taka
+        self.transfer_io = spec.analog.io.model_copy(
+            update={"noise_management": False, "bound_management": False}
+        )
         self.updates = 0
         # walked once: listing a model's modules costs more than a small layer's update
         self.layers = tile_layers(module)
@@ -82,7 +86,9 @@ class Algorithm:
         if layer.fast_ref is not None:
             p_cols = p_cols - layer.fast_ref[:, cols]  # a differential read against P_ref
         unit = torch.eye(n_cols, dtype=p_cols.dtype, device=p_cols.device)
-        read = fast.forward_mvm(unit, p_cols)  # (n_cols, out) = columns of P, through the IO
+        # (n_cols, out) = columns of P, read without noise or bound management (aihwkit's
+        # transfer reads)
+        read = analog_mvm(p_cols, unit, self.transfer_io, fast.noise_generator)
         # W[:, cols] += rate * read: an update -rate * d^T x with d = -read, x = unit columns
         x = torch.zeros(n_cols, in_f, dtype=read.dtype, device=read.device)
         x[range(n_cols), cols] = 1.0

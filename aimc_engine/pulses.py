@@ -35,6 +35,9 @@ def pulse_train_counts(
     slots that keep its probabilities <= 1. The maxima are the sample's own
     (aihwkit's per-vector rule), so one sample's large |x| or |d| cannot clip
     another's probabilities; only the rows of the slots each sample uses are drawn.
+    A sample that needs more than BL slots keeps its largest input at probability 1
+    and clips on the error side, as aihwkit does. `dw_min` is the device's update
+    granularity (aihwkit's weight_granularity).
     Without it every sample uses BL slots and A = B = sqrt(lr / (dw_min BL)).
     """
     n, in_features = x.shape
@@ -49,10 +52,13 @@ def pulse_train_counts(
         x, d, x_max, d_max = x[active], d[active], x_max[active], d_max[active]
     if update_management:
         # BL_n, A_n and B_n of each sample (aihwkit: update_bl_management + update_management)
-        bl = torch.ceil(x_max * d_max * (lr / dw_min)).clamp_(1, bit_length)  # (N,)
+        need = x_max * d_max * (lr / dw_min)  # pulses the sample's largest element needs
+        bl = torch.ceil(need).clamp_(1, bit_length)  # (N,)
+        # past BL, aihwkit keeps max|x_n| firing at probability 1 and lets the d side clip
+        d_val = torch.where(need > bit_length, d_max * bit_length / need, d_max)
         k = lr / (dw_min * bl)  # A_n * B_n
-        a = torch.sqrt(k * x_max / d_max)  # (N,) error side
-        b = torch.sqrt(k * d_max / x_max)  # (N,) input side
+        a = torch.sqrt(k * x_max / d_val)  # (N,) error side
+        b = torch.sqrt(k * d_val / x_max)  # (N,) input side
         slots = bl.long()
         rows = torch.repeat_interleave(torch.arange(len(x), device=x.device), slots)
     else:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import pulse_train_counts, rounded_counts
+from aimc_engine.rng import uniform
 from aimc_engine.spec import AnalogSpec, DeviceSpec, IOSpec
 
 
@@ -81,7 +82,7 @@ class AnalogTile(nn.Module):
 
     def set_weights(self, w: Tensor) -> None:
         """Program the tile to w (clipped); under write noise every element gets fresh noise."""
-        w = self.device_model.clip_(w.clone())
+        w = self.device_model.clip_(w.detach().clone(memory_format=torch.contiguous_format))
         if self.write_noise:
             self.hidden = w
             self.weight = self._read_noise(w, self.noise_generator)
@@ -127,7 +128,10 @@ class AnalogTile(nn.Module):
         w = self.state
         if mode == "expected":
             delta = (d.T @ x).mul_(-lr)
-            touched = delta != 0 if self.write_noise else None
+            touched = None
+            if self.write_noise:  # as often as the |dW|/dw_min pulses it stands for touch it
+                chance = delta.abs().mul_(1 / dev.dw_min)
+                touched = uniform(tuple(w.shape), g, w.device) < chance
             dev.expected_update_(w, delta, g)
         else:
             if mode == "pulsed":
@@ -135,7 +139,7 @@ class AnalogTile(nn.Module):
                     x,
                     d,
                     lr=lr,
-                    dw_min=dev.dw_min,
+                    dw_min=dev.granularity,
                     bit_length=self.analog.bit_length,
                     update_management=self.analog.update_management,
                     generator=g,

@@ -362,3 +362,49 @@ def test_alternating_pulse_point_is_where_pulse_pairs_settle(preset: str) -> Non
     point = dev.symmetric_point()
     has = ~point.isnan()
     assert ((driven - point).abs()[has] < 5 * dev.dw_min).all()
+
+
+def test_more_pulses_than_steps_are_all_applied() -> None:
+    """Past MAX_INTERLEAVED_STEPS pulses a step applies several of one sign; none is lost
+    (a device with q = 1 everywhere: the result is w + (n_up - n_down) dw_min)."""
+    dev = make_device((1, 5), model="power", gamma=0.0, states=10_000)
+    w = torch.zeros(1, 5, dtype=torch.float64)
+    n_up = torch.tensor([[1.0, 3.0, 64.0, 200.0, 65.0]], dtype=torch.float64)
+    n_down = torch.tensor([[127.0, 125.0, 65.0, 7.0, 0.0]], dtype=torch.float64)
+    out = pulsed_after(dev, w, n_up, n_down, torch.Generator())
+    torch.testing.assert_close(out, (n_up - n_down) * dev.dw_min)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": "softbounds"},
+        {
+            "model": "linear",
+            "gamma": 0.1153,
+            "gamma_down": 0.5085,
+            "w_min": -0.8276,
+            "w_max": 1.1724,
+        },
+        {"model": "softbounds", "d2d_variation": 0.2, "d2d_up_down": 0.05},
+    ],
+    ids=["softbounds", "ecram-shape", "softbounds-d2d"],
+)
+def test_closed_form_mean_matches_a_random_pulse_order(fields: dict) -> None:
+    """Away from the bounds the closed form (ups, then downs, then the order term) has
+    the mean of a uniformly random order, pulse by pulse: within 0.05 dw_min for 30 up and
+    30 down pulses (up pulses first alone was 1.7 dw_min low on soft bounds)."""
+    dev = make_device((100, 100), dw_min=0.002, **fields)
+    g = torch.Generator().manual_seed(0)
+    w = torch.zeros(100, 100, dtype=torch.float64)
+    n = torch.full_like(w, 30.0)
+    closed = pulsed_after(dev, w, n, n, g)
+    one_by_one = dev._interleaved(w.clone(), n, n, None, g)
+    assert abs(float((closed - one_by_one).mean())) < 0.05 * dev.dw_min
+
+
+def test_a_device_without_slopes_has_its_reference_at_zero() -> None:
+    """Pulse pairs do not move a constant-step-like device (gamma 0): P stays at 0."""
+    for fields in ({"model": "linear", "gamma": 0.0}, {"model": "constant_step"}):
+        point = make_device((2, 2), **fields).alternating_pulse_point()
+        assert torch.equal(point, torch.zeros(2, 2))

@@ -147,3 +147,43 @@ def test_update_management_caps_each_samples_bit_length() -> None:
             x, d, lr=0.2, dw_min=1 / 600, bit_length=31, update_management=True, generator=gen
         )
         assert float((n_up + n_down).max()) <= 2
+
+
+def test_saturated_update_management_clips_the_error_side() -> None:
+    """A sample needing k > BL slots: aihwkit keeps max|x| at probability 1 and clips d.
+    Here k = 4 BL: the element with a quarter of max|d| gets its full target, the largest
+    one a quarter of it."""
+    x, d = torch.tensor([[1.0]]), torch.tensor([[0.5, 0.125]])
+    dw_min, bl = 0.001, 31
+    lr = 4 * bl * dw_min / 0.5  # k = lr * 1 * 0.5 / dw_min = 4 BL
+    n_up, n_down = pulse_train_counts(
+        x.repeat(4000, 1),
+        d.repeat(4000, 1),
+        lr=lr,
+        dw_min=dw_min,
+        bit_length=bl,
+        update_management=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    got = (n_down - n_up).flatten() / 4000 * dw_min  # all pulses go down: x, d > 0
+    target = lr * d.flatten()
+    torch.testing.assert_close(got / target, torch.tensor([0.25, 1.0]), atol=0.01, rtol=0)
+
+
+def test_exp_step_pulse_trains_use_aihwkits_granularity() -> None:
+    """reram_es: update management counts pulses in units of the down step at w = 0
+    (aihwkit's weight granularity, 1.99e-3, not dw_min 1.35e-3), so a down update from
+    w = 0 moves the weights by -lr d x in the mean (with dw_min: 1.47 times that)."""
+    analog = AnalogSpec(device={"preset": "reram_es"}, update="pulsed")
+    gen = torch.Generator().manual_seed(0)
+    tile = AnalogTile(100, 100, TileConfig(analog, gen, gen))
+    assert tile.device_model.granularity == pytest.approx(1.991e-3, rel=1e-3)
+    # 200 samples with dW = -0.1 * 0.05 / 200 each: -0.005 in all, from independent trains;
+    # 2 10^5 element updates: the c2c noise (5 steps per pulse) leaves 0.7% on the mean
+    x, d = torch.ones(200, 100), torch.full((200, 100), 0.05 / 200)
+    moves = []
+    for _ in range(20):
+        tile.set_weights(torch.zeros(100, 100))
+        tile.update(x, d, 0.1)
+        moves.append(float(tile.state.mean()))
+    assert sum(moves) / len(moves) == pytest.approx(-0.005, rel=0.03)
