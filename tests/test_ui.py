@@ -222,12 +222,21 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     assert page.locator("main img").count() == 0
     ui.shot("06-job-cancelled-xss-name.png")
 
+    # a job that fails at run time shows its error
+    failing = api_submit(
+        live_service, alice, {"name": "ui-fails", "device": "cuda", "training": {"steps": 5}}
+    )
+    ui.go(f"#/jobs/{failing['id']}")
+    expect(page.locator("#job-state")).to_have_text("failed", timeout=60_000)
+    expect(page.locator("#job-error")).to_contain_text("torch sees no CUDA device")
+    ui.shot("07-job-failed-error.png")
+
     # the list: live states, the XSS name as text, filters
     page.get_by_role("link", name="Jobs", exact=True).click()
     rows = page.locator("#jobs-table tbody tr")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     expect(page.locator("#jobs-table")).to_contain_text(XSS)
-    ui.shot("07-jobs-list.png")
+    ui.shot("08-jobs-list.png")
     page.get_by_label("State").select_option("cancelled")
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(1)
@@ -254,7 +263,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
         "() => document.querySelectorAll('#chart-sweep polygon.band').length === 2"
     )
     expect(page.locator("#chart-sweep")).to_contain_text("schedule=gpipe (2 seeds)")
-    ui.shot("08-sweep.png")
+    ui.shot("09-sweep.png")
     sweep_csv = ui.download(page.get_by_role("button", name="Download CSV")).read_text()
     header, *lines = sweep_csv.strip().splitlines()
     assert header.startswith("job_id,pipeline.schedule,seed,state,test_accuracy") and len(lines) == 4
@@ -268,6 +277,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     )
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#dataset-result")).to_contain_text("Upload refused (422")
+    ui.shot("10-dataset-upload-error.png")
     rng = np.random.default_rng(0)
     good = npz_bytes(
         x_train=rng.normal(size=(40, 6)).astype(np.float32),
@@ -282,7 +292,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#dataset-result")).to_contain_text("Uploaded tiny: 40 training")
     expect(page.locator("#datasets-table")).to_contain_text("tiny")
-    ui.shot("09-submit-and-datasets.png")
+    ui.shot("11-dataset-uploaded.png")
 
     # delete the finished job from its page
     ui.go(f"#/jobs/{job_id}")
@@ -297,6 +307,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_label("API key").fill(live_service.new_user("ui-bob"))
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#jobs-table")).to_contain_text("No jobs yet")
+    ui.shot("12-other-user-sees-nothing.png")
     ui.go(f"#/jobs/{long_job['id']}")
     expect(page.get_by_role("heading", name="Something went wrong")).to_be_visible()
     expect(page.locator("main")).to_contain_text("no job")

@@ -8,7 +8,7 @@ export const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "
   "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 const W = 560;
 const H = 280;
-const M = { left: 62, right: 14, top: 12, bottom: 40 };
+const M = { left: 62, right: 24, top: 12, bottom: 40 };
 
 /** Ticks of a linear axis: 1, 2 or 5 times a power of ten, about `count` of them. */
 function linearTicks(lo, hi, count = 5) {
@@ -24,9 +24,9 @@ function linearTicks(lo, hi, count = 5) {
 }
 
 /** Ticks of a log axis: every decade, with 2 and 5 inside when few decades show, and
- * linear steps when the range is under a factor of ~3 (a loss between 1.8 and 2.6). */
+ * linear steps when the range is under a decade (a loss between 1.6 and 2.3). */
 function logTicks(lo, hi) {
-  if (hi / lo < 3) return linearTicks(lo, hi, 4).filter((t) => t > 0);
+  if (hi / lo < 10) return linearTicks(lo, hi, 5).filter((t) => t > 0);
   const ticks = [];
   const few = Math.log10(hi / lo) <= 2.5;
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
@@ -51,12 +51,16 @@ function scale(values, { log, a, b, domain }) {
   }
   if (log) {
     if (hi <= lo) { lo /= 2; hi *= 2; }
-    lo = 10 ** (Math.floor(Math.log10(lo) * 4) / 4); // to a quarter decade: a little air
-    hi = 10 ** (Math.ceil(Math.log10(hi) * 4) / 4);
+    lo = 10 ** (Math.floor(Math.log10(lo) * 10) / 10); // to a tenth of a decade: a little air
+    hi = 10 ** (Math.ceil(Math.log10(hi) * 10) / 10);
     const f = (v) => a + ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (b - a);
     return { f, lo, hi, ticks: logTicks(lo, hi), ok: (v) => Number.isFinite(v) && v > 0 };
   }
-  if (hi === lo) { lo -= 0.5; hi += 0.5; }
+  if (hi === lo) { // one point (or a flat line): a range around it, from 0 if it is 0
+    const pad = Math.abs(lo) * 0.1 || 1;
+    hi += pad;
+    if (lo !== 0) lo -= pad;
+  }
   const f = (v) => a + ((v - lo) / (hi - lo)) * (b - a);
   return { f, lo, hi, ticks: linearTicks(lo, hi), ok: Number.isFinite };
 }
@@ -181,7 +185,7 @@ export function gantt(data) {
   const actions = data.actions;
   const end = Math.max(...actions.map((a) => a[4]), 1);
   const unit = end >= 2e6 ? { div: 1e6, name: "ms" } : { div: 1e3, name: "µs" };
-  const height = M.top + data.stages * GH_ROW + 40;
+  const height = M.top + data.stages * GH_ROW + 50;
   const width = 900;
   const left = 70;
   let view = [0, end];
@@ -196,10 +200,10 @@ export function gantt(data) {
     const span = view[1] - view[0];
     for (const t of linearTicks(view[0] / unit.div, view[1] / unit.div, 8)) {
       const px = x(t * unit.div);
-      root.append(svg("line", { x1: px, x2: px, y1: M.top, y2: height - 30, class: "grid-line" }),
-        svg("text", { x: px, y: height - 14, "text-anchor": "middle", class: "tick", text: fmtNumber(t, 4) }));
+      root.append(svg("line", { x1: px, x2: px, y1: M.top, y2: height - 40, class: "grid-line" }),
+        svg("text", { x: px, y: height - 24, "text-anchor": "middle", class: "tick", text: fmtNumber(t, 4) }));
     }
-    root.append(svg("text", { x: width - 10, y: height - 1, "text-anchor": "end", class: "axis-label",
+    root.append(svg("text", { x: (left + width) / 2, y: height - 4, "text-anchor": "middle", class: "axis-label",
       text: `simulated time (${unit.name})` }));
     for (let s = 0; s < data.stages; s++) {
       root.append(svg("text", { x: 6, y: M.top + s * GH_ROW + GH_ROW / 2 + 4, class: "tick", text: `stage ${s}` }));

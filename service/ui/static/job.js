@@ -71,7 +71,7 @@ export async function renderJob(main, jobId, signal) {
       ["Model", `${spec.model?.kind ?? "?"} on ${spec.dataset?.name ?? "?"}`],
       ["Device", spec.analog?.enabled === false ? "digital" : (spec.analog?.device?.preset || spec.analog?.device?.model || "analog")],
       ["Algorithm", spec.optimizer?.algorithm],
-      ["Pipeline", `${spec.pipeline?.schedule}, ${spec.pipeline?.stages} stage(s)`],
+      ["Pipeline", `${spec.pipeline?.schedule}, ${spec.pipeline?.stages} stage${spec.pipeline?.stages === 1 ? "" : "s"}`],
       ["Attempts", job.attempts],
       ["Created", fmtTime(job.created)],
       ["Started", fmtTime(job.started)],
@@ -129,11 +129,11 @@ export async function renderJob(main, jobId, signal) {
     replace(artifacts, names.length ? names.map((name) => el("li", {},
       el("button", { type: "button", class: "link", "data-artifact": name, onclick: () => download(name) }, `Download ${name}`)))
       : el("li", { class: "muted", text: "No artifacts (the job ended before training finished)." }));
-    if (names.includes("timeline.json")) {
-      const data = await api(`${path}/artifacts/timeline.json`, { signal });
+    const data = names.includes("timeline.json") ? await api(`${path}/artifacts/timeline.json`, { signal }) : null;
+    if (data && data.actions.length) {
       replace(timeline, gantt(data));
     } else {
-      replace(timeline, el("p", { class: "muted", text: "No timeline for this job (it ended before training finished)." }));
+      replace(timeline, el("p", { class: "muted", text: "No timeline: no pipeline action ran before the job ended." }));
     }
   }
 
