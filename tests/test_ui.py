@@ -73,9 +73,7 @@ class Page:
         self.alerts: list[str] = []
         self.errors: list[str] = []
         self.page.on("dialog", self._dialog)
-        self.page.on(
-            "console", lambda m: self.errors.append(m.text) if m.type == "error" else None
-        )
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
 
     def _dialog(self, dialog: Any) -> None:
@@ -249,12 +247,12 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
 
     # a sweep over two schedules x two seeds: table, a band per schedule, CSV
     page.get_by_role("link", name="Submit", exact=True).click()
-    page.get_by_label("Job spec (YAML or JSON)").fill(
-        json.dumps({"name": "s", "training": {"steps": 60, "eval_every": 20}, "pipeline": {"stages": 2}})
-    )
+    base = {"name": "s", "training": {"steps": 60, "eval_every": 20}, "pipeline": {"stages": 2}}
+    page.get_by_label("Job spec (YAML or JSON)").fill(json.dumps(base))  # JSON is YAML too
     page.get_by_text("Run as a sweep (optional)").click()
     page.get_by_label("Sweep name").fill("ui-sweep")
-    page.get_by_label("Grid: one KEY=V1,V2 per line").fill("pipeline.schedule=gpipe,async\nseed=0,1")
+    grid = page.get_by_label("Grid: one KEY=V1,V2 per line")
+    grid.fill("pipeline.schedule=gpipe,async\nseed=0,1")
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.get_by_role("heading", name="ui-sweep")).to_be_visible()
     expect(page.locator("#sweep-table tbody tr")).to_have_count(4)
@@ -266,7 +264,8 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     ui.shot("09-sweep.png")
     sweep_csv = ui.download(page.get_by_role("button", name="Download CSV")).read_text()
     header, *lines = sweep_csv.strip().splitlines()
-    assert header.startswith("job_id,pipeline.schedule,seed,state,test_accuracy") and len(lines) == 4
+    assert header.startswith("job_id,pipeline.schedule,seed,state,test_accuracy")
+    assert len(lines) == 4
     page.get_by_role("link", name="Sweeps", exact=True).click()
     expect(page.locator("#sweeps-table")).to_contain_text("ui-sweep")
 

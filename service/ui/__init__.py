@@ -15,6 +15,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 STATIC = Path(__file__).resolve().parent / "static"
 # the repository's examples/ (editable installs), else ./examples (the Docker image's /app)
@@ -74,7 +76,7 @@ class _Static(StaticFiles):
     """StaticFiles with the security headers on every asset (nosniff matters for the
     module scripts; the CSP on the document is what keeps inline scripts out)."""
 
-    async def get_response(self, path: str, scope):  # type: ignore[no-untyped-def]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         response.headers.update(SECURITY_HEADERS)
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a new release shows

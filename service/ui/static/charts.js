@@ -70,7 +70,11 @@ function scale(values, { log, a, b, domain }) {
  * color?}]. Points that a log axis cannot show (<= 0) are left out and counted in the
  * caption. Returns a <figure>.
  */
-export function lineChart({ title, xLabel, yLabel, series, logX = false, logY = false, yDomain, id }) {
+export function lineChart({ title, xLabel, yLabel, series, logX = false, logY = false, yDomain, id, empty }) {
+  if (!series.some((s) => s.points.length)) {
+    return el("figure", { class: "chart empty", id }, el("figcaption", {}, el("strong", { text: title })),
+      el("p", { class: "muted", text: empty || "No values yet." }));
+  }
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const ys = series.flatMap((s) => [...s.points.map((p) => p[1]),
     ...(s.band || []).flatMap((p) => [p[1], p[2]])]);

@@ -187,7 +187,7 @@ export async function renderJob(main, jobId, signal) {
 function drawCharts(curves, health, tiles, metrics, view) {
   const axis = X_AXES[view.x];
   const series = (label, key) => ({ label, points: metrics.filter((m) => m[key] != null).map((m) => [axis.of(m), m[key]]) });
-  const common = { xLabel: axis.label, logX: view.logX };
+  const common = { xLabel: axis.label, logX: view.logX, empty: metrics.length ? undefined : "No metric points yet." };
   curves.dataset.points = String(metrics.length);
   replace(curves,
     lineChart({ ...common, id: "chart-loss", title: "Loss", yLabel: "loss", logY: view.logY,
@@ -195,9 +195,9 @@ function drawCharts(curves, health, tiles, metrics, view) {
     lineChart({ ...common, id: "chart-accuracy", title: "Test accuracy", yLabel: "accuracy", yDomain: [0, 1],
       series: [{ ...series("test accuracy", "test_accuracy"), color: "#2ca02c" }] }));
   replace(health,
-    lineChart({ ...common, id: "chart-saturation", title: "Saturation S", yLabel: "S",
+    lineChart({ ...common, id: "chart-saturation", title: "Saturation S", yLabel: "S", empty: common.empty || "None: a digital model has no analog tiles.",
       series: [{ ...series("saturation", "saturation"), color: "#d62728" }] }),
-    lineChart({ ...common, id: "chart-near-bound", title: "Near-bound fraction", yLabel: "fraction", yDomain: [0, 1],
+    lineChart({ ...common, id: "chart-near-bound", title: "Near-bound fraction", yLabel: "fraction", yDomain: [0, 1], empty: common.empty || "None: a digital model has no analog tiles.",
       series: [{ ...series("near-bound fraction", "near_bound_fraction"), color: "#ff7f0e" }] }),
     lineChart({ ...common, id: "chart-grad", title: "Gradient norm²", yLabel: "‖g‖²", logY: view.logY,
       series: [{ ...series("gradient norm²", "grad_norm_sq"), color: "#9467bd" }] }));
