@@ -110,6 +110,19 @@ def npz_bytes(**arrays: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def assert_labelled(page: Any) -> None:
+    """Every visible form control on the page has an accessible name (a <label> or
+    aria-label), so screen readers and Playwright's get_by_label find it."""
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter((e) => e.offsetParent !== null)
+            .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                           && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+            .map((e) => e.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == [], unnamed
+
+
 def test_page_headers_forbid_inline_scripts(live_service: LiveService) -> None:
     r = httpx.get(f"{live_service.url}/ui/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
@@ -127,6 +140,46 @@ def test_page_headers_forbid_inline_scripts(live_service: LiveService) -> None:
     # the dashboard is not part of the API's schema (nor fuzzed as such)
     paths = httpx.get(f"{live_service.url}/openapi.json").json()["paths"]
     assert not any(p.startswith("/ui") for p in paths)
+
+
+def test_event_stream_parser_in_the_browser(browser: Any, live_service: LiveService) -> None:
+    """The page's SSE reader, fed one byte at a time: ids (any text, as a resuming server
+    sends them), keep-alive comments, CRLF split across reads, multi-line data, UTF-8."""
+    page = browser.new_page()
+    page.goto(f"{live_service.url}/ui/")
+    result = page.evaluate(
+        """async () => {
+        const { readEventStream } = await import('/ui/static/api.js');
+        const text = ': hello\\r\\nid: 1-0,0-0\\nevent: metric\\ndata: {"step": 1}\\r\\n\\r\\n'
+          + ': keep-alive\\n\\nevent: state\\r\\ndata: a µs\\ndata: b\\nid: 2\\n\\n'
+          + 'retry: 500\\ndata: plain\\n\\n';
+        const bytes = new TextEncoder().encode(text);
+        const stream = new ReadableStream({ start(c) {
+          for (const b of bytes) c.enqueue(new Uint8Array([b]));
+          c.close();
+        } });
+        const events = [];
+        const state = { lastId: null, retryMs: 2000 };
+        await readEventStream(stream, (e) => events.push(e), state);
+        return { events, state };
+    }"""
+    )
+    assert result["events"] == [
+        {"type": "metric", "data": '{"step": 1}', "id": "1-0,0-0"},
+        {"type": "state", "data": "a µs\nb", "id": "2"},
+        {"type": "message", "data": "plain", "id": "2"},
+    ]
+    assert result["state"] == {"lastId": "2", "retryMs": 500}
+    lines = page.evaluate(
+        """async () => {
+        const { lineOf } = await import('/ui/static/submit.js');
+        const text = 'name: x\\ntraining:\\n  steps: -5\\nmodel: {kind: t}\\n';
+        const locs = ['training.steps', 'model.kind', 'model', 'pipeline.stages'];
+        return locs.map((loc) => lineOf(text, loc));
+    }"""
+    )
+    assert lines == [2, 3, 3, -1]
+    page.close()
 
 
 def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path: Path) -> None:
@@ -163,6 +216,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     assert "training.steps" in text and "model.kind" in text, text
     assert "(line 2)" in text and "(line 3)" in text, text
     ui.shot("02-submit-errors.png")
+    assert_labelled(page)
     editor.fill("name: [unclosed\n")
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.locator("#submit-errors")).to_contain_text("not valid YAML")
@@ -201,6 +255,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.locator("#gantt svg.gantt-svg").focus()
     page.keyboard.press("ArrowRight")  # keyboard pans
     ui.shot("04-job-finished-gantt.png")
+    assert_labelled(page)
     page.get_by_role("button", name="Reset").click()
     gantt.screenshot(path=str(SHOTS / "05-gantt.png"))
     csv_path = ui.download(page.get_by_role("button", name="Download metrics.csv"))
@@ -235,6 +290,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     expect(rows).to_have_count(3)
     expect(page.locator("#jobs-table")).to_contain_text(XSS)
     ui.shot("08-jobs-list.png")
+    assert_labelled(page)
     page.get_by_label("State").select_option("cancelled")
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(1)
@@ -247,7 +303,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
 
     # a sweep over two schedules x two seeds: table, a band per schedule, CSV
     page.get_by_role("link", name="Submit", exact=True).click()
-    base = {"name": "s", "training": {"steps": 60, "eval_every": 20}, "pipeline": {"stages": 2}}
+    base = {"name": "s", "training": {"steps": 120, "eval_every": 20}, "pipeline": {"stages": 2}}
     page.get_by_label("Job spec (YAML or JSON)").fill(json.dumps(base))  # JSON is YAML too
     page.get_by_text("Run as a sweep (optional)").click()
     page.get_by_label("Sweep name").fill("ui-sweep")
@@ -256,18 +312,44 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.get_by_role("heading", name="ui-sweep")).to_be_visible()
     expect(page.locator("#sweep-table tbody tr")).to_have_count(4)
-    expect(page.get_by_text("All ended.")).to_be_visible(timeout=120_000)
+    sweep_url = page.url
+    assert_labelled(page)
+    # meanwhile the jobs list follows their states without a reload
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    sweep_rows = page.locator("#jobs-table tbody tr", has_text="ui-sweep")
+    expect(sweep_rows).to_have_count(4)
+    expect(sweep_rows.locator(".state-succeeded")).not_to_have_count(4)
+    ui.shot("09-jobs-list-live.png")
+    expect(sweep_rows.locator(".state-succeeded")).to_have_count(4, timeout=120_000)
+    page.goto(sweep_url)
+    expect(page.get_by_text("All ended.")).to_be_visible(timeout=30_000)
     page.wait_for_function(
         "() => document.querySelectorAll('#chart-sweep polygon.band').length === 2"
     )
     expect(page.locator("#chart-sweep")).to_contain_text("schedule=gpipe (2 seeds)")
-    ui.shot("09-sweep.png")
+    ui.shot("10-sweep.png")
     sweep_csv = ui.download(page.get_by_role("button", name="Download CSV")).read_text()
     header, *lines = sweep_csv.strip().splitlines()
     assert header.startswith("job_id,pipeline.schedule,seed,state,test_accuracy")
     assert len(lines) == 4
     page.get_by_role("link", name="Sweeps", exact=True).click()
     expect(page.locator("#sweeps-table")).to_contain_text("ui-sweep")
+
+    # paging: 7 jobs, 3 a page
+    ui.go("#/jobs?limit=3")
+    rows = page.locator("#jobs-table tbody tr")
+    expect(rows).to_have_count(3)
+    newest = rows.first.get_attribute("data-job")
+    page.get_by_role("button", name="Older →").click()
+    expect(rows).to_have_count(3)
+    expect(rows.first).not_to_have_attribute("data-job", newest or "")
+    page.get_by_role("button", name="Older →").click()
+    expect(rows).to_have_count(1)
+    expect(page.get_by_role("button", name="Older →")).to_be_disabled()
+    page.get_by_role("button", name="← Newer").click()
+    page.get_by_role("button", name="← Newer").click()
+    expect(rows.first).to_have_attribute("data-job", newest or "")
+    expect(page.get_by_role("button", name="← Newer")).to_be_disabled()
 
     # dataset uploads: a broken file's error is shown; a good one is listed
     page.get_by_role("link", name="Submit", exact=True).click()
@@ -276,7 +358,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     )
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#dataset-result")).to_contain_text("Upload refused (422")
-    ui.shot("10-dataset-upload-error.png")
+    ui.shot("11-dataset-upload-error.png")
     rng = np.random.default_rng(0)
     good = npz_bytes(
         x_train=rng.normal(size=(40, 6)).astype(np.float32),
@@ -291,7 +373,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#dataset-result")).to_contain_text("Uploaded tiny: 40 training")
     expect(page.locator("#datasets-table")).to_contain_text("tiny")
-    ui.shot("11-dataset-uploaded.png")
+    ui.shot("12-dataset-uploaded.png")
 
     # delete the finished job from its page
     ui.go(f"#/jobs/{job_id}")
@@ -306,7 +388,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_label("API key").fill(live_service.new_user("ui-bob"))
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#jobs-table")).to_contain_text("No jobs yet")
-    ui.shot("12-other-user-sees-nothing.png")
+    ui.shot("13-other-user-sees-nothing.png")
     ui.go(f"#/jobs/{long_job['id']}")
     expect(page.get_by_role("heading", name="Something went wrong")).to_be_visible()
     expect(page.locator("main")).to_contain_text("no job")

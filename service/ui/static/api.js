@@ -85,8 +85,10 @@ export async function readEventStream(body, onEvent, state) {
     const { value, done } = await reader.read();
     if (done) return;
     buffer += value;
-    const lines = buffer.split(/\r\n|\r|\n/);
-    buffer = lines.pop(); // an incomplete last line waits for more bytes
+    // a trailing \r may be half of a \r\n split across reads: it waits with the rest
+    const cut = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
+    const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
+    buffer = lines.pop() + buffer.slice(cut); // an incomplete last line waits for more bytes
     for (const line of lines) {
       if (line === "") {
         if (data.length) onEvent({ type: type || "message", data: data.join("\n"), id: state.lastId });

@@ -31,7 +31,9 @@ export async function every(ms, fn, signal) {
 
 export async function renderJobs(main, queryText, signal) {
   const params = new URLSearchParams(queryText || "");
-  const filters = { state: params.get("state") || "", name: params.get("name") || "", cursor: params.get("cursor") || "" };
+  const limit = Math.min(100, Math.max(1, Number(params.get("limit")) || PAGE));
+  const filters = { state: params.get("state") || "", name: params.get("name") || "", cursor: params.get("cursor") || "",
+    limit: limit === PAGE ? "" : String(limit) };
   if (!filters.cursor) earlier.length = 0;
 
   const stateSelect = el("select", { id: "filter-state", name: "state" },
@@ -39,13 +41,18 @@ export async function renderJobs(main, queryText, signal) {
     STATES.map((s) => el("option", { value: s, text: s, selected: s === filters.state })));
   const nameInput = el("input", { id: "filter-name", name: "name", type: "search", value: filters.name,
     placeholder: "exact job name" });
+  const sizes = [...new Set([10, 20, 50, 100, limit])].sort((a, b) => a - b);
+  const sizeSelect = el("select", { id: "page-size", name: "limit" },
+    sizes.map((n) => el("option", { value: String(n), text: String(n), selected: n === limit })));
   const form = el("form", { class: "filters", role: "search", "aria-label": "Filter jobs", onsubmit: (event) => {
     event.preventDefault();
     earlier.length = 0;
-    location.hash = `#/jobs${query({ state: stateSelect.value, name: nameInput.value.trim() })}`;
+    const size = Number(sizeSelect.value);
+    location.hash = `#/jobs${query({ state: stateSelect.value, name: nameInput.value.trim(), limit: size === PAGE ? "" : size })}`;
   } },
   el("label", { for: "filter-state", text: "State" }), stateSelect,
   el("label", { for: "filter-name", text: "Name" }), nameInput,
+  el("label", { for: "page-size", text: "Per page" }), sizeSelect,
   el("button", { type: "submit" }, "Filter"),
   (filters.state || filters.name) ? el("a", { href: "#/jobs", class: "clear" }, "Clear filters") : null);
 
@@ -58,14 +65,14 @@ export async function renderJobs(main, queryText, signal) {
   const status = el("p", { class: "muted", "aria-live": "polite" });
   const newer = el("button", { type: "button", disabled: !filters.cursor, onclick: () => {
     const cursor = earlier.pop() || "";
-    location.hash = `#/jobs${query({ state: filters.state, name: filters.name, cursor })}`;
+    location.hash = `#/jobs${query({ ...filters, cursor })}`;
   } }, "← Newer");
   const older = el("button", { type: "button", disabled: true }, "Older →");
   let next = null;
   older.addEventListener("click", () => {
     if (!next) return;
     earlier.push(filters.cursor);
-    location.hash = `#/jobs${query({ state: filters.state, name: filters.name, cursor: next })}`;
+    location.hash = `#/jobs${query({ ...filters, cursor: next })}`;
   });
 
   replace(main,
@@ -74,7 +81,7 @@ export async function renderJobs(main, queryText, signal) {
     form, el("div", { class: "table-wrap" }, table), el("nav", { class: "pager", "aria-label": "Pages" }, newer, older), status);
 
   await every(REFRESH_MS, async () => {
-    const page = await api(`/v1/jobs${query({ limit: PAGE, ...filters })}`, { signal });
+    const page = await api(`/v1/jobs${query({ ...filters, limit })}`, { signal });
     next = page.next_cursor;
     older.disabled = !next;
     replace(body, page.jobs.map(row));
