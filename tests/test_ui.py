@@ -106,7 +106,7 @@ def api_submit(service: LiveService, key: str, spec: dict[str, Any]) -> dict[str
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
