@@ -235,7 +235,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     seen = int(curves.get_attribute("data-points") or 0)
     page.wait_for_function(  # grew while the job still runs (both read in one frame)
         "() => document.querySelector('#job-state').textContent === 'running' && "
-        f"Number(document.querySelector('#curves').dataset.points) > {seen}",
+        f"Number(document.querySelector('#curves').dataset.points) > {seen + 2}",
         timeout=60_000,
     )
     expect(page.locator("#chart-loss path.line")).to_have_count(2)
@@ -258,6 +258,11 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     assert_labelled(page)
     page.get_by_role("button", name="Reset").click()
     gantt.screenshot(path=str(SHOTS / "05-gantt.png"))
+    page.get_by_label("simulated time (ms)").check()  # curves against simulated time
+    expect(page.locator("#chart-loss")).to_contain_text("simulated time (ms)")
+    page.get_by_label("log x").check()
+    expect(page.locator("#chart-loss")).to_contain_text("simulated time (ms) (log)")
+    expect(page.locator("#chart-loss path.line")).to_have_count(2)
     csv_path = ui.download(page.get_by_role("button", name="Download metrics.csv"))
     assert csv_path.read_text().startswith("step,samples,epoch,sim_time_ns")
     weights = ui.download(page.get_by_role("button", name="Download weights.safetensors"))
@@ -389,6 +394,10 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#jobs-table")).to_contain_text("No jobs yet")
     ui.shot("13-other-user-sees-nothing.png")
+    ui.go("#/sweeps")
+    expect(page.locator("#sweeps-table")).to_contain_text("No sweeps yet")
+    ui.go("#/submit")
+    expect(page.locator("#datasets-table")).to_contain_text("No uploads yet")
     ui.go(f"#/jobs/{long_job['id']}")
     expect(page.get_by_role("heading", name="Something went wrong")).to_be_visible()
     expect(page.locator("main")).to_contain_text("no job")
