@@ -2,6 +2,8 @@
 // Authorization header (never in a URL), problem+json errors as ApiError, and a
 // Server-Sent Events reader built on fetch (EventSource cannot send headers).
 
+import { toast } from "./dom.js";
+
 const KEY = "aimc.apiKey";
 
 export const auth = {
@@ -129,5 +131,25 @@ export async function followEvents(path, onEvent, { signal, isDone }) {
     }
     if (signal.aborted || isDone()) return;
     await new Promise((resolve) => setTimeout(resolve, state.retryMs));
+  }
+}
+
+/**
+ * Run `fn` now and every `ms` after it finishes, until `signal` aborts; skipped while
+ * the tab is hidden. A passing failure (network, 429, 5xx) is shown and retried; a
+ * 401 (signed out) ends the loop, a 404 (the thing is gone) is thrown to the page.
+ */
+export async function every(ms, fn, signal) {
+  while (!signal.aborted) {
+    if (!document.hidden) {
+      try {
+        await fn();
+      } catch (error) {
+        if (signal.aborted || (error instanceof ApiError && error.status === 401)) return;
+        if (error instanceof ApiError && error.status === 404) throw error;
+        toast(`Could not refresh: ${error.message}; retrying.`, "error");
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, ms));
   }
 }

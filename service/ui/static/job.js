@@ -1,13 +1,13 @@
 // One job: live curves over SSE, progress and ETA, health metrics, the interactive
 // pipeline Gantt, the spec, a failed job's error, artifact downloads, cancel, delete.
 
-import { api, followEvents } from "./api.js";
+import { api, every, followEvents } from "./api.js";
 import { gantt, lineChart } from "./charts.js";
 import { badge, el, fmtDuration, fmtNumber, fmtTime, progressBar, replace, saveBlob, toast } from "./dom.js";
-import { every, REFRESH_MS } from "./jobs.js";
 import { dump } from "./vendor/js-yaml.mjs";
 
 export const TERMINAL = ["succeeded", "failed", "cancelled"];
+const REFRESH_MS = 2000; // progress and ETA (not in the event stream)
 const X_AXES = {
   samples: { label: "samples", of: (m) => m.samples },
   sim: { label: "simulated time (ms)", of: (m) => m.sim_time_ns / 1e6 },
@@ -84,7 +84,7 @@ export async function renderJob(main, jobId, signal) {
     if (job.error) {
       replace(errorBox, el("h2", { id: "error-h", text: "Error" }), el("pre", { class: "error", text: job.error }));
     }
-    specBox.textContent = dump(job.spec, { lineWidth: 100 });
+    if (!specBox.textContent) specBox.textContent = dump(job.spec, { lineWidth: 100 }); // once: keep a selection
   }
 
   let pending = false;
@@ -159,6 +159,7 @@ export async function renderJob(main, jobId, signal) {
     show();
     if (done()) await finished();
   }, signal);
+  let lastStateTime = 0;
   const stream = followEvents(`${path}/events`, (event) => {
     if (event.type === "metric") {
       const m = JSON.parse(event.data);
@@ -167,10 +168,14 @@ export async function renderJob(main, jobId, signal) {
         draw();
       }
     } else if (event.type === "state") {
-      const { state } = JSON.parse(event.data);
-      if (state !== job.state) {
-        job = { ...job, state };
-        show();
+      // a server that cannot resume replays old states after a reconnect: keep the newest
+      const { state, t } = JSON.parse(event.data);
+      if (t >= lastStateTime) {
+        lastStateTime = t;
+        if (state !== job.state) {
+          job = { ...job, state };
+          show();
+        }
       }
     }
   }, { signal, isDone: done });

@@ -1,33 +1,13 @@
 // The jobs list: live states, progress and accuracy (refreshed every 2 s), filters by
 // state and name, and paging with the API's cursors.
 
-import { api, ApiError, query } from "./api.js";
-import { badge, el, fmtNumber, fmtTime, progressBar, replace, toast } from "./dom.js";
+import { api, every, query } from "./api.js";
+import { badge, el, fmtNumber, fmtTime, progressBar, replace } from "./dom.js";
 
 const STATES = ["queued", "running", "retrying", "lost", "succeeded", "failed", "cancelled"];
-export const REFRESH_MS = 2000;
+const REFRESH_MS = 2000;
 const PAGE = 20;
 const earlier = []; // cursors of the pages before this one (the Newer button pops)
-
-/**
- * Run `fn` now and every `ms` after it finishes, until `signal` aborts; skipped while
- * the tab is hidden. A passing failure (network, 429, 5xx) is shown and retried; a
- * 401 (signed out) ends the loop, a 404 (the thing is gone) is thrown to the page.
- */
-export async function every(ms, fn, signal) {
-  while (!signal.aborted) {
-    if (!document.hidden) {
-      try {
-        await fn();
-      } catch (error) {
-        if (signal.aborted || (error instanceof ApiError && error.status === 401)) return;
-        if (error instanceof ApiError && error.status === 404) throw error;
-        toast(`Could not refresh: ${error.message}; retrying.`, "error");
-      }
-    }
-    await new Promise((resolve) => setTimeout(resolve, ms));
-  }
-}
 
 export async function renderJobs(main, queryText, signal) {
   const params = new URLSearchParams(queryText || "");

@@ -2,10 +2,9 @@
 // overlaid curves (one line per combination; a mean line and min-max band per
 // combination when the grid varies `seed`) and a CSV download of the table.
 
-import { api, query } from "./api.js";
+import { api, every, query } from "./api.js";
 import { lineChart } from "./charts.js";
 import { badge, el, fmtNumber, fmtTime, replace, saveBlob } from "./dom.js";
-import { every } from "./jobs.js";
 
 const FINAL = ["test_accuracy", "test_loss", "train_loss", "samples", "sim_time_ns", "wall_s"];
 const METRICS = { test_loss: "test loss", train_loss: "train loss", test_accuracy: "test accuracy" };
