@@ -61,7 +61,7 @@ def browser() -> Iterator[Any]:
 class Page:
     """A browser tab on the dashboard that records what must never happen: alerts
     (script injected through data), console errors and page errors (CSP violations
-    among them)."""
+    among them), requests to any other host."""
 
     def __init__(self, browser: Any, base: str, tmp: Path) -> None:
         self.ctx = browser.new_context(
@@ -75,6 +75,12 @@ class Page:
         self.page.on("dialog", self._dialog)
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.foreign: list[str] = []  # requests leaving the server: there must be none (no CDN)
+        self.page.on("request", self._request)
+
+    def _request(self, request: Any) -> None:
+        if not request.url.startswith((self.base, "data:", "blob:")):
+            self.foreign.append(request.url)
 
     def _dialog(self, dialog: Any) -> None:
         if dialog.type == "confirm":  # delete asks first
@@ -403,6 +409,7 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     expect(page.locator("main")).to_contain_text("no job")
 
     assert ui.alerts == [], ui.alerts
+    assert ui.foreign == [], ui.foreign
     # the console reports the refused requests the test made on purpose (the wrong key's
     # 401, the bad spec's 422, bob's 404); ERR_INCOMPLETE_CHUNKED_ENCODING is an event
     # stream the server dropped (its Redis read timed out), which the page reconnects

@@ -6,7 +6,7 @@ import { gantt, lineChart } from "./charts.js";
 import { badge, el, fmtDuration, fmtNumber, fmtTime, progressBar, replace, saveBlob, toast } from "./dom.js";
 import { dump } from "./vendor/js-yaml.mjs";
 
-export const TERMINAL = ["succeeded", "failed", "cancelled"];
+const TERMINAL = ["succeeded", "failed", "cancelled"];
 const REFRESH_MS = 2000; // progress and ETA (not in the event stream)
 const X_AXES = {
   samples: { label: "samples", of: (m) => m.samples },
