@@ -23,8 +23,9 @@ from tests.conftest import ROOT, LiveService
 
 SHOTS = Path(os.environ.get("AIMC_UI_SCREENSHOTS", ROOT / "runs" / "ui-screenshots"))
 XSS = "<img src=x onerror=alert(1)>"
-# 41 metric points over a few seconds (a minute on a busy machine): time to see the curve
-# grow; 2 stages so the Gantt has rows
+# 400 updates of 4 micro-batches, a metric point every 10 micro-batches: 161 points over a
+# few seconds (a minute on a busy machine), time to see the curve grow; 2 stages so the
+# Gantt has rows
 WATCHED = """\
 name: ui-watched
 seed: 0
