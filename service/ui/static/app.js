@@ -45,9 +45,10 @@ function route() {
     return;
   }
   const [match, render] = found;
+  const { signal } = page; // this page's: a later navigation replaces `page`
   replace(main);
-  render(main, match[1] ? decodeURIComponent(match[1]) : "", page.signal).catch((error) => {
-    if (page.signal.aborted) return;
+  render(main, match[1] ? decodeURIComponent(match[1]) : "", signal).catch((error) => {
+    if (signal.aborted) return; // the user has moved on; this page's failure is moot
     replace(main, el("h1", { text: "Something went wrong" }), el("p", { class: "error", text: error.message }));
   });
   // move focus to the new page's heading so keyboard and screen-reader users land there
