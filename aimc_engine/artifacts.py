@@ -111,6 +111,21 @@ def plot_timeline(path: Path, timed: list[Timed], stages: int, title: str) -> No
     plt.close(fig)
 
 
+def write_timeline_json(path: Path, timed: list[Timed], stages: int, schedule: str) -> None:
+    """The actions of timeline.png as data, for the dashboard's interactive Gantt chart:
+    one `[stage, kind, micro-batch, start_ns, end_ns]` row per action."""
+    shown = timed[:GANTT_ACTIONS]
+    body = {
+        "schedule": schedule,
+        "stages": stages,
+        "time_unit": "ns",
+        "actions": [
+            [t.action.stage, t.action.kind, t.action.microbatch, t.start, t.end] for t in shown
+        ],
+    }
+    path.write_text(json.dumps(body, separators=(",", ":")) + "\n")
+
+
 def write_run(
     out_dir: Path,
     result: dict[str, Any],
@@ -126,4 +141,7 @@ def write_run(
     plot_curves(out_dir / "curves.png", metrics, spec["name"])
     title = f"{spec['name']} ({spec['pipeline']['schedule']})"
     plot_timeline(out_dir / "timeline.png", timed, spec["pipeline"]["stages"], title)
+    write_timeline_json(
+        out_dir / "timeline.json", timed, spec["pipeline"]["stages"], spec["pipeline"]["schedule"]
+    )
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")

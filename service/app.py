@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimc_engine.spec import spec_problems
+from service import ui
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.middleware import LimitAndCount
 from service.routes import datasets, jobs, sweeps, users
@@ -164,4 +165,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sweeps.router)
     app.include_router(datasets.router)
     app.include_router(users.router)
+    ui.mount(app)  # the dashboard at /ui
     return app

@@ -141,6 +141,7 @@ class Supervisor:
         wait_for_port(self.port)
         print(
             f"aimc serve: API on http://{self.host}:{self.port} (docs at /docs), "
+            f"dashboard at http://{self.host}:{self.port}/ui/, "
             f"{self.workers} worker(s), Redis at {self.env['REDIS_URL']}",
             flush=True,
         )

@@ -53,6 +53,11 @@ def test_run_writes_every_artifact(tmp_path: Path) -> None:
     assert "units.0.1.fast.weight" in keys  # Tiki-Taka's P
     assert "units.0.1.tile.device_model.w_max" in keys  # device state
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    timeline = json.loads((out / "timeline.json").read_text())  # the dashboard's Gantt
+    assert timeline["stages"] == result["spec"]["pipeline"]["stages"]
+    first = timeline["actions"][0]
+    assert first[:3] == [0, "F", 0] and first[3] == 0 and first[4] > first[3]
+    assert {a[1] for a in timeline["actions"]} == {"F", "B", "U"}
 
 
 def test_bad_spec_exits_2(tmp_path: Path) -> None:

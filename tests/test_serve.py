@@ -62,6 +62,7 @@ def test_serve_runs_a_job_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pat
             if line.startswith("aimc serve:"):
                 lines.append(line)
         assert f"API on http://127.0.0.1:{port}" in lines[0], lines
+        assert f"dashboard at http://127.0.0.1:{port}/ui/" in lines[0], lines
         admin = (tmp_path / "admin_key").read_text().strip()
         assert admin in lines[1]
         base = f"http://127.0.0.1:{port}"
@@ -69,6 +70,7 @@ def test_serve_runs_a_job_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pat
             f"{base}/v1/users", json={"name": "u"}, headers={"Authorization": f"Bearer {admin}"}
         ).json()["api_key"]
         auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{base}/ui/").headers["content-type"].startswith("text/html")
         job = httpx.post(
             f"{base}/v1/jobs", json={"training": {"steps": 10, "eval_every": 5}}, headers=auth
         ).json()

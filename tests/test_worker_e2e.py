@@ -53,6 +53,7 @@ def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) 
         "metrics.csv",
         "metrics.jsonl",
         "result.json",
+        "timeline.json",
         "timeline.png",
         "weights.safetensors",
     ]
