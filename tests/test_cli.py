@@ -79,9 +79,9 @@ def test_failed_run_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         tmp_path / "s.yaml",
         {
             "analog": {"enabled": False},
-            "model": {"activation": "relu", "hidden": [64, 64]},
+            "model": {"activation": "relu", "hidden": [64, 64, 64]},  # diverges at every seed tried
             "optimizer": {"algorithm": "sgd", "lr": 1000},
-            "training": {"steps": 30},
+            "training": {"steps": 30, "micro_batch_size": 8},
         },
     )
     assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--quiet"]) == 1
