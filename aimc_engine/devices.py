@@ -311,10 +311,11 @@ class Device(nn.Module):
         step, noise = self._step_bound
 
         # noise of either sign's pulses can push an element either way
-        spread = (n_up + n_down).sqrt_().mul_(noise)
-        most = float(torch.maximum(n_up.max(), n_down.max())) * step + float(spread.max())
+        top_up, top_down = float(n_up.max()), float(n_down.max())
+        most = max(top_up, top_down) * step + math.sqrt(top_up + top_down) * noise
         if self.uniform and float(w.max()) + most < hi and float(w.min()) - most > lo:
             return None
+        spread = (n_up + n_down).sqrt_().mul_(noise) if noise else 0.0
         near = (w + n_up * step + spread >= hi) | (w - n_down * step - spread <= lo)
         near &= (n_up > 0) & (n_down > 0)
         risky = torch.nonzero(near.reshape(-1)).squeeze(1)
@@ -424,10 +425,20 @@ class Device(nn.Module):
         # average a_u^(n/2) a_d^(m/2)); a random order swaps half of the n*m pairs on
         # average. Adding that back gives a random order's mean (tested within 0.1 dw_min
         # up to 100 + 100 pulses).
-        order = self.dw_min**2 * s_up * s_down * (g_up / ref_hi - g_down / ref_lo)
+        order = self.dw_min**2 * s_up * s_down * (g_up / ref_hi - g_down / ref_lo) / 2
         if isinstance(order, Tensor) or order:
-            damping = (n_up * shrink[0]).add_(n_down * shrink[1]).mul_(0.5).exp_()
-            w.add_(damping.mul_(n_up).mul_(n_down).mul_(order).mul_(0.5))
+            half_up, half_down = (v / 2 for v in shrink)
+            term = n_up * half_up  # log of the damping, then the term itself
+            term = (
+                term.add_(n_down, alpha=half_down)
+                if isinstance(half_down, float)
+                else (term.addcmul_(n_down, half_down))
+            )
+            term.exp_().mul_(n_up).mul_(n_down)
+            if isinstance(order, Tensor):
+                w.addcmul_(term, order)
+            else:
+                w.add_(term, alpha=order)
             self.clip_(w)
 
     def alternating_pulse_point(self, *, iterations: int = 50) -> Tensor:
