@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimc_engine.spec import spec_problems
 from service.errors import PROBLEM, ProblemError, problem_handler
+from service.events import stream_client
 from service.middleware import LimitAndCount
 from service.routes import datasets, jobs, sweeps, users
 from service.settings import Settings, get_settings
@@ -33,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         s = settings or get_settings()
         app.state.settings = s
         app.state.store = JobStore.from_url(s.redis_url, s.key_prefix, s.retention_seconds)
-        app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # hot reads, SSE
+        app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # hot reads
+        app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
         app.state.reads = AsyncReads(app.state.aredis, app.state.store)
         app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
         # the objects of start-up (modules, schemas) never die: keep them out of the
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.store.r.close()
         await app.state.aredis.aclose()
+        await app.state.stream_redis.aclose()
 
     app = FastAPI(
         title="aimc",
