@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aimc_engine.spec import spec_problems
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.events import stream_client
-from service.middleware import LimitAndCount
+from service.middleware import ConfineDatasetPaths, LimitAndCount
 from service.routes import datasets, jobs, sweeps, users
 from service.settings import Settings, get_settings
 from service.store import DURATION_BUCKETS_S, AsyncReads, JobStore
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         large_bodies={"/v1/datasets": limits.max_dataset_bytes},
         requests_total=requests_total,
     )
+    app.add_middleware(ConfineDatasetPaths, roots=limits.dataset_roots())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

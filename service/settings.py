@@ -42,9 +42,21 @@ class Settings(BaseSettings):
             "the CPU to requests (0: same priority)."
         ),
     )
+    dataset_dirs: str = Field(
+        "",
+        description=(
+            "Directories (separated by ':') under which a job spec's server-side dataset "
+            "paths (npz, mnist_idx) may lie, after resolving '..' and symlinks; none by "
+            "default, so remote users can read no server file. Uploads need none."
+        ),
+    )
     worker_max_memory_mib: int = Field(
         4096, ge=64, description="A worker pool process above this resident size is replaced."
     )
+
+    def dataset_roots(self) -> tuple[Path, ...]:
+        """The allowed dataset directories (aimc_engine.spec.DATASET_ROOTS)."""
+        return tuple(Path(d).expanduser() for d in self.dataset_dirs.split(":") if d.strip())
 
 
 @lru_cache

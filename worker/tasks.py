@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aimc_engine.spec import JobSpec, SpecError, parse_spec
+from aimc_engine.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from service.settings import get_settings
 from service.store import TERMINAL, JobStore
 from worker.app import app
@@ -114,6 +114,9 @@ def _job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
 
     concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    # server-side dataset paths only under this worker's allowed directories (checked
+    # again here: the API that admitted the spec may run on another machine)
+    DATASET_ROOTS.set(get_settings().dataset_roots())
     store = _store()
     store.set_engine_pid(job_id, os.getpid())
     try:
