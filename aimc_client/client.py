@@ -310,6 +310,19 @@ class Client:
         admin key."""
         return dict(self._json("POST", "/v1/users", json={"name": name}))
 
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (id, name, created); admin key."""
+        return list(self._json("GET", "/v1/users"))
+
+    def rotate_key(self, user_id: str) -> dict[str, Any]:
+        """A new API key for the user (shown once); the old one is refused from now on;
+        admin key."""
+        return dict(self._json("POST", f"/v1/users/{user_id}/key"))
+
+    def delete_user(self, user_id: str) -> None:
+        """Remove the user, revoke their key and cancel their live jobs; admin key."""
+        self._request("DELETE", f"/v1/users/{user_id}")
+
     # datasets ----------------------------------------------------------------
     def upload_dataset(self, path: str | Path, *, name: str | None = None) -> dict[str, Any]:
         """Upload an .npz (x_train, y_train, x_test, y_test); use the returned id in a spec

@@ -22,7 +22,9 @@ Layout (all under `settings.key_prefix`):
                           classes); dataset:{id}:data the .npz bytes (kept until deleted)
   sweep:{id}              hash: owner, name, created, grid (JSON), members (JSON list of
                           {job id, overrides}); sweep:{id}:plot the overlay PNG once done
-  user:{u}                hash: name; key:{sha256} -> user id
+  user:{u}                hash: name, created, key (the sha256 of their key);
+                          key:{sha256} -> user id; username:{name} -> user id (names
+                          are unique); users: sorted set of user ids by creation
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
                           AUTHENTICATE script together with the key lookup
@@ -142,15 +144,80 @@ class JobStore:
         return self.p + ":".join(parts)
 
     # users -----------------------------------------------------------------
-    def create_user(self, name: str) -> tuple[str, str]:
-        """A new user; returns (user id, API key). The key is shown once, stored hashed."""
+    def create_user(self, name: str) -> tuple[str, str] | None:
+        """A new user; returns (user id, API key), or None if the name is taken. The key is
+        shown once and stored hashed."""
         user_id = uuid.uuid4().hex[:12]
+        if not self.r.set(self.key("username", name), user_id, nx=True):
+            return None
         api_key = "aimc_" + secrets.token_urlsafe(24)
+        hashed = hash_key(api_key)
         pipe = self.r.pipeline()
-        pipe.hset(self.key("user", user_id), mapping={"name": name, "created": time.time()})
-        pipe.set(self.key("key", hash_key(api_key)), user_id)
+        pipe.hset(
+            self.key("user", user_id), mapping={"name": name, "created": time.time(), "key": hashed}
+        )
+        pipe.set(self.key("key", hashed), user_id)
+        pipe.zadd(self.key("users"), {user_id: time.time()})
         pipe.execute()
         return user_id, api_key
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (id, name, created), oldest first; keys are never listed."""
+        ids = [u.decode() for u in self.r.zrange(self.key("users"), 0, -1)]
+        pipe = self.r.pipeline(transaction=False)
+        for user_id in ids:
+            pipe.hmget(self.key("user", user_id), ["name", "created"])
+        return [
+            {"id": user_id, "name": name.decode(), "created": float(created)}
+            for user_id, (name, created) in zip(ids, pipe.execute(), strict=True)
+            if name is not None
+        ]
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        record = self._text_hash(self.key("user", user_id))
+        if record is None:
+            return None
+        return {"id": user_id, "name": record["name"], "created": float(record["created"])}
+
+    def rotate_key(self, user_id: str) -> str | None:
+        """A new API key for the user; the old one stops working at once. None if no
+        such user."""
+        old = self.r.hget(self.key("user", user_id), "key")
+        if old is None and not self.r.exists(self.key("user", user_id)):
+            return None
+        api_key = "aimc_" + secrets.token_urlsafe(24)
+        hashed = hash_key(api_key)
+        pipe = self.r.pipeline()
+        if old is not None:
+            pipe.delete(self.key("key", old.decode()))
+        pipe.set(self.key("key", hashed), user_id)
+        pipe.hset(self.key("user", user_id), "key", hashed)
+        pipe.execute()
+        return api_key
+
+    def delete_user(self, user_id: str) -> bool:
+        """Remove the user and revoke their key; their live jobs are asked to cancel (jobs
+        and datasets then expire with the retention). False if no such user."""
+        record = self._text_hash(self.key("user", user_id))
+        if record is None:
+            return False
+        live = set()
+        for state in LIVE:
+            live |= {j.decode() for j in self.r.smembers(self.key("user", user_id, "in", state))}
+        pipe = self.r.pipeline()
+        if "key" in record:
+            pipe.delete(self.key("key", record["key"]))
+        pipe.delete(self.key("user", user_id))
+        pipe.delete(self.key("username", record["name"]))
+        pipe.zrem(self.key("users"), user_id)
+        for job_id in live:
+            pipe.set(self.key("job", job_id, "cancel"), 1)
+        pipe.execute()
+        for job_id in live:
+            job = self.get_job(job_id)
+            if job is not None and job["state"] == "queued":
+                self.set_state(job_id, "cancelled")
+        return True
 
     # jobs ------------------------------------------------------------------
     def create_job(self, owner: str, spec: dict[str, Any]) -> str:

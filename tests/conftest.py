@@ -96,9 +96,11 @@ class LiveService:
     store: JobStore
 
     def new_user(self, name: str) -> str:
-        """A fresh user's API key, made through the API with the admin key."""
+        """A fresh user's API key, made through the API with the admin key; `name` gets a
+        random suffix (names are unique)."""
         import httpx
 
+        name = f"{name}-{uuid.uuid4().hex[:6]}"
         r = httpx.post(
             f"{self.url}/v1/users",
             json={"name": name},

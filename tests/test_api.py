@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -28,6 +29,8 @@ def client(worker_store: JobStore) -> Iterator[TestClient]:
 
 
 def new_user(client: TestClient, name: str) -> dict[str, str]:
+    """A fresh user's auth header; `name` gets a random suffix (names are unique)."""
+    name = f"{name}-{uuid.uuid4().hex[:6]}"
     r = client.post("/v1/users", json={"name": name}, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['api_key']}"}
@@ -198,3 +201,36 @@ def test_job_cost_ceiling(worker_store: JobStore) -> None:
         r = small.post("/v1/jobs", json={"training": {"epochs": 100}}, headers=auth)
         assert r.status_code == 422
         assert "max_job_cost" in r.json()["detail"] and r.json()["title"] == "Job too large"
+
+
+def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    name = f"uma-{uuid.uuid4().hex[:6]}"
+    first = client.post("/v1/users", json={"name": name}, headers=admin)
+    assert first.status_code == 201
+    again = client.post("/v1/users", json={"name": name}, headers=admin)
+    assert again.status_code == 409 and again.json()["errors"][0]["loc"] == "name"
+    user_id, old = first.json()["id"], {"Authorization": f"Bearer {first.json()['api_key']}"}
+    listed = client.get("/v1/users", headers=admin).json()
+    assert [u["name"] for u in listed].count(name) == 1
+    assert all("api_key" not in u and "key" not in u for u in listed)
+    assert client.get("/v1/users", headers=old).status_code == 401  # admins only
+    assert client.get("/v1/jobs", headers=old).status_code == 200
+    rotated = client.post(f"/v1/users/{user_id}/key", headers=admin)
+    assert rotated.status_code == 200 and rotated.json()["name"] == name
+    new = {"Authorization": f"Bearer {rotated.json()['api_key']}"}
+    assert client.get("/v1/jobs", headers=old).status_code == 401  # revoked at once
+    job_id = client.post("/v1/jobs", json=SHORT, headers=new).json()["id"]
+    assert client.delete(f"/v1/users/{user_id}", headers=admin).status_code == 204
+    assert client.get("/v1/jobs", headers=new).status_code == 401
+    assert client.delete(f"/v1/users/{user_id}", headers=admin).status_code == 404
+    assert client.post(f"/v1/users/{user_id}/key", headers=admin).status_code == 404
+    assert name not in [u["name"] for u in client.get("/v1/users", headers=admin).json()]
+    store = client.app.state.store  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while (job := store.get_job(job_id))["state"] not in ("cancelled", "succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["state"] == "cancelled"  # a deleted user's live jobs are cancelled
+    # the name is free again
+    assert client.post("/v1/users", json={"name": name}, headers=admin).status_code == 201

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -181,7 +182,8 @@ def test_users_create_with_the_admin_key(
 ) -> None:
     monkeypatch.delenv("AIMC_ADMIN_KEY", raising=False)
     (tmp_path / "admin_key").write_text(live_service.admin_key + "\n")  # as aimc serve keeps it
-    assert main(["users", "create", "zed", "--data-dir", str(tmp_path)]) == 0
+    zed = f"zed-{uuid.uuid4().hex[:6]}"
+    assert main(["users", "create", zed, "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     key = out.split("export AIMC_API_KEY=")[1].strip()
     monkeypatch.setenv("AIMC_API_KEY", key)
@@ -191,3 +193,17 @@ def test_users_create_with_the_admin_key(
     assert "no admin key" in capsys.readouterr().err
     assert main(["users", "create", "x", "--admin-key", "wrong"]) == 3
     assert "401" in capsys.readouterr().err
+    assert main(["users", "create", zed, "--data-dir", str(tmp_path)]) == 3
+    assert "409" in capsys.readouterr().err
+    assert main(["users", "list", "--data-dir", str(tmp_path)]) == 0
+    assert zed in capsys.readouterr().out
+    assert main(["users", "rotate", zed, "--data-dir", str(tmp_path)]) == 0
+    rotated = capsys.readouterr().out.split("export AIMC_API_KEY=")[1].strip()
+    assert main(["jobs"]) == 3  # the old key is revoked
+    capsys.readouterr()
+    monkeypatch.setenv("AIMC_API_KEY", rotated)
+    assert main(["jobs"]) == 0
+    assert main(["users", "delete", zed, "--data-dir", str(tmp_path)]) == 0
+    assert main(["jobs"]) == 3
+    assert main(["users", "delete", zed, "--data-dir", str(tmp_path)]) == 2
+    assert "no user" in capsys.readouterr().err
