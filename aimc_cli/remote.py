@@ -52,6 +52,8 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
         except ApiError as exc:
             print(f"aimc: {exc}", file=sys.stderr)
             return EXIT_SERVICE
+        except BrokenPipeError:
+            raise  # stdout's reader left: main() ends quietly
         except OSError as exc:  # a file to read or write
             print(f"aimc: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT

@@ -234,3 +234,19 @@ def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
     assert job["state"] == "cancelled"  # a deleted user's live jobs are cancelled
     # the name is free again
     assert client.post("/v1/users", json={"name": name}, headers=admin).status_code == 201
+
+
+def test_a_cancelled_job_keeps_the_progress_it_stopped_at(client: TestClient) -> None:
+    auth = new_user(client, "hal")
+    spec = {"training": {"steps": 4000, "micro_batch_size": 8, "eval_every": 1000}}
+    job_id = client.post("/v1/jobs", json=spec, headers=auth).json()["id"]
+    deadline = time.monotonic() + 90
+    while (job := client.get(f"/v1/jobs/{job_id}", headers=auth).json())["progress"] < 0.05:
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline
+        time.sleep(0.1)
+    client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+    job = wait(client, job_id, auth, ("cancelled", "succeeded", "failed"))
+    assert job["state"] == "cancelled"
+    samples = client.get(f"/v1/jobs/{job_id}/result", headers=auth).json()["samples"]
+    assert 0.05 <= job["progress"] < 1
+    assert job["progress"] == pytest.approx(samples / (4000 * 8), abs=0.01)

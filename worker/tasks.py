@@ -157,6 +157,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         store.set_state(job_id, "failed", error=str(exc))
         return
     last = {"cancel": 0.0, "progress": 0.0}
+    reached: list[float] = []  # the share of training done at the latest step
     stored_up_to = store.last_metric_step(job_id)  # points a previous attempt already stored
 
     def on_metrics(record: dict[str, Any]) -> None:
@@ -171,6 +172,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         return store.cancel_requested(job_id)
 
     def on_progress(step: int, total: int, loss: float) -> None:
+        reached[:] = [step / total]
         now = time.monotonic()
         if now - last["progress"] >= PROGRESS_EVERY_S or step == total:
             last["progress"] = now
@@ -199,10 +201,16 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         for path in sorted(out.iterdir()):
             store.put_artifact(job_id, path.name, path.read_bytes())
     store.set_result(job_id, output.result)
+    status = output.result["status"]
+    # a cancelled or failed job's progress is where it stopped, not 100% (and stays as
+    # stored if it stopped before its first step of this attempt)
+    progress: dict[str, float] = {}
+    if status == "succeeded" or reached:
+        progress["progress"] = 1.0 if status == "succeeded" else reached[0]
     store.set_state(
         job_id,
-        output.result["status"],
+        status,
         error=output.result["error"] or "",
-        progress=1.0,
         engine_finished=engine_finished,
+        **progress,
     )
