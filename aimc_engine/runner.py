@@ -163,7 +163,10 @@ def run(
     data_gen = torch.Generator().manual_seed(spec.seed + 1)
     noise_gen = torch.Generator(device=device).manual_seed(spec.seed + 2)
     config = TileConfig(spec.analog, init_gen, noise_gen, device)
-    model = build_model(spec, data.input_shape, data.classes, config)
+    try:
+        model = build_model(spec, data.input_shape, data.classes, config)
+    except ValueError as exc:  # the model does not fit the data: a field of the spec
+        raise RunError(str(exc)) from None
 
     t, p = spec.training, spec.pipeline
     b = t.micro_batch_size

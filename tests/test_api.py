@@ -250,3 +250,26 @@ def test_a_cancelled_job_keeps_the_progress_it_stopped_at(client: TestClient) ->
     samples = client.get(f"/v1/jobs/{job_id}/result", headers=auth).json()["samples"]
     assert 0.05 <= job["progress"] < 1
     assert job["progress"] == pytest.approx(samples / (4000 * 8), abs=0.01)
+
+
+def test_model_that_does_not_fit_its_data_is_a_422_or_a_failed_job_naming_the_field(
+    client: TestClient,
+) -> None:
+    auth = new_user(client, "ivy")
+    r = client.post(
+        "/v1/jobs", json={"model": {"kind": "cnn", "channels": [8, 16, 32, 64]}}, headers=auth
+    )
+    assert r.status_code == 422 and [e["loc"] for e in r.json()["errors"]] == ["model.channels"]
+    assert "at most 3 fit" in r.json()["detail"]
+    flat = {"model": {"kind": "resnet"}, "dataset": {"name": "synthetic"}}  # 32 features
+    r = client.post("/v1/jobs", json=flat, headers=auth)
+    assert r.status_code == 422 and [e["loc"] for e in r.json()["errors"]] == ["model.kind"]
+    # known only once the data is loaded: a failed job whose error names the field
+    tiny = {
+        "dataset": {"name": "digits", "test_fraction": 0.99},
+        "training": {"steps": 2, "micro_batch_size": 500},
+    }
+    job_id = client.post("/v1/jobs", json=tiny, headers=auth).json()["id"]
+    job = wait(client, job_id, auth, ("failed", "succeeded"))
+    assert job["state"] == "failed"
+    assert job["error"].startswith("training.micro_batch_size: 500 exceeds the")
