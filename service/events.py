@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.store import TERMINAL
+from service.store import TERMINAL, fail_fast
 
 KEEPALIVE_S = 10.0  # longest silence before a keep-alive comment (proxies drop idle streams)
 RECONNECT_MS = 1000  # the `retry:` an EventSource waits before reconnecting
@@ -40,7 +40,11 @@ def stream_client(url: str) -> aioredis.Redis:
     """A client for blocking stream reads: its socket timeout outlasts the block, so a
     quiet job never cuts its listeners off (redis-py's default is 5 s)."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=KEEPALIVE_S + 10, socket_connect_timeout=5, health_check_interval=30
+        url,
+        socket_timeout=KEEPALIVE_S + 10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry=fail_fast(),  # the stream's own loop waits for a restarting Redis
     )
 
 

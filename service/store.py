@@ -13,7 +13,8 @@ Layout (all under `settings.key_prefix`):
   job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}:in:{state}     set of the user's jobs now queued / running / retrying
-                          (the queued and running limits count these)
+                          (the queued and running limits count these); in:{state} the
+                          same over all users (the reaper scans running and retrying)
   user:{u}:parked         list of queued jobs a worker set aside because the user had
                           max_running_jobs running; handed back as slots free up
   user:{u}:datasets       sorted set of the user's dataset ids by upload time
@@ -45,10 +46,13 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
+RECONNECT_CAP_S = 1.0  # longest pause between two reconnect attempts of a patient store
 # upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs
 DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
@@ -104,6 +108,55 @@ return redis.call('LPOP', KEYS[3], free) or {}
 """
 
 
+# KEYS = metrics stream; ARGV = step, point JSON. Adds the point only after a lower step.
+ADD_METRIC = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local fields = last[1][2]
+  if tonumber(cjson.decode(fields[2])['step']) >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
+return 1
+"""
+
+# KEYS = lock, heartbeat; ARGV = holder, ttl. Refreshes both while the holder holds the
+# lock (taking it again if it expired, e.g. while Redis restarted); 0 if another worker
+# holds it now: this run must stop, the job belongs to the other.
+BEAT = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# KEYS = lock; ARGV = holder. Deletes the lock only if the holder holds it.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS = job hash, heartbeat, lock, events stream, transitions, owner's running set,
+# owner's retrying set, global running set, global retrying set; ARGV = now, job id. Puts a
+# running job whose worker is gone (no heartbeat, no lock) back as `retrying`, once:
+# 1 if it did (the caller sends the task again), 0 if the job is alive or not running.
+REQUEUE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'running' and state ~= 'retrying' then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if state == 'retrying' and tonumber(redis.call('HGET', KEYS[1], 'requeued') or '0') > 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'retrying', 'requeued', ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'state', 'retrying', 't', ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'retrying', 1)
+redis.call('SREM', KEYS[6], ARGV[2])
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('SREM', KEYS[8], ARGV[2])
+redis.call('SADD', KEYS[9], ARGV[2])
+return 1
+"""
+
 # AUTHENTICATE, then the job's hash, latest metric point and heartbeat: the status
 # route's whole read in one round trip. ARGV 3 = the job's key (prefix + job:{id}).
 AUTHENTICATED_JOB_VIEW = (
@@ -115,6 +168,13 @@ return {user, count, redis.call('HGETALL', job),
         redis.call('EXISTS', job .. ':heartbeat')}
 """
 )
+
+
+def fail_fast() -> Retry:
+    """The API's retry on a lost Redis connection: two quick tries (a dropped idle
+    connection), then the error, which the API answers with 503 + Retry-After at once
+    instead of holding the request for seconds (redis-py's default: 10 tries)."""
+    return Retry(ExponentialBackoff(cap=0.1, base=0.02), 2)
 
 
 def hash_key(api_key: str) -> str:
@@ -134,10 +194,29 @@ class JobStore:
         self._create_job = client.register_script(CREATE_JOB)
         self._claim_slot = client.register_script(CLAIM_SLOT)
         self._free_slots = client.register_script(FREE_SLOTS)
+        self._add_metric = client.register_script(ADD_METRIC)
+        self._beat = client.register_script(BEAT)
+        self._requeue = client.register_script(REQUEUE)
+        self._release = client.register_script(RELEASE)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "aimc:", retention_s: int | None = None) -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=False), prefix, retention_s)
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "aimc:",
+        retention_s: int | None = None,
+        *,
+        patient_s: float = 0.0,
+    ) -> JobStore:
+        """A store on `url`. With `patient_s`, every command waits up to about that long
+        for an unreachable Redis to come back (a restart) instead of failing: what a
+        running job wants; the API fails fast instead and answers 503."""
+        retry = fail_fast()
+        if patient_s > 0:
+            retries = max(1, int(patient_s / RECONNECT_CAP_S))
+            retry = Retry(ExponentialBackoff(cap=RECONNECT_CAP_S, base=0.05), retries)
+        client = redis.Redis.from_url(url, decode_responses=False, retry=retry)
+        return cls(client, prefix, retention_s)
 
     def key(self, *parts: str) -> str:
         """The full Redis key of `parts` (e.g. "job", id, "metrics") under the prefix."""
@@ -307,6 +386,7 @@ class JobStore:
         mapping: dict[str, Any] = {"state": state, **fields}
         if state == "running":
             mapping.setdefault("started", now)
+            mapping["requeued"] = 0  # a worker holds it: it may be requeued if lost again
         if state in TERMINAL:
             mapping["finished"] = now
         owner, started = self.r.hmget(self.key("job", job_id), ["owner", "started"])
@@ -316,6 +396,10 @@ class JobStore:
         pipe.hset(self.key("job", job_id), mapping=mapping)
         pipe.xadd(self.key("job", job_id, "events"), {"state": state, "t": now})
         pipe.hincrby(self.key("stats", "transitions"), state, 1)
+        for live in LIVE:
+            pipe.srem(self.key("in", live), job_id)
+        if state in LIVE:
+            pipe.sadd(self.key("in", state), job_id)
         if owner is not None:
             for live in LIVE:
                 pipe.srem(self.key("user", owner.decode(), "in", live), job_id)
@@ -385,8 +469,14 @@ class JobStore:
         self.r.hset(self.key("job", job_id), "result", json.dumps(result))
 
     # metrics and events ----------------------------------------------------
-    def add_metric(self, job_id: str, record: dict[str, Any]) -> None:
-        self.r.xadd(self.key("job", job_id, "metrics"), {"m": json.dumps(record)})
+    def add_metric(self, job_id: str, record: dict[str, Any]) -> bool:
+        """Append a metric point unless one of its step or later is stored already: a
+        write retried after a lost reply (Redis restarting) cannot add it twice. True if
+        it was added."""
+        added = self._add_metric(
+            keys=[self.key("job", job_id, "metrics")], args=[record["step"], json.dumps(record)]
+        )
+        return bool(added)
 
     def metrics(self, job_id: str, since_step: int = -1) -> list[dict[str, Any]]:
         """Metric points in order, those with step > since_step."""
@@ -535,6 +625,10 @@ class JobStore:
     def put_checkpoint(self, job_id: str, blob: bytes) -> None:
         self.r.set(self.key("job", job_id, "checkpoint"), blob)
 
+    def mark_resumed(self, job_id: str) -> None:
+        """Count a run that continued from the checkpoint (`resumes` in the job's hash)."""
+        self.r.hincrby(self.key("job", job_id), "resumes", 1)
+
     def checkpoint(self, job_id: str) -> bytes | None:
         blob = self.r.get(self.key("job", job_id, "checkpoint"))
         return bytes(blob) if blob is not None else None
@@ -548,12 +642,38 @@ class JobStore:
         latest = self.latest_metric(job_id)
         return int(latest["step"]) if latest else -1
 
-    def beat(self, job_id: str, holder: str, ttl_s: int) -> None:
-        """The running worker is alive: refresh its heartbeat and its lock."""
-        pipe = self.r.pipeline()
-        pipe.set(self.key("job", job_id, "heartbeat"), holder, ex=ttl_s)
-        pipe.expire(self.key("job", job_id, "lock"), ttl_s)
-        pipe.execute()
+    def beat(self, job_id: str, holder: str, ttl_s: int) -> bool:
+        """The running worker is alive: refresh its heartbeat and its lock (taken again if
+        it expired while Redis was away). False if another worker holds the lock now: the
+        job was given up for lost and runs elsewhere, so this run must stop."""
+        keys = [self.key("job", job_id, "lock"), self.key("job", job_id, "heartbeat")]
+        return bool(self._beat(keys=keys, args=[holder, ttl_s]))
+
+    def live_jobs(self) -> list[str]:
+        """Jobs now running or retrying, of every user (the reaper looks at these)."""
+        ids = self.r.sunion([self.key("in", "running"), self.key("in", "retrying")])
+        return sorted(j.decode() for j in ids)
+
+    def requeue_if_lost(self, job_id: str) -> bool:
+        """Mark a running job whose worker is gone (no heartbeat, no lock) `retrying`, once;
+        True if the caller should now send its task again. Atomic: of several API
+        processes reaping at once, one requeues it."""
+        owner = self.r.hget(self.key("job", job_id), "owner")
+        if owner is None:
+            return False
+        u = owner.decode()
+        keys = [
+            self.key("job", job_id),
+            self.key("job", job_id, "heartbeat"),
+            self.key("job", job_id, "lock"),
+            self.key("job", job_id, "events"),
+            self.key("stats", "transitions"),
+            self.key("user", u, "in", "running"),
+            self.key("user", u, "in", "retrying"),
+            self.key("in", "running"),
+            self.key("in", "retrying"),
+        ]
+        return bool(self._requeue(keys=keys, args=[repr(time.time()), job_id]))
 
     def alive(self, job_id: str) -> bool:
         return bool(self.r.exists(self.key("job", job_id, "heartbeat")))
@@ -569,8 +689,9 @@ class JobStore:
         """True if `holder` now runs the job; False if another worker holds it."""
         return bool(self.r.set(self.key("job", job_id, "lock"), holder, nx=True, ex=ttl_s))
 
-    def release_lock(self, job_id: str) -> None:
-        self.r.delete(self.key("job", job_id, "lock"))
+    def release_lock(self, job_id: str, holder: str) -> None:
+        """Drop the job's lock if `holder` still holds it (not one another worker took)."""
+        self._release(keys=[self.key("job", job_id, "lock")], args=[holder])
 
     def delete_job(self, job_id: str) -> None:
         job = self.get_job(job_id)
@@ -581,6 +702,7 @@ class JobStore:
         pipe.zrem(self.key("user", job["owner"], "jobs"), job_id)
         for live in LIVE:
             pipe.srem(self.key("user", job["owner"], "in", live), job_id)
+            pipe.srem(self.key("in", live), job_id)
         pipe.execute()
 
 
