@@ -39,7 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
         app.state.settings = s
-        app.state.store = JobStore.from_url(s.redis_url, s.key_prefix, s.retention_seconds)
+        app.state.store = JobStore.from_url(
+            s.redis_url,
+            s.key_prefix,
+            s.retention_seconds,
+            artifact_dir=s.artifact_dir,
+            inline_max_bytes=s.artifact_inline_max_bytes,
+        )
         app.state.aredis = aioredis.Redis.from_url(s.redis_url, retry=fail_fast())
         app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
         app.state.reads = AsyncReads(app.state.aredis, app.state.store)

@@ -25,6 +25,7 @@ from service.store import JobStore
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 5.0
 GRACE_S = 10.0
+FILES_EVERY_S = 600.0
 
 
 class Reaper:
@@ -52,9 +53,15 @@ class Reaper:
         return requeued
 
     async def run_forever(self) -> None:
+        """Sweep every REAP_EVERY_S; every FILES_EVERY_S also delete the artifact files of
+        jobs whose retention ended (Redis expires their keys, not the files)."""
+        files_due = 0.0
         while True:
             try:
                 await asyncio.to_thread(self.sweep)
+                if time.monotonic() >= files_due:
+                    await asyncio.to_thread(self.store.remove_expired_artifact_files)
+                    files_due = time.monotonic() + FILES_EVERY_S
             except RedisError as exc:  # Redis away: try again next round
                 log.warning("reaper: %s", exc)
             await asyncio.sleep(REAP_EVERY_S)

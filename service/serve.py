@@ -129,6 +129,8 @@ class Supervisor:
             self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         self.env["AIMC_ADMIN_KEY"] = admin_key(self.data_dir)
         self.env["AIMC_DATA_DIR"] = str(self.data_dir)
+        # big artifacts (weights with device state) as files beside Redis's data
+        self.env.setdefault("AIMC_ARTIFACT_DIR", str(self.data_dir / "artifacts"))
         self.env["AIMC_WORKER_CONCURRENCY"] = str(self.workers)  # torch threads per worker
         py = sys.executable
         self.spawn(

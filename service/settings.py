@@ -42,6 +42,18 @@ class Settings(BaseSettings):
             "the CPU to requests (0: same priority)."
         ),
     )
+    artifact_dir: Path | None = Field(
+        None,
+        description=(
+            "The artifact store: a directory (for several hosts, a shared mount at the "
+            "same place on API and workers) for artifacts above artifact_inline_max_bytes. "
+            "Unset: every artifact stays in Redis (a worker that does not share the store). "
+            "`aimc serve` sets DATA_DIR/artifacts."
+        ),
+    )
+    artifact_inline_max_bytes: int = Field(
+        256 * 1024, ge=0, description="Artifacts up to this size stay in Redis."
+    )
     dataset_dirs: str = Field(
         "",
         description=(

@@ -5,12 +5,16 @@ Layout (all under `settings.key_prefix`):
                           attempts, created/started/finished, error, result (JSON)
   job:{id}:metrics        stream of metric points (XADD; one entry per point, in order)
   job:{id}:events         stream of state changes
-  job:{id}:artifact:{n}   bytes of one artifact; job:{id}:artifacts set of names
+  job:{id}:artifact:{n}   bytes of one small artifact; job:{id}:artifacts set of names;
+                          job:{id}:files hash name -> bytes of the big ones, kept as
+                          files in the artifact store (settings.artifact_dir) under
+                          {prefix}/{job id}/{name}
   job:{id}:cancel         flag, set by a cancel request, read by the worker each step
   job:{id}:lock           held by the worker running the job (a job never runs twice);
                           expires unless the heartbeat refreshes it
   job:{id}:heartbeat      set every few seconds by the running worker (TTL): none = lost
-  job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job
+  job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job;
+                          deleted when the job ends
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}:in:{state}     set of the user's jobs now queued / running / retrying
                           (the queued and running limits count these); in:{state} the
@@ -40,8 +44,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shutil
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -52,6 +58,7 @@ from redis.retry import Retry
 TERMINAL = ("succeeded", "failed", "cancelled")
 LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
+INLINE_MAX_BYTES = 256 * 1024  # larger artifacts go to the artifact store, if there is one
 RECONNECT_CAP_S = 1.0  # longest pause between two reconnect attempts of a patient store
 # upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs
 DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -186,11 +193,21 @@ class JobStore:
     """Typed access to jobs, metrics, artifacts, cancel flags and users in Redis."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "aimc:", retention_s: int | None = None
+        self,
+        client: redis.Redis,
+        prefix: str = "aimc:",
+        retention_s: int | None = None,
+        *,
+        artifact_dir: Path | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ) -> None:
         self.r = client
         self.p = prefix
         self.retention_s = retention_s  # finished jobs expire after this; None keeps them
+        # artifacts above inline_max_bytes go to files under artifact_dir (None: all in
+        # Redis, for a worker on a host that does not share the artifact store)
+        self.artifact_dir = artifact_dir
+        self.inline_max_bytes = inline_max_bytes
         self._create_job = client.register_script(CREATE_JOB)
         self._claim_slot = client.register_script(CLAIM_SLOT)
         self._free_slots = client.register_script(FREE_SLOTS)
@@ -207,6 +224,8 @@ class JobStore:
         retention_s: int | None = None,
         *,
         patient_s: float = 0.0,
+        artifact_dir: Path | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ) -> JobStore:
         """A store on `url`. With `patient_s`, every command waits up to about that long
         for an unreachable Redis to come back (a restart) instead of failing: what a
@@ -216,7 +235,13 @@ class JobStore:
             retries = max(1, int(patient_s / RECONNECT_CAP_S))
             retry = Retry(ExponentialBackoff(cap=RECONNECT_CAP_S, base=0.05), retries)
         client = redis.Redis.from_url(url, decode_responses=False, retry=retry)
-        return cls(client, prefix, retention_s)
+        return cls(
+            client,
+            prefix,
+            retention_s,
+            artifact_dir=artifact_dir,
+            inline_max_bytes=inline_max_bytes,
+        )
 
     def key(self, *parts: str) -> str:
         """The full Redis key of `parts` (e.g. "job", id, "metrics") under the prefix."""
@@ -405,6 +430,8 @@ class JobStore:
                 pipe.srem(self.key("user", owner.decode(), "in", live), job_id)
             if state in LIVE:
                 pipe.sadd(self.key("user", owner.decode(), "in", state), job_id)
+        if state in TERMINAL:
+            pipe.delete(self.key("job", job_id, "checkpoint"))  # never resumed again
         if state in TERMINAL and self.retention_s:
             for key in self._job_keys(job_id):
                 pipe.expire(key, self.retention_s)
@@ -420,6 +447,7 @@ class JobStore:
                 "metrics",
                 "events",
                 "artifacts",
+                "files",
                 "cancel",
                 "lock",
                 "checkpoint",
@@ -489,18 +517,67 @@ class JobStore:
         return [{"state": f[b"state"].decode(), "t": float(f[b"t"])} for _, f in entries]
 
     # artifacts -------------------------------------------------------------
+    def _artifact_folder(self, job_id: str) -> str:
+        """A job's folder in the artifact store, relative to its root (the prefix keeps
+        several deployments or test runs sharing one root apart)."""
+        return f"{self.p.rstrip(':') or 'aimc'}/{job_id}"
+
     def put_artifact(self, job_id: str, name: str, data: bytes) -> None:
+        """Keep an artifact: in Redis if small or there is no artifact store, else as a
+        file in the store (written whole, then renamed: a reader never sees half)."""
         pipe = self.r.pipeline()
-        pipe.set(self.key("job", job_id, "artifact", name), data)
+        if self.artifact_dir is not None and len(data) > self.inline_max_bytes:
+            path = self.artifact_dir / self._artifact_folder(job_id) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".part")
+            partial.write_bytes(data)
+            partial.replace(path)
+            pipe.hset(self.key("job", job_id, "files"), name, len(data))
+        else:
+            pipe.set(self.key("job", job_id, "artifact", name), data)
         pipe.sadd(self.key("job", job_id, "artifacts"), name)
         pipe.execute()
 
     def artifact_names(self, job_id: str) -> list[str]:
         return sorted(n.decode() for n in self.r.smembers(self.key("job", job_id, "artifacts")))
 
-    def artifact(self, job_id: str, name: str) -> bytes | None:
-        data = self.r.get(self.key("job", job_id, "artifact", name))
-        return bytes(data) if data is not None else None
+    def artifact(self, job_id: str, name: str) -> bytes | str | None:
+        """The artifact's bytes if Redis keeps it; if the artifact store does, its path
+        relative to the store's root (the file may have gone); None if there is none."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.key("job", job_id, "artifact", name))
+        pipe.hexists(self.key("job", job_id, "files"), name)
+        data, on_disk = pipe.execute()
+        if data is not None:
+            return bytes(data)
+        return f"{self._artifact_folder(job_id)}/{name}" if on_disk else None
+
+    def artifact_bytes(self, job_id: str, name: str) -> bytes | None:
+        """The artifact's bytes wherever they are kept; None if absent or its file gone."""
+        found = self.artifact(job_id, name)
+        if isinstance(found, str):
+            path = self.artifact_dir / found if self.artifact_dir is not None else None
+            return path.read_bytes() if path is not None and path.is_file() else None
+        return found
+
+    def remove_artifact_files(self, job_id: str) -> None:
+        if self.artifact_dir is not None:
+            shutil.rmtree(self.artifact_dir / self._artifact_folder(job_id), ignore_errors=True)
+
+    def remove_expired_artifact_files(self) -> list[str]:
+        """Delete the artifact files of jobs whose keys expired (the retention) or were
+        removed; the job ids whose files went."""
+        if self.artifact_dir is None:
+            return []
+        root = self.artifact_dir / self._artifact_folder("")
+        if not root.is_dir():
+            return []
+        removed = []
+        for folder in root.iterdir():
+            if folder.is_dir() and not self.r.exists(self.key("job", folder.name)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
 
     # datasets --------------------------------------------------------------
     def put_dataset(self, owner: str, name: str, data: bytes, info: dict[str, Any]) -> str:
@@ -698,6 +775,7 @@ class JobStore:
         if job is None:
             return
         pipe = self.r.pipeline()
+        self.remove_artifact_files(job_id)
         pipe.delete(*self._job_keys(job_id))
         pipe.zrem(self.key("user", job["owner"], "jobs"), job_id)
         for live in LIVE:

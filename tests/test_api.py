@@ -22,7 +22,12 @@ SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
 @pytest.fixture(scope="module")
 def client(worker_store: JobStore) -> Iterator[TestClient]:
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_body_bytes=20_000
+        redis_url=REDIS_TEST_URL,
+        key_prefix=worker_store.p,
+        admin_key=ADMIN,
+        max_body_bytes=20_000,
+        artifact_dir=worker_store.artifact_dir,
+        artifact_inline_max_bytes=worker_store.inline_max_bytes,
     )
     with TestClient(create_app(settings)) as c:
         yield c
@@ -273,3 +278,47 @@ def test_model_that_does_not_fit_its_data_is_a_422_or_a_failed_job_naming_the_fi
     job = wait(client, job_id, auth, ("failed", "succeeded"))
     assert job["state"] == "failed"
     assert job["error"].startswith("training.micro_batch_size: 500 exceeds the")
+
+
+def test_big_artifacts_live_in_the_artifact_store(
+    client: TestClient, worker_store: JobStore
+) -> None:
+    auth = new_user(client, "art")
+    job_id = client.post("/v1/jobs", json=SHORT, headers=auth).json()["id"]
+    assert wait(client, job_id, auth, ("succeeded", "failed"))["state"] == "succeeded"
+    store, root = worker_store, worker_store.artifact_dir
+    assert root is not None
+    folder = root / store.p.rstrip(":") / job_id
+    on_disk = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert "weights.safetensors" in on_disk  # above the tests' 20 kB threshold
+    assert all(size > store.inline_max_bytes for size in on_disk.values())
+    assert not store.r.exists(store.key("job", job_id, "artifact", "weights.safetensors"))
+    assert store.r.exists(store.key("job", job_id, "artifact", "result.json"))  # small
+    assert not store.r.exists(store.key("job", job_id, "checkpoint"))  # dropped at the end
+    names = client.get(f"/v1/jobs/{job_id}/artifacts", headers=auth).json()
+    assert set(on_disk) <= set(names) and "result.json" in names
+    weights = client.get(f"/v1/jobs/{job_id}/artifacts/weights.safetensors", headers=auth)
+    assert weights.status_code == 200
+    assert weights.content == (folder / "weights.safetensors").read_bytes()
+    (folder / "weights.safetensors").unlink()  # removed behind the service's back
+    gone = client.get(f"/v1/jobs/{job_id}/artifacts/weights.safetensors", headers=auth)
+    assert gone.status_code == 410 and gone.headers["content-type"] == "application/problem+json"
+    assert "gone from the artifact store" in gone.json()["detail"]
+    assert client.get(f"/v1/jobs/{job_id}/artifacts/result.json", headers=auth).status_code == 200
+    assert client.delete(f"/v1/jobs/{job_id}", headers=auth).status_code == 204
+    assert not folder.exists()  # delete removes the files
+
+
+def test_expired_jobs_artifact_files_are_removed(worker_store: JobStore) -> None:
+    store = worker_store
+    job_id = store.create_job("old", {"name": "old"})
+    store.put_artifact(job_id, "big.bin", b"x" * (store.inline_max_bytes + 1))
+    store.put_artifact(job_id, "small.txt", b"y")
+    assert store.artifact(job_id, "small.txt") == b"y"
+    relative = store.artifact(job_id, "big.bin")
+    assert isinstance(relative, str) and store.artifact_dir is not None
+    assert (store.artifact_dir / relative).read_bytes() == b"x" * (store.inline_max_bytes + 1)
+    assert job_id not in store.remove_expired_artifact_files()  # still kept
+    store.r.delete(store.key("job", job_id))  # as the retention's expiry does
+    assert job_id in store.remove_expired_artifact_files()
+    assert not (store.artifact_dir / relative).exists()

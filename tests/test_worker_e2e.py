@@ -56,7 +56,7 @@ def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) 
         "timeline.png",
         "weights.safetensors",
     ]
-    assert store.artifact(job_id, "curves.png")[:4] == b"\x89PNG"
+    assert store.artifact_bytes(job_id, "curves.png")[:4] == b"\x89PNG"  # type: ignore[index]
     assert [e["state"] for e in store.events(job_id)] == ["queued", "running", "succeeded"]
 
 

@@ -48,6 +48,8 @@ def _store() -> JobStore:
         settings.key_prefix,
         settings.retention_seconds,
         patient_s=REDIS_PATIENCE_S,
+        artifact_dir=settings.artifact_dir,
+        inline_max_bytes=settings.artifact_inline_max_bytes,
     )
 
 

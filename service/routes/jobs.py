@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from aimc_engine.metric_record import metrics_csv
@@ -256,18 +256,33 @@ MEDIA = {
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    responses={**responses(401, 404, 429), 200: {"content": {"application/octet-stream": {}}}},
+    responses={**responses(401, 404, 410, 429), 200: {"content": {"application/octet-stream": {}}}},
 )
 def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
-    data = store.artifact(job["id"], name)
-    if data is None:
+    """One artifact; big ones stream from the artifact store's file. 410 if the store's
+    file has gone (removed outside the service, or this API does not see the store)."""
+    found = store.artifact(job["id"], name)
+    if found is None:
         raise ProblemError(404, "Not Found", f"no artifact {name!r}")
     suffix = name[name.rfind(".") :] if "." in name else ""
-    return Response(
-        data,
-        media_type=MEDIA.get(suffix, "application/octet-stream"),
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    media_type = MEDIA.get(suffix, "application/octet-stream")
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if isinstance(found, bytes):
+        return Response(found, media_type=media_type, headers=disposition)
+    if store.artifact_dir is None:
+        detail = (
+            f"artifact {name!r} is kept in the artifact store, which this API does not see "
+            "(set AIMC_ARTIFACT_DIR to the store's directory)"
+        )
+        raise ProblemError(410, "Gone", detail)
+    path = store.artifact_dir / found
+    if not path.is_file():
+        detail = (
+            f"artifact {name!r} is gone from the artifact store (removed outside the "
+            "service); the job's other artifacts and metrics are kept; run it again for it"
+        )
+        raise ProblemError(410, "Gone", detail)
+    return FileResponse(path, media_type=media_type, headers=disposition)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 429))
