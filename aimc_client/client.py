@@ -254,13 +254,22 @@ class Client:
     def download(
         self, job_id: str, out_dir: str | Path, names: list[str] | None = None
     ) -> list[Path]:
-        """Save the job's artifacts (all, or `names`) into out_dir; their paths."""
+        """Save the job's artifacts (all, or `names`) into out_dir; their paths. Each is
+        streamed to a .part file, renamed when complete (weights can be hundreds of MB)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for name in names if names is not None else self.artifacts(job_id):
             path = out / Path(name).name
-            path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/artifacts/{name}").content)
+            partial = path.with_name(path.name + ".part")
+            with self.http.stream("GET", f"/v1/jobs/{job_id}/artifacts/{name}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                with partial.open("wb") as f:
+                    for chunk in response.iter_bytes():
+                        f.write(chunk)
+            partial.replace(path)
             paths.append(path)
         return paths
 
