@@ -31,7 +31,11 @@ ADMIN = "remote-admin"
 
 
 def _run(*argv: str) -> bool:
-    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+    """True if the command ran and succeeded (False where the tool is missing)."""
+    try:
+        return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
