@@ -199,6 +199,7 @@ def main() -> int:
             threading.Thread(
                 target=client_loop,
                 args=(url, key, n, args.seconds, tally, per_client[name]),
+                daemon=True,  # Ctrl-C ends the soak without waiting for them
             )
             for (name, key), n in zip(keys.items(), share, strict=True)
         ]

@@ -9,6 +9,12 @@ still gone GRACE_S later (Redis may have been restarting, letting keys expire wh
 worker was alive and waiting to beat again), is marked `retrying` and its task sent
 again: the next worker resumes it from its checkpoint. The Redis-side check and mark is
 one script, so several API processes requeue a job once.
+
+A worker can also die after taking a job's task from the queue but before starting it:
+the job stays `queued` while its message waits among Celery's unacked ones for the
+visibility timeout. A queued job whose task is in neither the queue nor its owner's
+parked list for STUCK_QUEUED_S is sent again (a duplicate task is harmless: the job's
+lock lets one run, and a finished job's task does nothing).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from service.store import JobStore
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 5.0
 GRACE_S = 10.0
+STUCK_QUEUED_S = 60.0  # a queued job whose task is in no queue this long is sent again
 FILES_EVERY_S = 600.0
 
 
@@ -44,13 +51,19 @@ class Reaper:
         requeued = []
         for job_id, since in list(self.missing_since.items()):
             if now - since >= GRACE_S and self.store.requeue_if_lost(job_id):
-                self.celery.send_task(
-                    "aimc.run_job", args=[job_id], queue=self.queue, ignore_result=True
-                )
+                self._send(job_id)
                 log.warning("job %s: its worker is gone; queued again", job_id)
                 requeued.append(job_id)
                 del self.missing_since[job_id]
+        for job_id in self.store.queued_jobs():
+            if self.store.resend_if_stuck(job_id, self.queue, STUCK_QUEUED_S):
+                self._send(job_id)
+                log.warning("job %s: its task was taken by a worker that died; sent again", job_id)
+                requeued.append(job_id)
         return requeued
+
+    def _send(self, job_id: str) -> None:
+        self.celery.send_task("aimc.run_job", args=[job_id], queue=self.queue, ignore_result=True)
 
     async def run_forever(self) -> None:
         """Sweep every REAP_EVERY_S; every FILES_EVERY_S also delete the artifact files of

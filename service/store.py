@@ -78,8 +78,9 @@ AUTHENTICATE = _COUNT_CALLER + "return {user, count}\n"
 
 
 # KEYS = job hash, user's jobs zset, job events stream, stats transitions, user's queued
-# set; ARGV = queued limit (-1: none), job id, owner, name, spec JSON, created. 1 if the
-# job was created, 0 if the owner already had `limit` jobs queued.
+# set, everyone's queued set; ARGV = queued limit (-1: none), job id, owner, name, spec
+# JSON, created, watched (1: the reaper watches it, see resend_if_stuck). 1 if the job
+# was created, 0 if the owner already had `limit` queued.
 CREATE_JOB = """
 local limit = tonumber(ARGV[1])
 if limit >= 0 and redis.call('SCARD', KEYS[5]) >= limit then return 0 end
@@ -89,6 +90,7 @@ redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'state', 'queued', 't', ARGV[6])
 redis.call('HINCRBY', KEYS[4], 'queued', 1)
 redis.call('SADD', KEYS[5], ARGV[2])
+if ARGV[7] == '1' then redis.call('SADD', KEYS[6], ARGV[2]) end
 return 1
 """
 
@@ -134,6 +136,25 @@ local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# KEYS = job hash, owner's parked list, the Celery queue (a list); ARGV = now, minimum
+# age (s), job id. A queued job whose task is nowhere to be found: not in the queue, not
+# parked, queued (or last re-sent) over the minimum age ago. Its message was taken by a
+# worker that died before it started the job, so it sits among Celery's unacked
+# messages until the visibility timeout (hours). 1 (and the time noted) if the caller
+# should send the task again; a second task for a job is harmless (the job's lock).
+RESEND_STUCK = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+local since = redis.call('HGET', KEYS[1], 'resent') or redis.call('HGET', KEYS[1], 'created')
+since = tonumber(since)
+if tonumber(ARGV[1]) - since < tonumber(ARGV[2]) then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[3]) then return 0 end
+for _, message in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  if string.find(message, ARGV[3], 1, true) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'resent', ARGV[1])
 return 1
 """
 
@@ -215,6 +236,7 @@ class JobStore:
         self._beat = client.register_script(BEAT)
         self._requeue = client.register_script(REQUEUE)
         self._release = client.register_script(RELEASE)
+        self._resend_stuck = client.register_script(RESEND_STUCK)
 
     @classmethod
     def from_url(
@@ -325,13 +347,14 @@ class JobStore:
 
     # jobs ------------------------------------------------------------------
     def create_job(self, owner: str, spec: dict[str, Any]) -> str:
-        """A queued job (no limit checked); its id."""
-        job = self.admit_job(owner, spec, None)
+        """A queued job (no limit checked; no task sent, so the reaper does not watch
+        it while queued: the caller sends one if it wants the job run); its id."""
+        job = self.admit_job(owner, spec, None, watched=False)
         assert job is not None
         return str(job["id"])
 
     def admit_job(
-        self, owner: str, spec: dict[str, Any], max_queued: int | None
+        self, owner: str, spec: dict[str, Any], max_queued: int | None, *, watched: bool = True
     ) -> dict[str, Any] | None:
         """Create a queued job unless the owner already has `max_queued` queued; the job
         (as get_job gives it) or None. One atomic round trip: concurrent submits cannot
@@ -345,6 +368,7 @@ class JobStore:
                 self.key("job", job_id, "events"),
                 self.key("stats", "transitions"),
                 self.key("user", owner, "in", "queued"),
+                self.key("in", "queued"),
             ],
             args=[
                 max_queued if max_queued is not None else -1,
@@ -353,6 +377,7 @@ class JobStore:
                 spec.get("name", ""),
                 json.dumps(spec),
                 repr(now),
+                "1" if watched else "0",
             ],
         )
         if not created:
@@ -730,6 +755,19 @@ class JobStore:
         """Jobs now running or retrying, of every user (the reaper looks at these)."""
         ids = self.r.sunion([self.key("in", "running"), self.key("in", "retrying")])
         return sorted(j.decode() for j in ids)
+
+    def queued_jobs(self) -> list[str]:
+        """Jobs now queued, of every user."""
+        return sorted(j.decode() for j in self.r.smembers(self.key("in", "queued")))
+
+    def resend_if_stuck(self, job_id: str, queue: str, min_age_s: float) -> bool:
+        """True if the queued job's task is nowhere (see RESEND_STUCK) and the caller
+        should send it again; notes the time, so it is re-sent at most every min_age_s."""
+        owner = self.r.hget(self.key("job", job_id), "owner")
+        if owner is None:
+            return False
+        keys = [self.key("job", job_id), self.key("user", owner.decode(), "parked"), queue]
+        return bool(self._resend_stuck(keys=keys, args=[repr(time.time()), min_age_s, job_id]))
 
     def requeue_if_lost(self, job_id: str) -> bool:
         """Mark a running job whose worker is gone (no heartbeat, no lock) `retrying`, once;

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,31 @@ def _redis_port(served: Served) -> int:
     pid = served.child("redis-server")
     assert pid is not None
     return int(children(served.proc.pid)[pid].split()[1].split(":")[1])
+
+
+def test_reaper_resends_a_queued_job_whose_task_vanished(worker_store: JobStore) -> None:
+    """A queued job whose task sits in no queue (a worker took it and died before
+    starting it) is sent again once it waited STUCK_QUEUED_S; one whose task waits in
+    the queue, or that is parked, is left alone. (Its own key prefix and Celery queue:
+    no other reaper or worker of the session sees these jobs.)"""
+    from service.reaper import STUCK_QUEUED_S
+    from worker.app import app
+
+    store = JobStore(worker_store.r, f"stuck-{uuid.uuid4().hex[:6]}:")
+    queue = store.key("queue")  # a Celery queue nobody consumes: what was sent stays there
+    stuck, waiting, parked = (
+        store.admit_job("u", {"name": n}, None)["id"]  # type: ignore[index]
+        for n in ("s", "w", "p")
+    )
+    store.r.rpush(store.key("user", "u", "parked"), parked)
+    store.r.rpush(queue, f'{{"headers": {{"argsrepr": "[\'{waiting}\']"}}}}')
+    old = repr(time.time() - STUCK_QUEUED_S - 1)
+    for job_id in (stuck, waiting, parked):
+        store.r.hset(store.key("job", job_id), "created", old)
+    assert not store.resend_if_stuck(waiting, queue, STUCK_QUEUED_S)
+    assert not store.resend_if_stuck(parked, queue, STUCK_QUEUED_S)
+    assert Reaper(store, app, queue).sweep() == [stuck]
+    assert Reaper(store, app, queue).sweep() == []  # noted: not again for STUCK_QUEUED_S
+    sent = [m for m in store.r.lrange(queue, 0, -1) if stuck.encode() in m]
+    assert len(sent) == 1 and b"aimc.run_job" in sent[0]
+    store.r.delete(queue)
