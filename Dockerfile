@@ -13,7 +13,8 @@ COPY service service
 COPY worker worker
 COPY examples examples
 RUN pip install .
-RUN useradd --create-home aimc
+# the artifact store volume mounts here; a named volume takes this ownership
+RUN useradd --create-home aimc && mkdir /artifacts && chown aimc /artifacts
 USER aimc
 EXPOSE 8000
 CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -52,6 +52,8 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
         except ApiError as exc:
             print(f"aimc: {exc}", file=sys.stderr)
             return EXIT_SERVICE
+        except BrokenPipeError:
+            raise  # stdout's reader left: main() ends quietly
         except OSError as exc:  # a file to read or write
             print(f"aimc: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -373,7 +375,7 @@ def admin_key(args: argparse.Namespace) -> str | None:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    """Create a user with the admin key (no user key involved, so not `remote`)."""
+    """Manage users with the admin key (no user key involved, so not `remote`)."""
     key = admin_key(args)
     if key is None:
         print(
@@ -382,12 +384,41 @@ def cmd_users(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+    if args.action != "list" and not args.name:
+        print(f"aimc users {args.action}: name the user (NAME or id)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     args.api_key = key
-    return remote(_create_user)(args)
+    return remote(_users)(args)
 
 
-def _create_user(args: argparse.Namespace, client: Client) -> int:
-    user = client.create_user(args.name)
+def _find_user(client: Client, name_or_id: str) -> dict[str, Any] | None:
+    return next((u for u in client.users() if name_or_id in (u["name"], u["id"])), None)
+
+
+def _users(args: argparse.Namespace, client: Client) -> int:
+    if args.action == "create":
+        user = client.create_user(args.name)
+    elif args.action == "list":
+        users = client.users()
+        if args.json:
+            _print_json(users)
+        else:
+            rows = [[u["id"], u["name"], _when(u["created"])] for u in users]
+            print(text_table(["id", "name", "created"], rows))
+        return EXIT_OK
+    else:
+        found = _find_user(client, args.name)
+        if found is None:
+            print(f"aimc users {args.action}: no user {args.name!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if args.action == "delete":
+            client.delete_user(found["id"])
+            if args.json:
+                _print_json({"deleted": found["id"]})
+            else:
+                print(f"deleted user {found['name']} ({found['id']}); their key is revoked")
+            return EXIT_OK
+        user = client.rotate_key(found["id"])
     if args.json:
         _print_json(user)
     else:
@@ -460,11 +491,12 @@ def add_remote_commands(sub: Any) -> None:
     p.add_argument("--plot", default="compare.png", help="overlay plot file (default compare.png)")
     p = sub.add_parser(
         "users",
-        help="create a user and their API key (needs the admin key)",
-        description="Create a user and their API key (needs the admin key).",
+        help="create, list or delete users, or rotate a user's API key (needs the admin key)",
+        description="Manage users with the admin key: create NAME (names are unique), list, "
+        "rotate NAME (a new key; the old one is refused at once), delete NAME.",
     )
-    p.add_argument("action", choices=["create"])
-    p.add_argument("name", help="who the key is for")
+    p.add_argument("action", choices=["create", "list", "rotate", "delete"])
+    p.add_argument("name", nargs="?", help="create: who the key is for; rotate, delete: name or id")
     p.add_argument("--url", help="the service (default $AIMC_URL, else http://127.0.0.1:8000)")
     p.add_argument("--admin-key", help="default $AIMC_ADMIN_KEY, else DATA_DIR/admin_key")
     p.add_argument("--data-dir", default="~/.aimc", help="where `aimc serve` keeps its key")

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import yaml
+from httpx_sse import connect_sse
 
 from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
 from aimc_engine.spec import JobSpec, SpecError, load_spec_file
@@ -30,6 +31,7 @@ class Event:
 
     kind: str
     data: dict[str, Any]
+    id: str | None = None  # resume after this event: stream(job, last_event_id=id)
 
 
 def _error(response: httpx.Response) -> ApiError:
@@ -185,29 +187,43 @@ class Client:
             f"job {job_id}",
         )
 
-    def stream(self, job_id: str) -> Iterator[Event]:
-        """The job's events live (SSE) until it ends; a dropped connection is reopened and
-        the events already seen are skipped (the service replays from the start)."""
-        seen = 0
-        for attempt in range(self.retries + 1):
-            count = 0
+    def stream(self, job_id: str, *, last_event_id: str | None = None) -> Iterator[Event]:
+        """The job's events live (SSE) until it ends, after `last_event_id` if given. A
+        dropped connection (the API restarted, a proxy timed out) is reopened with the
+        last event's id as Last-Event-ID, so every event arrives exactly once; `retries`
+        failed reconnects in a row give up with ServiceUnavailable."""
+        last = last_event_id
+        failures = 0
+        while True:
+            headers = {"Last-Event-ID": last} if last else {}
             try:
-                with self.http.stream(
-                    "GET", f"/v1/jobs/{job_id}/events", timeout=httpx.Timeout(60.0)
-                ) as response:
+                with connect_sse(
+                    self.http,
+                    "GET",
+                    f"/v1/jobs/{job_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(60.0, connect=10.0),  # keep-alives come every 10 s
+                ) as source:
+                    response = source.response
                     if response.status_code >= 400:
                         response.read()
+                        if response.status_code in (429, 503) and failures < self.retries:
+                            failures += 1
+                            self._pause(failures, _retry_after(response))
+                            continue
                         raise _error(response)
-                    for event in _parse_sse(response.iter_lines()):
-                        count += 1
-                        if count > seen:
-                            seen = count
-                            yield event
+                    for sse in source.iter_sse():
+                        failures = 0
+                        if not sse.data:
+                            continue  # the opening `retry:` frame
+                        last = sse.id or last
+                        yield Event(sse.event, json.loads(sse.data), sse.id or None)
                 return
             except httpx.TransportError as exc:
-                if attempt == self.retries:
+                failures += 1
+                if failures > self.retries:
                     raise ServiceUnavailable(0, "Stream lost", f"{self.url}: {exc}") from exc
-                self._pause(attempt, None)
+                self._pause(failures - 1, None)
 
     def metrics(self, job_id: str, *, since: int = -1) -> list[dict[str, Any]]:
         """Metric points with step > since."""
@@ -238,13 +254,22 @@ class Client:
     def download(
         self, job_id: str, out_dir: str | Path, names: list[str] | None = None
     ) -> list[Path]:
-        """Save the job's artifacts (all, or `names`) into out_dir; their paths."""
+        """Save the job's artifacts (all, or `names`) into out_dir; their paths. Each is
+        streamed to a .part file, renamed when complete (weights can be hundreds of MB)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for name in names if names is not None else self.artifacts(job_id):
             path = out / Path(name).name
-            path.write_bytes(self._request("GET", f"/v1/jobs/{job_id}/artifacts/{name}").content)
+            partial = path.with_name(path.name + ".part")
+            with self.http.stream("GET", f"/v1/jobs/{job_id}/artifacts/{name}") as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                with partial.open("wb") as f:
+                    for chunk in response.iter_bytes():
+                        f.write(chunk)
+            partial.replace(path)
             paths.append(path)
         return paths
 
@@ -293,6 +318,19 @@ class Client:
         """A new user and their API key (shown once); this client's key must be the
         admin key."""
         return dict(self._json("POST", "/v1/users", json={"name": name}))
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (id, name, created); admin key."""
+        return list(self._json("GET", "/v1/users"))
+
+    def rotate_key(self, user_id: str) -> dict[str, Any]:
+        """A new API key for the user (shown once); the old one is refused from now on;
+        admin key."""
+        return dict(self._json("POST", f"/v1/users/{user_id}/key"))
+
+    def delete_user(self, user_id: str) -> None:
+        """Remove the user, revoke their key and cancel their live jobs; admin key."""
+        self._request("DELETE", f"/v1/users/{user_id}")
 
     # datasets ----------------------------------------------------------------
     def upload_dataset(self, path: str | Path, *, name: str | None = None) -> dict[str, Any]:
@@ -351,23 +389,3 @@ def _read_spec_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError([("", f"{path}: a job spec must be a mapping")])
     return data
-
-
-def _parse_sse(lines: Iterator[str]) -> Iterator[Event]:
-    """Events from SSE lines (`event:` and `data:` fields, blank line ends one; comments,
-    such as keep-alives, skipped)."""
-    kind = "message"
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield Event(kind, json.loads("\n".join(data)))
-            kind, data = "message", []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-    if data:
-        yield Event(kind, json.loads("\n".join(data)))

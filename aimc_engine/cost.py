@@ -51,11 +51,13 @@ def _npz_train_shape(path: str) -> tuple[int, ...] | None:
         return None
 
 
-def _data(
+def data_shape(
     spec: JobSpec, uploaded: tuple[int, tuple[int, ...]] | None
-) -> tuple[int, tuple[int, ...]]:
+) -> tuple[int, tuple[int, ...]] | None:
+    """(training samples, sample shape) of the spec's dataset as far as it is known without
+    loading it; None for an npz file whose header cannot be read."""
     d = spec.dataset
-    if d.name == "uploaded" and uploaded is not None:
+    if d.name == "uploaded":
         return uploaded
     if d.name in KNOWN:
         return KNOWN[d.name]
@@ -64,9 +66,13 @@ def _data(
     if d.name == "mnist1d":
         return d.mnist1d.n_train, (40,)
     shape = _npz_train_shape(d.path) if d.path else None
-    if shape is None:
-        return 60000, (1, 28, 28)  # unknown: assume MNIST-sized
-    return shape[0], shape[1:]
+    return None if shape is None else (shape[0], shape[1:])
+
+
+def _data(
+    spec: JobSpec, uploaded: tuple[int, tuple[int, ...]] | None
+) -> tuple[int, tuple[int, ...]]:
+    return data_shape(spec, uploaded) or (60000, (1, 28, 28))  # unknown: MNIST-sized
 
 
 def parameters(spec: JobSpec, input_shape: tuple[int, ...]) -> int:

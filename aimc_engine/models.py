@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from aimc_engine.fit import fit_problem
 from aimc_engine.layers import AnalogConv2d, AnalogLayer, AnalogLinear
 from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
@@ -114,6 +115,9 @@ def build_model(
 ) -> LayeredNet:
     """The network the spec describes, for inputs of `input_shape` (without batch)."""
     m = spec.model
+    problem = fit_problem(spec, input_shape)  # the API checked the same at submit
+    if problem:
+        raise ValueError(f"{problem[0]}: {problem[1]}")
     make = LayerFactory(spec, m.num_weight_layers, config)
     act = ACTIVATIONS[m.activation]
     units: list[nn.Module] = []
@@ -128,11 +132,6 @@ def build_model(
     elif m.kind == "cnn":
         c, h, w = _image_shape(input_shape, m.kind)
         for ch in m.channels:
-            if h < 2 or w < 2:
-                raise ValueError(
-                    f"model.channels: {len(m.channels)} conv+pool blocks shrink "
-                    f"{input_shape[1:]} images below 1x1; use fewer blocks"
-                )
             units.append(nn.Sequential(make.conv(c, ch, 5), act(), nn.MaxPool2d(2)))
             c, h, w = ch, h // 2, w // 2
         units.append(nn.Sequential(nn.Flatten(), make.linear(c * h * w, m.fc), act()))

@@ -168,7 +168,10 @@ def run(
     gens = run_generators(spec.seed, device)  # independent streams of the one seed
     data_gen, noise_gen, observe_gen = gens.data, gens.noise, gens.observe
     config = TileConfig(spec.analog, gens.init, noise_gen, device)
-    model = build_model(spec, data.input_shape, data.classes, config)
+    try:
+        model = build_model(spec, data.input_shape, data.classes, config)
+    except ValueError as exc:  # the model does not fit the data: a field of the spec
+        raise RunError(str(exc)) from None
 
     t, p = spec.training, spec.pipeline
     b = t.micro_batch_size

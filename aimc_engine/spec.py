@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,26 @@ class SpecError(ValueError):
 def _fail(path: str, message: str) -> PydanticCustomError:
     """A cross-field error whose field path (relative to the validated model) rides in ctx."""
     return PydanticCustomError("spec", "{message}", {"path": path, "message": message})
+
+
+# Where file-backed datasets (npz, mnist_idx) may be read from. None, the default (`aimc
+# run` on one's own machine): anywhere. The service sets the operator's AIMC_DATASET_DIRS
+# (none by default) around each request and each job: a path there is a file read on the
+# server on behalf of a remote user, allowed only under those directories after `..` and
+# symlinks are resolved, and a refusal says nothing about what exists on the server.
+DATASET_ROOTS: ContextVar[tuple[Path, ...] | None] = ContextVar("DATASET_ROOTS", default=None)
+
+
+def _confined(path: str) -> Path | None:
+    """The path to read (resolved when confined), or None if it lies outside every allowed
+    directory. A relative path is taken relative to the first allowed directory."""
+    roots = DATASET_ROOTS.get()
+    if roots is None:
+        return Path(path).expanduser()
+    if not roots:
+        return None
+    real = (roots[0].resolve() / path).resolve()
+    return real if any(real.is_relative_to(root.resolve()) for root in roots) else None
 
 
 class _Strict(BaseModel):
@@ -82,7 +103,17 @@ class DatasetSpec(_Strict):
         if self.name in ("npz", "mnist_idx"):
             if not self.path:
                 raise _fail("path", f"required for dataset {self.name!r}")
-            p = Path(self.path).expanduser()
+            p = _confined(self.path)
+            if p is None:
+                raise _fail(
+                    "path",
+                    "this service reads dataset files only under the directories its operator "
+                    "allows (AIMC_DATASET_DIRS), and this path is not under one; upload the "
+                    "data instead (POST /v1/datasets, `aimc datasets upload`) and use "
+                    "name: uploaded",
+                )
+            if DATASET_ROOTS.get() is not None:
+                self.path = str(p)  # the resolved file: what was checked is what is read
             if self.name == "npz" and not p.is_file():
                 raise _fail("path", f"no such file: {self.path!r} (expected an .npz file)")
             if self.name == "mnist_idx" and not p.is_dir():

@@ -9,7 +9,8 @@ from typing import Any
 
 from fastapi import Request
 
-from aimc_engine.cost import job_cost
+from aimc_engine.cost import data_shape, job_cost
+from aimc_engine.fit import fit_problem
 from aimc_engine.spec import JobSpec
 from service.errors import ProblemError
 from service.settings import Settings
@@ -17,7 +18,8 @@ from service.store import JobStore
 
 
 def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at: str = "") -> None:
-    """422 naming the field if the spec's upload is not the caller's or it costs too much;
+    """422 naming the field if the spec's upload is not the caller's, its model does not fit
+    its data (where the data's shape is known without loading it) or it costs too much;
     `at` prefixes the field path (a sweep's combination)."""
     uploaded = None
     if spec.dataset.name == "uploaded":
@@ -28,6 +30,13 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
                 422, "Invalid request", detail, errors=[{"loc": f"{at}dataset.id", "msg": detail}]
             )
         uploaded = (int(dataset["n_train"]), tuple(dataset["sample_shape"]))
+    known = data_shape(spec, uploaded)
+    problem = fit_problem(spec, known[1]) if known else None
+    if problem:
+        loc, msg = f"{at}{problem[0]}", problem[1]
+        raise ProblemError(
+            422, "Invalid request", f"{loc}: {msg}", errors=[{"loc": loc, "msg": msg}]
+        )
     cost = job_cost(spec, uploaded)
     if cost.total > settings.max_job_cost:
         detail = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,16 +14,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimc_engine.spec import spec_problems
 from service import ui
 from service.errors import PROBLEM, ProblemError, problem_handler
-from service.middleware import LimitAndCount
+from service.events import stream_client
+from service.middleware import ConfineDatasetPaths, LimitAndCount
+from service.reaper import Reaper
 from service.routes import datasets, jobs, sweeps, users
 from service.settings import Settings, get_settings
-from service.store import DURATION_BUCKETS_S, AsyncReads, JobStore
+from service.store import DURATION_BUCKETS_S, AsyncReads, JobStore, fail_fast
 
+STORE_RETRY_AFTER_S = 2
 QUEUE = "aimc"  # the Celery queue jobs wait in (worker.app.QUEUE; not imported: no Celery app here)
 
 
@@ -33,17 +40,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
         app.state.settings = s
-        app.state.store = JobStore.from_url(s.redis_url, s.key_prefix, s.retention_seconds)
-        app.state.aredis = aioredis.Redis.from_url(s.redis_url)  # hot reads, SSE
+        app.state.store = JobStore.from_url(
+            s.redis_url,
+            s.key_prefix,
+            s.retention_seconds,
+            artifact_dir=s.artifact_dir,
+            inline_max_bytes=s.artifact_inline_max_bytes,
+        )
+        app.state.aredis = aioredis.Redis.from_url(s.redis_url, retry=fail_fast())
+        app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
         app.state.reads = AsyncReads(app.state.aredis, app.state.store)
         app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
         # the objects of start-up (modules, schemas) never die: keep them out of the
         # collector's full passes, which otherwise stall a request now and then
         gc.collect()
         gc.freeze()
+        reaper = asyncio.create_task(Reaper(app.state.store, app.state.celery, QUEUE).run_forever())
         yield
+        reaper.cancel()
         app.state.store.r.close()
         await app.state.aredis.aclose()
+        await app.state.stream_redis.aclose()
 
     app = FastAPI(
         title="aimc",
@@ -60,6 +77,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         large_bodies={"/v1/datasets": limits.max_dataset_bytes},
         requests_total=requests_total,
     )
+    app.add_middleware(ConfineDatasetPaths, roots=limits.dataset_roots())
+
+    async def store_away(_: Request, exc: Exception) -> JSONResponse:
+        """Redis unreachable or still loading (a restart): 503 with Retry-After, never a
+        500; clients retry (aimc_client does) and lose nothing."""
+        body = {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "the job store (Redis) is restarting or unreachable; retry shortly",
+        }
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+        return JSONResponse(body, status_code=503, media_type=PROBLEM, headers=headers)
+
+    for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
+        app.add_exception_handler(error, store_away)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

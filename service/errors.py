@@ -47,5 +47,6 @@ async def problem_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can give."""
-    return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in codes}
+    """OpenAPI entries for the error statuses a route can give; every route that reads the
+    store can answer 503 (with Retry-After) while Redis restarts."""
+    return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in (*codes, 503)}

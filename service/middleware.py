@@ -9,10 +9,30 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aimc_engine.spec import DATASET_ROOTS
 from service.errors import PROBLEM
+
+
+class ConfineDatasetPaths:
+    """Every request validates job specs under the operator's dataset directories: a
+    spec's server-side path is a file read on the workers' machines for a remote user
+    (see aimc_engine.spec.DATASET_ROOTS). Set per request because a context variable set
+    at start-up does not reach the tasks that serve requests."""
+
+    def __init__(self, app: ASGIApp, roots: tuple[Path, ...]) -> None:
+        self.app = app
+        self.roots = roots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = DATASET_ROOTS.set(self.roots)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            DATASET_ROOTS.reset(token)
 
 
 class LimitAndCount:

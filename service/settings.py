@@ -42,9 +42,33 @@ class Settings(BaseSettings):
             "the CPU to requests (0: same priority)."
         ),
     )
+    artifact_dir: Path | None = Field(
+        None,
+        description=(
+            "The artifact store: a directory (for several hosts, a shared mount at the "
+            "same place on API and workers) for artifacts above artifact_inline_max_bytes. "
+            "Unset: every artifact stays in Redis (a worker that does not share the store). "
+            "`aimc serve` sets DATA_DIR/artifacts."
+        ),
+    )
+    artifact_inline_max_bytes: int = Field(
+        256 * 1024, ge=0, description="Artifacts up to this size stay in Redis."
+    )
+    dataset_dirs: str = Field(
+        "",
+        description=(
+            "Directories (separated by ':') under which a job spec's server-side dataset "
+            "paths (npz, mnist_idx) may lie, after resolving '..' and symlinks; none by "
+            "default, so remote users can read no server file. Uploads need none."
+        ),
+    )
     worker_max_memory_mib: int = Field(
         4096, ge=64, description="A worker pool process above this resident size is replaced."
     )
+
+    def dataset_roots(self) -> tuple[Path, ...]:
+        """The allowed dataset directories (aimc_engine.spec.DATASET_ROOTS)."""
+        return tuple(Path(d).expanduser() for d in self.dataset_dirs.split(":") if d.strip())
 
 
 @lru_cache

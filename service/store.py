@@ -5,15 +5,20 @@ Layout (all under `settings.key_prefix`):
                           attempts, created/started/finished, error, result (JSON)
   job:{id}:metrics        stream of metric points (XADD; one entry per point, in order)
   job:{id}:events         stream of state changes
-  job:{id}:artifact:{n}   bytes of one artifact; job:{id}:artifacts set of names
+  job:{id}:artifact:{n}   bytes of one small artifact; job:{id}:artifacts set of names;
+                          job:{id}:files hash name -> bytes of the big ones, kept as
+                          files in the artifact store (settings.artifact_dir) under
+                          {prefix}/{job id}/{name}
   job:{id}:cancel         flag, set by a cancel request, read by the worker each step
   job:{id}:lock           held by the worker running the job (a job never runs twice);
                           expires unless the heartbeat refreshes it
   job:{id}:heartbeat      set every few seconds by the running worker (TTL): none = lost
-  job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job
+  job:{id}:checkpoint     the engine's latest checkpoint (bytes), for a redelivered job;
+                          deleted when the job ends
   user:{u}:jobs           sorted set of the user's job ids by creation time
   user:{u}:in:{state}     set of the user's jobs now queued / running / retrying
-                          (the queued and running limits count these)
+                          (the queued and running limits count these); in:{state} the
+                          same over all users (the reaper scans running and retrying)
   user:{u}:parked         list of queued jobs a worker set aside because the user had
                           max_running_jobs running; handed back as slots free up
   user:{u}:datasets       sorted set of the user's dataset ids by upload time
@@ -22,7 +27,9 @@ Layout (all under `settings.key_prefix`):
                           classes); dataset:{id}:data the .npz bytes (kept until deleted)
   sweep:{id}              hash: owner, name, created, grid (JSON), members (JSON list of
                           {job id, overrides}); sweep:{id}:plot the overlay PNG once done
-  user:{u}                hash: name; key:{sha256} -> user id
+  user:{u}                hash: name, created, key (the sha256 of their key);
+                          key:{sha256} -> user id; username:{name} -> user id (names
+                          are unique); users: sorted set of user ids by creation
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
                           AUTHENTICATE script together with the key lookup
@@ -37,16 +44,22 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shutil
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
+INLINE_MAX_BYTES = 256 * 1024  # larger artifacts go to the artifact store, if there is one
+RECONNECT_CAP_S = 1.0  # longest pause between two reconnect attempts of a patient store
 # upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs
 DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
@@ -65,8 +78,9 @@ AUTHENTICATE = _COUNT_CALLER + "return {user, count}\n"
 
 
 # KEYS = job hash, user's jobs zset, job events stream, stats transitions, user's queued
-# set; ARGV = queued limit (-1: none), job id, owner, name, spec JSON, created. 1 if the
-# job was created, 0 if the owner already had `limit` jobs queued.
+# set, everyone's queued set; ARGV = queued limit (-1: none), job id, owner, name, spec
+# JSON, created, watched (1: the reaper watches it, see resend_if_stuck). 1 if the job
+# was created, 0 if the owner already had `limit` queued.
 CREATE_JOB = """
 local limit = tonumber(ARGV[1])
 if limit >= 0 and redis.call('SCARD', KEYS[5]) >= limit then return 0 end
@@ -76,6 +90,7 @@ redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'state', 'queued', 't', ARGV[6])
 redis.call('HINCRBY', KEYS[4], 'queued', 1)
 redis.call('SADD', KEYS[5], ARGV[2])
+if ARGV[7] == '1' then redis.call('SADD', KEYS[6], ARGV[2]) end
 return 1
 """
 
@@ -102,6 +117,74 @@ return redis.call('LPOP', KEYS[3], free) or {}
 """
 
 
+# KEYS = metrics stream; ARGV = step, point JSON. Adds the point only after a lower step.
+ADD_METRIC = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local fields = last[1][2]
+  if tonumber(cjson.decode(fields[2])['step']) >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
+return 1
+"""
+
+# KEYS = lock, heartbeat; ARGV = holder, ttl. Refreshes both while the holder holds the
+# lock (taking it again if it expired, e.g. while Redis restarted); 0 if another worker
+# holds it now: this run must stop, the job belongs to the other.
+BEAT = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# KEYS = job hash, owner's parked list, the Celery queue (a list); ARGV = now, minimum
+# age (s), job id. A queued job whose task is nowhere to be found: not in the queue, not
+# parked, queued (or last re-sent) over the minimum age ago. Its message was taken by a
+# worker that died before it started the job, so it sits among Celery's unacked
+# messages until the visibility timeout (hours). 1 (and the time noted) if the caller
+# should send the task again; a second task for a job is harmless (the job's lock).
+RESEND_STUCK = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+local since = redis.call('HGET', KEYS[1], 'resent') or redis.call('HGET', KEYS[1], 'created')
+since = tonumber(since)
+if tonumber(ARGV[1]) - since < tonumber(ARGV[2]) then return 0 end
+if redis.call('LPOS', KEYS[2], ARGV[3]) then return 0 end
+for _, message in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  if string.find(message, ARGV[3], 1, true) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'resent', ARGV[1])
+return 1
+"""
+
+# KEYS = lock; ARGV = holder. Deletes the lock only if the holder holds it.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS = job hash, heartbeat, lock, events stream, transitions, owner's running set,
+# owner's retrying set, global running set, global retrying set; ARGV = now, job id. Puts a
+# running job whose worker is gone (no heartbeat, no lock) back as `retrying`, once:
+# 1 if it did (the caller sends the task again), 0 if the job is alive or not running.
+REQUEUE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'running' and state ~= 'retrying' then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if state == 'retrying' and tonumber(redis.call('HGET', KEYS[1], 'requeued') or '0') > 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'retrying', 'requeued', ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'state', 'retrying', 't', ARGV[1])
+redis.call('HINCRBY', KEYS[5], 'retrying', 1)
+redis.call('SREM', KEYS[6], ARGV[2])
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('SREM', KEYS[8], ARGV[2])
+redis.call('SADD', KEYS[9], ARGV[2])
+return 1
+"""
+
 # AUTHENTICATE, then the job's hash, latest metric point and heartbeat: the status
 # route's whole read in one round trip. ARGV 3 = the job's key (prefix + job:{id}).
 AUTHENTICATED_JOB_VIEW = (
@@ -115,6 +198,13 @@ return {user, count, redis.call('HGETALL', job),
 )
 
 
+def fail_fast() -> Retry:
+    """The API's retry on a lost Redis connection: two quick tries (a dropped idle
+    connection), then the error, which the API answers with 503 + Retry-After at once
+    instead of holding the request for seconds (redis-py's default: 10 tries)."""
+    return Retry(ExponentialBackoff(cap=0.1, base=0.02), 2)
+
+
 def hash_key(api_key: str) -> str:
     """Keys are stored only as their SHA-256: a dump of Redis reveals no usable key."""
     return hashlib.sha256(api_key.encode()).hexdigest()
@@ -124,43 +214,147 @@ class JobStore:
     """Typed access to jobs, metrics, artifacts, cancel flags and users in Redis."""
 
     def __init__(
-        self, client: redis.Redis, prefix: str = "aimc:", retention_s: int | None = None
+        self,
+        client: redis.Redis,
+        prefix: str = "aimc:",
+        retention_s: int | None = None,
+        *,
+        artifact_dir: Path | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ) -> None:
         self.r = client
         self.p = prefix
         self.retention_s = retention_s  # finished jobs expire after this; None keeps them
+        # artifacts above inline_max_bytes go to files under artifact_dir (None: all in
+        # Redis, for a worker on a host that does not share the artifact store)
+        self.artifact_dir = artifact_dir
+        self.inline_max_bytes = inline_max_bytes
         self._create_job = client.register_script(CREATE_JOB)
         self._claim_slot = client.register_script(CLAIM_SLOT)
         self._free_slots = client.register_script(FREE_SLOTS)
+        self._add_metric = client.register_script(ADD_METRIC)
+        self._beat = client.register_script(BEAT)
+        self._requeue = client.register_script(REQUEUE)
+        self._release = client.register_script(RELEASE)
+        self._resend_stuck = client.register_script(RESEND_STUCK)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "aimc:", retention_s: int | None = None) -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=False), prefix, retention_s)
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "aimc:",
+        retention_s: int | None = None,
+        *,
+        patient_s: float = 0.0,
+        artifact_dir: Path | None = None,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
+    ) -> JobStore:
+        """A store on `url`. With `patient_s`, every command waits up to about that long
+        for an unreachable Redis to come back (a restart) instead of failing: what a
+        running job wants; the API fails fast instead and answers 503."""
+        retry = fail_fast()
+        if patient_s > 0:
+            retries = max(1, int(patient_s / RECONNECT_CAP_S))
+            retry = Retry(ExponentialBackoff(cap=RECONNECT_CAP_S, base=0.05), retries)
+        client = redis.Redis.from_url(url, decode_responses=False, retry=retry)
+        return cls(
+            client,
+            prefix,
+            retention_s,
+            artifact_dir=artifact_dir,
+            inline_max_bytes=inline_max_bytes,
+        )
 
     def key(self, *parts: str) -> str:
         """The full Redis key of `parts` (e.g. "job", id, "metrics") under the prefix."""
         return self.p + ":".join(parts)
 
     # users -----------------------------------------------------------------
-    def create_user(self, name: str) -> tuple[str, str]:
-        """A new user; returns (user id, API key). The key is shown once, stored hashed."""
+    def create_user(self, name: str) -> tuple[str, str] | None:
+        """A new user; returns (user id, API key), or None if the name is taken. The key is
+        shown once and stored hashed."""
         user_id = uuid.uuid4().hex[:12]
+        if not self.r.set(self.key("username", name), user_id, nx=True):
+            return None
         api_key = "aimc_" + secrets.token_urlsafe(24)
+        hashed = hash_key(api_key)
         pipe = self.r.pipeline()
-        pipe.hset(self.key("user", user_id), mapping={"name": name, "created": time.time()})
-        pipe.set(self.key("key", hash_key(api_key)), user_id)
+        pipe.hset(
+            self.key("user", user_id), mapping={"name": name, "created": time.time(), "key": hashed}
+        )
+        pipe.set(self.key("key", hashed), user_id)
+        pipe.zadd(self.key("users"), {user_id: time.time()})
         pipe.execute()
         return user_id, api_key
 
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (id, name, created), oldest first; keys are never listed."""
+        ids = [u.decode() for u in self.r.zrange(self.key("users"), 0, -1)]
+        pipe = self.r.pipeline(transaction=False)
+        for user_id in ids:
+            pipe.hmget(self.key("user", user_id), ["name", "created"])
+        return [
+            {"id": user_id, "name": name.decode(), "created": float(created)}
+            for user_id, (name, created) in zip(ids, pipe.execute(), strict=True)
+            if name is not None
+        ]
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        record = self._text_hash(self.key("user", user_id))
+        if record is None:
+            return None
+        return {"id": user_id, "name": record["name"], "created": float(record["created"])}
+
+    def rotate_key(self, user_id: str) -> str | None:
+        """A new API key for the user; the old one stops working at once. None if no
+        such user."""
+        old = self.r.hget(self.key("user", user_id), "key")
+        if old is None and not self.r.exists(self.key("user", user_id)):
+            return None
+        api_key = "aimc_" + secrets.token_urlsafe(24)
+        hashed = hash_key(api_key)
+        pipe = self.r.pipeline()
+        if old is not None:
+            pipe.delete(self.key("key", old.decode()))
+        pipe.set(self.key("key", hashed), user_id)
+        pipe.hset(self.key("user", user_id), "key", hashed)
+        pipe.execute()
+        return api_key
+
+    def delete_user(self, user_id: str) -> bool:
+        """Remove the user and revoke their key; their live jobs are asked to cancel (jobs
+        and datasets then expire with the retention). False if no such user."""
+        record = self._text_hash(self.key("user", user_id))
+        if record is None:
+            return False
+        live = set()
+        for state in LIVE:
+            live |= {j.decode() for j in self.r.smembers(self.key("user", user_id, "in", state))}
+        pipe = self.r.pipeline()
+        if "key" in record:
+            pipe.delete(self.key("key", record["key"]))
+        pipe.delete(self.key("user", user_id))
+        pipe.delete(self.key("username", record["name"]))
+        pipe.zrem(self.key("users"), user_id)
+        for job_id in live:
+            pipe.set(self.key("job", job_id, "cancel"), 1)
+        pipe.execute()
+        for job_id in live:
+            job = self.get_job(job_id)
+            if job is not None and job["state"] == "queued":
+                self.set_state(job_id, "cancelled")
+        return True
+
     # jobs ------------------------------------------------------------------
     def create_job(self, owner: str, spec: dict[str, Any]) -> str:
-        """A queued job (no limit checked); its id."""
-        job = self.admit_job(owner, spec, None)
+        """A queued job (no limit checked; no task sent, so the reaper does not watch
+        it while queued: the caller sends one if it wants the job run); its id."""
+        job = self.admit_job(owner, spec, None, watched=False)
         assert job is not None
         return str(job["id"])
 
     def admit_job(
-        self, owner: str, spec: dict[str, Any], max_queued: int | None
+        self, owner: str, spec: dict[str, Any], max_queued: int | None, *, watched: bool = True
     ) -> dict[str, Any] | None:
         """Create a queued job unless the owner already has `max_queued` queued; the job
         (as get_job gives it) or None. One atomic round trip: concurrent submits cannot
@@ -174,6 +368,7 @@ class JobStore:
                 self.key("job", job_id, "events"),
                 self.key("stats", "transitions"),
                 self.key("user", owner, "in", "queued"),
+                self.key("in", "queued"),
             ],
             args=[
                 max_queued if max_queued is not None else -1,
@@ -182,6 +377,7 @@ class JobStore:
                 spec.get("name", ""),
                 json.dumps(spec),
                 repr(now),
+                "1" if watched else "0",
             ],
         )
         if not created:
@@ -240,6 +436,7 @@ class JobStore:
         mapping: dict[str, Any] = {"state": state, **fields}
         if state == "running":
             mapping.setdefault("started", now)
+            mapping["requeued"] = 0  # a worker holds it: it may be requeued if lost again
         if state in TERMINAL:
             mapping["finished"] = now
         owner, started = self.r.hmget(self.key("job", job_id), ["owner", "started"])
@@ -249,11 +446,17 @@ class JobStore:
         pipe.hset(self.key("job", job_id), mapping=mapping)
         pipe.xadd(self.key("job", job_id, "events"), {"state": state, "t": now})
         pipe.hincrby(self.key("stats", "transitions"), state, 1)
+        for live in LIVE:
+            pipe.srem(self.key("in", live), job_id)
+        if state in LIVE:
+            pipe.sadd(self.key("in", state), job_id)
         if owner is not None:
             for live in LIVE:
                 pipe.srem(self.key("user", owner.decode(), "in", live), job_id)
             if state in LIVE:
                 pipe.sadd(self.key("user", owner.decode(), "in", state), job_id)
+        if state in TERMINAL:
+            pipe.delete(self.key("job", job_id, "checkpoint"))  # never resumed again
         if state in TERMINAL and self.retention_s:
             for key in self._job_keys(job_id):
                 pipe.expire(key, self.retention_s)
@@ -269,6 +472,7 @@ class JobStore:
                 "metrics",
                 "events",
                 "artifacts",
+                "files",
                 "cancel",
                 "lock",
                 "checkpoint",
@@ -318,8 +522,14 @@ class JobStore:
         self.r.hset(self.key("job", job_id), "result", json.dumps(result))
 
     # metrics and events ----------------------------------------------------
-    def add_metric(self, job_id: str, record: dict[str, Any]) -> None:
-        self.r.xadd(self.key("job", job_id, "metrics"), {"m": json.dumps(record)})
+    def add_metric(self, job_id: str, record: dict[str, Any]) -> bool:
+        """Append a metric point unless one of its step or later is stored already: a
+        write retried after a lost reply (Redis restarting) cannot add it twice. True if
+        it was added."""
+        added = self._add_metric(
+            keys=[self.key("job", job_id, "metrics")], args=[record["step"], json.dumps(record)]
+        )
+        return bool(added)
 
     def metrics(self, job_id: str, since_step: int = -1) -> list[dict[str, Any]]:
         """Metric points in order, those with step > since_step."""
@@ -332,18 +542,67 @@ class JobStore:
         return [{"state": f[b"state"].decode(), "t": float(f[b"t"])} for _, f in entries]
 
     # artifacts -------------------------------------------------------------
+    def _artifact_folder(self, job_id: str) -> str:
+        """A job's folder in the artifact store, relative to its root (the prefix keeps
+        several deployments or test runs sharing one root apart)."""
+        return f"{self.p.rstrip(':') or 'aimc'}/{job_id}"
+
     def put_artifact(self, job_id: str, name: str, data: bytes) -> None:
+        """Keep an artifact: in Redis if small or there is no artifact store, else as a
+        file in the store (written whole, then renamed: a reader never sees half)."""
         pipe = self.r.pipeline()
-        pipe.set(self.key("job", job_id, "artifact", name), data)
+        if self.artifact_dir is not None and len(data) > self.inline_max_bytes:
+            path = self.artifact_dir / self._artifact_folder(job_id) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".part")
+            partial.write_bytes(data)
+            partial.replace(path)
+            pipe.hset(self.key("job", job_id, "files"), name, len(data))
+        else:
+            pipe.set(self.key("job", job_id, "artifact", name), data)
         pipe.sadd(self.key("job", job_id, "artifacts"), name)
         pipe.execute()
 
     def artifact_names(self, job_id: str) -> list[str]:
         return sorted(n.decode() for n in self.r.smembers(self.key("job", job_id, "artifacts")))
 
-    def artifact(self, job_id: str, name: str) -> bytes | None:
-        data = self.r.get(self.key("job", job_id, "artifact", name))
-        return bytes(data) if data is not None else None
+    def artifact(self, job_id: str, name: str) -> bytes | str | None:
+        """The artifact's bytes if Redis keeps it; if the artifact store does, its path
+        relative to the store's root (the file may have gone); None if there is none."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.key("job", job_id, "artifact", name))
+        pipe.hexists(self.key("job", job_id, "files"), name)
+        data, on_disk = pipe.execute()
+        if data is not None:
+            return bytes(data)
+        return f"{self._artifact_folder(job_id)}/{name}" if on_disk else None
+
+    def artifact_bytes(self, job_id: str, name: str) -> bytes | None:
+        """The artifact's bytes wherever they are kept; None if absent or its file gone."""
+        found = self.artifact(job_id, name)
+        if isinstance(found, str):
+            path = self.artifact_dir / found if self.artifact_dir is not None else None
+            return path.read_bytes() if path is not None and path.is_file() else None
+        return found
+
+    def remove_artifact_files(self, job_id: str) -> None:
+        if self.artifact_dir is not None:
+            shutil.rmtree(self.artifact_dir / self._artifact_folder(job_id), ignore_errors=True)
+
+    def remove_expired_artifact_files(self) -> list[str]:
+        """Delete the artifact files of jobs whose keys expired (the retention) or were
+        removed; the job ids whose files went."""
+        if self.artifact_dir is None:
+            return []
+        root = self.artifact_dir / self._artifact_folder("")
+        if not root.is_dir():
+            return []
+        removed = []
+        for folder in root.iterdir():
+            if folder.is_dir() and not self.r.exists(self.key("job", folder.name)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
 
     # datasets --------------------------------------------------------------
     def put_dataset(self, owner: str, name: str, data: bytes, info: dict[str, Any]) -> str:
@@ -468,6 +727,10 @@ class JobStore:
     def put_checkpoint(self, job_id: str, blob: bytes) -> None:
         self.r.set(self.key("job", job_id, "checkpoint"), blob)
 
+    def mark_resumed(self, job_id: str) -> None:
+        """Count a run that continued from the checkpoint (`resumes` in the job's hash)."""
+        self.r.hincrby(self.key("job", job_id), "resumes", 1)
+
     def checkpoint(self, job_id: str) -> bytes | None:
         blob = self.r.get(self.key("job", job_id, "checkpoint"))
         return bytes(blob) if blob is not None else None
@@ -481,12 +744,51 @@ class JobStore:
         latest = self.latest_metric(job_id)
         return int(latest["step"]) if latest else -1
 
-    def beat(self, job_id: str, holder: str, ttl_s: int) -> None:
-        """The running worker is alive: refresh its heartbeat and its lock."""
-        pipe = self.r.pipeline()
-        pipe.set(self.key("job", job_id, "heartbeat"), holder, ex=ttl_s)
-        pipe.expire(self.key("job", job_id, "lock"), ttl_s)
-        pipe.execute()
+    def beat(self, job_id: str, holder: str, ttl_s: int) -> bool:
+        """The running worker is alive: refresh its heartbeat and its lock (taken again if
+        it expired while Redis was away). False if another worker holds the lock now: the
+        job was given up for lost and runs elsewhere, so this run must stop."""
+        keys = [self.key("job", job_id, "lock"), self.key("job", job_id, "heartbeat")]
+        return bool(self._beat(keys=keys, args=[holder, ttl_s]))
+
+    def live_jobs(self) -> list[str]:
+        """Jobs now running or retrying, of every user (the reaper looks at these)."""
+        ids = self.r.sunion([self.key("in", "running"), self.key("in", "retrying")])
+        return sorted(j.decode() for j in ids)
+
+    def queued_jobs(self) -> list[str]:
+        """Jobs now queued, of every user."""
+        return sorted(j.decode() for j in self.r.smembers(self.key("in", "queued")))
+
+    def resend_if_stuck(self, job_id: str, queue: str, min_age_s: float) -> bool:
+        """True if the queued job's task is nowhere (see RESEND_STUCK) and the caller
+        should send it again; notes the time, so it is re-sent at most every min_age_s."""
+        owner = self.r.hget(self.key("job", job_id), "owner")
+        if owner is None:
+            return False
+        keys = [self.key("job", job_id), self.key("user", owner.decode(), "parked"), queue]
+        return bool(self._resend_stuck(keys=keys, args=[repr(time.time()), min_age_s, job_id]))
+
+    def requeue_if_lost(self, job_id: str) -> bool:
+        """Mark a running job whose worker is gone (no heartbeat, no lock) `retrying`, once;
+        True if the caller should now send its task again. Atomic: of several API
+        processes reaping at once, one requeues it."""
+        owner = self.r.hget(self.key("job", job_id), "owner")
+        if owner is None:
+            return False
+        u = owner.decode()
+        keys = [
+            self.key("job", job_id),
+            self.key("job", job_id, "heartbeat"),
+            self.key("job", job_id, "lock"),
+            self.key("job", job_id, "events"),
+            self.key("stats", "transitions"),
+            self.key("user", u, "in", "running"),
+            self.key("user", u, "in", "retrying"),
+            self.key("in", "running"),
+            self.key("in", "retrying"),
+        ]
+        return bool(self._requeue(keys=keys, args=[repr(time.time()), job_id]))
 
     def alive(self, job_id: str) -> bool:
         return bool(self.r.exists(self.key("job", job_id, "heartbeat")))
@@ -502,18 +804,21 @@ class JobStore:
         """True if `holder` now runs the job; False if another worker holds it."""
         return bool(self.r.set(self.key("job", job_id, "lock"), holder, nx=True, ex=ttl_s))
 
-    def release_lock(self, job_id: str) -> None:
-        self.r.delete(self.key("job", job_id, "lock"))
+    def release_lock(self, job_id: str, holder: str) -> None:
+        """Drop the job's lock if `holder` still holds it (not one another worker took)."""
+        self._release(keys=[self.key("job", job_id, "lock")], args=[holder])
 
     def delete_job(self, job_id: str) -> None:
         job = self.get_job(job_id)
         if job is None:
             return
         pipe = self.r.pipeline()
+        self.remove_artifact_files(job_id)
         pipe.delete(*self._job_keys(job_id))
         pipe.zrem(self.key("user", job["owner"], "jobs"), job_id)
         for live in LIVE:
             pipe.srem(self.key("user", job["owner"], "in", live), job_id)
+            pipe.srem(self.key("in", live), job_id)
         pipe.execute()
 
 

@@ -54,12 +54,24 @@ def pulsed_after(
     return out
 
 
+# artifacts above this go to the artifact store in the tests (a digits mlp's weights do)
+INLINE_MAX_BYTES = 20_000
+
+
 @pytest.fixture(scope="session")
-def worker_store() -> Iterator[JobStore]:
-    """A real Celery worker process on Redis database 15; the store it writes to."""
+def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
+    """A real Celery worker process on Redis database 15 with an artifact store in a
+    temporary directory; the store it writes to."""
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
-    saved = {k: os.environ.get(k) for k in ("REDIS_URL", "AIMC_KEY_PREFIX")}
-    os.environ.update(REDIS_URL=REDIS_TEST_URL, AIMC_KEY_PREFIX=prefix)
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    names = ("REDIS_URL", "AIMC_KEY_PREFIX", "AIMC_ARTIFACT_DIR", "AIMC_ARTIFACT_INLINE_MAX_BYTES")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(
+        REDIS_URL=REDIS_TEST_URL,
+        AIMC_KEY_PREFIX=prefix,
+        AIMC_ARTIFACT_DIR=str(artifacts),
+        AIMC_ARTIFACT_INLINE_MAX_BYTES=str(INLINE_MAX_BYTES),
+    )
     get_settings.cache_clear()
     from worker.app import app
 
@@ -70,7 +82,9 @@ def worker_store() -> Iterator[JobStore]:
         env=os.environ.copy(),
     )
     try:
-        yield JobStore.from_url(REDIS_TEST_URL, prefix)
+        yield JobStore.from_url(
+            REDIS_TEST_URL, prefix, artifact_dir=artifacts, inline_max_bytes=INLINE_MAX_BYTES
+        )
     finally:
         proc.terminate()  # warm shutdown: waits for a running job
         try:
@@ -96,9 +110,11 @@ class LiveService:
     store: JobStore
 
     def new_user(self, name: str) -> str:
-        """A fresh user's API key, made through the API with the admin key."""
+        """A fresh user's API key, made through the API with the admin key; `name` gets a
+        random suffix (names are unique)."""
         import httpx
 
+        name = f"{name}-{uuid.uuid4().hex[:6]}"
         r = httpx.post(
             f"{self.url}/v1/users",
             json={"name": name},
@@ -123,6 +139,8 @@ def live_service(worker_store: JobStore) -> Iterator[LiveService]:
         admin_key=admin,
         max_dataset_bytes=200_000,
         max_queued_jobs=30,
+        artifact_dir=worker_store.artifact_dir,
+        artifact_inline_max_bytes=INLINE_MAX_BYTES,
     )
     port = free_port()
     server = uvicorn.Server(

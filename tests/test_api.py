@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -21,13 +22,20 @@ SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
 @pytest.fixture(scope="module")
 def client(worker_store: JobStore) -> Iterator[TestClient]:
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_body_bytes=20_000
+        redis_url=REDIS_TEST_URL,
+        key_prefix=worker_store.p,
+        admin_key=ADMIN,
+        max_body_bytes=20_000,
+        artifact_dir=worker_store.artifact_dir,
+        artifact_inline_max_bytes=worker_store.inline_max_bytes,
     )
     with TestClient(create_app(settings)) as c:
         yield c
 
 
 def new_user(client: TestClient, name: str) -> dict[str, str]:
+    """A fresh user's auth header; `name` gets a random suffix (names are unique)."""
+    name = f"{name}-{uuid.uuid4().hex[:6]}"
     r = client.post("/v1/users", json={"name": name}, headers={"Authorization": f"Bearer {ADMIN}"})
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['api_key']}"}
@@ -198,3 +206,119 @@ def test_job_cost_ceiling(worker_store: JobStore) -> None:
         r = small.post("/v1/jobs", json={"training": {"epochs": 100}}, headers=auth)
         assert r.status_code == 422
         assert "max_job_cost" in r.json()["detail"] and r.json()["title"] == "Job too large"
+
+
+def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    name = f"uma-{uuid.uuid4().hex[:6]}"
+    first = client.post("/v1/users", json={"name": name}, headers=admin)
+    assert first.status_code == 201
+    again = client.post("/v1/users", json={"name": name}, headers=admin)
+    assert again.status_code == 409 and again.json()["errors"][0]["loc"] == "name"
+    user_id, old = first.json()["id"], {"Authorization": f"Bearer {first.json()['api_key']}"}
+    listed = client.get("/v1/users", headers=admin).json()
+    assert [u["name"] for u in listed].count(name) == 1
+    assert all("api_key" not in u and "key" not in u for u in listed)
+    assert client.get("/v1/users", headers=old).status_code == 401  # admins only
+    assert client.get("/v1/jobs", headers=old).status_code == 200
+    rotated = client.post(f"/v1/users/{user_id}/key", headers=admin)
+    assert rotated.status_code == 200 and rotated.json()["name"] == name
+    new = {"Authorization": f"Bearer {rotated.json()['api_key']}"}
+    assert client.get("/v1/jobs", headers=old).status_code == 401  # revoked at once
+    job_id = client.post("/v1/jobs", json=SHORT, headers=new).json()["id"]
+    assert client.delete(f"/v1/users/{user_id}", headers=admin).status_code == 204
+    assert client.get("/v1/jobs", headers=new).status_code == 401
+    assert client.delete(f"/v1/users/{user_id}", headers=admin).status_code == 404
+    assert client.post(f"/v1/users/{user_id}/key", headers=admin).status_code == 404
+    assert name not in [u["name"] for u in client.get("/v1/users", headers=admin).json()]
+    store = client.app.state.store  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while (job := store.get_job(job_id))["state"] not in ("cancelled", "succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["state"] == "cancelled"  # a deleted user's live jobs are cancelled
+    # the name is free again
+    assert client.post("/v1/users", json={"name": name}, headers=admin).status_code == 201
+
+
+def test_a_cancelled_job_keeps_the_progress_it_stopped_at(client: TestClient) -> None:
+    auth = new_user(client, "hal")
+    spec = {"training": {"steps": 4000, "micro_batch_size": 8, "eval_every": 1000}}
+    job_id = client.post("/v1/jobs", json=spec, headers=auth).json()["id"]
+    deadline = time.monotonic() + 90
+    while (job := client.get(f"/v1/jobs/{job_id}", headers=auth).json())["progress"] < 0.05:
+        assert job["state"] in ("queued", "running") and time.monotonic() < deadline
+        time.sleep(0.1)
+    client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+    job = wait(client, job_id, auth, ("cancelled", "succeeded", "failed"))
+    assert job["state"] == "cancelled"
+    samples = client.get(f"/v1/jobs/{job_id}/result", headers=auth).json()["samples"]
+    assert 0.05 <= job["progress"] < 1
+    assert job["progress"] == pytest.approx(samples / (4000 * 8), abs=0.01)
+
+
+def test_model_that_does_not_fit_its_data_is_a_422_or_a_failed_job_naming_the_field(
+    client: TestClient,
+) -> None:
+    auth = new_user(client, "ivy")
+    r = client.post(
+        "/v1/jobs", json={"model": {"kind": "cnn", "channels": [8, 16, 32, 64]}}, headers=auth
+    )
+    assert r.status_code == 422 and [e["loc"] for e in r.json()["errors"]] == ["model.channels"]
+    assert "at most 3 fit" in r.json()["detail"]
+    flat = {"model": {"kind": "resnet"}, "dataset": {"name": "synthetic"}}  # 32 features
+    r = client.post("/v1/jobs", json=flat, headers=auth)
+    assert r.status_code == 422 and [e["loc"] for e in r.json()["errors"]] == ["model.kind"]
+    # known only once the data is loaded: a failed job whose error names the field
+    tiny = {
+        "dataset": {"name": "digits", "test_fraction": 0.99},
+        "training": {"steps": 2, "micro_batch_size": 500},
+    }
+    job_id = client.post("/v1/jobs", json=tiny, headers=auth).json()["id"]
+    job = wait(client, job_id, auth, ("failed", "succeeded"))
+    assert job["state"] == "failed"
+    assert job["error"].startswith("training.micro_batch_size: 500 exceeds the")
+
+
+def test_big_artifacts_live_in_the_artifact_store(
+    client: TestClient, worker_store: JobStore
+) -> None:
+    auth = new_user(client, "art")
+    job_id = client.post("/v1/jobs", json=SHORT, headers=auth).json()["id"]
+    assert wait(client, job_id, auth, ("succeeded", "failed"))["state"] == "succeeded"
+    store, root = worker_store, worker_store.artifact_dir
+    assert root is not None
+    folder = root / store.p.rstrip(":") / job_id
+    on_disk = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert "weights.safetensors" in on_disk  # above the tests' 20 kB threshold
+    assert all(size > store.inline_max_bytes for size in on_disk.values())
+    assert not store.r.exists(store.key("job", job_id, "artifact", "weights.safetensors"))
+    assert store.r.exists(store.key("job", job_id, "artifact", "result.json"))  # small
+    assert not store.r.exists(store.key("job", job_id, "checkpoint"))  # dropped at the end
+    names = client.get(f"/v1/jobs/{job_id}/artifacts", headers=auth).json()
+    assert set(on_disk) <= set(names) and "result.json" in names
+    weights = client.get(f"/v1/jobs/{job_id}/artifacts/weights.safetensors", headers=auth)
+    assert weights.status_code == 200
+    assert weights.content == (folder / "weights.safetensors").read_bytes()
+    (folder / "weights.safetensors").unlink()  # removed behind the service's back
+    gone = client.get(f"/v1/jobs/{job_id}/artifacts/weights.safetensors", headers=auth)
+    assert gone.status_code == 410 and gone.headers["content-type"] == "application/problem+json"
+    assert "gone from the artifact store" in gone.json()["detail"]
+    assert client.get(f"/v1/jobs/{job_id}/artifacts/result.json", headers=auth).status_code == 200
+    assert client.delete(f"/v1/jobs/{job_id}", headers=auth).status_code == 204
+    assert not folder.exists()  # delete removes the files
+
+
+def test_expired_jobs_artifact_files_are_removed(worker_store: JobStore) -> None:
+    store = worker_store
+    job_id = store.create_job("old", {"name": "old"})
+    store.put_artifact(job_id, "big.bin", b"x" * (store.inline_max_bytes + 1))
+    store.put_artifact(job_id, "small.txt", b"y")
+    assert store.artifact(job_id, "small.txt") == b"y"
+    relative = store.artifact(job_id, "big.bin")
+    assert isinstance(relative, str) and store.artifact_dir is not None
+    assert (store.artifact_dir / relative).read_bytes() == b"x" * (store.inline_max_bytes + 1)
+    assert job_id not in store.remove_expired_artifact_files()  # still kept
+    store.r.delete(store.key("job", job_id))  # as the retention's expiry does
+    assert job_id in store.remove_expired_artifact_files()
+    assert not (store.artifact_dir / relative).exists()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,7 @@ import pytest
 
 from aimc_cli import main
 from aimc_cli.remote import parse_grid
+from aimc_client import Client
 from aimc_engine.spec import SpecError
 from tests.conftest import LiveService
 
@@ -181,7 +186,8 @@ def test_users_create_with_the_admin_key(
 ) -> None:
     monkeypatch.delenv("AIMC_ADMIN_KEY", raising=False)
     (tmp_path / "admin_key").write_text(live_service.admin_key + "\n")  # as aimc serve keeps it
-    assert main(["users", "create", "zed", "--data-dir", str(tmp_path)]) == 0
+    zed = f"zed-{uuid.uuid4().hex[:6]}"
+    assert main(["users", "create", zed, "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     key = out.split("export AIMC_API_KEY=")[1].strip()
     monkeypatch.setenv("AIMC_API_KEY", key)
@@ -191,3 +197,49 @@ def test_users_create_with_the_admin_key(
     assert "no admin key" in capsys.readouterr().err
     assert main(["users", "create", "x", "--admin-key", "wrong"]) == 3
     assert "401" in capsys.readouterr().err
+    assert main(["users", "create", zed, "--data-dir", str(tmp_path)]) == 3
+    assert "409" in capsys.readouterr().err
+    assert main(["users", "list", "--data-dir", str(tmp_path)]) == 0
+    assert zed in capsys.readouterr().out
+    assert main(["users", "rotate", zed, "--data-dir", str(tmp_path)]) == 0
+    rotated = capsys.readouterr().out.split("export AIMC_API_KEY=")[1].strip()
+    assert main(["jobs"]) == 3  # the old key is revoked
+    capsys.readouterr()
+    monkeypatch.setenv("AIMC_API_KEY", rotated)
+    assert main(["jobs"]) == 0
+    assert main(["users", "delete", zed, "--data-dir", str(tmp_path)]) == 0
+    assert main(["jobs"]) == 3
+    assert main(["users", "delete", zed, "--data-dir", str(tmp_path)]) == 2
+    assert "no user" in capsys.readouterr().err
+
+
+def _into_closed_pipe(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `aimc ARGV` with stdout a pipe whose reader has already gone (as `| head`)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "aimc_cli", *argv],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
+def test_output_into_a_closed_pipe_ends_quietly(live_service: LiveService, tmp_path: Path) -> None:
+    key = live_service.new_user("piper")
+    env = {**os.environ, "AIMC_URL": live_service.url, "AIMC_API_KEY": key}
+    with Client(live_service.url, key) as client:
+        job = client.submit({"name": "piped", "training": {"steps": 5}})
+        client.cancel(job["id"])
+    spec = tmp_path / "s.yaml"
+    spec.write_text("pipeline: {stages: 2}\n")
+    for argv in (["status", job["id"]], ["jobs"], ["schedule", str(spec)]):
+        done = _into_closed_pipe(argv, env)
+        assert done.returncode == 141, (argv, done.stderr)
+        assert done.stderr == "", argv

@@ -25,6 +25,10 @@ def test_compose_services_commands_env_and_volumes() -> None:
         assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
         assert svc["build"] == "."
     assert "ports" not in worker  # workers scale: no fixed host port
+    for svc in (api, worker):  # one artifact store, shared
+        assert svc["environment"]["AIMC_ARTIFACT_DIR"] == "/artifacts"
+        assert "artifacts:/artifacts" in svc["volumes"]
+    assert "artifacts" in compose["volumes"]
     assert "8000:8000" in api["ports"]
 
 

@@ -57,7 +57,7 @@ def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) 
         "timeline.png",
         "weights.safetensors",
     ]
-    assert store.artifact(job_id, "curves.png")[:4] == b"\x89PNG"
+    assert store.artifact_bytes(job_id, "curves.png")[:4] == b"\x89PNG"  # type: ignore[index]
     assert [e["state"] for e in store.events(job_id)] == ["queued", "running", "succeeded"]
 
 
@@ -115,7 +115,7 @@ def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobSt
     while time.monotonic() < deadline and store.alive(job_id):
         time.sleep(0.2)
     assert not store.alive(job_id)  # the heartbeat stopped: the API shows the job as lost
-    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=120)
+    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=300)  # niced, shared CPU
     assert job["state"] == "succeeded", job.get("error")
     assert job["attempts"] == 2
     assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
@@ -137,7 +137,7 @@ def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> Non
     engine_pid = int(store.r.hget(f"{store.p}job:{job_id}", "engine_pid"))
     assert engine_pid != int(job["worker"].rsplit(":", 1)[1])  # a process of its own
     os.kill(engine_pid, signal.SIGKILL)
-    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=120)
+    job = wait_for(store, job_id, ("succeeded", "failed"), timeout=300)  # niced, shared CPU
     assert job["state"] == "succeeded", job.get("error")
     assert job["attempts"] == 2
     assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))

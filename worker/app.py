@@ -45,6 +45,11 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     broker_connection_retry_on_startup=True,
+    # a restarting Redis: reconnect for as long as it takes, and let the running job go
+    # on (its store waits for Redis too) rather than cancel it
+    broker_connection_retry=True,
+    broker_connection_max_retries=None,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
 )
 
 

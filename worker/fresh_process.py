@@ -31,11 +31,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def run_in_fresh_process(work: Callable[[], int]) -> int:
+def run_in_fresh_process(
+    work: Callable[[], int], *, started: Callable[[int], None] | None = None
+) -> int:
     """Fork; the new process runs `work` and exits with its return value (1 if it raised,
-    logged). Returns that exit code, or -N if signal N killed the process. If the caller
-    is interrupted while waiting (soft time limit, shutdown), the job's process is killed
-    first, then the interruption goes on."""
+    logged). Returns that exit code, or -N if signal N killed the process. `started`
+    gets the new process's id. If the caller is interrupted while waiting (soft time
+    limit, shutdown), the job's process is killed first, then the interruption goes on."""
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -49,6 +51,8 @@ def run_in_fresh_process(work: Callable[[], int]) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    if started is not None:
+        started(pid)
     try:
         _, status = os.waitpid(pid, 0)
     except BaseException:

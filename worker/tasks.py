@@ -9,9 +9,11 @@ engine work itself runs in a process forked for the job (worker/fresh_process.py
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
 import threading
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aimc_engine.spec import JobSpec, SpecError, parse_spec
+from aimc_engine.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from service.settings import get_settings
 from service.store import TERMINAL, JobStore
 from worker.app import app
@@ -35,9 +37,20 @@ CHECKPOINT_EVERY = 200  # micro-batches between checkpoints
 LOCKED_RETRY_S = LIVENESS_TTL_S  # a locked job is tried again once a dead holder's lock expired
 
 
+REDIS_PATIENCE_S = 120  # a running job waits this long for a restarting Redis, then fails
+
+
 def _store() -> JobStore:
+    """The worker's store: patient, so a Redis restart pauses a job instead of failing it."""
     settings = get_settings()
-    return JobStore.from_url(settings.redis_url, settings.key_prefix, settings.retention_seconds)
+    return JobStore.from_url(
+        settings.redis_url,
+        settings.key_prefix,
+        settings.retention_seconds,
+        patient_s=REDIS_PATIENCE_S,
+        artifact_dir=settings.artifact_dir,
+        inline_max_bytes=settings.artifact_inline_max_bytes,
+    )
 
 
 @app.task(name="aimc.run_job", bind=True, max_retries=None)
@@ -58,10 +71,15 @@ def run_job(self: Any, job_id: str) -> str:
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
         raise self.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
     if not store.claim_slot(owner, job_id, limit):
-        store.release_lock(job_id)
+        store.release_lock(job_id, holder)
         return "parked"  # the owner's running limit: queued until one of theirs ends
-    stop_beating = threading.Event()
-    beater = threading.Thread(target=_beat, args=(store, job_id, holder, stop_beating), daemon=True)
+    stop_beating, superseded = threading.Event(), threading.Event()
+    engine_pid: list[int] = []
+    beater = threading.Thread(
+        target=_beat,
+        args=(store, job_id, holder, stop_beating, superseded, engine_pid),
+        daemon=True,
+    )
     beater.start()
     try:
         attempts = store.add_attempt(job_id)
@@ -71,7 +89,14 @@ def run_job(self: Any, job_id: str) -> str:
         if attempts > 1:
             store.set_state(job_id, "retrying")
         store.set_state(job_id, "running", worker=holder)
-        code = run_in_fresh_process(lambda: _job_process(job_id, job["spec"], owner))
+        code = run_in_fresh_process(
+            lambda: _job_process(job_id, job["spec"], owner), started=engine_pid.append
+        )
+        if superseded.is_set():
+            # given up for lost (this worker was cut off from Redis past the heartbeat's
+            # lifetime) and taken by another worker, which resumes it: leave it to that one
+            log.warning("job %s: another worker took it over; this run stopped", job_id)
+            return "superseded"
         if code < 0:
             # a signal killed the job's process (the kernel's OOM killer, an operator):
             # die as a killed worker would, so Celery redelivers the job (reject on worker
@@ -89,7 +114,7 @@ def run_job(self: Any, job_id: str) -> str:
     finally:
         stop_beating.set()
         beater.join()
-        store.release_lock(job_id)
+        store.release_lock(job_id, holder)
         _queue_parked(store, owner, limit)
 
 
@@ -99,9 +124,23 @@ def _queue_parked(store: JobStore, owner: str, limit: int) -> None:
         run_job.apply_async(args=[parked])
 
 
-def _beat(store: JobStore, job_id: str, holder: str, stop: threading.Event) -> None:
+def _beat(
+    store: JobStore,
+    job_id: str,
+    holder: str,
+    stop: threading.Event,
+    superseded: threading.Event,
+    engine_pid: list[int],
+) -> None:
+    """Refresh heartbeat and lock until stopped; if another worker holds the lock now,
+    kill this run's job process (two runs of one job would write its metrics twice)."""
     while True:
-        store.beat(job_id, holder, LIVENESS_TTL_S)
+        if not store.beat(job_id, holder, LIVENESS_TTL_S):
+            superseded.set()
+            for pid in engine_pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return
         if stop.wait(HEARTBEAT_S):
             return
 
@@ -114,6 +153,9 @@ def _job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
 
     concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    # server-side dataset paths only under this worker's allowed directories (checked
+    # again here: the API that admitted the spec may run on another machine)
+    DATASET_ROOTS.set(get_settings().dataset_roots())
     store = _store()
     store.set_engine_pid(job_id, os.getpid())
     try:
@@ -154,6 +196,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         store.set_state(job_id, "failed", error=str(exc))
         return
     last = {"cancel": 0.0, "progress": 0.0}
+    reached: list[float] = []  # the share of training done at the latest step
     stored_up_to = store.last_metric_step(job_id)  # points a previous attempt already stored
 
     def on_metrics(record: dict[str, Any]) -> None:
@@ -168,6 +211,7 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         return store.cancel_requested(job_id)
 
     def on_progress(step: int, total: int, loss: float) -> None:
+        reached[:] = [step / total]
         now = time.monotonic()
         if now - last["progress"] >= PROGRESS_EVERY_S or step == total:
             last["progress"] = now
@@ -184,7 +228,10 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         out = Path(tmp)
         try:
             uploaded = _fetch_upload(store, spec, owner, out / "uploaded.npz")
-            output = run(spec, callbacks, resume=store.checkpoint(job_id), uploaded=uploaded)
+            resume = store.checkpoint(job_id)
+            if resume is not None:
+                store.mark_resumed(job_id)
+            output = run(spec, callbacks, resume=resume, uploaded=uploaded)
         except RunError as exc:
             store.set_state(job_id, "failed", error=str(exc))
             return
@@ -196,10 +243,16 @@ def _run(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) ->
         for path in sorted(out.iterdir()):
             store.put_artifact(job_id, path.name, path.read_bytes())
     store.set_result(job_id, output.result)
+    status = output.result["status"]
+    # a cancelled or failed job's progress is where it stopped, not 100% (and stays as
+    # stored if it stopped before its first step of this attempt)
+    progress: dict[str, float] = {}
+    if status == "succeeded" or reached:
+        progress["progress"] = 1.0 if status == "succeeded" else reached[0]
     store.set_state(
         job_id,
-        output.result["status"],
+        status,
         error=output.result["error"] or "",
-        progress=1.0,
         engine_finished=engine_finished,
+        **progress,
     )

@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from aimc_engine.metric_record import metrics_csv
@@ -24,7 +24,7 @@ from service.deps import (
     bearer,
 )
 from service.errors import ProblemError, responses
-from service.events import job_events
+from service.events import job_events, parse_cursor
 from service.store import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -189,19 +189,48 @@ def metrics(
 
 @router.get(
     "/{job_id}/events",
-    responses={**responses(401, 404, 429), 200: {"content": {"text/event-stream": {}}}},
+    responses={**responses(401, 404, 422, 429), 200: {"content": {"text/event-stream": {}}}},
 )
-def events(request: Request, job: OwnedJob, store: StoreDep) -> StreamingResponse:
+def events(
+    request: Request,
+    job: OwnedJob,
+    store: StoreDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="Resume after this event (the `id:` of the last one received)."),
+    ] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            description="As Last-Event-ID, for clients that cannot set headers.",
+            pattern=r"^\d{1,20}-\d{1,20},\d{1,20}-\d{1,20}$",
+        ),
+    ] = None,
+) -> StreamingResponse:
     """Server-Sent Events: `state` on every state change, `metric` per metric point, live
-    until the job ends (pushed by XREAD BLOCK, not polled)."""
+    until the job ends (pushed by XREAD BLOCK, not polled). Each event's `id:` is its
+    position in the job's two Redis streams (`<metrics id>,<events id>`); reconnect with
+    it as Last-Event-ID to get every later event exactly once. `:` comment lines keep a
+    quiet stream open."""
+    cursor = parse_cursor(last_event_id or after)
+    if cursor is None:
+        detail = "Last-Event-ID: expected the id of an event of this stream, like 1-0,1-0"
+        raise ProblemError(
+            422, "Invalid request", detail, errors=[{"loc": "Last-Event-ID", "msg": detail}]
+        )
     job_id = job["id"]
     frames = job_events(
-        request.app.state.aredis,
+        request.app.state.stream_redis,
         store.key("job", job_id),
         store.key("job", job_id, "metrics"),
         store.key("job", job_id, "events"),
+        after=cursor,
     )
-    return StreamingResponse(frames, media_type="text/event-stream")
+    return StreamingResponse(
+        frames,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/{job_id}/result", responses=responses(401, 404, 409, 429))
@@ -227,18 +256,33 @@ MEDIA = {
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    responses={**responses(401, 404, 429), 200: {"content": {"application/octet-stream": {}}}},
+    responses={**responses(401, 404, 410, 429), 200: {"content": {"application/octet-stream": {}}}},
 )
 def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
-    data = store.artifact(job["id"], name)
-    if data is None:
+    """One artifact; big ones stream from the artifact store's file. 410 if the store's
+    file has gone (removed outside the service, or this API does not see the store)."""
+    found = store.artifact(job["id"], name)
+    if found is None:
         raise ProblemError(404, "Not Found", f"no artifact {name!r}")
     suffix = name[name.rfind(".") :] if "." in name else ""
-    return Response(
-        data,
-        media_type=MEDIA.get(suffix, "application/octet-stream"),
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    media_type = MEDIA.get(suffix, "application/octet-stream")
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if isinstance(found, bytes):
+        return Response(found, media_type=media_type, headers=disposition)
+    if store.artifact_dir is None:
+        detail = (
+            f"artifact {name!r} is kept in the artifact store, which this API does not see "
+            "(set AIMC_ARTIFACT_DIR to the store's directory)"
+        )
+        raise ProblemError(410, "Gone", detail)
+    path = store.artifact_dir / found
+    if not path.is_file():
+        detail = (
+            f"artifact {name!r} is gone from the artifact store (removed outside the "
+            "service); the job's other artifacts and metrics are kept; run it again for it"
+        )
+        raise ProblemError(410, "Gone", detail)
+    return FileResponse(path, media_type=media_type, headers=disposition)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 429))
