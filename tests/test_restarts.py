@@ -159,8 +159,14 @@ def test_metric_points_are_stored_once_even_when_a_write_is_retried(
 
 
 # `aimc serve` end to end ------------------------------------------------------------
+# long enough that the worker is still running it after the API and Redis phases, even
+# on a loaded machine (at 3000 steps of the default MLP it once finished before the kill)
 STEPS, EVAL = 3000, 100
-LONG = {"name": "long", "training": {"steps": STEPS, "micro_batch_size": 8, "eval_every": EVAL}}
+LONG = {
+    "name": "long",
+    "model": {"hidden": [256, 256]},
+    "training": {"steps": STEPS, "micro_batch_size": 8, "eval_every": EVAL},
+}
 
 
 class Served:
@@ -253,6 +259,7 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         # hours (visibility timeout); the reaper queues it again, the new worker resumes
         # it from its checkpoint
         _wait("a checkpoint", lambda: progress() > 0.35)
+        assert client.get(job_id)["state"] == "running", "the job ended before the worker kill"
         worker = served.child("celery")
         assert worker is not None
         for pid in [worker, *descendants(worker)]:
