@@ -119,43 +119,55 @@ class AnalogTile(nn.Module):
         """W <- W - lr * d^T x through the device, in the spec's update mode.
 
         x (N, in) and d (N, out) are the rows of the micro-batches being applied
-        (N = samples, or samples x positions for a convolution).
+        (N = samples, or samples x positions for a convolution). Only the pulsed
+        mode needs the rows; the others take their product (`update_from_gradient`).
         """
-        mode = self.analog.update
+        if self.analog.update != "pulsed":
+            self.update_from_gradient(d.T @ x, lr)
+            return
         dev = self.device_model
-        g = self.noise_generator
-        w = self.state
+        n_up, n_down = pulse_train_counts(
+            x,
+            d,
+            lr=lr,
+            dw_min=dev.dw_min,
+            bit_length=self.analog.bit_length,
+            update_management=self.analog.update_management,
+            generator=self.noise_generator,
+        )
+        self._apply_pulses(n_up, n_down)
+
+    def update_from_gradient(self, grad: Tensor, lr: float) -> None:
+        """W <- W - lr * grad through the device, grad = d^T x (out, in), consumed: the
+        expected and rounded modes, which need nothing but this product."""
+        mode = self.analog.update
+        if mode == "pulsed":
+            raise ValueError("update: the pulsed mode needs the rows x and d, not d^T x")
+        dev = self.device_model
+        delta = grad.mul_(-lr)
         if mode == "expected":
-            delta = (d.T @ x).mul_(-lr)
             touched = delta != 0 if self.write_noise else None
-            dev.expected_update_(w, delta, g)
-        else:
-            if mode == "pulsed":
-                n_up, n_down = pulse_train_counts(
-                    x,
-                    d,
-                    lr=lr,
-                    dw_min=dev.dw_min,
-                    bit_length=self.analog.bit_length,
-                    update_management=self.analog.update_management,
-                    generator=g,
-                )
-            else:
-                delta = (d.T @ x).mul_(-lr)
-                n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=g)
-            touched = (n_up + n_down) > 0 if self.write_noise else None
-            dev.apply_pulses_(w, n_up, n_down, g)
+            dev.expected_update_(self.state, delta, self.noise_generator)
+            if touched is not None:
+                self._rewrite_(touched)
+            return
+        n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=self.noise_generator)
+        self._apply_pulses(n_up, n_down)
+
+    def _apply_pulses(self, n_up: Tensor, n_down: Tensor) -> None:
+        """Pulse counts through the device; under write noise touched elements get new noise."""
+        touched = (n_up + n_down) > 0 if self.write_noise else None
+        self.device_model.apply_pulses_(self.state, n_up, n_down, self.noise_generator)
         if touched is not None:
             self._rewrite_(touched)
 
-    def exact_update(self, x: Tensor, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x in floating point (digital layers, and the `sgd` algorithm).
-
-        Under write noise the hidden weight takes the same exact step (no new noise).
-        """
-        self.weight.addmm_(d.T, x, alpha=-lr)
+    def exact_update(self, grad: Tensor, lr: float) -> None:
+        """W <- W - lr * grad in floating point, grad = d^T x (digital layers, and the
+        `sgd` algorithm). Under write noise the hidden weight takes the same exact step
+        (no new noise)."""
+        self.weight.add_(grad, alpha=-lr)
         if self.write_noise:
-            self.hidden.addmm_(d.T, x, alpha=-lr)
+            self.hidden.add_(grad, alpha=-lr)
 
     def saturation(self) -> float:
         """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""
