@@ -34,7 +34,8 @@ def pulse_train_counts(
     length capped at BL_n = ceil(lr * max|x_n| * max|d_n| / dw_min), the fewest
     slots that keep its probabilities <= 1. The maxima are the sample's own
     (aihwkit's per-vector rule), so one sample's large |x| or |d| cannot clip
-    another's probabilities; only the rows of the slots each sample uses are drawn.
+    another's probabilities; only the rows of the slots each sample uses are drawn,
+    and the input side only for slots where an error pulse fires.
     Without it every sample uses BL slots and A = B = sqrt(lr / (dw_min BL)).
     """
     n, in_features = x.shape
@@ -47,6 +48,7 @@ def pulse_train_counts(
         return zeros, zeros.clone()
     if not bool(active.all()):
         x, d, x_max, d_max = x[active], d[active], x_max[active], d_max[active]
+    n = len(x)
     if update_management:
         # BL_n, A_n and B_n of each sample (aihwkit: update_bl_management + update_management)
         bl = torch.ceil(x_max * d_max * (lr / dw_min)).clamp_(1, bit_length)  # (N,)
@@ -54,18 +56,31 @@ def pulse_train_counts(
         a = torch.sqrt(k * x_max / d_max)  # (N,) error side
         b = torch.sqrt(k * d_max / x_max)  # (N,) input side
         slots = bl.long()
-        rows = torch.repeat_interleave(torch.arange(len(x), device=x.device), slots)
+        # sample of each (sample, slot) row; None while that is row i <-> sample i (BL 1)
+        sample: Tensor | None = None
+        if bool((slots > 1).any()):
+            sample = torch.repeat_interleave(torch.arange(n, device=x.device), slots)
     else:
         a = b = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
-        rows = torch.arange(len(x), device=x.device).repeat(bit_length)
-    # one row per (sample, slot): that sample's firing probabilities and signs
-    p_x = (b[:, None] * x.abs()).clamp_(max=1)[rows]  # (R, in)
-    p_d = (a[:, None] * d.abs()).clamp_(max=1)[rows]  # (R, out)
-    # floor(u + p) is 1 with probability p (p <= 1): cheaper than a compare and a cast
-    fire_x = torch.floor(uniform(tuple(p_x.shape), generator, x.device).add_(p_x))
+        sample = torch.arange(n, device=x.device).repeat(bit_length)
+    # the error side first: one row per (sample, slot), floor(u + p) is 1 with probability
+    # p (p <= 1), cheaper than a compare and a cast
+    p_d = (a[:, None] * d.abs()).clamp_(max=1)  # (N, out)
+    p_d = p_d if sample is None else p_d[sample]  # (R, out)
     fire_d = torch.floor(uniform(tuple(p_d.shape), generator, d.device).add_(p_d))
+    # A slot where no error pulse fires makes no coincidence: the input side is drawn for
+    # the other slots only (the draws are independent, so the counts' law is the same).
+    # Most slots of a convolution's positions fire none: their d is small.
+    hit = torch.nonzero(fire_d.amax(dim=1)).squeeze(1)  # (H,)
+    if len(hit) < len(fire_d):
+        fire_d = fire_d[hit]
+        sample = hit if sample is None else sample[hit]
+    xs, ds = (x, d) if sample is None else (x[sample], d[sample])  # (H, in), (H, out)
+    scale_x = b[:, None] if sample is None else b[sample, None]
+    p_x = (scale_x * xs.abs()).clamp_(max=1)
+    fire_x = torch.floor(uniform(tuple(p_x.shape), generator, x.device).add_(p_x))
     total = fire_d.T @ fire_x  # all coincidences, (out, in)
-    same_sign = (fire_d * torch.sign(d)[rows]).T @ (fire_x * torch.sign(x)[rows])
+    same_sign = (fire_d * torch.sign(ds)).T @ (fire_x * torch.sign(xs))
     n_down = (total + same_sign) / 2  # (#sign(x)=sign(d)) pulses go down
     return total - n_down, n_down
 
