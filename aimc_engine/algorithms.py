@@ -61,7 +61,7 @@ class Algorithm:
             tile = layer.tile if self.kind == "analog_sgd" else layer.fast
             assert tile is not None  # Tiki-Taka's P: created in __init__ for every analog layer
             if tile.analog.update == "pulsed":  # pulse trains need every row's x and d
-                x, d = layer.take_pending()
+                x, d = layer.take_pulse_rows()
                 tile.update(x, d if scale == 1.0 else d * scale, lr)
             else:  # the other modes need only d^T x (for a convolution: no im2col)
                 tile.update_from_gradient(layer.take_gradient(scale), lr)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from aimc_engine.mvm import acts_per_element, analog_conv
+from aimc_engine.pulses import LazyRows
 from aimc_engine.tiles import AnalogTile, TileConfig
 
 
@@ -131,6 +132,11 @@ class AnalogLayer(nn.Module):
         """All recorded (x, d) rows since the last update, stacked: (N, in), (N, out)."""
         x, d = self._take()
         return self._rows(x, d)
+
+    def take_pulse_rows(self) -> tuple[Tensor | LazyRows, Tensor]:
+        """The recorded rows for a pulsed update: as take_pending, but a convolution's
+        input rows come as LazyRows (patches cut only where pulses fire)."""
+        return self.take_pending()
 
     def take_gradient(self, scale: float = 1.0) -> Tensor:
         """scale * d^T x summed over the records since the last update, (out, in): all
@@ -252,6 +258,29 @@ class AnalogConv2d(AnalogLayer):
 
     def _rows(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         return self._patches(x), self._out_rows(d)
+
+    def take_pulse_rows(self) -> tuple[Tensor | LazyRows, Tensor]:
+        x, d = self._take()
+        return self._lazy_patches(x), self._out_rows(d)
+
+    def _lazy_patches(self, x: Tensor) -> LazyRows:
+        """The im2col rows of x without im2col: each row's max |x| (a max-pool of the
+        channel maxima), and the patches of given rows cut from a strided view."""
+        k, s, p = self.kernel_size, self.stride, self.padding
+        b, c = x.shape[:2]
+        h_out, w_out = self._out_size(x.shape)
+        abs_max = F.max_pool2d(x.abs().amax(dim=1, keepdim=True), k, s, p)  # (b, 1, h', w')
+        padded = F.pad(x, (p, p, p, p))
+        sb, sc, sh, sw = padded.stride()
+        # (b, h', w', in_ch, k, k): patch (i, j) of sample n, no copy
+        view = padded.as_strided((b, h_out, w_out, c, k, k), (sb, sh * s, sw * s, sc, sh, sw))
+        positions = h_out * w_out
+
+        def take(rows: Tensor) -> Tensor:  # row = n * positions + i * w_out + j, as im2col
+            n, at = rows // positions, rows % positions
+            return view[n, at // w_out, at % w_out].reshape(len(rows), -1)
+
+        return LazyRows(abs_max.reshape(-1), take, c * k * k)
 
     def _gradient(self, x: Tensor, d: Tensor, scale: float) -> Tensor:
         # the convolution's weight gradient is sum over positions of d x^T = d^T x of the rows

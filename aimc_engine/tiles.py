@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
-from aimc_engine.pulses import pulse_train_counts, rounded_counts
+from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
 from aimc_engine.spec import AnalogSpec, DeviceSpec, IOSpec
 
 
@@ -115,14 +115,17 @@ class AnalogTile(nn.Module):
         w = self.weight if weight is None else weight
         return analog_mvm(w.T, d, self.backward_io, self.noise_generator)
 
-    def update(self, x: Tensor, d: Tensor, lr: float) -> None:
+    def update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
         """W <- W - lr * d^T x through the device, in the spec's update mode.
 
         x (N, in) and d (N, out) are the rows of the micro-batches being applied
-        (N = samples, or samples x positions for a convolution). Only the pulsed
-        mode needs the rows; the others take their product (`update_from_gradient`).
+        (N = samples, or samples x positions for a convolution, whose input rows may
+        come as LazyRows for the pulsed mode). Only the pulsed mode needs the rows; the
+        others take their product (`update_from_gradient`).
         """
         if self.analog.update != "pulsed":
+            if isinstance(x, LazyRows):
+                raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
             self.update_from_gradient(d.T @ x, lr)
             return
         dev = self.device_model
@@ -144,6 +147,9 @@ class AnalogTile(nn.Module):
         if mode == "pulsed":
             raise ValueError("update: the pulsed mode needs the rows x and d, not d^T x")
         dev = self.device_model
+        fusable = mode == "rounded" and not self.write_noise
+        if fusable and dev.rounded_update_(self.state, grad, lr, self.noise_generator):
+            return  # rounding and pulses in one fused chain
         delta = grad.mul_(-lr)
         if mode == "expected":
             touched = delta != 0 if self.write_noise else None

@@ -1,6 +1,7 @@
 """Engine speed: one training step of aimc vs a plain torch.nn + torch.optim.SGD step.
 
 Run: python benchmarks/engine_speed.py [--threads 1] [--steps 200] [--cases mlp,cnn]
+(AIMC_FUSE=0 times the op-by-op update chains instead of the torch.compile'd ones.)
 
 Both sides run in this process on the same data, one step = forward, loss,
 backward, update. The torch baseline is the same network built from torch's own
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aimc_engine.algorithms import Algorithm
+from aimc_engine.fused import ENV, fusion_enabled
 from aimc_engine.layers import AnalogConv2d, AnalogLinear
 from aimc_engine.models import build_model
 from aimc_engine.pulses import pulse_train_counts
@@ -189,7 +191,9 @@ def main() -> None:
     args = parser.parse_args()
     wanted = set(args.cases.split(","))
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s); fastest of interleaved blocks\n")
+    fusion = "on (torch.compile)" if fusion_enabled() else f"off ({ENV}=0 or no compiler)"
+    print(f"torch {torch.__version__}, {args.threads} thread(s); fastest of interleaved blocks")
+    print(f"fused update chains: {fusion}\n")
     print(f"{'case':32} {'variant':32} {'ms/step':>9} {'x torch':>8}")
     for case, (key, shape, model_spec, batch, slowdown) in CASES.items():
         if key not in wanted:
