@@ -278,7 +278,7 @@ class AnalogConv2d(AnalogLayer):
 
         def take(rows: Tensor) -> Tensor:  # row = n * positions + i * w_out + j, as im2col
             n, at = rows // positions, rows % positions
-            return view[n, at // w_out, at % w_out].reshape(len(rows), -1)
+            return view[n, at // w_out, at % w_out].reshape(len(rows), c * k * k)
 
         return LazyRows(abs_max.reshape(-1), take, c * k * k)
 

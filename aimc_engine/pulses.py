@@ -90,6 +90,9 @@ def pulse_train_counts(
     # the other slots only (the draws are independent, so the counts' law is the same).
     # Most slots of a convolution's positions fire none: their d is small.
     hit = torch.nonzero(fire_d.amax(dim=1)).squeeze(1)  # (H,)
+    if len(hit) == 0:
+        zeros = torch.zeros(out_features, in_features, dtype=d.dtype, device=d.device)
+        return zeros, zeros.clone()
     if len(hit) < len(fire_d):
         fire_d = fire_d[hit]
         sample = hit if sample is None else sample[hit]

@@ -168,3 +168,22 @@ def test_lazy_rows_give_the_counts_of_the_rows(management: bool) -> None:
     theirs = pulse_train_counts(x, d, generator=torch.Generator().manual_seed(1), **kw)
     assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
     assert ours[0].sum() + ours[1].sum() > 0 and len(taken) == 1
+
+
+def test_no_error_pulse_fired_gives_no_pulses() -> None:
+    """When no slot fires an error pulse no input row is cut at all."""
+    x, d = torch.rand(30, 6), torch.full((30, 5), 1e-9)
+
+    def take(rows: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("no row should be cut")
+
+    n_up, n_down = pulse_train_counts(
+        LazyRows(x.amax(1), take, 6),
+        d,
+        lr=0.01,
+        dw_min=0.01,
+        bit_length=31,
+        update_management=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(n_up, torch.zeros(5, 6)) and torch.equal(n_down, torch.zeros(5, 6))
