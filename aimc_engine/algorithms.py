@@ -35,6 +35,12 @@ class Algorithm:
             for layer in self.layers:
                 if layer.is_analog:
                     self._add_fast_array(layer, config)
+        for layer in self.layers:  # pulse trains need the rows; every other update d^T x
+            layer.gradient_only = not self._needs_rows(layer)
+
+    def _needs_rows(self, layer: AnalogLayer) -> bool:
+        analog = self.kind != "sgd" and layer.is_analog
+        return analog and layer.tile.analog.update == "pulsed"
 
     def _add_fast_array(self, layer: AnalogLayer, config: TileConfig) -> None:
         """Give the layer its fast array P, starting at 0 or, with a reference, at its
@@ -60,7 +66,7 @@ class Algorithm:
                 continue
             tile = layer.tile if self.kind == "analog_sgd" else layer.fast
             assert tile is not None  # Tiki-Taka's P: created in __init__ for every analog layer
-            if tile.analog.update == "pulsed":  # pulse trains need every row's x and d
+            if self._needs_rows(layer):  # pulse trains need every row's x and d
                 x, d = layer.take_pulse_rows()
                 tile.update(x, d if scale == 1.0 else d * scale, lr)
             else:  # the other modes need only d^T x (for a convolution: no im2col)

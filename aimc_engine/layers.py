@@ -75,11 +75,20 @@ class _AnalogConv(torch.autograd.Function):
     def backward(ctx, d: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         layer: AnalogConv2d = ctx.layer
+        wants_bias = ctx.has_bias and ctx.needs_input_grad[1]
+        weight = layer.effective_weight() if ctx.stashed is None else ctx.stashed
+        if layer.gradient_only and layer.tile.backward_io.perfect:
+            # one convolution_backward gives d_x (with the current weights), d^T x and the
+            # bias gradient: what torch's own conv backward computes, in one call
+            grad_x, grad_w, grad_bias = layer.conv_backward_all(
+                x, d, weight, wants_input=ctx.needs_input_grad[0], wants_bias=wants_bias
+            )
+            layer.record_gradient(grad_w)
+            return grad_x, grad_bias, None
         layer.pending.append((x.detach(), d.detach()))
-        grad_bias = d.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[1] else None
+        grad_bias = d.sum((0, 2, 3)) if wants_bias else None
         if not ctx.needs_input_grad[0]:
             return None, grad_bias, None
-        weight = layer.effective_weight() if ctx.stashed is None else ctx.stashed
         return layer.conv_backward(x.shape, d, weight), grad_bias, None
 
 
@@ -110,6 +119,11 @@ class AnalogLayer(nn.Module):
         self.pending: list[tuple[Tensor, Tensor]] = []
         self._grad_handle = torch.empty(0, requires_grad=True)  # see _AnalogMVM
         self.exact_weight: Tensor | None = None
+        # Set by the algorithm when its update of this layer needs only d^T x (not the
+        # pulsed mode): a convolution then records that product, summed, in
+        # `pending_gradient`, computed in its backward's one convolution_backward call.
+        self.gradient_only = False
+        self.pending_gradient: Tensor | None = None
         if bias:
             bound = 1 / math.sqrt(fan_in)
             b = torch.empty(out_features).uniform_(-bound, bound, generator=config.init_generator)
@@ -141,8 +155,18 @@ class AnalogLayer(nn.Module):
     def take_gradient(self, scale: float = 1.0) -> Tensor:
         """scale * d^T x summed over the records since the last update, (out, in): all
         that the exact, expected and rounded updates need."""
+        if self.pending_gradient is not None:
+            grad, self.pending_gradient = self.pending_gradient, None
+            return grad if scale == 1.0 else grad.mul_(scale)
         x, d = self._take()
         return self._gradient(x, d, scale)
+
+    def record_gradient(self, grad: Tensor) -> None:
+        """Add one backward's d^T x (out, in) to the pending sum."""
+        if self.pending_gradient is None:
+            self.pending_gradient = grad
+        else:
+            self.pending_gradient.add_(grad)
 
     def _take(self) -> tuple[Tensor, Tensor]:
         if not self.pending:
@@ -241,6 +265,27 @@ class AnalogConv2d(AnalogLayer):
         cols = self.tile.backward_mvm(self._out_rows(d), weight)  # (b*L, in_ch*k*k)
         cols = cols.reshape(b, -1, cols.shape[1]).transpose(1, 2)  # (b, in_ch*k*k, L)
         return F.fold(cols, (h, w_in), k, padding=p, stride=s)
+
+    def conv_backward_all(
+        self, x: Tensor, d: Tensor, weight: Tensor, *, wants_input: bool, wants_bias: bool
+    ) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        """(d_x or None for an input without gradient, d^T x (out, in), bias gradient or
+        None) of a perfect-IO convolution, from one convolution_backward call."""
+        s, p = self.stride, self.padding
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            d,
+            x,
+            weight.reshape(self.kernel_shape),
+            [self.out_channels] if wants_bias else None,
+            [s, s],
+            [p, p],
+            [1, 1],
+            False,
+            [0, 0],
+            1,
+            [wants_input, True, wants_bias],
+        )
+        return grad_x, grad_w.reshape(self.out_channels, -1), grad_b
 
     def _out_size(self, shape: torch.Size) -> tuple[int, int]:
         k, s, p = self.kernel_size, self.stride, self.padding

@@ -261,3 +261,25 @@ def test_gradient_probe_covers_convolutions(gen: torch.Generator) -> None:
     F.conv2d(x, ref, conv.bias, padding=1).square().sum().backward()
     torch.testing.assert_close(leaf.grad, ref.grad.reshape(4, 27))  # type: ignore[union-attr]
     assert conv.pending == []
+
+
+def test_gradient_only_conv_records_the_same_product() -> None:
+    """A conv layer whose update needs only d^T x computes it in its backward (one
+    convolution_backward call): the same input, bias and weight gradients as from the
+    recorded images, summed over micro-batches."""
+    conv, _ = conv_and_rows_twin(PERFECT)
+    twin, _ = conv_and_rows_twin(PERFECT)
+    twin.gradient_only = True
+    g = torch.Generator().manual_seed(5)
+    for _ in range(2):  # two micro-batches before the update
+        x = torch.randn(2, 3, 9, 9, generator=g)
+        grad = torch.randn(2, 4, 5, 5, generator=g)
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        conv(x1).backward(grad)
+        twin(x2).backward(grad)
+        torch.testing.assert_close(x2.grad, x1.grad)
+    assert twin.pending == [] and len(conv.pending) == 2
+    torch.testing.assert_close(twin.bias.grad, conv.bias.grad)  # type: ignore[union-attr]
+    torch.testing.assert_close(twin.take_gradient(0.5), conv.take_gradient(0.5))
+    with pytest.raises(RuntimeError, match="no backward pass recorded"):
+        twin.take_gradient()
