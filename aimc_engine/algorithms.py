@@ -12,7 +12,7 @@ Digital parameters (biases, digital layers) always take the exact step.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from aimc_engine.layers import AnalogLayer
 from aimc_engine.models import tile_layers
@@ -39,6 +39,12 @@ class Algorithm:
             for layer in self.layers:
                 if layer.is_analog:
                     self._add_fast_array(layer, config)
+        for layer in self.layers:  # pulse trains need the rows; every other update d^T x
+            layer.gradient_only = not self._needs_rows(layer)
+
+    def _needs_rows(self, layer: AnalogLayer) -> bool:
+        analog = self.kind != "sgd" and layer.is_analog
+        return analog and layer.tile.analog.update == "pulsed"
 
     def _add_fast_array(self, layer: AnalogLayer, config: TileConfig) -> None:
         """Give the layer its fast array P, starting at 0 or, with a reference, at its
@@ -59,21 +65,24 @@ class Algorithm:
                 p.add_(p.grad, alpha=-lr * scale)
                 p.grad = None
         for layer in self.layers:
-            x, d = layer.take_pending()
-            if scale != 1.0:
-                d = d * scale
             if self.kind == "sgd" or not layer.is_analog:
-                layer.tile.exact_update(x, d, lr)
-            elif self.kind == "analog_sgd":
-                layer.tile.update(x, d, lr)
-            else:
-                self._tiki_taka(layer, x, d, lr)
+                layer.tile.exact_update(layer.take_gradient(scale), lr)
+                continue
+            tile = layer.tile if self.kind == "analog_sgd" else layer.fast
+            assert tile is not None  # Tiki-Taka's P: created in __init__ for every analog layer
+            if self._needs_rows(layer):  # pulse trains need every row's x and d
+                x, d = layer.take_pulse_rows()
+                tile.update(x, d if scale == 1.0 else d * scale, lr)
+            else:  # the other modes need only d^T x (for a convolution: no im2col)
+                tile.update_from_gradient(layer.take_gradient(scale), lr)
+            if self.kind == "tiki_taka":
+                self._transfer(layer, lr)
         self.updates += 1
 
-    def _tiki_taka(self, layer: AnalogLayer, x: Tensor, d: Tensor, lr: float) -> None:
+    def _transfer(self, layer: AnalogLayer, lr: float) -> None:
+        """Every transfer_every updates: columns of P (read through the IO) into W."""
         fast = layer.fast
-        assert fast is not None  # created in __init__ for every analog layer
-        fast.update(x, d, lr)
+        assert fast is not None
         tt = self.tiki_taka
         if (self.updates + 1) % tt.transfer_every:
             return

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from aimc_engine import fused
+from aimc_engine.rng import uniform
 from aimc_engine.spec import DeviceSpec
 
 # Families of the form q_+ = 1 - g_up*w/w_max, q_- = 1 - g_down*w/w_min.
@@ -159,6 +161,7 @@ class Device(nn.Module):
         self._slopes = (g_up, g_down)
         self._step_bound: tuple[float, float] | None = None  # _max_step(), once
         self.granularity = self._granularity()
+        self._fused = self._fused_constants(device)
 
     def _granularity(self) -> float:
         """The step pulse-train update management sizes BL and probabilities by
@@ -170,6 +173,41 @@ class Device(nn.Module):
         p = self.spec.exp_step
         q_down = max(1 - p.A_down * math.exp(-p.gamma_down * p.b), 0.0)
         return self.dw_min * self._scalars[3] * q_down
+
+    def _fused_constants(self, device: torch.device | str) -> Tensor | None:
+        """The constants of the fused closed form (fused.py: bounds, log a, w* and noise
+        per direction), for a uniform linear-family device whose responses both have a
+        slope and whose noise is additive or absent; None for every other device."""
+        g_up, g_down = self._slopes
+        sigma = self.spec.c2c_noise
+        if not (self.uniform and self.spec.model in LINEAR_FAMILY and g_up and g_down):
+            return None
+        if sigma and self.spec.c2c_mode != "additive":
+            return None
+        lo, hi, s_up, s_down = self._scalars
+        dw_up, dw_down = self.dw_min * s_up, -self.dw_min * s_down
+        log_up, fix_up = _affine_map(g_up, hi, dw_up)
+        log_down, fix_down = _affine_map(g_down, lo, dw_down)
+        order = self.dw_min**2 * s_up * s_down * (g_up / hi - g_down / lo) / 2  # see below
+        values = (lo, hi, log_up, fix_up, log_down, fix_down, sigma * dw_up, sigma * dw_down, order)
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    def rounded_update_(
+        self, w: Tensor, grad: Tensor, lr: float, generator: torch.Generator
+    ) -> bool:
+        """The rounded mode for dW = -lr * grad as one fused chain, in place: n =
+        stochastic_round(|dW|/dw_min) pulses of sign(dW), closed form, noise, clip
+        (fused.rounded_linear). False, and w untouched, on a device without that closed
+        form: the caller counts the pulses."""
+        if self._fused is None:
+            return False
+        u = uniform(tuple(grad.shape), generator, grad.device)
+        xi = None
+        if self.spec.c2c_noise:
+            xi = torch.randn(w.shape, generator=generator, device=w.device)
+        scale = torch.tensor(-lr / self.dw_min, device=w.device)
+        fused.rounded_linear(w, grad, scale, u, xi, self._fused)
+        return True
 
     def params(self) -> tuple[Param, Param, Param, Param]:
         """(w_min, w_max, step_up, step_down): floats for uniform tiles, else per element."""
@@ -402,6 +440,13 @@ class Device(nn.Module):
         (w_max - w)(1 - dw/w_max)^n. Clipping once at the end is exact because the
         iterates move monotonically towards the fixed point.
         """
+        if self._fused is not None:  # one pass over the tile (fused.py)
+            xi_up = xi_down = None
+            if self.spec.c2c_noise:
+                xi_up = torch.randn(w.shape, generator=generator, device=w.device)
+                xi_down = torch.randn(w.shape, generator=generator, device=w.device)
+            fused.pulses_linear(w, n_up, n_down, xi_up, xi_down, self._fused)
+            return
         _, _, s_up, s_down = self.params()
         g_up, g_down, ref_hi, ref_lo = self._linear_params()
         directions: tuple[tuple[Tensor, Param, Param, Param], ...] = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -58,10 +57,6 @@ def evaluate(
     return total_loss / len(x), correct / len(x)
 
 
-def _exact_mvm(weight: Tensor, bias: Tensor | None, rows: Tensor) -> Tensor:
-    return F.linear(rows, weight, bias)
-
-
 @contextmanager
 def _digital(model: LayeredNet) -> Iterator[list[Tensor]]:
     """For the block, every weight layer computes rows @ W^T + b in floating point, W a
@@ -71,13 +66,12 @@ def _digital(model: LayeredNet) -> Iterator[list[Tensor]]:
     layers = model.weight_layers
     leaves = [layer.effective_weight().detach().requires_grad_() for layer in layers]
     for layer, weight in zip(layers, leaves, strict=True):
-        # an instance attribute shadows the method; deleting it brings the method back
-        layer.mvm = partial(_exact_mvm, weight, layer.bias)  # type: ignore[method-assign]
+        layer.exact_weight = weight
     try:
         yield leaves
     finally:
         for layer in layers:
-            del layer.mvm
+            layer.exact_weight = None
 
 
 def gradient_norm_sq(model: LayeredNet, x: Tensor, y: Tensor) -> tuple[float, float]:

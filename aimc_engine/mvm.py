@@ -4,11 +4,15 @@ Order per MVM, as in aihwkit: noise management (inputs divided by max|x|),
 DAC (clip to +-in_bound, quantise), the product, output noise, ADC (clip to
 +-out_bound, quantise), bound management (rows whose outputs clipped are
 redone with halved inputs), rescale.
+
+A convolution's MVMs (one per output position) become one convolution when
+the IO model acts on every element on its own (`acts_per_element`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from aimc_engine.spec import IOSpec
@@ -66,3 +70,41 @@ def analog_mvm(
             y[clipped] = product(x[clipped] * halving[clipped])
     y = quantise(y, io.out_bound, io.adc_bits) * (scale / halving)
     return y if bias is None else y + bias
+
+
+def acts_per_element(io: IOSpec) -> bool:
+    """Whether the IO model treats each input and output element on its own.
+
+    Noise management scales each MVM's inputs by their own maximum and bound
+    management redoes single MVMs, so both need the MVMs one row at a time; DAC,
+    output noise and ADC act per element, so a batch of MVMs sharing inputs (a
+    convolution's patches) can be computed as one convolution.
+    """
+    return io.perfect or not (io.noise_management or io.bound_management)
+
+
+def analog_conv(
+    w: Tensor,
+    x: Tensor,
+    io: IOSpec,
+    generator: torch.Generator | None,
+    *,
+    stride: int,
+    padding: int,
+    bias: Tensor | None = None,
+) -> Tensor:
+    """conv2d(x, w) (+ bias) through an IO model that acts per element (acts_per_element):
+    the same numbers as analog_mvm on the im2col rows, up to float summation order
+    (noise is drawn in the output image's layout). x (b, in_ch, h, w), w (out_ch, in_ch, k, k).
+    """
+    if io.perfect:
+        return F.conv2d(x, w, bias, stride=stride, padding=padding)
+    if not acts_per_element(io):
+        raise ValueError("analog_conv: noise or bound management needs the MVMs row by row")
+    y = F.conv2d(quantise(x, io.in_bound, io.dac_bits), w, stride=stride, padding=padding)
+    if io.out_noise > 0:
+        y = y + io.out_noise * torch.randn(
+            y.shape, generator=generator, dtype=y.dtype, device=y.device
+        )
+    y = quantise(y, io.out_bound, io.adc_bits)
+    return y if bias is None else y + bias[:, None, None]

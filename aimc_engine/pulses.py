@@ -10,6 +10,8 @@ coincidences over all (slot, sample) rows is a product of 0/1 matrices.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -17,8 +19,18 @@ from torch import Tensor
 from aimc_engine.rng import uniform
 
 
+@dataclass(frozen=True)
+class LazyRows:
+    """Input rows made on demand: a convolution's patches (im2col), of which a pulsed
+    update reads only those whose slots fire an error pulse, usually a few."""
+
+    abs_max: Tensor  # (N,) max |x| of each row
+    take: Callable[[Tensor], Tensor]  # row indices (H,) -> those rows, (H, in)
+    in_features: int
+
+
 def pulse_train_counts(
-    x: Tensor,
+    x: Tensor | LazyRows,
     d: Tensor,
     *,
     lr: float,
@@ -27,29 +39,37 @@ def pulse_train_counts(
     update_management: bool,
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
-    """(n_up, n_down), each (out, in), for x of shape (N, in) and d of shape (N, out).
+    """(n_up, n_down), each (out, in), for x of shape (N, in) (or LazyRows) and d (N, out).
 
     With update management (aihwkit's default) each sample n gets its own pulse
     train: its probabilities are balanced by sqrt(max|x_n| / max|d_n|) and its
     length capped at BL_n = ceil(lr * max|x_n| * max|d_n| / dw_min), the fewest
     slots that keep its probabilities <= 1. The maxima are the sample's own
     (aihwkit's per-vector rule), so one sample's large |x| or |d| cannot clip
-    another's probabilities; only the rows of the slots each sample uses are drawn.
-    A sample that needs more than BL slots keeps its largest input at probability 1
-    and clips on the error side, as aihwkit does. `dw_min` is the device's update
-    granularity (aihwkit's weight_granularity).
+    another's probabilities; only the rows of the slots each sample uses are drawn,
+    and the input side only for slots where an error pulse fires. A sample that needs
+    more than BL slots keeps its largest input at probability 1 and clips on the error
+    side, as aihwkit does. `dw_min` is the device's update granularity (aihwkit's
+    weight_granularity).
     Without it every sample uses BL slots and A = B = sqrt(lr / (dw_min BL)).
     """
-    n, in_features = x.shape
-    out_features = d.shape[1]
-    x_max = x.abs().amax(dim=1) if n else x.new_zeros(0)  # (N,)
+    n, out_features = d.shape
+    if isinstance(x, Tensor):
+        in_features = x.shape[1]
+        x_max = x.abs().amax(dim=1) if n else x.new_zeros(0)  # (N,)
+        take: Callable[[Tensor], Tensor] = x.__getitem__
+    else:
+        in_features, x_max, take = x.in_features, x.abs_max, x.take
     d_max = d.abs().amax(dim=1) if n else d.new_zeros(0)  # (N,)
     active = (x_max > 0) & (d_max > 0)  # a sample with a zero side makes no coincidence
     if not bool(active.any()):
-        zeros = torch.zeros(out_features, in_features, dtype=x.dtype, device=x.device)
+        zeros = torch.zeros(out_features, in_features, dtype=d.dtype, device=d.device)
         return zeros, zeros.clone()
+    index: Tensor | None = None  # the original row of each active sample (None: all active)
     if not bool(active.all()):
-        x, d, x_max, d_max = x[active], d[active], x_max[active], d_max[active]
+        index = torch.nonzero(active).squeeze(1)
+        d, x_max, d_max = d[index], x_max[index], d_max[index]
+    n = len(d)
     if update_management:
         # BL_n, A_n and B_n of each sample (aihwkit: update_bl_management + update_management)
         need = x_max * d_max * (lr / dw_min)  # pulses the sample's largest element needs
@@ -60,20 +80,42 @@ def pulse_train_counts(
         a = torch.sqrt(k * x_max / d_val)  # (N,) error side
         b = torch.sqrt(k * d_val / x_max)  # (N,) input side
         slots = bl.long()
-        rows = torch.repeat_interleave(torch.arange(len(x), device=x.device), slots)
+        # sample of each (sample, slot) row; None while that is row i <-> sample i (BL 1)
+        sample: Tensor | None = None
+        if bool((slots > 1).any()):
+            sample = torch.repeat_interleave(torch.arange(n, device=d.device), slots)
     else:
         a = b = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
-        rows = torch.arange(len(x), device=x.device).repeat(bit_length)
-    # one row per (sample, slot): that sample's firing probabilities and signs
-    p_x = (b[:, None] * x.abs()).clamp_(max=1)[rows]  # (R, in)
-    p_d = (a[:, None] * d.abs()).clamp_(max=1)[rows]  # (R, out)
-    # floor(u + p) is 1 with probability p (p <= 1): cheaper than a compare and a cast
-    fire_x = torch.floor(uniform(tuple(p_x.shape), generator, x.device).add_(p_x))
+        sample = torch.arange(n, device=d.device).repeat(bit_length)
+    # the error side first: one row per (sample, slot), floor(u + p) is 1 with probability
+    # p (p <= 1), cheaper than a compare and a cast
+    p_d = (a[:, None] * d.abs()).clamp_(max=1)  # (N, out)
+    p_d = p_d if sample is None else p_d[sample]  # (R, out)
     fire_d = torch.floor(uniform(tuple(p_d.shape), generator, d.device).add_(p_d))
+    # A slot where no error pulse fires makes no coincidence: the input side is drawn for
+    # the other slots only (the draws are independent, so the counts' law is the same).
+    # Most slots of a convolution's positions fire none: their d is small.
+    hit = torch.nonzero(fire_d.amax(dim=1)).squeeze(1)  # (H,)
+    if len(hit) == 0:
+        zeros = torch.zeros(out_features, in_features, dtype=d.dtype, device=d.device)
+        return zeros, zeros.clone()
+    if len(hit) < len(fire_d):
+        fire_d = fire_d[hit]
+        sample = hit if sample is None else sample[hit]
+    ds = d if sample is None else d[sample]  # (H, out)
+    scale_x = b[:, None] if sample is None else b[sample, None]
+    if sample is None and index is None and isinstance(x, Tensor):
+        xs = x  # every row, in order: no copy
+    else:
+        everyone = torch.arange(n, device=d.device)
+        picked = everyone if sample is None else sample
+        xs = take(picked if index is None else index[picked])  # (H, in)
+    p_x = (scale_x * xs.abs()).clamp_(max=1)
+    fire_x = torch.floor(uniform(tuple(p_x.shape), generator, d.device).add_(p_x))
     total = fire_d.T @ fire_x  # all coincidences, (out, in)
-    same_sign = (fire_d * torch.sign(d)[rows]).T @ (fire_x * torch.sign(x)[rows])
-    n_down = (total + same_sign) / 2  # (#sign(x)=sign(d)) pulses go down
-    return total - n_down, n_down
+    same_sign = (fire_d * torch.sign(ds)).T @ (fire_x * torch.sign(xs))
+    n_down = same_sign.add_(total).mul_(0.5)  # (#sign(x)=sign(d)) pulses go down
+    return total.sub_(n_down), n_down
 
 
 def rounded_counts(

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
-from aimc_engine.pulses import pulse_train_counts, rounded_counts
+from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
 from aimc_engine.rng import uniform
 from aimc_engine.spec import AnalogSpec, DeviceSpec, IOSpec
 
@@ -116,50 +116,68 @@ class AnalogTile(nn.Module):
         w = self.weight if weight is None else weight
         return analog_mvm(w.T, d, self.backward_io, self.noise_generator)
 
-    def update(self, x: Tensor, d: Tensor, lr: float) -> None:
+    def update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
         """W <- W - lr * d^T x through the device, in the spec's update mode.
 
         x (N, in) and d (N, out) are the rows of the micro-batches being applied
-        (N = samples, or samples x positions for a convolution).
+        (N = samples, or samples x positions for a convolution, whose input rows may
+        come as LazyRows for the pulsed mode). Only the pulsed mode needs the rows; the
+        others take their product (`update_from_gradient`).
         """
-        mode = self.analog.update
+        if self.analog.update != "pulsed":
+            if isinstance(x, LazyRows):
+                raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
+            self.update_from_gradient(d.T @ x, lr)
+            return
         dev = self.device_model
-        g = self.noise_generator
-        w = self.state
+        n_up, n_down = pulse_train_counts(
+            x,
+            d,
+            lr=lr,
+            dw_min=dev.granularity,
+            bit_length=self.analog.bit_length,
+            update_management=self.analog.update_management,
+            generator=self.noise_generator,
+        )
+        self._apply_pulses(n_up, n_down)
+
+    def update_from_gradient(self, grad: Tensor, lr: float) -> None:
+        """W <- W - lr * grad through the device, grad = d^T x (out, in), consumed: the
+        expected and rounded modes, which need nothing but this product."""
+        mode = self.analog.update
+        if mode == "pulsed":
+            raise ValueError("update: the pulsed mode needs the rows x and d, not d^T x")
+        dev = self.device_model
+        fusable = mode == "rounded" and not self.write_noise
+        if fusable and dev.rounded_update_(self.state, grad, lr, self.noise_generator):
+            return  # rounding and pulses in one fused chain
+        delta = grad.mul_(-lr)
         if mode == "expected":
-            delta = (d.T @ x).mul_(-lr)
             touched = None
             if self.write_noise:  # as often as the |dW|/dw_min pulses it stands for touch it
                 chance = delta.abs().mul_(1 / dev.dw_min)
-                touched = uniform(tuple(w.shape), g, w.device) < chance
-            dev.expected_update_(w, delta, g)
-        else:
-            if mode == "pulsed":
-                n_up, n_down = pulse_train_counts(
-                    x,
-                    d,
-                    lr=lr,
-                    dw_min=dev.granularity,
-                    bit_length=self.analog.bit_length,
-                    update_management=self.analog.update_management,
-                    generator=g,
-                )
-            else:
-                delta = (d.T @ x).mul_(-lr)
-                n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=g)
-            touched = (n_up + n_down) > 0 if self.write_noise else None
-            dev.apply_pulses_(w, n_up, n_down, g)
+                touched = uniform(tuple(delta.shape), self.noise_generator, delta.device) < chance
+            dev.expected_update_(self.state, delta, self.noise_generator)
+            if touched is not None:
+                self._rewrite_(touched)
+            return
+        n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=self.noise_generator)
+        self._apply_pulses(n_up, n_down)
+
+    def _apply_pulses(self, n_up: Tensor, n_down: Tensor) -> None:
+        """Pulse counts through the device; under write noise touched elements get new noise."""
+        touched = (n_up + n_down) > 0 if self.write_noise else None
+        self.device_model.apply_pulses_(self.state, n_up, n_down, self.noise_generator)
         if touched is not None:
             self._rewrite_(touched)
 
-    def exact_update(self, x: Tensor, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x in floating point (digital layers, and the `sgd` algorithm).
-
-        Under write noise the hidden weight takes the same exact step (no new noise).
-        """
-        self.weight.addmm_(d.T, x, alpha=-lr)
+    def exact_update(self, grad: Tensor, lr: float) -> None:
+        """W <- W - lr * grad in floating point, grad = d^T x (digital layers, and the
+        `sgd` algorithm). Under write noise the hidden weight takes the same exact step
+        (no new noise)."""
+        self.weight.add_(grad, alpha=-lr)
         if self.write_noise:
-            self.hidden.addmm_(d.T, x, alpha=-lr)
+            self.hidden.add_(grad, alpha=-lr)
 
     def saturation(self) -> float:
         """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""

@@ -1,15 +1,18 @@
 """Engine speed: one training step of aimc vs a plain torch.nn + torch.optim.SGD step.
 
-Run: python benchmarks/engine_speed.py [--threads 1] [--steps 200]
+Run: python benchmarks/engine_speed.py [--threads 1] [--steps 200] [--cases mlp,cnn]
+(AIMC_FUSE=0 times the op-by-op update chains instead of the torch.compile'd ones.)
 
 Both sides run in this process on the same data, one step = forward, loss,
-backward, update. Prints ms per step and the ratio to plain torch for each
-algorithm / update mode, then where a pulsed step spends its time.
+backward, update. The torch baseline is the same network built from torch's own
+nn.Linear / nn.Conv2d (`torch_twin`). Prints ms per step and the ratio to plain
+torch for each algorithm / update mode, then where a pulsed step spends its time.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from collections.abc import Callable
 
@@ -18,15 +21,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from aimc_engine.algorithms import Algorithm
+from aimc_engine.fused import ENV, fusion_enabled
+from aimc_engine.layers import AnalogConv2d, AnalogLinear
 from aimc_engine.models import build_model
 from aimc_engine.pulses import pulse_train_counts
 from aimc_engine.rng import uniform
 from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import TileConfig
 
-CASES = {
-    "mlp 784-256-128-10, b=64": ((784,), [256, 128], 64),
-    "digits mlp 64-128-64-10, b=10": ((64,), [128, 64], 10),
+# name -> (short key for --cases, input shape, model spec, batch, steps per timing)
+CASES: dict[str, tuple[str, tuple[int, ...], dict, int, int]] = {
+    "mlp 784-256-128-10, b=64": ("mlp", (784,), {"kind": "mlp", "hidden": [256, 128]}, 64, 1),
+    "digits mlp 64-128-64-10, b=10": ("digits", (64,), {"kind": "mlp", "hidden": [128, 64]}, 10, 1),
+    # convolutional cases take ~20x longer per step: fewer steps per timing
+    "cnn 3x32x32 [16,32] fc128, b=32": (
+        "cnn",
+        (3, 32, 32),
+        {"kind": "cnn", "channels": [16, 32], "fc": 128},
+        32,
+        10,
+    ),
+    "resnet 3x32x32 [16,32], b=32": (
+        "resnet",
+        (3, 32, 32),
+        {"kind": "resnet", "channels": [16, 32]},
+        32,
+        10,
+    ),
 }
 VARIANTS = {
     "sgd (digital)": {"analog": {"enabled": False}, "optimizer": {"algorithm": "sgd"}},
@@ -75,14 +96,42 @@ def make_batches(shape: tuple[int, ...], batch: int, n: int = 32) -> list[tuple]
     ]
 
 
-def plain_torch_step(shape: tuple[int, ...], hidden: list[int], batch: int) -> Callable:
-    widths = [shape[0], *hidden, 10]
-    layers: list[nn.Module] = []
-    for i in range(len(widths) - 1):
-        layers.append(nn.Linear(widths[i], widths[i + 1]))
-        if i < len(widths) - 2:
-            layers.append(nn.Tanh())
-    model = nn.Sequential(*layers)
+def torch_twin(model: nn.Module) -> nn.Module:
+    """The same network with torch's own nn.Linear / nn.Conv2d in place of the tile layers
+    (same shapes, strides, paddings and initial weights): the plain-torch baseline."""
+    twin = copy.deepcopy(model)
+    for name, module in list(twin.named_modules()):
+        if isinstance(module, AnalogLinear):
+            plain: nn.Module = nn.Linear(module.in_features, module.out_features)
+        elif isinstance(module, AnalogConv2d):
+            plain = nn.Conv2d(
+                module.in_channels,
+                module.out_channels,
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+            )
+        else:
+            continue
+        with torch.no_grad():
+            plain.weight.copy_(module.tile.weight.reshape(plain.weight.shape))
+            plain.bias.copy_(module.bias)  # type: ignore[arg-type]
+        parent_name, _, child = name.rpartition(".")
+        setattr(twin.get_submodule(parent_name), child, plain)
+    return twin
+
+
+def build(shape: tuple[int, ...], model_spec: dict, variant: dict) -> tuple[nn.Module, Algorithm]:
+    optimizer = {"lr": 0.01, **variant.get("optimizer", {})}
+    spec = parse_spec({**variant, "model": model_spec, "optimizer": optimizer})
+    g = torch.Generator().manual_seed(0)
+    config = TileConfig(spec.analog, g, g)
+    model = build_model(spec, shape, 10, config)
+    return model, Algorithm(spec, model, config)
+
+
+def plain_torch_step(shape: tuple[int, ...], model_spec: dict, batch: int) -> Callable:
+    model = torch_twin(build(shape, model_spec, VARIANTS["sgd (digital)"])[0])
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     data = make_batches(shape, batch)
 
@@ -95,15 +144,8 @@ def plain_torch_step(shape: tuple[int, ...], hidden: list[int], batch: int) -> C
     return step
 
 
-def aimc_step(shape: tuple[int, ...], hidden: list[int], batch: int, variant: dict) -> Callable:
-    optimizer = {"lr": 0.01, **variant.get("optimizer", {})}
-    spec = parse_spec(
-        {**variant, "model": {"kind": "mlp", "hidden": hidden}, "optimizer": optimizer}
-    )
-    g = torch.Generator().manual_seed(0)
-    config = TileConfig(spec.analog, g, g)
-    model = build_model(spec, shape, 10, config)
-    algo = Algorithm(spec, model, config)
+def aimc_step(shape: tuple[int, ...], model_spec: dict, batch: int, variant: dict) -> Callable:
+    model, algo = build(shape, model_spec, variant)
     data = make_batches(shape, batch)
 
     def step(i: int) -> None:
@@ -142,20 +184,31 @@ def pulsed_breakdown(steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=200, help="MLP steps per timing")
+    parser.add_argument(
+        "--cases", default="mlp,digits,cnn,resnet", help="comma-separated: mlp,digits,cnn,resnet"
+    )
     args = parser.parse_args()
+    wanted = set(args.cases.split(","))
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s); fastest of interleaved blocks\n")
+    fusion = "on (torch.compile)" if fusion_enabled() else f"off ({ENV}=0 or no compiler)"
+    print(f"torch {torch.__version__}, {args.threads} thread(s); fastest of interleaved blocks")
+    print(f"fused update chains: {fusion}\n")
     print(f"{'case':32} {'variant':32} {'ms/step':>9} {'x torch':>8}")
-    for case, (shape, hidden, batch) in CASES.items():
-        torch_step = plain_torch_step(shape, hidden, batch)
-        base = time_steps(torch_step, args.steps)
+    for case, (key, shape, model_spec, batch, slowdown) in CASES.items():
+        if key not in wanted:
+            continue
+        steps = max(7, args.steps // slowdown)
+        torch_step = plain_torch_step(shape, model_spec, batch)
+        base = time_steps(torch_step, steps)
         print(f"{case:32} {'plain torch nn + optim.SGD':32} {base * 1e3:9.3f} {1.0:8.2f}")
         for name, variant in VARIANTS.items():
-            base, t = time_pair(torch_step, aimc_step(shape, hidden, batch, variant), args.steps)
-            print(f"{'':32} {name:32} {t * 1e3:9.3f} {t / base:8.2f}")
-    print("\npulsed update breakdown (784x256 tile, b=64):")
-    pulsed_breakdown(args.steps)
+            aimc = aimc_step(shape, model_spec, batch, variant)
+            base, t = time_pair(torch_step, aimc, steps)
+            print(f"{'':32} {name:32} {t * 1e3:9.3f} {t / base:8.2f}", flush=True)
+    if "mlp" in wanted:
+        print("\npulsed update breakdown (784x256 tile, b=64):")
+        pulsed_breakdown(args.steps)
 
 
 if __name__ == "__main__":

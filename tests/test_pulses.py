@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aimc_engine.pulses import pulse_train_counts, rounded_counts
+from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
 from aimc_engine.spec import AnalogSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
 from tests.conftest import expected_after
@@ -187,3 +187,43 @@ def test_exp_step_pulse_trains_use_aihwkits_granularity() -> None:
         tile.update(x, d, 0.1)
         moves.append(float(tile.state.mean()))
     assert sum(moves) / len(moves) == pytest.approx(-0.005, rel=0.03)
+
+
+@pytest.mark.parametrize("management", [True, False])
+def test_lazy_rows_give_the_counts_of_the_rows(management: bool) -> None:
+    """Rows handed over as LazyRows (cut only where pulses fire) give the same counts as
+    the rows themselves, draw for draw, also with samples that make no pulse."""
+    g = torch.Generator().manual_seed(0)
+    x, d = torch.randn(40, 6, generator=g), torch.randn(40, 5, generator=g) * 0.05
+    x[3], d[7] = 0.0, 0.0  # inactive samples
+    taken: list[int] = []
+
+    def take(rows: torch.Tensor) -> torch.Tensor:
+        taken.append(len(rows))
+        return x[rows]
+
+    lazy = LazyRows(x.abs().amax(1), take, 6)
+    kw = {"lr": 0.5, "dw_min": 0.01, "bit_length": 5, "update_management": management}
+    ours = pulse_train_counts(lazy, d, generator=torch.Generator().manual_seed(1), **kw)
+    theirs = pulse_train_counts(x, d, generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    assert ours[0].sum() + ours[1].sum() > 0 and len(taken) == 1
+
+
+def test_no_error_pulse_fired_gives_no_pulses() -> None:
+    """When no slot fires an error pulse no input row is cut at all."""
+    x, d = torch.rand(30, 6), torch.full((30, 5), 1e-9)
+
+    def take(rows: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("no row should be cut")
+
+    n_up, n_down = pulse_train_counts(
+        LazyRows(x.amax(1), take, 6),
+        d,
+        lr=0.01,
+        dw_min=0.01,
+        bit_length=31,
+        update_management=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert torch.equal(n_up, torch.zeros(5, 6)) and torch.equal(n_down, torch.zeros(5, 6))
