@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -98,12 +99,17 @@ class Remote:
             "AIMC_DATA_DIR": str(self.home / "data"),
             "REDIS_URL": self.redis_url,
             "AIMC_KEY_PREFIX": self.prefix,
+            "AIMC_FUSE": os.environ.get("AIMC_FUSE", "0"),  # as the suite (conftest)
         }  # no AIMC_ARTIFACT_DIR: it does not share the API's store; artifacts go to Redis
         celery = [*worker_command(), "--without-gossip", "--without-mingle", "-n", "remote@%h"]
         inner = " ".join(celery)
-        argv = ["sh", "-c", f"mount -t tmpfs tmpfs /tmp && exec {inner}"]
-        if os.geteuid() == 0 and _run("unshare", "-m", "true"):
-            argv = ["unshare", "-m", "--propagation", "private", *argv]
+        # a private /tmp hides the API's files; not where the checkout or its Python live
+        # under /tmp themselves (a clone there would vanish for the worker)
+        ours = [ROOT.resolve(), Path(sys.executable).resolve(), Path(sys.prefix).resolve()]
+        private_tmp = not any(p.is_relative_to("/tmp") for p in ours)
+        if private_tmp and os.geteuid() == 0 and _run("unshare", "-m", "true"):
+            argv = ["unshare", "-m", "--propagation", "private"]
+            argv += ["sh", "-c", f"mount -t tmpfs tmpfs /tmp && exec {inner}"]
         else:
             argv = ["sh", "-c", f"exec {inner}"]
         if self.network.netns:

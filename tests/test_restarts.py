@@ -159,9 +159,10 @@ def test_metric_points_are_stored_once_even_when_a_write_is_retried(
 
 
 # `aimc serve` end to end ------------------------------------------------------------
-# long enough that the worker is still running it after the API and Redis phases, even
-# on a loaded machine (at 3000 steps of the default MLP it once finished before the kill)
-STEPS, EVAL = 3000, 100
+# long enough that the worker is still running it after the API and Redis phases on a
+# fast, idle machine (3000 steps finished before the kill there: the worker trains on
+# while the API and Redis are restarted)
+STEPS, EVAL = 20000, 1000
 LONG = {
     "name": "long",
     "model": {"hidden": [256, 256]},
