@@ -12,6 +12,7 @@ convolution's weight gradient. Biases stay digital.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,22 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 from aimc_engine.mvm import acts_per_element, analog_conv
 from aimc_engine.pulses import LazyRows
 from aimc_engine.tiles import AnalogTile, TileConfig
+
+
+def _remember(
+    ctx: Any, x: Tensor, bias_or_handle: Tensor, layer: AnalogLayer
+) -> tuple[Tensor, Tensor | None]:
+    """What a forward keeps for its backward; returns (the weights now, the bias or None).
+
+    With a PipeDream-style stash (async_stash) the backward reuses the forward's weights;
+    otherwise it reads the tile's weights when it runs.
+    """
+    ctx.layer = layer
+    ctx.has_bias = layer.bias is not None
+    ctx.save_for_backward(x)
+    weight = layer.effective_weight()
+    ctx.stashed = weight.clone() if layer.stash_weights else None
+    return weight, bias_or_handle if ctx.has_bias else None
 
 
 class _AnalogMVM(torch.autograd.Function):
@@ -33,13 +50,7 @@ class _AnalogMVM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, bias_or_handle: Tensor, layer: AnalogLayer) -> Tensor:  # type: ignore[override]
-        ctx.layer = layer
-        ctx.has_bias = layer.bias is not None
-        ctx.save_for_backward(x)
-        weight = layer.effective_weight()
-        # PipeDream-style stash (async_stash): the backward reuses the forward's weights
-        ctx.stashed = weight.clone() if layer.stash_weights else None
-        bias = bias_or_handle if ctx.has_bias else None
+        weight, bias = _remember(ctx, x, bias_or_handle, layer)
         return layer.tile.forward_mvm(x, weight, bias=bias)
 
     @staticmethod
@@ -63,12 +74,7 @@ class _AnalogConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, bias_or_handle: Tensor, layer: AnalogConv2d) -> Tensor:  # type: ignore[override]
-        ctx.layer = layer
-        ctx.has_bias = layer.bias is not None
-        ctx.save_for_backward(x)
-        weight = layer.effective_weight()
-        ctx.stashed = weight.clone() if layer.stash_weights else None
-        bias = bias_or_handle if ctx.has_bias else None
+        weight, bias = _remember(ctx, x, bias_or_handle, layer)
         return layer.conv_forward(x, weight, bias)
 
     @staticmethod
