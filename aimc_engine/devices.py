@@ -26,23 +26,13 @@ LINEAR_FAMILY = ("ideal", "constant_step", "linear", "softbounds")
 MAX_INTERLEAVED_STEPS = 64
 
 
-def linear_slopes(spec: DeviceSpec) -> tuple[float, float]:
-    """Nominal (gamma_up, gamma_down) of a linear-family device."""
-    if spec.model in ("ideal", "constant_step"):
-        return 0.0, 0.0
-    if spec.model == "softbounds":
-        return 1.0, 1.0
-    down = spec.gamma if spec.gamma_down is None else spec.gamma_down
-    return spec.gamma, down
-
-
 def raw_response(
     spec: DeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
 ) -> tuple[Tensor, Tensor]:
     """q_+(w), q_-(w) of the device family (table in analog-model.md section 2)."""
     m = spec.model
     if m in LINEAR_FAMILY:
-        g_up, g_down = linear_slopes(spec)
+        g_up, g_down = spec.slopes()
         return 1 - g_up * w / w_max, 1 - g_down * w / w_min
     return _curved_response(spec, w, w_min, w_max)
 
@@ -131,7 +121,7 @@ class Device(nn.Module):
         self.clips = spec.model != "ideal"
         up = 1 + min(spec.up_down, 0.0)  # up_down < 0 shrinks the up step
         down = 1 - max(spec.up_down, 0.0)  # up_down > 0 shrinks the down step
-        g_up, g_down = linear_slopes(spec)
+        g_up, g_down = spec.slopes()
         d2d_lo, d2d_hi = spec.d2d_w_min or 0.0, spec.d2d_w_max or 0.0
         spreads = (spec.d2d_variation, d2d_lo, d2d_hi, spec.d2d_up_down)
         # d2d of the slopes only where the model has slopes to spread
@@ -286,7 +276,7 @@ class Device(nn.Module):
         is k1 dW + k2 |dW| - w (c1 dW + c2 |dW|), constants below.
         """
         lo, hi, s_up, s_down = self._scalars
-        g_up, g_down = linear_slopes(self.spec)
+        g_up, g_down = self.spec.slopes()
         a, b = g_up / hi, g_down / lo
         k1, k2 = (s_up + s_down) / 2, (s_up - s_down) / 2
         c1, c2 = (a * s_up + b * s_down) / 2, (a * s_up - b * s_down) / 2
@@ -319,18 +309,27 @@ class Device(nn.Module):
             if 2 * len(active) > w.numel():
                 w.copy_(self._interleaved(w, n_up, n_down, None, generator))
             elif len(active):  # few elements pulsed (a transfer's column): only those
-                flat = w.reshape(-1)
-                flat_up, flat_down = n_up.reshape(-1)[active], n_down.reshape(-1)[active]
-                flat[active] = self._interleaved(
-                    flat[active], flat_up, flat_down, active, generator
-                )
+                self._replay_(w, w.reshape(-1)[active], n_up, n_down, active, generator)
             return
         risky = self._order_matters(w, n_up, n_down)
         start = w.reshape(-1)[risky] if risky is not None else None
         self._pulses_closed_form_(w, n_up, n_down, generator)
         if risky is not None and start is not None:
-            flat_up, flat_down = n_up.reshape(-1)[risky], n_down.reshape(-1)[risky]
-            w.reshape(-1)[risky] = self._interleaved(start, flat_up, flat_down, risky, generator)
+            self._replay_(w, start, n_up, n_down, risky, generator)
+
+    def _replay_(
+        self,
+        w: Tensor,
+        start: Tensor,
+        n_up: Tensor,
+        n_down: Tensor,
+        idx: Tensor,
+        generator: torch.Generator,
+    ) -> None:
+        """Set the flat elements idx of w to their pulses applied one at a time in random
+        order from `start`."""
+        flat_up, flat_down = n_up.reshape(-1)[idx], n_down.reshape(-1)[idx]
+        w.reshape(-1)[idx] = self._interleaved(start, flat_up, flat_down, idx, generator)
 
     def _order_matters(self, w: Tensor, n_up: Tensor, n_down: Tensor) -> Tensor | None:
         """Flat indices of elements with pulses of both signs that could reach a bound.
@@ -364,7 +363,7 @@ class Device(nn.Module):
         dw_min x step scale x response (responses are monotone: maxima at the bounds)."""
         lo, hi, s_up, s_down = self.params()
         ends = [torch.as_tensor(v, dtype=torch.float32) for v in (lo, hi)]
-        q_max = max(float(q.abs().max()) for end in ends for q in self.raw(end.clone()))
+        q_max = max(float(q.abs().max()) for end in ends for q in self.raw(end))
         s_max = max(float(torch.as_tensor(s).max()) for s in (s_up, s_down))
         sigma = 4 * self.spec.c2c_noise
         noise = sigma if self.spec.c2c_mode == "additive" else sigma * q_max
@@ -502,7 +501,7 @@ class Device(nn.Module):
         lo, hi, s_up, s_down = (torch.as_tensor(v, dtype=torch.float32) for v in self.params())
         lo, hi = lo.expand(self.w_min.shape).clone(), hi.expand(self.w_max.shape).clone()
         if self.spec.model == "ideal" or (
-            self.spec.model in LINEAR_FAMILY and not any(linear_slopes(self.spec))
+            self.spec.model in LINEAR_FAMILY and not any(self.spec.slopes())
         ):
             return torch.zeros_like(lo)
 

@@ -312,13 +312,19 @@ class DeviceSpec(_Strict):
         self._check_response(step_field)
         return self
 
+    def slopes(self) -> tuple[float, float]:
+        """Nominal (gamma_up, gamma_down) of q = 1 - gamma w / bound: the linear family's
+        slopes (0 for ideal and constant_step, 1 for softbounds)."""
+        if self.model in ("ideal", "constant_step"):
+            return 0.0, 0.0
+        if self.model == "softbounds":
+            return 1.0, 1.0
+        return self.gamma, self.gamma if self.gamma_down is None else self.gamma_down
+
     def _check_response(self, step_field: str) -> None:
         """Refuse responses no device has: a step past its own fixed point, or no motion."""
         if self.model in ("linear", "softbounds"):
-            g_up, g_down = 1.0, 1.0
-            if self.model == "linear":
-                g_up = self.gamma
-                g_down = self.gamma if self.gamma_down is None else self.gamma_down
+            g_up, g_down = self.slopes()
             for g, bound, side in ((g_up, self.w_max, "w_max"), (g_down, -self.w_min, "w_min")):
                 if g * self.dw_min >= bound:  # type: ignore[operator]
                     raise _fail(
