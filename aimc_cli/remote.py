@@ -21,9 +21,9 @@ from typing import Any, TextIO
 import yaml
 
 from aimc_client import ApiError, Client, InvalidError
-from aimc_engine.comparison import final_metrics, format_table, plot_overlay, text_table
-from aimc_engine.progress import Progress, format_seconds
-from aimc_engine.spec import SpecError
+from aimc_spec.comparison import final_metrics, format_table, plot_overlay, text_table
+from aimc_spec.progress import Progress, format_seconds
+from aimc_spec.spec import SpecError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
 Command = Callable[[argparse.Namespace, Client], int]

@@ -16,7 +16,7 @@ import yaml
 from httpx_sse import connect_sse
 
 from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
-from aimc_engine.spec import JobSpec, SpecError, load_spec_file
+from aimc_spec.spec import JobSpec, SpecError, load_spec_file
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # where `aimc serve` listens by default
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -132,7 +132,7 @@ class Client:
     @staticmethod
     def spec_body(spec: SpecLike) -> dict[str, Any]:
         """A spec as the JSON body to send: a path is read and validated here first (raises
-        aimc_engine.spec.SpecError), a JobSpec is normalised, a dict goes as it is."""
+        aimc_spec.spec.SpecError), a JobSpec is normalised, a dict goes as it is."""
         if isinstance(spec, JobSpec):
             return spec.normalised()
         if isinstance(spec, str | Path):

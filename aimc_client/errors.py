@@ -26,7 +26,7 @@ class ApiError(Exception):
 
     @property
     def problems(self) -> list[tuple[str, str]]:
-        """(field path, message) per fault, as aimc_engine.spec.SpecError gives them."""
+        """(field path, message) per fault, as aimc_spec.spec.SpecError gives them."""
         return [(str(e.get("loc", "")), str(e.get("msg", ""))) for e in self.errors] or [
             ("", self.detail or self.title)
         ]

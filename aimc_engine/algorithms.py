@@ -17,8 +17,8 @@ from torch import nn
 from aimc_engine.layers import AnalogLayer
 from aimc_engine.models import tile_layers
 from aimc_engine.mvm import analog_mvm
-from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
+from aimc_spec.spec import JobSpec
 
 
 class Algorithm:

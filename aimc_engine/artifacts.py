@@ -8,10 +8,10 @@ from typing import Any
 
 from torch import nn
 
-from aimc_engine.comparison import log_y
-from aimc_engine.metric_record import metrics_csv
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE
 from aimc_engine.pipeline.timeline import Timed
+from aimc_spec.comparison import log_y
+from aimc_spec.metric_record import metrics_csv
 
 GANTT_ACTIONS = 300  # actions drawn in timeline.png
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from aimc_engine.spec import JobSpec, SpecError, load_spec_file
+from aimc_spec.spec import JobSpec, SpecError, load_spec_file
 
 EXIT_BAD_SPEC = 2
 
@@ -36,8 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec is None:
         return EXIT_BAD_SPEC
     from aimc_engine.artifacts import append_metrics_jsonl, write_run
-    from aimc_engine.progress import Progress
     from aimc_engine.runner import Callbacks, RunError, run
+    from aimc_spec.progress import Progress
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

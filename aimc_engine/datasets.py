@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aimc_engine.dataset_files import DatasetError, check_arrays, read_npz
 from aimc_engine.seeds import Stream, stream_seed
-from aimc_engine.spec import DatasetSpec
+from aimc_spec.dataset_files import DatasetError, check_arrays, read_npz
+from aimc_spec.spec import DatasetSpec
 
 
 @dataclass

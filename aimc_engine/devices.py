@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from aimc_engine import fused
 from aimc_engine.rng import uniform
-from aimc_engine.spec import DeviceSpec
+from aimc_spec.spec import DeviceSpec
 
 # Families of the form q_+ = 1 - g_up*w/w_max, q_- = 1 - g_down*w/w_min.
 LINEAR_FAMILY = ("ideal", "constant_step", "linear", "softbounds")

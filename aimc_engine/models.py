@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from aimc_engine.fit import fit_problem
 from aimc_engine.layers import AnalogConv2d, AnalogLayer, AnalogLinear
-from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.fit import fit_problem
+from aimc_spec.spec import JobSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 

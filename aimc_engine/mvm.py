@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aimc_engine.spec import IOSpec
+from aimc_spec.spec import IOSpec
 
 # Bound management halves a clipped row's inputs at most this many times.
 MAX_BOUND_HALVINGS = 10

@@ -38,8 +38,8 @@ from aimc_engine.pipeline.timeline import (
     unit_duration,
 )
 from aimc_engine.seeds import run_generators
-from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import JobSpec
 
 GRAD_SAMPLES = 1000  # first training samples on which grad_norm_sq is measured (exactly)
 # Bumped when a checkpoint's contents or the run's random streams change: a checkpoint

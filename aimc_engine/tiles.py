@@ -18,7 +18,7 @@ from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
 from aimc_engine.rng import uniform
-from aimc_engine.spec import AnalogSpec, DeviceSpec, IOSpec
+from aimc_spec.spec import AnalogSpec, DeviceSpec, IOSpec
 
 
 @dataclass(frozen=True)

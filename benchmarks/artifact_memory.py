@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aimc_engine.spec import parse_spec
+from aimc_spec.spec import parse_spec
 from service.serve import free_port, redis_binary, wait_for_port
 from service.store import INLINE_MAX_BYTES, JobStore
 

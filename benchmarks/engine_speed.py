@@ -26,8 +26,8 @@ from aimc_engine.layers import AnalogConv2d, AnalogLinear
 from aimc_engine.models import build_model
 from aimc_engine.pulses import pulse_train_counts
 from aimc_engine.rng import uniform
-from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import parse_spec
 
 # name -> (short key for --cases, input shape, model spec, batch, steps per timing)
 CASES: dict[str, tuple[str, tuple[int, ...], dict, int, int]] = {

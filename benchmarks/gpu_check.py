@@ -31,8 +31,8 @@ from torch import Tensor
 from aimc_engine.algorithms import Algorithm
 from aimc_engine.models import build_model
 from aimc_engine.runner import run
-from aimc_engine.spec import AnalogSpec, parse_spec
 from aimc_engine.tiles import AnalogTile, TileConfig
+from aimc_spec.spec import AnalogSpec, parse_spec
 
 NOISY_IO = {"perfect": False}  # the IO defaults: DAC, ADC, output noise, both managements
 MODELS = {

@@ -19,8 +19,8 @@ from aimc_engine.models import build_model
 from aimc_engine.pipeline.executor import PipelineExecutor
 from aimc_engine.pipeline.schedule import build_schedule
 from aimc_engine.pipeline.timeline import replay
-from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import parse_spec
 
 B_SIZE = 16
 VARIANTS = {

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from aimc_engine.presets import PRESETS
 from aimc_engine.runner import run
-from aimc_engine.spec import parse_spec
+from aimc_spec.presets import PRESETS
+from aimc_spec.spec import parse_spec
 
 WITHOUT_WRITE_NOISE = ("reram_es", "reram_sb")
 

@@ -19,7 +19,7 @@ import time
 import torch
 
 from aimc_engine.runner import run
-from aimc_engine.spec import parse_spec
+from aimc_spec.spec import parse_spec
 
 ALGORITHMS = {
     "digital": {"analog": {"enabled": False}, "algorithm": "sgd"},

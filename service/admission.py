@@ -9,9 +9,9 @@ from typing import Any
 
 from fastapi import Request
 
-from aimc_engine.cost import data_shape, job_cost
-from aimc_engine.fit import fit_problem
-from aimc_engine.spec import JobSpec
+from aimc_spec.cost import data_shape, job_cost
+from aimc_spec.fit import fit_problem
+from aimc_spec.spec import JobSpec
 from service.errors import ProblemError
 from service.settings import Settings
 from service.store import JobStore

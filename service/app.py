@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aimc_engine.spec import spec_problems
+from aimc_spec.spec import spec_problems
 from service import ui
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.events import stream_client

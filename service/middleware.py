@@ -13,14 +13,14 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aimc_engine.spec import DATASET_ROOTS
+from aimc_spec.spec import DATASET_ROOTS
 from service.errors import PROBLEM
 
 
 class ConfineDatasetPaths:
     """Every request validates job specs under the operator's dataset directories: a
     spec's server-side path is a file read on the workers' machines for a remote user
-    (see aimc_engine.spec.DATASET_ROOTS). Set per request because a context variable set
+    (see aimc_spec.spec.DATASET_ROOTS). Set per request because a context variable set
     at start-up does not reach the tasks that serve requests."""
 
     def __init__(self, app: ASGIApp, roots: tuple[Path, ...]) -> None:

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     )
 
     def dataset_roots(self) -> tuple[Path, ...]:
-        """The allowed dataset directories (aimc_engine.spec.DATASET_ROOTS)."""
+        """The allowed dataset directories (aimc_spec.spec.DATASET_ROOTS)."""
         return tuple(Path(d).expanduser() for d in self.dataset_dirs.split(":") if d.strip())
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from aimc_engine.devices import Device
-from aimc_engine.spec import DeviceSpec
+from aimc_spec.spec import DeviceSpec
 from service.serve import worker_command
 from service.settings import get_settings
 from service.store import JobStore

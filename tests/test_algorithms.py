@@ -10,8 +10,8 @@ import torch
 from aimc_engine.algorithms import Algorithm
 from aimc_engine.layers import AnalogLinear
 from aimc_engine.models import LayeredNet
-from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import parse_spec
 
 SOFTBOUNDS = {"model": "softbounds", "states": 1200}
 

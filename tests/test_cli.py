@@ -13,7 +13,7 @@ import yaml
 from safetensors import safe_open
 
 from aimc_engine.cli import main
-from aimc_engine.spec import load_spec_file
+from aimc_spec.spec import load_spec_file
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
 

@@ -15,7 +15,7 @@ import pytest
 from aimc_cli import main
 from aimc_cli.remote import parse_grid
 from aimc_client import Client
-from aimc_engine.spec import SpecError
+from aimc_spec.spec import SpecError
 from tests.conftest import LiveService
 
 TINY = "training: {steps: 20, micro_batch_size: 8, eval_every: 10}\nmodel: {hidden: [16]}\n"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from aimc_engine.cost import job_cost, parameters
 from aimc_engine.models import build_model
-from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.cost import job_cost, parameters
+from aimc_spec.spec import parse_spec
 
 
 @pytest.mark.parametrize(

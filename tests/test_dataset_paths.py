@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from aimc_engine.spec import DATASET_ROOTS, parse_spec
+from aimc_spec.spec import DATASET_ROOTS, parse_spec
 from service.app import create_app
 from service.settings import Settings
 from service.store import JobStore

@@ -12,7 +12,7 @@ import torch
 
 from aimc_engine.datasets import DatasetError, _synthetic, as_images, load_dataset, read_idx
 from aimc_engine.seeds import Stream, stream_seed
-from aimc_engine.spec import DatasetSpec
+from aimc_spec.spec import DatasetSpec
 
 
 def test_digits_split_and_normalisation() -> None:

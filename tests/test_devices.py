@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device, raw_response, symmetric_parts
-from aimc_engine.spec import DeviceSpec
+from aimc_spec.spec import DeviceSpec
 from tests.conftest import expected_after, make_device, pulsed_after
 
 W = torch.linspace(-0.9, 0.9, 7)

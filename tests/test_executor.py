@@ -11,8 +11,8 @@ from aimc_engine.models import build_model, tile_layers
 from aimc_engine.pipeline.executor import PipelineExecutor
 from aimc_engine.pipeline.schedule import build_schedule
 from aimc_engine.pipeline.timeline import replay, unit_duration
-from aimc_engine.spec import JobSpec, parse_spec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import JobSpec, parse_spec
 
 P, B, N, LR = 4, 3, 12, 0.2
 ALGORITHMS = {

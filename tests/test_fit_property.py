@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aimc_cli import main
-from aimc_engine.cost import data_shape
-from aimc_engine.fit import fit_problem
 from aimc_engine.runner import Callbacks, RunError, run
-from aimc_engine.spec import SpecError, parse_spec
+from aimc_spec.cost import data_shape
+from aimc_spec.fit import fit_problem
+from aimc_spec.spec import SpecError, parse_spec
 
 FIELD = re.compile(r"^[a-z_]+(\.[a-z_0-9]+)*: ")
 

@@ -12,8 +12,8 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.layers import AnalogConv2d, AnalogLinear
 from aimc_engine.models import LayeredNet, build_model
 from aimc_engine.mvm import acts_per_element
-from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import parse_spec
 
 
 def twin_models(

@@ -9,8 +9,8 @@ from torch import Tensor
 
 from aimc_engine.metrics import evaluate, gradient_norm_sq, observing
 from aimc_engine.models import LayeredNet, build_model
-from aimc_engine.spec import parse_spec
 from aimc_engine.tiles import AnalogTile, TileConfig
+from aimc_spec.spec import parse_spec
 
 
 def noisy_model(algorithm: str) -> tuple[LayeredNet, TileConfig]:

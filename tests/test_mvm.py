@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from aimc_engine.mvm import analog_mvm, quantisation_step
-from aimc_engine.spec import AnalogSpec, IOSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
+from aimc_spec.spec import AnalogSpec, IOSpec
 
 FINE = 24  # bits of a converter fine enough to be invisible
 

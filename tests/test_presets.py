@@ -1,7 +1,7 @@
 """Presets are aihwkit's devices (simulator/presets/devices.py), field by field.
 
 The expected values are written out here from aihwkit's source, independently of
-aimc_engine/presets.py, and q+/q- are checked against the formulas of the aihwkit
+aimc_spec/presets.py, and q+/q- are checked against the formulas of the aihwkit
 device classes at 41 points of each preset's range.
 """
 
@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from aimc_engine.devices import Device
-from aimc_engine.spec import parse_spec
+from aimc_spec.spec import parse_spec
 
 # aihwkit: class, (dw_min, w_min, w_max, up_down, dw_min_std, noise form, dw_min_dtod,
 # w_min_dtod, w_max_dtod, up_down_dtod, write_noise_std), shape parameters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from aimc_engine.progress import Progress, format_seconds
+from aimc_spec.progress import Progress, format_seconds
 
 
 def record(step: int, acc: float) -> dict:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
-from aimc_engine.spec import AnalogSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
+from aimc_spec.spec import AnalogSpec
 from tests.conftest import expected_after
 
 X = torch.tensor([[0.9, -0.4, 0.1], [0.2, 0.5, -0.7]])  # (N=2, in=3)

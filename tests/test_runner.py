@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from aimc_engine.metric_record import METRIC_COLUMNS
 from aimc_engine.runner import Callbacks, RunError, run
-from aimc_engine.spec import JobSpec, parse_spec
+from aimc_spec.metric_record import METRIC_COLUMNS
+from aimc_spec.spec import JobSpec, parse_spec
 
 METRIC_KEYS = set(METRIC_COLUMNS)  # the job-spec contract's metric fields
 DIGITS_MLP = {

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aimc_engine.presets import PRESETS
-from aimc_engine.spec import JobSpec, SpecError, load_spec_file, parse_spec
+from aimc_spec.presets import PRESETS
+from aimc_spec.spec import JobSpec, SpecError, load_spec_file, parse_spec
 
 
 def problems(data: dict) -> list[tuple[str, str]]:
@@ -148,9 +148,9 @@ def test_load_spec_file_errors(tmp_path: Path) -> None:
 def test_spec_module_and_package_do_not_import_torch() -> None:
     """Neither do the modules the API uses, nor the API app itself (it stays light)."""
     code = (
-        "import aimc_engine, aimc_engine.spec, aimc_engine.cost, aimc_engine.pipeline.schedule, "
-        "aimc_engine.pipeline.timeline, aimc_engine.sweep, aimc_engine.comparison, "
-        "aimc_engine.dataset_files, aimc_engine.metric_record, service.app, sys; "
+        "import aimc_engine, aimc_spec.spec, aimc_spec.cost, aimc_engine.pipeline.schedule, "
+        "aimc_engine.pipeline.timeline, aimc_spec.sweep, aimc_spec.comparison, "
+        "aimc_spec.dataset_files, aimc_spec.metric_record, service.app, sys; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

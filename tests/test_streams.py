@@ -8,7 +8,7 @@ import time
 import httpx
 
 from aimc_client import Client
-from aimc_engine.spec import JobSpec
+from aimc_spec.spec import JobSpec
 from service.store import hash_key
 from tests.conftest import LiveService
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aimc_engine.spec import AnalogSpec
 from aimc_engine.tiles import AnalogTile, TileConfig
+from aimc_spec.spec import AnalogSpec
 
 
 def noisy_tile(update: str = "expected", shape: tuple[int, int] = (300, 300)) -> AnalogTile:

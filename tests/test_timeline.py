@@ -18,7 +18,7 @@ from aimc_engine.pipeline.timeline import (
 from aimc_engine.pipeline.timeline import (
     unit_duration as unit,
 )
-from aimc_engine.spec import LatencySpec
+from aimc_spec.spec import LatencySpec
 
 
 @pytest.mark.parametrize("name", ["gpipe", "1f1b"])

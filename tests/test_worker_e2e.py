@@ -21,7 +21,7 @@ def store(worker_store: JobStore) -> JobStore:
 
 
 def submit(store: JobStore, spec: dict) -> str:
-    from aimc_engine.spec import parse_spec
+    from aimc_spec.spec import parse_spec
     from worker.tasks import run_job
 
     job_id = store.create_job("alice", parse_spec(spec).normalised())
@@ -71,7 +71,7 @@ def test_cancel_a_running_job(store: JobStore) -> None:
 
 
 def test_a_cancelled_queued_job_never_starts(store: JobStore) -> None:
-    from aimc_engine.spec import parse_spec
+    from aimc_spec.spec import parse_spec
     from worker.tasks import run_job
 
     job_id = store.create_job("alice", parse_spec(SHORT).normalised())
@@ -146,7 +146,7 @@ def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> Non
 def test_running_jobs_limit_parks_a_job_until_a_slot_frees(store: JobStore) -> None:
     """With max_running_jobs (2) of the owner's jobs running, the next one is parked,
     still queued, and runs as soon as a slot frees (no polling retry)."""
-    from aimc_engine.spec import parse_spec
+    from aimc_spec.spec import parse_spec
     from worker.tasks import _queue_parked, run_job
 
     blockers = [store.create_job("henry", {"name": "b"}) for _ in range(2)]

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aimc_engine.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
+from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from service.settings import get_settings
 from service.store import TERMINAL, JobStore
 from worker.app import app

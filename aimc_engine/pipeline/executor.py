@@ -21,8 +21,8 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.models import LayeredNet, tile_layers
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, Action, Schedule
 from aimc_engine.pipeline.stages import split_units
-from aimc_engine.spec import JobSpec
 from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import JobSpec
 
 Batch = tuple[Tensor, Tensor]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aimc_engine.spec import SYNCHRONOUS
+from aimc_spec.spec import SYNCHRONOUS
 
 FORWARD, BACKWARD, UPDATE = "F", "B", "U"
 SCHEDULES = ("sequential", "gpipe", "1f1b", "async", "async_stash")

@@ -20,7 +20,7 @@ from aimc_engine.pipeline.schedule import (
     build_schedule,
     dependencies,
 )
-from aimc_engine.spec import UPDATE_NS, LatencySpec
+from aimc_spec.spec import UPDATE_NS, LatencySpec
 
 
 @dataclass(frozen=True)

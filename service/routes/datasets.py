@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from aimc_engine.dataset_files import DatasetError, describe, read_npz
+from aimc_spec.dataset_files import DatasetError, describe, read_npz
 from service.deps import CurrentUser, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.store import JobStore

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from aimc_engine.metric_record import metrics_csv
-from aimc_engine.spec import JobSpec
+from aimc_spec.metric_record import metrics_csv
+from aimc_spec.spec import JobSpec
 from service.admission import check_spec, queue_job
 from service.deps import (
     CurrentUser,

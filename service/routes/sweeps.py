@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 
-from aimc_engine.comparison import final_metrics, plot_overlay
-from aimc_engine.spec import SpecError
-from aimc_engine.sweep import MAX_SWEEP_JOBS, expand, label
+from aimc_spec.comparison import final_metrics, plot_overlay
+from aimc_spec.spec import SpecError
+from aimc_spec.sweep import MAX_SWEEP_JOBS, expand, label
 from service.admission import check_room, check_spec, queue_job
 from service.deps import CurrentUser, SettingsDep, StoreDep
 from service.errors import ProblemError, responses

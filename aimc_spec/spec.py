@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from aimc_engine.presets import PRESET_FIELDS, PRESETS
+from aimc_spec.presets import PRESET_FIELDS, PRESETS
 
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
 PresetName = Literal[

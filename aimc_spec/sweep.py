@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from aimc_engine.spec import JobSpec, SpecError, parse_spec
+from aimc_spec.spec import JobSpec, SpecError, parse_spec
 
 MAX_SWEEP_JOBS = 64  # combinations in one sweep: a grid is for comparisons, not searches
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from aimc_engine.spec import JobSpec
+from aimc_spec.spec import JobSpec
 
 
 def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int] | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aimc_engine.spec import JobSpec
+from aimc_spec.spec import JobSpec
 
 CLASSES = 10
 # (training samples, input shape) of the datasets whose size the spec does not give
