@@ -24,6 +24,7 @@ from aimc_client import ApiError, Client, InvalidError
 from aimc_spec.comparison import final_metrics, format_table, plot_overlay, text_table
 from aimc_spec.progress import Progress, format_seconds
 from aimc_spec.spec import SpecError
+from aimc_spec.vocabulary import TERMINAL
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
 Command = Callable[[argparse.Namespace, Client], int]
@@ -103,7 +104,7 @@ class JobProgress:
         m = job.get("latest_metrics") or {}
         if not self.bar.tty:
             changed = job["state"] != self.state
-            ended = job["state"] in ("succeeded", "failed", "cancelled")
+            ended = job["state"] in TERMINAL
             if changed and not ended:
                 print(f"state {job['state']}", file=self.stream)
             if m and m["step"] != self.step:
@@ -115,7 +116,7 @@ class JobProgress:
             if m:
                 text += f" loss {m['train_loss']:.4f} acc {m['test_accuracy']:.3f}"
             self.bar.draw(job["progress"], text, job.get("eta_seconds"))
-            if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] in TERMINAL:
                 self.stream.write("\n")
         self.state, self.step = job["state"], m.get("step", self.step)
 

@@ -17,9 +17,9 @@ from httpx_sse import connect_sse
 
 from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
 from aimc_spec.spec import JobSpec, SpecError, load_spec_file
+from aimc_spec.vocabulary import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # where `aimc serve` listens by default
-TERMINAL = ("succeeded", "failed", "cancelled")
 MAX_WAIT_S = 60.0  # longest single pause between retries, whatever Retry-After asks
 
 SpecLike = dict[str, Any] | JobSpec | str | Path

@@ -18,13 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from aimc_spec.presets import PRESET_FIELDS, PRESETS
+from aimc_spec.vocabulary import SYNCHRONOUS, ScheduleName
 
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
 PresetName = Literal[
     "reram_es", "reram_sb", "capacitor", "ecram", "ecram_mo", "idealized", "gokmen_vlasov"
 ]
-Schedule = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
-SYNCHRONOUS = ("gpipe", "1f1b")  # one update per mini-batch of B micro-batches
 
 
 class SpecError(ValueError):
@@ -452,7 +451,7 @@ class LatencySpec(_Strict):
 
 class PipelineSpec(_Strict):
     stages: int = Field(1, ge=1, le=256, description="P; 1 = no pipeline.")
-    schedule: Schedule = Field("sequential", description="Pipeline schedule.")
+    schedule: ScheduleName = Field("sequential", description="Pipeline schedule.")
     micro_batches: int = Field(5, ge=1, le=4096, description="B: micro-batches per mini-batch.")
     latency_ns: LatencySpec = Field(default_factory=LatencySpec)  # type: ignore[arg-type]
 

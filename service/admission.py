@@ -12,6 +12,7 @@ from fastapi import Request
 from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
 from aimc_spec.spec import JobSpec
+from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
 from service.errors import ProblemError
 from service.settings import Settings
 from service.store import JobStore
@@ -87,6 +88,6 @@ def queue_job(
     if job is None:
         raise _over_queued(store.count_in(user, "queued"), 1, settings)
     request.app.state.celery.send_task(
-        "aimc.run_job", args=[job["id"]], queue="aimc", ignore_result=True
+        RUN_JOB_TASK, args=[job["id"]], queue=QUEUE, ignore_result=True
     )
     return job

@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimc_spec.spec import spec_problems
+from aimc_spec.vocabulary import QUEUE
 from service import ui
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.events import stream_client
@@ -30,7 +31,6 @@ from service.settings import Settings, get_settings
 from service.store import DURATION_BUCKETS_S, AsyncReads, JobStore, fail_fast
 
 STORE_RETRY_AFTER_S = 2
-QUEUE = "aimc"  # the Celery queue jobs wait in (worker.app.QUEUE; not imported: no Celery app here)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -26,6 +26,7 @@ import time
 from celery import Celery
 from redis.exceptions import RedisError
 
+from aimc_spec.vocabulary import RUN_JOB_TASK
 from service.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Reaper:
         return requeued
 
     def _send(self, job_id: str) -> None:
-        self.celery.send_task("aimc.run_job", args=[job_id], queue=self.queue, ignore_result=True)
+        self.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=self.queue, ignore_result=True)
 
     async def run_forever(self) -> None:
         """Sweep every REAP_EVERY_S; every FILES_EVERY_S also delete the artifact files of

@@ -55,9 +55,9 @@ import redis.asyncio as aioredis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+from aimc_spec.vocabulary import STATES, TERMINAL
+
 LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
-STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
 INLINE_MAX_BYTES = 256 * 1024  # larger artifacts go to the artifact store, if there is one
 RECONNECT_CAP_S = 1.0  # longest pause between two reconnect attempts of a patient store
 # upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs

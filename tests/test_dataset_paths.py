@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aimc_spec.spec import DATASET_ROOTS, parse_spec
+from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
 from service.app import create_app
 from service.settings import Settings
 from service.store import JobStore
@@ -107,7 +108,7 @@ def test_the_worker_checks_again(worker_store: JobStore, layout: dict[str, Path]
     )
     from worker.app import app
 
-    app.send_task("aimc.run_job", args=[job_id], queue="aimc")
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
     deadline = time.monotonic() + 60
     while (job := worker_store.get_job(job_id)) and job["state"] not in ("failed", "succeeded"):
         assert time.monotonic() < deadline

@@ -9,6 +9,7 @@ import httpx
 
 from aimc_client import Client
 from aimc_spec.spec import JobSpec
+from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
 from service.store import hash_key
 from tests.conftest import LiveService
 
@@ -51,7 +52,7 @@ def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     from worker.app import app
 
     released = time.monotonic()
-    app.send_task("aimc.run_job", args=[job_id], queue="aimc")
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
     listener.join(timeout=120)
     assert not listener.is_alive()
     quiet = [line for t, line in lines if started <= t < released]

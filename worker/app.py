@@ -12,9 +12,9 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 
+from aimc_spec.vocabulary import QUEUE
 from service.settings import get_settings
 
-QUEUE = "aimc"
 HARD_TIME_LIMIT_S = 24 * 3600
 
 app = Celery("aimc", include=["worker.tasks"])

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
+from aimc_spec.vocabulary import RUN_JOB_TASK, TERMINAL
 from service.settings import get_settings
-from service.store import TERMINAL, JobStore
+from service.store import JobStore
 from worker.app import app
 from worker.fresh_process import run_in_fresh_process
 
@@ -53,7 +54,7 @@ def _store() -> JobStore:
     )
 
 
-@app.task(name="aimc.run_job", bind=True, max_retries=None)
+@app.task(name=RUN_JOB_TASK, bind=True, max_retries=None)
 def run_job(self: Any, job_id: str) -> str:
     """Run job `job_id` unless it is finished, cancelled or held by a live worker."""
     store = _store()

@@ -25,10 +25,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aimc_spec.spec import SYNCHRONOUS
+from aimc_spec.vocabulary import SCHEDULES, SYNCHRONOUS
 
 FORWARD, BACKWARD, UPDATE = "F", "B", "U"
-SCHEDULES = ("sequential", "gpipe", "1f1b", "async", "async_stash")
 _ACTION = re.compile(r"^(\d+)([FBU])(\d+)$")
 
 

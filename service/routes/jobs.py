@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
+from aimc_spec.vocabulary import TERMINAL
 from service.admission import check_spec, queue_job
 from service.deps import (
     CurrentUser,
@@ -25,7 +26,6 @@ from service.deps import (
 )
 from service.errors import ProblemError, responses
 from service.events import job_events, parse_cursor
-from service.store import TERMINAL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JSON = "application/json"

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 from aimc_spec.comparison import final_metrics, plot_overlay
 from aimc_spec.spec import SpecError
 from aimc_spec.sweep import MAX_SWEEP_JOBS, expand, label
+from aimc_spec.vocabulary import TERMINAL
 from service.admission import check_room, check_spec, queue_job
 from service.deps import CurrentUser, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
-from service.store import TERMINAL, JobStore
+from service.store import JobStore
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 

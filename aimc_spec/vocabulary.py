@@ -1,0 +1,20 @@
+"""The names every package shares: schedules, job states, the task queue.
+
+Each name is defined here once; the spec validates against these tuples, the
+engine builds schedules from them, the store, API, worker, client and CLI test
+job states with them. Nothing here imports anything of aimc's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+ScheduleName = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
+SCHEDULES: tuple[ScheduleName, ...] = ("sequential", "gpipe", "1f1b", "async", "async_stash")
+SYNCHRONOUS: tuple[ScheduleName, ...] = ("gpipe", "1f1b")  # one update per B micro-batches
+
+TERMINAL = ("succeeded", "failed", "cancelled")  # a job in these states never runs again
+STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
+
+QUEUE = "aimc"  # the Celery queue jobs wait in
+RUN_JOB_TASK = "aimc.run_job"  # the task name the API sends and the worker registers
