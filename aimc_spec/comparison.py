@@ -9,7 +9,10 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from aimc_spec.statistics import Summary, summarise
 
 # final-metric columns of a comparison, with how each is printed
 COLUMNS = (
@@ -59,41 +62,163 @@ def _fmt(fmt: str, value: Any) -> str:
         return str(value)
 
 
+@dataclass(frozen=True)
+class Run:
+    """A finished or running job as comparisons see it: an id, its spec, its points."""
+
+    id: str
+    spec: dict[str, Any]
+    points: Sequence[dict[str, Any]]
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested spec as {dotted path: leaf value} (lists are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+IGNORED = ("name", "seed")  # what replicates of one setting may differ in
+
+
+def group_runs(runs: Sequence[Run], by: Sequence[str] | None = None) -> list[tuple[str, list[Run]]]:
+    """Runs grouped, in first-seen order: by the values of the dotted spec paths `by`, or
+    (by None) into replicates, runs whose specs differ only in seed and name. A group is
+    labelled by its `by` values, or by the paths in which the groups' specs differ."""
+    flat = [flatten(r.spec) for r in runs]
+    if by is not None:
+        missing = [k for k in by if all(k not in f for f in flat)]
+        if missing:
+            raise KeyError(f"no job's spec has {', '.join(missing)}")
+        keys = [{k: f.get(k) for k in by} for f in flat]
+    else:
+        keys = [{k: v for k, v in f.items() if k not in IGNORED} for f in flat]
+    groups: dict[str, tuple[dict[str, Any], list[Run]]] = {}
+    for run, key in zip(runs, keys, strict=True):
+        groups.setdefault(repr(sorted(key.items())), (key, []))[1].append(run)
+    settings = [key for key, _ in groups.values()]
+    varying = (
+        [k for k in settings[0] if len({repr(s.get(k)) for s in settings}) > 1] if settings else []
+    )
+    shown = list(by) if by is not None else varying
+    return [
+        (", ".join(f"{k}={key.get(k)}" for k in shown) or "all", members)
+        for key, members in groups.values()
+    ]
+
+
+def format_grouped_table(
+    groups: Sequence[tuple[str, Sequence[Run]]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """A plain-text table of each group's final metrics as mean ± 95% CI half width over
+    its runs, and the same as rows of numbers (for --json)."""
+    header = ["group", "n", *(name for name, _ in COLUMNS[:3])]
+    lines, rows = [], []
+    for label, runs in groups:
+        finals = [final_metrics(r.points) for r in runs]
+        row: dict[str, Any] = {"group": label, "n": len(runs), "jobs": [r.id for r in runs]}
+        cells = [label, str(len(runs))]
+        for name, _ in COLUMNS[:3]:
+            s = summarise([f[name] for f in finals if _number(f.get(name))])
+            row[name] = {"mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high}
+            cells.append(format_summary(s))
+        rows.append(row)
+        lines.append(cells)
+    return text_table(header, lines), rows
+
+
+def format_summary(s: Summary, digits: int = 4) -> str:
+    """mean ± half width of the 95% CI ('-' for no values, the mean alone for one)."""
+    if s.n == 0:
+        return "-"
+    if s.n == 1:
+        return f"{s.mean:.{digits}f}"
+    return f"{s.mean:.{digits}f} ± {s.half_width:.{digits}f}"
+
+
+# the panels of an overlay: (x, y) metric columns; loss panels get a log axis
+OVERLAY_PANELS = (
+    ("samples", "test_loss"),
+    ("sim_time_ns", "test_loss"),
+    ("samples", "test_accuracy"),
+)
+AXIS_LABELS = {"samples": "samples", "sim_time_ns": "simulated time (ms)"}
+
+
 def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: str) -> bytes:
     """PNG bytes: test loss against samples and against simulated time, one line per run
     (label, metric points), and test accuracy against samples."""
+    return plot_grouped([(label, [points]) for label, points in series], title)
+
+
+def plot_grouped(
+    groups: Sequence[tuple[str, Sequence[Sequence[dict[str, Any]]]]],
+    title: str,
+    *,
+    panels: Sequence[tuple[str, str]] = OVERLAY_PANELS,
+) -> bytes:
+    """PNG bytes: one line per group (label, the metric points of each of its runs), the
+    mean over its runs with a band of the 95% confidence interval where it has two or more
+    (seeds); panels of (x, y) metric columns, the overlay's three by default."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    axes = axes[0]
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.25)
-    for label, points in series:
-        samples = [p["samples"] for p in points]
-        sim_ms = [p["sim_time_ns"] / 1e6 for p in points]
-        loss = [p["test_loss"] if _finite(p.get("test_loss")) else math.nan for p in points]
-        (line,) = axes[0].plot(samples, loss, label=label)
-        axes[1].plot(sim_ms, loss, color=line.get_color())
-        axes[2].plot(samples, [p.get("test_accuracy") for p in points], color=line.get_color())
-    for ax, xlabel, ylabel in (
-        (axes[0], "samples", "test loss"),
-        (axes[1], "simulated time (ms)", "test loss"),
-        (axes[2], "samples", "test accuracy"),
-    ):
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+    for label, runs in groups:
+        colour = None
+        for ax, (x_key, y_key) in zip(axes, panels, strict=True):
+            xs, band = mean_curve(runs, x_key, y_key)
+            n = len(runs)
+            (line,) = ax.plot(
+                xs,
+                [s.mean for s in band],
+                color=colour,
+                label=None if colour else (f"{label} (n={n})" if n > 1 else label),
+            )
+            colour = line.get_color()
+            if n > 1:
+                lo = [s.ci_low if s.n > 1 else math.nan for s in band]
+                hi = [s.ci_high if s.n > 1 else math.nan for s in band]
+                ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, linewidth=0)
+    for ax, (x_key, y_key) in zip(axes, panels, strict=True):
+        ax.set_xlabel(AXIS_LABELS.get(x_key, x_key))
+        ax.set_ylabel(y_key.replace("_", " "))
         ax.grid(alpha=0.3)
-    if any(points for _, points in series):
-        for ax in axes[:2]:
+        if y_key.endswith("_loss") and any(any(runs) for _, runs in groups):
             log_y(ax)
-    axes[2].set_ylim(0, 1)
-    fig.legend(loc="lower center", ncols=min(3, max(1, len(series))), fontsize=9, frameon=False)
+        if y_key == "test_accuracy":
+            ax.set_ylim(0, 1)
+    fig.legend(loc="lower center", ncols=min(3, max(1, len(groups))), fontsize=9, frameon=False)
     fig.suptitle(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def mean_curve(
+    runs: Sequence[Sequence[dict[str, Any]]], x_key: str, y_key: str
+) -> tuple[list[float], list[Summary]]:
+    """Runs of one group point by point: x (the runs' mean; seeds of one spec measure at the
+    same samples and simulated times) and a Summary of y over the runs at each point, up to
+    the shortest run. Simulated time is in ms; a non-finite loss is left out of its point."""
+    length = min((len(points) for points in runs), default=0)
+    scale = 1e-6 if x_key == "sim_time_ns" else 1.0
+    xs, ys = [], []
+    for i in range(length):
+        xs.append(math.fsum(p[i][x_key] for p in runs) * scale / len(runs))
+        values = [p[i].get(y_key) for p in runs]
+        ys.append(summarise([v for v in values if _number(v) and (v > 0 or "loss" not in y_key)]))
+    return xs, ys
 
 
 def log_y(ax: Any) -> None:
@@ -115,5 +240,5 @@ def _two_and_five(value: float, _: Any) -> str:
     return f"{value:g}" if lead in (2, 5) else ""
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)

@@ -541,15 +541,20 @@ def parse_spec(data: Any) -> JobSpec:
         raise SpecError(spec_problems(exc.errors())) from None
 
 
-def load_spec_file(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON spec file and validate it."""
+def read_spec_data(path: str | Path) -> Any:
+    """A YAML or JSON file's data as written, not yet validated (a sweep's or a study's
+    base keeps its presets unexpanded, so an override may change what a preset fixed)."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise SpecError([("", f"cannot read {str(p)!r}: {exc.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError([("", f"{p}: not valid YAML/JSON: {exc}")]) from None
-    return parse_spec(data)
+
+
+def load_spec_file(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON spec file and validate it."""
+    return parse_spec(read_spec_data(path))

@@ -17,7 +17,7 @@ from typing import Any
 from aimc_spec.spec import JobSpec, SpecError, parse_spec
 
 MAX_SWEEP_JOBS = 64  # combinations in one sweep: a grid is for comparisons, not searches
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
+DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def _check_grid(grid: Any) -> dict[str, list[Any]]:
         raise SpecError([("grid", "a non-empty mapping of dotted spec paths to lists of values")])
     problems = []
     for path, values in grid.items():
-        if not isinstance(path, str) or not _PATH.match(path):
+        if not isinstance(path, str) or not DOTTED_PATH.match(path):
             problems.append((f"grid.{path}", "not a dotted spec path like pipeline.schedule"))
         elif not isinstance(values, list) or not values:
             problems.append((f"grid.{path}", "needs a non-empty list of values"))
