@@ -1,6 +1,6 @@
 """The `aimc` command: the engine's commands (run, validate, schedule), `serve`, and the
 service commands (submit, jobs, status, watch, metrics, cancel, download, sweep,
-compare, datasets).
+compare, datasets), and `study` (many jobs with seeds, here or on the service).
 
 A package of its own so that the engine knows nothing of the service and the
 service's dependencies load only for the commands that need them.
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from aimc_cli.remote import add_remote_commands
+from aimc_cli.study import add_study_command
 from aimc_engine.cli import add_engine_commands
 
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="~/.aimc", help="Redis data and the admin key")
     p.set_defaults(func=cmd_serve)
     add_remote_commands(sub)
+    add_study_command(sub)
     return parser
 
 

@@ -365,7 +365,8 @@ def report_markdown(
     if study.grid:
         lines.append("- grid: " + "; ".join(f"`{k}` in {v}" for k, v in study.grid.items()))
     for v in file.variants:
-        overrides = ", ".join(f"`{k}: {val}`" for k, val in v.overrides.items()) or "the base"
+        overrides = ", ".join(f"`{k}: {json.dumps(val)}`" for k, val in v.overrides.items())
+        overrides = overrides or "the base"
         lines.append(f"- variant {v.name}: {overrides}")
     lines += ["", "Per-job results: runs.csv; per-group statistics: summary.csv.", ""]
     for comparison, names in zip(comparisons(study), figures, strict=True):
