@@ -21,7 +21,16 @@ from typing import Any, TextIO
 import yaml
 
 from aimc_client import ApiError, Client, InvalidError
-from aimc_spec.comparison import final_metrics, format_table, plot_overlay, text_table
+from aimc_spec.comparison import (
+    Run,
+    final_metrics,
+    format_grouped_table,
+    format_table,
+    group_runs,
+    plot_grouped,
+    plot_overlay,
+    text_table,
+)
 from aimc_spec.progress import Progress, format_seconds
 from aimc_spec.spec import SpecError
 from aimc_spec.vocabulary import TERMINAL
@@ -308,6 +317,8 @@ def cmd_compare(args: argparse.Namespace, client: Client) -> int:
             if ident.startswith("sw_")
             else [ident]
         )
+    if args.group_by is not None or args.group_seeds:
+        return _compare_groups(args, client, ids)
     rows, series = [], []
     for job_id in ids:
         job = client.get(job_id)
@@ -323,6 +334,27 @@ def cmd_compare(args: argparse.Namespace, client: Client) -> int:
     else:
         print(format_table(rows, ["job", "name", "state"]))
         print(f"overlay plot: {plot}")
+    return EXIT_OK
+
+
+def _compare_groups(args: argparse.Namespace, client: Client, ids: list[str]) -> int:
+    """Jobs pooled into groups (by --group-by spec paths, or replicates differing only in
+    seed): final metrics as mean ± 95% CI, curves as means with CI bands."""
+    runs = [Run(job_id, client.get(job_id)["spec"], client.metrics(job_id)) for job_id in ids]
+    by = [k.strip() for k in args.group_by.split(",") if k.strip()] if args.group_by else None
+    try:
+        groups = group_runs(runs, by)
+    except KeyError as exc:
+        raise SpecError([("--group-by", str(exc.args[0]))]) from None
+    plot = Path(args.plot)
+    series = [(label, [r.points for r in members]) for label, members in groups]
+    plot.write_bytes(plot_grouped(series, f"{len(ids)} jobs in {len(groups)} groups"))
+    table, rows = format_grouped_table(groups)
+    if args.json:
+        _print_json({"groups": rows, "plot_file": str(plot)})
+    else:
+        print(table)
+        print(f"plot (mean and 95% CI band per group): {plot}")
     return EXIT_OK
 
 
@@ -490,6 +522,16 @@ def add_remote_commands(sub: Any) -> None:
         "ids", nargs="+", metavar="ID", help="job ids, or a sweep id (sw_...) for all its jobs"
     )
     p.add_argument("--plot", default="compare.png", help="overlay plot file (default compare.png)")
+    p.add_argument(
+        "--group-seeds",
+        action="store_true",
+        help="pool jobs whose specs differ only in seed: mean ± 95%% CI over them",
+    )
+    p.add_argument(
+        "--group-by",
+        metavar="KEY[,KEY]",
+        help="pool jobs by the values of these dotted spec paths (e.g. pipeline.schedule)",
+    )
     p = sub.add_parser(
         "users",
         help="create, list or delete users, or rotate a user's API key (needs the admin key)",

@@ -216,8 +216,8 @@ def mean_curve(
     xs, ys = [], []
     for i in range(length):
         xs.append(math.fsum(p[i][x_key] for p in runs) * scale / len(runs))
-        values = [p[i].get(y_key) for p in runs]
-        ys.append(summarise([v for v in values if _number(v) and (v > 0 or "loss" not in y_key)]))
+        values = [float(p[i][y_key]) for p in runs if _number(p[i].get(y_key))]
+        ys.append(summarise([v for v in values if v > 0 or "loss" not in y_key]))
     return xs, ys
 
 

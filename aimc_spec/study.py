@@ -237,11 +237,11 @@ def _check_design(file: StudyFile, grid: dict[str, list[Any]]) -> None:
     for key in quick.grid:
         if key not in file.grid:
             problems.append((f"quick.grid.{key}", "not a grid key; quick.grid only shrinks it"))
-    if (key := _overlaps(quick.overrides, grid)) is not None:
-        problems.append((f"quick.overrides.{key}", "is a grid key; shrink it with quick.grid"))
+    if (clash := _overlaps(quick.overrides, grid)) is not None:
+        problems.append((f"quick.overrides.{clash}", "is a grid key; shrink it with quick.grid"))
     for i, variant in enumerate(file.variants):
-        if (key := _overlaps(variant.overrides, grid)) is not None:
-            problems.append((f"variants.{i}.overrides.{key}", "is also a grid key"))
+        if (clash := _overlaps(variant.overrides, grid)) is not None:
+            problems.append((f"variants.{i}.overrides.{clash}", "is also a grid key"))
     names = [v.name for v in file.variants]
     if len(set(names)) != len(names):
         problems.append(("variants", f"names must be distinct, got {names}"))
@@ -297,7 +297,10 @@ def build_study(file: StudyFile, base_dir: Path, *, quick: bool = False) -> Stud
     base, source = _base(file, base_dir)
     names = display_names(keys)
     variants: list[Variant | None] = list(file.variants) or [None]
-    jobs, groups, parts, problems = [], [], [], {}
+    jobs: list[StudyJob] = []
+    groups: list[Group] = []
+    parts: list[SweepPart] = []
+    problems: dict[tuple[str, str], str] = {}
     for i, variant in enumerate(variants):
         data = base
         sources = [("quick.overrides", quick_block.overrides)]
