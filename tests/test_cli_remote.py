@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -243,3 +245,84 @@ def test_output_into_a_closed_pipe_ends_quietly(live_service: LiveService, tmp_p
         done = _into_closed_pipe(argv, env)
         assert done.returncode == 141, (argv, done.stderr)
         assert done.stderr == "", argv
+
+
+STUDY = """
+name: remote-study
+spec:
+  model: {hidden: [16]}
+  training: {steps: 20, micro_batch_size: 8, eval_every: 10}
+grid:
+  optimizer.lr: [0.05, 0.3]
+seeds: [1, 2]
+comparisons:
+  - name: larger steps
+    claims:
+      - {a: {optimizer.lr: 0.3}, b: {optimizer.lr: 0.05}}
+"""
+
+
+def test_study_remote_is_a_sweep_collected_and_resumed(
+    tmp_path: Path,
+    live_service: LiveService,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = live_service.new_user("study")  # a user of its own: their sweeps are the study's
+    monkeypatch.setenv("AIMC_API_KEY", key)
+    study = spec_file(tmp_path, STUDY, "study.yaml")
+    out = tmp_path / "out"
+    argv = ["study", str(study), "--remote", "--out", str(out), "--poll", "0.3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "4 jobs in 2 groups; 0 already done, 4 to run on the service" in captured.err
+    assert "[4/4 jobs; " in captured.err and "report: " in captured.out
+    remote = json.loads((out / "remote.json").read_text())
+    assert len(remote["sweeps"]) == 1 and len(remote["jobs"]) == 4
+    with Client(live_service.url, key) as client:
+        [sweep] = client.sweeps()
+        assert sweep["id"] == remote["sweeps"][0]
+        assert sweep["grid"] == {"optimizer.lr": [0.05, 0.3], "seed": [1, 2]}
+        with (out / "runs.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert [r["status"] for r in rows] == ["succeeded"] * 4
+        for row in rows:  # each row is the service's job: its last metric point
+            last = client.metrics(remote["jobs"][row["job"]])[-1]
+            assert float(row["test_accuracy"]) == last["test_accuracy"]
+            assert float(row["sim_time_ns"]) > 0
+    with (out / "summary.csv").open() as f:
+        summary = [r for r in csv.DictReader(f) if r["metric"] == "test_accuracy"]
+    for group in summary:
+        values = [
+            float(r["test_accuracy"]) for r in rows if r["optimizer.lr"] == group["optimizer.lr"]
+        ]
+        assert float(group["mean"]) == pytest.approx(sum(values) / 2)
+    assert "| lr=0.3 > lr=0.05 |" in (out / "report.md").read_text()
+
+    # resume: a collected run lost -> fetched again from its job; nothing queued again
+    lost = rows[1]["job"]
+    shutil.rmtree(out / "runs" / lost)
+    assert main(argv) == 0
+    assert "3 already done, 1 to run on the service" in capsys.readouterr().err
+    assert json.loads((out / "remote.json").read_text()) == remote
+    assert (out / "runs" / lost / "result.json").is_file()
+    with Client(live_service.url, key) as client:
+        assert len(client.sweeps()) == 1 and len(list(client.jobs())) == 4
+
+    # the comparison tools pool the sweep's seeds: mean ± CI per learning rate
+    report = run_json(
+        capsys, "compare", sweep["id"], "--group-seeds", "--plot", str(tmp_path / "g.png")
+    )
+    groups = report["groups"]  # type: ignore[index]
+    assert [(g["group"], g["n"]) for g in groups] == [
+        ("optimizer.lr=0.05", 2),
+        ("optimizer.lr=0.3", 2),
+    ]
+    for group, lr in zip(groups, ("0.05", "0.3"), strict=True):
+        values = [float(r["test_accuracy"]) for r in rows if r["optimizer.lr"] == lr]
+        assert group["test_accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    by_lr = run_json(capsys, "compare", sweep["id"], "--group-by", "optimizer.lr")
+    assert [g["jobs"] for g in by_lr["groups"]] == [g["jobs"] for g in groups]  # type: ignore[index]
+    assert main(["compare", sweep["id"], "--group-by", "optimizer.lrr"]) == 2
+    assert "--group-by: no job's spec has optimizer.lrr" in capsys.readouterr().err
