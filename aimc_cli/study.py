@@ -12,6 +12,7 @@ already queued instead of queuing them again.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -176,6 +177,7 @@ class RemoteStudy:
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.ids: dict[str, str] = state.get("jobs", {})  # job label -> service job id
         self.sweeps: list[str] = state.get("sweeps", [])
+        self.chunk = MAX_SWEEP_JOBS  # jobs per sweep; halved while the service says too many
 
     def save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
@@ -184,26 +186,44 @@ class RemoteStudy:
         tmp.replace(self.state_path)
 
     def submit(self, pending: list[StudyJob]) -> None:
-        """A sweep per variant (split to the service's size limit) whose jobs are all still
-        to queue; single jobs for the rest (a resumed study missing a few)."""
+        """Queue what has no job id yet: each variant as sweeps (its grid and seeds cut to
+        the size the service takes) whose jobs are all still to queue, single jobs for the
+        rest (a resumed study missing a few). A full queue (429) defers the rest to the
+        next round, after jobs have left the queue; a sweep over the service's per-request
+        limit is cut smaller."""
+        from aimc_client import InvalidError, RateLimitError
+
         todo = {j.label: j for j in pending if j.label not in self.ids}
         by_key = {_job_key(j): j for j in todo.values()}
-        for part in self.study.parts:
-            jobs = [j for j in self.study.jobs if j.factors.get(VARIANT) == part.variant]
-            if not all(j.label in todo for j in jobs):
-                continue
-            for grid in split_grid({**part.grid, "seed": self.study.seeds}, MAX_SWEEP_JOBS):
-                name = self.study.name + (f" {part.variant}" if part.variant else "")
-                sweep = self.client.sweep(part.base, grid, name=name[:100])
-                self.sweeps.append(sweep["id"])
-                for member in sweep["jobs"]:
-                    job = by_key[_member_key(part.variant, member["overrides"])]
-                    self.ids[job.label] = member["id"]
-                    del todo[job.label]
+        try:
+            for part in self.study.parts:
+                grid = {**part.grid, "seed": self.study.seeds}
+                for piece in split_grid(grid, self.chunk):
+                    keys = [
+                        _member_key(part.variant, dict(zip(piece, values, strict=True)))
+                        for values in itertools.product(*piece.values())
+                    ]
+                    if not all(k in by_key and by_key[k].label in todo for k in keys):
+                        continue
+                    name = self.study.name + (f" {part.variant}" if part.variant else "")
+                    sweep = self.client.sweep(part.base, piece, name=name[:100])
+                    self.sweeps.append(sweep["id"])
+                    for member in sweep["jobs"]:
+                        job = by_key[_member_key(part.variant, member["overrides"])]
+                        self.ids[job.label] = member["id"]
+                        del todo[job.label]
+                    self.save()
+            for job in list(todo.values()):
+                self.ids[job.label] = self.client.submit(job.spec)["id"]
+                del todo[job.label]
                 self.save()
-        for job in todo.values():
-            self.ids[job.label] = self.client.submit(job.spec)["id"]
-            self.save()
+        except RateLimitError:
+            return
+        except InvalidError as exc:
+            if exc.title != "Too many jobs" or self.chunk == 1:
+                raise
+            self.chunk = max(1, self.chunk // 2)
+            self.submit(pending)
 
     def states(self, labels: list[str]) -> dict[str, str]:
         """label -> state of each job, from the sweeps (a request each) and single jobs."""

@@ -1,0 +1,87 @@
+"""Comparisons in groups: replicates found by spec, curves averaged with CI bands."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import pytest
+
+from aimc_cli.study import split_grid
+from aimc_spec.comparison import (
+    Run,
+    format_grouped_table,
+    group_runs,
+    mean_curve,
+    plot_grouped,
+    plot_overlay,
+)
+from aimc_spec.spec import parse_spec
+
+
+def points(accuracies: list[float], loss: float = 1.0) -> list[dict[str, Any]]:
+    return [
+        {
+            "samples": 10 * (i + 1),
+            "sim_time_ns": 2e6 * (i + 1),
+            "test_accuracy": a,
+            "test_loss": loss,
+        }
+        for i, a in enumerate(accuracies)
+    ]
+
+
+def run(job: str, lr: float, seed: int, accuracies: list[float]) -> Run:
+    spec = parse_spec({"name": job, "seed": seed, "optimizer": {"lr": lr}}).normalised()
+    return Run(job, spec, points(accuracies))
+
+
+RUNS = [
+    run("a", 0.1, 1, [0.5, 0.7]),
+    run("b", 0.2, 1, [0.4, 0.6]),
+    run("c", 0.1, 2, [0.6, 0.9]),
+    run("d", 0.2, 2, [0.5, 0.8]),
+]
+
+
+def test_replicates_are_runs_differing_only_in_seed_and_name() -> None:
+    groups = group_runs(RUNS)
+    assert [(label, [r.id for r in members]) for label, members in groups] == [
+        ("optimizer.lr=0.1", ["a", "c"]),
+        ("optimizer.lr=0.2", ["b", "d"]),
+    ]
+    by_seed = group_runs(RUNS, ["seed"])
+    assert [(label, [r.id for r in m]) for label, m in by_seed] == [
+        ("seed=1", ["a", "b"]),
+        ("seed=2", ["c", "d"]),
+    ]
+    with pytest.raises(KeyError, match=r"no job's spec has optimizer\.lrr"):
+        group_runs(RUNS, ["optimizer.lrr"])
+
+
+def test_grouped_table_and_curve_are_means_with_t_intervals() -> None:
+    table, rows = format_grouped_table(group_runs(RUNS))
+    first = rows[0]["test_accuracy"]
+    assert first["mean"] == pytest.approx(0.8)  # final 0.7 and 0.9
+    half = 12.7062 * math.sqrt(0.02) / math.sqrt(2)  # t_{0.975,1} s / sqrt(2), s² = 0.02
+    assert first["ci_high"] - first["mean"] == pytest.approx(half, rel=1e-4)
+    assert table.splitlines()[1].startswith("optimizer.lr=0.1  2  0.8000 ± ")
+    xs, band = mean_curve([RUNS[0].points, RUNS[2].points], "sim_time_ns", "test_accuracy")
+    assert xs == [2.0, 4.0]  # milliseconds
+    assert [s.mean for s in band] == pytest.approx([0.55, 0.8])
+
+
+def test_grouped_plot_and_overlay_are_pngs() -> None:
+    png = plot_grouped([(label, [r.points for r in m]) for label, m in group_runs(RUNS)], "t")
+    assert png[:4] == b"\x89PNG"
+    assert plot_overlay([("a", RUNS[0].points), ("none yet", [])], "t")[:4] == b"\x89PNG"
+
+
+def test_split_grid_cuts_a_study_into_sweeps_of_at_most_the_limit() -> None:
+    grid = {"a": [1, 2, 3], "b": ["x", "y"], "seed": [1, 2, 3, 4, 5]}
+    pieces = split_grid(grid, 7)
+    combos = [c for p in pieces for c in itertools.product(*p.values())]
+    assert sorted(combos) == sorted(itertools.product(*grid.values()))  # each exactly once
+    assert all(math.prod(len(v) for v in p.values()) <= 7 for p in pieces)
+    assert split_grid(grid, 30) == [grid]
