@@ -137,6 +137,10 @@ def run_local(
                         code = EXIT_JOB_FAILED
                     progress.job_done(job, status, accuracy)
         except KeyboardInterrupt:
+            # stop the jobs in flight now (their folders stay .partial and are removed on
+            # resume); ProcessPoolExecutor has no public way to do so before Python 3.14
+            for process in list(pool._processes.values()):
+                process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return code

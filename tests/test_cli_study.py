@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,27 @@ def test_bad_study_exits_2_naming_the_field(
     study.write_text(TINY)
     assert main(["study", str(study), "--out", str(tmp_path / "o"), "--jobs", "0"]) == 2
     assert "--jobs: must be at least 1" in capsys.readouterr().err
+
+
+def test_an_interrupted_study_resumes_with_what_it_finished(tmp_path: Path) -> None:
+    study = tmp_path / "longer.yaml"
+    study.write_text(
+        TINY.replace("steps: 20", "steps: 300").replace("eval_every: 10", "eval_every: 100")
+    )
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "aimc_cli", "study", str(study), "--out", str(out), "--jobs", "2"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "runs").glob("*/result.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C, to the command alone
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    kept = mtimes(out / "runs")
+    assert 1 <= len(kept) < 4  # stopped in the middle: the running jobs were ended
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(kept)} already done, {4 - len(kept)} to run" in done.stderr
+    after = mtimes(out / "runs")
+    assert len(after) == 4 and {k: after[k] for k in kept} == kept
+    assert not list((out / "runs").glob("*.partial"))
