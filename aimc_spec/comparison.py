@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +199,43 @@ def plot_grouped(
             ax.set_ylim(0, 1)
     fig.legend(loc="lower center", ncols=min(3, max(1, len(groups))), fontsize=9, frameon=False)
     fig.suptitle(title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_versus(
+    lines: Mapping[str, Sequence[tuple[Any, Summary]]], *, x_label: str, y_label: str, title: str
+) -> bytes:
+    """PNG bytes: a final metric against a parameter, one line per label of (x value,
+    Summary over seeds) points, error bars the 95% CI. Numbers are placed by value (on a
+    log axis when they span 20x or more), other values as categories in the given order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs_all = [x for points in lines.values() for x, _ in points]
+    values = list({repr(x): x for x in xs_all}.values())  # distinct, in first-seen order
+    keys = [repr(x) for x in values]
+    numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs_all)
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.9)
+    for label, points in lines.items():
+        xs = [x if numeric else keys.index(repr(x)) for x, _ in points]
+        ys = [s.mean for _, s in points]
+        err = [s.half_width if s.n > 1 else 0.0 for _, s in points]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+    if numeric and xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 20:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(range(len(values)), [str(x) for x in values])
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    ax.set_title(title)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimc_spec.comparison import format_summary, plot_grouped, text_table
+from aimc_spec.comparison import format_summary, plot_grouped, plot_versus, text_table
 from aimc_spec.statistics import Difference, Summary, paired, summarise, verdict, welch
 from aimc_spec.study import Claim, Comparison, Group, Study, StudyJob, display_names
 
@@ -211,7 +211,13 @@ def comparison_figures(
         )
     }
     if comparison.x is not None:
-        figures[f"{name}-vs-x.png"] = plot_versus(study, comparison, records)
+        names = display_names(study.keys)
+        figures[f"{name}-vs-x.png"] = plot_versus(
+            versus_lines(study, comparison, records),
+            x_label=names[comparison.x],
+            y_label=f"final {metric.replace('_', ' ')}",
+            title=f"{study.name}: {comparison.name}",
+        )
     return figures
 
 
@@ -219,47 +225,24 @@ def _plottable(records: dict[str, RunRecord], job: StudyJob) -> bool:
     return job.label in records and records[job.label].ok and bool(records[job.label].points)
 
 
-def plot_versus(study: Study, comparison: Comparison, records: dict[str, RunRecord]) -> bytes:
-    """The final metric against the values of comparison.x, one line per combination of the
-    other factors, error bars the 95% CI over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    assert comparison.x is not None  # only called for comparisons with x
+def versus_lines(
+    study: Study, comparison: Comparison, records: dict[str, RunRecord]
+) -> dict[str, list[tuple[Any, Summary]]]:
+    """The final metric over seeds at each value of comparison.x, a line per combination of
+    the other factors, the values in grid order."""
+    assert comparison.x is not None  # only asked of comparisons with an x
     x_key, metric = comparison.x, comparison.metric
-    values = study.grid[x_key]
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    positions = {json.dumps(v): (v if numeric else i) for i, v in enumerate(values)}
-    lines: dict[str, list[tuple[float, Summary]]] = {}
+    order = [json.dumps(v) for v in study.grid[x_key]]
     names = display_names(study.keys)
+    lines: dict[str, list[tuple[Any, Summary]]] = {}
     for g in study.matching(comparison.where):
         rest = {k: v for k, v in g.factors.items() if k != x_key}
         label = ", ".join(f"{names[k]}={v}" for k, v in rest.items()) or metric
         s = summarise(list(group_values(g, records, metric).values()))
-        lines.setdefault(label, []).append((positions[json.dumps(g.factors[x_key])], s))
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.9)
-    for label, points in lines.items():
-        points.sort(key=lambda p: p[0])
-        xs = [p[0] for p in points]
-        ys = [p[1].mean for p in points]
-        err = [p[1].half_width if p[1].n > 1 else 0.0 for p in points]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
-    if numeric and min(values) > 0 and max(values) / min(values) >= 20:
-        ax.set_xscale("log")
-    if not numeric:
-        ax.set_xticks(range(len(values)), [str(v) for v in values])
-    ax.set_xlabel(names[x_key])
-    ax.set_ylabel(f"final {metric.replace('_', ' ')}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
-    ax.set_title(f"{study.name}: {comparison.name}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
+        lines.setdefault(label, []).append((g.factors[x_key], s))
+    for points in lines.values():
+        points.sort(key=lambda p: order.index(json.dumps(p[0])))
+    return lines
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -16,8 +16,10 @@ from aimc_spec.comparison import (
     mean_curve,
     plot_grouped,
     plot_overlay,
+    plot_versus,
 )
 from aimc_spec.spec import parse_spec
+from aimc_spec.statistics import summarise
 
 
 def points(accuracies: list[float], loss: float = 1.0) -> list[dict[str, Any]]:
@@ -85,3 +87,10 @@ def test_split_grid_cuts_a_study_into_sweeps_of_at_most_the_limit() -> None:
     assert sorted(combos) == sorted(itertools.product(*grid.values()))  # each exactly once
     assert all(math.prod(len(v) for v in p.values()) <= 7 for p in pieces)
     assert split_grid(grid, 30) == [grid]
+
+
+def test_versus_plot_takes_numbers_and_categories() -> None:
+    lr = {"a": [(0.01, summarise([0.5, 0.6])), (0.3, summarise([0.7]))]}
+    schedule = {"a": [("gpipe", summarise([0.5, 0.6])), ("async", summarise([0.7, 0.8]))]}
+    for lines in (lr, schedule):
+        assert plot_versus(lines, x_label="x", y_label="y", title="t")[:4] == b"\x89PNG"
