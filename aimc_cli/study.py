@@ -362,15 +362,18 @@ def _run_remote(
 
 
 def add_study_command(sub: Any) -> None:
-    p = sub.add_parser(
-        "study",
-        help="run a study (a base spec x grid x variants x seeds), here or on the service, "
-        "and write its report with confidence intervals; resumes where it stopped",
+    text = (
+        "run a study (a base spec x grid x variants x seeds), here or on the service, "
+        "and write its report with confidence intervals; resumes where it stopped"
     )
+    p = sub.add_parser("study", help=text, description=text)
     p.add_argument("study", help="the study file (YAML or JSON)")
     p.add_argument("--out", required=True, help="folder for runs/, report.md, CSVs, figures")
     p.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="parallel processes (local)"
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel processes here (default: one per core)",
     )
     p.add_argument("--quick", action="store_true", help="the study's `quick:` form (CI)")
     p.add_argument("--remote", action="store_true", help="run the jobs on the service as sweeps")

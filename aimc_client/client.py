@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from httpx_sse import connect_sse
 
 from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
-from aimc_spec.spec import JobSpec, SpecError, load_spec_file
+from aimc_spec.spec import JobSpec, SpecError, load_spec_file, read_spec_data
 from aimc_spec.vocabulary import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # where `aimc serve` listens by default
@@ -378,12 +377,7 @@ def _poll(
 def _read_spec_file(path: str | Path) -> dict[str, Any]:
     """A spec file's mapping as written (a sweep's base: presets not expanded, so a grid
     may override what a preset would have fixed)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise SpecError([("", f"cannot read {str(path)!r}: {exc.strerror}")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([("", f"{path}: not valid YAML/JSON: {exc}")]) from None
+    data = read_spec_data(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
