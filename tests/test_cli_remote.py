@@ -322,7 +322,15 @@ def test_study_remote_is_a_sweep_collected_and_resumed(
         values = [float(r["test_accuracy"]) for r in rows if r["optimizer.lr"] == lr]
         assert group["test_accuracy"]["mean"] == pytest.approx(sum(values) / 2)
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
-    by_lr = run_json(capsys, "compare", sweep["id"], "--group-by", "optimizer.lr")
+    by_lr = run_json(
+        capsys,
+        "compare",
+        sweep["id"],
+        "--group-by",
+        "optimizer.lr",
+        "--plot",
+        str(tmp_path / "b.png"),
+    )
     assert [g["jobs"] for g in by_lr["groups"]] == [g["jobs"] for g in groups]  # type: ignore[index]
     assert main(["compare", sweep["id"], "--group-by", "optimizer.lrr"]) == 2
     assert "--group-by: no job's spec has optimizer.lrr" in capsys.readouterr().err
