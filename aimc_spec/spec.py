@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from aimc_spec.presets import PRESET_FIELDS, PRESETS
-from aimc_spec.vocabulary import SYNCHRONOUS, ScheduleName
+from aimc_spec.vocabulary import ASYNCHRONOUS, SYNCHRONOUS, ScheduleName
 
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
 PresetName = Literal[
@@ -464,11 +464,61 @@ class LatencySpec(_Strict):
     )
 
 
+class CompensationSpec(_Strict):
+    """Staleness compensation for the asynchronous schedules, with no weight copies on the
+    tiles (aimc_engine/pipeline/compensation.py has the formulas and their sources)."""
+
+    mode: Literal["none", "lr_scale", "accumulate"] = Field(
+        "none",
+        description="none: Analog-SGD-AP as the paper runs it. lr_scale: PipeMare's "
+        "learning-rate rescheduling, stage s steps at lr * (d_s + 1)^(-p_k), p_k = p * (1 - "
+        "min(k / warmup, 1)) after k updates. accumulate: each stage sums the gradients of k "
+        "micro-batches digitally and writes them to its tiles in one update (at lr), so a "
+        "forward lags at most ceil(d_s / k) device updates. Only for the async schedules.",
+    )
+    p: float = Field(
+        1.0, ge=0, le=8, description="lr_scale: the exponent at the start (PipeMare: 1)."
+    )
+    warmup: int = Field(
+        1000,
+        ge=1,
+        le=10**9,
+        description="lr_scale: updates over which the exponent anneals linearly from p to 0 "
+        "(PipeMare's K); afterwards every stage steps at lr.",
+    )
+    k: int = Field(
+        2, ge=1, le=4096, description="accumulate: micro-batches per device update of a stage."
+    )
+
+    @model_validator(mode="after")
+    def _own_fields(self) -> CompensationSpec:
+        """A parameter set away from its default under another mode is a mistake (the
+        defaults are allowed: a normalised spec carries every field)."""
+        owner = {"p": "lr_scale", "warmup": "lr_scale", "k": "accumulate"}
+        for name, mode in owner.items():
+            default = type(self).model_fields[name].default
+            if mode != self.mode and getattr(self, name) != default:
+                raise _fail(name, f"is a parameter of mode {mode!r}; this mode is {self.mode!r}")
+        return self
+
+
 class PipelineSpec(_Strict):
     stages: int = Field(1, ge=1, le=256, description="P; 1 = no pipeline.")
     schedule: ScheduleName = Field("sequential", description="Pipeline schedule.")
     micro_batches: int = Field(5, ge=1, le=4096, description="B: micro-batches per mini-batch.")
     latency_ns: LatencySpec = Field(default_factory=LatencySpec)  # type: ignore[arg-type]
+    compensation: CompensationSpec = Field(default_factory=CompensationSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _stale_schedule(self) -> PipelineSpec:
+        if self.compensation.mode != "none" and self.schedule not in ASYNCHRONOUS:
+            raise _fail(
+                "compensation.mode",
+                f"{self.compensation.mode!r} compensates the stale weights of the async "
+                f"schedules ({', '.join(ASYNCHRONOUS)}); schedule {self.schedule!r} has none: "
+                "use mode 'none'",
+            )
+        return self
 
     @property
     def group(self) -> int:
