@@ -17,9 +17,9 @@ j is the update index (under async every stage updates once per micro-batch, so 
 micro-batch index), lr(j) the spec's rate with its decay, p = 1 PipeMare's choice. The
 stalest (input-side) stage starts at 1/(d_s + 1) of the rate, when large steps on stale
 weights do the most harm, and every stage reaches lr after K updates. Costs nothing on
-a chip: one scalar per stage. (The formula is the one in docs/pipeline.md's candidates,
-which cites the paper; PipeMare's other half, discrepancy correction, extrapolates the
-weights the backward should use and needs a weight-sized velocity per tile: not here.)
+a chip: one scalar per stage. (This is the rule as the project's pipeline notes summarise
+the paper. PipeMare's other half, discrepancy correction, extrapolates the weights the
+backward should use and needs a weight-sized velocity per tile: not here.)
 
 accumulate: each stage sums the weight gradients d^T x of k micro-batches digitally and
 writes them to its tiles in one device update at rate lr (the last micro-batch of the run
@@ -43,8 +43,9 @@ a copy of the weights in all but name; and its Taylor argument assumes g is the 
 w_then, while without a stash the backward already mixes the stale forward with the current
 weights. Accumulation is exact to test: with P = 1 it is SGD on the sum of k micro-batches.
 
-The timeline is unchanged: an update that writes k micro-batches costs k b rank-one
-updates, the time the k skipped writes would have taken (latency per layer per sample).
+The timeline is unchanged: it charges every update action b rank-one updates whether it
+writes or not, so a write of k micro-batches (k b rank-one updates) is paid for in total,
+spread over its k actions.
 """
 
 from __future__ import annotations
