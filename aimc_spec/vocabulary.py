@@ -12,6 +12,7 @@ from typing import Literal
 ScheduleName = Literal["sequential", "gpipe", "1f1b", "async", "async_stash"]
 SCHEDULES: tuple[ScheduleName, ...] = ("sequential", "gpipe", "1f1b", "async", "async_stash")
 SYNCHRONOUS: tuple[ScheduleName, ...] = ("gpipe", "1f1b")  # one update per B micro-batches
+ASYNCHRONOUS: tuple[ScheduleName, ...] = ("async", "async_stash")  # forwards on stale weights
 
 TERMINAL = ("succeeded", "failed", "cancelled")  # a job in these states never runs again
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)

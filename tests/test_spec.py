@@ -91,6 +91,12 @@ BAD_SPECS = [
     ({"dataset": {"name": "npz"}}, "dataset.path", "required for dataset 'npz'"),
     ({"dataset": {"name": "npz", "path": "/no/such.npz"}}, "dataset.path", "no such file"),
     ({"dataset": {"name": "mnist_idx", "path": "/no/dir"}}, "dataset.path", "no such folder"),
+    (
+        {"dataset": {"name": "cifar10", "path": "/no/dir"}},
+        "dataset.path",
+        "no such folder: '/no/dir' (expected the cifar-10-batches-py folder)",
+    ),
+    ({"dataset": {"name": "cifar10"}}, "dataset.path", "required for dataset 'cifar10'"),
     ({"analog": {"layers": [0, 7]}}, "analog.layers.1", "index 7 out of range 0..2"),
     (
         {"analog": {"enabled": False}, "optimizer": {"algorithm": "analog_sgd"}},

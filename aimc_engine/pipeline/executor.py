@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from aimc_engine.algorithms import Algorithm
 from aimc_engine.models import LayeredNet, tile_layers
+from aimc_engine.pipeline.compensation import Compensation
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, Action, Schedule
 from aimc_engine.pipeline.stages import split_units
 from aimc_engine.tiles import TileConfig
@@ -47,6 +48,8 @@ class PipelineExecutor:
         self._handoff: dict[tuple[int, int], Tensor] = {}  # activation or gradient in transit
         self._targets: dict[int, Tensor] = {}
         self.losses: dict[int, float] = {}  # micro-batch -> loss, until taken
+        # staleness compensation (compensation.py), set by run(); None: the paper's numerics
+        self.compensation: Compensation | None = None
 
     def forward(self, s: int, j: int, batch: Batch | None = None) -> None:
         """Stage s's forward of micro-batch j (stage 0 is given the batch)."""
@@ -87,8 +90,12 @@ class PipelineExecutor:
             self.forward(s, j, fetch(j) if s == 0 else None)
         elif action.kind == BACKWARD:
             self.backward(s, j)
-        else:
+        elif self.compensation is None:
             self.update(s, lr(j))
+        else:  # a compensated rate, or None: the gradients wait for a later update
+            rate = self.compensation.rate(s, j, lr(j))
+            if rate is not None:
+                self.update(s, rate)
 
     def in_flight(self) -> list[torch.Tensor]:
         """Tensors held between actions (for tests: empty once a schedule has run)."""
