@@ -137,12 +137,6 @@ def test_idempotency_key(client: TestClient) -> None:
     client.post(f"/v1/jobs/{first.json()['id']}/cancel", headers=auth)
 
 
-def test_health(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
-    ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json() == {"redis": True, "worker": True}
-
-
 def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None:
     settings = Settings(
         redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, requests_per_minute=3
