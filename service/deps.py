@@ -1,4 +1,5 @@
-"""Dependencies injected into routes: settings, the store, the current user, an owned job."""
+"""Dependencies injected into routes: settings, the store, the current user, and the
+caller's own job, sweep or dataset (404 alike for a missing one and another user's)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,25 @@ def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]
 
 
 OwnedJob = Annotated[dict[str, Any], Depends(owned_job)]
+
+
+def owned_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+    """The sweep if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
+    sweep = store.sweep(sweep_id)
+    if sweep is None or sweep["owner"] != user:
+        raise ProblemError(404, "Not Found", f"no sweep {sweep_id!r}")
+    return sweep
+
+
+OwnedSweep = Annotated[dict[str, Any], Depends(owned_sweep)]
+
+
+def owned_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+    """The dataset's record if it exists and is the caller's: 404 alike otherwise."""
+    record = store.dataset(dataset_id)
+    if record is None or record["owner"] != user:
+        raise ProblemError(404, "Not Found", f"no dataset {dataset_id!r}")
+    return record
+
+
+OwnedDataset = Annotated[dict[str, Any], Depends(owned_dataset)]

@@ -1,14 +1,24 @@
-"""RFC 9457 problem+json errors: one exception type, one handler."""
+"""RFC 9457 problem+json errors: one exception type, and the handlers that turn every
+error the app meets (ours, routing, validation, the store away) into a problem body."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from kombu.exceptions import OperationalError
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aimc_spec.spec import spec_problems
 
 PROBLEM = "application/problem+json"
+STORE_RETRY_AFTER_S = 2
 
 
 class Problem(BaseModel):
@@ -44,6 +54,71 @@ async def problem_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         body, status_code=exc.problem.status, media_type=PROBLEM, headers=exc.headers
     )
+
+
+async def store_away(_: Request, exc: Exception) -> JSONResponse:
+    """Redis unreachable or still loading (a restart): 503 with Retry-After, never a 500;
+    clients retry (aimc_client does) and lose nothing."""
+    body = {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the job store (Redis) is restarting or unreachable; retry shortly",
+    }
+    headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+    return JSONResponse(body, status_code=503, media_type=PROBLEM, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Routing errors as problem+json; a 405 lists every method the path supports
+    (Starlette's lists only those of the first route that matched the path)."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = sorted(
+            {
+                method
+                for route in request.app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                for method in route.methods or ()
+            }
+        )
+        headers["Allow"] = ", ".join(allowed)
+    body = {
+        "type": "about:blank",
+        "title": str(exc.detail),
+        "status": exc.status_code,
+        "detail": f"{request.method} {request.url.path}: {exc.detail}",
+    }
+    return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
+
+
+async def invalid(_: Request, exc: Exception) -> JSONResponse:
+    """422 with one {loc, msg} per problem; a job spec's paths start at its root."""
+    assert isinstance(exc, RequestValidationError)
+    located = [
+        {**e, "loc": tuple(e["loc"])[1:] if tuple(e["loc"])[:1] == ("body",) else e["loc"]}
+        for e in exc.errors()
+    ]
+    errors = [{"loc": loc, "msg": msg} for loc, msg in spec_problems(located)]
+    body = {
+        "type": "about:blank",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "; ".join(f"{e['loc']}: {e['msg']}" for e in errors),
+        "errors": errors,
+    }
+    return JSONResponse(body, status_code=422, media_type=PROBLEM)
+
+
+def add_handlers(app: FastAPI) -> None:
+    """Every error answers problem+json: ours, routing (404/405), validation (422), and
+    the store or broker unreachable (503)."""
+    app.add_exception_handler(ProblemError, problem_handler)
+    for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
+        app.add_exception_handler(error, store_away)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:

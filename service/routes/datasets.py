@@ -6,15 +6,14 @@ sees it or can use it (anyone else gets 404, or 422 at submit, as if it did not 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError, describe, read_npz
-from service.deps import CurrentUser, SettingsDep, StoreDep
+from service.deps import CurrentUser, OwnedDataset, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
-from service.store import JobStore
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 UNPACKED_FACTOR = 4  # an upload may decompress to at most this times the upload limit
@@ -95,21 +94,13 @@ def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
     return [DatasetOut(**r) for r in records if r is not None]
 
 
-def _owned(store: JobStore, dataset_id: str, user: str) -> dict[str, Any]:
-    record = store.dataset(dataset_id)
-    if record is None or record["owner"] != user:
-        raise ProblemError(404, "Not Found", f"no dataset {dataset_id!r}")
-    return record
-
-
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=responses(401, 404, 429))
-def get_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> DatasetOut:
-    return DatasetOut(**_owned(store, dataset_id, user))
+def get_dataset(record: OwnedDataset) -> DatasetOut:
+    return DatasetOut(**record)
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 429))
-def delete_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> Response:
+def delete_dataset(record: OwnedDataset, store: StoreDep) -> Response:
     """Remove the upload; queued jobs that name it fail with a clear error."""
-    _owned(store, dataset_id, user)
-    store.delete_dataset(dataset_id, user)
+    store.delete_dataset(record["id"], record["owner"])
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from aimc_spec.spec import SpecError
 from aimc_spec.sweep import MAX_SWEEP_JOBS, expand, label
 from aimc_spec.vocabulary import TERMINAL
 from service.admission import check_room, check_spec, queue_job
-from service.deps import CurrentUser, SettingsDep, StoreDep
+from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.store import JobStore
 
@@ -52,13 +52,6 @@ class SweepOut(BaseModel):
     states: dict[str, int] = Field(description="How many jobs are in each state.")
     done: bool = Field(description="Every job has ended; the plot is final.")
     plot: str = Field(description="Path of the overlay plot (PNG).")
-
-
-def _owned(store: JobStore, sweep_id: str, user: str) -> dict[str, Any]:
-    sweep = store.sweep(sweep_id)
-    if sweep is None or sweep["owner"] != user:
-        raise ProblemError(404, "Not Found", f"no sweep {sweep_id!r}")
-    return sweep
 
 
 def _state(store: JobStore, job_id: str) -> str:
@@ -138,19 +131,19 @@ def list_sweeps(user: CurrentUser, store: StoreDep) -> list[SweepOut]:
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, responses=responses(401, 404, 429))
-def get_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> SweepOut:
+def get_sweep(sweep: OwnedSweep, store: StoreDep) -> SweepOut:
     """The sweep's jobs with their states and final metrics."""
-    return _view(store, _owned(store, sweep_id, user))
+    return _view(store, sweep)
 
 
 @router.get(
     "/{sweep_id}/plot.png",
     responses={**responses(401, 404, 429), 200: {"content": {"image/png": {}}}},
 )
-def sweep_plot(sweep_id: str, user: CurrentUser, store: StoreDep) -> Response:
+def sweep_plot(sweep: OwnedSweep, store: StoreDep) -> Response:
     """Test loss against samples and simulated time, one line per job (drawn from the
     points so far while jobs run; kept once all have ended)."""
-    sweep = _owned(store, sweep_id, user)
+    sweep_id = sweep["id"]
     png = store.sweep_plot(sweep_id)
     if png is None:
         done = _done([_state(store, m["job"]) for m in sweep["members"]])
