@@ -31,7 +31,7 @@ FORWARD, BACKWARD, UPDATE = "F", "B", "U"
 _ACTION = re.compile(r"^(\d+)([FBU])(\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One step of one stage: `2F0` is stage 2's forward of micro-batch 0.
 
@@ -66,6 +66,12 @@ class Schedule:
     @property
     def stash(self) -> bool:
         return self.name == "async_stash"
+
+    @property
+    def drains(self) -> bool:
+        """Whether no micro-batch is in flight after each of stage 0's updates (the points
+        a checkpoint can be taken at); the async schedules keep P - s in flight."""
+        return self.name == "sequential" or self.name in SYNCHRONOUS
 
 
 def _sequential_stage(s: int, n: int) -> list[Action]:
@@ -151,6 +157,16 @@ def dependencies(action: Action, stages: int) -> tuple[Action, ...]:
     if action.kind == BACKWARD and s < stages - 1:
         return (Action(s + 1, BACKWARD, j),)
     return ()
+
+
+def awaited(action: Action, stages: int) -> bool:
+    """Whether an action of another stage depends on `action` (the inverse of
+    `dependencies`): forwards before the last stage, backwards after the first."""
+    if action.kind == FORWARD:
+        return action.stage < stages - 1
+    if action.kind == BACKWARD:
+        return action.stage > 0
+    return False
 
 
 def format_grid(schedule: Schedule, first: int = 24) -> str:
