@@ -541,8 +541,9 @@ def parse_spec(data: Any) -> JobSpec:
         raise SpecError(spec_problems(exc.errors())) from None
 
 
-def load_spec_file(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON spec file and validate it."""
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON spec file's mapping as written, not yet validated (a sweep's base
+    keeps its presets unexpanded, so a grid may override what a preset would fix)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -552,4 +553,13 @@ def load_spec_file(path: str | Path) -> JobSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError([("", f"{p}: not valid YAML/JSON: {exc}")]) from None
-    return parse_spec(data)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError([("", f"{p}: a job spec must be a mapping, got {type(data).__name__}")])
+    return data
+
+
+def load_spec_file(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON spec file and validate it."""
+    return parse_spec(read_spec_file(path))
