@@ -3,7 +3,8 @@
 Every action starts as soon as its stage is free and the actions it depends on
 (`schedule.dependencies`) have finished. From the resulting start and end times
 come makespan, per-stage utilisation, bubble fraction, staleness and the
-simulated clock of each metric point. Torch-free.
+simulated clock of each metric point. The replay streams: its memory does not grow
+with the number of micro-batches. Torch-free.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class Timer:
     Timer fed the same actions gives the times under another duration model (the run
     times its actions in unit time as it goes). State: each stage's free time and the
     ends of the forwards and backwards another stage has yet to use (`awaited`): the
-    micro-batches in flight, not the actions done.
+    micro-batches in flight (a mini-batch, or the P - s of an async stage), never one
+    entry per action done.
     """
 
     def __init__(self, stages: int, duration: Callable[[Action], float]) -> None:
