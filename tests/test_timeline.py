@@ -215,12 +215,12 @@ def test_the_clock_equals_one_that_keeps_every_micro_batch() -> None:
 
 
 def replay_peak(n: int) -> int:
-    """Peak bytes allocated while a run's timeline streams n micro-batches (the schedule
-    itself built before measuring)."""
-    sched = build_schedule("async", 2, n)
-    d = latency_durations([1, 1], 10, 1, LatencySpec())
+    """Peak bytes allocated while a run's schedule is built and its timeline streams n
+    micro-batches."""
     tracemalloc.start()
     try:
+        sched = build_schedule("async", 2, n)
+        d = latency_durations([1, 1], 10, 1, LatencySpec())
         timeline = Timeline(sched, d, keep=GANTT_ACTIONS)
         for t in timeline:
             timeline.record(t)
@@ -231,8 +231,9 @@ def replay_peak(n: int) -> int:
 
 
 def test_replay_memory_stays_flat() -> None:
-    """40,000 micro-batches need no more memory than 4,000: the replay keeps the
-    micro-batches in flight (O(P)) and the first GANTT_ACTIONS actions, nothing per
-    micro-batch (it used to keep about 1 KB for each)."""
+    """40,000 micro-batches need no more memory than 4,000: the schedule computes its
+    actions when asked, the replay keeps the micro-batches in flight (O(P)) and the
+    first GANTT_ACTIONS actions, nothing per micro-batch (each used to take about 1 KB
+    in the schedule and as much in the replay)."""
     small, large = replay_peak(4_000), replay_peak(40_000)
     assert large < 1.5 * small, (small, large)

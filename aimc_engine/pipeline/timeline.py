@@ -40,30 +40,31 @@ def replay(schedule: Schedule, duration: Callable[[Action], float]) -> list[Time
 def iter_replay(schedule: Schedule, duration: Callable[[Action], float]) -> Iterator[Timed]:
     """`replay`, one action at a time, holding O(P) state: of all the actions that ran,
     only those another stage still waits for are kept (see `Timer`)."""
-    p, per_stage = schedule.stages, schedule.per_stage
+    p = schedule.stages
     timer = Timer(p, duration)
-    position = [0] * p
-    # when each stage's next action can start (None: not ready, or the stage is done);
-    # running an action at stage s changes only the heads of s - 1, s and s + 1
-    starts = [timer.start(actions[0]) if actions else None for actions in per_stage]
-    for _ in range(sum(len(actions) for actions in per_stage)):
+    orders = [iter(actions) for actions in schedule.per_stage]
+    heads = [next(order, None) for order in orders]  # each stage's next action, if any
+    # when each head can start (None: not ready, or the stage is done); running an
+    # action at stage s changes only the heads of s - 1, s and s + 1
+    starts = [None if head is None else timer.start(head) for head in heads]
+    while True:
         best: tuple[float, int] | None = None  # (start, stage) of the earliest ready head
         for s, start in enumerate(starts):
             if start is not None and (best is None or start < best[0]):
                 best = (start, s)
         if best is None:
-            waiting = [
-                str(per_stage[s][position[s]]) for s in range(p) if position[s] < len(per_stage[s])
-            ]
-            raise RuntimeError(f"schedule {schedule.name} deadlocks waiting on {waiting}")
+            waiting = [str(head) for head in heads if head is not None]
+            if waiting:
+                raise RuntimeError(f"schedule {schedule.name} deadlocks waiting on {waiting}")
+            return
         s = best[1]
-        action = per_stage[s][position[s]]
-        position[s] += 1
+        action = heads[s]
+        assert action is not None  # a stage with a start has a head
+        heads[s] = next(orders[s], None)
         yield timer.run(action)
         for r in range(max(0, s - 1), min(p, s + 2)):
-            starts[r] = (
-                timer.start(per_stage[r][position[r]]) if position[r] < len(per_stage[r]) else None
-            )
+            head = heads[r]
+            starts[r] = None if head is None else timer.start(head)
 
 
 class Timer:
