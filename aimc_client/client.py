@@ -15,7 +15,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
-from aimc_spec.spec import JobSpec, SpecError, load_spec_file, read_spec_data
+from aimc_spec.spec import JobSpec, load_spec_file, read_spec_file
 from aimc_spec.vocabulary import TERMINAL
 
 DEFAULT_URL = "http://127.0.0.1:8000"  # where `aimc serve` listens by default
@@ -278,7 +278,7 @@ class Client:
     ) -> dict[str, Any]:
         """Queue one job per combination of the grid (dotted paths -> values) applied to the
         base spec (a dict, or a YAML/JSON file read as it is written)."""
-        base = _read_spec_file(spec) if isinstance(spec, str | Path) else spec
+        base = read_spec_file(spec) if isinstance(spec, str | Path) else spec
         return dict(
             self._json("POST", "/v1/sweeps", json={"name": name, "spec": base, "grid": grid})
         )
@@ -372,14 +372,3 @@ def _poll(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{what} not done after {timeout_s} s")
         time.sleep(poll_s)
-
-
-def _read_spec_file(path: str | Path) -> dict[str, Any]:
-    """A spec file's mapping as written (a sweep's base: presets not expanded, so a grid
-    may override what a preset would have fixed)."""
-    data = read_spec_data(path)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SpecError([("", f"{path}: a job spec must be a mapping")])
-    return data

@@ -27,16 +27,19 @@ class Progress:
         self.last_draw = 0.0
         self.accuracy: float | None = None
 
-    def on_progress(self, step: int, total: int, loss: float) -> None:
+    def on_progress(self, microbatches: int, total: int, loss: float) -> None:
+        """`microbatches` of `total` done (the bar's "step" counts micro-batches; a metric
+        record's `step` counts updates)."""
         now = time.perf_counter()
-        if not self.tty or (now - self.last_draw < REDRAW_SECONDS and step < total):
+        if not self.tty or (now - self.last_draw < REDRAW_SECONDS and microbatches < total):
             return
         self.last_draw = now
-        done = step / total
+        done = microbatches / total
         elapsed = now - self.start
         eta = elapsed / done * (1 - done) if done else 0.0
         acc = f" acc {self.accuracy:.3f}" if self.accuracy is not None else ""
-        self.draw(done, f"step {step}/{total} loss {loss:.4f}{acc}", eta, last=step == total)
+        text = f"step {microbatches}/{total} loss {loss:.4f}{acc}"
+        self.draw(done, text, eta, last=microbatches == total)
 
     def draw(self, done: float, text: str, eta: float | None, *, last: bool = False) -> None:
         """Redraw the bar in place (a terminal only): fraction done, a status text, ETA."""

@@ -607,8 +607,8 @@ def parse_spec(data: Any) -> JobSpec:
 
 
 def read_spec_data(path: str | Path) -> Any:
-    """A YAML or JSON file's data as written, not yet validated (a sweep's or a study's
-    base keeps its presets unexpanded, so an override may change what a preset fixed)."""
+    """A YAML or JSON file's data as written, not yet validated (a study file, or a spec
+    file before read_spec_file checks that it is a mapping)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -620,6 +620,17 @@ def read_spec_data(path: str | Path) -> Any:
         raise SpecError([("", f"{p}: not valid YAML/JSON: {exc}")]) from None
 
 
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON spec file's mapping as written, not yet validated (a sweep's base
+    keeps its presets unexpanded, so a grid may override what a preset would fix)."""
+    data = read_spec_data(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError([("", f"{path}: a job spec must be a mapping, got {type(data).__name__}")])
+    return data
+
+
 def load_spec_file(path: str | Path) -> JobSpec:
     """Read a YAML or JSON spec file and validate it."""
-    return parse_spec(read_spec_data(path))
+    return parse_spec(read_spec_file(path))

@@ -15,8 +15,9 @@ import time
 
 import torch
 
+from aimc_engine.algorithms import Algorithm
 from aimc_engine.models import build_model
-from aimc_engine.pipeline.executor import PipelineExecutor
+from aimc_engine.pipeline.executor import PipelineExecutor, cut_stages
 from aimc_engine.pipeline.schedule import build_schedule
 from aimc_engine.pipeline.timeline import replay
 from aimc_engine.tiles import TileConfig
@@ -49,7 +50,9 @@ def make_runner(variant: dict, schedule: str, stages: int, n: int):
     ]
 
     def train() -> float:
-        executor = PipelineExecutor(spec, model, config, sched)
+        stages = cut_stages(model, sched.stages, spec.pipeline.latency_ns.forward)
+        algorithms = [Algorithm(spec, stage, config) for stage in stages]
+        executor = PipelineExecutor(stages, algorithms, sched)
         start = time.perf_counter()
         for action in order:
             executor.execute(action, lambda j: 0.01, lambda j: batches[j])

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aimc_engine.algorithms import Algorithm
 from aimc_engine.models import build_model, tile_layers
-from aimc_engine.pipeline.executor import PipelineExecutor
+from aimc_engine.pipeline.executor import PipelineExecutor, cut_stages
 from aimc_engine.pipeline.schedule import build_schedule
 from aimc_engine.pipeline.timeline import replay, unit_duration
 from aimc_engine.tiles import TileConfig
@@ -41,7 +42,9 @@ def setup(kind: str, schedule: str, stages: int = P) -> tuple[JobSpec, PipelineE
         (torch.randn(2, 3, generator=data), torch.randint(0, 3, (2,), generator=data))
         for _ in range(N)
     ]
-    return spec, PipelineExecutor(spec, model, config, sched), batches
+    stage_list = cut_stages(model, stages, spec.pipeline.latency_ns.forward)
+    algorithms = [Algorithm(spec, stage, config) for stage in stage_list]
+    return spec, PipelineExecutor(stage_list, algorithms, sched), batches
 
 
 def run_executor(executor: PipelineExecutor, batches: list) -> list[float]:
@@ -59,7 +62,7 @@ def reference(
 ) -> tuple[list[float], list[tuple[Tensor, Tensor]]]:
     """Forward of j at version v_f(s, j), backward at v_b(s, j), updates per the table."""
     layers = [layer for stage in executor.stages for layer in tile_layers(stage)]
-    stage_of = [s for s, r in enumerate(executor.ranges) for _ in r]  # one layer per unit
+    stage_of = [s for s, stage in enumerate(executor.stages) for _ in tile_layers(stage)]
     weights = [[w.clone()] for w, _ in init]  # weights[l][v]: layer l after v updates
     biases = [[b.clone()] for _, b in init]
     group = B if schedule in ("gpipe", "1f1b") else 1

@@ -70,3 +70,50 @@ def test_grid() -> None:
         "stage 0: 0F0 0F1 0B0 0U0 ... (+8)",
         "stage 1: 1F0 1B0 1U0 1F1 ... (+8)",
     ]
+
+
+def explicit(name: str, s: int, n: int, b: int, p: int) -> list[Action]:
+    """A stage's order written out action by action, as the schedules were first built."""
+    out = []
+    if name == "sequential":
+        for j in range(n):
+            out += [Action(s, "F", j), Action(s, "B", j), Action(s, "U", j)]
+    elif name == "gpipe":
+        for first in range(0, n, b):
+            js = range(first, first + b)
+            out += [Action(s, "F", j) for j in js] + [Action(s, "B", j) for j in reversed(js)]
+            out.append(Action(s, "U", first + b - 1))
+    elif name == "1f1b":
+        for first in range(0, n, b):
+            warmup = min(p - 1 - s, b)
+            out += [Action(s, "F", first + i) for i in range(warmup)]
+            for i in range(b - warmup):
+                out += [Action(s, "F", first + warmup + i), Action(s, "B", first + i)]
+            out += [Action(s, "B", first + i) for i in range(b - warmup, b)]
+            out.append(Action(s, "U", first + b - 1))
+    else:
+        in_flight = p - s
+        out = [Action(s, "F", j) for j in range(min(in_flight, n))]
+        for j in range(n):
+            out += [Action(s, "B", j), Action(s, "U", j)]
+            if j + in_flight < n:
+                out.append(Action(s, "F", j + in_flight))
+    return out
+
+
+@pytest.mark.parametrize("name", ["sequential", "gpipe", "1f1b", "async", "async_stash"])
+@pytest.mark.parametrize(("p", "b", "n"), [(1, 1, 3), (4, 5, 20), (3, 2, 2), (5, 3, 9), (4, 1, 2)])
+def test_stage_orders_are_computed_as_written_out(name: str, p: int, b: int, n: int) -> None:
+    """The stage orders, held as prologue + repeated pattern + epilogue, give the same
+    actions by iteration, by index (negative too) and by slice as written out."""
+    if name in ("gpipe", "1f1b") and n % b:
+        n = n // b * b or b
+    sched = build_schedule(name, p, n, b)
+    for s, order in enumerate(sched.per_stage):
+        want = explicit(name, s, n, sched.group if name in ("gpipe", "1f1b") else 1, p)
+        assert list(order) == want
+        assert len(order) == len(want)
+        assert [order[i] for i in range(-len(want), len(want))] == want + want
+        assert order[2:7] == tuple(want[2:7]) and order[::-3] == tuple(want[::-3])
+        with pytest.raises(IndexError):
+            order[len(want)]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from aimc_spec.presets import PRESETS
-from aimc_spec.spec import JobSpec, SpecError, load_spec_file, parse_spec
+from aimc_spec.spec import JobSpec, SpecError, load_spec_file, parse_spec, read_spec_file
 
 
 def problems(data: dict) -> list[tuple[str, str]]:
@@ -149,6 +149,20 @@ def test_load_spec_file_errors(tmp_path: Path) -> None:
     bad.write_text("model: [unclosed\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec_file(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(SpecError, match=r"list\.yaml: a job spec must be a mapping, got list"):
+        load_spec_file(listed)
+
+
+def test_read_spec_file_gives_the_mapping_as_written(tmp_path: Path) -> None:
+    """A sweep's base: presets stay unexpanded; an empty file is the all-defaults spec."""
+    path = tmp_path / "s.yaml"
+    path.write_text("analog: {device: {preset: reram_sb}}\n")
+    assert read_spec_file(path) == {"analog": {"device": {"preset": "reram_sb"}}}
+    assert load_spec_file(path).analog.device.model == "softbounds"
+    path.write_text("")
+    assert read_spec_file(path) == {}
 
 
 def test_spec_module_and_package_do_not_import_torch() -> None:

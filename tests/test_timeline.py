@@ -1,14 +1,27 @@
-"""Timeline replay: the formulas of pipeline.md with unit durations, staleness, the clock."""
+"""Timeline replay: the formulas of pipeline.md with unit durations, staleness, the clock,
+the streaming replay against a full one, its memory."""
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
+
 import pytest
 
-from aimc_engine.pipeline.schedule import Action, build_schedule
+from aimc_engine.artifacts import GANTT_ACTIONS
+from aimc_engine.pipeline.schedule import (
+    Action,
+    Schedule,
+    awaited,
+    build_schedule,
+    dependencies,
+)
 from aimc_engine.pipeline.stages import StageError, split_units
 from aimc_engine.pipeline.timeline import (
     Clock,
     Tally,
+    Timed,
+    Timeline,
     latency_durations,
     replay,
     sequential_makespan,
@@ -111,3 +124,116 @@ def test_stage_split() -> None:
     assert split_units([1, 3, 1, 1, 1], 2) == [range(0, 2), range(2, 5)]  # max cost 4, not 5
     with pytest.raises(StageError, match="5 stages but the model has 4 layers"):
         split_units([1, 1, 1, 1], 5)
+
+
+def full_replay(schedule: Schedule, duration: Callable[[Action], float]) -> list[Timed]:
+    """The replay as first written, keeping the end of every finished action: the
+    reference the streaming replay must equal exactly."""
+    p = schedule.stages
+    position, free = [0] * p, [0.0] * p
+    finished: dict[Action, float] = {}
+    out = []
+    while len(out) < sum(len(actions) for actions in schedule.per_stage):
+        best = None
+        for s in range(p):
+            if position[s] == len(schedule.per_stage[s]):
+                continue
+            action = schedule.per_stage[s][position[s]]
+            deps = dependencies(action, p)
+            if all(d in finished for d in deps):
+                start = max([free[s], *(finished[d] for d in deps)])
+                if best is None or start < best[0]:
+                    best = (start, s, action)
+        assert best is not None
+        start, s, action = best
+        finished[action] = free[s] = start + duration(action)
+        position[s] += 1
+        out.append(Timed(action, start, free[s]))
+    return out
+
+
+def test_awaited_is_the_inverse_of_dependencies() -> None:
+    sched = build_schedule("1f1b", 3, 6, 3)
+    actions = [a for stage in sched.per_stage for a in stage]
+    needed = {d for a in actions for d in dependencies(a, 3)}
+    assert {a for a in actions if awaited(a, 3)} == needed
+
+
+CASES = [("sequential", 3, 1), ("gpipe", 4, 5), ("1f1b", 4, 5), ("async", 4, 1), ("1f1b", 3, 2)]
+
+
+@pytest.mark.parametrize(("name", "p", "b"), CASES)
+def test_the_streaming_timeline_equals_a_full_replay(name: str, p: int, b: int) -> None:
+    """Same actions, times and summary as the full replay, in latency and in unit time;
+    the unit-time figures come from the same pass (no second replay), also for a run
+    that stopped early."""
+    sched = build_schedule(name, p, 6 * b, b)
+    d = latency_durations([2, 1, 3, 1][:p], 10, sched.group, LatencySpec())
+    reference = full_replay(sched, d)
+    assert replay(sched, d) == reference
+    seq = sequential_makespan(p, sched.microbatches, d)
+    for stop in (len(reference), len(reference) // 3):
+        timeline = Timeline(sched, d, keep=7)
+        for i, t in enumerate(timeline):
+            if i == stop:
+                break
+            timeline.record(t)
+        timeline.finish()
+        assert timeline.first == reference[:7]
+        done = reference[:stop]
+        expected = summarise(sched, Tally.of(done, p), 40, sequential_makespan=seq).as_dict()
+        unit_reference = summarise(
+            sched,
+            Tally.of(full_replay(sched, unit), p),
+            0,
+            sequential_makespan=sequential_makespan(p, sched.microbatches, unit),
+        )
+        got = timeline.summary(40, sequential_ns=seq)
+        assert got.pop("unit_time") == {
+            "makespan": unit_reference.makespan_ns,
+            "bubble_fraction": unit_reference.bubble_fraction,
+            "utilisation": unit_reference.utilisation,
+            "speedup_vs_sequential": unit_reference.speedup_vs_sequential,
+        }
+        assert got == expected
+
+
+def test_the_clock_equals_one_that_keeps_every_micro_batch() -> None:
+    """Settled at stage 0's updates, the clock answers as one that kept every end."""
+    sched = build_schedule("async", 4, 40)
+    d = latency_durations([1, 2, 1, 1], 10, 1, LatencySpec())
+    timeline, ends = Timeline(sched, d, keep=0), {}
+    got, want = [], []
+    for t in timeline:
+        timeline.record(t)
+        ends[t.action.microbatch] = max(ends.get(t.action.microbatch, 0.0), t.end)
+        if t.action.kind == "U" and t.action.stage == 0 and t.action.microbatch % 7 == 6:
+            m = t.action.microbatch + 1
+            got.append(timeline.clock.after(m))
+            want.append(max(ends[j] for j in range(m)))
+    assert got == want
+
+
+def replay_peak(n: int) -> int:
+    """Peak bytes allocated while a run's schedule is built and its timeline streams n
+    micro-batches."""
+    tracemalloc.start()
+    try:
+        sched = build_schedule("async", 2, n)
+        d = latency_durations([1, 1], 10, 1, LatencySpec())
+        timeline = Timeline(sched, d, keep=GANTT_ACTIONS)
+        for t in timeline:
+            timeline.record(t)
+        timeline.finish()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_replay_memory_stays_flat() -> None:
+    """40,000 micro-batches need no more memory than 4,000: the schedule computes its
+    actions when asked, the replay keeps the micro-batches in flight (O(P)) and the
+    first GANTT_ACTIONS actions, nothing per micro-batch (each used to take about 1 KB
+    in the schedule and as much in the replay)."""
+    small, large = replay_peak(4_000), replay_peak(40_000)
+    assert large < 1.5 * small, (small, large)

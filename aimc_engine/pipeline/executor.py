@@ -11,7 +11,7 @@ copy, as on hardware); under `async_stash` they read the copy taken at forward.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,33 +22,41 @@ from aimc_engine.models import LayeredNet, tile_layers
 from aimc_engine.pipeline.compensation import Compensation
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, Action, Schedule
 from aimc_engine.pipeline.stages import split_units
-from aimc_engine.tiles import TileConfig
-from aimc_spec.spec import JobSpec
 
 Batch = tuple[Tensor, Tensor]
 
 
+def cut_stages(model: LayeredNet, stages: int, forward_ns: float) -> list[nn.Sequential]:
+    """The model's units in `stages` contiguous stages (stages.py: the slowest stage's
+    forward latency, `forward_ns` per weight layer, as small as it can be)."""
+    costs = [len(tile_layers(unit)) * forward_ns for unit in model.units]
+    return [nn.Sequential(*(model.units[i] for i in r)) for r in split_units(costs, stages)]
+
+
 class PipelineExecutor:
-    """Holds the stages of `model` and executes actions of `schedule` on them."""
+    """Executes actions of `schedule` on `stages`, stage s updated by `algorithms[s]`."""
 
     def __init__(
-        self, spec: JobSpec, model: LayeredNet, config: TileConfig, schedule: Schedule
+        self, stages: Sequence[nn.Module], algorithms: Sequence[Algorithm], schedule: Schedule
     ) -> None:
-        costs = [len(tile_layers(unit)) * spec.pipeline.latency_ns.forward for unit in model.units]
-        self.ranges = split_units(costs, schedule.stages)
-        self.stages = [nn.Sequential(*(model.units[i] for i in r)) for r in self.ranges]
-        self.algorithms = [Algorithm(spec, stage, config) for stage in self.stages]
+        if not len(stages) == len(algorithms) == schedule.stages:
+            raise ValueError(
+                f"pipeline: {len(stages)} stages and {len(algorithms)} algorithms for a "
+                f"schedule of {schedule.stages} stages"
+            )
+        self.stages = list(stages)
+        self.algorithms = list(algorithms)
         self.layers_per_stage = [len(tile_layers(stage)) for stage in self.stages]
         self.schedule = schedule
-        for layer in model.weight_layers:
-            layer.stash_weights = schedule.stash
-        last = schedule.stages - 1
-        self._last = last
+        for stage in self.stages:
+            for layer in tile_layers(stage):
+                layer.stash_weights = schedule.stash
+        self._last = schedule.stages - 1
         self._graphs: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}  # (s, j) -> (in, out)
         self._handoff: dict[tuple[int, int], Tensor] = {}  # activation or gradient in transit
         self._targets: dict[int, Tensor] = {}
         self.losses: dict[int, float] = {}  # micro-batch -> loss, until taken
-        # staleness compensation (compensation.py), set by run(); None: the paper's numerics
+        # staleness compensation (compensation.py), set by Training; None: the paper's numerics
         self.compensation: Compensation | None = None
 
     def forward(self, s: int, j: int, batch: Batch | None = None) -> None:

@@ -23,7 +23,9 @@ backward uses the forward's weights. The module is torch-free.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from aimc_spec.vocabulary import SCHEDULES, SYNCHRONOUS
 
@@ -31,7 +33,7 @@ FORWARD, BACKWARD, UPDATE = "F", "B", "U"
 _ACTION = re.compile(r"^(\d+)([FBU])(\d+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One step of one stage: `2F0` is stage 2's forward of micro-batch 0.
 
@@ -54,6 +56,55 @@ class Action:
 
 
 @dataclass(frozen=True)
+class StageOrder(Sequence[Action]):
+    """One stage's actions in order, computed when asked: a `prologue`, then `pattern`
+    (kinds and micro-batch offsets) `repeats` times, each `shift` micro-batches on, then
+    an `epilogue`. Every schedule's stage order has this form, so a schedule of any
+    length holds O(P + B) actions, not about 1 KB per micro-batch."""
+
+    stage: int
+    prologue: tuple[Action, ...]
+    pattern: tuple[tuple[str, int], ...]
+    shift: int
+    repeats: int
+    epilogue: tuple[Action, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.prologue) + len(self.pattern) * self.repeats + len(self.epilogue)
+
+    @overload
+    def __getitem__(self, i: int) -> Action: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Action, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Action | tuple[Action, ...]:
+        if isinstance(i, slice):
+            return tuple(self[k] for k in range(len(self))[i])
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"stage {self.stage} has {n} actions, no action {i}")
+        i %= n
+        if i < len(self.prologue):
+            return self.prologue[i]
+        i -= len(self.prologue)
+        body = len(self.pattern) * self.repeats
+        if i >= body:
+            return self.epilogue[i - body]
+        repeat, k = divmod(i, len(self.pattern))
+        kind, offset = self.pattern[k]
+        return Action(self.stage, kind, repeat * self.shift + offset)
+
+    def __iter__(self) -> Iterator[Action]:
+        yield from self.prologue
+        for repeat in range(self.repeats):
+            first = repeat * self.shift
+            for kind, offset in self.pattern:
+                yield Action(self.stage, kind, first + offset)
+        yield from self.epilogue
+
+
+@dataclass(frozen=True)
 class Schedule:
     """Which action each stage runs, in order. `group` micro-batches feed one update."""
 
@@ -61,50 +112,56 @@ class Schedule:
     stages: int
     microbatches: int
     group: int
-    per_stage: tuple[tuple[Action, ...], ...]
+    per_stage: tuple[StageOrder, ...]
 
     @property
     def stash(self) -> bool:
         return self.name == "async_stash"
 
-
-def _sequential_stage(s: int, n: int) -> list[Action]:
-    out = []
-    for j in range(n):
-        out += [Action(s, FORWARD, j), Action(s, BACKWARD, j), Action(s, UPDATE, j)]
-    return out
-
-
-def _gpipe_stage(s: int, n: int, b: int) -> list[Action]:
-    out = []
-    for first in range(0, n, b):
-        js = range(first, first + b)
-        out += [Action(s, FORWARD, j) for j in js]
-        out += [Action(s, BACKWARD, j) for j in reversed(js)]
-        out.append(Action(s, UPDATE, first + b - 1))
-    return out
+    @property
+    def drains(self) -> bool:
+        """Whether no micro-batch is in flight after each of stage 0's updates (the points
+        a checkpoint can be taken at); the async schedules keep P - s in flight."""
+        return self.name == "sequential" or self.name in SYNCHRONOUS
 
 
-def _1f1b_stage(s: int, n: int, b: int, p: int) -> list[Action]:
-    out = []
-    for first in range(0, n, b):
-        warmup = min(p - 1 - s, b)
-        out += [Action(s, FORWARD, first + i) for i in range(warmup)]
-        for i in range(b - warmup):
-            out += [Action(s, FORWARD, first + warmup + i), Action(s, BACKWARD, first + i)]
-        out += [Action(s, BACKWARD, first + i) for i in range(b - warmup, b)]
-        out.append(Action(s, UPDATE, first + b - 1))
-    return out
+def _sequential_stage(s: int, n: int) -> StageOrder:
+    return StageOrder(s, (), ((FORWARD, 0), (BACKWARD, 0), (UPDATE, 0)), 1, n)
 
 
-def _async_stage(s: int, n: int, p: int) -> list[Action]:
+def _gpipe_stage(s: int, n: int, b: int) -> StageOrder:
+    """Per mini-batch: B forwards, their backwards last first, one update."""
+    pattern = [(FORWARD, i) for i in range(b)]
+    pattern += [(BACKWARD, i) for i in reversed(range(b))]
+    pattern.append((UPDATE, b - 1))
+    return StageOrder(s, (), tuple(pattern), b, n // b)
+
+
+def _1f1b_stage(s: int, n: int, b: int, p: int) -> StageOrder:
+    """Per mini-batch: P-1-s warm-up forwards, then forward/backward pairs, the last
+    backwards, one update."""
+    warmup = min(p - 1 - s, b)
+    pattern = [(FORWARD, i) for i in range(warmup)]
+    for i in range(b - warmup):
+        pattern += [(FORWARD, warmup + i), (BACKWARD, i)]
+    pattern += [(BACKWARD, i) for i in range(b - warmup, b)]
+    pattern.append((UPDATE, b - 1))
+    return StageOrder(s, (), tuple(pattern), b, n // b)
+
+
+def _async_stage(s: int, n: int, p: int) -> StageOrder:
+    """d_s + 1 forwards, then backward, update, the next forward per micro-batch; the
+    last d_s + 1 micro-batches have no forward left to start."""
     in_flight = p - s  # d_s + 1 micro-batches between a forward and its backward
-    out = [Action(s, FORWARD, j) for j in range(min(in_flight, n))]
-    for j in range(n):
-        out += [Action(s, BACKWARD, j), Action(s, UPDATE, j)]
-        if j + in_flight < n:
-            out.append(Action(s, FORWARD, j + in_flight))
-    return out
+    steady = max(0, n - in_flight)  # micro-batches whose backward starts another forward
+    return StageOrder(
+        s,
+        tuple(Action(s, FORWARD, j) for j in range(min(in_flight, n))),
+        ((BACKWARD, 0), (UPDATE, 0), (FORWARD, in_flight)),
+        1,
+        steady,
+        tuple(a for j in range(steady, n) for a in (Action(s, BACKWARD, j), Action(s, UPDATE, j))),
+    )
 
 
 def build_schedule(name: str, stages: int, microbatches: int, group: int = 1) -> Schedule:
@@ -133,7 +190,7 @@ def build_schedule(name: str, stages: int, microbatches: int, group: int = 1) ->
             actions = _1f1b_stage(s, microbatches, group, stages)
         else:
             actions = _async_stage(s, microbatches, stages)
-        per_stage.append(tuple(actions))
+        per_stage.append(actions)
     return Schedule(name, stages, microbatches, group if synchronous else 1, tuple(per_stage))
 
 
@@ -151,6 +208,16 @@ def dependencies(action: Action, stages: int) -> tuple[Action, ...]:
     if action.kind == BACKWARD and s < stages - 1:
         return (Action(s + 1, BACKWARD, j),)
     return ()
+
+
+def awaited(action: Action, stages: int) -> bool:
+    """Whether an action of another stage depends on `action` (the inverse of
+    `dependencies`): forwards before the last stage, backwards after the first."""
+    if action.kind == FORWARD:
+        return action.stage < stages - 1
+    if action.kind == BACKWARD:
+        return action.stage > 0
+    return False
 
 
 def format_grid(schedule: Schedule, first: int = 24) -> str:

@@ -3,7 +3,8 @@
 Every action starts as soon as its stage is free and the actions it depends on
 (`schedule.dependencies`) have finished. From the resulting start and end times
 come makespan, per-stage utilisation, bubble fraction, staleness and the
-simulated clock of each metric point. Torch-free.
+simulated clock of each metric point. The replay streams: its memory does not grow
+with the number of micro-batches. Torch-free.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from aimc_engine.pipeline.schedule import (
     UPDATE,
     Action,
     Schedule,
+    awaited,
     build_schedule,
     dependencies,
 )
 from aimc_spec.spec import UPDATE_NS, LatencySpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Timed:
     action: Action
     start: float
@@ -36,37 +38,76 @@ def replay(schedule: Schedule, duration: Callable[[Action], float]) -> list[Time
 
 
 def iter_replay(schedule: Schedule, duration: Callable[[Action], float]) -> Iterator[Timed]:
-    """`replay`, one action at a time: a long job's timeline need not sit in memory."""
+    """`replay`, one action at a time, holding O(P) state: of all the actions that ran,
+    only those another stage still waits for are kept (see `Timer`)."""
     p = schedule.stages
-    position = [0] * p
-    free = [0.0] * p
-    finished: dict[Action, float] = {}
-    total = sum(len(actions) for actions in schedule.per_stage)
-    for _ in range(total):
-        best: tuple[float, int, Action] | None = None
-        for s in range(p):
-            if position[s] == len(schedule.per_stage[s]):
-                continue
-            action = schedule.per_stage[s][position[s]]
-            deps = dependencies(action, p)
-            if any(d not in finished for d in deps):
-                continue
-            start = max([free[s], *(finished[d] for d in deps)])
-            if best is None or start < best[0]:
-                best = (start, s, action)
+    timer = Timer(p, duration)
+    orders = [iter(actions) for actions in schedule.per_stage]
+    heads = [next(order, None) for order in orders]  # each stage's next action, if any
+    # when each head can start (None: not ready, or the stage is done); running an
+    # action at stage s changes only the heads of s - 1, s and s + 1
+    starts = [None if head is None else timer.start(head) for head in heads]
+    while True:
+        best: tuple[float, int] | None = None  # (start, stage) of the earliest ready head
+        for s, start in enumerate(starts):
+            if start is not None and (best is None or start < best[0]):
+                best = (start, s)
         if best is None:
-            waiting = [
-                str(schedule.per_stage[s][position[s]])
-                for s in range(p)
-                if position[s] < len(schedule.per_stage[s])
-            ]
-            raise RuntimeError(f"schedule {schedule.name} deadlocks waiting on {waiting}")
-        start, s, action = best
-        end = start + duration(action)
-        finished[action] = end
-        free[s] = end
-        position[s] += 1
-        yield Timed(action, start, end)
+            waiting = [str(head) for head in heads if head is not None]
+            if waiting:
+                raise RuntimeError(f"schedule {schedule.name} deadlocks waiting on {waiting}")
+            return
+        s = best[1]
+        action = heads[s]
+        assert action is not None  # a stage with a start has a head
+        heads[s] = next(orders[s], None)
+        yield timer.run(action)
+        for r in range(max(0, s - 1), min(p, s + 2)):
+            head = heads[r]
+            starts[r] = None if head is None else timer.start(head)
+
+
+class Timer:
+    """Start and end of each action, fed one at a time after the actions it depends on.
+
+    An action starts as soon as its stage is free and the actions of other stages it
+    waits for (`dependencies`) have ended. With each stage's order fixed, these times
+    do not depend on the order the stages' actions are interleaved in, so a second
+    Timer fed the same actions gives the times under another duration model (the run
+    times its actions in unit time as it goes). State: each stage's free time and the
+    ends of the forwards and backwards another stage has yet to use (`awaited`): the
+    micro-batches in flight (a mini-batch, or the P - s of an async stage), never one
+    entry per action done.
+    """
+
+    def __init__(self, stages: int, duration: Callable[[Action], float]) -> None:
+        self.stages = stages
+        self.duration = duration
+        self.free = [0.0] * stages
+        self.awaited: dict[Action, float] = {}  # end time, until the dependent action runs
+
+    def start(self, action: Action) -> float | None:
+        """When `action` can start; None while an action it depends on has not run."""
+        start = self.free[action.stage]
+        for d in dependencies(action, self.stages):
+            end = self.awaited.get(d)
+            if end is None:
+                return None
+            start = max(start, end)
+        return start
+
+    def run(self, action: Action) -> Timed:
+        """Time `action` (its dependencies must have run) and advance its stage."""
+        start = self.start(action)
+        if start is None:
+            raise RuntimeError(f"{action} timed before the actions it depends on")
+        for d in dependencies(action, self.stages):
+            del self.awaited[d]
+        end = start + self.duration(action)
+        self.free[action.stage] = end
+        if awaited(action, self.stages):
+            self.awaited[action] = end
+        return Timed(action, start, end)
 
 
 def unit_duration(action: Action) -> float:
@@ -194,21 +235,109 @@ class Clock:
     """The simulated time by which the first m micro-batches are fully processed.
 
     Fed every replayed action; `after(m)` is asked for growing m, once all actions
-    of the first m micro-batches have been recorded.
+    of the first m micro-batches have been recorded. `settle(m)` says no later
+    question asks about fewer than m micro-batches: their ends fold into one number,
+    so the clock holds the micro-batches in flight, not one entry per micro-batch.
     """
 
     def __init__(self) -> None:
-        self._ends: dict[int, float] = {}
+        self._ends: dict[int, float] = {}  # micro-batch >= settled -> its latest end
+        self._settled_end = 0.0  # the latest end among micro-batches in [counted, settled)
+        self._settled = 0
         self._counted = 0
         self._time = 0.0
 
     def record(self, t: Timed) -> None:
         j = t.action.microbatch
-        self._ends[j] = max(self._ends.get(j, 0.0), t.end)
+        if j < self._counted:
+            return  # a question already answered: no later one reads it
+        if j < self._settled:
+            self._settled_end = max(self._settled_end, t.end)
+        else:
+            self._ends[j] = max(self._ends.get(j, 0.0), t.end)
+
+    def settle(self, m: int) -> None:
+        """No later `after` asks about fewer than m micro-batches."""
+        while self._settled < m:
+            self._settled_end = max(self._settled_end, self._ends.pop(self._settled, 0.0))
+            self._settled += 1
 
     def after(self, m: int) -> float:
         """Clock after m micro-batches (0 before any)."""
-        while self._counted < m:
-            self._time = max(self._time, self._ends.pop(self._counted, 0.0))
-            self._counted += 1
+        if self._counted < m < self._settled:
+            raise ValueError(f"clock: asked after {m} micro-batches, {self._settled} settled")
+        if m > self._counted:
+            self.settle(m)
+            self._time = max(self._time, self._settled_end)
+            self._settled_end, self._counted = 0.0, m
         return self._time if m > 0 else 0.0
+
+
+class Timeline:
+    """One run's replay as it streams: the clock of its metric points, busy time per
+    stage under the latency model and in unit time, the first `keep` actions (for the
+    Gantt chart). Memory does not grow with the run's length.
+
+    Iterating gives the latency model's actions in order; the run `record`s those it
+    has done. Every action iterated over is also timed in unit time (`Timer`: the
+    same per-stage orders give the same times as a replay of its own), so the
+    textbook figures need no second replay; `finish` times the actions a stopped run
+    never reached, since those figures describe the whole schedule.
+    """
+
+    def __init__(
+        self, schedule: Schedule, duration: Callable[[Action], float], *, keep: int
+    ) -> None:
+        self.schedule = schedule
+        self.clock = Clock()
+        self.tally = Tally(schedule.stages)
+        self.unit_tally = Tally(schedule.stages)
+        self.first: list[Timed] = []
+        self._keep = keep
+        self._replay = self._timed(duration)
+
+    def _timed(self, duration: Callable[[Action], float]) -> Iterator[Timed]:
+        unit = Timer(self.schedule.stages, unit_duration)
+        for t in iter_replay(self.schedule, duration):
+            self.unit_tally.add(unit.run(t.action))
+            yield t
+
+    def __iter__(self) -> Iterator[Timed]:
+        return self._replay
+
+    def record(self, t: Timed) -> None:
+        """An action the run has done (or, resuming, had done before its checkpoint)."""
+        self.clock.record(t)
+        self.tally.add(t)
+        if len(self.first) < self._keep:
+            self.first.append(t)
+        if t.action.kind == UPDATE and t.action.stage == 0:
+            # metric points are taken at stage 0's updates, for the micro-batches done
+            self.clock.settle(t.action.microbatch + 1)
+
+    def finish(self) -> None:
+        """Time in unit time the actions a stopped run did not reach."""
+        for _ in self._replay:
+            pass
+
+    def summary(self, samples: int, *, sequential_ns: float) -> dict[str, object]:
+        """The latency model's figures for the actions done, with `unit_time`: the whole
+        schedule's with F = B = 1 per stage and free updates (the textbook bubble
+        (P-1)/(B+P-1) of gpipe, utilisation -> 1 for async)."""
+        p, n = self.schedule.stages, self.schedule.microbatches
+        summary = summarise(
+            self.schedule, self.tally, samples, sequential_makespan=sequential_ns
+        ).as_dict()
+        unit = summarise(
+            self.schedule,
+            self.unit_tally,
+            0,
+            sequential_makespan=sequential_makespan(p, n, unit_duration),
+        )
+        summary["unit_time"] = {
+            "makespan": unit.makespan_ns,
+            "bubble_fraction": unit.bubble_fraction,
+            "utilisation": unit.utilisation,
+            "speedup_vs_sequential": unit.speedup_vs_sequential,
+        }
+        return summary

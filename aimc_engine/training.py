@@ -1,0 +1,279 @@
+"""A job's training in progress: the state the training loop carries, and the loop.
+
+Every schedule, sequential included, runs through the pipeline executor in the order
+the timeline replay gives. Stage 0's update of micro-batch j completes j + 1
+micro-batches (`done`): metric points are taken there every `eval_every`
+micro-batches (and at the start and the end), checkpoints every `checkpoint_every`.
+A metric point draws only from the observation stream (seeds.py), so the trained
+weights do not depend on `eval_every`.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import aimc_engine
+from aimc_engine import checkpoint
+from aimc_engine.algorithms import Algorithm
+from aimc_engine.artifacts import GANTT_ACTIONS
+from aimc_engine.datasets import Dataset
+from aimc_engine.errors import RunError
+from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
+from aimc_engine.models import build_model
+from aimc_engine.pipeline.compensation import compensation_for
+from aimc_engine.pipeline.executor import Batch, PipelineExecutor, cut_stages
+from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
+from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
+from aimc_engine.seeds import run_generators
+from aimc_engine.tiles import TileConfig
+from aimc_spec.spec import JobSpec
+
+GRAD_SAMPLES = 1000  # first training samples on which grad_norm_sq is measured (exactly)
+
+
+@dataclass
+class Callbacks:
+    """Hooks for whoever drives the run (CLI progress bar, service worker)."""
+
+    on_metrics: Callable[[dict[str, Any]], None] | None = None
+    # micro-batches done (their losses known), micro-batches in all, the last loss
+    on_progress: Callable[[int, int, float], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+    # gets a checkpoint (bytes for run(..., resume=)) every `checkpoint_every`
+    # micro-batches, at points with no micro-batch in flight (not under async schedules)
+    on_checkpoint: Callable[[bytes], None] | None = None
+    checkpoint_every: int = 200
+
+
+def learning_rate(spec: JobSpec, epoch: float) -> float:
+    """lr after step decay: lr * factor^floor(epoch / every_epochs)."""
+    opt = spec.optimizer
+    if opt.lr_decay is None:
+        return opt.lr
+    return opt.lr * opt.lr_decay.factor ** math.floor(epoch / opt.lr_decay.every_epochs)
+
+
+def microbatch_count(spec: JobSpec, per_epoch: int) -> int:
+    """Micro-batches to train: `steps` updates (B micro-batches each for gpipe/1f1b) or
+    `epochs` passes, rounded down to whole mini-batches for the synchronous schedules."""
+    t, group = spec.training, spec.pipeline.group
+    if t.steps is not None:
+        return t.steps * group
+    n = max(1, math.ceil((t.epochs or 0) * per_epoch))
+    return max(group, n // group * group)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "aimc": aimc_engine.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class Training:
+    """The model cut into stages, its random streams, the schedule being run and how far
+    it got (`executed` actions, `done` micro-batches), the metric points so far."""
+
+    def __init__(
+        self, spec: JobSpec, data: Dataset, device: torch.device, callbacks: Callbacks
+    ) -> None:
+        self.spec, self.data, self.device, self.callbacks = spec, data, device, callbacks
+        self.gens = run_generators(spec.seed, device)  # independent streams of the one seed
+        config = TileConfig(spec.analog, self.gens.init, self.gens.noise, device)
+        t, p = spec.training, spec.pipeline
+        try:  # the model, cut into stages, must fit the data: fields of the spec
+            self.model = build_model(spec, data.input_shape, data.classes, config)
+            self.b = t.micro_batch_size
+            self.per_epoch = len(data.x_train) // self.b  # a last partial micro-batch: dropped
+            self.total = microbatch_count(spec, self.per_epoch)
+            self.schedule = build_schedule(p.schedule, p.stages, self.total, p.micro_batches)
+            stages = cut_stages(self.model, p.stages, p.latency_ns.forward)
+            algorithms = [Algorithm(spec, stage, config) for stage in stages]
+            compensation = compensation_for(p.compensation, self.schedule)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
+        self.executor = PipelineExecutor(stages, algorithms, self.schedule)
+        self.executor.compensation = compensation
+        layers = self.executor.layers_per_stage
+        duration = latency_durations(layers, self.b, self.schedule.group, p.latency_ns)
+        self.timeline = Timeline(self.schedule, duration, keep=GANTT_ACTIONS)
+        self.sequential_ns = sequential_makespan(
+            p.stages, self.total, latency_durations(layers, self.b, 1, p.latency_ns)
+        )
+        self.metrics: list[dict[str, Any]] = []
+        self.order = torch.empty(0, dtype=torch.long)  # this epoch's shuffle
+        self.running, self.running_n = 0.0, 0  # train losses since the last metric point
+        self.done = self.executed = 0
+        self.skip = 0  # actions run before the checkpoint resumed from
+        self.last_checkpoint = 0
+        self.status = "succeeded"
+        self.error: str | None = None
+        self.start = time.perf_counter()
+
+    def fetch(self, j: int) -> Batch:
+        """Micro-batch j: a slice of its epoch's seeded shuffle of the training set."""
+        n_train = len(self.data.x_train)
+        if j % self.per_epoch == 0:  # a new epoch: a new seeded shuffle
+            self.order = torch.randperm(n_train, generator=self.gens.data).to(self.device)
+        first = (j % self.per_epoch) * self.b
+        idx = self.order[first : first + self.b]
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+    def lr(self, j: int) -> float:
+        """The learning rate of the update that micro-batch j completes."""
+        return learning_rate(self.spec, j * self.b / len(self.data.x_train))
+
+    def measure(self) -> None:
+        """A metric point after `done` micro-batches: train loss (the mean since the last
+        point), test loss and accuracy, gradient norm, analog health, both clocks."""
+        data, b = self.data, self.b
+        grad_sq, subset_loss = gradient_norm_sq(
+            self.model, data.x_train[:GRAD_SAMPLES], data.y_train[:GRAD_SAMPLES]
+        )
+        test_loss, test_acc = evaluate(
+            self.model, data.x_test, data.y_test, generator=self.gens.observe
+        )
+        saturation, near = analog_health(self.model)
+        samples = self.done * b
+        record = {
+            "step": self.executor.algorithms[0].updates,  # updates, not micro-batches
+            "samples": samples,
+            "epoch": samples / len(data.x_train),
+            "sim_time_ns": self.timeline.clock.after(self.done),
+            "wall_s": time.perf_counter() - self.start,
+            "lr": self.lr(self.done),
+            "train_loss": self.running / self.running_n if self.running_n else subset_loss,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "grad_norm_sq": grad_sq,
+            "saturation": saturation,
+            "near_bound_fraction": near,
+        }
+        self.running, self.running_n = 0.0, 0
+        self.metrics.append(record)
+        if self.callbacks.on_metrics:
+            self.callbacks.on_metrics(record)
+
+    def checkpoint(self) -> bytes:
+        return checkpoint.dump(
+            checkpoint.Checkpoint(
+                model=self.model.state_dict(),
+                updates=[a.updates for a in self.executor.algorithms],
+                data_gen=self.gens.data.get_state(),
+                noise_gen=self.gens.noise.get_state(),
+                observe_gen=self.gens.observe.get_state(),
+                order=self.order,
+                metrics=self.metrics,
+                running=(self.running, self.running_n),
+                done=self.done,
+                executed=self.executed,
+                wall=time.perf_counter() - self.start,
+            ),
+            self.spec,
+        )
+
+    def restore(self, blob: bytes) -> None:
+        """Continue from a checkpoint of this spec: the actions it had run are replayed
+        on the clock only, its metric points are not emitted again."""
+        saved = checkpoint.load(blob, self.spec, self.device)
+        self.model.load_state_dict(saved.model)
+        for algorithm, updates in zip(self.executor.algorithms, saved.updates, strict=True):
+            algorithm.updates = updates
+        # generator states are CPU byte tensors, whatever map_location moved them to
+        self.gens.data.set_state(saved.data_gen.cpu())
+        self.gens.noise.set_state(saved.noise_gen.cpu())
+        self.gens.observe.set_state(saved.observe_gen.cpu())
+        self.order, self.metrics[:] = saved.order, saved.metrics
+        self.running, self.running_n = saved.running
+        self.done = self.last_checkpoint = saved.done
+        self.skip = saved.executed
+        self.start -= saved.wall
+
+    def train(self) -> None:
+        """Run the schedule to its end, or until stopped or diverged; then the last
+        metric point (none after a divergence)."""
+        for timed in self.timeline:
+            if self.executed < self.skip:  # run before the checkpoint: only the clock moves
+                self.executed += 1
+                self.timeline.record(timed)
+                continue
+            action = timed.action
+            first_stage = action.stage == 0
+            if action.kind == FORWARD and first_stage and self._stop_asked():
+                self.status = "cancelled"
+                break
+            self.executor.execute(action, self.lr, self.fetch)
+            self.executed += 1
+            self.timeline.record(timed)
+            if action.kind == FORWARD and action.stage == self.schedule.stages - 1:
+                if not self._took_loss(action.microbatch):
+                    break
+            elif action.kind == UPDATE and first_stage:
+                self._completed(action.microbatch + 1)
+        self.timeline.finish()
+        if self.status != "failed":
+            self.measure()
+
+    def _stop_asked(self) -> bool:
+        return self.callbacks.should_stop is not None and self.callbacks.should_stop()
+
+    def _took_loss(self, j: int) -> bool:
+        """Count micro-batch j's loss; False (the run failed) if it is not finite."""
+        value = self.executor.losses.pop(j)
+        if not math.isfinite(value):
+            self.status = "failed"
+            self.error = (
+                f"training diverged: loss is {value} at micro-batch {j}; lower optimizer.lr"
+            )
+            return False
+        self.running += value
+        self.running_n += 1
+        if self.callbacks.on_progress:
+            self.callbacks.on_progress(j + 1, self.total, value)
+        return True
+
+    def _completed(self, done: int) -> None:
+        """Stage 0 has updated `done` micro-batches: a metric point or a checkpoint due?"""
+        previous, self.done = self.done, done
+        every = self.spec.training.eval_every
+        if done < self.total and done // every > previous // every:
+            self.measure()
+        cb = self.callbacks
+        if (
+            cb.on_checkpoint
+            and self.schedule.drains
+            and done < self.total
+            and done - self.last_checkpoint >= cb.checkpoint_every
+        ):
+            self.last_checkpoint = done
+            cb.on_checkpoint(self.checkpoint())
+
+    def result(self) -> dict[str, Any]:
+        """The job's result: status, final metrics, counts, the timeline's figures."""
+        last = self.metrics[-1]
+        samples = self.done * self.b
+        return {
+            "status": self.status,
+            "error": self.error,
+            "final": {
+                "test_accuracy": last["test_accuracy"],
+                "test_loss": last["test_loss"],
+                "train_loss": last["train_loss"],
+            },
+            "samples": samples,
+            "updates": self.executor.algorithms[0].updates,
+            "wall_seconds": time.perf_counter() - self.start,
+            "timeline": self.timeline.summary(samples, sequential_ns=self.sequential_ns),
+            "spec": self.spec.normalised(),
+            "versions": versions(),
+        }
