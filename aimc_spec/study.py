@@ -181,10 +181,12 @@ class Claim(_Strict):
         "a / b relative to a formula, minus 1",
     )
     a: dict[str, Any] = Field(
-        default_factory=dict, description="Factor -> value: the groups on the left."
+        default_factory=dict,
+        description="Factor -> value: the groups on the left (trend: the groups it runs on).",
     )
     b: dict[str, Any] = Field(
-        default_factory=dict, description="The same factors: the groups on the right."
+        default_factory=dict,
+        description="The same factors: the groups on the right (trend: of the gap a - b).",
     )
     x: str | None = Field(None, description="trend: the factor along which the slope runs.")
     log_x: bool = Field(False, description="trend: the slope against ln x.")
@@ -264,6 +266,9 @@ class Comparison(_Strict):
 class Quick(_Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Replaces grid values.")
+    factors: dict[str, list[str]] = Field(
+        default_factory=dict, description="Factor -> the names of the levels to keep."
+    )
     seeds: list[int] | None = Field(None, min_length=1)
 
     _paths = field_validator("overrides")(_check_paths)
@@ -484,6 +489,16 @@ def _check_design(file: StudyFile, grid: dict[str, list[Any]]) -> None:
     for key in quick.grid:
         if key not in file.grid:
             problems.append((f"quick.grid.{key}", "not a grid key; quick.grid only shrinks it"))
+    all_levels = {name: [v.name for v in levels] for name, _, levels in _named(file)}
+    for key, keep in quick.factors.items():
+        if key not in all_levels:
+            problems.append(
+                (f"quick.factors.{key}", f"not a named factor; allowed: {list(all_levels)}")
+            )
+        elif not keep or any(k not in all_levels[key] for k in keep):
+            problems.append(
+                (f"quick.factors.{key}", f"{keep}: a non-empty choice of {all_levels[key]}")
+            )
     if (clash := _overlaps(quick.overrides, grid)) is not None:
         problems.append((f"quick.overrides.{clash}", "is a grid key; shrink it with quick.grid"))
     named = _named(file)
@@ -555,8 +570,10 @@ def _check_comparisons(file: StudyFile, keys: list[str]) -> None:
             here = f"{at}.claims.{j}"
             check(f"{here}.a", claim.a)
             check(f"{here}.b", claim.b)
-            paired_sides = set(claim.a) == set(claim.b)
-            if not paired_sides or (not claim.a and claim.kind != "trend"):
+            if claim.kind == "trend":  # a alone picks the groups; with b, the gap a - b
+                if claim.b and set(claim.a) != set(claim.b):
+                    problems.append((here, "a and b must name the same factors"))
+            elif set(claim.a) != set(claim.b) or not claim.a:
                 problems.append((here, "a and b must name the same factors (at least one)"))
             if claim.kind == "trend" and claim.x is not None:
                 numeric(f"{here}.x", claim.x, claim.a, positive=claim.log_x)
@@ -574,7 +591,10 @@ def build_study(file: StudyFile, base_dir: Path, *, quick: bool = False) -> Stud
     quick_block = file.quick if quick and file.quick else Quick()
     grid = {**file.grid, **quick_block.grid}
     _check_design(file, grid)
-    named = _named(file)
+    named = [
+        (name, where, [v for v in levels if v.name in quick_block.factors.get(name, [v.name])])
+        for name, where, levels in _named(file)
+    ]
     keys = [name for name, _, _ in named] + list(grid)
     _check_comparisons(file, keys)
     seeds = quick_block.seeds or file.seeds
@@ -589,13 +609,14 @@ def build_study(file: StudyFile, base_dir: Path, *, quick: bool = False) -> Stud
     groups: list[Group] = []
     parts: list[SweepPart] = []
     problems: dict[tuple[str, str], str] = {}
-    for chosen in itertools.product(*(range(len(levels)) for _, _, levels in named)):
+    written = {name: levels for name, _, levels in _named(file)}  # before quick's choice
+    for chosen in itertools.product(*(levels for _, _, levels in named)):
         data = base
         sources = [("quick.overrides", quick_block.overrides)]
         levels = {}
-        for (factor, where, options), i in zip(named, chosen, strict=True):
-            level = options[i]
+        for (factor, where, _), level in zip(named, chosen, strict=True):
             levels[factor] = level.name
+            i = written[factor].index(level)
             sources.append((f"{where}.{i}.overrides", level.overrides))
             for path, value in level.overrides.items():
                 data = set_path(data, path, value)
@@ -643,6 +664,7 @@ def _part_file(top: StudyFile, part: StudyFile) -> StudyFile:
         update["quick"] = Quick(
             overrides={**outer.overrides, **inner.overrides},
             grid=inner.grid,
+            factors=inner.factors,
             seeds=inner.seeds or outer.seeds,
         )
     return part.model_copy(update=update)

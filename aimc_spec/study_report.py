@@ -395,7 +395,11 @@ def _claim_text(study: Study, result: ClaimResult, comparison: Comparison) -> st
         text = c.text
     elif c.kind == "trend":
         assert c.x is not None
-        what = f"gap ({side(c.a)}) − ({side(c.b)})" if c.a else measure_name(comparison)
+        what = measure_name(comparison)
+        if c.b:
+            what = f"gap ({side(c.a)}) − ({side(c.b)}) of the {what}"
+        elif c.a:
+            what = f"{what} of {side(c.a)}"
         x = f"ln {names[c.x]}" if c.log_x else names[c.x]
         text = f"slope of {what} against {x} {relation} {c.margin:g}"
     elif c.kind == "ratio":
