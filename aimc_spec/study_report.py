@@ -440,7 +440,9 @@ def claim_rows(
             rows.append(
                 [
                     _claim_text(study, result, comparison),
-                    f"{_estimate_label(claim)} = {_number(d.estimate)}" if d else "-",
+                    f"{_estimate_label(claim)} = {_number(d.estimate)}"
+                    if d and not math.isnan(d.estimate)
+                    else "-",
                     f"[{_number(d.ci_low)}, {_number(d.ci_high)}]" if d else "-",
                     test,
                     f"**{result.verdict}**",
