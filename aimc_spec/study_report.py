@@ -254,7 +254,8 @@ def evaluate_claim(
             expected = evaluate_formula(claim.formula, symbols)
             est = ratio_deviation([va[s] for s in seeds], [vb[s] for s in seeds], expected)
             ratio = summarise([va[s] / vb[s] for s in seeds if vb[s]])
-            detail = f"a/b = {format_summary(ratio)}; {claim.formula} = {expected:.4g}"
+            formula = claim.formula if claim.symbols else ""
+            detail = f"a/b = {format_summary(ratio)}; formula {formula} = {expected:.4g}"
             results.append(
                 ClaimResult(
                     claim, stratum, a, b, est, verdict(est, claim.expect, claim.margin), detail
@@ -490,7 +491,7 @@ def comparison_section(
         )
     name = measure_name(comparison)
     header = ["group", "n", "mean ± 95% CI", "std", "95% CI", "notes"]
-    parts = [f"{heading} {comparison.name}", "", f"{name[0].upper()}{name[1:]}, over seeds."]
+    parts = [f"{heading} {comparison.name}", "", f"Per run: the {name}; per group: over seeds."]
     parts += ["", _md_table(header, rows)]
     found = claim_rows(study, comparison, records)
     if found:
