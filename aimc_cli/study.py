@@ -352,9 +352,9 @@ def cmd_study(args: argparse.Namespace) -> int:
     if code == EXIT_SERVICE:
         return code
     flags = [*(["--quick"] if args.quick else []), *(["--remote"] if args.remote else [])]
-    where = ["--jobs", str(args.jobs)] if not args.remote else []
+    jobs = ["--jobs", str(args.jobs)] if not args.remote else []
     report = ["--report", args.report] if args.report else []
-    command = shlex.join(["aimc", "study", args.study, *flags, "--out", args.out, *where, *report])
+    command = shlex.join(["aimc", "study", args.study, *flags, "--out", args.out, *jobs, *report])
     found = write_plan_report(plan, out, command, Path(args.report) if args.report else None)
     for study, records in found:
         metric = study.file.comparisons[0].metric if study.file.comparisons else "test_accuracy"
