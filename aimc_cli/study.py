@@ -27,8 +27,8 @@ from typing import Any
 
 from aimc_spec.progress import Progress, format_seconds
 from aimc_spec.spec import JobSpec, SpecError
-from aimc_spec.study import VARIANT, Study, StudyJob, load_study_file
-from aimc_spec.study_report import read_result, summary_table, write_report
+from aimc_spec.study import Study, StudyJob, StudyPlan, load_plan
+from aimc_spec.study_report import read_result, summary_table, write_plan_report
 from aimc_spec.sweep import MAX_SWEEP_JOBS
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
@@ -113,15 +113,15 @@ def run_job(spec: JobSpec, runs_dir: str, label: str) -> tuple[str, float | None
     return str(output.result["status"]), output.result["final"]["test_accuracy"]
 
 
-def run_local(
-    pending: list[StudyJob], runs_dir: Path, workers: int, progress: StudyProgress
-) -> int:
-    """The pending jobs in `workers` spawned processes; EXIT_JOB_FAILED if any failed."""
+def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: StudyProgress) -> int:
+    """The pending jobs (each with its runs folder) in `workers` spawned processes;
+    EXIT_JOB_FAILED if any failed."""
     code = EXIT_OK
     context = multiprocessing.get_context("spawn")  # no forked torch state in the children
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         futures: dict[Future[tuple[str, float | None]], StudyJob] = {
-            pool.submit(run_job, job.spec, str(runs_dir), job.label): job for job in pending
+            pool.submit(run_job, job.spec, str(runs_dir), job.label): job
+            for job, runs_dir in pending
         }
         try:
             remaining: Iterable[Future[tuple[str, float | None]]] = futures
@@ -163,20 +163,21 @@ def split_grid(grid: dict[str, list[Any]], limit: int) -> list[dict[str, list[An
     ]
 
 
-def _member_key(variant: str | None, overrides: dict[str, Any]) -> str:
-    return json.dumps([variant, overrides], sort_keys=True)
+def _member_key(levels: dict[str, str], overrides: dict[str, Any]) -> str:
+    return json.dumps([levels, overrides], sort_keys=True)
 
 
-def _job_key(job: StudyJob) -> str:
-    overrides = {k: v for k, v in job.factors.items() if k != VARIANT}
-    return _member_key(job.factors.get(VARIANT), {**overrides, "seed": job.seed})
+def _job_key(study: Study, job: StudyJob) -> str:
+    levels = {k: v for k, v in job.factors.items() if k in study.levels}
+    overrides = {k: v for k, v in job.factors.items() if k not in study.levels}
+    return _member_key(levels, {**overrides, "seed": job.seed})
 
 
 class RemoteStudy:
     """Queue the study's missing jobs as sweeps and collect each as it ends."""
 
-    def __init__(self, study: Study, out: Path, client: Any, poll_s: float) -> None:
-        self.study, self.out, self.client, self.poll_s = study, out, client, poll_s
+    def __init__(self, study: Study, out: Path, client: Any) -> None:
+        self.study, self.out, self.client = study, out, client
         self.state_path = out / "remote.json"
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.ids: dict[str, str] = state.get("jobs", {})  # job label -> service job id
@@ -198,13 +199,13 @@ class RemoteStudy:
         from aimc_client import InvalidError, RateLimitError
 
         todo = {j.label: j for j in pending if j.label not in self.ids}
-        by_key = {_job_key(j): j for j in todo.values()}
+        by_key = {_job_key(self.study, j): j for j in todo.values()}
         try:
             for part in self.study.parts:
                 grid = {**part.grid, "seed": self.study.seeds}
                 for piece in split_grid(grid, self.chunk):
                     keys = [
-                        _member_key(part.variant, dict(zip(piece, values, strict=True)))
+                        _member_key(part.levels, dict(zip(piece, values, strict=True)))
                         for values in itertools.product(*piece.values())
                     ]
                     if not all(k in by_key and by_key[k].label in todo for k in keys):
@@ -213,7 +214,7 @@ class RemoteStudy:
                     sweep = self.client.sweep(part.base, piece, name=name[:100])
                     self.sweeps.append(sweep["id"])
                     for member in sweep["jobs"]:
-                        job = by_key[_member_key(part.variant, member["overrides"])]
+                        job = by_key[_member_key(part.levels, member["overrides"])]
                         self.ids[job.label] = member["id"]
                         del todo[job.label]
                     self.save()
@@ -273,31 +274,44 @@ class RemoteStudy:
         accuracy = (result.get("final") or {}).get("test_accuracy")
         return str(result["status"]), accuracy
 
-    def run(self, pending: list[StudyJob], progress: StudyProgress) -> int:
+    def step(self, waiting: dict[str, StudyJob], progress: StudyProgress) -> int:
+        """One round: queue what is not queued, collect what has ended (removed from
+        `waiting`); EXIT_JOB_FAILED if one of them failed."""
         from aimc_spec.vocabulary import TERMINAL
 
         code = EXIT_OK
-        waiting = {j.label: j for j in pending}
-        while waiting:
-            self.submit(list(waiting.values()))
-            for label, state in self.states(list(waiting)).items():
-                if state == "expired":  # deleted or expired before it was collected: again
-                    del self.ids[label]
-                    self.save()
-                elif state in TERMINAL:
-                    status, accuracy = self.collect(waiting[label])
-                    if status != "succeeded":
-                        code = EXIT_JOB_FAILED
-                    progress.job_done(waiting.pop(label), status, accuracy)
-            if waiting:
-                time.sleep(self.poll_s)
+        self.submit(list(waiting.values()))
+        for label, state in self.states(list(waiting)).items():
+            if state == "expired":  # deleted or expired before it was collected: again
+                del self.ids[label]
+                self.save()
+            elif state in TERMINAL:
+                status, accuracy = self.collect(waiting[label])
+                if status != "succeeded":
+                    code = EXIT_JOB_FAILED
+                progress.job_done(waiting.pop(label), status, accuracy)
         return code
+
+
+def run_remote(
+    remotes: list[tuple[RemoteStudy, list[StudyJob]]], poll_s: float, progress: StudyProgress
+) -> int:
+    """Every study's pending jobs on the service, all queued at once, collected as they end."""
+    code = EXIT_OK
+    waiting = [(remote, {j.label: j for j in pending}) for remote, pending in remotes]
+    while any(jobs for _, jobs in waiting):
+        for remote, jobs in waiting:
+            if jobs and remote.step(jobs, progress) != EXIT_OK:
+                code = EXIT_JOB_FAILED
+        if any(jobs for _, jobs in waiting):
+            time.sleep(poll_s)
+    return code
 
 
 # the command -------------------------------------------------------------------------------
 def cmd_study(args: argparse.Namespace) -> int:
     try:
-        study = load_study_file(args.study, quick=args.quick)
+        plan = load_plan(args.study, quick=args.quick)
     except SpecError as exc:
         for loc, msg in exc.problems:
             print(f"{loc}: {msg}" if loc else msg, file=sys.stderr)
@@ -306,51 +320,68 @@ def cmd_study(args: argparse.Namespace) -> int:
         print("--jobs: must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
     out = Path(args.out)
-    runs_dir = out / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    for stale in runs_dir.glob("*" + PARTIAL):  # left by an interrupted run
-        shutil.rmtree(stale)
-    pending = [j for j in study.jobs if not finished(runs_dir, j)]
-    done = len(study.jobs) - len(pending)
+    pending: list[tuple[StudyJob, Path]] = []
+    by_study: list[tuple[Study, list[StudyJob]]] = []
+    for study in plan.studies:
+        runs_dir = plan.folder(out, study) / "runs"
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for stale in runs_dir.glob("*" + PARTIAL):  # left by an interrupted run
+            shutil.rmtree(stale)
+        todo = [j for j in study.jobs if not finished(runs_dir, j)]
+        pending += [(j, runs_dir) for j in todo]
+        by_study.append((study, todo))
+    done = plan.jobs - len(pending)
     where = "on the service" if args.remote else f"in {min(args.jobs, len(pending) or 1)} processes"
+    parts = f" in {len(plan.studies)} parts" if plan.parted else ""
+    groups = sum(len(s.groups) for s in plan.studies)
     print(
-        f"study {study.name}: {len(study.jobs)} jobs in {len(study.groups)} groups; "
+        f"study {plan.file.name}: {plan.jobs} jobs in {groups} groups{parts}; "
         f"{done} already done, {len(pending)} to run {where}",
         file=sys.stderr,
     )
-    progress = StudyProgress(len(study.jobs), done)
+    progress = StudyProgress(plan.jobs, done)
     try:
         code = EXIT_OK
         if pending and args.remote:
-            code = _run_remote(study, out, args, pending, progress)
+            code = _run_remote(plan, out, args, by_study, progress)
         elif pending:
-            code = run_local(pending, runs_dir, min(args.jobs, len(pending)), progress)
+            code = run_local(pending, min(args.jobs, len(pending)), progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume ({out})", file=sys.stderr)
         return 130
     if code == EXIT_SERVICE:
         return code
     flags = [*(["--quick"] if args.quick else []), *(["--remote"] if args.remote else [])]
-    command = shlex.join(["aimc", "study", args.study, *flags, "--out", args.out])
-    records = write_report(study, out, command)
-    metric = study.file.comparisons[0].metric if study.file.comparisons else "test_accuracy"
-    print(summary_table(study, records, metric))
-    print(f"report: {out / 'report.md'}")
+    jobs = ["--jobs", str(args.jobs)] if not args.remote else []
+    report = ["--report", args.report] if args.report else []
+    command = shlex.join(["aimc", "study", args.study, *flags, "--out", args.out, *jobs, *report])
+    found = write_plan_report(plan, out, command, Path(args.report) if args.report else None)
+    for study, records in found:
+        metric = study.file.comparisons[0].metric if study.file.comparisons else "test_accuracy"
+        if plan.parted:
+            print(study.name)
+        print(summary_table(study, records, metric))
+    print(f"report: {out / 'report.md'}" + (f" and {args.report}" if args.report else ""))
     return code
 
 
 def _run_remote(
-    study: Study,
+    plan: StudyPlan,
     out: Path,
     args: argparse.Namespace,
-    pending: list[StudyJob],
+    by_study: list[tuple[Study, list[StudyJob]]],
     progress: StudyProgress,
 ) -> int:
     from aimc_client import ApiError, Client, InvalidError
 
     try:
         with Client(args.url, args.api_key) as client:
-            return RemoteStudy(study, out, client, args.poll).run(pending, progress)
+            remotes = [
+                (RemoteStudy(study, plan.folder(out, study), client), todo)
+                for study, todo in by_study
+                if todo
+            ]
+            return run_remote(remotes, args.poll, progress)
     except InvalidError as exc:
         print(f"{exc.status} {exc.title}", file=sys.stderr)
         for loc, msg in exc.problems:
@@ -376,6 +407,11 @@ def add_study_command(sub: Any) -> None:
         help="parallel processes here (default: one per core)",
     )
     p.add_argument("--quick", action="store_true", help="the study's `quick:` form (CI)")
+    p.add_argument(
+        "--report",
+        help="also write the report here (e.g. docs/reproduction.md), its figures copied "
+        "beside it into <name>-figures/",
+    )
     p.add_argument("--remote", action="store_true", help="run the jobs on the service as sweeps")
     p.add_argument("--url", help="the service (default $AIMC_URL, else http://127.0.0.1:8000)")
     p.add_argument("--api-key", help="your API key (default $AIMC_API_KEY)")

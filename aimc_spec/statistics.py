@@ -1,5 +1,6 @@
 """Statistics over seeds: mean, std, Student-t confidence intervals, Welch's and the paired
-t-test on a difference of means, and the verdict a claim earns from them.
+t-test on a difference of means, the least-squares slope of a trend, the ratio of paired
+values against a formula, and the verdict a claim earns from any of their intervals.
 
 A study's claims are judged on a handful of seeds, so every interval uses Student's t
 (not the normal 1.96, which at n = 3 is a third too narrow). scipy supplies the t
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 CONFIDENCE = 0.95
 Expect = Literal["greater", "less", "equal"]
@@ -132,8 +133,89 @@ def _exact(
     return Difference(test, sa, sb, estimate, estimate, estimate, t_value, df, p)
 
 
-def verdict(diff: Difference, expect: Expect, margin: float = 0.0) -> str:
-    """Judge the claim on d = mean(a) - mean(b) from its confidence interval [lo, hi]:
+@dataclass(frozen=True)
+class Estimate:
+    """One estimated quantity (a slope, a relative deviation from a formula) with its
+    two-sided confidence interval, t statistic against 0, degrees of freedom, p-value and
+    the number of observations it rests on."""
+
+    test: str
+    n: int
+    estimate: float
+    ci_low: float
+    ci_high: float
+    t: float
+    df: float
+    p_value: float
+
+
+def _undefined(test: str, n: int, estimate: float = math.nan) -> Estimate:
+    return Estimate(test, n, estimate, math.nan, math.nan, math.nan, math.nan, 1.0)
+
+
+def slope(xs: Sequence[float], ys: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+    """The least-squares slope b of y = a + b x with its Student-t interval: with
+    Sxx = sum (x - x̄)², b = sum (x - x̄)(y - ȳ) / Sxx, residual variance s² = sum r² / (n - 2)
+    and se(b) = s / sqrt(Sxx), df = n - 2. Pairs with a non-finite value are dropped; fewer
+    than three points or a single x leave the interval undefined."""
+    pairs = [(float(x), float(y)) for x, y in zip(xs, ys, strict=True) if math.isfinite(x + y)]
+    n = len(pairs)
+    if n < 2:
+        return _undefined("slope", n)
+    mx = math.fsum(x for x, _ in pairs) / n
+    my = math.fsum(y for _, y in pairs) / n
+    sxx = math.fsum((x - mx) ** 2 for x, _ in pairs)
+    if sxx == 0:
+        return _undefined("slope", n)
+    b = math.fsum((x - mx) * (y - my) for x, y in pairs) / sxx
+    if n < 3:
+        return _undefined("slope", n, b)
+    residual = math.fsum((y - my - b * (x - mx)) ** 2 for x, y in pairs)
+    df = n - 2
+    se = math.sqrt(residual / df / sxx)
+    if se == 0:  # the points lie on a line: the slope is known exactly
+        t_value = math.copysign(math.inf, b) if b else 0.0
+        return Estimate("slope", n, b, b, b, t_value, df, 0.0 if b else 1.0)
+    half = t_quantile((1 + confidence) / 2, df) * se
+    p = _t_two_sided_p(b / se, df)
+    return Estimate("slope", n, b, b - half, b + half, b / se, df, p)
+
+
+def ratio_deviation(
+    a: Sequence[float], b: Sequence[float], expected: float, confidence: float = CONFIDENCE
+) -> Estimate:
+    """How far the paired ratios a_i / b_i lie from an expected ratio, relatively: the mean of
+    q_i = (a_i / b_i) / expected - 1 with its Student-t interval (df = n - 1). 0 means the
+    ratio is as the formula says; 0.05 means 5% above it."""
+    if len(a) != len(b):
+        raise ValueError(f"paired ratios need equal lengths, got {len(a)} and {len(b)}")
+    if not math.isfinite(expected) or expected == 0:
+        raise ValueError(f"the expected ratio must be finite and non-zero, got {expected}")
+    qs = [float(x) / float(y) / expected - 1 for x, y in zip(a, b, strict=True) if y != 0]
+    s = summarise(qs, confidence)
+    if s.n < 2:
+        return _undefined("ratio", s.n, s.mean)
+    if s.std == 0:
+        t_value = math.copysign(math.inf, s.mean) if s.mean else 0.0
+        return Estimate("ratio", s.n, s.mean, s.mean, s.mean, t_value, s.n - 1, float(s.mean == 0))
+    se = s.std / math.sqrt(s.n)
+    p = _t_two_sided_p(s.mean / se, s.n - 1)
+    return Estimate("ratio", s.n, s.mean, s.ci_low, s.ci_high, s.mean / se, s.n - 1, p)
+
+
+class Interval(Protocol):
+    """What a verdict is drawn from: a two-sided confidence interval."""
+
+    @property
+    def ci_low(self) -> float: ...
+
+    @property
+    def ci_high(self) -> float: ...
+
+
+def verdict(diff: Interval, expect: Expect, margin: float = 0.0) -> str:
+    """Judge the claim on an estimate d (a difference of means, a slope, a relative
+    deviation) from its confidence interval [lo, hi]:
 
     - greater: d > margin. holds if lo > margin; does not hold if hi < margin.
     - less:    d < margin. holds if hi < margin; does not hold if lo > margin.

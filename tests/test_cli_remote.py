@@ -334,3 +334,65 @@ def test_study_remote_is_a_sweep_collected_and_resumed(
     assert [g["jobs"] for g in by_lr["groups"]] == [g["jobs"] for g in groups]  # type: ignore[index]
     assert main(["compare", sweep["id"], "--group-by", "optimizer.lrr"]) == 2
     assert "--group-by: no job's spec has optimizer.lrr" in capsys.readouterr().err
+
+
+PARTED = """
+name: parted
+spec:
+  model: {hidden: [16]}
+  training: {steps: 10, micro_batch_size: 8, eval_every: 5}
+seeds: [1, 2]
+parts:
+  - name: lr
+    grid: {optimizer.lr: [0.05, 0.3]}
+    comparisons:
+      - name: "L: larger steps"
+        claims:
+          - {kind: trend, x: optimizer.lr, expect: greater}
+  - name: kinds
+    factors:
+      weights:
+        - {name: digital, overrides: {analog.enabled: false, optimizer.algorithm: sgd}}
+        - {name: analog, overrides: {}}
+      depth:
+        - {name: one, value: 1, overrides: {pipeline.stages: 1}}
+        - {name: two, value: 2, overrides: {pipeline.stages: 2}}
+    comparisons:
+      - name: "K: analog against digital"
+        claims:
+          - {a: {weights: analog}, b: {weights: digital}, test: paired}
+"""
+
+
+def test_a_study_with_parts_and_factors_runs_remote_as_one_sweep_per_level(
+    tmp_path: Path,
+    live_service: LiveService,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = live_service.new_user("parted")
+    monkeypatch.setenv("AIMC_API_KEY", key)
+    study = spec_file(tmp_path, PARTED, "parted.yaml")
+    out = tmp_path / "out"
+    argv = ["study", str(study), "--remote", "--out", str(out), "--poll", "0.3"]
+    assert main(argv) == 0
+    assert "12 jobs in 6 groups in 2 parts; 0 already done" in capsys.readouterr().err
+    lr = json.loads((out / "lr" / "remote.json").read_text())
+    kinds = json.loads((out / "kinds" / "remote.json").read_text())
+    assert (len(lr["sweeps"]), len(kinds["sweeps"])) == (1, 4)  # a sweep per level pair
+    with Client(live_service.url, key) as client:
+        assert len(client.sweeps()) == 5 and len(list(client.jobs())) == 12
+        job = client.get(kinds["jobs"]["digital_two_seed=2"])
+        spec = job["spec"]
+        assert (spec["analog"]["enabled"], spec["pipeline"]["stages"], spec["seed"]) == (
+            False,
+            2,
+            2,
+        )
+    for part, jobs in (("lr", 4), ("kinds", 8)):
+        with (out / part / "runs.csv").open() as f:
+            assert [r["status"] for r in csv.DictReader(f)] == ["succeeded"] * jobs
+    report = (out / "report.md").read_text()
+    verdicts = report.split("## Verdicts")[1].split("## Part")[0]
+    assert "| L: larger steps |" in verdicts and "slope = " in verdicts
+    assert verdicts.count("| K: analog against digital |") == 2  # depth one and two

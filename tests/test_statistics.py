@@ -14,6 +14,8 @@ from aimc_spec.statistics import (
     Difference,
     Summary,
     paired,
+    ratio_deviation,
+    slope,
     summarise,
     t_quantile,
     verdict,
@@ -108,3 +110,51 @@ def test_verdicts(lo: float, hi: float, expect: str, margin: float, expected: st
 
 def test_one_seed_is_inconclusive() -> None:
     assert verdict(welch([0.9], [0.1, 0.2]), "greater") == INCONCLUSIVE
+
+
+def test_slope_against_scipy_linregress() -> None:
+    xs = [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0]
+    ys = [0.10, 0.14, 0.19, 0.25, 0.31, 0.28, 0.42]
+    est = slope(xs, ys)
+    ref = stats.linregress(xs, ys)
+    assert est.estimate == pytest.approx(ref.slope)
+    assert est.df == 5 and est.n == 7
+    half = stats.t.ppf(0.975, 5) * ref.stderr  # se(b) = s / sqrt(Sxx)
+    assert (est.ci_low, est.ci_high) == pytest.approx((ref.slope - half, ref.slope + half))
+    assert est.p_value == pytest.approx(ref.pvalue)
+    assert verdict(est, "greater") == HOLDS and verdict(est, "less") == DOES_NOT_HOLD
+
+
+def test_slope_by_hand_and_its_edge_cases() -> None:
+    # y = 1 + 2x exactly: the slope is known, its interval has no width
+    exact = slope([1, 2, 3], [3, 5, 7])
+    assert (exact.estimate, exact.ci_low, exact.ci_high, exact.p_value) == (2.0, 2.0, 2.0, 0.0)
+    # x̄ = 2, Sxx = 2, b = ((-1)(0) + (1)(2)) / 2 = 1 with the middle point 1 off the line:
+    # residuals (1/3, -2/3, 1/3), s² = (2/3) / 1, se = sqrt(s² / Sxx) = sqrt(1/3)
+    est = slope([1, 2, 3], [0, 0, 2])
+    assert est.estimate == pytest.approx(1.0)
+    assert est.ci_high - est.ci_low == pytest.approx(2 * 12.7062047 * math.sqrt(1 / 3))
+    assert math.isnan(slope([1, 1, 1], [1, 2, 3]).ci_low)  # one x: no slope
+    two = slope([1, 2], [1, 3])
+    assert two.estimate == 2.0 and math.isnan(two.ci_low)  # no residual degrees of freedom
+    assert slope([1, 2, 3, math.nan], [1, 2, 3, 4]).n == 3
+    assert verdict(two, "greater") == INCONCLUSIVE
+
+
+def test_ratio_deviation_by_hand() -> None:
+    a, b = [1.5, 1.6, 1.7], [1.0, 1.0, 1.0]
+    est = ratio_deviation(a, b, 1.6)  # q = (1.5/1.6 - 1, 0, 1.7/1.6 - 1) = (-1/16, 0, 1/16)
+    assert est.estimate == pytest.approx(0.0, abs=1e-12)
+    sd = math.sqrt((2 * (1 / 16) ** 2) / 2)
+    half = 4.3026527 * sd / math.sqrt(3)  # t_{0.975,2}
+    assert (est.ci_low, est.ci_high) == pytest.approx((-half, half))
+    assert half == pytest.approx(0.1553, abs=1e-4)
+    assert verdict(est, "equal", 0.2) == HOLDS and verdict(est, "equal", 0.1) == INCONCLUSIVE
+    constant = ratio_deviation([2.0, 4.0], [1.0, 2.0], 1.6)  # both ratios 2: 25% above
+    assert (constant.estimate, constant.ci_low, constant.ci_high) == pytest.approx(
+        (0.25, 0.25, 0.25)
+    )
+    assert verdict(constant, "equal", 0.05) == DOES_NOT_HOLD
+    assert verdict(constant, "greater") == HOLDS  # above the formula
+    with pytest.raises(ValueError, match="non-zero"):
+        ratio_deviation([1.0], [1.0], 0.0)

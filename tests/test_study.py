@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scipy import stats
 
 from aimc_spec.spec import SpecError
 from aimc_spec.statistics import HOLDS, welch
-from aimc_spec.study import load_study_file, parse_study
-from aimc_spec.study_report import evaluate_claim, load_runs, runs_csv, summary_csv
+from aimc_spec.study import load_study_file, parse_plan, parse_study
+from aimc_spec.study_report import evaluate_claim, load_runs, measure, runs_csv, summary_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -217,3 +219,288 @@ def test_report_statistics_from_run_folders(tmp_path: Path) -> None:
     [result] = evaluate_claim(s, s.file.comparisons[0], s.file.comparisons[0].claims[0], records)
     expected = welch(accuracies["async"], accuracies["sequential"])
     assert result.difference == expected and result.verdict == HOLDS
+
+
+DIGITAL = {"analog.enabled": False, "optimizer.algorithm": "sgd"}
+
+
+def test_named_factors_cross_with_each_other_and_the_grid() -> None:
+    s = parse_study(
+        study(
+            grid={"optimizer.lr": [0.05, 0.2]},
+            factors={
+                "device": [{"name": "digital", "overrides": DIGITAL}, {"name": "analog"}],
+                "depth": [
+                    {"name": "p1", "value": 1, "overrides": {"pipeline.stages": 1}},
+                    {"name": "p3", "value": 3, "overrides": {"pipeline.stages": 3}},
+                ],
+            },
+            seeds=[1],
+        ),
+        ROOT,
+    )
+    assert s.keys == ["device", "depth", "optimizer.lr"]
+    assert [g.label for g in s.groups][:3] == [
+        "digital, p1, lr=0.05",
+        "digital, p1, lr=0.2",
+        "digital, p3, lr=0.05",
+    ]
+    job = s.matching({"device": "digital", "depth": "p3", "optimizer.lr": 0.2})[0].jobs[0]
+    assert (job.spec.analog.enabled, job.spec.pipeline.stages, job.spec.optimizer.lr) == (
+        False,
+        3,
+        0.2,
+    )
+    assert [p.levels for p in s.parts][1] == {"device": "digital", "depth": "p3"}
+    assert s.position("depth", "p3") == 3.0 and s.position("optimizer.lr", 0.2) == 0.2
+    quick = parse_study(
+        study(
+            factors={"device": [{"name": "digital", "overrides": DIGITAL}, {"name": "analog"}]},
+            quick={"factors": {"device": ["analog"]}},
+        ),
+        ROOT,
+        quick=True,
+    )
+    assert [g.label for g in quick.groups] == ["analog"]
+
+
+def test_factor_and_claim_errors_name_the_field() -> None:
+    found = dict(
+        problems(
+            study(
+                grid={"optimizer.lr": [0.1, 0.2]},
+                factors={
+                    "device": [{"name": "digital", "overrides": DIGITAL}, {"name": "analog"}],
+                    "alg": [{"name": "sgd", "overrides": {"optimizer.algorithm": "sgd"}}],
+                },
+                quick={"factors": {"device": ["ideal"], "size": ["x"]}},
+            ),
+            quick=True,
+        )
+    )
+    assert found["factors.alg.0.overrides.optimizer.algorithm"] == "is set by factor 'device' too"
+    assert found["quick.factors.device"] == "['ideal']: a non-empty choice of ['digital', 'analog']"
+    assert found["quick.factors.size"] == "not a named factor; allowed: ['device', 'alg']"
+    found = dict(
+        problems(
+            study(
+                grid={"optimizer.lr": [0.1, 0.2]},
+                factors={"device": [{"name": "digital", "overrides": DIGITAL}, {"name": "analog"}]},
+                comparisons=[
+                    {
+                        "name": "c",
+                        "claims": [
+                            {"kind": "trend", "x": "device"},
+                            {"kind": "trend", "x": "optimizer.lr", "a": {"device": "analog"}},
+                            {
+                                "kind": "ratio",
+                                "a": {"device": "analog"},
+                                "b": {"device": "digital"},
+                                "formula": "B / 2",
+                                "symbols": {"B": "device"},
+                            },
+                        ],
+                    }
+                ],
+            )
+        )
+    )
+    assert "'device' has values that are not numbers" in found["comparisons.0.claims.0.x"]
+    assert "comparisons.0.claims.1" not in found  # a trend over one side's groups is fine
+    assert found["comparisons.0.claims.2.symbols.B"] == "'device' is fixed by a and b; it must vary"
+
+    form = dict(
+        problems(
+            study(
+                factors={"Bad.Name": [{"name": "x"}], "empty": []},
+                comparisons=[
+                    {
+                        "name": "c",
+                        "claims": [
+                            {"kind": "trend"},
+                            {"kind": "ratio", "a": {}, "b": {}},
+                            {"kind": "ratio", "formula": "__import__('os').getcwd()"},
+                            {"kind": "ratio", "formula": "B + 1"},
+                            {"x": "optimizer.lr"},
+                        ],
+                    }
+                ],
+            )
+        )
+    )
+    assert "a factor's name is lower-case letters" in form["factors"]
+    tail = problems(study(comparisons=[{"name": "c", "tail": 3, "target": 0.9}]))
+    assert tail == [
+        ("comparisons.0.tail", "a time-to-target comparison looks at every point, not a tail")
+    ]
+    assert form["comparisons.0.claims.0.x"] == "a trend claim needs the factor it runs along"
+    assert form["comparisons.0.claims.1.formula"] == "a ratio claim needs the expected ratio"
+    assert "only numbers, names and + - * / **" in form["comparisons.0.claims.2.formula"]
+    assert form["comparisons.0.claims.3.symbols"] == "the formula's ['B'] need a factor each"
+    assert form["comparisons.0.claims.4.x"] == "not a field of a difference claim"
+    logs = dict(
+        problems(
+            study(
+                grid={"optimizer.lr_decay": [None]},
+                factors={"f": [{"name": "a", "value": 0}, {"name": "b", "value": 1}]},
+                comparisons=[{"name": "c", "claims": [{"kind": "trend", "x": "f", "log_x": True}]}],
+            )
+        )
+    )
+    assert logs["comparisons.0.claims.0.x"] == "log_x needs positive values of 'f', got [0.0, 1.0]"
+
+
+def test_parts_take_the_top_spec_seeds_and_quick() -> None:
+    data = {
+        "name": "paper",
+        "spec": BASE,
+        "seeds": [1, 2, 3],
+        "quick": {"overrides": {"training.steps": 4}, "seeds": [1]},
+        "parts": [
+            {"name": "one", "grid": {"optimizer.lr": [0.1, 0.2]}},
+            {
+                "name": "two",
+                "spec": {**BASE, "model": {"hidden": [8]}},
+                "seeds": [7],
+                "quick": {"overrides": {"training.eval_every": 2}},
+            },
+        ],
+    }
+    plan = parse_plan(data, ROOT)
+    one, two = plan.studies
+    assert plan.parted and plan.jobs == 7 and (one.name, two.name) == ("one", "two")
+    assert one.seeds == [1, 2, 3] and two.seeds == [7]
+    assert two.jobs[0].spec.model.hidden == [8]
+    assert plan.folder(Path("out"), two) == Path("out/two")
+    quick = parse_plan(data, ROOT, quick=True)
+    first, second = quick.studies
+    assert [j.seed for j in second.jobs] == [1]
+    assert first.jobs[0].spec.training.steps == 4
+    assert second.jobs[0].spec.training.steps == 4  # the top's quick overrides, merged
+    assert second.jobs[0].spec.training.eval_every == 2
+    assert problems(data)[0] == ("parts", "this study has parts: read it with parse_plan")
+
+    bad: dict[str, Any] = {
+        "name": "p",
+        "grid": {"optimizer.lr": [0.1]},
+        "parts": [{"name": "a b", "spec": BASE}],
+    }
+    with pytest.raises(SpecError) as info:
+        parse_plan(bad, ROOT)
+    assert info.value.problems == [("grid", "a study with parts keeps it in each part")]
+    del bad["grid"]
+    with pytest.raises(SpecError) as info:
+        parse_plan(bad, ROOT)
+    assert info.value.problems[0][0] == "parts.0.name"
+    bad["parts"] = [{"name": "x", "spec": BASE, "parts": [{"name": "y", "spec": BASE}]}]
+    with pytest.raises(SpecError) as info:
+        parse_plan(bad, ROOT)
+    assert info.value.problems == [("parts.0.parts", "parts do not nest")]
+    located = {
+        "name": "p",
+        "spec": BASE,
+        "parts": [{"name": "a", "grid": {"pipeline.stages": [9]}}],
+    }
+    with pytest.raises(SpecError) as info:
+        parse_plan(located, ROOT)
+    assert info.value.problems[0][0] == "parts.0.grid.pipeline.stages"
+
+
+def write_points(runs: Path, label: str, points: list[dict[str, float]], makespan: float) -> None:
+    folder = runs / label
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    result = {"status": "succeeded", "timeline": {"makespan_ns": makespan}, "wall_seconds": 1}
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def test_tail_and_time_to_target_measures(tmp_path: Path) -> None:
+    s = parse_study(
+        study(
+            comparisons=[
+                {"name": "tail", "tail": 2},
+                {"name": "target", "target": 0.5},
+                {"name": "loss", "metric": "test_loss", "target": 1.0},
+            ]
+        ),
+        ROOT,
+    )
+    points = [
+        {"sim_time_ns": 10.0, "test_accuracy": 0.3, "test_loss": 2.0},
+        {"sim_time_ns": 20.0, "test_accuracy": 0.6, "test_loss": 0.9},
+        {"sim_time_ns": 30.0, "test_accuracy": 0.4, "test_loss": 1.5},
+    ]
+    write_points(tmp_path, s.jobs[0].label, points, 30.0)
+    record = load_runs(s, tmp_path)[s.jobs[0].label]
+    tail, target, loss = s.file.comparisons
+    assert measure(record, tail) == pytest.approx(0.5)  # mean of 0.6 and 0.4
+    assert measure(record, target) == 20.0  # the first point at or above 0.5
+    assert measure(record, loss) == 20.0  # a loss reaches its target from above
+    never = target.model_copy(update={"target": 0.9})
+    assert math.isnan(measure(record, never))
+
+
+def test_trend_and_ratio_claims_from_run_folders(tmp_path: Path) -> None:
+    lrs = [0.05, 0.1, 0.2]
+    s = parse_study(
+        study(
+            grid={"optimizer.lr": lrs, "pipeline.schedule": ["gpipe", "async"]},
+            seeds=[1, 2],
+            comparisons=[
+                {
+                    "name": "gap",
+                    "claims": [
+                        {
+                            "kind": "trend",
+                            "a": {"pipeline.schedule": "gpipe"},
+                            "b": {"pipeline.schedule": "async"},
+                            "x": "optimizer.lr",
+                            "log_x": True,
+                        }
+                    ],
+                },
+                {
+                    "name": "time",
+                    "metric": "sim_time_ns",
+                    "claims": [
+                        {
+                            "kind": "ratio",
+                            "a": {"pipeline.schedule": "gpipe"},
+                            "b": {"pipeline.schedule": "async"},
+                            "formula": "10 * lr",
+                            "symbols": {"lr": "optimizer.lr"},
+                            "expect": "equal",
+                            "margin": 0.1,
+                        }
+                    ],
+                },
+            ],
+        ),
+        ROOT,
+    )
+    accuracy = {"gpipe": {1: 0.9, 2: 0.8}, "async": {1: 0.85, 2: 0.8}}
+    for job in s.jobs:
+        lr, schedule = job.factors["optimizer.lr"], job.factors["pipeline.schedule"]
+        # the gap grows with lr: gpipe - async = (seed 1: 0.05, seed 2: 0) + lr
+        value = accuracy[schedule][job.seed] + (lr if schedule == "gpipe" else 0.0)
+        makespan = 100.0 * (
+            10 * lr * (1.02 if job.seed == 1 else 0.98) if schedule == "gpipe" else 1
+        )
+        write_points(tmp_path, job.label, [{"test_accuracy": value}], makespan)
+    records = load_runs(s, tmp_path)
+    gap, time = s.file.comparisons
+    [trend] = evaluate_claim(s, gap, gap.claims[0], records)
+    xs = [math.log(lr) for lr in lrs for _ in (1, 2)]
+    ys = [d + lr for lr in lrs for d in (0.05, 0.0)]
+    reference = stats.linregress(xs, ys)
+    assert trend.difference is not None and trend.verdict == HOLDS
+    assert trend.difference.estimate == pytest.approx(reference.slope)
+    assert trend.difference.p_value == pytest.approx(reference.pvalue)
+    assert trend.stratum == {} and "0.05: 0.075" in trend.detail
+    ratios = evaluate_claim(s, time, time.claims[0], records)
+    assert [r.stratum for r in ratios] == [{"optimizer.lr": lr} for lr in lrs]
+    for r in ratios:  # a/b = formula * (1.02, 0.98): deviations +-0.02 around 0
+        assert r.difference is not None and r.difference.estimate == pytest.approx(0.0, abs=1e-12)
+        half = 12.7062047 * 0.02 * math.sqrt(2) / math.sqrt(2)
+        assert r.difference.ci_high == pytest.approx(half)
+        assert r.verdict == "inconclusive"  # 2 seeds: t_{0.975,1} = 12.7 makes it wide
