@@ -495,7 +495,7 @@ class Device(nn.Module):
         the point where q_+ = q_-. Instead of iterating ~10^4 pairs (seconds per
         tile), that zero is found by bisection on f, with the same clipped pulses;
         an element with no zero walks to a bound and stays there (checked against
-        the iteration in tests/test_devices.py). Devices with constant steps (no
+        the iteration in tests/engine/test_devices.py). Devices with constant steps (no
         slopes) have no symmetric point: 0, where a fresh array starts.
         """
         lo, hi, s_up, s_down = (torch.as_tensor(v, dtype=torch.float32) for v in self.params())

@@ -27,7 +27,7 @@ from service.store import JobStore
 REDIS_TEST_URL = os.environ.get("AIMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs the update chains op by op (the fallback every machine has): compiling
-# them costs seconds per process and per worker. tests/test_fused.py compiles them and
+# them costs seconds per process and per worker. tests/engine/test_fused.py compiles them and
 # checks that both paths give the same numbers.
 os.environ.setdefault("AIMC_FUSE", "0")
 

@@ -18,7 +18,7 @@ from aimc_spec.statistics import HOLDS, welch
 from aimc_spec.study import load_study_file, parse_plan, parse_study
 from aimc_spec.study_report import evaluate_claim, load_runs, measure, runs_csv, summary_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
 
 

@@ -58,7 +58,7 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
     excluded = [schemathesis.checks.positive_data_acceptance]
     if case.path == "/readyz":
         # 503 is readiness saying "a worker did not answer within 1 s" (documented); a
-        # worker busy forking its next child can miss one ping. tests/test_api.py checks
+        # worker busy forking its next child can miss one ping. tests/api/test_api.py checks
         # the 200 with a worker up.
         excluded.append(schemathesis.checks.not_a_server_error)
     case.call_and_validate(headers=headers, excluded_checks=excluded)

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from aimc_engine.cli import main
 from aimc_spec.spec import load_spec_file
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
 
 def aimc(*args: str) -> subprocess.CompletedProcess:

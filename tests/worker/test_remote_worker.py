@@ -25,8 +25,8 @@ from service.serve import free_port, redis_binary, wait_for_port, worker_command
 from service.settings import Settings
 from service.store import JobStore
 from tests.conftest import ROOT
-from tests.test_datasets import save_npz
-from tests.test_restarts import descendants
+from tests.engine.test_datasets import save_npz
+from tests.worker.test_restarts import descendants
 
 ADMIN = "remote-admin"
 

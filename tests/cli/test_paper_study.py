@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aimc_cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VERDICT = re.compile(r"\*\*(holds|does not hold|inconclusive)\*\* \|$")
 CLAIMS = ("C1:", "C2:", "C3:", "C4:", "C5:", "Compensation:")
 

@@ -15,9 +15,9 @@ from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
 from service.app import create_app
 from service.settings import Settings
 from service.store import JobStore
+from tests.api.test_api import ADMIN, new_user
 from tests.conftest import REDIS_TEST_URL
-from tests.test_api import ADMIN, new_user
-from tests.test_datasets import save_npz
+from tests.engine.test_datasets import save_npz
 
 REFUSED = "only under the directories its operator allows"
 
