@@ -21,6 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aimc_spec.spec import spec_problems
 from aimc_spec.vocabulary import QUEUE
+from aimc_store.reads import AsyncReads
+from aimc_store.stats import DURATION_BUCKETS_S
+from aimc_store.store import JobStore, fail_fast
 from service import ui
 from service.errors import PROBLEM, ProblemError, problem_handler
 from service.events import stream_client
@@ -28,7 +31,6 @@ from service.middleware import ConfineDatasetPaths, LimitAndCount
 from service.reaper import Reaper
 from service.routes import datasets, jobs, sweeps, users
 from service.settings import Settings, get_settings
-from service.store import DURATION_BUCKETS_S, AsyncReads, JobStore, fail_fast
 
 STORE_RETRY_AFTER_S = 2
 
@@ -40,13 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
         app.state.settings = s
-        app.state.store = JobStore.from_url(
-            s.redis_url,
-            s.key_prefix,
-            s.retention_seconds,
-            artifact_dir=s.artifact_dir,
-            inline_max_bytes=s.artifact_inline_max_bytes,
-        )
+        app.state.store = JobStore.from_settings(s)
         app.state.aredis = aioredis.Redis.from_url(s.redis_url, retry=fail_fast())
         app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
         app.state.reads = AsyncReads(app.state.aredis, app.state.store)

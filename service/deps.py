@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from aimc_store.reads import AsyncReads
+from aimc_store.records import Job
+from aimc_store.store import JobStore
 from service.errors import ProblemError
 from service.settings import Settings, get_settings
-from service.store import AsyncReads, JobStore
 
 
 async def app_settings(request: Request) -> Settings:
@@ -90,12 +92,12 @@ def admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] 
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> Job:
     """The job if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
     job = store.get_job(job_id)
-    if job is None or job["owner"] != user:
+    if job is None or job.owner != user:
         raise ProblemError(404, "Not Found", f"no job {job_id!r}")
     return job
 
 
-OwnedJob = Annotated[dict[str, Any], Depends(owned_job)]
+OwnedJob = Annotated[Job, Depends(owned_job)]

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
-from service.store import JobStore
 from tests.conftest import REDIS_TEST_URL
 
 ADMIN = "admin-secret"
@@ -233,10 +233,10 @@ def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
     assert name not in [u["name"] for u in client.get("/v1/users", headers=admin).json()]
     store = client.app.state.store  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
-    while (job := store.get_job(job_id))["state"] not in ("cancelled", "succeeded", "failed"):
+    while (job := store.get_job(job_id)).state not in ("cancelled", "succeeded", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    assert job["state"] == "cancelled"  # a deleted user's live jobs are cancelled
+    assert job.state == "cancelled"  # a deleted user's live jobs are cancelled
     # the name is free again
     assert client.post("/v1/users", json={"name": name}, headers=admin).status_code == 201
 

@@ -6,15 +6,16 @@ sees it or can use it (anyone else gets 404, or 422 at submit, as if it did not 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError, describe, read_npz
+from aimc_store.records import Dataset
+from aimc_store.store import JobStore
 from service.deps import CurrentUser, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
-from service.store import JobStore
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 UNPACKED_FACTOR = 4  # an upload may decompress to at most this times the upload limit
@@ -30,6 +31,21 @@ class DatasetOut(BaseModel):
     sample_shape: list[int]
     classes: int
     x_dtype: str
+
+    @classmethod
+    def of(cls, record: Dataset) -> DatasetOut:
+        """The public view of a stored dataset (its owner is not shown)."""
+        return cls(
+            id=record.id,
+            name=record.name,
+            created=record.created,
+            bytes=record.bytes,
+            n_train=record.n_train,
+            n_test=record.n_test,
+            sample_shape=record.sample_shape,
+            classes=record.classes,
+            x_dtype=record.x_dtype,
+        )
 
 
 def _invalid(detail: str) -> ProblemError:
@@ -84,27 +100,27 @@ async def upload(
         raise _invalid(str(exc)) from None
     dataset_id = store.put_dataset(user, name, data, info)
     record = store.dataset(dataset_id)
-    assert record is not None
-    return DatasetOut(**record)
+    assert record is not None  # just stored
+    return DatasetOut.of(record)
 
 
 @router.get("", response_model=list[DatasetOut], responses=responses(401, 429))
 def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
     """The caller's uploads, newest first."""
     records = (store.dataset(d) for d in store.dataset_ids(user))
-    return [DatasetOut(**r) for r in records if r is not None]
+    return [DatasetOut.of(r) for r in records if r is not None]
 
 
-def _owned(store: JobStore, dataset_id: str, user: str) -> dict[str, Any]:
+def _owned(store: JobStore, dataset_id: str, user: str) -> Dataset:
     record = store.dataset(dataset_id)
-    if record is None or record["owner"] != user:
+    if record is None or record.owner != user:
         raise ProblemError(404, "Not Found", f"no dataset {dataset_id!r}")
     return record
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=responses(401, 404, 429))
 def get_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> DatasetOut:
-    return DatasetOut(**_owned(store, dataset_id, user))
+    return DatasetOut.of(_owned(store, dataset_id, user))
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 429))
