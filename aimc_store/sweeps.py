@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aimc_spec.vocabulary import TERMINAL
@@ -14,6 +14,11 @@ from aimc_store.base import StoreBase
 from aimc_store.records import Sweep, SweepMember
 
 EXPIRED = "expired"  # a member job's state once it was deleted or its retention ended
+
+
+def all_ended(states: Iterable[str]) -> bool:
+    """Every member job has ended (or is gone): the sweep's curves will not change again."""
+    return all(state in (*TERMINAL, EXPIRED) for state in states)
 
 
 class Sweeps(StoreBase):
@@ -67,8 +72,7 @@ class Sweeps(StoreBase):
         return [s.decode() if s is not None else EXPIRED for s in pipe.execute()]
 
     def sweep_ended(self, sweep: Sweep) -> bool:
-        """Every member job has ended (or is gone): its curves will not change again."""
-        return all(state in (*TERMINAL, EXPIRED) for state in self.member_states(sweep))
+        return all_ended(self.member_states(sweep))
 
     def sweep_plot(self, sweep_id: str) -> bytes | None:
         """The final overlay plot (PNG), once a worker drew it."""

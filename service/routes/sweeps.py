@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field
 from aimc_spec.comparison import final_metrics
 from aimc_spec.spec import SpecError
 from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
-from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, QUEUE, TERMINAL
+from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, QUEUE
 from aimc_store.records import Sweep, SweepMember
 from aimc_store.store import JobStore
-from aimc_store.sweeps import EXPIRED
+from aimc_store.sweeps import EXPIRED, all_ended
 from service.admission import admit, check_room, check_spec, send
 from service.deps import CurrentUser, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
@@ -41,7 +41,7 @@ class SweepIn(BaseModel):
 class SweepJob(BaseModel):
     id: str
     overrides: dict[str, Any]
-    state: str = Field(description="The job's state; `expired` once it was deleted or expired.")
+    state: str = Field(description=f"The job's state; `{EXPIRED}` once deleted or expired.")
     final: dict[str, Any] = Field(description="Its latest metric point's comparison columns.")
 
 
@@ -52,7 +52,7 @@ class SweepOut(BaseModel):
     grid: dict[str, list[Any]]
     jobs: list[SweepJob]
     states: dict[str, int] = Field(description="How many jobs are in each state.")
-    done: bool = Field(description="Every job has ended; the plot is final.")
+    done: bool = Field(description="Every job has ended and a worker has drawn the overlay plot.")
     plot: str = Field(description="Path of the overlay plot (PNG).")
 
 
@@ -82,7 +82,7 @@ def _view(request: Request, store: JobStore, sweep: Sweep) -> SweepOut:
         latest = store.latest_metric(member.job) if state != EXPIRED else None
         final = final_metrics([latest]) if latest else {}
         jobs.append(SweepJob(id=member.job, overrides=member.overrides, state=state, final=final))
-    ended = all(j.state in (*TERMINAL, EXPIRED) for j in jobs)
+    ended = all_ended(j.state for j in jobs)
     plotted = ended and store.has_sweep_plot(sweep.id)
     if ended and not plotted:
         _ask_for_plot(request, store, sweep.id)
@@ -166,10 +166,10 @@ def sweep_plot(request: Request, sweep_id: str, user: CurrentUser, store: StoreD
     if png is not None:
         return Response(png, media_type="image/png")
     states = store.member_states(sweep)
-    running = sum(state not in (*TERMINAL, EXPIRED) for state in states)
-    if running:
+    unended = [state for state in states if not all_ended([state])]
+    if unended:
         detail = (
-            f"{running} of the sweep's {len(states)} jobs have not ended; the overlay plot "
+            f"{len(unended)} of the sweep's {len(states)} jobs have not ended; the overlay plot "
             "is drawn when the last one ends (compare the jobs so far with GET "
             f"/v1/sweeps/{sweep_id})"
         )
