@@ -19,3 +19,6 @@ STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
 
 QUEUE = "aimc"  # the Celery queue jobs wait in
 RUN_JOB_TASK = "aimc.run_job"  # the task name the API sends and the worker registers
+# the task that draws a sweep's overlay plot, sent by the API for an ended sweep whose
+# plot no worker drew (its last job ended before the sweep was recorded as such)
+DRAW_SWEEP_PLOT_TASK = "aimc.draw_sweep_plot"

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from aimc_spec.spec import parse_spec
+from aimc_store.settings import INLINE_MAX_BYTES
+from aimc_store.store import JobStore
 from service.serve import free_port, redis_binary, wait_for_port
-from service.store import INLINE_MAX_BYTES, JobStore
 
 
 def job_memory(store: JobStore, job_id: str) -> dict[str, int]:
@@ -48,7 +49,7 @@ def run_one(url: str, spec: dict, artifact_dir: Path | None) -> tuple[dict[str, 
     _run(store, job_id, spec, "bench")
     seconds = time.perf_counter() - started
     final = store.get_job(job_id)
-    assert final is not None and final["state"] == "succeeded", final
+    assert final is not None and final.state == "succeeded", final
     return job_memory(store, job_id), peak[0], seconds
 
 

@@ -13,9 +13,10 @@ from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
+from aimc_store.records import Job
+from aimc_store.store import JobStore
 from service.errors import ProblemError
 from service.settings import Settings
-from service.store import JobStore
 
 
 def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at: str = "") -> None:
@@ -25,12 +26,12 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
     uploaded = None
     if spec.dataset.name == "uploaded":
         dataset = store.dataset(spec.dataset.id or "")
-        if dataset is None or dataset["owner"] != user:  # another's upload: as if absent
+        if dataset is None or dataset.owner != user:  # another's upload: as if absent
             detail = f"no dataset {spec.dataset.id!r}; upload one with POST /v1/datasets"
             raise ProblemError(
                 422, "Invalid request", detail, errors=[{"loc": f"{at}dataset.id", "msg": detail}]
             )
-        uploaded = (int(dataset["n_train"]), tuple(dataset["sample_shape"]))
+        uploaded = (dataset.n_train, tuple(dataset.sample_shape))
     known = data_shape(spec, uploaded)
     problem = fit_problem(spec, known[1]) if known else None
     if problem:
@@ -73,21 +74,32 @@ def _over_queued(queued: int, jobs: int, settings: Settings) -> ProblemError:
     )
 
 
-def queue_job(
-    request: Request,
+def admit(
     store: JobStore,
     settings: Settings,
     user: str,
     normalised: dict[str, Any],
     *,
     room_checked: bool = False,
-) -> dict[str, Any]:
-    """Create the job (429 if the caller's queued limit is full, unless the room was
-    checked for a whole sweep) and hand it to the workers; the job."""
+) -> Job:
+    """Create the job, queued (429 if the caller's queued limit is full, unless the room
+    was checked for a whole sweep); no worker knows of it until `send`."""
     job = store.admit_job(user, normalised, None if room_checked else settings.max_queued_jobs)
     if job is None:
         raise _over_queued(store.count_in(user, "queued"), 1, settings)
-    request.app.state.celery.send_task(
-        RUN_JOB_TASK, args=[job["id"]], queue=QUEUE, ignore_result=True
-    )
+    return job
+
+
+def send(request: Request, job_id: str) -> None:
+    """Hand a queued job to the workers (its task on the Celery queue)."""
+    request.app.state.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE, ignore_result=True)
+
+
+def queue_job(
+    request: Request, store: JobStore, settings: Settings, user: str, normalised: dict[str, Any]
+) -> Job:
+    """Create the job (429 if the caller's queued limit is full) and hand it to the
+    workers; the job."""
+    job = admit(store, settings, user, normalised)
+    send(request, job.id)
     return job

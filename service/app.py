@@ -13,6 +13,8 @@ from celery import Celery
 from fastapi import FastAPI
 
 from aimc_spec.vocabulary import QUEUE
+from aimc_store.reads import AsyncReads
+from aimc_store.store import JobStore, fail_fast
 from service import prometheus, ui
 from service.errors import add_handlers
 from service.events import stream_client
@@ -20,7 +22,6 @@ from service.middleware import ConfineDatasetPaths, LimitAndCount
 from service.reaper import Reaper
 from service.routes import datasets, health, jobs, sweeps, users
 from service.settings import Settings, get_settings
-from service.store import AsyncReads, JobStore, fail_fast
 
 
 @asynccontextmanager
@@ -28,13 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the store, the SSE and async Redis clients and the queue; run the reaper of
     lost jobs; close them all at shutdown."""
     s: Settings = app.state.settings
-    app.state.store = JobStore.from_url(
-        s.redis_url,
-        s.key_prefix,
-        s.retention_seconds,
-        artifact_dir=s.artifact_dir,
-        inline_max_bytes=s.artifact_inline_max_bytes,
-    )
+    app.state.store = JobStore.from_settings(s)
     app.state.aredis = aioredis.Redis.from_url(s.redis_url, retry=fail_fast())
     app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
     app.state.reads = AsyncReads(app.state.aredis, app.state.store)

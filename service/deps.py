@@ -4,13 +4,15 @@ caller's own job, sweep or dataset (404 alike for a missing one and another user
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from aimc_store.reads import AsyncReads
+from aimc_store.records import Dataset, Job, Sweep
+from aimc_store.store import JobStore
 from service.errors import ProblemError
 from service.settings import Settings, get_settings
-from service.store import AsyncReads, JobStore
 
 
 async def app_settings(request: Request) -> Settings:
@@ -91,34 +93,34 @@ def admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] 
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> Job:
     """The job if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
     job = store.get_job(job_id)
-    if job is None or job["owner"] != user:
+    if job is None or job.owner != user:
         raise ProblemError(404, "Not Found", f"no job {job_id!r}")
     return job
 
 
-OwnedJob = Annotated[dict[str, Any], Depends(owned_job)]
+OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
-def owned_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+def owned_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> Sweep:
     """The sweep if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
     sweep = store.sweep(sweep_id)
-    if sweep is None or sweep["owner"] != user:
+    if sweep is None or sweep.owner != user:
         raise ProblemError(404, "Not Found", f"no sweep {sweep_id!r}")
     return sweep
 
 
-OwnedSweep = Annotated[dict[str, Any], Depends(owned_sweep)]
+OwnedSweep = Annotated[Sweep, Depends(owned_sweep)]
 
 
-def owned_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> dict[str, Any]:
+def owned_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> Dataset:
     """The dataset's record if it exists and is the caller's: 404 alike otherwise."""
     record = store.dataset(dataset_id)
-    if record is None or record["owner"] != user:
+    if record is None or record.owner != user:
         raise ProblemError(404, "Not Found", f"no dataset {dataset_id!r}")
     return record
 
 
-OwnedDataset = Annotated[dict[str, Any], Depends(owned_dataset)]
+OwnedDataset = Annotated[Dataset, Depends(owned_dataset)]

@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aimc_spec.vocabulary import TERMINAL
-from service.store import fail_fast
+from aimc_store.store import fail_fast
 
 KEEPALIVE_S = 10.0  # longest silence before a keep-alive comment (proxies drop idle streams)
 RECONNECT_MS = 1000  # the `retry:` an EventSource waits before reconnecting

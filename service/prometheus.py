@@ -24,7 +24,8 @@ from prometheus_client.metrics_core import (
 )
 from starlette.datastructures import State
 
-from service.store import DURATION_BUCKETS_S, JobStore
+from aimc_store.stats import DURATION_BUCKETS_S
+from aimc_store.store import JobStore
 
 router = APIRouter(tags=["health"])
 RequestCounts = Counter[tuple[str, str, int]]  # (method, route template, status) -> count

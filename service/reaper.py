@@ -27,7 +27,7 @@ from celery import Celery
 from redis.exceptions import RedisError
 
 from aimc_spec.vocabulary import RUN_JOB_TASK
-from service.store import JobStore
+from aimc_store.store import JobStore
 
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 5.0

@@ -18,9 +18,9 @@ from torch import Tensor
 
 from aimc_engine.devices import Device
 from aimc_spec.spec import DeviceSpec
+from aimc_store.store import JobStore
 from service.serve import worker_command
-from service.settings import get_settings
-from service.store import JobStore
+from worker.settings import get_settings
 
 # a database of the tests' own, flushed after; AIMC_TEST_REDIS_URL points parallel runs
 # (several checkouts on one machine) at Redis servers of their own
@@ -103,6 +103,23 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
+
+
+@pytest.fixture
+def plain_store(tmp_path: Path) -> Iterator[JobStore]:
+    """A store on the tests' Redis under a prefix of its own, with an artifact store in a
+    temporary directory (artifacts over 64 bytes go there); no worker. Its keys are
+    deleted afterwards."""
+    prefix = f"store-{uuid.uuid4().hex[:8]}:"
+    store = JobStore.from_url(
+        REDIS_TEST_URL, prefix, artifact_dir=tmp_path / "artifacts", inline_max_bytes=64
+    )
+    try:
+        yield store
+    finally:
+        for key in store.r.scan_iter(match=f"{prefix}*", count=1000):
+            store.r.delete(key)
+        store.r.close()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import worker_init
 
 from aimc_spec.vocabulary import QUEUE
-from service.settings import get_settings
+from worker.settings import get_settings
 
 HARD_TIME_LIMIT_S = 24 * 3600
 

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
-from aimc_spec.vocabulary import RUN_JOB_TASK, TERMINAL
-from service.settings import get_settings
-from service.store import JobStore
+from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, RUN_JOB_TASK, TERMINAL
+from aimc_store.store import JobStore
 from worker.app import app
 from worker.fresh_process import run_in_fresh_process
+from worker.settings import get_settings
+from worker.sweep_plot import after_job_ended, draw_if_ended
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a job that kills its worker this often is failed, not retried forever
@@ -43,34 +44,42 @@ REDIS_PATIENCE_S = 120  # a running job waits this long for a restarting Redis, 
 
 def _store() -> JobStore:
     """The worker's store: patient, so a Redis restart pauses a job instead of failing it."""
-    settings = get_settings()
-    return JobStore.from_url(
-        settings.redis_url,
-        settings.key_prefix,
-        settings.retention_seconds,
-        patient_s=REDIS_PATIENCE_S,
-        artifact_dir=settings.artifact_dir,
-        inline_max_bytes=settings.artifact_inline_max_bytes,
-    )
+    return JobStore.from_settings(get_settings(), patient_s=REDIS_PATIENCE_S)
 
 
 @app.task(name=RUN_JOB_TASK, bind=True, max_retries=None)
 def run_job(self: Any, job_id: str) -> str:
-    """Run job `job_id` unless it is finished, cancelled or held by a live worker."""
+    """Run job `job_id` unless it is finished, cancelled or held by a live worker; once
+    it has ended, draw its sweep's plot if it was the sweep's last job."""
     store = _store()
+    outcome = _run_job(self, store, job_id)
+    if outcome in TERMINAL:
+        after_job_ended(store, job_id)
+    return outcome
+
+
+@app.task(name=DRAW_SWEEP_PLOT_TASK)
+def draw_sweep_plot(sweep_id: str) -> bool:
+    """Draw an ended sweep's plot that no job's end drew (sent by the API)."""
+    return draw_if_ended(_store(), sweep_id)
+
+
+def _run_job(task: Any, store: JobStore, job_id: str) -> str:
+    """run_job's work; the job's state when it returns (or why it did not run it)."""
     job = store.get_job(job_id)
     if job is None:
         return "missing"
-    owner, limit = job["owner"], get_settings().max_running_jobs
-    if job["state"] not in TERMINAL and store.cancel_requested(job_id):
+    owner, limit = job.owner, get_settings().max_running_jobs
+    state = job.state
+    if not job.ended and store.cancel_requested(job_id):
         store.set_state(job_id, "cancelled")
-        job["state"] = "cancelled"
-    if job["state"] in TERMINAL:
+        state = "cancelled"
+    if state in TERMINAL:
         _queue_parked(store, owner, limit)  # this task may have been handed a free slot
-        return str(job["state"])
+        return state
     holder = f"{socket.gethostname()}:{os.getpid()}"
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
-        raise self.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
+        raise task.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
     if not store.claim_slot(owner, job_id, limit):
         store.release_lock(job_id, holder)
         return "parked"  # the owner's running limit: queued until one of theirs ends
@@ -91,7 +100,7 @@ def run_job(self: Any, job_id: str) -> str:
             store.set_state(job_id, "retrying")
         store.set_state(job_id, "running", worker=holder)
         code = run_in_fresh_process(
-            lambda: _job_process(job_id, job["spec"], owner), started=engine_pid.append
+            lambda: _job_process(job_id, job.spec, owner), started=engine_pid.append
         )
         if superseded.is_set():
             # given up for lost (this worker was cut off from Redis past the heartbeat's
@@ -105,10 +114,10 @@ def run_job(self: Any, job_id: str) -> str:
             log.error("job %s: its process was killed by signal %d", job_id, -code)
             os._exit(1)
         final = store.get_job(job_id)
-        if final is None or final["state"] not in TERMINAL:
+        if final is None or not final.ended:
             store.set_state(job_id, "failed", error=f"the job's process exited with code {code}")
             return "failed"
-        return str(final["state"])
+        return final.state
     except Exception as exc:  # the job fails; the worker stays up for the next one
         _fail(store, job_id, exc)
         return "failed"
@@ -180,7 +189,7 @@ def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Pat
         return None
     record = store.dataset(spec.dataset.id or "")
     data = store.dataset_bytes(spec.dataset.id or "") if record else None
-    if record is None or record["owner"] != owner or data is None:
+    if record is None or record.owner != owner or data is None:
         raise RunError(f"dataset.id: no dataset {spec.dataset.id!r} (deleted, or not yours)")
     path.write_bytes(data)
     return path

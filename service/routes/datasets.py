@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError, describe, read_npz
+from aimc_store.records import Dataset
 from service.deps import CurrentUser, OwnedDataset, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 
@@ -29,6 +30,21 @@ class DatasetOut(BaseModel):
     sample_shape: list[int]
     classes: int
     x_dtype: str
+
+    @classmethod
+    def of(cls, record: Dataset) -> DatasetOut:
+        """The public view of a stored dataset (its owner is not shown)."""
+        return cls(
+            id=record.id,
+            name=record.name,
+            created=record.created,
+            bytes=record.bytes,
+            n_train=record.n_train,
+            n_test=record.n_test,
+            sample_shape=record.sample_shape,
+            classes=record.classes,
+            x_dtype=record.x_dtype,
+        )
 
 
 def _invalid(detail: str) -> ProblemError:
@@ -83,24 +99,24 @@ async def upload(
         raise _invalid(str(exc)) from None
     dataset_id = store.put_dataset(user, name, data, info)
     record = store.dataset(dataset_id)
-    assert record is not None
-    return DatasetOut(**record)
+    assert record is not None  # just stored
+    return DatasetOut.of(record)
 
 
 @router.get("", response_model=list[DatasetOut], responses=responses(401, 429))
 def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
     """The caller's uploads, newest first."""
     records = (store.dataset(d) for d in store.dataset_ids(user))
-    return [DatasetOut(**r) for r in records if r is not None]
+    return [DatasetOut.of(r) for r in records if r is not None]
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, responses=responses(401, 404, 429))
 def get_dataset(record: OwnedDataset) -> DatasetOut:
-    return DatasetOut(**record)
+    return DatasetOut.of(record)
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 429))
 def delete_dataset(record: OwnedDataset, store: StoreDep) -> Response:
     """Remove the upload; queued jobs that name it fail with a clear error."""
-    store.delete_dataset(record["id"], record["owner"])
+    store.delete_dataset(record.id, record.owner)
     return Response(status_code=204)

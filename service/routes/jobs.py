@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
-from aimc_spec.vocabulary import TERMINAL
+from aimc_store.records import Job
 from service.admission import check_spec, queue_job
 from service.deps import (
     CurrentUser,
@@ -55,29 +55,27 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
-def job_out(
-    job: dict[str, Any], latest: dict[str, Any] | None = None, *, alive: bool = True
-) -> JobOut:
+def job_out(job: Job, latest: dict[str, Any] | None = None, *, alive: bool = True) -> JobOut:
     """The public view; a running job whose worker stopped beating is shown as lost."""
-    state = "lost" if job["state"] == "running" and not alive else job["state"]
+    state = "lost" if job.state == "running" and not alive else job.state
     eta = None
-    if job["state"] == "running" and job.get("started") and 0 < job["progress"] < 1:
-        elapsed = time.time() - job["started"]
-        eta = elapsed / job["progress"] * (1 - job["progress"])
+    if job.state == "running" and job.started and 0 < job.progress < 1:
+        elapsed = time.time() - job.started
+        eta = elapsed / job.progress * (1 - job.progress)
     return JobOut(
-        id=job["id"],
-        name=job["name"],
+        id=job.id,
+        name=job.name,
         state=state,
-        progress=job["progress"],
-        attempts=job["attempts"],
-        created=job["created"],
-        started=job.get("started"),
-        finished=job.get("finished"),
-        engine_finished=job.get("engine_finished"),
-        error=job.get("error") or None,
+        progress=job.progress,
+        attempts=job.attempts,
+        created=job.created,
+        started=job.started,
+        finished=job.finished,
+        engine_finished=job.engine_finished,
+        error=job.error,
         latest_metrics=latest,
         eta_seconds=eta,
-        spec=job["spec"],
+        spec=job.spec,
     )
 
 
@@ -106,17 +104,17 @@ def submit(
                 return _accepted(job)
     job = queue_job(request, store, settings, user, normalised)
     if idempotency_key:
-        store.remember_idempotent(user, idempotency_key, digest, job["id"], IDEMPOTENCY_TTL_S)
+        store.remember_idempotent(user, idempotency_key, digest, job.id, IDEMPOTENCY_TTL_S)
     return _accepted(job)
 
 
-def _accepted(job: dict[str, Any]) -> Response:
+def _accepted(job: Job) -> Response:
     """202 with the job and its Location, serialised once (not re-validated by FastAPI)."""
     return Response(
         job_out(job).model_dump_json(),
         status_code=202,
         media_type=JSON,
-        headers={"Location": f"/v1/jobs/{job['id']}"},
+        headers={"Location": f"/v1/jobs/{job.id}"},
     )
 
 
@@ -135,14 +133,11 @@ async def list_jobs(
     jobs: list[JobOut] = []
     position = start
     while position < len(ids) and len(jobs) < limit:
-        job, latest, alive = await reads.job_view(ids[position])
+        view = await reads.job_view(ids[position])
         position += 1
-        if (
-            job
-            and (state is None or job["state"] == state)
-            and (name is None or job["name"] == name)
-        ):
-            jobs.append(job_out(job, latest, alive=alive))
+        job = view.job
+        if job and (state is None or job.state == state) and (name is None or job.name == name):
+            jobs.append(job_out(job, view.latest, alive=view.alive))
     return JobPage(jobs=jobs, next_cursor=str(position) if position < len(ids) else None)
 
 
@@ -159,12 +154,13 @@ async def get_job(
         bearer(authorization), settings.requests_per_minute, job_id
     )
     user = admitted(found[:2] if found else None, settings)
-    assert found is not None
-    _, _, job, latest, alive = found
-    if job is None or job["owner"] != user:
+    assert found is not None  # admitted() answered 401 otherwise
+    view = found[2]
+    if view.job is None or view.job.owner != user:
         raise ProblemError(404, "Not Found", f"no job {job_id!r}")
     # serialised once here: returning the model would have FastAPI validate it again
-    return Response(job_out(job, latest, alive=alive).model_dump_json(), media_type=JSON)
+    body = job_out(view.job, view.latest, alive=view.alive).model_dump_json()
+    return Response(body, media_type=JSON)
 
 
 @router.get(
@@ -181,7 +177,7 @@ def metrics(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Metric points with step > since, as JSON or (Accept: text/csv) CSV."""
-    points = store.metrics(job["id"], since)
+    points = store.metrics(job.id, since)
     if accept and "text/csv" in accept:
         return Response(metrics_csv(points), media_type="text/csv")
     return Response(json.dumps(points), media_type="application/json")
@@ -218,7 +214,7 @@ def events(
         raise ProblemError(
             422, "Invalid request", detail, errors=[{"loc": "Last-Event-ID", "msg": detail}]
         )
-    job_id = job["id"]
+    job_id = job.id
     frames = job_events(
         request.app.state.stream_redis,
         store.key("job", job_id),
@@ -236,14 +232,14 @@ def events(
 @router.get("/{job_id}/result", responses=responses(401, 404, 409, 429))
 def result(job: OwnedJob) -> dict[str, Any]:
     """result.json of a finished job."""
-    if "result" not in job:
-        raise ProblemError(409, "Conflict", f"job is {job['state']}; no result yet")
-    return job["result"]  # type: ignore[no-any-return]
+    if job.result is None:
+        raise ProblemError(409, "Conflict", f"job is {job.state}; no result yet")
+    return job.result
 
 
 @router.get("/{job_id}/artifacts", responses=responses(401, 404, 429))
 def artifacts(job: OwnedJob, store: StoreDep) -> list[str]:
-    return store.artifact_names(job["id"])
+    return store.artifact_names(job.id)
 
 
 MEDIA = {
@@ -261,7 +257,7 @@ MEDIA = {
 def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
     """One artifact; big ones stream from the artifact store's file. 410 if the store's
     file has gone (removed outside the service, or this API does not see the store)."""
-    found = store.artifact(job["id"], name)
+    found = store.artifact(job.id, name)
     if found is None:
         raise ProblemError(404, "Not Found", f"no artifact {name!r}")
     suffix = name[name.rfind(".") :] if "." in name else ""
@@ -288,11 +284,11 @@ def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 429))
 def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
     """Cooperative: a running job stops at its next check; a queued one never starts."""
-    if job["state"] not in TERMINAL:
-        store.request_cancel(job["id"])
-        if job["state"] == "queued":
-            store.set_state(job["id"], "cancelled")
-    refreshed = store.get_job(job["id"])
+    if not job.ended:
+        store.request_cancel(job.id)
+        if job.state == "queued":
+            store.set_state(job.id, "cancelled")
+    refreshed = store.get_job(job.id)
     assert refreshed is not None
     return job_out(refreshed)
 
@@ -300,7 +296,7 @@ def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
 @router.delete("/{job_id}", status_code=204, responses=responses(401, 404, 409, 429))
 def delete(job: OwnedJob, store: StoreDep) -> Response:
     """Remove a finished job and all its data."""
-    if job["state"] not in TERMINAL:
-        raise ProblemError(409, "Conflict", f"job is {job['state']}; cancel it first")
-    store.delete_job(job["id"])
+    if not job.ended:
+        raise ProblemError(409, "Conflict", f"job is {job.state}; cancel it first")
+    store.delete_job(job.id)
     return Response(status_code=204)

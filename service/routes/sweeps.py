@@ -9,14 +9,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 
-from aimc_spec.comparison import final_metrics, plot_overlay
+from aimc_spec.comparison import final_metrics
 from aimc_spec.spec import SpecError
-from aimc_spec.sweep import MAX_SWEEP_JOBS, expand, label
-from aimc_spec.vocabulary import TERMINAL
-from service.admission import check_room, check_spec, queue_job
+from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
+from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, QUEUE
+from aimc_store.records import Sweep, SweepMember
+from aimc_store.store import JobStore
+from aimc_store.sweeps import EXPIRED, all_ended
+from service.admission import admit, check_room, check_spec, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
-from service.store import JobStore
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -39,7 +41,7 @@ class SweepIn(BaseModel):
 class SweepJob(BaseModel):
     id: str
     overrides: dict[str, Any]
-    state: str = Field(description="The job's state; `expired` once it was deleted or expired.")
+    state: str = Field(description=f"The job's state; `{EXPIRED}` once deleted or expired.")
     final: dict[str, Any] = Field(description="Its latest metric point's comparison columns.")
 
 
@@ -50,37 +52,42 @@ class SweepOut(BaseModel):
     grid: dict[str, list[Any]]
     jobs: list[SweepJob]
     states: dict[str, int] = Field(description="How many jobs are in each state.")
-    done: bool = Field(description="Every job has ended; the plot is final.")
+    done: bool = Field(description="Every job has ended and a worker has drawn the overlay plot.")
     plot: str = Field(description="Path of the overlay plot (PNG).")
 
 
-def _state(store: JobStore, job_id: str) -> str:
-    job = store.get_job(job_id)
-    return str(job["state"]) if job else "expired"
+PLOT_RETRY_AFTER_S = 2  # a worker draws an ended sweep's plot in about a second
+PLOT_ASK_EVERY_S = 60  # an ended sweep without a plot: ask the workers at most this often
 
 
-def _done(states: list[str]) -> bool:
-    return all(state in (*TERMINAL, "expired") for state in states)
-
-
-def _view(store: JobStore, sweep: dict[str, Any]) -> SweepOut:
-    jobs = []
-    for member in sweep["members"]:
-        state = _state(store, member["job"])
-        latest = store.latest_metric(member["job"]) if state != "expired" else None
-        final = final_metrics([latest]) if latest else {}
-        jobs.append(
-            SweepJob(id=member["job"], overrides=member["overrides"], state=state, final=final)
+def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
+    """Have a worker draw the plot of an ended sweep that has none: its last job ended
+    while no worker could tell it was the sweep's last (the API never draws)."""
+    if store.ask_for_sweep_plot(sweep_id, PLOT_ASK_EVERY_S):
+        request.app.state.celery.send_task(
+            DRAW_SWEEP_PLOT_TASK, args=[sweep_id], queue=QUEUE, ignore_result=True
         )
+
+
+def _view(request: Request, store: JobStore, sweep: Sweep) -> SweepOut:
+    jobs = []
+    for member, state in zip(sweep.members, store.member_states(sweep), strict=True):
+        latest = store.latest_metric(member.job) if state != EXPIRED else None
+        final = final_metrics([latest]) if latest else {}
+        jobs.append(SweepJob(id=member.job, overrides=member.overrides, state=state, final=final))
+    ended = all_ended(j.state for j in jobs)
+    plotted = ended and store.has_sweep_plot(sweep.id)
+    if ended and not plotted:
+        _ask_for_plot(request, store, sweep.id)
     return SweepOut(
-        id=sweep["id"],
-        name=sweep["name"],
-        created=sweep["created"],
-        grid=sweep["grid"],
+        id=sweep.id,
+        name=sweep.name,
+        created=sweep.created,
+        grid=sweep.grid,
         jobs=jobs,
         states=dict(Counter(j.state for j in jobs)),
-        done=_done([j.state for j in jobs]),
-        plot=f"/v1/sweeps/{sweep['id']}/plot.png",
+        done=plotted,
+        plot=f"/v1/sweeps/{sweep.id}/plot.png",
     )
 
 
@@ -114,41 +121,54 @@ def create_sweep(
     for point in points:
         normalised = point.spec.normalised()
         normalised["name"] = f"{body.name} [{point.label}]"[:200]
-        job = queue_job(request, store, settings, user, normalised, room_checked=True)
-        members.append({"job": job["id"], "overrides": point.overrides})
+        job = admit(store, settings, user, normalised, room_checked=True)
+        members.append(SweepMember(job.id, point.overrides))
+    # recorded before any job is sent: the worker that ends the last job sees the sweep
     sweep_id = store.create_sweep(user, body.name, body.grid, members)
+    for member in members:
+        send(request, member.job)
     response.headers["Location"] = f"/v1/sweeps/{sweep_id}"
     sweep = store.sweep(sweep_id)
-    assert sweep is not None
-    return _view(store, sweep)
+    assert sweep is not None  # just recorded
+    return _view(request, store, sweep)
 
 
 @router.get("", response_model=list[SweepOut], responses=responses(401, 429))
-def list_sweeps(user: CurrentUser, store: StoreDep) -> list[SweepOut]:
+def list_sweeps(request: Request, user: CurrentUser, store: StoreDep) -> list[SweepOut]:
     """The caller's sweeps, newest first."""
     sweeps = (store.sweep(s) for s in store.sweep_ids(user))
-    return [_view(store, s) for s in sweeps if s is not None]
+    return [_view(request, store, s) for s in sweeps if s is not None]
 
 
 @router.get("/{sweep_id}", response_model=SweepOut, responses=responses(401, 404, 429))
-def get_sweep(sweep: OwnedSweep, store: StoreDep) -> SweepOut:
-    """The sweep's jobs with their states and final metrics."""
-    return _view(store, sweep)
+def get_sweep(request: Request, sweep: OwnedSweep, store: StoreDep) -> SweepOut:
+    """The sweep's jobs with their states and final metrics; `done` once every job has
+    ended and the overlay plot is drawn."""
+    return _view(request, store, sweep)
 
 
 @router.get(
     "/{sweep_id}/plot.png",
-    responses={**responses(401, 404, 429), 200: {"content": {"image/png": {}}}},
+    responses={**responses(401, 404, 409, 429), 200: {"content": {"image/png": {}}}},
 )
-def sweep_plot(sweep: OwnedSweep, store: StoreDep) -> Response:
-    """Test loss against samples and simulated time, one line per job (drawn from the
-    points so far while jobs run; kept once all have ended)."""
-    sweep_id = sweep["id"]
+def sweep_plot(request: Request, sweep: OwnedSweep, store: StoreDep) -> Response:
+    """Test loss against samples and simulated time, one line per job: drawn by a worker
+    once every job has ended (409 with Retry-After until then)."""
+    sweep_id = sweep.id
     png = store.sweep_plot(sweep_id)
-    if png is None:
-        done = _done([_state(store, m["job"]) for m in sweep["members"]])
-        series = [(label(m["overrides"]), store.metrics(m["job"])) for m in sweep["members"]]
-        png = plot_overlay(series, f"sweep {sweep['name']} ({sweep_id})")
-        if done:
-            store.finish_sweep(sweep_id, png)
-    return Response(png, media_type="image/png")
+    if png is not None:
+        return Response(png, media_type="image/png")
+    states = store.member_states(sweep)
+    unended = [state for state in states if not all_ended([state])]
+    if unended:
+        detail = (
+            f"{len(unended)} of the sweep's {len(states)} jobs have not ended; the overlay plot "
+            "is drawn when the last one ends (compare the jobs so far with GET "
+            f"/v1/sweeps/{sweep_id})"
+        )
+        retry = "30"
+    else:
+        _ask_for_plot(request, store, sweep_id)
+        detail = "every job has ended; a worker is drawing the overlay plot: retry shortly"
+        retry = str(PLOT_RETRY_AFTER_S)
+    raise ProblemError(409, "Conflict", detail, headers={"Retry-After": retry})

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Response
 from pydantic import BaseModel, Field
 
+from aimc_store.records import User
 from service.deps import StoreDep, admin
 from service.errors import ProblemError, responses
 
@@ -23,6 +24,10 @@ class UserOut(BaseModel):
     id: str
     name: str
     created: float
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, name=user.name, created=user.created)
 
 
 class UserKey(BaseModel):
@@ -51,7 +56,7 @@ def create_user(store: StoreDep, body: Annotated[NewUser, Body()]) -> UserKey:
 @router.get("", response_model=list[UserOut], responses=responses(401))
 def list_users(store: StoreDep) -> list[UserOut]:
     """Every user, oldest first (their keys are stored hashed and never listed)."""
-    return [UserOut(**u) for u in store.users()]
+    return [UserOut.of(u) for u in store.users()]
 
 
 @router.post("/{user_id}/key", response_model=UserKey, responses=responses(401, 404))
@@ -61,7 +66,7 @@ def rotate_key(user_id: str, store: StoreDep) -> UserKey:
     key = store.rotate_key(user_id) if user else None
     if user is None or key is None:
         raise _no_user(user_id)
-    return UserKey(id=user_id, name=user["name"], api_key=key)
+    return UserKey(id=user_id, name=user.name, api_key=key)
 
 
 @router.delete("/{user_id}", status_code=204, responses=responses(401, 404))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 import uuid
@@ -10,10 +11,12 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from aimc_store.keys import hash_key
+from aimc_store.records import SweepMember
+from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
-from service.store import JobStore
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import REDIS_TEST_URL, ROOT
 
 ADMIN = "admin-secret"
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -182,16 +185,6 @@ def test_job_durations_histogram(client: TestClient, worker_store: JobStore) -> 
     assert 'aimc_job_duration_seconds_count{state="cancelled"} ' in text
 
 
-def test_finished_jobs_expire_after_the_retention(worker_store: JobStore) -> None:
-    store = JobStore(worker_store.r, worker_store.p, retention_s=120)
-    job_id = store.create_job("frank", {"name": "x"})
-    store.put_artifact(job_id, "a.txt", b"1")
-    assert store.r.ttl(f"{store.p}job:{job_id}") == -1  # unfinished jobs never expire
-    store.set_state(job_id, "cancelled")
-    for key in (f"{store.p}job:{job_id}", f"{store.p}job:{job_id}:artifact:a.txt"):
-        assert 0 < store.r.ttl(key) <= 120
-
-
 def test_job_cost_ceiling(worker_store: JobStore) -> None:
     settings = Settings(
         redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_job_cost=1e9
@@ -228,10 +221,10 @@ def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
     assert name not in [u["name"] for u in client.get("/v1/users", headers=admin).json()]
     store = client.app.state.store  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
-    while (job := store.get_job(job_id))["state"] not in ("cancelled", "succeeded", "failed"):
+    while (job := store.get_job(job_id)).state not in ("cancelled", "succeeded", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    assert job["state"] == "cancelled"  # a deleted user's live jobs are cancelled
+    assert job.state == "cancelled"  # a deleted user's live jobs are cancelled
     # the name is free again
     assert client.post("/v1/users", json={"name": name}, headers=admin).status_code == 201
 
@@ -304,16 +297,62 @@ def test_big_artifacts_live_in_the_artifact_store(
     assert not folder.exists()  # delete removes the files
 
 
-def test_expired_jobs_artifact_files_are_removed(worker_store: JobStore) -> None:
-    store = worker_store
-    job_id = store.create_job("old", {"name": "old"})
-    store.put_artifact(job_id, "big.bin", b"x" * (store.inline_max_bytes + 1))
-    store.put_artifact(job_id, "small.txt", b"y")
-    assert store.artifact(job_id, "small.txt") == b"y"
-    relative = store.artifact(job_id, "big.bin")
-    assert isinstance(relative, str) and store.artifact_dir is not None
-    assert (store.artifact_dir / relative).read_bytes() == b"x" * (store.inline_max_bytes + 1)
-    assert job_id not in store.remove_expired_artifact_files()  # still kept
-    store.r.delete(store.key("job", job_id))  # as the retention's expiry does
-    assert job_id in store.remove_expired_artifact_files()
-    assert not (store.artifact_dir / relative).exists()
+def test_a_sweep_plot_is_drawn_by_the_worker_once_every_job_has_ended(client: TestClient) -> None:
+    auth = new_user(client, "sid")
+    long = {"training": {"steps": 100_000, "eval_every": 100}}
+    r = client.post("/v1/sweeps", json={"spec": long, "grid": {"seed": [1, 2]}}, headers=auth)
+    assert r.status_code == 202, r.text
+    sweep_id, jobs = r.json()["id"], [j["id"] for j in r.json()["jobs"]]
+    plot = client.get(f"/v1/sweeps/{sweep_id}/plot.png", headers=auth)
+    assert plot.status_code == 409 and plot.headers["content-type"] == "application/problem+json"
+    assert "have not ended" in plot.json()["detail"] and int(plot.headers["Retry-After"]) > 0
+    assert client.get(f"/v1/sweeps/{sweep_id}", headers=auth).json()["done"] is False
+    for job_id in jobs:
+        assert client.post(f"/v1/jobs/{job_id}/cancel", headers=auth).status_code == 200
+    deadline = time.monotonic() + 60
+    while not (sweep := client.get(f"/v1/sweeps/{sweep_id}", headers=auth).json())["done"]:
+        assert time.monotonic() < deadline, sweep
+        time.sleep(0.2)
+    assert sweep["states"] == {"cancelled": 2}
+    plot = client.get(f"/v1/sweeps/{sweep_id}/plot.png", headers=auth)
+    assert plot.status_code == 200 and plot.content[:4] == b"\x89PNG"
+    store = client.app.state.store  # type: ignore[attr-defined]
+    assert store.sweep_plot(sweep_id) == plot.content  # stored by a worker, served as stored
+
+
+def test_an_ended_sweep_without_a_plot_has_a_worker_draw_it(client: TestClient) -> None:
+    """A sweep whose last job ended before any worker could tell (data of an older
+    version, a lost task): the API asks the workers, it never draws."""
+    auth = new_user(client, "tia")
+    store = client.app.state.store  # type: ignore[attr-defined]
+    owner = store.r.get(store.key("key", hash_key(auth["Authorization"][7:]))).decode()
+    job_id = store.create_job(owner, {"name": "old"})
+    store.add_metric(job_id, {"step": 0, "samples": 0, "sim_time_ns": 0.0, "test_loss": 2.0})
+    store.set_state(job_id, "succeeded")
+    sweep_id = store.create_sweep(owner, "old", {"seed": [1]}, [SweepMember(job_id, {"seed": 1})])
+    plot = client.get(f"/v1/sweeps/{sweep_id}/plot.png", headers=auth)
+    assert plot.status_code == 409 and "a worker is drawing" in plot.json()["detail"]
+    assert plot.headers["Retry-After"] == "2"
+    deadline = time.monotonic() + 60
+    while (plot := client.get(f"/v1/sweeps/{sweep_id}/plot.png", headers=auth)).status_code != 200:
+        assert plot.status_code == 409 and time.monotonic() < deadline
+        time.sleep(0.2)
+    assert plot.content[:4] == b"\x89PNG"
+    assert client.get(f"/v1/sweeps/{sweep_id}", headers=auth).json()["done"] is True
+
+
+def test_the_api_never_draws() -> None:
+    """Plots are drawn by workers: no API module imports matplotlib (import-linter says
+    so for direct imports) or names a plot helper of the spec package."""
+    for path in sorted((ROOT / "service").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith("matplotlib"), f"{path}: imports {name}"
+                assert "plot" not in name.rsplit(".", 1)[-1], f"{path}: imports {name}"

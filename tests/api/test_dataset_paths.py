@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from aimc_spec.spec import DATASET_ROOTS, parse_spec
 from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
+from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
-from service.store import JobStore
 from tests.api.test_api import ADMIN, new_user
 from tests.conftest import REDIS_TEST_URL
 from tests.engine.test_datasets import save_npz
@@ -111,12 +111,12 @@ def test_the_worker_checks_again(worker_store: JobStore, layout: dict[str, Path]
 
     app.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
     deadline = time.monotonic() + 60
-    while (job := worker_store.get_job(job_id)) and job["state"] not in ("failed", "succeeded"):
+    while (job := worker_store.get_job(job_id)) and job.state not in ("failed", "succeeded"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    assert job is not None and job["state"] == "failed"
-    assert job["error"].startswith("dataset.path: ") and REFUSED in job["error"]
-    assert "Traceback" not in job["error"]
+    assert job is not None and job.state == "failed"
+    assert job.error.startswith("dataset.path: ") and REFUSED in job.error
+    assert "Traceback" not in job.error
 
 
 def test_local_runs_read_any_path(layout: dict[str, Path]) -> None:

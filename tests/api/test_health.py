@@ -7,10 +7,10 @@ import time
 
 from fastapi.testclient import TestClient
 
+from aimc_store.store import JobStore
 from service.app import create_app
 from service.serve import free_port
 from service.settings import Settings
-from service.store import JobStore
 from tests.conftest import REDIS_TEST_URL
 
 

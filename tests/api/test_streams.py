@@ -10,7 +10,7 @@ import httpx
 from aimc_client import Client
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
-from service.store import hash_key
+from aimc_store.keys import hash_key
 from tests.conftest import LiveService
 
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -61,7 +61,7 @@ def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     kinds = [line[7:] for _, line in lines if line.startswith("event: ")]
     assert len(ids) == len(kinds) == len(set(ids))
     assert kinds == ["state", "state", "metric", "metric", "metric", "state"]
-    assert [e["state"] for e in store.events(job_id)] == ["queued", "running", "succeeded"]
+    assert [e.state for e in store.events(job_id)] == ["queued", "running", "succeeded"]
 
     with Client(live_service.url, key) as client:
         full = list(client.stream(job_id))

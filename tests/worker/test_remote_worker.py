@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from aimc_client import Client
+from aimc_store.store import JobStore
 from service.serve import free_port, redis_binary, wait_for_port, worker_command
 from service.settings import Settings
-from service.store import JobStore
 from tests.conftest import ROOT
 from tests.engine.test_datasets import save_npz
 from tests.worker.test_restarts import descendants

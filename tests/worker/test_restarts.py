@@ -22,11 +22,11 @@ import redis
 from fastapi.testclient import TestClient
 
 from aimc_client import Client
+from aimc_store.store import JobStore
 from service.app import create_app
 from service.reaper import GRACE_S, Reaper
 from service.serve import free_port, redis_binary, wait_for_port
 from service.settings import Settings
-from service.store import JobStore
 from tests.conftest import ROOT
 
 ADMIN = "restart-admin"
@@ -120,13 +120,13 @@ def test_reaper_requeues_a_job_whose_worker_is_gone_once(worker_store: JobStore)
     assert reaper.sweep(now) == []  # first seen silent: not yet (Redis may be restarting)
     assert reaper.sweep(now + GRACE_S / 2) == []
     assert reaper.sweep(now + GRACE_S) == [job_id]
-    assert store.get_job(job_id)["state"] in ("retrying", "running", "succeeded")  # type: ignore[index]
+    assert store.get_job(job_id).state in ("retrying", "running", "succeeded")  # type: ignore[union-attr]
     assert reaper.sweep(now + 3 * GRACE_S) == []  # requeued once, whatever the reaper sees
     deadline = time.monotonic() + 60
-    while store.get_job(job_id)["state"] != "succeeded":  # type: ignore[index]
+    while store.get_job(job_id).state != "succeeded":  # type: ignore[union-attr]
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    states = [e["state"] for e in store.events(job_id)]
+    states = [e.state for e in store.events(job_id)]
     assert states[:3] == ["queued", "running", "retrying"] and states[-1] == "succeeded"
     assert states.count("running") == 2  # run again once
     assert [m["step"] for m in store.metrics(job_id)] == [0, 5, 10]
@@ -266,7 +266,9 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         for pid in [worker, *descendants(worker)]:
             os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
-        _wait("requeued", lambda: client.get(job_id)["state"] in ("retrying", "succeeded"), 60)
+        # requeued: `retrying` until a worker takes it, which a worker already restarted
+        # does within milliseconds (then its second attempt runs): either shows it
+        _wait("requeued", lambda: _requeued(client.get(job_id)), 60)
         requeued_after = time.monotonic() - killed
         final = client.wait(job_id, timeout_s=300)
         listener.join(timeout=60)
@@ -288,6 +290,11 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         served.stop()
 
 
+def _requeued(job: dict[str, Any]) -> bool:
+    """The reaper put the job back: retrying, or already taken again, or ended."""
+    return job["state"] in ("retrying", "succeeded") or job["attempts"] >= 2
+
+
 def _redis_port(served: Served) -> int:
     """The private Redis's port (redis-server shows `host:port` as its command line)."""
     pid = served.child("redis-server")
@@ -306,7 +313,7 @@ def test_reaper_resends_a_queued_job_whose_task_vanished(worker_store: JobStore)
     store = JobStore(worker_store.r, f"stuck-{uuid.uuid4().hex[:6]}:")
     queue = store.key("queue")  # a Celery queue nobody consumes: what was sent stays there
     stuck, waiting, parked = (
-        store.admit_job("u", {"name": n}, None)["id"]  # type: ignore[index]
+        store.admit_job("u", {"name": n}, None).id  # type: ignore[union-attr]
         for n in ("s", "w", "p")
     )
     store.r.rpush(store.key("user", "u", "parked"), parked)

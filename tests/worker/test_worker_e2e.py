@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from service.store import JobStore
+from aimc_store.records import Job
+from aimc_store.store import JobStore
 
 SHORT = {"training": {"steps": 30, "micro_batch_size": 8, "eval_every": 10}}
 
@@ -29,12 +30,12 @@ def submit(store: JobStore, spec: dict) -> str:
     return job_id
 
 
-def wait_for(store: JobStore, job_id: str, states: tuple[str, ...], timeout: float = 90) -> dict:
+def wait_for(store: JobStore, job_id: str, states: tuple[str, ...], timeout: float = 90) -> Job:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = store.get_job(job_id)
         assert job is not None
-        if job["state"] in states:
+        if job.state in states:
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} still {store.get_job(job_id)} after {timeout} s")
@@ -43,11 +44,11 @@ def wait_for(store: JobStore, job_id: str, states: tuple[str, ...], timeout: flo
 def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) -> None:
     job_id = submit(store, SHORT)
     job = wait_for(store, job_id, ("succeeded", "failed"))
-    assert job["state"] == "succeeded", job.get("error")
-    assert job["progress"] == 1.0 and job["attempts"] == 1
+    assert job.state == "succeeded", job.error
+    assert job.progress == 1.0 and job.attempts == 1
     assert [m["step"] for m in store.metrics(job_id)] == [0, 10, 20, 30]
     assert [m["step"] for m in store.metrics(job_id, since_step=10)] == [20, 30]
-    assert job["result"]["updates"] == 30
+    assert job.result["updates"] == 30
     assert store.artifact_names(job_id) == [
         "curves.png",
         "metrics.csv",
@@ -58,7 +59,7 @@ def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) 
         "weights.safetensors",
     ]
     assert store.artifact_bytes(job_id, "curves.png")[:4] == b"\x89PNG"  # type: ignore[index]
-    assert [e["state"] for e in store.events(job_id)] == ["queued", "running", "succeeded"]
+    assert [e.state for e in store.events(job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_cancel_a_running_job(store: JobStore) -> None:
@@ -66,8 +67,8 @@ def test_cancel_a_running_job(store: JobStore) -> None:
     wait_for(store, job_id, ("running",))
     store.request_cancel(job_id)
     job = wait_for(store, job_id, ("cancelled", "succeeded", "failed"), timeout=20)
-    assert job["state"] == "cancelled"
-    assert job["result"]["status"] == "cancelled"
+    assert job.state == "cancelled"
+    assert job.result["status"] == "cancelled"
 
 
 def test_a_cancelled_queued_job_never_starts(store: JobStore) -> None:
@@ -78,15 +79,15 @@ def test_a_cancelled_queued_job_never_starts(store: JobStore) -> None:
     store.request_cancel(job_id)
     run_job.delay(job_id)
     job = wait_for(store, job_id, ("cancelled", "succeeded"))
-    assert job["state"] == "cancelled" and job["attempts"] == 0
+    assert job.state == "cancelled" and job.attempts == 0
     assert store.metrics(job_id) == []
 
 
 def test_a_job_that_cannot_run_fails_with_the_reason(store: JobStore) -> None:
     job_id = submit(store, {**SHORT, "dataset": {"name": "uploaded", "id": "nope"}})
     job = wait_for(store, job_id, ("failed", "succeeded"))
-    assert job["state"] == "failed"
-    assert "dataset.id: no dataset 'nope'" in job["error"]
+    assert job.state == "failed"
+    assert "dataset.id: no dataset 'nope'" in job.error
 
 
 def test_delete_removes_everything(store: JobStore) -> None:
@@ -109,17 +110,17 @@ def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobSt
         time.sleep(0.1)
     assert store.checkpoint(job_id) is not None
     job = store.get_job(job_id)
-    assert job is not None and job["state"] == "running"
-    os.kill(int(job["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    assert job is not None and job.state == "running"
+    os.kill(int(job.worker.rsplit(":", 1)[1]), signal.SIGKILL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and store.alive(job_id):
         time.sleep(0.2)
     assert not store.alive(job_id)  # the heartbeat stopped: the API shows the job as lost
     job = wait_for(store, job_id, ("succeeded", "failed"), timeout=300)  # niced, shared CPU
-    assert job["state"] == "succeeded", job.get("error")
-    assert job["attempts"] == 2
+    assert job.state == "succeeded", job.error
+    assert job.attempts == 2
     assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
-    assert "retrying" in [e["state"] for e in store.events(job_id)]
+    assert "retrying" in [e.state for e in store.events(job_id)]
 
 
 def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> None:
@@ -133,13 +134,13 @@ def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> Non
     while time.monotonic() < deadline and store.last_metric_step(job_id) < 700:
         time.sleep(0.1)
     job = store.get_job(job_id)
-    assert job is not None and job["state"] == "running"
+    assert job is not None and job.state == "running"
     engine_pid = int(store.r.hget(f"{store.p}job:{job_id}", "engine_pid"))
-    assert engine_pid != int(job["worker"].rsplit(":", 1)[1])  # a process of its own
+    assert engine_pid != int(job.worker.rsplit(":", 1)[1])  # a process of its own
     os.kill(engine_pid, signal.SIGKILL)
     job = wait_for(store, job_id, ("succeeded", "failed"), timeout=300)  # niced, shared CPU
-    assert job["state"] == "succeeded", job.get("error")
-    assert job["attempts"] == 2
+    assert job.state == "succeeded", job.error
+    assert job.attempts == 2
     assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
 
 
@@ -157,43 +158,10 @@ def test_running_jobs_limit_parks_a_job_until_a_slot_frees(store: JobStore) -> N
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and store.r.llen(f"{store.p}user:henry:parked") == 0:
         time.sleep(0.1)
-    assert store.get_job(job_id)["state"] == "queued"  # type: ignore[index]
+    assert store.get_job(job_id).state == "queued"  # type: ignore[union-attr]
     _queue_parked(store, "henry", 2)  # both slots still taken: nothing is handed back
     assert store.r.llen(f"{store.p}user:henry:parked") == 1
     store.set_state(blockers[0], "succeeded")
     _queue_parked(store, "henry", 2)  # what the worker that ran blockers[0] does at its end
     job = wait_for(store, job_id, ("succeeded", "failed"), timeout=60)
-    assert job["state"] == "succeeded" and job["attempts"] == 1
-
-
-def test_claim_slot_is_counted_per_owner(store: JobStore) -> None:
-    assert store.claim_slot("kim", "a", 2) and store.claim_slot("kim", "b", 2)
-    assert store.claim_slot("kim", "a", 2)  # a redelivered job keeps its slot
-    assert not store.claim_slot("kim", "c", 2) and not store.claim_slot("kim", "d", 2)
-    assert store.claim_slot("lee", "e", 2)  # another user's slots are their own
-    assert store.free_slots("kim", 2) == []
-    store.r.srem(f"{store.p}user:kim:in:running", "a", "b")
-    assert store.free_slots("kim", 2) == ["c", "d"]  # oldest first, then the list is empty
-    assert store.free_slots("kim", 2) == []
-
-
-def test_queued_count_follows_state_changes(store: JobStore) -> None:
-    jobs = [store.create_job("ivy", {"name": "q"}) for _ in range(3)]
-    assert store.count_in("ivy", "queued") == 3
-    store.set_state(jobs[0], "running")
-    store.set_state(jobs[1], "cancelled")
-    assert store.count_in("ivy", "queued") == 1
-    assert store.count_in("ivy", "running") == 1
-    store.delete_job(jobs[2])
-    store.set_state(jobs[0], "succeeded")
-    assert store.count_in("ivy", "queued") == 0 == store.count_in("ivy", "running")
-
-
-def test_admit_job_creates_only_under_the_queued_limit(store: JobStore) -> None:
-    first = store.admit_job("nia", {"name": "a"}, 2)
-    assert first is not None and store.get_job(first["id"]) == first  # what was stored
-    assert store.admit_job("nia", {"name": "b"}, 2) is not None
-    assert store.admit_job("nia", {"name": "c"}, 2) is None  # two queued: the limit
-    assert store.count_in("nia", "queued") == 2
-    store.set_state(first["id"], "running")
-    assert store.admit_job("nia", {"name": "d"}, 2) is not None  # room again
+    assert job.state == "succeeded" and job.attempts == 1

@@ -1,0 +1,4 @@
+"""The Redis store of jobs, metrics, artifacts, users, datasets and sweeps, shared by the
+API (service/) and the workers (worker/): key naming, Lua scripts, one module per
+resource, typed records, and the settings both processes read. Imports neither torch,
+the engine, the API nor the worker (import-linter contract)."""

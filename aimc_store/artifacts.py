@@ -1,0 +1,68 @@
+"""A job's artifacts: small ones as Redis values, big ones (weights of real models) as
+files in the artifact store, a directory shared by API and workers."""
+
+from __future__ import annotations
+
+import shutil
+
+from aimc_store.base import StoreBase
+
+
+class Artifacts(StoreBase):
+    def put_artifact(self, job_id: str, name: str, data: bytes) -> None:
+        """Keep an artifact: in Redis if small or there is no artifact store, else as a
+        file in the store (written whole, then renamed: a reader never sees half)."""
+        pipe = self.r.pipeline()
+        if self.artifact_dir is not None and len(data) > self.inline_max_bytes:
+            path = self.artifact_dir / self.keys.artifact_folder(job_id) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".part")
+            partial.write_bytes(data)
+            partial.replace(path)
+            pipe.hset(self.key("job", job_id, "files"), name, len(data))
+        else:
+            pipe.set(self.key("job", job_id, "artifact", name), data)
+        pipe.sadd(self.key("job", job_id, "artifacts"), name)
+        pipe.execute()
+
+    def artifact_names(self, job_id: str) -> list[str]:
+        return sorted(n.decode() for n in self.r.smembers(self.key("job", job_id, "artifacts")))
+
+    def artifact(self, job_id: str, name: str) -> bytes | str | None:
+        """The artifact's bytes if Redis keeps it; if the artifact store does, its path
+        relative to the store's root (the file may have gone); None if there is none."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.key("job", job_id, "artifact", name))
+        pipe.hexists(self.key("job", job_id, "files"), name)
+        data, on_disk = pipe.execute()
+        if data is not None:
+            return bytes(data)
+        return f"{self.keys.artifact_folder(job_id)}/{name}" if on_disk else None
+
+    def artifact_bytes(self, job_id: str, name: str) -> bytes | None:
+        """The artifact's bytes wherever they are kept; None if absent or its file gone."""
+        found = self.artifact(job_id, name)
+        if isinstance(found, str):
+            path = self.artifact_dir / found if self.artifact_dir is not None else None
+            return path.read_bytes() if path is not None and path.is_file() else None
+        return found
+
+    def remove_artifact_files(self, job_id: str) -> None:
+        if self.artifact_dir is not None:
+            folder = self.artifact_dir / self.keys.artifact_folder(job_id)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_expired_artifact_files(self) -> list[str]:
+        """Delete the artifact files of jobs whose keys expired (the retention) or were
+        removed; the job ids whose files went."""
+        if self.artifact_dir is None:
+            return []
+        root = self.artifact_dir / self.keys.artifact_folder("")
+        if not root.is_dir():
+            return []
+        removed = []
+        for folder in root.iterdir():
+            if folder.is_dir() and not self.r.exists(self.key("job", folder.name)):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed

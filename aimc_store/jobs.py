@@ -1,0 +1,140 @@
+"""Jobs: creation under the queued limit, state changes (with their events, the per-user
+live sets and the statistics), the fields a worker updates, and idempotency keys."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from aimc_spec.vocabulary import STATES, TERMINAL
+from aimc_store.base import StoreBase
+from aimc_store.keys import LIVE, hash_key
+from aimc_store.records import Job
+from aimc_store.stats import observe_duration
+
+
+class Jobs(StoreBase):
+    def create_job(self, owner: str, spec: dict[str, Any]) -> str:
+        """A queued job (no limit checked; no task sent, so the reaper does not watch
+        it while queued: the caller sends one if it wants the job run); its id."""
+        job = self.admit_job(owner, spec, None, watched=False)
+        if job is None:  # no limit, so the script always creates it
+            raise RuntimeError("CREATE_JOB refused a job without a limit")
+        return job.id
+
+    def admit_job(
+        self, owner: str, spec: dict[str, Any], max_queued: int | None, *, watched: bool = True
+    ) -> Job | None:
+        """Create a queued job unless the owner already has `max_queued` queued; the job
+        or None. One atomic round trip: concurrent submits cannot overshoot the limit,
+        and the caller needs no read-back."""
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        name = spec.get("name", "")
+        created = self.scripts.create_job(
+            keys=[
+                self.key("job", job_id),
+                self.key("user", owner, "jobs"),
+                self.key("job", job_id, "events"),
+                self.key("stats", "transitions"),
+                self.key("user", owner, "in", "queued"),
+                self.key("in", "queued"),
+            ],
+            args=[
+                max_queued if max_queued is not None else -1,
+                job_id,
+                owner,
+                name,
+                json.dumps(spec),
+                repr(now),
+                "1" if watched else "0",
+            ],
+        )
+        if not created:
+            return None
+        return Job(
+            id=job_id,
+            owner=owner,
+            name=name,
+            spec=spec,
+            state="queued",
+            progress=0.0,
+            attempts=0,
+            created=now,
+        )
+
+    def get_job(self, job_id: str) -> Job | None:
+        return Job.from_hash(job_id, self.r.hgetall(self.key("job", job_id)))
+
+    def count_in(self, owner: str, state: str) -> int:
+        """How many of the owner's jobs are in a live state, without reading every job."""
+        return int(self.r.scard(self.key("user", owner, "in", state)))
+
+    def set_state(self, job_id: str, state: str, **fields: Any) -> None:
+        """Move a job to `state` and record the change as an event; a final state also
+        counts the run time, drops the checkpoint and starts the retention."""
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}; one of {', '.join(STATES)}")
+        now = time.time()
+        mapping: dict[str, Any] = {"state": state, **fields}
+        if state == "running":
+            mapping.setdefault("started", now)
+            mapping["requeued"] = 0  # a worker holds it: it may be requeued if lost again
+        if state in TERMINAL:
+            mapping["finished"] = now
+        owner, started = self.r.hmget(self.key("job", job_id), ["owner", "started"])
+        pipe = self.r.pipeline()
+        if state in TERMINAL and started is not None:
+            observe_duration(pipe, self.key("stats", "durations"), state, now - float(started))
+        pipe.hset(self.key("job", job_id), mapping=mapping)
+        pipe.xadd(self.key("job", job_id, "events"), {"state": state, "t": now})
+        pipe.hincrby(self.key("stats", "transitions"), state, 1)
+        for live in LIVE:
+            pipe.srem(self.key("in", live), job_id)
+        if state in LIVE:
+            pipe.sadd(self.key("in", state), job_id)
+        if owner is not None:
+            for live in LIVE:
+                pipe.srem(self.key("user", owner.decode(), "in", live), job_id)
+            if state in LIVE:
+                pipe.sadd(self.key("user", owner.decode(), "in", state), job_id)
+        if state in TERMINAL:
+            pipe.delete(self.key("job", job_id, "checkpoint"))  # never resumed again
+        if state in TERMINAL and self.retention_s:
+            for key in self._job_keys(job_id):
+                pipe.expire(key, self.retention_s)
+        pipe.execute()
+
+    def _job_keys(self, job_id: str) -> list[str]:
+        """Every key of one job, its artifacts' included."""
+        names = self.r.smembers(self.key("job", job_id, "artifacts"))
+        return self.keys.job_keys(job_id, sorted(n.decode() for n in names))
+
+    def add_attempt(self, job_id: str) -> int:
+        return int(self.r.hincrby(self.key("job", job_id), "attempts", 1))
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        self.r.hset(self.key("job", job_id), "progress", progress)
+
+    def set_engine_pid(self, job_id: str, pid: int) -> None:
+        """The process running the job's engine (forked per job), for operators."""
+        self.r.hset(self.key("job", job_id), "engine_pid", pid)
+
+    def set_result(self, job_id: str, result: dict[str, Any]) -> None:
+        self.r.hset(self.key("job", job_id), "result", json.dumps(result))
+
+    # idempotency -----------------------------------------------------------
+    def idempotent_job(self, user: str, key: str) -> tuple[str, str] | None:
+        """(body digest, job id) remembered for this user's Idempotency-Key, if any."""
+        raw = self.r.get(self.key("idem", user, hash_key(key)))
+        if raw is None:
+            return None
+        digest, job_id = raw.decode().split(" ")
+        return digest, job_id
+
+    def remember_idempotent(
+        self, user: str, key: str, digest: str, job_id: str, ttl_s: int
+    ) -> None:
+        self.r.set(self.key("idem", user, hash_key(key)), f"{digest} {job_id}", ex=ttl_s)

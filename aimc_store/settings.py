@@ -1,0 +1,52 @@
+"""Settings the API and the workers both read (pydantic-settings, `AIMC_` prefix): where
+the store is and how it keeps things. service.settings and worker.settings add what
+only one of them reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INLINE_MAX_BYTES = 256 * 1024  # larger artifacts go to the artifact store, if there is one
+
+
+class StoreSettings(BaseSettings):
+    """The store's settings; documented in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="AIMC_", extra="ignore")
+
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "AIMC_REDIS_URL"),
+        description="Broker, result backend and job store.",
+    )
+    data_dir: Path = Field(Path("~/.aimc").expanduser(), description="Artifacts and state.")
+    key_prefix: str = Field("aimc:", description="Prefix of every Redis key (tests isolate).")
+    retention_seconds: int = Field(7 * 24 * 3600, ge=60, description="Finished jobs' lifetime.")
+    artifact_dir: Path | None = Field(
+        None,
+        description=(
+            "The artifact store: a directory (for several hosts, a shared mount at the "
+            "same place on API and workers) for artifacts above artifact_inline_max_bytes. "
+            "Unset: every artifact stays in Redis (a worker that does not share the store). "
+            "`aimc serve` sets DATA_DIR/artifacts."
+        ),
+    )
+    artifact_inline_max_bytes: int = Field(
+        INLINE_MAX_BYTES, ge=0, description="Artifacts up to this size stay in Redis."
+    )
+    dataset_dirs: str = Field(
+        "",
+        description=(
+            "Directories (separated by ':') under which a job spec's server-side dataset "
+            "paths (npz, mnist_idx) may lie, after resolving '..' and symlinks; none by "
+            "default, so remote users can read no server file. Uploads need none."
+        ),
+    )
+
+    def dataset_roots(self) -> tuple[Path, ...]:
+        """The allowed dataset directories (aimc_spec.spec.DATASET_ROOTS): the API
+        refuses specs outside them, and the worker checks again before it reads."""
+        return tuple(Path(d).expanduser() for d in self.dataset_dirs.split(":") if d.strip())

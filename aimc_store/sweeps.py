@@ -1,0 +1,102 @@
+"""Sweeps: a grid's jobs recorded under one id, and the overlay plot of their curves,
+drawn once by the worker that ends the last of them (worker/sweep_plot.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aimc_spec.vocabulary import TERMINAL
+from aimc_store.base import StoreBase
+from aimc_store.records import Sweep, SweepMember
+
+EXPIRED = "expired"  # a member job's state once it was deleted or its retention ended
+
+
+def all_ended(states: Iterable[str]) -> bool:
+    """Every member job has ended (or is gone): the sweep's curves will not change again."""
+    return all(state in (*TERMINAL, EXPIRED) for state in states)
+
+
+class Sweeps(StoreBase):
+    def create_sweep(
+        self, owner: str, name: str, grid: dict[str, Any], members: Sequence[SweepMember]
+    ) -> str:
+        """Record a sweep of jobs that exist already, and mark each job as the sweep's (so
+        the worker that ends one can tell whether the sweep has ended); its id."""
+        sweep_id = "sw_" + uuid.uuid4().hex[:16]
+        now = time.time()
+        pipe = self.r.pipeline()
+        pipe.hset(
+            self.key("sweep", sweep_id),
+            mapping={
+                "owner": owner,
+                "name": name,
+                "created": now,
+                "grid": json.dumps(grid),
+                "members": json.dumps([{"job": m.job, "overrides": m.overrides} for m in members]),
+            },
+        )
+        for member in members:
+            pipe.hset(self.key("job", member.job), "sweep", sweep_id)
+        pipe.zadd(self.key("user", owner, "sweeps"), {sweep_id: now})
+        pipe.execute()
+        return sweep_id
+
+    def sweep(self, sweep_id: str) -> Sweep | None:
+        record = self._text_hash(self.key("sweep", sweep_id))
+        if record is None:
+            return None
+        return Sweep(
+            id=sweep_id,
+            owner=record["owner"],
+            name=record["name"],
+            created=float(record["created"]),
+            grid=json.loads(record["grid"]),
+            members=[SweepMember(m["job"], m["overrides"]) for m in json.loads(record["members"])],
+        )
+
+    def sweep_ids(self, owner: str) -> list[str]:
+        """The owner's sweeps, newest first."""
+        return [s.decode() for s in self.r.zrevrange(self.key("user", owner, "sweeps"), 0, -1)]
+
+    def member_states(self, sweep: Sweep) -> list[str]:
+        """Each member job's state, in the sweep's order (`expired` for one that is gone),
+        in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for member in sweep.members:
+            pipe.hget(self.key("job", member.job), "state")
+        return [s.decode() if s is not None else EXPIRED for s in pipe.execute()]
+
+    def sweep_ended(self, sweep: Sweep) -> bool:
+        return all_ended(self.member_states(sweep))
+
+    def sweep_plot(self, sweep_id: str) -> bytes | None:
+        """The final overlay plot (PNG), once a worker drew it."""
+        data = self.r.get(self.key("sweep", sweep_id, "plot"))
+        return bytes(data) if data is not None else None
+
+    def has_sweep_plot(self, sweep_id: str) -> bool:
+        return bool(self.r.exists(self.key("sweep", sweep_id, "plot")))
+
+    def ask_for_sweep_plot(self, sweep_id: str, every_s: int) -> bool:
+        """True at most once every `every_s` per sweep: the caller may ask the workers to
+        draw its plot now (API processes and reloads of a page do not ask each time)."""
+        return bool(self.r.set(self.key("sweep", sweep_id, "plot_asked"), 1, nx=True, ex=every_s))
+
+    def finish_sweep(self, sweep_id: str, plot: bytes) -> bool:
+        """Keep the final overlay plot unless one is kept already (two workers that end
+        the last two jobs at once may both draw it; the first to store it wins, and both
+        drew it from the same finished points). The sweep then expires with its jobs'
+        retention. True if this call stored it."""
+        plot_key = self.key("sweep", sweep_id, "plot")
+        stored = bool(self.r.set(plot_key, plot, nx=True))
+        if stored and self.retention_s:
+            pipe = self.r.pipeline()
+            pipe.expire(self.key("sweep", sweep_id), self.retention_s)
+            pipe.expire(plot_key, self.retention_s)
+            pipe.execute()
+        return stored

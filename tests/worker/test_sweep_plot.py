@@ -1,0 +1,80 @@
+"""worker/sweep_plot.py: the worker that ends a sweep's last job draws its overlay plot,
+once, even when two workers end the last two jobs at the same moment."""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+from aimc_store.records import SweepMember
+from aimc_store.store import JobStore
+from tests.conftest import REDIS_TEST_URL
+from worker.sweep_plot import after_job_ended, draw_if_ended
+
+
+def _points(loss: float) -> list[dict[str, float]]:
+    return [
+        {"step": s, "samples": 8.0 * s, "sim_time_ns": 1e3 * s, "test_loss": loss / (s + 1)}
+        for s in (0, 10, 20)
+    ]
+
+
+def _sweep(store: JobStore, n: int) -> tuple[str, list[str]]:
+    """A sweep of n queued jobs, each with three metric points."""
+    jobs = []
+    for seed in range(n):
+        job_id = store.create_job("uma", {"seed": seed})
+        for point in _points(2.0 + seed):
+            store.add_metric(job_id, point)
+        jobs.append(job_id)
+    members = [SweepMember(j, {"seed": s}) for s, j in enumerate(jobs)]
+    return store.create_sweep("uma", "seeds", {"seed": list(range(n))}, members), jobs
+
+
+def test_the_plot_is_drawn_when_the_last_job_ends(plain_store: JobStore) -> None:
+    store = plain_store
+    sweep_id, jobs = _sweep(store, 3)
+    store.set_state(jobs[0], "succeeded")
+    after_job_ended(store, jobs[0])
+    assert store.sweep_plot(sweep_id) is None  # two jobs still to end
+    store.set_state(jobs[1], "failed")
+    store.set_state(jobs[2], "cancelled")
+    after_job_ended(store, jobs[2])
+    png = store.sweep_plot(sweep_id)
+    assert png is not None and png[:4] == b"\x89PNG" and len(png) > 10_000
+    assert not draw_if_ended(store, sweep_id)  # once
+    assert store.sweep_plot(sweep_id) == png
+
+
+def test_a_job_outside_any_sweep_draws_nothing(plain_store: JobStore) -> None:
+    job_id = plain_store.create_job("vic", {})
+    plain_store.set_state(job_id, "succeeded")
+    after_job_ended(plain_store, job_id)  # no sweep: nothing to do, nothing raised
+    after_job_ended(plain_store, "no-such-job")
+    assert not draw_if_ended(plain_store, "sw_missing")
+    assert list(plain_store.r.scan_iter(match=f"{plain_store.p}sweep:*")) == []
+
+
+def _draw_in_own_process(url: str, prefix: str, sweep_id: str, start: Any, out: Any) -> None:
+    """One worker: its own process and Redis connection, as in production."""
+    store = JobStore.from_url(url, prefix)
+    start.wait()
+    out.put(draw_if_ended(store, sweep_id))
+
+
+def test_two_workers_ending_the_last_jobs_at_once_store_one_plot(plain_store: JobStore) -> None:
+    store = plain_store
+    sweep_id, jobs = _sweep(store, 2)
+    for job_id in jobs:
+        store.set_state(job_id, "succeeded")
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(2), context.Queue()
+    args = (REDIS_TEST_URL, store.p, sweep_id, start, out)
+    workers = [context.Process(target=_draw_in_own_process, args=args) for _ in jobs]
+    for w in workers:
+        w.start()
+    stored = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    assert stored.count(True) == 1  # whichever stored first; the other's plot is dropped
+    assert store.sweep_plot(sweep_id) is not None

@@ -1,0 +1,36 @@
+"""A sweep's overlay plot, drawn by a worker once the sweep's last job has ended: the API
+process never runs matplotlib (import-linter contract), it serves the stored PNG."""
+
+from __future__ import annotations
+
+import logging
+
+from aimc_spec.comparison import plot_overlay
+from aimc_spec.sweep import label
+from aimc_store.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def draw_if_ended(store: JobStore, sweep_id: str) -> bool:
+    """Draw and keep the sweep's overlay plot if every one of its jobs has ended and no
+    plot is kept yet; True if this call stored it. Idempotent: a second call, or a second
+    worker ending the last job at the same moment, stores nothing more."""
+    sweep = store.sweep(sweep_id)
+    if sweep is None or store.has_sweep_plot(sweep_id) or not store.sweep_ended(sweep):
+        return False
+    series = [(label(m.overrides), store.metrics(m.job)) for m in sweep.members]
+    png = plot_overlay(series, f"sweep {sweep.name} ({sweep.id})")
+    return store.finish_sweep(sweep_id, png)
+
+
+def after_job_ended(store: JobStore, job_id: str) -> None:
+    """The hook a worker runs once a job it handled is in a final state: if the job
+    belongs to a sweep that has now ended, draw the sweep's plot. A failure here is
+    logged and leaves the job as it ended (the API asks for the plot again)."""
+    try:
+        job = store.get_job(job_id)
+        if job is not None and job.sweep is not None and draw_if_ended(store, job.sweep):
+            log.info("sweep %s ended with job %s; its overlay plot is stored", job.sweep, job_id)
+    except Exception:
+        log.exception("job %s: drawing its sweep's plot failed", job_id)
