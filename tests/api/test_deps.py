@@ -13,6 +13,7 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from aimc_store.records import SweepMember
 from service.app import create_app
 from service.settings import Settings
 from tests.conftest import REDIS_TEST_URL
@@ -74,7 +75,7 @@ def test_another_users_sweep_is_missing_alike(client: TestClient) -> None:
     (alice, alice_id), (bob, _) = new_user(client, "alice"), new_user(client, "bob")
     store = client.app.state.store  # type: ignore[attr-defined]
     job_id = store.create_job(alice_id, {"name": "a member"})
-    members = [{"job": job_id, "overrides": {"seed": 1}}]
+    members = [SweepMember(job=job_id, overrides={"seed": 1})]
     sweep_id = store.create_sweep(alice_id, "alice's", {"seed": [1]}, members)
     missing = "sw_" + uuid.uuid4().hex[:16]
     mine = client.get(f"/v1/sweeps/{sweep_id}", headers=alice)
