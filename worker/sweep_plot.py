@@ -4,9 +4,11 @@ process never runs matplotlib (import-linter contract), it serves the stored PNG
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from aimc_spec.comparison import plot_overlay
+from aimc_spec.comparison import plot_grouped
 from aimc_spec.sweep import label
+from aimc_store.records import Sweep
 from aimc_store.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -19,9 +21,19 @@ def draw_if_ended(store: JobStore, sweep_id: str) -> bool:
     sweep = store.sweep(sweep_id)
     if sweep is None or store.has_sweep_plot(sweep_id) or not store.sweep_ended(sweep):
         return False
-    series = [(label(m.overrides), store.metrics(m.job)) for m in sweep.members]
-    png = plot_overlay(series, f"sweep {sweep.name} ({sweep.id})")
+    png = plot_grouped(seed_groups(store, sweep), f"sweep {sweep.name} ({sweep.id})")
     return store.finish_sweep(sweep_id, png)
+
+
+def seed_groups(store: JobStore, sweep: Sweep) -> list[tuple[str, list[list[dict[str, Any]]]]]:
+    """The sweep's jobs grouped by their overrides other than `seed`, in grid order: a
+    grid over seeds becomes one line per setting, the mean over its seeds with a 95%
+    confidence band (plot_grouped); without a seed axis every job is a line of its own."""
+    groups: dict[str, list[list[dict[str, Any]]]] = {}
+    for member in sweep.members:
+        setting = {k: v for k, v in member.overrides.items() if k != "seed"}
+        groups.setdefault(label(setting) or "base", []).append(store.metrics(member.job))
+    return list(groups.items())
 
 
 def after_job_ended(store: JobStore, job_id: str) -> None:

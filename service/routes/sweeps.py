@@ -152,8 +152,9 @@ def get_sweep(request: Request, sweep: OwnedSweep, store: StoreDep) -> SweepOut:
     responses={**responses(401, 404, 409, 429), 200: {"content": {"image/png": {}}}},
 )
 def sweep_plot(request: Request, sweep: OwnedSweep, store: StoreDep) -> Response:
-    """Test loss against samples and simulated time, one line per job: drawn by a worker
-    once every job has ended (409 with Retry-After until then)."""
+    """Test loss against samples and simulated time, one line per setting (the mean over
+    its seeds with a 95% band): drawn by a worker once every job has ended (409 with
+    Retry-After until then)."""
     sweep_id = sweep.id
     png = store.sweep_plot(sweep_id)
     if png is not None:

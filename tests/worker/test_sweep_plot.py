@@ -9,7 +9,7 @@ from typing import Any
 from aimc_store.records import SweepMember
 from aimc_store.store import JobStore
 from tests.conftest import REDIS_TEST_URL
-from worker.sweep_plot import after_job_ended, draw_if_ended
+from worker.sweep_plot import after_job_ended, draw_if_ended, seed_groups
 
 
 def _points(loss: float) -> list[dict[str, float]]:
@@ -44,6 +44,32 @@ def test_the_plot_is_drawn_when_the_last_job_ends(plain_store: JobStore) -> None
     assert png is not None and png[:4] == b"\x89PNG" and len(png) > 10_000
     assert not draw_if_ended(store, sweep_id)  # once
     assert store.sweep_plot(sweep_id) == png
+
+
+def test_seeds_of_one_setting_make_one_line_with_a_band(plain_store: JobStore) -> None:
+    """A grid over lr x seed: one group per lr holding its seeds' curves; a grid without
+    seeds: a group per job (the plain overlay)."""
+    store = plain_store
+    grid = [(lr, seed) for lr in (0.1, 0.2) for seed in (1, 2, 3)]
+    members = []
+    for lr, seed in grid:
+        job_id = store.create_job("uma", {"seed": seed})
+        for point in _points(lr * 10 + seed):
+            store.add_metric(job_id, point)
+        members.append(SweepMember(job_id, {"optimizer.lr": lr, "seed": seed}))
+    sweep_id = store.create_sweep(
+        "uma", "lr", {"optimizer.lr": [0.1, 0.2], "seed": [1, 2, 3]}, members
+    )
+    sweep = store.sweep(sweep_id)
+    assert sweep is not None
+    groups = seed_groups(store, sweep)
+    assert [name for name, _ in groups] == ["lr=0.1", "lr=0.2"]
+    assert [len(runs) for _, runs in groups] == [3, 3]
+    assert groups[1][1][2][0]["test_loss"] == 0.2 * 10 + 3  # lr 0.2, seed 3, first point
+    only_seeds, _ = _sweep(store, 2)
+    plain = store.sweep(only_seeds)
+    assert plain is not None
+    assert [(name, len(runs)) for name, runs in seed_groups(store, plain)] == [("base", 2)]
 
 
 def test_a_job_outside_any_sweep_draws_nothing(plain_store: JobStore) -> None:
