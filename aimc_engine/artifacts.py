@@ -17,6 +17,7 @@ from aimc_spec.comparison import log_y
 from aimc_spec.metric_record import metrics_csv
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -106,48 +107,76 @@ def plot_curves(path: Path, metrics: list[dict[str, Any]], title: str) -> None:
         f.figure.savefig(path, dpi=100)
 
 
-def plot_timeline(path: Path, timed: list[Timed], stages: int, title: str) -> None:
-    """Gantt chart of the first actions: one row per stage, coloured by action kind."""
-    import matplotlib
+@dataclass
+class _TimelineFigure:
+    """timeline.png's figure for one number of stages, built once per process like
+    _CurvesFigure; `drawn` holds the last job's bars and labels, removed before the next."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    figure: Figure
+    ax: Axes
+    drawn: list[Artist] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    colours = {FORWARD: "tab:blue", BACKWARD: "tab:orange", UPDATE: "tab:green"}
+
+TIMELINE_COLOURS = {FORWARD: "tab:blue", BACKWARD: "tab:orange", UPDATE: "tab:green"}
+
+
+@functools.cache
+def _timeline_figure(stages: int) -> _TimelineFigure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     names = {FORWARD: "forward", BACKWARD: "backward", UPDATE: "update"}
     height = 1.2 + 0.5 * stages
-    fig, ax = plt.subplots(figsize=(12, height))
+    fig = Figure(figsize=(12, height))
+    FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.07, right=0.99, bottom=0.45 / height + 0.1, top=1 - 0.45 / height)
-    shown = timed[:GANTT_ACTIONS]
-    for kind, colour in colours.items():
-        for stage in range(stages):  # one collection per (kind, stage), not one per bar
-            spans = [
-                (t.start / 1e3, (t.end - t.start) / 1e3)
-                for t in shown
-                if t.action.kind == kind and t.action.stage == stage
-            ]
-            if spans:
-                ax.broken_barh(
-                    spans, (stage - 0.4, 0.8), color=colour, edgecolor="white", linewidth=0.3
-                )
+    ax = fig.add_subplot()
+    for kind, colour in TIMELINE_COLOURS.items():
         ax.bar(0, 0, color=colour, label=names[kind])  # legend entry
-    if len(shown) <= 80:  # small charts: label each bar with its micro-batch
-        for t in shown:
-            ax.text(
-                (t.start + t.end) / 2e3,
-                t.action.stage,
-                str(t.action.microbatch),
-                ha="center",
-                va="center",
-                fontsize=7,
-            )
     ax.set_yticks(range(stages), [f"stage {s}" for s in range(stages)])
     ax.invert_yaxis()
     ax.set_xlabel("simulated time (us)")
-    ax.set_title(f"{title}: first {len(shown)} actions", loc="left")
     ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, fontsize=8, frameon=False)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return _TimelineFigure(fig, ax)
+
+
+def plot_timeline(path: Path, timed: list[Timed], stages: int, title: str) -> None:
+    """Gantt chart of the first actions: one row per stage, coloured by action kind."""
+    f = _timeline_figure(stages)
+    ax = f.ax
+    shown = timed[:GANTT_ACTIONS]
+    with f.lock:
+        for artist in f.drawn:
+            artist.remove()
+        f.drawn.clear()
+        for kind, colour in TIMELINE_COLOURS.items():
+            for stage in range(stages):  # one collection per (kind, stage), not one per bar
+                spans = [
+                    (t.start / 1e3, (t.end - t.start) / 1e3)
+                    for t in shown
+                    if t.action.kind == kind and t.action.stage == stage
+                ]
+                if spans:
+                    bars = ax.broken_barh(
+                        spans, (stage - 0.4, 0.8), color=colour, edgecolor="white", linewidth=0.3
+                    )
+                    f.drawn.append(bars)
+        if len(shown) <= 80:  # small charts: label each bar with its micro-batch
+            for t in shown:
+                label = ax.text(
+                    (t.start + t.end) / 2e3,
+                    t.action.stage,
+                    str(t.action.microbatch),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                )
+                f.drawn.append(label)
+        ax.relim()
+        ax.autoscale_view()
+        ax.set_title(f"{title}: first {len(shown)} actions", loc="left")
+        f.figure.savefig(path, dpi=100)
 
 
 def write_timeline_json(path: Path, timed: list[Timed], stages: int, schedule: str) -> None:
