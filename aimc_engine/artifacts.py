@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,15 +206,44 @@ def write_run(
     model: nn.Module,
     timed: list[Timed],
 ) -> None:
-    """Everything but metrics.jsonl (appended while the job runs)."""
+    """Everything but metrics.jsonl (appended while the job runs). timeline.png is drawn
+    in a forked process while this one draws curves.png and writes the rest: a service
+    job is `succeeded` only once all of them are stored, and the two plots were most of
+    that wait (see _draw_aside)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_metrics_csv(out_dir / "metrics.csv", metrics)
-    write_weights(out_dir / "weights.safetensors", model, json.dumps(result["spec"]))
     spec = result["spec"]
+    stages, schedule = spec["pipeline"]["stages"], spec["pipeline"]["schedule"]
+    title = f"{spec['name']} ({schedule})"
+    timeline = _draw_aside(lambda: plot_timeline(out_dir / "timeline.png", timed, stages, title))
+    write_metrics_csv(out_dir / "metrics.csv", metrics)
+    write_weights(out_dir / "weights.safetensors", model, json.dumps(spec))
     plot_curves(out_dir / "curves.png", metrics, spec["name"])
-    title = f"{spec['name']} ({spec['pipeline']['schedule']})"
-    plot_timeline(out_dir / "timeline.png", timed, spec["pipeline"]["stages"], title)
-    write_timeline_json(
-        out_dir / "timeline.json", timed, spec["pipeline"]["stages"], spec["pipeline"]["schedule"]
-    )
+    write_timeline_json(out_dir / "timeline.json", timed, stages, schedule)
     (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    timeline()
+
+
+def _draw_aside(draw: Callable[[], None]) -> Callable[[], None]:
+    """Start `draw` in a forked process; returns the call that waits for it, and draws
+    in this process after all if the fork failed (so an error is raised here, where it
+    names the plot). The forked process only draws with matplotlib: no torch op, so the
+    torch thread pool that forking after torch work leaves broken is never used there.
+    Without fork (not POSIX) it draws at once."""
+    if not hasattr(os, "fork"):
+        draw()
+        return lambda: None
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            draw()
+            code = 0
+        finally:
+            os._exit(code)
+
+    def wait() -> None:
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            draw()
+
+    return wait
