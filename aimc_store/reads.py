@@ -3,6 +3,7 @@ rate count, and the status view of a job."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import redis.asyncio as aioredis
@@ -78,11 +79,11 @@ class AsyncReads:
         )
         if not found:
             return None
-        user, count, values, last, beating = found
-        raw = {f: v for f, v in zip(STATUS_KEYS, values, strict=True) if v is not None}
+        user, count, values, last, beating = json.loads(found)
+        raw = {f: v.encode() for f, v in zip(STATUS_KEYS, values, strict=True) if v is not False}
         latest = decode_point(last) if last else None
         view = JobView(Job.from_hash(job_id, raw), latest, bool(beating))
-        return user.decode(), retry_at if int(count) > per_minute else None, view
+        return user, retry_at if int(count) > per_minute else None, view
 
     async def job_ids(self, owner: str) -> list[str]:
         """The owner's jobs, newest first."""
