@@ -3,14 +3,35 @@ rate count, and the status view of a job."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import redis.asyncio as aioredis
 
 from aimc_store.keys import hash_key
-from aimc_store.records import Job, JobView, latest_point
+from aimc_store.records import Job, JobView, decode_point, latest_point
 from aimc_store.scripts import AUTHENTICATE, AUTHENTICATED_JOB_VIEW
 from aimc_store.store import JobStore
+
+# the job hash's fields the status view reads: all but `result` (see
+# authenticated_job_view); Job.from_hash decodes them
+STATUS = (
+    "owner",
+    "name",
+    "spec",
+    "state",
+    "progress",
+    "attempts",
+    "created",
+    "started",
+    "finished",
+    "engine_finished",
+    "error",
+    "worker",
+    "resumes",
+    "sweep",
+)
+STATUS_KEYS = tuple(f.encode() for f in STATUS)
 
 
 def _minute() -> tuple[int, int]:
@@ -49,18 +70,20 @@ class AsyncReads:
     ) -> tuple[str, int | None, JobView] | None:
         """authenticate() and job_view() in one round trip: (user, retry, view), None for
         an unknown key. The status route, the one clients poll, then costs what a bare
-        read of one hash costs."""
+        read of one hash costs. The view's job has every field but `result` (None): the
+        status view does not show it, and reading it was most of the route's time."""
         window, retry_at = _minute()
         found = await self._authenticated_job_view(
             keys=[self.store.key("key", hash_key(api_key))],
-            args=[self.store.key("rate", ""), window, self.store.key("job", job_id)],
+            args=[self.store.key("rate", ""), window, self.store.key("job", job_id), *STATUS],
         )
         if not found:
             return None
-        user, count, flat, last, beating = found
-        raw = dict(zip(flat[::2], flat[1::2], strict=True))
-        view = JobView(Job.from_hash(job_id, raw), latest_point(last), bool(beating))
-        return user.decode(), retry_at if int(count) > per_minute else None, view
+        user, count, values, last, beating = json.loads(found)
+        raw = {f: v.encode() for f, v in zip(STATUS_KEYS, values, strict=True) if v is not False}
+        latest = decode_point(last) if last else None
+        view = JobView(Job.from_hash(job_id, raw), latest, bool(beating))
+        return user, retry_at if int(count) > per_minute else None, view
 
     async def job_ids(self, owner: str) -> list[str]:
         """The owner's jobs, newest first."""

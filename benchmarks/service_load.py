@@ -1,16 +1,19 @@
 """Service load on loopback: `aimc serve` against the floor of a bare FastAPI + Redis route.
 
 Run: python benchmarks/service_load.py [--seconds 5] [--jobs 10] [--burst 100]
-     [--parts http,queue,sse]
+     [--parts http,queue,sse] [--clients 1,10,50] [--rounds 3]
 
 Starts `aimc serve --workers 2` (private Redis) and, in the same session, a bare
 FastAPI app whose one route reads one Redis hash from that Redis (the floor any
 status route stands on). One asyncio/httpx load generator drives both: status
 (GET /v1/jobs/{id}) and submit (POST /v1/jobs) at 1, 10 and 50 concurrent
-clients for a bounded time; queue overhead of tiny jobs (submit -> running,
-engine finished -> succeeded) run one after another, and of a burst of 100
+clients for a bounded time (floor and status alternate in `--rounds` slices, so a
+load change on the machine hits both alike); queue overhead of tiny jobs (submit ->
+running, engine finished -> succeeded) run one after another, and of a burst of 100
 sharing the 2 workers; 50 SSE listeners on one job. Prints p50/p99 latency,
-throughput, errors, and ratios to the floor.
+throughput, errors, ratios to the floor, and last the two figures issue 12 sets
+targets for: status throughput at 1 client over the floor's, and the median time from
+a job's engine end to `succeeded`.
 Traffic goes to 127.0.0.1 only and every loop is bounded in count and time.
 """
 
@@ -25,9 +28,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-import redis
 
 from service.serve import free_port, wait_for_port
 
@@ -45,8 +48,8 @@ def status():
 
 async def load(
     url: str, clients: int, seconds: float, method: str = "GET", **kw: object
-) -> dict[str, float]:
-    """`clients` concurrent loops hitting `url` for `seconds`; latency and throughput."""
+) -> dict[str, Any]:
+    """`clients` concurrent loops hitting `url` for `seconds`: latencies, time, errors."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -68,12 +71,17 @@ async def load(
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - began
-    latencies.sort()
+    return {"latencies": latencies, "elapsed": elapsed, "errors": errors}
+
+
+def summarise(slices: list[dict[str, Any]]) -> dict[str, float]:
+    """Throughput, p50/p99 latency and errors over the slices of one load."""
+    latencies = sorted(x for s in slices for x in s["latencies"])
     return {
-        "rps": len(latencies) / elapsed,
+        "rps": len(latencies) / sum(s["elapsed"] for s in slices),
         "p50_ms": 1e3 * statistics.median(latencies),
         "p99_ms": 1e3 * latencies[int(0.99 * (len(latencies) - 1))],
-        "errors": errors,
+        "errors": sum(s["errors"] for s in slices),
         "n": len(latencies),
     }
 
@@ -100,11 +108,26 @@ async def sse_listeners(base: str, job_id: str, auth: dict[str, str], n: int) ->
     }
 
 
-def drain(redis_url: str) -> None:
-    """Drop the jobs a submit load queued (they stay `queued` in the store) and give the
-    workers time to finish the ones they hold, so the next measurement starts idle."""
-    redis.Redis.from_url(redis_url).delete("aimc")
-    time.sleep(12)
+def drain(base: str, auth: dict[str, str]) -> None:
+    """Cancel the jobs a submit load left queued (parked ones too), so the next
+    measurement starts idle: deleting the Celery queue is not enough, the API's reaper
+    sends a queued job whose task it cannot find again a minute later. Then give the
+    workers time to finish the jobs they hold."""
+    queued: list[str] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        page = httpx.get(
+            f"{base}/v1/jobs",
+            params={"state": "queued", "limit": 100, "cursor": cursor},
+            headers=auth,
+            timeout=60,
+        ).json()
+        queued += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+    with httpx.Client(timeout=30) as client:
+        for job_id in queued:
+            client.post(f"{base}/v1/jobs/{job_id}/cancel", headers=auth)
+    time.sleep(5)
 
 
 def wait_state(
@@ -119,8 +142,9 @@ def wait_state(
     raise SystemExit(f"job {job_id} did not reach {states}")
 
 
-def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst: int) -> None:
-    """Idle latency of tiny jobs run one after another, then a burst sharing 2 workers."""
+def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst: int) -> float:
+    """Idle latency of tiny jobs run one after another, then a burst sharing 2 workers;
+    the median seconds from engine end to `succeeded` of the ones run one by one."""
     print("\nqueue overhead, tiny jobs one after another (workers otherwise idle):")
     to_running, to_done = [], []
     for _ in range(jobs):
@@ -136,6 +160,8 @@ def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst
         f"  engine end -> succeeded: median {1e3 * statistics.median(to_done):.0f} ms, "
         f"max {1e3 * max(to_done):.0f} ms (plots, weights, artifacts into Redis)"
     )
+    if burst == 0:
+        return statistics.median(to_done)
     began = time.time()
     ids = [
         httpx.post(f"{base}/v1/jobs", json=tiny, headers=auth).json()["id"] for _ in range(burst)
@@ -150,6 +176,7 @@ def queue_overhead(base: str, auth: dict[str, str], tiny: dict, jobs: int, burst
         f"{engine / burst * 1e3:.0f} ms per job, overhead {idle * 1e3:.0f} ms per job "
         f"(2 x makespan - engine time, over jobs), {failed} failed"
     )
+    return statistics.median(to_done)
 
 
 def main() -> None:
@@ -159,6 +186,10 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100, help="tiny jobs submitted at once")
     parser.add_argument(
         "--parts", default="http,queue,sse", help="comma-separated subset of http,queue,sse"
+    )
+    parser.add_argument("--clients", default="1,10,50", help="comma-separated load levels")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating floor/status slices per level"
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -227,22 +258,48 @@ def main() -> None:
             f"{'load':28} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
             f"{'errors':>6} {'vs floor':>22}"
         )
-        for clients in (1, 10, 50) if "http" in parts else ():
-            f = asyncio.run(load(f"http://127.0.0.1:{floor_port}/status", clients, args.seconds))
-            s = asyncio.run(
-                load(f"{base}/v1/jobs/{job['id']}", clients, args.seconds, headers=auth)
-            )
-            p = asyncio.run(
-                load(
-                    f"{base}/v1/jobs",
-                    clients,
-                    args.seconds / 2,
-                    "POST",
-                    headers=auth,
-                    json={**tiny, "training": {"steps": 1}},
+        ratio_1: float | None = None
+        levels = [int(c) for c in args.clients.split(",")] if "http" in parts else []
+        for clients in levels:
+            floor_slices, status_slices = [], []
+            for _ in range(args.rounds):
+                floor_slices.append(
+                    asyncio.run(
+                        load(
+                            f"http://127.0.0.1:{floor_port}/status",
+                            clients,
+                            args.seconds / args.rounds,
+                        )
+                    )
                 )
+                status_slices.append(
+                    asyncio.run(
+                        load(
+                            f"{base}/v1/jobs/{job['id']}",
+                            clients,
+                            args.seconds / args.rounds,
+                            headers=auth,
+                        )
+                    )
+                )
+            f, s = summarise(floor_slices), summarise(status_slices)
+            p = summarise(
+                [
+                    asyncio.run(
+                        load(
+                            f"{base}/v1/jobs",
+                            clients,
+                            args.seconds / 2,
+                            "POST",
+                            headers=auth,
+                            json={**tiny, "training": {"steps": 1}},
+                        )
+                    )
+                ]
             )
-            drain(redis_url)  # the jobs the submit load queued would load the next level
+            drain(base, auth)  # the jobs the submit load queued would load the next level
+            if clients == 1:
+                ratio_1 = s["rps"] / f["rps"]
             for name, m in (
                 ("floor (bare FastAPI+Redis)", f),
                 ("status GET /v1/jobs/{id}", s),
@@ -257,8 +314,9 @@ def main() -> None:
                     f"{name:28} {clients:7d} {m['rps']:8.0f} {m['p50_ms']:8.1f} "
                     f"{m['p99_ms']:8.1f} {m['errors']:6d} {ratio:>22}"
                 )
+        finish: float | None = None
         if "queue" in parts:
-            queue_overhead(base, auth, tiny, args.jobs, args.burst)
+            finish = queue_overhead(base, auth, tiny, args.jobs, args.burst)
         if "sse" in parts:
             slow = httpx.post(
                 f"{base}/v1/jobs", json={"training": {"steps": 400, "eval_every": 50}}, headers=auth
@@ -268,6 +326,11 @@ def main() -> None:
                 f"\nSSE: {sse['completed']}/{sse['listeners']} listeners saw the job end, "
                 f"{sse['errors']} errors, slowest {sse['max_s']:.1f} s"
             )
+        print("\nissue 12 targets:")
+        if ratio_1 is not None:
+            print(f"  status throughput at 1 client: {ratio_1:.2f}x the floor's (target >= 0.8x)")
+        if finish is not None:
+            print(f"  engine end -> succeeded: median {1e3 * finish:.0f} ms (target < 200 ms)")
     finally:
         serve.terminate()
         serve.wait(timeout=60)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
+from aimc_store.reads import AsyncReads
 from aimc_store.records import Job
 from service.admission import check_spec, queue_job
 from service.deps import (
@@ -26,6 +27,7 @@ from service.deps import (
 )
 from service.errors import ProblemError, responses
 from service.events import job_events, parse_cursor
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JSON = "application/json"
@@ -144,12 +146,15 @@ async def list_jobs(
 @router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
 async def get_job(
     job_id: str,
-    reads: ReadsDep,
-    settings: SettingsDep,
+    request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
     """State, progress, ETA, latest metric point, error. Authentication, the rate count
     and the job's reads are one Redis round trip: this is the route clients poll."""
+    # reads and settings from the app's state, not as dependencies (ReadsDep, SettingsDep):
+    # solving those took a sixth of the route's time in the API process
+    reads: AsyncReads = request.app.state.reads
+    settings: Settings = request.app.state.settings
     found = await reads.authenticated_job_view(
         bearer(authorization), settings.requests_per_minute, job_id
     )
