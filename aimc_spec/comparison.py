@@ -173,10 +173,12 @@ def plot_grouped(
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
     axes = axes[0]
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.25)
+    positive = [False] * len(panels)  # a log axis needs data above 0 to scale to
     for label, runs in groups:
         colour = None
-        for ax, (x_key, y_key) in zip(axes, panels, strict=True):
+        for k, (ax, (x_key, y_key)) in enumerate(zip(axes, panels, strict=True)):
             xs, band = mean_curve(runs, x_key, y_key)
+            positive[k] = positive[k] or any(s.mean > 0 for s in band)
             n = len(runs)
             (line,) = ax.plot(
                 xs,
@@ -189,11 +191,11 @@ def plot_grouped(
                 lo = [s.ci_low if s.n > 1 else math.nan for s in band]
                 hi = [s.ci_high if s.n > 1 else math.nan for s in band]
                 ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, linewidth=0)
-    for ax, (x_key, y_key) in zip(axes, panels, strict=True):
+    for ax, (x_key, y_key), has_data in zip(axes, panels, positive, strict=True):
         ax.set_xlabel(AXIS_LABELS.get(x_key, x_key))
         ax.set_ylabel(y_key.replace("_", " "))
         ax.grid(alpha=0.3)
-        if y_key.endswith("_loss") and any(any(runs) for _, runs in groups):
+        if y_key.endswith("_loss") and has_data:
             log_y(ax)
         if y_key == "test_accuracy":
             ax.set_ylim(0, 1)

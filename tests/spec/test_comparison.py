@@ -80,6 +80,15 @@ def test_grouped_plot_and_overlay_are_pngs() -> None:
     assert plot_overlay([("a", RUNS[0].points), ("none yet", [])], "t")[:4] == b"\x89PNG"
 
 
+def test_a_group_whose_seed_has_no_points_yet_still_plots() -> None:
+    """A sweep cancelled early: one seed measured, its twin nothing. The group's mean
+    curve is empty (up to the shortest run), so no loss axis has data to log-scale; the
+    plot is drawn all the same (a worker's sweep plot once failed here)."""
+    groups = [("lr=0.1", [points([0.5, 0.7]), []]), ("lr=0.2", [[], []])]
+    assert mean_curve(groups[0][1], "samples", "test_loss") == ([], [])
+    assert plot_grouped(groups, "cancelled early")[:4] == b"\x89PNG"
+
+
 def test_split_grid_cuts_a_study_into_sweeps_of_at_most_the_limit() -> None:
     grid = {"a": [1, 2, 3], "b": ["x", "y"], "seed": [1, 2, 3, 4, 5]}
     pieces = split_grid(grid, 7)
