@@ -4,7 +4,7 @@ caller's own job, sweep or dataset (404 alike for a missing one and another user
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends, Header, Request
 
@@ -93,34 +93,40 @@ def admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] 
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
+class _Owned(Protocol):
+    @property
+    def owner(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Owned)
+
+
+def _yours(record: R | None, user: str, what: str, ident: str) -> R:
+    """The record if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
+    if record is None or record.owner != user:
+        raise ProblemError(404, "Not Found", f"no {what} {ident!r}")
+    return record
+
+
 def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> Job:
-    """The job if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
-    job = store.get_job(job_id)
-    if job is None or job.owner != user:
-        raise ProblemError(404, "Not Found", f"no job {job_id!r}")
-    return job
+    """The caller's job (404 for another user's, as for a missing one)."""
+    return _yours(store.get_job(job_id), user, "job", job_id)
 
 
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
 def owned_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> Sweep:
-    """The sweep if it exists and is the caller's: 404 alike otherwise (do not reveal it)."""
-    sweep = store.sweep(sweep_id)
-    if sweep is None or sweep.owner != user:
-        raise ProblemError(404, "Not Found", f"no sweep {sweep_id!r}")
-    return sweep
+    """The caller's sweep (404 for another user's, as for a missing one)."""
+    return _yours(store.sweep(sweep_id), user, "sweep", sweep_id)
 
 
 OwnedSweep = Annotated[Sweep, Depends(owned_sweep)]
 
 
 def owned_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> Dataset:
-    """The dataset's record if it exists and is the caller's: 404 alike otherwise."""
-    record = store.dataset(dataset_id)
-    if record is None or record.owner != user:
-        raise ProblemError(404, "Not Found", f"no dataset {dataset_id!r}")
-    return record
+    """The caller's dataset record (404 for another user's, as for a missing one)."""
+    return _yours(store.dataset(dataset_id), user, "dataset", dataset_id)
 
 
 OwnedDataset = Annotated[Dataset, Depends(owned_dataset)]

@@ -34,17 +34,7 @@ class DatasetOut(BaseModel):
     @classmethod
     def of(cls, record: Dataset) -> DatasetOut:
         """The public view of a stored dataset (its owner is not shown)."""
-        return cls(
-            id=record.id,
-            name=record.name,
-            created=record.created,
-            bytes=record.bytes,
-            n_train=record.n_train,
-            n_test=record.n_test,
-            sample_shape=record.sample_shape,
-            classes=record.classes,
-            x_dtype=record.x_dtype,
-        )
+        return cls.model_validate(record, from_attributes=True)
 
 
 def _invalid(detail: str) -> ProblemError:
