@@ -165,11 +165,7 @@ def plot_grouped(
     """PNG bytes: one line per group (label, the metric points of each of its runs), the
     mean over its runs with a band of the 95% confidence interval where it has two or more
     (seeds); panels of (x, y) metric columns, the overlay's three by default."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
     axes = axes[0]
     fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.25)
@@ -201,10 +197,7 @@ def plot_grouped(
             ax.set_ylim(0, 1)
     fig.legend(loc="lower center", ncols=min(3, max(1, len(groups))), fontsize=9, frameon=False)
     fig.suptitle(title)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def plot_versus(
@@ -213,11 +206,7 @@ def plot_versus(
     """PNG bytes: a final metric against a parameter, one line per label of (x value,
     Summary over seeds) points, error bars the 95% CI. Numbers are placed by value (on a
     log axis when they span 20x or more), other values as categories in the given order."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     xs_all = [x for points in lines.values() for x, _ in points]
     values = list({repr(x): x for x in xs_all}.values())  # distinct, in first-seen order
     keys = [repr(x) for x in values]
@@ -238,9 +227,25 @@ def plot_versus(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     ax.set_title(title)
+    return _png(fig)
+
+
+def _pyplot() -> Any:
+    """pyplot on the Agg backend, imported only when a figure is drawn: the spec package
+    stays light for the processes that never plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes (90 dpi); the figure is closed."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
+    _pyplot().close(fig)
     return buffer.getvalue()
 
 
