@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc_engine import fused
-from aimc_engine.rng import uniform
+from aimc_engine.rng import draw_key
 from aimc_spec.spec import DeviceSpec
 
 # Families of the form q_+ = 1 - g_up*w/w_max, q_- = 1 - g_down*w/w_min.
@@ -191,12 +191,12 @@ class Device(nn.Module):
         form: the caller counts the pulses."""
         if self._fused is None:
             return False
-        u = uniform(tuple(grad.shape), generator, grad.device)
+        key = draw_key(generator)  # the stochastic rounding's counter-based uniforms
         xi = None
         if self.spec.c2c_noise:
             xi = torch.randn(w.shape, generator=generator, device=w.device)
         scale = torch.tensor(-lr / self.dw_min, device=w.device)
-        fused.rounded_linear(w, grad, scale, u, xi, self._fused)
+        fused.rounded_linear(w, grad, scale, key, xi, self._fused)
         return True
 
     def params(self) -> tuple[Param, Param, Param, Param]:

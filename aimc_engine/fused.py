@@ -1,12 +1,14 @@
 """Fused element-wise chains of the device updates (stochastic rounding, response, noise, clip).
 
 Each function below is a chain of element-wise torch ops over a tile. Run op by
-op, every op is one pass over memory, and an update makes a dozen of them; with
-torch.compile (inductor) the chain becomes one loop, one pass. The same Python
-function is both paths: `Fused` compiles it where a C++ compiler exists and
-AIMC_FUSE is not 0, and otherwise, or if compiling fails, runs it as it is. The
-random numbers are drawn outside (from the run's generator), so the two paths
-give the same numbers up to float rounding of expm1 and friends.
+op, every op is one pass over memory, and an update makes a dozen of them. `Fused`
+runs a chain as one loop instead: on the CPU as its C transcription
+(update_kernels.c, built at first use by native.py), which also skips the elements
+that get no pulse, most of them; on other devices through torch.compile. The Python
+function is the reference and the fallback, run op by op when AIMC_FUSE is 0, when
+no compiler exists, or after a build or compile fails. The random numbers are
+either passed in or counter-based (rng.counter_uniform, computed bit for bit alike
+in C), so every path gives the same numbers up to float rounding of expm1 and exp.
 
 Device constants travel as one small tensor `c`, not Python floats: dynamo would
 compile the function anew for every new float (every learning rate, every tile).
@@ -14,6 +16,7 @@ compile the function anew for every new float (every learning rate, every tile).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -23,13 +26,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from aimc_engine import native
+from aimc_engine.rng import counter_uniform
+
 log = logging.getLogger(__name__)
 
-ENV = "AIMC_FUSE"  # "0" / "false" / "off": never compile, run the chains op by op
+ENV = "AIMC_FUSE"  # "0" / "false" / "off": neither C kernels nor compiling, torch ops
 
-# Calling a compiled function costs ~0.1-0.2 ms of guards and bookkeeping on a CPU,
-# about what a dozen element-wise passes over this many elements cost: smaller tiles
-# run op by op.
+# Calling a torch.compile'd function costs ~0.1 ms of guards and bookkeeping: smaller
+# tiles run op by op on devices without the C kernels.
 MIN_FUSED_ELEMENTS = 32768
 
 # Indices into the constants tensor `c` of a uniform linear-family device (see
@@ -46,50 +51,75 @@ def compiler_available() -> bool:
 
 
 def fusion_enabled() -> bool:
-    """Fusion is on unless AIMC_FUSE says off or there is no compiler to fuse with."""
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "off", "no"):
-        return False
-    return compiler_available()
+    """Fusion is on unless AIMC_FUSE says off."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+NativeCall = Callable[..., None]  # (the loaded library, the chain's arguments) -> None
 
 
 class Fused:
-    """A chain (writing its result into its first argument) that runs compiled when
-    fusion is enabled, as plain torch otherwise.
+    """A chain (writing its result into its first argument) run as one loop where it can
+    be: the C kernel on the CPU, torch.compile elsewhere, plain torch otherwise.
 
     A failed compile (no Python headers, an unsupported backend, ...) is logged once
-    and the chain falls back to plain torch for the rest of the process.
+    and the chain falls back to plain torch for the rest of the process; a C kernel
+    that cannot be built is logged once by native.py.
     """
 
-    broken = False  # set, process-wide, after the first failed compile
+    broken = False  # set, process-wide, after the first failed torch.compile
 
-    def __init__(self, fn: Callable[..., None]) -> None:
+    def __init__(self, fn: Callable[..., None], native_call: NativeCall) -> None:
         self.fn = fn
+        self.native_call = native_call
         self.compiled: Callable[..., None] | None = None
 
     def __call__(self, w: Tensor, *args: Tensor | None) -> None:
-        if w.numel() >= MIN_FUSED_ELEMENTS and not Fused.broken and fusion_enabled():
-            if self.compiled is None:
-                # dynamic: one kernel for every tile shape, not one compile per shape
-                self.compiled = torch.compile(self.fn, dynamic=True)
-            try:
-                self.compiled(w, *args)
-                return
-            except Exception as exc:  # the plain chain below raises a real error again
-                Fused.broken = True
-                log.warning("torch.compile failed (%s); running the update op by op", exc)
+        if fusion_enabled():
+            if w.device.type == "cpu":
+                lib = native.library()
+                if lib is not None and w.dtype == torch.float32 and w.is_contiguous():
+                    self.native_call(lib, w, *args)
+                    return
+            elif w.numel() >= MIN_FUSED_ELEMENTS and not Fused.broken and compiler_available():
+                if self._compiled(w, *args):
+                    return
         self.fn(w, *args)
+
+    def _compiled(self, w: Tensor, *args: Tensor | None) -> bool:
+        if self.compiled is None:
+            # dynamic: one kernel for every tile shape, not one compile per shape
+            self.compiled = torch.compile(self.fn, dynamic=True)
+        try:
+            self.compiled(w, *args)
+            return True
+        except Exception as exc:  # the plain chain then raises a real error again
+            Fused.broken = True
+            log.warning("torch.compile failed (%s); running the update op by op", exc)
+            return False
+
+
+def _c_array(t: Tensor | None) -> Tensor | None:
+    """t as a contiguous float32 tensor (itself when it is one), for a C kernel's pointer;
+    the caller keeps the result alive while the kernel runs."""
+    return None if t is None else t.to(torch.float32).contiguous()
+
+
+def _address(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 def _rounded_linear(
-    w: Tensor, grad: Tensor, scale: Tensor, u: Tensor, xi: Tensor | None, c: Tensor
+    w: Tensor, grad: Tensor, scale: Tensor, key: Tensor, xi: Tensor | None, c: Tensor
 ) -> None:
     """The rounded update on a linear-family device, written into w: with v = grad * scale
-    = dW / dw_min, n = floor(|v| + u) pulses of sign(v) (u uniform: stochastic rounding),
+    = dW / dw_min, n = floor(|v| + u) pulses of sign(v) (u: counter_uniform of the key,
+    element by element: stochastic rounding),
     applied in closed form: w + expm1(n log a) (w - w*), plus additive noise
     sqrt(n) sigma dw xi, clipped. Every element's pulses share one sign, so their order
     cannot matter."""
     v = grad * scale
-    n = torch.floor(v.abs() + u)
+    n = torch.floor(v.abs() + counter_uniform(tuple(w.shape), key, w.device))
     up = v > 0
     log_a = torch.where(up, c[LOG_UP], c[LOG_DOWN])
     fixed = torch.where(up, c[FIX_UP], c[FIX_DOWN])
@@ -122,5 +152,39 @@ def _pulses_linear(
     w.copy_(torch.clamp(moved + damping * n_up * n_down * c[ORDER], c[LO], c[HI]))
 
 
-rounded_linear = Fused(_rounded_linear)
-pulses_linear = Fused(_pulses_linear)
+def _rounded_linear_c(
+    lib: ctypes.CDLL,
+    w: Tensor,
+    grad: Tensor,
+    scale: Tensor,
+    key: Tensor,
+    xi: Tensor | None,
+    c: Tensor,
+) -> None:
+    grad_c, xi_c, c_c = _c_array(grad), _c_array(xi), _c_array(c)
+    lib.rounded_linear(
+        w.data_ptr(),
+        _address(grad_c),
+        float(scale),
+        int(key),
+        _address(xi_c),
+        _address(c_c),
+        w.numel(),
+    )
+
+
+def _pulses_linear_c(
+    lib: ctypes.CDLL,
+    w: Tensor,
+    n_up: Tensor,
+    n_down: Tensor,
+    xi_up: Tensor | None,
+    xi_down: Tensor | None,
+    c: Tensor,
+) -> None:
+    arrays = [_c_array(t) for t in (n_up, n_down, xi_up, xi_down, c)]
+    lib.pulses_linear(w.data_ptr(), *(_address(a) for a in arrays), w.numel())
+
+
+rounded_linear = Fused(_rounded_linear, _rounded_linear_c)
+pulses_linear = Fused(_pulses_linear, _pulses_linear_c)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aimc_engine.rng import uniform
+from aimc_engine.rng import counter_uniform, draw_key, uniform
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,7 @@ def rounded_counts(
     the weight-gradient product on a CPU).
     """
     up = torch.sign(delta).clamp_(min=0)  # sign, not a boolean mask: faster on CPU
-    n = delta.abs_().mul_(1 / dw_min).add_(uniform(delta.shape, generator, delta.device)).floor_()
+    u = counter_uniform(tuple(delta.shape), draw_key(generator), delta.device)
+    n = delta.abs_().mul_(1 / dw_min).add_(u).floor_()
     n_up = up.mul_(n)
     return n_up, n.sub_(n_up)
