@@ -152,6 +152,38 @@ def _pulses_linear(
     w.copy_(torch.clamp(moved + damping * n_up * n_down * c[ORDER], c[LO], c[HI]))
 
 
+def _pulse_train(
+    fire: Tensor, signed: Tensor, values: Tensor, row_scale: Tensor, key: Tensor
+) -> None:
+    """Pulse trains, written into fire and signed (R, cols): element j of row r fires
+    (1) when u + min(row_scale[r] |values[r, j]|, 1) >= 1, u = counter_uniform of the
+    key, i.e. with that probability; `signed` is the firing times sign(values)."""
+    p = (row_scale[:, None] * values.abs()).clamp_(max=1)
+    fire.copy_(torch.floor(counter_uniform(tuple(values.shape), key, values.device).add_(p)))
+    signed.copy_(fire * torch.sign(values))
+
+
+def _pulse_train_c(
+    lib: ctypes.CDLL,
+    fire: Tensor,
+    signed: Tensor,
+    values: Tensor,
+    row_scale: Tensor,
+    key: Tensor,
+) -> None:
+    values_c, scale_c = _c_array(values), _c_array(row_scale)
+    rows, cols = values.shape
+    lib.pulse_train(
+        fire.data_ptr(),
+        signed.data_ptr(),
+        _address(values_c),
+        _address(scale_c),
+        int(key),
+        rows,
+        cols,
+    )
+
+
 def _rounded_linear_c(
     lib: ctypes.CDLL,
     w: Tensor,
@@ -188,3 +220,4 @@ def _pulses_linear_c(
 
 rounded_linear = Fused(_rounded_linear, _rounded_linear_c)
 pulses_linear = Fused(_pulses_linear, _pulses_linear_c)
+pulse_train = Fused(_pulse_train, _pulse_train_c)

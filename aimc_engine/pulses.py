@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aimc_engine.rng import counter_uniform, draw_key, uniform
+from aimc_engine import fused
+from aimc_engine.rng import counter_uniform, draw_key
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,10 @@ def pulse_train_counts(
     else:
         a = b = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
         sample = torch.arange(n, device=d.device).repeat(bit_length)
-    # the error side first: one row per (sample, slot), floor(u + p) is 1 with probability
-    # p (p <= 1), cheaper than a compare and a cast
-    p_d = (a[:, None] * d.abs()).clamp_(max=1)  # (N, out)
-    p_d = p_d if sample is None else p_d[sample]  # (R, out)
-    fire_d = torch.floor(uniform(tuple(p_d.shape), generator, d.device).add_(p_d))
+    # the error side first: one row per (sample, slot), each error i firing with
+    # probability a_n |d_i| (capped at 1)
+    d_rows = d if sample is None else d[sample]  # (R, out)
+    fire_d, signed_d = draw_pulse_trains(d_rows, a if sample is None else a[sample], generator)
     # A slot where no error pulse fires makes no coincidence: the input side is drawn for
     # the other slots only (the draws are independent, so the counts' law is the same).
     # Most slots of a convolution's positions fire none: their d is small.
@@ -100,22 +100,34 @@ def pulse_train_counts(
         zeros = torch.zeros(out_features, in_features, dtype=d.dtype, device=d.device)
         return zeros, zeros.clone()
     if len(hit) < len(fire_d):
-        fire_d = fire_d[hit]
+        fire_d, signed_d = fire_d[hit], signed_d[hit]
         sample = hit if sample is None else sample[hit]
-    ds = d if sample is None else d[sample]  # (H, out)
-    scale_x = b[:, None] if sample is None else b[sample, None]
+    scale_x = b if sample is None else b[sample]
     if sample is None and index is None and isinstance(x, Tensor):
         xs = x  # every row, in order: no copy
     else:
         everyone = torch.arange(n, device=d.device)
         picked = everyone if sample is None else sample
         xs = take(picked if index is None else index[picked])  # (H, in)
-    p_x = (scale_x * xs.abs()).clamp_(max=1)
-    fire_x = torch.floor(uniform(tuple(p_x.shape), generator, d.device).add_(p_x))
+    fire_x, signed_x = draw_pulse_trains(xs, scale_x, generator)
     total = fire_d.T @ fire_x  # all coincidences, (out, in)
-    same_sign = (fire_d * torch.sign(ds)).T @ (fire_x * torch.sign(xs))
+    same_sign = signed_d.T @ signed_x
     n_down = same_sign.add_(total).mul_(0.5)  # (#sign(x)=sign(d)) pulses go down
     return total.sub_(n_down), n_down
+
+
+def draw_pulse_trains(
+    values: Tensor, row_scale: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """One pulse train per row of `values` (R, cols): element j of row r fires with
+    probability min(row_scale[r] |values[r, j]|, 1). Returns the 0/1 firings and the
+    firings signed like the values, both (R, cols), drawn with counter-based uniforms
+    from one key of the generator (one pass over the rows; fused.pulse_train)."""
+    fire = torch.empty(values.shape, dtype=values.dtype, device=values.device)
+    signed = torch.empty_like(fire)
+    key = draw_key(generator)
+    fused.pulse_train(fire, signed, values, row_scale, key)
+    return fire, signed
 
 
 def rounded_counts(

@@ -33,6 +33,32 @@ static inline float counter_uniform(int64_t i, uint32_t key) {
     return ((float)(int32_t)(x >> 8) + 0.5f) * 0x1p-24f; /* < 2^24: exact */
 }
 
+/* expm1(k log a) and exp(k log a / 2) for whole pulse counts k < TABLE, per direction:
+ * computed once per call, so an element's closed form costs no transcendental call. */
+#define TABLE 64
+
+typedef struct {
+    float expm1[TABLE]; /* expm1(k log a): the closed form's factor for k pulses */
+    float half[TABLE];  /* exp(k log a / 2): the order term's damping for k pulses */
+} pulse_table;
+
+static void fill_table(pulse_table *t, float log_a) {
+    for (int k = 0; k < TABLE; k++) {
+        t->expm1[k] = expm1f((float)k * log_a);
+        t->half[k] = expf((float)k * (log_a / 2));
+    }
+}
+
+/* k whole and below TABLE: its row in the tables (-1 otherwise: compute) */
+static inline int table_row(float k) {
+    return k >= 0.0f && k < (float)TABLE && k == (float)(int)k ? (int)k : -1;
+}
+
+static inline float expm1_pulses(float k, float log_a, const pulse_table *t) {
+    int row = table_row(k);
+    return row >= 0 ? t->expm1[row] : expm1f(k * log_a);
+}
+
 static inline float clampf(float v, float lo, float hi) {
     /* torch.clamp: min(max(v, lo), hi) */
     v = v < lo ? lo : v;
@@ -56,6 +82,9 @@ static int rounded_counts(float *restrict counts, const float *restrict grad, fl
 void rounded_linear(float *w, const float *grad, float scale, uint32_t key, const float *xi,
                     const float *c, int64_t n) {
     float counts[BLOCK];
+    pulse_table up_table, down_table;
+    fill_table(&up_table, c[LOG_UP]);
+    fill_table(&down_table, c[LOG_DOWN]);
     for (int64_t start = 0; start < n; start += BLOCK) {
         int64_t len = n - start < BLOCK ? n - start : BLOCK;
         if (!rounded_counts(counts, grad + start, scale, key, start, len))
@@ -66,9 +95,10 @@ void rounded_linear(float *w, const float *grad, float scale, uint32_t key, cons
                 continue;
             int64_t i = start + j;
             int up = grad[i] * scale > 0.0f;
-            float log_a = up ? c[LOG_UP] : c[LOG_DOWN];
             float fixed = up ? c[FIX_UP] : c[FIX_DOWN];
-            float change = expm1f(k * log_a) * (w[i] - fixed);
+            float change = up ? expm1_pulses(k, c[LOG_UP], &up_table)
+                              : expm1_pulses(k, c[LOG_DOWN], &down_table);
+            change = change * (w[i] - fixed);
             if (xi)
                 change = change + (up ? c[NOISE_UP] : c[NOISE_DOWN]) * sqrtf(k) * xi[i];
             w[i] = clampf(w[i] + change, c[LO], c[HI]);
@@ -84,27 +114,52 @@ static int any_pulse(const float *restrict n_up, const float *restrict n_down, i
     return any;
 }
 
-/* fused._pulses_linear: n_up up pulses, then n_down down pulses, then the order term. */
+/* fused._pulses_linear: n_up up pulses, then n_down down pulses, then the order term.
+ * A block with any pulse is computed whole: an element without pulses comes out
+ * unchanged (its factors are expm1(0) = 0 and 0 * 0), with no branch to mispredict. */
 void pulses_linear(float *w, const float *n_up, const float *n_down, const float *xi_up,
                    const float *xi_down, const float *c, int64_t n) {
+    pulse_table up_table, down_table;
+    fill_table(&up_table, c[LOG_UP]);
+    fill_table(&down_table, c[LOG_DOWN]);
     for (int64_t start = 0; start < n; start += BLOCK) {
         int64_t end = n - start < BLOCK ? n : start + BLOCK;
         if (!any_pulse(n_up + start, n_down + start, end - start))
             continue;
         for (int64_t i = start; i < end; i++) {
             float up = n_up[i], down = n_down[i];
-            if (up == 0.0f && down == 0.0f)
-                continue;
-            float change = expm1f(up * c[LOG_UP]) * (w[i] - c[FIX_UP]);
+            float change = expm1_pulses(up, c[LOG_UP], &up_table) * (w[i] - c[FIX_UP]);
             if (xi_up)
                 change = change + c[NOISE_UP] * sqrtf(up) * xi_up[i];
             float moved = clampf(w[i] + change, c[LO], c[HI]);
-            change = expm1f(down * c[LOG_DOWN]) * (moved - c[FIX_DOWN]);
+            change = expm1_pulses(down, c[LOG_DOWN], &down_table) * (moved - c[FIX_DOWN]);
             if (xi_down)
                 change = change + c[NOISE_DOWN] * sqrtf(down) * xi_down[i];
             moved = clampf(moved + change, c[LO], c[HI]);
-            float damping = expf(up * (c[LOG_UP] / 2) + down * (c[LOG_DOWN] / 2));
+            int row_up = table_row(up), row_down = table_row(down);
+            float damping = row_up >= 0 && row_down >= 0
+                                ? up_table.half[row_up] * down_table.half[row_down]
+                                : expf(up * (c[LOG_UP] / 2) + down * (c[LOG_DOWN] / 2));
             w[i] = clampf(moved + damping * up * down * c[ORDER], c[LO], c[HI]);
+        }
+    }
+}
+
+/* fused._pulse_train: fire[r, j] = floor(u + min(scale[r] |v[r, j]|, 1)), signed = fire
+ * times sign(v[r, j]); u = counter_uniform(r * cols + j, key). */
+void pulse_train(float *restrict fire, float *restrict signed_fire, const float *restrict v,
+                 const float *restrict scale, uint32_t key, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++) {
+        float a = scale[r];
+        int64_t first = r * cols;
+        for (int64_t j = 0; j < cols; j++) {
+            float x = v[first + j];
+            float p = a * fabsf(x);
+            p = p > 1.0f ? 1.0f : p;
+            float f = floorf(counter_uniform(first + j, key) + p);
+            float sign = x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+            fire[first + j] = f;
+            signed_fire[first + j] = f * sign;
         }
     }
 }
