@@ -114,33 +114,58 @@ static int any_pulse(const float *restrict n_up, const float *restrict n_down, i
     return any;
 }
 
+/* whether the tables hold every count of a block: whole and below TABLE (vectorised) */
+static int tabled(const float *restrict n_up, const float *restrict n_down, int64_t len) {
+    int ok = 1;
+    for (int64_t j = 0; j < len; j++)
+        ok &= (n_up[j] < (float)TABLE) & (n_down[j] < (float)TABLE) &
+              (n_up[j] == floorf(n_up[j])) & (n_down[j] == floorf(n_down[j]));
+    return ok;
+}
+
 /* fused._pulses_linear: n_up up pulses, then n_down down pulses, then the order term.
  * A block with any pulse is computed whole: an element without pulses comes out
- * unchanged (its factors are expm1(0) = 0 and 0 * 0), with no branch to mispredict. */
-void pulses_linear(float *w, const float *n_up, const float *n_down, const float *xi_up,
-                   const float *xi_down, const float *c, int64_t n) {
+ * unchanged (its factors are expm1(0) = 0 and 0 * 0), so the loop has no branch and,
+ * where the tables hold the block's counts, vectorises (table lookups as gathers). */
+void pulses_linear(float *restrict w, const float *restrict n_up, const float *restrict n_down,
+                   const float *restrict xi_up, const float *restrict xi_down,
+                   const float *restrict c, int64_t n) {
+    const float lo = c[LO], hi = c[HI], log_up = c[LOG_UP], log_down = c[LOG_DOWN];
+    const float fix_up = c[FIX_UP], fix_down = c[FIX_DOWN], order = c[ORDER];
+    const float noise_up = c[NOISE_UP], noise_down = c[NOISE_DOWN];
     pulse_table up_table, down_table;
-    fill_table(&up_table, c[LOG_UP]);
-    fill_table(&down_table, c[LOG_DOWN]);
+    fill_table(&up_table, log_up);
+    fill_table(&down_table, log_down);
     for (int64_t start = 0; start < n; start += BLOCK) {
         int64_t end = n - start < BLOCK ? n : start + BLOCK;
         if (!any_pulse(n_up + start, n_down + start, end - start))
             continue;
+        if (tabled(n_up + start, n_down + start, end - start) && !xi_up && !xi_down) {
+            for (int64_t i = start; i < end; i++) {
+                float up = n_up[i], down = n_down[i];
+                int ku = (int)up, kd = (int)down;
+                float moved = clampf(w[i] + up_table.expm1[ku] * (w[i] - fix_up), lo, hi);
+                moved = clampf(moved + down_table.expm1[kd] * (moved - fix_down), lo, hi);
+                float damping = up_table.half[ku] * down_table.half[kd];
+                w[i] = clampf(moved + damping * up * down * order, lo, hi);
+            }
+            continue;
+        }
         for (int64_t i = start; i < end; i++) {
             float up = n_up[i], down = n_down[i];
-            float change = expm1_pulses(up, c[LOG_UP], &up_table) * (w[i] - c[FIX_UP]);
+            float change = expm1_pulses(up, log_up, &up_table) * (w[i] - fix_up);
             if (xi_up)
-                change = change + c[NOISE_UP] * sqrtf(up) * xi_up[i];
-            float moved = clampf(w[i] + change, c[LO], c[HI]);
-            change = expm1_pulses(down, c[LOG_DOWN], &down_table) * (moved - c[FIX_DOWN]);
+                change = change + noise_up * sqrtf(up) * xi_up[i];
+            float moved = clampf(w[i] + change, lo, hi);
+            change = expm1_pulses(down, log_down, &down_table) * (moved - fix_down);
             if (xi_down)
-                change = change + c[NOISE_DOWN] * sqrtf(down) * xi_down[i];
-            moved = clampf(moved + change, c[LO], c[HI]);
+                change = change + noise_down * sqrtf(down) * xi_down[i];
+            moved = clampf(moved + change, lo, hi);
             int row_up = table_row(up), row_down = table_row(down);
             float damping = row_up >= 0 && row_down >= 0
                                 ? up_table.half[row_up] * down_table.half[row_down]
-                                : expf(up * (c[LOG_UP] / 2) + down * (c[LOG_DOWN] / 2));
-            w[i] = clampf(moved + damping * up * down * c[ORDER], c[LO], c[HI]);
+                                : expf(up * (log_up / 2) + down * (log_down / 2));
+            w[i] = clampf(moved + damping * up * down * order, lo, hi);
         }
     }
 }
