@@ -75,18 +75,20 @@ class Fused:
         self.compiled: Callable[..., None] | None = None
 
     def __call__(self, w: Tensor, *args: Tensor | None) -> None:
-        if fusion_enabled():
-            if w.device.type == "cpu":
-                lib = native.library()
-                if lib is not None and w.dtype == torch.float32 and w.is_contiguous():
-                    self.native_call(lib, w, *args)
-                    return
-            elif w.numel() >= MIN_FUSED_ELEMENTS and not Fused.broken and compiler_available():
-                if self._compiled(w, *args):
-                    return
+        if fusion_enabled() and self._run_fused(w, *args):
+            return
         self.fn(w, *args)
 
-    def _compiled(self, w: Tensor, *args: Tensor | None) -> bool:
+    def _run_fused(self, w: Tensor, *args: Tensor | None) -> bool:
+        """Run the chain as one loop; False where this call must run op by op."""
+        if w.device.type == "cpu":
+            lib = native.library()
+            if lib is None or w.dtype != torch.float32 or not w.is_contiguous():
+                return False
+            self.native_call(lib, w, *args)
+            return True
+        if w.numel() < MIN_FUSED_ELEMENTS or Fused.broken or not compiler_available():
+            return False
         if self.compiled is None:
             # dynamic: one kernel for every tile shape, not one compile per shape
             self.compiled = torch.compile(self.fn, dynamic=True)

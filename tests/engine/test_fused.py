@@ -1,15 +1,40 @@
-"""Fused update chains: the same numbers as counting pulses, compiled or not, with fallbacks."""
+"""Fused update chains: C kernels, torch ops and torch.compile give the same numbers;
+the fallbacks (AIMC_FUSE=0, no compiler, a failed build) run the torch ops."""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
-from aimc_engine import fused
-from aimc_engine.pulses import rounded_counts
+from aimc_engine import fused, native
+from aimc_engine.pulses import draw_pulse_trains, rounded_counts
+from aimc_engine.rng import counter_uniform, draw_key
 from tests.conftest import make_device
 
-SHAPE = (256, 160)  # above fused.MIN_FUSED_ELEMENTS: compiled where fusion is on
+SHAPE = (256, 160)
+PATHS = ["c", "torch"]  # the C kernels, and the torch ops every machine can run
+
+
+@pytest.fixture
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the chains through the C kernels ("c") or as torch ops ("torch")."""
+    if request.param == "c" and native.library() is None:
+        pytest.skip("no C compiler: the C kernels cannot be built here")
+    monkeypatch.setenv(fused.ENV, "1" if request.param == "c" else "0")
+    return str(request.param)
+
+
+@pytest.fixture
+def fresh_library(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """native.library() forgets its cached build and builds under tmp_path."""
+    monkeypatch.setenv("AIMC_CACHE_DIR", str(tmp_path))
+    native.library.cache_clear()
+    yield
+    native.library.cache_clear()
 
 
 def start_and_grad(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,8 +43,9 @@ def start_and_grad(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return w, torch.randn(SHAPE, generator=g)
 
 
+@pytest.mark.parametrize("path", PATHS, indirect=True)
 @pytest.mark.parametrize("model", ["softbounds", "linear"])
-def test_fused_rounded_update_equals_counting_pulses(model: str) -> None:
+def test_fused_rounded_update_equals_counting_pulses(model: str, path: str) -> None:
     """rounded_update_ (one chain) = stochastic rounding to counts, then the closed form
     direction by direction (the unfused path), draw for draw."""
     dev = make_device(SHAPE, model=model, states=100, gamma=0.4, up_down=0.1)
@@ -37,7 +63,8 @@ def test_fused_rounded_update_equals_counting_pulses(model: str) -> None:
     assert not torch.equal(ours, w)
 
 
-def test_fused_pulses_equal_the_closed_form_loop() -> None:
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+def test_fused_pulses_equal_the_closed_form_loop(path: str) -> None:
     """apply_pulses_ through the fused chain = the closed form per direction, noise included
     (the same draws in the same order)."""
     fields = {"model": "softbounds", "states": 100, "c2c_noise": 0.5}
@@ -64,70 +91,187 @@ def test_devices_without_the_closed_form_take_the_general_path() -> None:
     assert not multiplicative.rounded_update_(w, grad, 0.1, torch.Generator())
 
 
-def chain_inputs() -> tuple[torch.Tensor, ...]:
-    dev = make_device(SHAPE, states=100, c2c_noise=0.3)
+def constants() -> torch.Tensor:
+    dev = make_device(SHAPE, states=100, gamma=0.4, up_down=0.1, c2c_noise=0.3)
     assert dev._fused is not None
+    return dev._fused
+
+
+def rounded_inputs(noise: bool) -> tuple[torch.Tensor, ...]:
     w, grad = start_and_grad()
     g = torch.Generator().manual_seed(4)
-    u, xi = torch.rand(SHAPE, generator=g), torch.randn(SHAPE, generator=g)
-    return w, grad, torch.tensor(-0.3 / dev.dw_min), u, xi, dev._fused
+    xi = torch.randn(SHAPE, generator=g) if noise else None
+    scale = torch.tensor(-0.3 / 0.02)
+    return w, grad, scale, draw_key(g), xi, constants()  # type: ignore[return-value]
+
+
+def pulses_inputs(most: int, noise: bool) -> tuple[torch.Tensor | None, ...]:
+    """Counts up to `most` (beyond the C kernel's tables of 64 when most > 64), a few
+    elements without pulses, weights spread up to the bounds."""
+    w, _ = start_and_grad()
+    g = torch.Generator().manual_seed(5)
+    n_up = torch.randint(0, most, SHAPE, generator=g).float()
+    n_down = torch.randint(0, most, SHAPE, generator=g).float()
+    n_up[:10] = n_down[:10] = 0.0
+    xi_up, xi_down = (torch.randn(SHAPE, generator=g) for _ in range(2))
+    return w, n_up, n_down, xi_up if noise else None, xi_down if noise else None, constants()
+
+
+def both_paths(chain: fused.Fused, inputs: tuple, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """The first argument after the chain ran through C and as torch ops."""
+    monkeypatch.setenv(fused.ENV, "1")
+    ours = inputs[0].clone()
+    chain(ours, *inputs[1:])
+    theirs = inputs[0].clone()
+    chain.fn(theirs, *inputs[1:])
+    return ours, theirs
+
+
+needs_c = pytest.mark.skipif(native.library() is None, reason="no C compiler here")
+
+
+@needs_c
+@pytest.mark.parametrize("noise", [False, True])
+def test_c_rounded_kernel_equals_the_torch_chain(
+    noise: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inputs = rounded_inputs(noise)
+    ours, theirs = both_paths(fused.rounded_linear, inputs, monkeypatch)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    assert (ours != inputs[0]).float().mean() > 0.5  # most elements pulsed
+
+
+@needs_c
+@pytest.mark.parametrize(("most", "noise"), [(3, False), (3, True), (200, False)])
+def test_c_pulses_kernel_equals_the_torch_chain(
+    most: int, noise: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small counts (the tables, vectorised), noise, and counts beyond the tables."""
+    inputs = pulses_inputs(most, noise)
+    ours, theirs = both_paths(fused.pulses_linear, inputs, monkeypatch)
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    assert torch.equal(ours[:10], inputs[0][:10])  # no pulses: untouched
+    assert not torch.equal(ours, inputs[0])
+
+
+@needs_c
+def test_c_pulse_trains_equal_the_torch_chain_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g = torch.Generator().manual_seed(6)
+    values = torch.randn(40, 300, generator=g)
+    values[0, :5] = 0.0  # sign 0: fires never
+    row_scale = torch.rand(40, generator=g) * 3
+    fire, signed = (torch.empty_like(values) for _ in range(2))
+    inputs = (fire, signed, values, row_scale, draw_key(g))
+    monkeypatch.setenv(fused.ENV, "1")
+    fused.pulse_train(*inputs)
+    fire_ref, signed_ref = torch.empty_like(values), torch.empty_like(values)
+    fused._pulse_train(fire_ref, signed_ref, values, row_scale, inputs[-1])
+    assert torch.equal(fire, fire_ref) and torch.equal(signed, signed_ref)
+    assert 0.2 < float(fire.mean()) < 0.9 and not fire[0, :5].any()
+
+
+@pytest.mark.parametrize("path", PATHS, indirect=True)
+def test_pulse_trains_fire_with_their_probability(path: str) -> None:
+    """P(fire) = min(scale |v|, 1) per element, sign of v, on either path."""
+    n = 20_000
+    values = torch.tensor([0.1, -0.25, 0.5, -2.0]).repeat(n, 1)
+    fire, signed = draw_pulse_trains(values, torch.ones(n), torch.Generator().manual_seed(7))
+    rate = fire.mean(0)
+    torch.testing.assert_close(rate, torch.tensor([0.1, 0.25, 0.5, 1.0]), atol=0.01, rtol=0)
+    assert torch.equal(signed, fire * torch.sign(values))
+
+
+def lowbias32(x: int) -> int:
+    """Wellons' lowbias32 (hash-prospector), the reference for counter_uniform."""
+    x &= 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x21F0AAAD) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x735A2D97) & 0xFFFFFFFF
+    return x ^ (x >> 15)
+
+
+def test_counter_uniforms_are_the_hash_of_index_plus_key() -> None:
+    key = torch.tensor(2**32 - 500)  # the index + key wraps around 2^32
+    u = counter_uniform((2, 500), key, torch.device("cpu"))
+    ref = [((lowbias32(i + int(key)) >> 8) + 0.5) / 2**24 for i in range(1000)]
+    assert torch.equal(u.reshape(-1), torch.tensor(ref, dtype=torch.float32))
+
+
+def test_counter_uniforms_are_uniform_and_independent() -> None:
+    """Mean, variance, a 100-bin chi-square, neighbours' and two keys' correlation."""
+    cpu = torch.device("cpu")
+    g = torch.Generator().manual_seed(8)
+    u = counter_uniform((1_000_000,), draw_key(g), cpu)
+    assert float(u.min()) > 0 and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.002 and abs(float(u.var()) - 1 / 12) < 0.001
+    counts = torch.histc(u, bins=100, min=0, max=1)
+    chi2 = float(((counts - 10_000) ** 2 / 10_000).sum())
+    assert chi2 < 150  # 99 degrees of freedom: p ~ 0.0006 at 150
+    other = counter_uniform((1_000_000,), draw_key(g), cpu)
+    for a, b in ((u[:-1], u[1:]), (u, other)):
+        assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.005
+
+
+def test_a_key_is_one_draw_of_the_generator() -> None:
+    """Keys come from the run's generator: the same seed, the same keys."""
+    a, b = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert [int(draw_key(a)) for _ in range(3)] == [int(draw_key(b)) for _ in range(3)]
 
 
 @pytest.mark.skipif(not fused.compiler_available(), reason="no C++ compiler: nothing to compile")
-def test_compiled_chain_equals_the_plain_chain(monkeypatch: pytest.MonkeyPatch) -> None:
-    """torch.compile's kernel gives the op-by-op numbers (to float rounding of expm1)."""
-    monkeypatch.setenv(fused.ENV, "1")
-    monkeypatch.setattr(fused.Fused, "broken", False)
-    chain = fused.Fused(fused._rounded_linear)
-    w, *rest = chain_inputs()
+def test_compiled_chain_equals_the_plain_chain() -> None:
+    """The chain torch.compile runs on GPUs compiles and gives the op-by-op numbers (here
+    on the CPU, where inductor also builds it; to float rounding of expm1)."""
+    compiled = torch.compile(fused._rounded_linear, dynamic=True)
+    w, *rest = rounded_inputs(noise=True)
     ours, theirs = w.clone(), w.clone()
-    chain(ours, *rest)
+    compiled(ours, *rest)
     fused._rounded_linear(theirs, *rest)
-    assert chain.compiled is not None and not fused.Fused.broken
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ours, w)
 
 
-@pytest.mark.parametrize("how", ["env", "no_compiler"])
-def test_without_fusion_the_plain_chain_runs(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """AIMC_FUSE=0, or no compiler on the machine: nothing is compiled, same numbers."""
+def refuse_native(*args: object) -> None:
+    raise AssertionError("the C kernel must not run")
+
+
+@pytest.mark.usefixtures("fresh_library")
+@pytest.mark.parametrize("how", ["env", "no_compiler", "failed_build"])
+def test_without_c_kernels_the_torch_chain_runs(
+    how: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AIMC_FUSE=0, no C compiler, or a build that fails (logged once): the torch ops run,
+    with the same numbers as the chain itself."""
     monkeypatch.setenv(fused.ENV, "0" if how == "env" else "1")
     if how == "no_compiler":
-        monkeypatch.setattr(fused, "compiler_available", lambda: False)
-    assert not fused.fusion_enabled()
-
-    def no_compile(*args: object, **kwargs: object) -> None:
-        raise AssertionError("torch.compile must not be called")
-
-    monkeypatch.setattr(torch, "compile", no_compile)
-    chain = fused.Fused(fused._rounded_linear)
-    w, *rest = chain_inputs()
+        monkeypatch.setattr(native, "compiler", lambda: None)
+    if how == "failed_build":
+        monkeypatch.setattr(native, "compiler", lambda: "false")  # exits 1, prints nothing
+    chain = fused.Fused(fused._rounded_linear, refuse_native)
+    w, *rest = rounded_inputs(noise=False)
     ours, theirs = w.clone(), w.clone()
-    chain(ours, *rest)
+    with caplog.at_level(logging.WARNING, logger="aimc_engine.native"):
+        chain(ours, *rest)
+        chain(ours.clone(), *rest)
     fused._rounded_linear(theirs, *rest)
-    assert chain.compiled is None and torch.equal(ours, theirs)
+    assert torch.equal(ours, theirs)
+    built = list(native.cache_dir().glob("*.so"))
+    assert built == []
+    warnings = [r for r in caplog.records if "could not build" in r.getMessage()]
+    assert len(warnings) == (1 if how == "failed_build" else 0)
 
 
-def test_a_failed_compile_falls_back_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A compiler that fails (missing headers, unsupported backend) costs one warning."""
-    monkeypatch.setenv(fused.ENV, "1")
-    monkeypatch.setattr(fused, "compiler_available", lambda: True)
-    monkeypatch.setattr(fused.Fused, "broken", False)
-    calls = []
-
-    def broken_compile(fn: object, **kwargs: object) -> object:
-        def run(*args: object) -> None:
-            calls.append(1)
-            raise RuntimeError("inductor: no working C++ compiler")
-
-        return run
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    chain = fused.Fused(fused._rounded_linear)
-    w, *rest = chain_inputs()
-    ours, theirs = w.clone(), w.clone()
-    chain(ours, *rest)
-    chain(ours.clone(), *rest)  # not tried again
-    fused._rounded_linear(theirs, *rest)
-    assert fused.Fused.broken and len(calls) == 1
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+@needs_c
+@pytest.mark.usefixtures("fresh_library")
+def test_the_c_kernels_are_built_once_per_machine_and_source() -> None:
+    lib = native.library()
+    assert lib is not None
+    built = list(native.cache_dir().glob("update_kernels-*.so"))
+    assert len(built) == 1 and not list(native.cache_dir().glob("*.tmp"))
+    stamp = built[0].stat().st_mtime_ns
+    native.library.cache_clear()
+    assert native.library() is not None  # loaded from the cache, not built again
+    assert built[0].stat().st_mtime_ns == stamp
