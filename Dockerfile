@@ -2,6 +2,10 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# a C compiler: the workers build the engine's update kernels (update_kernels.c) at first
+# use; without one they run the same updates as slower torch ops
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 # torch first, so the range in pyproject.toml installs nothing else; pass PyTorch's CPU
 # wheel index as TORCH_INDEX (docker build --build-arg TORCH_INDEX=...) for a small image
 ARG TORCH_INDEX=""

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
-from aimc_engine.rng import uniform
+from aimc_engine.rng import counter_uniform, draw_key
 from aimc_spec.spec import AnalogSpec, DeviceSpec, IOSpec
 
 
@@ -156,7 +156,8 @@ class AnalogTile(nn.Module):
             touched = None
             if self.write_noise:  # as often as the |dW|/dw_min pulses it stands for touch it
                 chance = delta.abs().mul_(1 / dev.dw_min)
-                touched = uniform(tuple(delta.shape), self.noise_generator, delta.device) < chance
+                key = draw_key(self.noise_generator)
+                touched = counter_uniform(tuple(delta.shape), key, delta.device) < chance
             dev.expected_update_(self.state, delta, self.noise_generator)
             if touched is not None:
                 self._rewrite_(touched)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -48,3 +49,12 @@ def test_dockerfile_installs_cpu_torch_first_and_copies_the_packages() -> None:
         assert f"COPY {package} {package}" in text
         assert (ROOT / package / "__init__.py").exists()
     assert "USER aimc" in text
+    assert "gcc libc6-dev" in text  # the workers build the C update kernels
+
+
+def test_the_c_update_kernels_ship_with_the_package() -> None:
+    """A wheel (pip install ., the Dockerfile) must carry update_kernels.c."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    assert "*.c" in package_data["aimc_engine"]
+    assert (ROOT / "aimc_engine" / "update_kernels.c").exists()

@@ -1,25 +1,45 @@
-"""The cheap uniforms behind stochastic rounding and pulse trains."""
+"""The counter-based uniforms behind stochastic rounding and pulse trains."""
 
 from __future__ import annotations
 
 import torch
 
-from aimc_engine.rng import uniform
+from aimc_engine.rng import counter_uniform, draw_key
 
 
-def test_uniform_moments_and_range_in_every_lane() -> None:
-    u = uniform((400_001,), torch.Generator().manual_seed(0), torch.device("cpu"))
-    assert u.shape == (400_001,) and u.dtype == torch.float32
-    assert u.min() > 0 and u.max() < 1
-    lanes = u[:400_000].view(-1, 4)
-    torch.testing.assert_close(lanes.mean(0), torch.full((4,), 0.5), atol=3e-3, rtol=0)
-    torch.testing.assert_close(lanes.std(0), torch.full((4,), 12**-0.5), atol=3e-3, rtol=0)
-    # neighbours are independent: correlation of consecutive samples near 0
-    corr = torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1]
-    assert abs(corr) < 0.01
+def lowbias32(x: int) -> int:
+    """Wellons' lowbias32 (hash-prospector), the reference for counter_uniform."""
+    x &= 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x21F0AAAD) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x735A2D97) & 0xFFFFFFFF
+    return x ^ (x >> 15)
 
 
-def test_uniform_is_seeded_and_shaped() -> None:
-    a = uniform((3, 5), torch.Generator().manual_seed(7), torch.device("cpu"))
-    b = uniform((3, 5), torch.Generator().manual_seed(7), torch.device("cpu"))
-    assert a.shape == (3, 5) and torch.equal(a, b)
+def test_counter_uniforms_are_the_hash_of_index_plus_key() -> None:
+    key = torch.tensor(2**32 - 500)  # the index + key wraps around 2^32
+    u = counter_uniform((2, 500), key, torch.device("cpu"))
+    ref = [((lowbias32(i + int(key)) >> 8) + 0.5) / 2**24 for i in range(1000)]
+    assert torch.equal(u.reshape(-1), torch.tensor(ref, dtype=torch.float32))
+
+
+def test_counter_uniforms_are_uniform_and_independent() -> None:
+    """Mean, variance, a 100-bin chi-square, neighbours' and two keys' correlation."""
+    cpu = torch.device("cpu")
+    g = torch.Generator().manual_seed(8)
+    u = counter_uniform((1_000_000,), draw_key(g), cpu)
+    assert float(u.min()) > 0 and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.002 and abs(float(u.var()) - 1 / 12) < 0.001
+    counts = torch.histc(u, bins=100, min=0, max=1)
+    chi2 = float(((counts - 10_000) ** 2 / 10_000).sum())
+    assert chi2 < 150  # 99 degrees of freedom: p ~ 0.0006 at 150
+    other = counter_uniform((1_000_000,), draw_key(g), cpu)
+    for a, b in ((u[:-1], u[1:]), (u, other)):
+        assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.005
+
+
+def test_a_key_is_one_draw_of_the_generator() -> None:
+    """Keys come from the run's generator: the same seed, the same keys."""
+    a, b = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert [int(draw_key(a)) for _ in range(3)] == [int(draw_key(b)) for _ in range(3)]
