@@ -55,7 +55,8 @@ def fusion_enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-NativeCall = Callable[..., None]  # (the loaded library, the chain's arguments) -> None
+# (the loaded library, the chain's arguments) -> whether it ran (False: run the torch ops)
+NativeCall = Callable[..., bool]
 
 
 class Fused:
@@ -85,8 +86,7 @@ class Fused:
             lib = native.library()
             if lib is None or w.dtype != torch.float32 or not w.is_contiguous():
                 return False
-            self.native_call(lib, w, *args)
-            return True
+            return self.native_call(lib, w, *args)
         if w.numel() < MIN_FUSED_ELEMENTS or Fused.broken or not compiler_available():
             return False
         if self.compiled is None:
@@ -154,36 +154,54 @@ def _pulses_linear(
     w.copy_(torch.clamp(moved + damping * n_up * n_down * c[ORDER], c[LO], c[HI]))
 
 
-def _pulse_train(
-    fire: Tensor, signed: Tensor, values: Tensor, row_scale: Tensor, key: Tensor
-) -> None:
-    """Pulse trains, written into fire and signed (R, cols): element j of row r fires
-    (1) when u + min(row_scale[r] |values[r, j]|, 1) >= 1, u = counter_uniform of the
-    key, i.e. with that probability; `signed` is the firing times sign(values)."""
+def _pulse_train(fired: Tensor, values: Tensor, row_scale: Tensor, key: Tensor) -> None:
+    """Signed pulse trains, written into fired (R, cols): element j of row r fires when
+    u + min(row_scale[r] |values[r, j]|, 1) >= 1, u = counter_uniform of the key, i.e.
+    with that probability, and then holds sign(values[r, j]); 0 where it does not."""
     p = (row_scale[:, None] * values.abs()).clamp_(max=1)
-    fire.copy_(torch.floor(counter_uniform(tuple(values.shape), key, values.device).add_(p)))
-    signed.copy_(fire * torch.sign(values))
+    fire = torch.floor(counter_uniform(tuple(values.shape), key, values.device).add_(p))
+    fired.copy_(fire.mul_(torch.sign(values)))
 
 
 def _pulse_train_c(
-    lib: ctypes.CDLL,
-    fire: Tensor,
-    signed: Tensor,
-    values: Tensor,
-    row_scale: Tensor,
-    key: Tensor,
-) -> None:
+    lib: ctypes.CDLL, fired: Tensor, values: Tensor, row_scale: Tensor, key: Tensor
+) -> bool:
     values_c, scale_c = _c_array(values), _c_array(row_scale)
     rows, cols = values.shape
-    lib.pulse_train(
-        fire.data_ptr(),
-        signed.data_ptr(),
-        _address(values_c),
-        _address(scale_c),
-        int(key),
+    lib.pulse_train(fired.data_ptr(), _address(values_c), _address(scale_c), int(key), rows, cols)
+    return True
+
+
+def _coincidences(n_up: Tensor, n_down: Tensor, fired_d: Tensor, fired_x: Tensor) -> None:
+    """Coincidences of signed firings (H, out) and (H, in), written into n_up and n_down
+    (out, in): all of them |fired_d|^T |fired_x|, their signs' agreement fired_d^T fired_x,
+    so n_down = (all + agreement) / 2 and n_up = all - n_down (exact small integers)."""
+    total = fired_d.abs().T @ fired_x.abs()
+    n_down.copy_((fired_d.T @ fired_x).add_(total).mul_(0.5))
+    n_up.copy_(total.sub_(n_down))
+
+
+def _coincidences_c(
+    lib: ctypes.CDLL, n_up: Tensor, n_down: Tensor, fired_d: Tensor, fired_x: Tensor
+) -> bool:
+    """Pair by pair when the firings are sparse (most updates: each slot fires a few
+    errors and inputs); False, for the two matrix products, when they are dense."""
+    d_c, x_c = _c_array(fired_d), _c_array(fired_x)
+    rows, outs = fired_d.shape
+    ins = fired_x.shape[1]
+    # the products cost about 2 rows outs ins multiply-adds; a pair costs ~10 of them
+    most_pairs = rows * outs * ins // 8
+    done = lib.coincidences(
+        n_up.data_ptr(),
+        n_down.data_ptr(),
+        _address(d_c),
+        _address(x_c),
         rows,
-        cols,
+        outs,
+        ins,
+        most_pairs,
     )
+    return bool(done == 1)  # 0: too dense, -1: out of memory
 
 
 def _rounded_linear_c(
@@ -194,7 +212,7 @@ def _rounded_linear_c(
     key: Tensor,
     xi: Tensor | None,
     c: Tensor,
-) -> None:
+) -> bool:
     grad_c, xi_c, c_c = _c_array(grad), _c_array(xi), _c_array(c)
     lib.rounded_linear(
         w.data_ptr(),
@@ -205,6 +223,7 @@ def _rounded_linear_c(
         _address(c_c),
         w.numel(),
     )
+    return True
 
 
 def _pulses_linear_c(
@@ -215,11 +234,13 @@ def _pulses_linear_c(
     xi_up: Tensor | None,
     xi_down: Tensor | None,
     c: Tensor,
-) -> None:
+) -> bool:
     arrays = [_c_array(t) for t in (n_up, n_down, xi_up, xi_down, c)]
     lib.pulses_linear(w.data_ptr(), *(_address(a) for a in arrays), w.numel())
+    return True
 
 
 rounded_linear = Fused(_rounded_linear, _rounded_linear_c)
 pulses_linear = Fused(_pulses_linear, _pulses_linear_c)
 pulse_train = Fused(_pulse_train, _pulse_train_c)
+coincidences = Fused(_coincidences, _coincidences_c)

@@ -74,8 +74,10 @@ def library() -> ctypes.CDLL | None:
     f32, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.rounded_linear.argtypes = [f32, f32, ctypes.c_float, ctypes.c_uint32, f32, f32, i64]
     lib.pulses_linear.argtypes = [f32, f32, f32, f32, f32, f32, i64]
-    lib.pulse_train.argtypes = [f32, f32, f32, f32, ctypes.c_uint32, i64, i64]
+    lib.pulse_train.argtypes = [f32, f32, f32, ctypes.c_uint32, i64, i64]
+    lib.coincidences.argtypes = [f32, f32, f32, f32, i64, i64, i64, i64]
     lib.rounded_linear.restype = lib.pulses_linear.restype = lib.pulse_train.restype = None
+    lib.coincidences.restype = ctypes.c_int
     return lib
 
 

@@ -91,16 +91,16 @@ def pulse_train_counts(
     # the error side first: one row per (sample, slot), each error i firing with
     # probability a_n |d_i| (capped at 1)
     d_rows = d if sample is None else d[sample]  # (R, out)
-    fire_d, signed_d = draw_pulse_trains(d_rows, a if sample is None else a[sample], generator)
+    fired_d = draw_pulse_trains(d_rows, a if sample is None else a[sample], generator)
     # A slot where no error pulse fires makes no coincidence: the input side is drawn for
     # the other slots only (the draws are independent, so the counts' law is the same).
     # Most slots of a convolution's positions fire none: their d is small.
-    hit = torch.nonzero(fire_d.amax(dim=1)).squeeze(1)  # (H,)
+    hit = torch.nonzero(fired_d.any(dim=1)).squeeze(1)  # (H,)
     if len(hit) == 0:
         zeros = torch.zeros(out_features, in_features, dtype=d.dtype, device=d.device)
         return zeros, zeros.clone()
-    if len(hit) < len(fire_d):
-        fire_d, signed_d = fire_d[hit], signed_d[hit]
+    if len(hit) < len(fired_d):
+        fired_d = fired_d[hit]
         sample = hit if sample is None else sample[hit]
     scale_x = b if sample is None else b[sample]
     if sample is None and index is None and isinstance(x, Tensor):
@@ -109,25 +109,30 @@ def pulse_train_counts(
         everyone = torch.arange(n, device=d.device)
         picked = everyone if sample is None else sample
         xs = take(picked if index is None else index[picked])  # (H, in)
-    fire_x, signed_x = draw_pulse_trains(xs, scale_x, generator)
-    total = fire_d.T @ fire_x  # all coincidences, (out, in)
-    same_sign = signed_d.T @ signed_x
-    n_down = same_sign.add_(total).mul_(0.5)  # (#sign(x)=sign(d)) pulses go down
-    return total.sub_(n_down), n_down
+    fired_x = draw_pulse_trains(xs, scale_x, generator)
+    return count_coincidences(fired_d, fired_x)
 
 
-def draw_pulse_trains(
-    values: Tensor, row_scale: Tensor, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
+def draw_pulse_trains(values: Tensor, row_scale: Tensor, generator: torch.Generator) -> Tensor:
     """One pulse train per row of `values` (R, cols): element j of row r fires with
-    probability min(row_scale[r] |values[r, j]|, 1). Returns the 0/1 firings and the
-    firings signed like the values, both (R, cols), drawn with counter-based uniforms
-    from one key of the generator (one pass over the rows; fused.pulse_train)."""
-    fire = torch.empty(values.shape, dtype=values.dtype, device=values.device)
-    signed = torch.empty_like(fire)
-    key = draw_key(generator)
-    fused.pulse_train(fire, signed, values, row_scale, key)
-    return fire, signed
+    probability min(row_scale[r] |values[r, j]|, 1). Returns the firings signed like the
+    values (+-1, 0 where none fired), (R, cols), drawn with counter-based uniforms from
+    one key of the generator (one pass over the rows; fused.pulse_train)."""
+    fired = torch.empty(values.shape, dtype=values.dtype, device=values.device)
+    fused.pulse_train(fired, values, row_scale, draw_key(generator))
+    return fired
+
+
+def count_coincidences(fired_d: Tensor, fired_x: Tensor) -> tuple[Tensor, Tensor]:
+    """(n_up, n_down), each (out, in), from the signed firings of the error side (H, out)
+    and the input side (H, in) in the same slots: every slot where error i and input j
+    both fire is one pulse on (i, j), down when their signs agree (the update is
+    -lr d^T x), up otherwise (fused.coincidences)."""
+    shape = (fired_d.shape[1], fired_x.shape[1])
+    n_up = torch.empty(shape, dtype=fired_d.dtype, device=fired_d.device)
+    n_down = torch.empty_like(n_up)
+    fused.coincidences(n_up, n_down, fired_d, fired_x)
+    return n_up, n_down
 
 
 def rounded_counts(

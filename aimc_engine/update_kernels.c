@@ -17,6 +17,8 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* indices into the constants c, as in fused.py */
 enum { LO, HI, LOG_UP, FIX_UP, LOG_DOWN, FIX_DOWN, NOISE_UP, NOISE_DOWN, ORDER };
@@ -170,10 +172,10 @@ void pulses_linear(float *restrict w, const float *restrict n_up, const float *r
     }
 }
 
-/* fused._pulse_train: fire[r, j] = floor(u + min(scale[r] |v[r, j]|, 1)), signed = fire
- * times sign(v[r, j]); u = counter_uniform(r * cols + j, key). */
-void pulse_train(float *restrict fire, float *restrict signed_fire, const float *restrict v,
-                 const float *restrict scale, uint32_t key, int64_t rows, int64_t cols) {
+/* fused._pulse_train: fired[r, j] = floor(u + min(scale[r] |v[r, j]|, 1)) times
+ * sign(v[r, j]), u = counter_uniform(r * cols + j, key). */
+void pulse_train(float *restrict fired, const float *restrict v, const float *restrict scale,
+                 uint32_t key, int64_t rows, int64_t cols) {
     for (int64_t r = 0; r < rows; r++) {
         float a = scale[r];
         int64_t first = r * cols;
@@ -181,10 +183,68 @@ void pulse_train(float *restrict fire, float *restrict signed_fire, const float 
             float x = v[first + j];
             float p = a * fabsf(x);
             p = p > 1.0f ? 1.0f : p;
-            float f = floorf(counter_uniform(first + j, key) + p);
+            float fire = floorf(counter_uniform(first + j, key) + p);
             float sign = x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-            fire[first + j] = f;
-            signed_fire[first + j] = f * sign;
+            fired[first + j] = fire * sign;
         }
     }
+}
+
+/* the columns where a row of signed firings is nonzero, as 2 * column + (sign > 0) */
+static int64_t fired_columns(int64_t *restrict out, const float *restrict row, int64_t cols) {
+    int64_t count = 0;
+    for (int64_t j = 0; j < cols; j++)
+        if (row[j] != 0.0f)
+            out[count++] = 2 * j + (row[j] > 0.0f);
+    return count;
+}
+
+/* fused._coincidences, pair by pair: for each slot (row) every fired error i and fired
+ * input j make one pulse on (i, j), down if their signs agree, up otherwise. The counts
+ * equal the two matrix products' exactly (whole numbers below 2^24). Returns 0, having
+ * written nothing, if the firings make more than most_pairs pairs (dense: the products
+ * are cheaper), 1 when done (or -1 if out of memory). */
+int coincidences(float *restrict n_up, float *restrict n_down, const float *restrict fired_d,
+                 const float *restrict fired_x, int64_t rows, int64_t outs, int64_t ins,
+                 int64_t most_pairs) {
+    int64_t pairs = 0;
+    for (int64_t r = 0; r < rows && pairs <= most_pairs; r++) {
+        int64_t nd = 0, nx = 0;
+        for (int64_t i = 0; i < outs; i++)
+            nd += fired_d[r * outs + i] != 0.0f;
+        for (int64_t j = 0; j < ins; j++)
+            nx += fired_x[r * ins + j] != 0.0f;
+        pairs += nd * nx;
+    }
+    if (pairs > most_pairs)
+        return 0;
+    int64_t *d_cols = malloc((size_t)outs * sizeof(int64_t));
+    int64_t *x_cols = malloc((size_t)ins * sizeof(int64_t));
+    if (!d_cols || !x_cols) {
+        free(d_cols);
+        free(x_cols);
+        return -1;
+    }
+    memset(n_up, 0, (size_t)(outs * ins) * sizeof(float));
+    memset(n_down, 0, (size_t)(outs * ins) * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t nd = fired_columns(d_cols, fired_d + r * outs, outs);
+        if (nd == 0)
+            continue;
+        int64_t nx = fired_columns(x_cols, fired_x + r * ins, ins);
+        for (int64_t a = 0; a < nd; a++) {
+            int64_t i = d_cols[a] >> 1, sign_d = d_cols[a] & 1;
+            float *up_row = n_up + i * ins, *down_row = n_down + i * ins;
+            for (int64_t b = 0; b < nx; b++) {
+                int64_t j = x_cols[b] >> 1;
+                if ((x_cols[b] & 1) == sign_d)
+                    down_row[j] += 1.0f;
+                else
+                    up_row[j] += 1.0f;
+            }
+        }
+    }
+    free(d_cols);
+    free(x_cols);
+    return 1;
 }

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aimc_engine import fused, native
-from aimc_engine.pulses import draw_pulse_trains, rounded_counts
+from aimc_engine.pulses import count_coincidences, draw_pulse_trains, rounded_counts
 from aimc_engine.rng import draw_key
 from tests.conftest import make_device
 
@@ -162,25 +162,60 @@ def test_c_pulse_trains_equal_the_torch_chain_bit_for_bit(
     values = torch.randn(40, 300, generator=g)
     values[0, :5] = 0.0  # sign 0: fires never
     row_scale = torch.rand(40, generator=g) * 3
-    fire, signed = (torch.empty_like(values) for _ in range(2))
-    inputs = (fire, signed, values, row_scale, draw_key(g))
+    key = draw_key(g)
     monkeypatch.setenv(fused.ENV, "1")
-    fused.pulse_train(*inputs)
-    fire_ref, signed_ref = torch.empty_like(values), torch.empty_like(values)
-    fused._pulse_train(fire_ref, signed_ref, values, row_scale, inputs[-1])
-    assert torch.equal(fire, fire_ref) and torch.equal(signed, signed_ref)
-    assert 0.2 < float(fire.mean()) < 0.9 and not fire[0, :5].any()
+    fired, fired_ref = torch.empty_like(values), torch.empty_like(values)
+    fused.pulse_train(fired, values, row_scale, key)
+    fused._pulse_train(fired_ref, values, row_scale, key)
+    assert torch.equal(fired, fired_ref)
+    assert 0.2 < float(fired.abs().mean()) < 0.9 and not fired[0, :5].any()
 
 
 @pytest.mark.parametrize("path", PATHS, indirect=True)
 def test_pulse_trains_fire_with_their_probability(path: str) -> None:
-    """P(fire) = min(scale |v|, 1) per element, sign of v, on either path."""
+    """P(fire) = min(scale |v|, 1) per element, signed like v, on either path."""
     n = 20_000
     values = torch.tensor([0.1, -0.25, 0.5, -2.0]).repeat(n, 1)
-    fire, signed = draw_pulse_trains(values, torch.ones(n), torch.Generator().manual_seed(7))
-    rate = fire.mean(0)
+    fired = draw_pulse_trains(values, torch.ones(n), torch.Generator().manual_seed(7))
+    rate = fired.abs().mean(0)
     torch.testing.assert_close(rate, torch.tensor([0.1, 0.25, 0.5, 1.0]), atol=0.01, rtol=0)
-    assert torch.equal(signed, fire * torch.sign(values))
+    assert torch.equal(fired, fired.abs() * torch.sign(values))
+
+
+def signed_firings(rows: int, cols: int, density: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    fire = (torch.rand(rows, cols, generator=g) < density).float()
+    return fire * (torch.randint(0, 2, (rows, cols), generator=g).float() * 2 - 1)
+
+
+@needs_c
+@pytest.mark.parametrize("density", [0.0, 0.03, 0.3, 0.9])
+def test_c_coincidences_equal_the_matrix_products_exactly(
+    density: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pair by pair (sparse firings) or through the products (dense: the C kernel declines),
+    the same whole counts; every coincidence is one pulse, down where the signs agree."""
+    fired_d, fired_x = signed_firings(50, 70, density, 10), signed_firings(50, 90, density, 11)
+    monkeypatch.setenv(fused.ENV, "1")
+    ours = count_coincidences(fired_d, fired_x)
+    declined = []
+    native_call = fused.coincidences.native_call
+    monkeypatch.setattr(
+        fused.coincidences,
+        "native_call",
+        lambda *a: declined.append(not native_call(*a)) or not declined[-1],
+    )
+    count_coincidences(fired_d, fired_x)
+    assert declined == [density > 0.5]
+    monkeypatch.setenv(fused.ENV, "0")
+    theirs = count_coincidences(fired_d, fired_x)
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+    brute = torch.zeros(2, 70, 90)
+    for r in range(50):
+        for i in torch.nonzero(fired_d[r]).flatten():
+            for j in torch.nonzero(fired_x[r]).flatten():
+                brute[int(fired_d[r, i] == fired_x[r, j]), i, j] += 1
+    assert torch.equal(ours[0], brute[0]) and torch.equal(ours[1], brute[1])
 
 
 @pytest.mark.skipif(not fused.compiler_available(), reason="no C++ compiler: nothing to compile")
