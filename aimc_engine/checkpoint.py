@@ -25,8 +25,9 @@ from aimc_engine.errors import RunError
 from aimc_spec.spec import JobSpec
 
 # Bumped when a checkpoint's contents or the run's random streams change: a checkpoint
-# of another format cannot continue the run it came from. 3: the spec's digest.
-FORMAT = 3
+# of another format cannot continue the run it came from. 3: the spec's digest. 4:
+# counter-based uniforms for stochastic rounding, pulse trains and write-noise touches.
+FORMAT = 4
 
 # Spec fields that do not change what is trained nor what is measured. Only the free-
 # text name: every other field steers the numerics (seed, device: CPU and CUDA round

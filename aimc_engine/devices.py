@@ -335,10 +335,9 @@ class Device(nn.Module):
         """Flat indices of elements with pulses of both signs that could reach a bound.
 
         An element's n pulses of one sign travel at most n*step, plus 4 sigma of the noise
-        of all its pulses, sqrt(n_up + n_down)*noise. First a
-        test on three reductions: if no element could travel from the weight nearest a
-        bound to that bound, nothing is near (the usual case: no pass over the tile);
-        else the test per element.
+        of all its pulses, sqrt(n_up + n_down)*noise. First a test on the counts' maxima
+        and the weights' range: if no element could travel from the weight nearest a
+        bound to that bound, nothing is near (the usual case); else the test per element.
         """
         if not self.clips:
             return None
@@ -350,8 +349,10 @@ class Device(nn.Module):
         # noise of either sign's pulses can push an element either way
         top_up, top_down = float(n_up.max()), float(n_down.max())
         most = max(top_up, top_down) * step + math.sqrt(top_up + top_down) * noise
-        if self.uniform and float(w.max()) + most < hi and float(w.min()) - most > lo:
-            return None
+        if self.uniform:
+            w_lo, w_hi = (float(v) for v in torch.aminmax(w))  # one pass for both
+            if w_hi + most < hi and w_lo - most > lo:
+                return None
         spread = (n_up + n_down).sqrt_().mul_(noise) if noise else 0.0
         near = (w + n_up * step + spread >= hi) | (w - n_down * step - spread <= lo)
         near &= (n_up > 0) & (n_down > 0)
