@@ -1,6 +1,6 @@
 """Engine speed: one training step of aimc vs a plain torch.nn + torch.optim.SGD step.
 
-Run: python benchmarks/engine_speed.py [--threads 1] [--steps 200] [--cases mlp,cnn]
+Run: python benchmarks/engine_speed.py [--threads 1,2] [--steps 200] [--cases mlp,cnn]
 (AIMC_FUSE=0 times the update chains as torch ops instead of the C kernels.)
 
 Both sides run in this process on the same data, one step = forward, loss,
@@ -61,31 +61,33 @@ VARIANTS = {
 
 def time_steps(step: Callable[[int], None], steps: int, blocks: int = 5) -> float:
     """Fastest block's seconds per step, after a warm-up block."""
-    return time_pair(step, None, steps, blocks)[0]
+    return time_interleaved([(torch.get_num_threads(), step)], steps, blocks)[0]
 
 
-def time_pair(
-    a: Callable[[int], None], b: Callable[[int], None] | None, steps: int, blocks: int = 7
-) -> tuple[float, float]:
-    """Fastest block's seconds per step of a and b, blocks interleaved (a b a b ...).
+def time_interleaved(
+    runs: list[tuple[int, Callable[[int], None]]], steps: int, blocks: int = 7
+) -> list[float]:
+    """Fastest block's seconds per step of each (threads, step), blocks interleaved
+    (a b c a b c ...), each block run with its own torch thread count.
 
-    Interleaving makes drift in the machine's speed hit both alike; the fastest
-    block is the one least disturbed by other work on a shared machine.
+    Interleaving makes drift in the machine's speed hit every run alike, so ratios
+    between them (aimc against torch, 2 threads against 1) are measured at one time;
+    the fastest block is the one least disturbed by other work on a shared machine.
     """
     per_block = max(1, steps // blocks)
-    fns = [a] if b is None else [a, b]
-    times: list[list[float]] = [[] for _ in fns]
-    for f in fns:  # warm-up
+    times: list[list[float]] = [[] for _ in runs]
+    for threads, f in runs:  # warm-up
+        torch.set_num_threads(threads)
         for i in range(per_block):
             f(i)
     for _ in range(blocks):
-        for f, out in zip(fns, times, strict=True):
+        for (threads, f), out in zip(runs, times, strict=True):
+            torch.set_num_threads(threads)
             start = time.perf_counter()
             for i in range(per_block):
                 f(i)
             out.append((time.perf_counter() - start) / per_block)
-    best = [min(t) for t in times]
-    return best[0], best[-1]
+    return [min(t) for t in times]
 
 
 def make_batches(shape: tuple[int, ...], batch: int, n: int = 32) -> list[tuple]:
@@ -183,32 +185,45 @@ def pulsed_breakdown(steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads",
+        default="1",
+        help="torch thread counts, comma-separated: '1,2' times both interleaved and "
+        "prints how each ratio changes from the first count to the others",
+    )
     parser.add_argument("--steps", type=int, default=200, help="MLP steps per timing")
     parser.add_argument(
         "--cases", default="mlp,digits,cnn,resnet", help="comma-separated: mlp,digits,cnn,resnet"
     )
     args = parser.parse_args()
     wanted = set(args.cases.split(","))
-    torch.set_num_threads(args.threads)
+    counts = [int(t) for t in args.threads.split(",")]
+    torch.set_num_threads(counts[0])
     c_kernels = fusion_enabled() and native.library() is not None
     fusion = "C kernels" if c_kernels else f"torch ops ({ENV}=0 or no C compiler)"
-    print(f"torch {torch.__version__}, {args.threads} thread(s); fastest of interleaved blocks")
-    print(f"update chains: {fusion}\n")
-    print(f"{'case':32} {'variant':32} {'ms/step':>9} {'x torch':>8}")
+    print(f"torch {torch.__version__}; fastest of interleaved blocks; update chains: {fusion}")
+    head = "".join(f" {f'{t}T ms':>9} {f'{t}T x':>7}" for t in counts)
+    changes = "".join(f" {f'{t}T/{counts[0]}T':>7}" for t in counts[1:])
+    print(f"\n{'case':32} {'variant':32}{head}{changes}")
     for case, (key, shape, model_spec, batch, slowdown) in CASES.items():
         if key not in wanted:
             continue
         steps = max(7, args.steps // slowdown)
         torch_step = plain_torch_step(shape, model_spec, batch)
-        base = time_steps(torch_step, steps)
-        print(f"{case:32} {'plain torch nn + optim.SGD':32} {base * 1e3:9.3f} {1.0:8.2f}")
+        bases = time_interleaved([(t, torch_step) for t in counts], steps)
+        row = "".join(f" {b * 1e3:9.3f} {1.0:7.2f}" for b in bases)
+        print(f"{case:32} {'plain torch nn + optim.SGD':32}{row}")
         for name, variant in VARIANTS.items():
             aimc = aimc_step(shape, model_spec, batch, variant)
-            base, t = time_pair(torch_step, aimc, steps)
-            print(f"{'':32} {name:32} {t * 1e3:9.3f} {t / base:8.2f}", flush=True)
+            runs = [(t, f) for t in counts for f in (torch_step, aimc)]
+            timed = time_interleaved(runs, steps)
+            ratios = [timed[2 * k + 1] / timed[2 * k] for k in range(len(counts))]
+            row = "".join(f" {timed[2 * k + 1] * 1e3:9.3f} {r:7.2f}" for k, r in enumerate(ratios))
+            row += "".join(f" {r / ratios[0]:7.2f}" for r in ratios[1:])
+            print(f"{'':32} {name:32}{row}", flush=True)
     if "mlp" in wanted:
-        print("\npulsed update breakdown (784x256 tile, b=64):")
+        torch.set_num_threads(counts[0])
+        print(f"\npulsed update breakdown (784x256 tile, b=64, {counts[0]} thread(s)):")
         pulsed_breakdown(args.steps)
 
 
