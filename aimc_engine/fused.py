@@ -154,6 +154,46 @@ def _pulses_linear(
     w.copy_(torch.clamp(moved + damping * n_up * n_down * c[ORDER], c[LO], c[HI]))
 
 
+def _manage(
+    a: Tensor, b: Tensor, slots: Tensor, x_max: Tensor, d_max: Tensor, constants: Tensor
+) -> None:
+    """Update management per sample, written into a, b and slots (N,); constants holds
+    lr / dw_min and BL (pulses.manage_updates)."""
+    per_pulse, bit_length = constants[0], constants[1]
+    active = (x_max > 0) & (d_max > 0)
+    need = x_max * d_max * per_pulse  # pulses the sample's largest element needs
+    bl = torch.minimum(torch.ceil(need).clamp_(min=1), bit_length)
+    d_val = torch.where(need > bit_length, d_max * bit_length / need, d_max)
+    k = per_pulse / bl  # A_n B_n
+    a.copy_(torch.where(active, torch.sqrt(k * x_max / d_val), 0.0))
+    b.copy_(torch.where(active, torch.sqrt(k * d_val / x_max), 0.0))
+    slots.copy_(bl)
+
+
+def _manage_c(
+    lib: ctypes.CDLL,
+    a: Tensor,
+    b: Tensor,
+    slots: Tensor,
+    x_max: Tensor,
+    d_max: Tensor,
+    constants: Tensor,
+) -> bool:
+    x_c, d_c = _c_array(x_max), _c_array(d_max)
+    per_pulse, bit_length = (float(v) for v in constants)
+    lib.manage(
+        a.data_ptr(),
+        b.data_ptr(),
+        slots.data_ptr(),
+        _address(x_c),
+        _address(d_c),
+        per_pulse,
+        bit_length,
+        a.numel(),
+    )
+    return True
+
+
 def _pulse_train(fired: Tensor, values: Tensor, row_scale: Tensor, key: Tensor) -> None:
     """Signed pulse trains, written into fired (R, cols): element j of row r fires when
     u + min(row_scale[r] |values[r, j]|, 1) >= 1, u = counter_uniform of the key, i.e.
@@ -244,3 +284,4 @@ rounded_linear = Fused(_rounded_linear, _rounded_linear_c)
 pulses_linear = Fused(_pulses_linear, _pulses_linear_c)
 pulse_train = Fused(_pulse_train, _pulse_train_c)
 coincidences = Fused(_coincidences, _coincidences_c)
+manage = Fused(_manage, _manage_c)

@@ -78,6 +78,9 @@ def library() -> ctypes.CDLL | None:
     lib.coincidences.argtypes = [f32, f32, f32, f32, i64, i64, i64, i64]
     lib.rounded_linear.restype = lib.pulses_linear.restype = lib.pulse_train.restype = None
     lib.coincidences.restype = ctypes.c_int
+    c_float = ctypes.c_float
+    lib.manage.argtypes = [f32, f32, f32, f32, f32, c_float, c_float, i64]
+    lib.manage.restype = None
     return lib
 
 

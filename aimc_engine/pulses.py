@@ -57,34 +57,18 @@ def pulse_train_counts(
     n, out_features = d.shape
     if isinstance(x, Tensor):
         in_features = x.shape[1]
-        x_max = x.abs().amax(dim=1) if n else x.new_zeros(0)  # (N,)
+        x_max = torch.linalg.vector_norm(x, math.inf, dim=1)  # (N,) max |x_n|
         take: Callable[[Tensor], Tensor] = x.__getitem__
     else:
         in_features, x_max, take = x.in_features, x.abs_max, x.take
-    d_max = d.abs().amax(dim=1) if n else d.new_zeros(0)  # (N,)
-    active = (x_max > 0) & (d_max > 0)  # a sample with a zero side makes no coincidence
-    if not bool(active.any()):
-        zeros = torch.zeros(out_features, in_features, dtype=d.dtype, device=d.device)
-        return zeros, zeros.clone()
-    index: Tensor | None = None  # the original row of each active sample (None: all active)
-    if not bool(active.all()):
-        index = torch.nonzero(active).squeeze(1)
-        d, x_max, d_max = d[index], x_max[index], d_max[index]
-    n = len(d)
+    d_max = torch.linalg.vector_norm(d, math.inf, dim=1)  # (N,)
+    # sample of each (sample, slot) row; None while that is row i <-> sample i (BL 1).
+    # A sample with a zero side gets probability 0: it fires nothing.
+    sample: Tensor | None = None
     if update_management:
-        # BL_n, A_n and B_n of each sample (aihwkit: update_bl_management + update_management)
-        need = x_max * d_max * (lr / dw_min)  # pulses the sample's largest element needs
-        bl = torch.ceil(need).clamp_(1, bit_length)  # (N,)
-        # past BL, aihwkit keeps max|x_n| firing at probability 1 and lets the d side clip
-        d_val = torch.where(need > bit_length, d_max * bit_length / need, d_max)
-        k = lr / (dw_min * bl)  # A_n * B_n
-        a = torch.sqrt(k * x_max / d_val)  # (N,) error side
-        b = torch.sqrt(k * d_val / x_max)  # (N,) input side
-        slots = bl.long()
-        # sample of each (sample, slot) row; None while that is row i <-> sample i (BL 1)
-        sample: Tensor | None = None
-        if bool((slots > 1).any()):
-            sample = torch.repeat_interleave(torch.arange(n, device=d.device), slots)
+        a, b, slots = manage_updates(x_max, d_max, lr=lr, dw_min=dw_min, bit_length=bit_length)
+        if n and float(slots.max()) > 1:
+            sample = torch.repeat_interleave(torch.arange(n, device=d.device), slots.long())
     else:
         a = b = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
         sample = torch.arange(n, device=d.device).repeat(bit_length)
@@ -103,14 +87,29 @@ def pulse_train_counts(
         fired_d = fired_d[hit]
         sample = hit if sample is None else sample[hit]
     scale_x = b if sample is None else b[sample]
-    if sample is None and index is None and isinstance(x, Tensor):
+    if sample is None and isinstance(x, Tensor):
         xs = x  # every row, in order: no copy
     else:
-        everyone = torch.arange(n, device=d.device)
-        picked = everyone if sample is None else sample
-        xs = take(picked if index is None else index[picked])  # (H, in)
+        xs = take(torch.arange(n, device=d.device) if sample is None else sample)  # (H, in)
     fired_x = draw_pulse_trains(xs, scale_x, generator)
     return count_coincidences(fired_d, fired_x)
+
+
+def manage_updates(
+    x_max: Tensor, d_max: Tensor, *, lr: float, dw_min: float, bit_length: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Update management per sample (aihwkit: update_bl_management + update_management):
+    (A_n, B_n, BL_n), each (N,), from each sample's max |x_n| and max |d_n|.
+
+    BL_n = ceil(lr max|x_n| max|d_n| / dw_min), clipped to [1, BL], and A_n B_n =
+    lr / (dw_min BL_n) balanced by sqrt(max|x_n| / max|d_n|); past BL, max|x_n| keeps
+    firing at probability 1 and the error side clips. A sample with a zero side gets
+    A_n = B_n = 0 (it makes no coincidence) and one slot (fused.manage).
+    """
+    a, b, slots = (torch.empty_like(x_max) for _ in range(3))
+    constants = torch.tensor([lr / dw_min, bit_length], dtype=x_max.dtype)
+    fused.manage(a, b, slots, x_max, d_max, constants.to(x_max.device))
+    return a, b, slots
 
 
 def draw_pulse_trains(values: Tensor, row_scale: Tensor, generator: torch.Generator) -> Tensor:

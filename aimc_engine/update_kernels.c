@@ -172,6 +172,25 @@ void pulses_linear(float *restrict w, const float *restrict n_up, const float *r
     }
 }
 
+/* fused._manage: update management per sample (pulses.manage_updates). */
+void manage(float *restrict a, float *restrict b, float *restrict slots,
+            const float *restrict x_max, const float *restrict d_max, float per_pulse,
+            float bit_length, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float xm = x_max[i], dm = d_max[i];
+        float need = xm * dm * per_pulse;
+        float bl = ceilf(need);
+        bl = bl < 1.0f ? 1.0f : bl;
+        bl = bl > bit_length ? bit_length : bl;
+        float d_val = need > bit_length ? dm * bit_length / need : dm;
+        float k = per_pulse / bl;
+        int active = xm > 0.0f && dm > 0.0f;
+        a[i] = active ? sqrtf(k * xm / d_val) : 0.0f;
+        b[i] = active ? sqrtf(k * d_val / xm) : 0.0f;
+        slots[i] = bl;
+    }
+}
+
 /* fused._pulse_train: fired[r, j] = floor(u + min(scale[r] |v[r, j]|, 1)) times
  * sign(v[r, j]), u = counter_uniform(r * cols + j, key). */
 void pulse_train(float *restrict fired, const float *restrict v, const float *restrict scale,

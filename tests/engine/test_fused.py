@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from aimc_engine import fused, native
-from aimc_engine.pulses import count_coincidences, draw_pulse_trains, rounded_counts
+from aimc_engine.pulses import (
+    count_coincidences,
+    draw_pulse_trains,
+    manage_updates,
+    rounded_counts,
+)
 from aimc_engine.rng import draw_key
 from tests.conftest import make_device
 
@@ -180,6 +185,30 @@ def test_pulse_trains_fire_with_their_probability(path: str) -> None:
     rate = fired.abs().mean(0)
     torch.testing.assert_close(rate, torch.tensor([0.1, 0.25, 0.5, 1.0]), atol=0.01, rtol=0)
     assert torch.equal(fired, fired.abs() * torch.sign(values))
+
+
+@needs_c
+def test_c_update_management_equals_the_torch_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BL_n, A_n, B_n per sample (A_n and B_n to the last bit of torch's sqrt, which is
+    not always correctly rounded); samples with a zero side, and samples that need more
+    than BL slots, included."""
+    g = torch.Generator().manual_seed(12)
+    x_max, d_max = torch.rand(200, generator=g) * 2, torch.rand(200, generator=g) * 0.5
+    x_max[:3], d_max[5:8] = 0.0, 0.0
+    kw = {"lr": 0.5, "dw_min": 0.01, "bit_length": 31}
+    monkeypatch.setenv(fused.ENV, "1")
+    ours = manage_updates(x_max, d_max, **kw)
+    monkeypatch.setenv(fused.ENV, "0")
+    theirs = manage_updates(x_max, d_max, **kw)
+    for mine, ref in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(mine, ref, rtol=3e-7, atol=0)
+    assert torch.equal(ours[2], theirs[2])
+    a, b, slots = ours
+    zero = torch.tensor([0, 1, 2, 5, 6, 7])
+    assert not a[zero].any() and not b[zero].any()  # a zero side: no pulses
+    active = slots[8:]
+    assert active.max() == 31 and active.min() >= 1 and (active > 1).any()
+    torch.testing.assert_close(a[8:] * b[8:], 50.0 / active)  # A B = lr / (dw_min BL_n)
 
 
 def signed_firings(rows: int, cols: int, density: float, seed: int) -> torch.Tensor:
