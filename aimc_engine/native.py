@@ -100,18 +100,23 @@ def _machine() -> str:
 
 
 def _build(cc: str, target: Path) -> None:
-    """Compile SOURCE into target, atomically (a temporary file in the same folder)."""
+    """Compile SOURCE into target, atomically (a temporary file in the same folder):
+    with OpenMP where the compiler has it (the kernels then share torch's libgomp and
+    its threads), else single-threaded."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        result = subprocess.run(
-            [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
+        for openmp in (("-fopenmp",), ()):
+            result = subprocess.run(
+                [cc, *FLAGS, *openmp, "-o", tmp, str(SOURCE), "-lm"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if result.returncode == 0:
+                break
+        else:
             raise OSError(f"{cc} exited {result.returncode}: {result.stderr.strip()[:500]}")
         os.replace(tmp, target)
     finally:

@@ -20,6 +20,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Loops over large tiles are split among OpenMP threads: built with -fopenmp, the
+ * kernels share torch's libgomp (the same soname, already loaded) and so its thread
+ * count (torch.set_num_threads). Every element's numbers depend on its index only, so
+ * the results do not depend on the number of threads. */
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
+#define PARALLEL_MIN 32768 /* elements: smaller loops stay on one thread */
+
 /* indices into the constants c, as in fused.py */
 enum { LO, HI, LOG_UP, FIX_UP, LOG_DOWN, FIX_DOWN, NOISE_UP, NOISE_DOWN, ORDER };
 
@@ -83,11 +95,14 @@ static int rounded_counts(float *restrict counts, const float *restrict grad, fl
 /* fused._rounded_linear: n = floor(|grad * scale| + u) pulses of sign(grad * scale). */
 void rounded_linear(float *w, const float *grad, float scale, uint32_t key, const float *xi,
                     const float *c, int64_t n) {
-    float counts[BLOCK];
     pulse_table up_table, down_table;
     fill_table(&up_table, c[LOG_UP]);
     fill_table(&down_table, c[LOG_DOWN]);
-    for (int64_t start = 0; start < n; start += BLOCK) {
+    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (int64_t block = 0; block < blocks; block++) {
+        float counts[BLOCK];
+        int64_t start = block * BLOCK;
         int64_t len = n - start < BLOCK ? n - start : BLOCK;
         if (!rounded_counts(counts, grad + start, scale, key, start, len))
             continue; /* the usual block: no element pulsed */
@@ -138,7 +153,10 @@ void pulses_linear(float *restrict w, const float *restrict n_up, const float *r
     pulse_table up_table, down_table;
     fill_table(&up_table, log_up);
     fill_table(&down_table, log_down);
-    for (int64_t start = 0; start < n; start += BLOCK) {
+    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (int64_t block = 0; block < blocks; block++) {
+        int64_t start = block * BLOCK;
         int64_t end = n - start < BLOCK ? n : start + BLOCK;
         if (!any_pulse(n_up + start, n_down + start, end - start))
             continue;
@@ -195,6 +213,7 @@ void manage(float *restrict a, float *restrict b, float *restrict slots,
  * sign(v[r, j]), u = counter_uniform(r * cols + j, key). */
 void pulse_train(float *restrict fired, const float *restrict v, const float *restrict scale,
                  uint32_t key, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static) if (rows * cols >= PARALLEL_MIN)
     for (int64_t r = 0; r < rows; r++) {
         float a = scale[r];
         int64_t first = r * cols;
@@ -209,13 +228,25 @@ void pulse_train(float *restrict fired, const float *restrict v, const float *re
     }
 }
 
-/* the columns where a row of signed firings is nonzero, as 2 * column + (sign > 0) */
-static int64_t fired_columns(int64_t *restrict out, const float *restrict row, int64_t cols) {
-    int64_t count = 0;
-    for (int64_t j = 0; j < cols; j++)
-        if (row[j] != 0.0f)
-            out[count++] = 2 * j + (row[j] > 0.0f);
-    return count;
+/* the columns where a row of signed firings is positive (from the front of cols) and
+ * negative (from the back); returns how many are positive, *negative the others */
+static int64_t fired_columns(int64_t *restrict cols, int64_t *negative,
+                             const float *restrict row, int64_t n) {
+    int64_t pos = 0, neg = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (row[j] > 0.0f)
+            cols[pos++] = j;
+        else if (row[j] < 0.0f)
+            cols[n - 1 - neg++] = j;
+    }
+    *negative = neg;
+    return pos;
+}
+
+/* one pulse more on row[j] for each column j in cols[0..n) */
+static void add_pulses(float *restrict row, const int64_t *restrict cols, int64_t n) {
+    for (int64_t b = 0; b < n; b++)
+        row[cols[b]] += 1.0f;
 }
 
 /* fused._coincidences, pair by pair: for each slot (row) every fired error i and fired
@@ -227,7 +258,8 @@ int coincidences(float *restrict n_up, float *restrict n_down, const float *rest
                  const float *restrict fired_x, int64_t rows, int64_t outs, int64_t ins,
                  int64_t most_pairs) {
     int64_t pairs = 0;
-    for (int64_t r = 0; r < rows && pairs <= most_pairs; r++) {
+#pragma omp parallel for schedule(static) reduction(+ : pairs) if (rows * ins >= PARALLEL_MIN)
+    for (int64_t r = 0; r < rows; r++) {
         int64_t nd = 0, nx = 0;
         for (int64_t i = 0; i < outs; i++)
             nd += fired_d[r * outs + i] != 0.0f;
@@ -237,33 +269,37 @@ int coincidences(float *restrict n_up, float *restrict n_down, const float *rest
     }
     if (pairs > most_pairs)
         return 0;
-    int64_t *d_cols = malloc((size_t)outs * sizeof(int64_t));
-    int64_t *x_cols = malloc((size_t)ins * sizeof(int64_t));
-    if (!d_cols || !x_cols) {
-        free(d_cols);
-        free(x_cols);
-        return -1;
-    }
-    memset(n_up, 0, (size_t)(outs * ins) * sizeof(float));
-    memset(n_down, 0, (size_t)(outs * ins) * sizeof(float));
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t nd = fired_columns(d_cols, fired_d + r * outs, outs);
-        if (nd == 0)
-            continue;
-        int64_t nx = fired_columns(x_cols, fired_x + r * ins, ins);
-        for (int64_t a = 0; a < nd; a++) {
-            int64_t i = d_cols[a] >> 1, sign_d = d_cols[a] & 1;
-            float *up_row = n_up + i * ins, *down_row = n_down + i * ins;
-            for (int64_t b = 0; b < nx; b++) {
-                int64_t j = x_cols[b] >> 1;
-                if ((x_cols[b] & 1) == sign_d)
-                    down_row[j] += 1.0f;
-                else
-                    up_row[j] += 1.0f;
+    int failed = 0;
+    /* each thread owns a band of output rows [lo, hi): no two write one element */
+#pragma omp parallel if (outs * ins >= PARALLEL_MIN) reduction(| : failed)
+    {
+        int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t lo = outs * t / threads, hi = outs * (t + 1) / threads, band = hi - lo;
+        memset(n_up + lo * ins, 0, (size_t)(band * ins) * sizeof(float));
+        memset(n_down + lo * ins, 0, (size_t)(band * ins) * sizeof(float));
+        int64_t *d_cols = malloc((size_t)(band > 0 ? band : 1) * sizeof(int64_t));
+        int64_t *x_cols = malloc((size_t)ins * sizeof(int64_t));
+        failed = !d_cols || !x_cols;
+        for (int64_t r = 0; r < rows && !failed; r++) {
+            int64_t d_neg, x_neg;
+            int64_t d_pos = fired_columns(d_cols, &d_neg, fired_d + r * outs + lo, band);
+            if (d_pos + d_neg == 0)
+                continue;
+            int64_t x_pos = fired_columns(x_cols, &x_neg, fired_x + r * ins, ins);
+            const int64_t *x_negative = x_cols + ins - x_neg;
+            for (int64_t a = 0; a < d_pos; a++) { /* d > 0: down with x > 0, up with x < 0 */
+                int64_t i = lo + d_cols[a];
+                add_pulses(n_down + i * ins, x_cols, x_pos);
+                add_pulses(n_up + i * ins, x_negative, x_neg);
+            }
+            for (int64_t a = band - d_neg; a < band; a++) { /* d < 0: the other way round */
+                int64_t i = lo + d_cols[a];
+                add_pulses(n_up + i * ins, x_cols, x_pos);
+                add_pulses(n_down + i * ins, x_negative, x_neg);
             }
         }
+        free(d_cols);
+        free(x_cols);
     }
-    free(d_cols);
-    free(x_cols);
-    return 1;
+    return failed ? -1 : 1;
 }

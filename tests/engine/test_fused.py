@@ -301,3 +301,38 @@ def test_the_c_kernels_are_built_once_per_machine_and_source() -> None:
     native.library.cache_clear()
     assert native.library() is not None  # loaded from the cache, not built again
     assert built[0].stat().st_mtime_ns == stamp
+
+
+@needs_c
+def test_c_kernels_give_the_same_numbers_on_any_number_of_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tiles above the kernels' parallel size split among torch's threads: the counter-
+    based numbers and the bands of output rows make 1 and 2 threads agree bit for bit."""
+    monkeypatch.setenv(fused.ENV, "1")
+    g = torch.Generator().manual_seed(13)
+    fired_d, fired_x = signed_firings(60, 256, 0.05, 14), signed_firings(60, 160, 0.05, 15)
+    values, scale = torch.randn(200, 300, generator=g), torch.rand(200, generator=g)
+    key = draw_key(g)
+    rounded, pulses = rounded_inputs(noise=True), pulses_inputs(3, noise=True)
+
+    def run() -> list[torch.Tensor]:
+        out = []
+        for chain, inputs in ((fused.rounded_linear, rounded), (fused.pulses_linear, pulses)):
+            w = inputs[0].clone()
+            chain(w, *inputs[1:])
+            out.append(w)
+        fired = torch.empty_like(values)
+        fused.pulse_train(fired, values, scale, key)
+        return [*out, fired, *count_coincidences(fired_d, fired_x)]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(2)
+        two = run()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
