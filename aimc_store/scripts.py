@@ -8,8 +8,14 @@ from typing import Any
 
 # KEYS[1] = key:{sha256}; ARGV = rate key prefix, minute. Returns {user, requests this
 # minute} or nil. The rate key is named from the looked-up user, so this runs on one
-# Redis (not a cluster), which is what the service uses.
+# Redis (not a cluster), which is what the service uses. The count is kept out of the
+# append-only file and replicas (REPL_NONE): under `appendfsync always` (aimc serve)
+# every authenticated request wrote it and so waited for an fsync (~300 us here), the
+# largest part of what the status route cost beyond a bare read of one hash. A count
+# that lives two minutes needs no durability: a Redis restart only starts the current
+# minute's counts again.
 _COUNT_CALLER = """
+redis.set_repl(redis.REPL_NONE)
 local user = redis.call('GET', KEYS[1])
 if not user then return nil end
 local rate = ARGV[1] .. user .. ':' .. ARGV[2]
