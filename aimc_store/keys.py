@@ -35,7 +35,8 @@ Layout (all under the prefix, `StoreSettings.key_prefix`):
                           are unique); users: sorted set of user ids by creation
   idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
-                          AUTHENTICATE script together with the key lookup
+                          AUTHENTICATE script together with the key lookup, and kept
+                          out of the append-only file and replicas (see scripts.py)
   stats:transitions       hash: state -> times a job entered it (Prometheus)
   stats:durations         hash: "{state}|{bound}" -> finished jobs that ran <= bound
                           seconds, "{state}|sum" -> their total (a histogram)

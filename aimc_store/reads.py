@@ -10,28 +10,10 @@ import redis.asyncio as aioredis
 
 from aimc_store.keys import hash_key
 from aimc_store.records import Job, JobView, decode_point, latest_point
-from aimc_store.scripts import AUTHENTICATE, AUTHENTICATED_JOB_VIEW
+from aimc_store.scripts import AUTHENTICATE, AUTHENTICATED_JOB_VIEW, STATUS_FIELDS
 from aimc_store.store import JobStore
 
-# the job hash's fields the status view reads: all but `result` (see
-# authenticated_job_view); Job.from_hash decodes them
-STATUS = (
-    "owner",
-    "name",
-    "spec",
-    "state",
-    "progress",
-    "attempts",
-    "created",
-    "started",
-    "finished",
-    "engine_finished",
-    "error",
-    "worker",
-    "resumes",
-    "sweep",
-)
-STATUS_KEYS = tuple(f.encode() for f in STATUS)
+STATUS_KEYS = tuple(f.encode() for f in STATUS_FIELDS)
 
 
 def _minute() -> tuple[int, int]:
@@ -75,7 +57,7 @@ class AsyncReads:
         window, retry_at = _minute()
         found = await self._authenticated_job_view(
             keys=[self.store.key("key", hash_key(api_key))],
-            args=[self.store.key("rate", ""), window, self.store.key("job", job_id), *STATUS],
+            args=[self.store.key("rate", ""), window, self.store.key("job", job_id)],
         )
         if not found:
             return None

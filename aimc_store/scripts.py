@@ -8,8 +8,14 @@ from typing import Any
 
 # KEYS[1] = key:{sha256}; ARGV = rate key prefix, minute. Returns {user, requests this
 # minute} or nil. The rate key is named from the looked-up user, so this runs on one
-# Redis (not a cluster), which is what the service uses.
+# Redis (not a cluster), which is what the service uses. The count is kept out of the
+# append-only file and replicas (REPL_NONE): under `appendfsync always` (aimc serve)
+# every authenticated request wrote it and so waited for an fsync (~300 us here), the
+# largest part of what the status route cost beyond a bare read of one hash. A count
+# that lives two minutes needs no durability: a Redis restart only starts the current
+# minute's counts again.
 _COUNT_CALLER = """
+redis.set_repl(redis.REPL_NONE)
 local user = redis.call('GET', KEYS[1])
 if not user then return nil end
 local rate = ARGV[1] .. user .. ':' .. ARGV[2]
@@ -127,20 +133,43 @@ redis.call('SADD', KEYS[9], ARGV[2])
 return 1
 """
 
+# the job hash's fields the status view reads: all but `result` (see
+# AUTHENTICATED_JOB_VIEW); Job.from_hash decodes them
+STATUS_FIELDS = (
+    "owner",
+    "name",
+    "spec",
+    "state",
+    "progress",
+    "attempts",
+    "created",
+    "started",
+    "finished",
+    "engine_finished",
+    "error",
+    "worker",
+    "resumes",
+    "sweep",
+)
+
 # AUTHENTICATE, then the job's status fields, latest metric point and heartbeat: the
-# status route's whole read in one round trip. ARGV 3 = the job's key (prefix + job:{id}),
-# ARGV 4.. = the job hash's fields to read (HMGET: false for a missing one). Returns
-# {user, count, [field values], latest metric entry's fields ([m, json]) or false,
-# heartbeat exists} as one JSON string: redis.asyncio parses a reply element by element
-# in Python (~20 of them here), json.loads one string in C. Not HGETALL: a finished
-# job's result.json, which the status view does not show, was most of the reply's bytes
-# and its decoding most of the route's own time.
+# status route's whole read in one round trip. ARGV 3 = the job's key (prefix + job:{id}).
+# Returns {user, count, [STATUS_FIELDS' values] (HMGET: false for a missing one), latest
+# metric entry's fields ([m, json]) or false, heartbeat exists} as one JSON string:
+# redis.asyncio parses a reply element by element in Python (~20 of them here),
+# json.loads one string in C. The field names are written into the script rather than
+# sent as arguments: redis-py packs each argument of each call in Python, and the 14
+# names cost ~15 us of the call's ~190 us of API CPU. Not HGETALL: a finished job's
+# result.json, which the status view does not show, was most of the reply's bytes and
+# its decoding most of the route's own time.
 AUTHENTICATED_JOB_VIEW = (
     _COUNT_CALLER
     + """
 local job = ARGV[3]
 local last = redis.call('XREVRANGE', job .. ':metrics', '+', '-', 'COUNT', 1)
-return cjson.encode({user, count, redis.call('HMGET', job, unpack(ARGV, 4)),
+return cjson.encode({user, count, redis.call('HMGET', job, """
+    + ", ".join(f"'{name}'" for name in STATUS_FIELDS)
+    + """),
                      last[1] and last[1][2] or false,
                      redis.call('EXISTS', job .. ':heartbeat')})
 """

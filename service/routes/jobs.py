@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from aimc_spec.metric_record import metrics_csv
@@ -143,7 +145,6 @@ async def list_jobs(
     return JobPage(jobs=jobs, next_cursor=str(position) if position < len(ids) else None)
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=responses(401, 404, 429))
 async def get_job(
     job_id: str,
     request: Request,
@@ -166,6 +167,32 @@ async def get_job(
     # serialised once here: returning the model would have FastAPI validate it again
     body = job_out(view.job, view.latest, alive=view.alive).model_dump_json()
     return Response(body, media_type=JSON)
+
+
+class _PolledRoute(APIRoute):
+    """get_job's route: FastAPI documents its parameters (OpenAPI) from the signature as
+    usual, but each request calls it with them read straight off the request instead of
+    through FastAPI's parameter solving, which cost ~70 us of the route's ~540 us of API
+    CPU. Nothing is lost: a path string and an optional header need no validation, and
+    these are the values FastAPI passes (the first Authorization header, as it takes)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        async def handler(request: Request) -> Response:
+            return await get_job(
+                request.path_params["job_id"], request, request.headers.get("authorization")
+            )
+
+        return handler
+
+
+router.add_api_route(
+    "/{job_id}",
+    get_job,
+    methods=["GET"],
+    response_model=JobOut,
+    responses=responses(401, 404, 429),
+    route_class_override=_PolledRoute,
+)
 
 
 @router.get(

