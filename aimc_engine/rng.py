@@ -31,10 +31,9 @@ def counter_uniform(shape: tuple[int, ...], key: Tensor, device: torch.device) -
     n = 1
     for size in shape:
         n *= size
-    x = (torch.arange(n, dtype=torch.int64, device=device) + key.to(device)) & _MASK
-    x = x ^ (x >> 16)
-    x = (x * _MUL1) & _MASK
-    x = x ^ (x >> 15)
-    x = (x * _MUL2) & _MASK
-    x = x ^ (x >> 15)
-    return ((x >> 8).to(torch.float32) + 0.5).mul_(2.0**-24).reshape(shape)
+    # in place: each op is a pass over n int64s, the cost of this function
+    x = torch.arange(n, dtype=torch.int64, device=device).add_(key.to(device)).bitwise_and_(_MASK)
+    x.bitwise_xor_(x >> 16).mul_(_MUL1).bitwise_and_(_MASK)
+    x.bitwise_xor_(x >> 15).mul_(_MUL2).bitwise_and_(_MASK)
+    x.bitwise_xor_(x >> 15)
+    return (x >> 8).to(torch.float32).add_(0.5).mul_(2.0**-24).reshape(shape)
