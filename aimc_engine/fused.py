@@ -1,10 +1,12 @@
-"""Fused element-wise chains of the device updates (stochastic rounding, response, noise, clip).
+"""Fused update chains: stochastic rounding, response, noise and clip; pulse trains,
+update management and the count of coincidences.
 
-Each function below is a chain of element-wise torch ops over a tile. Run op by
-op, every op is one pass over memory, and an update makes a dozen of them. `Fused`
-runs a chain as one loop instead: on the CPU as its C transcription
+Each function below is a chain of torch ops over a tile or a batch of pulse trains.
+Run op by op, every op is one pass over memory, and an update makes a dozen of them.
+`Fused` runs a chain as one loop instead: on the CPU as its C transcription
 (update_kernels.c, built at first use by native.py), which also skips the elements
-that get no pulse, most of them; on other devices through torch.compile. The Python
+that get no pulse, most of them, and counts sparse coincidences pair by pair; on
+other devices through torch.compile. The Python
 function is the reference and the fallback, run op by op when AIMC_FUSE is 0, when
 no compiler exists, or after a build or compile fails. The random numbers are
 either passed in or counter-based (rng.counter_uniform, computed bit for bit alike
@@ -46,7 +48,8 @@ LO, HI, LOG_UP, FIX_UP, LOG_DOWN, FIX_DOWN, NOISE_UP, NOISE_DOWN, ORDER = range(
 
 @functools.cache
 def compiler_available() -> bool:
-    """Whether inductor can build CPU kernels here: a C++ compiler on PATH (looked up once)."""
+    """Whether torch.compile (inductor) can build here: a C++ compiler on PATH for its
+    host code (looked up once)."""
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
 
 
