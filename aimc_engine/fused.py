@@ -104,14 +104,12 @@ class Fused:
             return False
 
 
-def _c_array(t: Tensor | None) -> Tensor | None:
-    """t as a contiguous float32 tensor (itself when it is one), for a C kernel's pointer;
-    the caller keeps the result alive while the kernel runs."""
-    return None if t is None else t.to(torch.float32).contiguous()
-
-
-def _address(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
+def _c_arrays(*tensors: Tensor | None) -> tuple[list[Tensor | None], list[int | None]]:
+    """Each tensor as a contiguous float32 tensor (itself when it is one) and its address
+    for a C kernel (None stays None, a NULL pointer); the caller keeps the first list
+    alive while the kernel runs."""
+    arrays = [None if t is None else t.to(torch.float32).contiguous() for t in tensors]
+    return arrays, [None if a is None else a.data_ptr() for a in arrays]
 
 
 def _rounded_linear(
@@ -182,17 +180,10 @@ def _manage_c(
     d_max: Tensor,
     constants: Tensor,
 ) -> bool:
-    x_c, d_c = _c_array(x_max), _c_array(d_max)
+    _alive, (x_p, d_p) = _c_arrays(x_max, d_max)
     per_pulse, bit_length = (float(v) for v in constants)
     lib.manage(
-        a.data_ptr(),
-        b.data_ptr(),
-        slots.data_ptr(),
-        _address(x_c),
-        _address(d_c),
-        per_pulse,
-        bit_length,
-        a.numel(),
+        a.data_ptr(), b.data_ptr(), slots.data_ptr(), x_p, d_p, per_pulse, bit_length, a.numel()
     )
     return True
 
@@ -209,9 +200,9 @@ def _pulse_train(fired: Tensor, values: Tensor, row_scale: Tensor, key: Tensor) 
 def _pulse_train_c(
     lib: ctypes.CDLL, fired: Tensor, values: Tensor, row_scale: Tensor, key: Tensor
 ) -> bool:
-    values_c, scale_c = _c_array(values), _c_array(row_scale)
+    _alive, (values_p, scale_p) = _c_arrays(values, row_scale)
     rows, cols = values.shape
-    lib.pulse_train(fired.data_ptr(), _address(values_c), _address(scale_c), int(key), rows, cols)
+    lib.pulse_train(fired.data_ptr(), values_p, scale_p, int(key), rows, cols)
     return True
 
 
@@ -229,20 +220,13 @@ def _coincidences_c(
 ) -> bool:
     """Pair by pair when the firings are sparse (most updates: each slot fires a few
     errors and inputs); False, for the two matrix products, when they are dense."""
-    d_c, x_c = _c_array(fired_d), _c_array(fired_x)
+    _alive, (d_p, x_p) = _c_arrays(fired_d, fired_x)
     rows, outs = fired_d.shape
     ins = fired_x.shape[1]
     # the products cost about 2 rows outs ins multiply-adds; a pair costs ~10 of them
     most_pairs = rows * outs * ins // 8
     done = lib.coincidences(
-        n_up.data_ptr(),
-        n_down.data_ptr(),
-        _address(d_c),
-        _address(x_c),
-        rows,
-        outs,
-        ins,
-        most_pairs,
+        n_up.data_ptr(), n_down.data_ptr(), d_p, x_p, rows, outs, ins, most_pairs
     )
     return bool(done == 1)  # 0: too dense, -1: out of memory
 
@@ -256,16 +240,8 @@ def _rounded_linear_c(
     xi: Tensor | None,
     c: Tensor,
 ) -> bool:
-    grad_c, xi_c, c_c = _c_array(grad), _c_array(xi), _c_array(c)
-    lib.rounded_linear(
-        w.data_ptr(),
-        _address(grad_c),
-        float(scale),
-        int(key),
-        _address(xi_c),
-        _address(c_c),
-        w.numel(),
-    )
+    _alive, (grad_p, xi_p, c_p) = _c_arrays(grad, xi, c)
+    lib.rounded_linear(w.data_ptr(), grad_p, float(scale), int(key), xi_p, c_p, w.numel())
     return True
 
 
@@ -278,8 +254,8 @@ def _pulses_linear_c(
     xi_down: Tensor | None,
     c: Tensor,
 ) -> bool:
-    arrays = [_c_array(t) for t in (n_up, n_down, xi_up, xi_down, c)]
-    lib.pulses_linear(w.data_ptr(), *(_address(a) for a in arrays), w.numel())
+    _alive, pointers = _c_arrays(n_up, n_down, xi_up, xi_down, c)
+    lib.pulses_linear(w.data_ptr(), *pointers, w.numel())
     return True
 
 

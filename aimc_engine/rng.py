@@ -12,6 +12,8 @@ updates. The resolution is 2^-24: a probability is off by at most 2^-25.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -28,9 +30,7 @@ def draw_key(generator: torch.Generator) -> Tensor:
 def counter_uniform(shape: tuple[int, ...], key: Tensor, device: torch.device) -> Tensor:
     """Uniform float32 samples in (0, 1): element i (in row-major order) is
     (lowbias32(i + key) >> 8 + 0.5) / 2^24."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     # in place: each op is a pass over n int64s, the cost of this function
     x = torch.arange(n, dtype=torch.int64, device=device).add_(key.to(device)).bitwise_and_(_MASK)
     x.bitwise_xor_(x >> 16).mul_(_MUL1).bitwise_and_(_MASK)
