@@ -1,18 +1,19 @@
 /* The fused update chains of fused.py, written out in C for the CPU.
  *
- * Each function is the Python chain of the same name in fused.py, element by element,
- * with the same float32 operations in the same order (built with -ffp-contract=off, no
- * fast-math), so both give the same numbers up to the last bit of expm1/exp. What C adds
- * is the branch: an element that gets no pulse keeps its weight exactly, as the chain
- * computes it (expm1(0) = 0, and the weight is already inside its bounds), so it is
- * skipped. In a rounded or pulsed update most elements get no pulse.
+ * Each function is the Python chain of the same name in fused.py, with the same float32
+ * operations in the same order (built with -ffp-contract=off, no fast-math), so both
+ * give the same numbers up to the last bit of expm1/exp/sqrt. What C adds is what a loop
+ * can do and a tensor op cannot: skip blocks of elements that get no pulse (their
+ * weights come out of the chain unchanged: expm1(0) = 0, and a weight is already inside
+ * its bounds), look up expm1(n log a) for whole counts in a table, and count sparse
+ * coincidences pair by pair. In a rounded or pulsed update most elements get no pulse.
  *
- * The uniforms of stochastic rounding are counter-based (rng.py: counter_uniform): the
- * element's index plus a key, through the lowbias32 hash, so this loop draws them itself
- * and gets the very bits the torch version gets.
+ * The uniforms of stochastic rounding and pulse trains are counter-based (rng.py:
+ * counter_uniform): the element's index plus a key, through the lowbias32 hash, so these
+ * loops draw them themselves and get the very bits the torch version gets.
  *
  * Built at first use by native.py with the machine's C compiler; no Python or torch
- * headers are needed. Every array is contiguous float32 of n elements.
+ * headers are needed. Every array is contiguous float32, row-major.
  */
 #include <math.h>
 #include <stddef.h>
