@@ -8,17 +8,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from aimc_spec.spec import spec_problems
 
 PROBLEM = "application/problem+json"
 STORE_RETRY_AFTER_S = 2
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class Problem(BaseModel):
@@ -75,15 +76,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
-        allowed = sorted(
-            {
-                method
-                for route in request.app.routes
-                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-                for method in route.methods or ()
-            }
-        )
-        headers["Allow"] = ", ".join(allowed)
+        headers["Allow"] = ", ".join(allowed_methods(request))
     body = {
         "type": "about:blank",
         "title": str(exc.detail),
@@ -91,6 +84,21 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         "detail": f"{request.method} {request.url.path}: {exc.detail}",
     }
     return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers on the request's path, found by asking the app's
+    router to match the path with each method: included routers are matched as the
+    router itself matches them (newer FastAPI no longer lists their routes in
+    app.routes, which left the header empty)."""
+    routes = request.app.router.routes
+    scope = request.scope
+    path = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", "")}
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**path, "method": method})[0] == Match.FULL for route in routes)
+    ]
 
 
 async def invalid(_: Request, exc: Exception) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -148,6 +149,22 @@ def test_status_route_answers_as_fastapi_would(client: TestClient) -> None:
     params = [(p["name"], p["in"], p["required"]) for p in operation["parameters"]]
     assert params == [("job_id", "path", True), ("authorization", "header", False)]
     client.post(f"{path}/cancel", headers=auth)
+
+
+def test_405_allow_lists_every_method_of_the_path(client: TestClient) -> None:
+    """A method the path lacks gets 405 with Allow naming exactly the methods the
+    OpenAPI document gives that path (the routes sit in included routers, which
+    app.routes no longer lists: the header was empty)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert len(paths) > 10
+    for template, operations in paths.items():
+        path = re.sub(r"\{[^}]+\}", "x1", template)
+        documented = {method.upper() for method in operations}
+        unused = next(m for m in ("PATCH", "PUT", "DELETE", "POST") if m not in documented)
+        answer = client.request(unused, path)
+        assert answer.status_code == 405, (unused, path)
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert set(answer.headers["Allow"].split(", ")) == documented, (unused, path)
 
 
 def test_idempotency_key(client: TestClient) -> None:
