@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aimc_spec.vocabulary import QUEUE
+
 INLINE_MAX_BYTES = 256 * 1024  # larger artifacts go to the artifact store, if there is one
 
 
@@ -23,7 +25,13 @@ class StoreSettings(BaseSettings):
         description="Broker, result backend and job store.",
     )
     data_dir: Path = Field(Path("~/.aimc").expanduser(), description="Artifacts and state.")
-    key_prefix: str = Field("aimc:", description="Prefix of every Redis key (tests isolate).")
+    key_prefix: str = Field(
+        "aimc:",
+        description=(
+            "Prefix of every Redis key; also names the Celery queue (see `queue`), so "
+            "deployments sharing a Redis under different prefixes stay apart."
+        ),
+    )
     retention_seconds: int = Field(7 * 24 * 3600, ge=60, description="Finished jobs' lifetime.")
     artifact_dir: Path | None = Field(
         None,
@@ -45,6 +53,15 @@ class StoreSettings(BaseSettings):
             "default, so remote users can read no server file. Uploads need none."
         ),
     )
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue the API sends this deployment's jobs to and its workers take
+        them from: the key prefix without its last ':' ("aimc", vocabulary.QUEUE, under
+        the default prefix). One queue for every prefix let a worker take a job of
+        another deployment sharing its Redis, find no such job under its own prefix and
+        drop the task."""
+        return self.key_prefix.rstrip(":") or QUEUE
 
     def dataset_roots(self) -> tuple[Path, ...]:
         """The allowed dataset directories (aimc_spec.spec.DATASET_ROOTS): the API

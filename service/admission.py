@@ -12,7 +12,7 @@ from fastapi import Request
 from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
 from aimc_spec.spec import JobSpec
-from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
+from aimc_spec.vocabulary import RUN_JOB_TASK
 from aimc_store.records import Job
 from aimc_store.store import JobStore
 from service.errors import ProblemError
@@ -92,7 +92,9 @@ def admit(
 
 def send(request: Request, job_id: str) -> None:
     """Hand a queued job to the workers (its task on the Celery queue)."""
-    request.app.state.celery.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE, ignore_result=True)
+    request.app.state.celery.send_task(
+        RUN_JOB_TASK, args=[job_id], queue=request.app.state.settings.queue, ignore_result=True
+    )
 
 
 def queue_job(

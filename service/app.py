@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import FastAPI
 
-from aimc_spec.vocabulary import QUEUE
 from aimc_store.reads import AsyncReads
 from aimc_store.store import JobStore, fail_fast
 from service import prometheus, ui
@@ -38,7 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # collector's full passes, which otherwise stall a request now and then
     gc.collect()
     gc.freeze()
-    reaper = asyncio.create_task(Reaper(app.state.store, app.state.celery, QUEUE).run_forever())
+    reaper = asyncio.create_task(Reaper(app.state.store, app.state.celery, s.queue).run_forever())
     yield
     reaper.cancel()
     app.state.store.r.close()
@@ -58,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = s
     add_handlers(app)
     requests_total: prometheus.RequestCounts = Counter()  # this process's, for /metrics
-    app.state.registry = prometheus.registry(app.state, requests_total, QUEUE)
+    app.state.registry = prometheus.registry(app.state, requests_total, s.queue)
     app.add_middleware(
         LimitAndCount,
         max_body_bytes=s.max_body_bytes,

@@ -18,12 +18,14 @@ from torch import Tensor
 
 from aimc_engine.devices import Device
 from aimc_spec.spec import DeviceSpec
+from aimc_store.settings import StoreSettings
 from aimc_store.store import JobStore
 from service.serve import worker_command
 from worker.settings import get_settings
 
-# a database of the tests' own, flushed after; AIMC_TEST_REDIS_URL points parallel runs
-# (several checkouts on one machine) at Redis servers of their own
+# a database of the tests' own; each session works under key prefixes (and so Celery
+# queues) of its own and deletes them after, so two sessions may share it.
+# AIMC_TEST_REDIS_URL points a run at another Redis.
 REDIS_TEST_URL = os.environ.get("AIMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs the update chains as users get them: C kernels where a C compiler exists
@@ -61,6 +63,21 @@ def pulsed_after(
 INLINE_MAX_BYTES = 20_000
 
 
+def queue_of(prefix: str) -> str:
+    """The Celery queue of the deployment with this key prefix (its API sends there, its
+    workers take from there)."""
+    return StoreSettings(key_prefix=prefix).queue
+
+
+def forget_prefix(r: redis.Redis, prefix: str) -> None:
+    """Delete every key under the prefix, its Celery queue and kombu's bindings of the
+    queues named after it."""
+    queue = queue_of(prefix)
+    keys = [*r.scan_iter(match=f"{prefix}*", count=1000), queue]
+    keys += r.scan_iter(match=f"_kombu.binding*.{queue}*", count=1000)
+    r.delete(*keys)
+
+
 @pytest.fixture(scope="session")
 def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
     """A real Celery worker process on Redis database 15 with an artifact store in a
@@ -78,7 +95,10 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
     get_settings.cache_clear()
     from worker.app import app
 
-    app.conf.update(broker_url=REDIS_TEST_URL, result_backend=REDIS_TEST_URL)
+    queue = queue_of(prefix)
+    app.conf.update(
+        broker_url=REDIS_TEST_URL, result_backend=REDIS_TEST_URL, task_default_queue=queue
+    )
     proc = subprocess.Popen(
         [*worker_command(), "--without-gossip", "--without-mingle"],
         cwd=ROOT,
@@ -95,7 +115,7 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        redis.Redis.from_url(REDIS_TEST_URL).flushdb()
+        forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -116,8 +136,7 @@ def plain_store(tmp_path: Path) -> Iterator[JobStore]:
     try:
         yield store
     finally:
-        for key in store.r.scan_iter(match=f"{prefix}*", count=1000):
-            store.r.delete(key)
+        forget_prefix(store.r, prefix)
         store.r.close()
 
 

@@ -12,7 +12,6 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 
-from aimc_spec.vocabulary import QUEUE
 from worker.settings import get_settings
 
 HARD_TIME_LIMIT_S = 24 * 3600
@@ -22,7 +21,7 @@ app = Celery("aimc", include=["worker.tasks"])
 app.conf.update(
     broker_url=get_settings().redis_url,
     result_backend=get_settings().redis_url,
-    task_default_queue=QUEUE,
+    task_default_queue=get_settings().queue,
     # a job whose worker dies is redelivered instead of lost (our attempt counter
     # stops a job that kills its worker every time)
     task_acks_late=True,

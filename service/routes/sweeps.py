@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from aimc_spec.comparison import final_metrics
 from aimc_spec.spec import SpecError
 from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
-from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, QUEUE
+from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
 from aimc_store.records import Sweep, SweepMember
 from aimc_store.store import JobStore
 from aimc_store.sweeps import EXPIRED, all_ended
@@ -65,7 +65,10 @@ def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
     while no worker could tell it was the sweep's last (the API never draws)."""
     if store.ask_for_sweep_plot(sweep_id, PLOT_ASK_EVERY_S):
         request.app.state.celery.send_task(
-            DRAW_SWEEP_PLOT_TASK, args=[sweep_id], queue=QUEUE, ignore_result=True
+            DRAW_SWEEP_PLOT_TASK,
+            args=[sweep_id],
+            queue=request.app.state.settings.queue,
+            ignore_result=True,
         )
 
 

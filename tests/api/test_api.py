@@ -12,12 +12,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from aimc_spec.vocabulary import QUEUE
 from aimc_store.keys import hash_key
 from aimc_store.records import SweepMember
 from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL, ROOT
+from tests.conftest import REDIS_TEST_URL, ROOT, forget_prefix, queue_of
 
 ADMIN = "admin-secret"
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -231,6 +232,30 @@ def test_job_cost_ceiling(worker_store: JobStore) -> None:
         r = small.post("/v1/jobs", json={"training": {"epochs": 100}}, headers=auth)
         assert r.status_code == 422
         assert "max_job_cost" in r.json()["detail"] and r.json()["title"] == "Job too large"
+
+
+def test_deployments_sharing_a_redis_keep_their_jobs_apart(
+    client: TestClient, worker_store: JobStore
+) -> None:
+    """Another deployment on the same Redis under its own key prefix, with no worker:
+    its job waits in its own queue. The session's worker (another prefix) leaves it
+    there; with one queue for all, that worker took it, found no such job under its own
+    prefix and dropped it. The session's own jobs still run."""
+    prefix = f"lab-b-{uuid.uuid4().hex[:6]}:"
+    queue = queue_of(prefix)
+    assert queue_of("aimc:") == QUEUE and queue == prefix[:-1]
+    settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix, admin_key=ADMIN)
+    try:
+        with TestClient(create_app(settings)) as other:
+            job_id = other.post("/v1/jobs", json=SHORT, headers=new_user(other, "bob")).json()["id"]
+            ours = client.post("/v1/jobs", json=SHORT, headers=(auth := new_user(client, "amy")))
+            assert wait(client, ours.json()["id"], auth, ("succeeded",))["state"] == "succeeded"
+            # one queue for all: B's message, sent first, would have been taken first
+            [message] = worker_store.r.lrange(queue, 0, -1)
+            assert job_id.encode() in message
+            assert worker_store.r.hget(f"{prefix}job:{job_id}", "state") == b"queued"
+    finally:
+        forget_prefix(worker_store.r, prefix)
 
 
 def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:

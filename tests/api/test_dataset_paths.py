@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aimc_spec.spec import DATASET_ROOTS, parse_spec
-from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
+from aimc_spec.vocabulary import RUN_JOB_TASK
 from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
 from tests.api.test_api import ADMIN, new_user
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import REDIS_TEST_URL, queue_of
 from tests.engine.test_datasets import save_npz
 
 REFUSED = "only under the directories its operator allows"
@@ -109,7 +109,7 @@ def test_the_worker_checks_again(worker_store: JobStore, layout: dict[str, Path]
     )
     from worker.app import app
 
-    app.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_of(worker_store.p))
     deadline = time.monotonic() + 60
     while (job := worker_store.get_job(job_id)) and job.state not in ("failed", "succeeded"):
         assert time.monotonic() < deadline

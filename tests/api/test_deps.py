@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from aimc_store.records import SweepMember
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import REDIS_TEST_URL, forget_prefix
 
 ADMIN = "deps-admin"
 
@@ -28,9 +28,7 @@ def client() -> Iterator[TestClient]:
     settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix, admin_key=ADMIN)
     with TestClient(create_app(settings)) as c:
         yield c
-    r = redis.Redis.from_url(REDIS_TEST_URL)
-    for key in r.scan_iter(f"{prefix}*"):
-        r.delete(key)
+    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
 
 
 def new_user(client: TestClient, name: str) -> tuple[dict[str, str], str]:

@@ -13,19 +13,21 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import REDIS_TEST_URL, forget_prefix
 
 ADMIN = "fuzz-admin"
+PREFIX = f"fuzz-{uuid.uuid4().hex[:8]}:"
 app = create_app(
     Settings(
         redis_url=REDIS_TEST_URL,
-        key_prefix=f"fuzz-{uuid.uuid4().hex[:8]}:",
+        key_prefix=PREFIX,
         admin_key=ADMIN,
         requests_per_minute=100_000,
     )
@@ -46,6 +48,8 @@ def running_app(worker_store: object) -> Iterator[None]:
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.5)  # the worker is still starting
         yield
+    # the jobs it submitted wait in its own queue, which no worker takes from
+    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), PREFIX)
 
 
 @schema.parametrize()

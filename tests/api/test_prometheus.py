@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service import prometheus
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import REDIS_TEST_URL, forget_prefix
 
 
 @pytest.fixture
@@ -27,9 +27,7 @@ def client() -> Iterator[TestClient]:
     prefix = f"test-prom-{uuid.uuid4().hex[:8]}:"
     with TestClient(create_app(Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix))) as c:
         yield c
-    r = redis.Redis.from_url(REDIS_TEST_URL)
-    for key in r.scan_iter(f"{prefix}*"):
-        r.delete(key)
+    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
 
 
 def parse(text: str) -> dict[str, Metric]:

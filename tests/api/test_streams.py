@@ -9,9 +9,9 @@ import httpx
 
 from aimc_client import Client
 from aimc_spec.spec import JobSpec
-from aimc_spec.vocabulary import QUEUE, RUN_JOB_TASK
+from aimc_spec.vocabulary import RUN_JOB_TASK
 from aimc_store.keys import hash_key
-from tests.conftest import LiveService
+from tests.conftest import LiveService, queue_of
 
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
 
@@ -52,7 +52,7 @@ def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     from worker.app import app
 
     released = time.monotonic()
-    app.send_task(RUN_JOB_TASK, args=[job_id], queue=QUEUE)
+    app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_of(live_service.store.p))
     listener.join(timeout=120)
     assert not listener.is_alive()
     quiet = [line for t, line in lines if started <= t < released]

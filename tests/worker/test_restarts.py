@@ -27,7 +27,7 @@ from service.app import create_app
 from service.reaper import GRACE_S, Reaper
 from service.serve import free_port, redis_binary, wait_for_port
 from service.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, forget_prefix, queue_of
 
 ADMIN = "restart-admin"
 
@@ -153,7 +153,7 @@ def test_reaper_requeues_a_job_whose_worker_is_gone_once(worker_store: JobStore)
     store = worker_store
     job_id = store.create_job("reaped", {"training": {"steps": 10, "eval_every": 5}})
     store.set_state(job_id, "running", worker="gone:1")
-    reaper = Reaper(store, app, "aimc")
+    reaper = Reaper(store, app, queue_of(store.p))
     now = time.monotonic()
     assert reaper.sweep(now) == []  # first seen silent: not yet (Redis may be restarting)
     assert reaper.sweep(now + GRACE_S / 2) == []
@@ -365,4 +365,4 @@ def test_reaper_resends_a_queued_job_whose_task_vanished(worker_store: JobStore)
     assert Reaper(store, app, queue).sweep() == []  # noted: not again for STUCK_QUEUED_S
     sent = [m for m in store.r.lrange(queue, 0, -1) if stuck.encode() in m]
     assert len(sent) == 1 and b"aimc.run_job" in sent[0]
-    store.r.delete(queue)
+    forget_prefix(store.r, store.p)
