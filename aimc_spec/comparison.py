@@ -148,6 +148,13 @@ OVERLAY_PANELS = (
     ("samples", "test_accuracy"),
 )
 AXIS_LABELS = {"samples": "samples", "sim_time_ns": "simulated time (ms)"}
+# plot_grouped's layout, in inches: the axes, the title above, the x tick labels and
+# label below them, and one row of the legend (at fontsize 9) under those
+AXES_IN, TITLE_IN, AXIS_LABEL_IN, LEGEND_ROW_IN = 3.0, 0.45, 0.6, 0.22
+LEGEND_COLUMNS = 3
+# a group's line: tab20's ten dark colours (tab10's), then its ten light ones, each
+# round of twenty in the next style: 80 groups look apart (more repeat these looks)
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def plot_overlay(series: Sequence[tuple[str, Sequence[dict[str, Any]]]], title: str) -> bytes:
@@ -165,24 +172,43 @@ def plot_grouped(
     """PNG bytes: one line per group (label, the metric points of each of its runs), the
     mean over its runs with a band of the 95% confidence interval where it has two or more
     (seeds); panels of (x, y) metric columns, the overlay's three by default."""
+    return _png(grouped_figure(groups, title, panels=panels))
+
+
+def grouped_figure(
+    groups: Sequence[tuple[str, Sequence[Sequence[dict[str, Any]]]]],
+    title: str,
+    *,
+    panels: Sequence[tuple[str, str]] = OVERLAY_PANELS,
+) -> Any:
+    """plot_grouped's pyplot figure, not yet rendered (its caller closes it)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    columns = min(LEGEND_COLUMNS, max(1, len(groups)))
+    # the legend sits under the axes and grows a row per `columns` groups: the figure
+    # grows with it, so it never covers the x axes' ticks and labels
+    below = AXIS_LABEL_IN + LEGEND_ROW_IN * math.ceil(len(groups) / columns)
+    height = AXES_IN + TITLE_IN + below
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), height), squeeze=False)
     axes = axes[0]
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.24, top=0.9, wspace=0.25)
+    fig.subplots_adjust(
+        left=0.06, right=0.99, bottom=below / height, top=1 - TITLE_IN / height, wspace=0.25
+    )
     positive = [False] * len(panels)  # a log axis needs data above 0 to scale to
-    for label, runs in groups:
-        colour = None
+    tab20 = plt.get_cmap("tab20").colors
+    colours = [*tab20[0::2], *tab20[1::2]]
+    for i, (label, runs) in enumerate(groups):
+        colour, dashes = colours[i % len(colours)], LINE_STYLES[i // len(colours) % 4]
         for k, (ax, (x_key, y_key)) in enumerate(zip(axes, panels, strict=True)):
             xs, band = mean_curve(runs, x_key, y_key)
             positive[k] = positive[k] or any(s.mean > 0 for s in band)
             n = len(runs)
-            (line,) = ax.plot(
+            ax.plot(
                 xs,
                 [s.mean for s in band],
                 color=colour,
-                label=None if colour else (f"{label} (n={n})" if n > 1 else label),
+                linestyle=dashes,
+                label=None if k else (f"{label} (n={n})" if n > 1 else label),
             )
-            colour = line.get_color()
             if n > 1:
                 lo = [s.ci_low if s.n > 1 else math.nan for s in band]
                 hi = [s.ci_high if s.n > 1 else math.nan for s in band]
@@ -195,9 +221,9 @@ def plot_grouped(
             log_y(ax)
         if y_key == "test_accuracy":
             ax.set_ylim(0, 1)
-    fig.legend(loc="lower center", ncols=min(3, max(1, len(groups))), fontsize=9, frameon=False)
+    fig.legend(loc="lower center", ncols=columns, fontsize=9, frameon=False)
     fig.suptitle(title)
-    return _png(fig)
+    return fig
 
 
 def plot_versus(
@@ -242,9 +268,10 @@ def _pyplot() -> Any:
 
 
 def _png(fig: Any) -> bytes:
-    """The figure as PNG bytes (90 dpi); the figure is closed."""
+    """The figure as PNG bytes (90 dpi), cropped or grown to what it draws (a long
+    legend label would otherwise be cut at the edge); the figure is closed."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", pad_inches=0.1)
     _pyplot().close(fig)
     return buffer.getvalue()
 

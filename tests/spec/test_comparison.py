@@ -13,6 +13,7 @@ from aimc_spec.comparison import (
     Run,
     format_grouped_table,
     group_runs,
+    grouped_figure,
     mean_curve,
     plot_grouped,
     plot_overlay,
@@ -78,6 +79,29 @@ def test_grouped_plot_and_overlay_are_pngs() -> None:
     png = plot_grouped([(label, [r.points for r in m]) for label, m in group_runs(RUNS)], "t")
     assert png[:4] == b"\x89PNG"
     assert plot_overlay([("a", RUNS[0].points), ("none yet", [])], "t")[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("count", [1, 4, 16, 48, 80])
+def test_the_legend_never_covers_the_axes_and_no_two_groups_look_alike(count: int) -> None:
+    """The legend under the axes grows the figure by a row per three groups: it stays
+    below every x axis' tick labels and label (16 groups covered them, as the C4 figure of
+    docs/reproduction.md showed), and up to 80 groups no two lines share colour and style."""
+    groups = [(f"group {i}, a long label of settings", [points([0.5, 0.7])]) for i in range(count)]
+    fig = grouped_figure(groups, "legend")
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        [legend] = fig.legends
+        legend_top = legend.get_window_extent(renderer).y1
+        for ax in fig.axes:
+            axis_bottom = ax.xaxis.get_tightbbox(renderer).y0
+            assert legend_top < axis_bottom, (count, legend_top, axis_bottom)
+        looks = [(line.get_color(), line.get_linestyle()) for line in fig.axes[0].get_lines()]
+        assert len(set(looks)) == count
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def test_a_group_whose_seed_has_no_points_yet_still_plots() -> None:
