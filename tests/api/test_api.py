@@ -292,19 +292,23 @@ def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
 
 
 def test_a_cancelled_job_keeps_the_progress_it_stopped_at(client: TestClient) -> None:
+    """Cancelled once it shows progress (stored at its first step, then every second;
+    the cancel flag is read every half second): far too long to end first on any
+    machine. 4000 steps did end first on a fast one: they train in about 1 s there."""
     auth = new_user(client, "hal")
-    spec = {"training": {"steps": 4000, "micro_batch_size": 8, "eval_every": 1000}}
+    steps = 200_000
+    spec = {"training": {"steps": steps, "micro_batch_size": 8, "eval_every": 50_000}}
     job_id = client.post("/v1/jobs", json=spec, headers=auth).json()["id"]
     deadline = time.monotonic() + 90
-    while (job := client.get(f"/v1/jobs/{job_id}", headers=auth).json())["progress"] < 0.05:
+    while (job := client.get(f"/v1/jobs/{job_id}", headers=auth).json())["progress"] == 0:
         assert job["state"] in ("queued", "running") and time.monotonic() < deadline
         time.sleep(0.1)
     client.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
     job = wait(client, job_id, auth, ("cancelled", "succeeded", "failed"))
     assert job["state"] == "cancelled"
     samples = client.get(f"/v1/jobs/{job_id}/result", headers=auth).json()["samples"]
-    assert 0.05 <= job["progress"] < 1
-    assert job["progress"] == pytest.approx(samples / (4000 * 8), abs=0.01)
+    assert 0 < job["progress"] < 0.5
+    assert job["progress"] == pytest.approx(samples / (steps * 8), abs=0.001)
 
 
 def test_model_that_does_not_fit_its_data_is_a_422_or_a_failed_job_naming_the_field(
