@@ -12,6 +12,7 @@ already queued instead of queuing them again.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -20,6 +21,7 @@ import shlex
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -174,7 +176,13 @@ def _job_key(study: Study, job: StudyJob) -> str:
 
 
 class RemoteStudy:
-    """Queue the study's missing jobs as sweeps and collect each as it ends."""
+    """Queue the study's missing jobs as sweeps and collect each as it ends.
+
+    Every request that queues work carries an Idempotency-Key made of this output
+    folder's nonce (kept in remote.json before the first request) and what it queues:
+    a study stopped between the service's answer and remote.json's update (a crash, a
+    lost answer) sends the same request again when resumed and gets the same sweep or
+    job back, not a second one (within the service's 24 h of keeping keys)."""
 
     def __init__(self, study: Study, out: Path, client: Any) -> None:
         self.study, self.out, self.client = study, out, client
@@ -182,13 +190,26 @@ class RemoteStudy:
         state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.ids: dict[str, str] = state.get("jobs", {})  # job label -> service job id
         self.sweeps: list[str] = state.get("sweeps", [])
+        self.nonce: str = state.get("nonce") or uuid.uuid4().hex
         self.chunk = MAX_SWEEP_JOBS  # jobs per sweep; halved while the service says too many
+        if "nonce" not in state:
+            self.save()
 
     def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
-        body = {"url": self.client.url, "sweeps": self.sweeps, "jobs": self.ids}
+        body = {
+            "url": self.client.url,
+            "nonce": self.nonce,
+            "sweeps": self.sweeps,
+            "jobs": self.ids,
+        }
         tmp.write_text(json.dumps(body, indent=2) + "\n")
         tmp.replace(self.state_path)
+
+    def key(self, *what: Any) -> str:
+        """The Idempotency-Key of the request that queues `what` from this folder."""
+        return "study-" + hashlib.sha256(json.dumps([self.nonce, *what]).encode()).hexdigest()[:40]
 
     def submit(self, pending: list[StudyJob]) -> None:
         """Queue what has no job id yet: each variant as sweeps (its grid and seeds cut to
@@ -211,7 +232,10 @@ class RemoteStudy:
                     if not all(k in by_key and by_key[k].label in todo for k in keys):
                         continue
                     name = self.study.name + (f" {part.variant}" if part.variant else "")
-                    sweep = self.client.sweep(part.base, piece, name=name[:100])
+                    key = self.key("sweep", name, part.base, piece)  # the whole body
+                    sweep = self.client.sweep(
+                        part.base, piece, name=name[:100], idempotency_key=key
+                    )
                     self.sweeps.append(sweep["id"])
                     for member in sweep["jobs"]:
                         job = by_key[_member_key(part.levels, member["overrides"])]
@@ -219,7 +243,8 @@ class RemoteStudy:
                         del todo[job.label]
                     self.save()
             for job in list(todo.values()):
-                self.ids[job.label] = self.client.submit(job.spec)["id"]
+                made = self.client.submit(job.spec, idempotency_key=self.key("job", job.label))
+                self.ids[job.label] = made["id"]
                 del todo[job.label]
                 self.save()
         except RateLimitError:

@@ -274,14 +274,21 @@ class Client:
 
     # sweeps ------------------------------------------------------------------
     def sweep(
-        self, spec: dict[str, Any] | str | Path, grid: dict[str, list[Any]], *, name: str = "sweep"
+        self,
+        spec: dict[str, Any] | str | Path,
+        grid: dict[str, list[Any]],
+        *,
+        name: str = "sweep",
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Queue one job per combination of the grid (dotted paths -> values) applied to the
-        base spec (a dict, or a YAML/JSON file read as it is written)."""
+        base spec (a dict, or a YAML/JSON file read as it is written). Like submit, it
+        always sends an Idempotency-Key (a fresh one unless given): sent again with the
+        same key and body, it returns the same sweep instead of queuing its jobs twice."""
         base = read_spec_file(spec) if isinstance(spec, str | Path) else spec
-        return dict(
-            self._json("POST", "/v1/sweeps", json={"name": name, "spec": base, "grid": grid})
-        )
+        body = {"name": name, "spec": base, "grid": grid}
+        key = idempotency_key or uuid.uuid4().hex
+        return dict(self._json("POST", "/v1/sweeps", json=body, headers={"Idempotency-Key": key}))
 
     def get_sweep(self, sweep_id: str) -> dict[str, Any]:
         """The sweep's jobs, their states and final metrics."""

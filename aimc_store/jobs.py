@@ -126,15 +126,14 @@ class Jobs(StoreBase):
         self.r.hset(self.key("job", job_id), "result", json.dumps(result))
 
     # idempotency -----------------------------------------------------------
-    def idempotent_job(self, user: str, key: str) -> tuple[str, str] | None:
-        """(body digest, job id) remembered for this user's Idempotency-Key, if any."""
+    def idempotent(self, user: str, key: str) -> tuple[str, str] | None:
+        """(body digest, id of the job or sweep made) remembered for this user's
+        Idempotency-Key, if any."""
         raw = self.r.get(self.key("idem", user, hash_key(key)))
         if raw is None:
             return None
-        digest, job_id = raw.decode().split(" ")
-        return digest, job_id
+        digest, made = raw.decode().split(" ")
+        return digest, made
 
-    def remember_idempotent(
-        self, user: str, key: str, digest: str, job_id: str, ttl_s: int
-    ) -> None:
-        self.r.set(self.key("idem", user, hash_key(key)), f"{digest} {job_id}", ex=ttl_s)
+    def remember_idempotent(self, user: str, key: str, digest: str, made: str, ttl_s: int) -> None:
+        self.r.set(self.key("idem", user, hash_key(key)), f"{digest} {made}", ex=ttl_s)

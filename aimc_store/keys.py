@@ -33,7 +33,8 @@ Layout (all under the prefix, `StoreSettings.key_prefix`):
   user:{u}                hash: name, created, key (the sha256 of their key);
                           key:{sha256} -> user id; username:{name} -> user id (names
                           are unique); users: sorted set of user ids by creation
-  idem:{u}:{sha256(key)}  "body-digest job-id" for an Idempotency-Key, 24 h
+  idem:{u}:{sha256(key)}  "body-digest id" for an Idempotency-Key (the id of the job or
+                          sweep its first request made), 24 h
   rate:{u}:{minute}       requests in one minute (rate limit), 2 min; counted by the
                           AUTHENTICATE script together with the key lookup, and kept
                           out of the append-only file and replicas (see scripts.py)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Coroutine
@@ -29,11 +28,11 @@ from service.deps import (
 )
 from service.errors import ProblemError, responses
 from service.events import job_events, parse_cursor
+from service.idempotency import body_digest, made_before, remember
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JSON = "application/json"
-IDEMPOTENCY_TTL_S = 24 * 3600
 
 
 class JobOut(BaseModel):
@@ -97,18 +96,12 @@ def submit(
     """Validate and queue a job; the same Idempotency-Key and body return the same job."""
     check_spec(spec, store, settings, user)  # validated by FastAPI already (422 otherwise)
     normalised = spec.normalised()
-    digest = hashlib.sha256(json.dumps(normalised, sort_keys=True).encode()).hexdigest()
-    if idempotency_key:
-        seen = store.idempotent_job(user, idempotency_key)
-        if seen is not None:
-            if seen[0] != digest:
-                raise ProblemError(409, "Conflict", "Idempotency-Key reused with another body")
-            job = store.get_job(seen[1])
-            if job is not None:
-                return _accepted(job)
+    digest = body_digest(normalised)
+    made = made_before(store, user, idempotency_key, digest)
+    if made is not None and (job := store.get_job(made)) is not None:
+        return _accepted(job)
     job = queue_job(request, store, settings, user, normalised)
-    if idempotency_key:
-        store.remember_idempotent(user, idempotency_key, digest, job.id, IDEMPOTENCY_TTL_S)
+    remember(store, user, idempotency_key, digest, job.id)
     return _accepted(job)
 
 

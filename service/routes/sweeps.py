@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import APIRouter, Body, Header, Request, Response
 from pydantic import BaseModel, Field
 
 from aimc_spec.comparison import final_metrics
@@ -19,6 +19,7 @@ from aimc_store.sweeps import EXPIRED, all_ended
 from service.admission import admit, check_room, check_spec, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
+from service.idempotency import body_digest, made_before, remember
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -95,7 +96,10 @@ def _view(request: Request, store: JobStore, sweep: Sweep) -> SweepOut:
 
 
 @router.post(
-    "", status_code=202, response_model=SweepOut, responses=responses(400, 401, 413, 422, 429)
+    "",
+    status_code=202,
+    response_model=SweepOut,
+    responses=responses(400, 401, 409, 413, 422, 429),
 )
 def create_sweep(
     request: Request,
@@ -104,9 +108,16 @@ def create_sweep(
     store: StoreDep,
     settings: SettingsDep,
     body: Annotated[SweepIn, Body()],
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> SweepOut:
     """Validate every combination, then queue one job each; nothing is queued if any
-    combination is invalid (422 naming the grid entry and the combination)."""
+    combination is invalid (422 naming the grid entry and the combination). The same
+    Idempotency-Key and body return the same sweep (even once the queue is full)."""
+    digest = body_digest(body.model_dump(mode="json"))
+    made = made_before(store, user, idempotency_key, digest)
+    if made is not None and (sweep := store.sweep(made)) is not None:
+        response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
+        return _view(request, store, sweep)
     try:
         points = expand(body.spec, body.grid)
     except SpecError as exc:
@@ -128,6 +139,7 @@ def create_sweep(
         members.append(SweepMember(job.id, point.overrides))
     # recorded before any job is sent: the worker that ends the last job sees the sweep
     sweep_id = store.create_sweep(user, body.name, body.grid, members)
+    remember(store, user, idempotency_key, digest, sweep_id)
     for member in members:
         send(request, member.job)
     response.headers["Location"] = f"/v1/sweeps/{sweep_id}"

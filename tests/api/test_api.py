@@ -178,6 +178,34 @@ def test_idempotency_key(client: TestClient) -> None:
     client.post(f"/v1/jobs/{first.json()['id']}/cancel", headers=auth)
 
 
+def test_a_sweep_sent_again_with_its_idempotency_key_is_the_same_sweep(
+    worker_store: JobStore,
+) -> None:
+    """Same key and body: the first sweep again, no job queued twice, even with the
+    queued limit now full (a new sweep gets 429); same key, other body: 409."""
+    settings = Settings(
+        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_queued_jobs=2
+    )
+    long = {"training": {"steps": 200_000, "micro_batch_size": 8, "eval_every": 50_000}}
+    body = {"name": "twice", "spec": long, "grid": {"seed": [1, 2]}}
+    with TestClient(create_app(settings)) as small:
+        auth = new_user(small, "ivy")
+        keyed = {**auth, "Idempotency-Key": "sweep-1"}
+        first = small.post("/v1/sweeps", json=body, headers=keyed)
+        assert first.status_code == 202
+        again = small.post("/v1/sweeps", json=body, headers=keyed)
+        assert again.status_code == 202 and again.json() == first.json()
+        assert again.headers["Location"] == f"/v1/sweeps/{first.json()['id']}"
+        assert small.post("/v1/sweeps", json=body, headers=auth).status_code == 429
+        other = small.post("/v1/sweeps", json={**body, "name": "other"}, headers=keyed)
+        assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+        assert len(small.get("/v1/sweeps", headers=auth).json()) == 1
+        jobs = small.get("/v1/jobs", headers=auth).json()["jobs"]
+        assert sorted(j["id"] for j in jobs) == sorted(j["id"] for j in first.json()["jobs"])
+        for job in jobs:
+            small.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
+
+
 def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None:
     settings = Settings(
         redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, requests_per_minute=3

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from aimc_cli import main
 from aimc_cli.remote import parse_grid
-from aimc_client import Client
+from aimc_client import Client, ServiceUnavailable
 from aimc_spec.spec import SpecError
 from tests.conftest import LiveService
 
@@ -362,6 +363,40 @@ parts:
         claims:
           - {a: {weights: analog}, b: {weights: digital}, test: paired}
 """
+
+
+def test_a_study_that_lost_the_answer_to_its_sweep_resumes_without_a_second_sweep(
+    tmp_path: Path,
+    live_service: LiveService,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The service made the sweep but its answer never arrived (a read timeout, or the
+    study killed before remote.json was written): run again, the study sends the same
+    Idempotency-Key, gets that sweep back and queues nothing twice."""
+    key = live_service.new_user("lost-answer")
+    monkeypatch.setenv("AIMC_API_KEY", key)
+    study = spec_file(tmp_path, STUDY, "study.yaml")
+    out = tmp_path / "out"
+    argv = ["study", str(study), "--remote", "--out", str(out), "--poll", "0.3"]
+    made = Client.sweep
+
+    def answer_lost(self: Client, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        made(self, *args, **kwargs)
+        raise ServiceUnavailable(0, "Service unreachable", "read timeout")
+
+    monkeypatch.setattr(Client, "sweep", answer_lost)
+    assert main(argv) == 3
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert json.loads((out / "remote.json").read_text())["sweeps"] == []
+    monkeypatch.setattr(Client, "sweep", made)
+    assert main(argv) == 0
+    remote = json.loads((out / "remote.json").read_text())
+    with Client(live_service.url, key) as client:
+        [sweep] = client.sweeps()
+        assert remote["sweeps"] == [sweep["id"]]
+        assert len(list(client.jobs())) == 4
+        assert sorted(remote["jobs"].values()) == sorted(j["id"] for j in sweep["jobs"])
 
 
 def test_a_study_with_parts_and_factors_runs_remote_as_one_sweep_per_level(

@@ -145,10 +145,10 @@ def test_finished_jobs_expire_with_the_retention_and_delete_removes_all(store: J
 
 
 def test_idempotency_keys_remember_the_body_and_job(store: JobStore) -> None:
-    assert store.idempotent_job("fay", "k1") is None
+    assert store.idempotent("fay", "k1") is None
     store.remember_idempotent("fay", "k1", "digest", "job-1", 60)
-    assert store.idempotent_job("fay", "k1") == ("digest", "job-1")
-    assert store.idempotent_job("gus", "k1") is None  # per user
+    assert store.idempotent("fay", "k1") == ("digest", "job-1")
+    assert store.idempotent("gus", "k1") is None  # per user
     assert 0 < store.r.ttl(store.key("idem", "fay", hash_key("k1"))) <= 60
 
 
