@@ -243,7 +243,8 @@ class RemoteStudy:
                         del todo[job.label]
                     self.save()
             for job in list(todo.values()):
-                made = self.client.submit(job.spec, idempotency_key=self.key("job", job.label))
+                key = self.key("job", job.label, job.spec.normalised())  # the whole body
+                made = self.client.submit(job.spec, idempotency_key=key)
                 self.ids[job.label] = made["id"]
                 del todo[job.label]
                 self.save()

@@ -197,7 +197,10 @@ def grouped_figure(
     tab20 = plt.get_cmap("tab20").colors
     colours = [*tab20[0::2], *tab20[1::2]]
     for i, (label, runs) in enumerate(groups):
-        colour, dashes = colours[i % len(colours)], LINE_STYLES[i // len(colours) % 4]
+        colour, dashes = (
+            colours[i % len(colours)],
+            LINE_STYLES[i // len(colours) % len(LINE_STYLES)],
+        )
         for k, (ax, (x_key, y_key)) in enumerate(zip(axes, panels, strict=True)):
             xs, band = mean_curve(runs, x_key, y_key)
             positive[k] = positive[k] or any(s.mean > 0 for s in band)

@@ -17,7 +17,9 @@ ASYNCHRONOUS: tuple[ScheduleName, ...] = ("async", "async_stash")  # forwards on
 TERMINAL = ("succeeded", "failed", "cancelled")  # a job in these states never runs again
 STATES = ("queued", "running", "retrying", "lost", *TERMINAL)
 
-QUEUE = "aimc"  # the Celery queue jobs wait in
+# the Celery queue jobs wait in under the default key prefix; "aimc.<prefix>" under
+# another (aimc_store.settings.StoreSettings.queue)
+QUEUE = "aimc"
 RUN_JOB_TASK = "aimc.run_job"  # the task name the API sends and the worker registers
 # the task that draws a sweep's overlay plot, sent by the API for an ended sweep whose
 # plot no worker drew (its last job ended before the sweep was recorded as such)

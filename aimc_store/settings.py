@@ -57,11 +57,12 @@ class StoreSettings(BaseSettings):
     @property
     def queue(self) -> str:
         """The Celery queue the API sends this deployment's jobs to and its workers take
-        them from: the key prefix without its last ':' ("aimc", vocabulary.QUEUE, under
-        the default prefix). One queue for every prefix let a worker take a job of
-        another deployment sharing its Redis, find no such job under its own prefix and
-        drop the task."""
-        return self.key_prefix.rstrip(":") or QUEUE
+        them from: "aimc" (vocabulary.QUEUE) under the default prefix, "aimc." + the
+        prefix under any other, so no two prefixes share a queue and none is named as
+        Celery's or kombu's own keys. One queue for every prefix let a worker take a job
+        of another deployment sharing its Redis, find no such job under its own prefix
+        and drop the task."""
+        return QUEUE if self.key_prefix == f"{QUEUE}:" else f"{QUEUE}.{self.key_prefix}"
 
     def dataset_roots(self) -> tuple[Path, ...]:
         """The allowed dataset directories (aimc_spec.spec.DATASET_ROOTS): the API

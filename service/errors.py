@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from aimc_spec.spec import spec_problems
 
@@ -75,8 +75,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     (Starlette's lists only those of the first route that matched the path)."""
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
-    if exc.status_code == 405:
-        headers["Allow"] = ", ".join(allowed_methods(request))
+    allowed = allowed_methods(request) if exc.status_code == 405 else []
+    if allowed:  # else the header the raiser set, if any (a mounted app's)
+        headers["Allow"] = ", ".join(allowed)
     body = {
         "type": "about:blank",
         "title": str(exc.detail),
@@ -90,10 +91,13 @@ def allowed_methods(request: Request) -> list[str]:
     """The methods some route answers on the request's path, found by asking the app's
     router to match the path with each method: included routers are matched as the
     router itself matches them (newer FastAPI no longer lists their routes in
-    app.routes, which left the header empty)."""
-    routes = request.app.router.routes
+    app.routes, which left the header empty). A mount matches every method (its app
+    decides), so mounted apps name theirs in the 405 they raise (ui._Static)."""
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
     scope = request.scope
-    path = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", "")}
+    # the app's own root path: under a mount (/ui/static) root_path has grown by the mount
+    root = scope.get("app_root_path", scope.get("root_path", ""))
+    path = {"type": "http", "path": scope["path"], "root_path": root}
     return [
         method
         for method in HTTP_METHODS

@@ -24,8 +24,9 @@ from service.serve import worker_command
 from worker.settings import get_settings
 
 # a database of the tests' own; each session works under key prefixes (and so Celery
-# queues) of its own and deletes them after, so two sessions may share it.
-# AIMC_TEST_REDIS_URL points a run at another Redis.
+# queues) of its own and deletes them after, so two sessions may share it (kombu's
+# keys shared by every queue, such as `unacked`, stay). AIMC_TEST_REDIS_URL points a
+# run at another Redis.
 REDIS_TEST_URL = os.environ.get("AIMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs the update chains as users get them: C kernels where a C compiler exists

@@ -112,10 +112,13 @@ def create_sweep(
 ) -> SweepOut:
     """Validate every combination, then queue one job each; nothing is queued if any
     combination is invalid (422 naming the grid entry and the combination). The same
-    Idempotency-Key and body return the same sweep (even once the queue is full)."""
+    Idempotency-Key and body return the same sweep (even once the queue is full) while
+    all its jobs exist; one with a job deleted or expired is queued anew (a resumed
+    study sends its request again to replace such jobs)."""
     digest = body_digest(body.model_dump(mode="json"))
     made = made_before(store, user, idempotency_key, digest)
-    if made is not None and (sweep := store.sweep(made)) is not None:
+    sweep = store.sweep(made) if made is not None else None
+    if sweep is not None and EXPIRED not in store.member_states(sweep):
         response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
         return _view(request, store, sweep)
     try:

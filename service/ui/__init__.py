@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -77,6 +78,8 @@ class _Static(StaticFiles):
     module scripts; the CSP on the document is what keeps inline scripts out)."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if scope["method"] not in ("GET", "HEAD"):  # StaticFiles' own 405 names none
+            raise HTTPException(405, headers={"Allow": "GET, HEAD"})
         response = await super().get_response(path, scope)
         response.headers.update(SECURITY_HEADERS)
         response.headers["Cache-Control"] = "no-cache"  # revalidate: a new release shows

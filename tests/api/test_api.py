@@ -166,6 +166,9 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient) -> None:
         assert answer.status_code == 405, (unused, path)
         assert answer.headers["content-type"] == "application/problem+json"
         assert set(answer.headers["Allow"].split(", ")) == documented, (unused, path)
+    # the dashboard's assets are a mounted app: it names its own methods
+    asset = client.put("/ui/static/app.js")
+    assert asset.status_code == 405 and asset.headers["Allow"] == "GET, HEAD"
 
 
 def test_idempotency_key(client: TestClient) -> None:
@@ -182,7 +185,8 @@ def test_a_sweep_sent_again_with_its_idempotency_key_is_the_same_sweep(
     worker_store: JobStore,
 ) -> None:
     """Same key and body: the first sweep again, no job queued twice, even with the
-    queued limit now full (a new sweep gets 429); same key, other body: 409."""
+    queued limit now full (a new sweep gets 429); same key, other body: 409; once a job
+    of it is deleted, the same request queues a new sweep (a study replacing the job)."""
     settings = Settings(
         redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_queued_jobs=2
     )
@@ -191,19 +195,30 @@ def test_a_sweep_sent_again_with_its_idempotency_key_is_the_same_sweep(
     with TestClient(create_app(settings)) as small:
         auth = new_user(small, "ivy")
         keyed = {**auth, "Idempotency-Key": "sweep-1"}
-        first = small.post("/v1/sweeps", json=body, headers=keyed)
-        assert first.status_code == 202
-        again = small.post("/v1/sweeps", json=body, headers=keyed)
-        assert again.status_code == 202 and again.json() == first.json()
-        assert again.headers["Location"] == f"/v1/sweeps/{first.json()['id']}"
-        assert small.post("/v1/sweeps", json=body, headers=auth).status_code == 429
-        other = small.post("/v1/sweeps", json={**body, "name": "other"}, headers=keyed)
-        assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
-        assert len(small.get("/v1/sweeps", headers=auth).json()) == 1
-        jobs = small.get("/v1/jobs", headers=auth).json()["jobs"]
-        assert sorted(j["id"] for j in jobs) == sorted(j["id"] for j in first.json()["jobs"])
-        for job in jobs:
-            small.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
+        try:
+            first = small.post("/v1/sweeps", json=body, headers=keyed)
+            assert first.status_code == 202
+            again = small.post("/v1/sweeps", json=body, headers=keyed)
+            assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+            ids = [j["id"] for j in first.json()["jobs"]]
+            assert [j["id"] for j in again.json()["jobs"]] == ids  # states may move on
+            assert again.headers["Location"] == f"/v1/sweeps/{first.json()['id']}"
+            assert small.post("/v1/sweeps", json=body, headers=auth).status_code == 429
+            other = small.post("/v1/sweeps", json={**body, "name": "other"}, headers=keyed)
+            assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+            assert len(small.get("/v1/sweeps", headers=auth).json()) == 1
+            jobs = small.get("/v1/jobs", headers=auth).json()["jobs"]
+            assert sorted(j["id"] for j in jobs) == sorted(ids)
+            for job_id in ids:
+                small.post(f"/v1/jobs/{job_id}/cancel", headers=auth)
+                wait(small, job_id, auth, ("cancelled", "failed", "succeeded"))
+            assert small.delete(f"/v1/jobs/{ids[0]}", headers=auth).status_code == 204
+            anew = small.post("/v1/sweeps", json=body, headers=keyed).json()
+            assert anew["id"] != first.json()["id"]
+            assert small.post("/v1/sweeps", json=body, headers=keyed).json()["id"] == anew["id"]
+        finally:  # long jobs: never left to hold the session's one worker
+            for job in small.get("/v1/jobs", headers=auth).json()["jobs"]:
+                small.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
 
 
 def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None:
@@ -271,7 +286,10 @@ def test_deployments_sharing_a_redis_keep_their_jobs_apart(
     prefix and dropped it. The session's own jobs still run."""
     prefix = f"lab-b-{uuid.uuid4().hex[:6]}:"
     queue = queue_of(prefix)
-    assert queue_of("aimc:") == QUEUE and queue == prefix[:-1]
+    # one queue per prefix, none named as Celery's or kombu's own keys
+    odd = ("aimc:", "aimc", "aimc::", "", ":", "celery:", "unacked:", prefix)
+    assert queue_of("aimc:") == QUEUE and len({queue_of(p) for p in odd}) == len(odd)
+    assert all(queue_of(p).startswith(QUEUE) for p in odd)
     settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix, admin_key=ADMIN)
     try:
         with TestClient(create_app(settings)) as other:
@@ -281,7 +299,8 @@ def test_deployments_sharing_a_redis_keep_their_jobs_apart(
             # one queue for all: B's message, sent first, would have been taken first
             [message] = worker_store.r.lrange(queue, 0, -1)
             assert job_id.encode() in message
-            assert worker_store.r.hget(f"{prefix}job:{job_id}", "state") == b"queued"
+            job = JobStore.from_url(REDIS_TEST_URL, prefix).get_job(job_id)
+            assert job is not None and job.state == "queued"
     finally:
         forget_prefix(worker_store.r, prefix)
 
