@@ -30,39 +30,47 @@ class Jobs(StoreBase):
         """Create a queued job unless the owner already has `max_queued` queued; the job
         or None. One atomic round trip: concurrent submits cannot overshoot the limit,
         and the caller needs no read-back."""
-        job_id = uuid.uuid4().hex
-        now = time.time()
-        name = spec.get("name", "")
-        created = self.scripts.create_job(
-            keys=[
-                self.key("job", job_id),
-                self.key("user", owner, "jobs"),
-                self.key("job", job_id, "events"),
-                self.key("stats", "transitions"),
-                self.key("user", owner, "in", "queued"),
-                self.key("in", "queued"),
-            ],
-            args=[
-                max_queued if max_queued is not None else -1,
-                job_id,
-                owner,
-                name,
-                json.dumps(spec),
-                repr(now),
-                "1" if watched else "0",
-            ],
-        )
-        if not created:
-            return None
+        job = self._new_job(owner, spec)
+        return job if self._create_job(self.r, job, max_queued, watched) else None
+
+    @staticmethod
+    def _new_job(owner: str, spec: dict[str, Any]) -> Job:
+        """The record of a job about to be queued (a fresh id, created now)."""
         return Job(
-            id=job_id,
+            id=uuid.uuid4().hex,
             owner=owner,
-            name=name,
+            name=spec.get("name", ""),
             spec=spec,
             state="queued",
             progress=0.0,
             attempts=0,
-            created=now,
+            created=time.time(),
+        )
+
+    def _create_job(
+        self, client: Any, job: Job, max_queued: int | None, watched: bool = True
+    ) -> Any:
+        """Run CREATE_JOB for `job` on `client`: the Redis client (1 if created, 0 if the
+        queued limit is full) or a pipeline (the call is queued; the pipeline's result)."""
+        return self.scripts.create_job(
+            keys=[
+                self.key("job", job.id),
+                self.key("user", job.owner, "jobs"),
+                self.key("job", job.id, "events"),
+                self.key("stats", "transitions"),
+                self.key("user", job.owner, "in", "queued"),
+                self.key("in", "queued"),
+            ],
+            args=[
+                max_queued if max_queued is not None else -1,
+                job.id,
+                job.owner,
+                job.name,
+                json.dumps(job.spec),
+                repr(job.created),
+                "1" if watched else "0",
+            ],
+            client=client,
         )
 
     def get_job(self, job_id: str) -> Job | None:

@@ -3,7 +3,9 @@ span several of them (deleting a job with its files, a user with their live jobs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -14,6 +16,7 @@ from aimc_store.datasets import Datasets
 from aimc_store.jobs import Jobs
 from aimc_store.keys import LIVE
 from aimc_store.metrics import Metrics
+from aimc_store.records import Job, SweepMember
 from aimc_store.runs import Runs
 from aimc_store.settings import INLINE_MAX_BYTES, StoreSettings
 from aimc_store.stats import Stats
@@ -71,6 +74,26 @@ class JobStore(Users, Jobs, Metrics, Runs, Artifacts, Datasets, Sweeps, Stats):
             artifact_dir=settings.artifact_dir,
             inline_max_bytes=settings.artifact_inline_max_bytes,
         )
+
+    def admit_sweep(
+        self,
+        owner: str,
+        name: str,
+        grid: dict[str, Any],
+        points: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    ) -> tuple[str, list[Job]]:
+        """Queue one job per (spec, overrides) point, no limit checked (the caller checked
+        the room for all of them), and record the sweep of them: one MULTI/EXEC, so a
+        Redis that fails halfway leaves all of it or nothing, never queued jobs without
+        their sweep (which the reaper would run, and a retried request queue again)."""
+        pipe = self.r.pipeline()
+        jobs = [self._new_job(owner, spec) for spec, _ in points]
+        for job in jobs:
+            self._create_job(pipe, job, None)
+        members = [SweepMember(j.id, over) for j, (_, over) in zip(jobs, points, strict=True)]
+        sweep_id = self._record_sweep(pipe, owner, name, grid, members)
+        pipe.execute()
+        return sweep_id, jobs
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job, its streams, artifacts (files too) and its place in its owner's

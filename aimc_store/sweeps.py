@@ -27,9 +27,17 @@ class Sweeps(StoreBase):
     ) -> str:
         """Record a sweep of jobs that exist already, and mark each job as the sweep's (so
         the worker that ends one can tell whether the sweep has ended); its id."""
+        pipe = self.r.pipeline()
+        sweep_id = self._record_sweep(pipe, owner, name, grid, members)
+        pipe.execute()
+        return sweep_id
+
+    def _record_sweep(
+        self, pipe: Any, owner: str, name: str, grid: dict[str, Any], members: Sequence[SweepMember]
+    ) -> str:
+        """Queue create_sweep's writes on `pipe`; the new sweep's id."""
         sweep_id = "sw_" + uuid.uuid4().hex[:16]
         now = time.time()
-        pipe = self.r.pipeline()
         pipe.hset(
             self.key("sweep", sweep_id),
             mapping={
@@ -43,7 +51,6 @@ class Sweeps(StoreBase):
         for member in members:
             pipe.hset(self.key("job", member.job), "sweep", sweep_id)
         pipe.zadd(self.key("user", owner, "sweeps"), {sweep_id: now})
-        pipe.execute()
         return sweep_id
 
     def sweep(self, sweep_id: str) -> Sweep | None:

@@ -74,17 +74,10 @@ def _over_queued(queued: int, jobs: int, settings: Settings) -> ProblemError:
     )
 
 
-def admit(
-    store: JobStore,
-    settings: Settings,
-    user: str,
-    normalised: dict[str, Any],
-    *,
-    room_checked: bool = False,
-) -> Job:
-    """Create the job, queued (429 if the caller's queued limit is full, unless the room
-    was checked for a whole sweep); no worker knows of it until `send`."""
-    job = store.admit_job(user, normalised, None if room_checked else settings.max_queued_jobs)
+def admit(store: JobStore, settings: Settings, user: str, normalised: dict[str, Any]) -> Job:
+    """Create the job, queued (429 if the caller's queued limit is full); no worker knows
+    of it until `send`. (A sweep's jobs: JobStore.admit_sweep, after check_room.)"""
+    job = store.admit_job(user, normalised, settings.max_queued_jobs)
     if job is None:
         raise _over_queued(store.count_in(user, "queued"), 1, settings)
     return job

@@ -13,10 +13,10 @@ from aimc_spec.comparison import final_metrics
 from aimc_spec.spec import SpecError
 from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
-from aimc_store.records import Sweep, SweepMember
+from aimc_store.records import Sweep
 from aimc_store.store import JobStore
 from aimc_store.sweeps import EXPIRED, all_ended
-from service.admission import admit, check_room, check_spec, send
+from service.admission import check_room, check_spec, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.idempotency import body_digest, made_before, remember
@@ -134,17 +134,17 @@ def create_sweep(
     for point in points:
         check_spec(point.spec, store, settings, user, at=f"grid[{point.label}].")
     check_room(store, settings, user, len(points))
-    members = []
+    specs = []
     for point in points:
         normalised = point.spec.normalised()
         normalised["name"] = f"{body.name} [{point.label}]"[:200]
-        job = admit(store, settings, user, normalised, room_checked=True)
-        members.append(SweepMember(job.id, point.overrides))
-    # recorded before any job is sent: the worker that ends the last job sees the sweep
-    sweep_id = store.create_sweep(user, body.name, body.grid, members)
+        specs.append((normalised, point.overrides))
+    # the jobs and the sweep in one transaction (all or nothing), recorded before any
+    # job is sent: the worker that ends the last job sees the sweep
+    sweep_id, jobs = store.admit_sweep(user, body.name, body.grid, specs)
     remember(store, user, idempotency_key, digest, sweep_id)
-    for member in members:
-        send(request, member.job)
+    for job in jobs:
+        send(request, job.id)
     response.headers["Location"] = f"/v1/sweeps/{sweep_id}"
     sweep = store.sweep(sweep_id)
     assert sweep is not None  # just recorded

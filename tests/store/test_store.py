@@ -310,6 +310,35 @@ def test_a_sweep_marks_its_jobs_and_ends_when_they_all_have(store: JobStore) -> 
     assert store.sweep_ended(sweep)
 
 
+def test_a_sweep_is_admitted_whole_or_not_at_all(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """admit_sweep queues the jobs and records their sweep in one transaction: jobs, each
+    marked as the sweep's, in the live sets the limits and the reaper read. A failure
+    before the transaction reaches Redis (here in recording the sweep, as a Redis gone
+    halfway would) leaves no job queued without its sweep."""
+    points = [({"name": f"s [{seed}]", "seed": seed}, {"seed": seed}) for seed in (1, 2)]
+    sweep_id, jobs = store.admit_sweep("sven", "seeds", {"seed": [1, 2]}, points)
+    sweep = store.sweep(sweep_id)
+    assert sweep is not None and [m.job for m in sweep.members] == [j.id for j in jobs]
+    assert [m.overrides for m in sweep.members] == [{"seed": 1}, {"seed": 2}]
+    for job in jobs:
+        stored = store.get_job(job.id)
+        assert stored is not None and (stored.state, stored.sweep) == ("queued", sweep_id)
+        assert stored.spec == job.spec and stored.name == job.name
+    assert store.count_in("sven", "queued") == 2 and set(store.queued_jobs()) >= {
+        j.id for j in jobs
+    }
+
+    def redis_gone(*_: object) -> str:
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(store, "_record_sweep", redis_gone)
+    with pytest.raises(ConnectionError):
+        store.admit_sweep("tess", "seeds", {"seed": [1, 2]}, points)
+    assert store.count_in("tess", "queued") == 0 and store.sweep_ids("tess") == []
+
+
 def test_the_sweep_plot_is_kept_once(store: JobStore) -> None:
     kept = JobStore(store.r, store.p, retention_s=300)
     sweep_id = kept.create_sweep("rita", "s", {}, [])
