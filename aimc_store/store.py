@@ -16,7 +16,7 @@ from aimc_store.datasets import Datasets
 from aimc_store.jobs import Jobs
 from aimc_store.keys import LIVE
 from aimc_store.metrics import Metrics
-from aimc_store.records import Job, SweepMember
+from aimc_store.records import Job, Sweep, SweepMember
 from aimc_store.runs import Runs
 from aimc_store.settings import INLINE_MAX_BYTES, StoreSettings
 from aimc_store.stats import Stats
@@ -81,19 +81,20 @@ class JobStore(Users, Jobs, Metrics, Runs, Artifacts, Datasets, Sweeps, Stats):
         name: str,
         grid: dict[str, Any],
         points: Sequence[tuple[dict[str, Any], dict[str, Any]]],
-    ) -> tuple[str, list[Job]]:
+    ) -> tuple[Sweep, list[Job]]:
         """Queue one job per (spec, overrides) point, no limit checked (the caller checked
         the room for all of them), and record the sweep of them: one MULTI/EXEC, so a
         Redis that fails halfway leaves all of it or nothing, never queued jobs without
-        their sweep (which the reaper would run, and a retried request queue again)."""
+        their sweep (which the reaper would run, and a retried request queue again). The
+        sweep and its jobs as recorded."""
         pipe = self.r.pipeline()
         jobs = [self._new_job(owner, spec) for spec, _ in points]
         for job in jobs:
             self._create_job(pipe, job, None)
         members = [SweepMember(j.id, over) for j, (_, over) in zip(jobs, points, strict=True)]
-        sweep_id = self._record_sweep(pipe, owner, name, grid, members)
+        sweep = self._record_sweep(pipe, owner, name, grid, members)
         pipe.execute()
-        return sweep_id, jobs
+        return sweep, jobs
 
     def delete_job(self, job_id: str) -> None:
         """Remove a job, its streams, artifacts (files too) and its place in its owner's

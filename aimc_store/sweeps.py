@@ -28,30 +28,30 @@ class Sweeps(StoreBase):
         """Record a sweep of jobs that exist already, and mark each job as the sweep's (so
         the worker that ends one can tell whether the sweep has ended); its id."""
         pipe = self.r.pipeline()
-        sweep_id = self._record_sweep(pipe, owner, name, grid, members)
+        sweep = self._record_sweep(pipe, owner, name, grid, members)
         pipe.execute()
-        return sweep_id
+        return sweep.id
 
     def _record_sweep(
         self, pipe: Any, owner: str, name: str, grid: dict[str, Any], members: Sequence[SweepMember]
-    ) -> str:
-        """Queue create_sweep's writes on `pipe`; the new sweep's id."""
-        sweep_id = "sw_" + uuid.uuid4().hex[:16]
-        now = time.time()
+    ) -> Sweep:
+        """Queue create_sweep's writes on `pipe`; the sweep as they record it (no
+        read-back needed)."""
+        sweep = Sweep("sw_" + uuid.uuid4().hex[:16], owner, name, time.time(), grid, [*members])
         pipe.hset(
-            self.key("sweep", sweep_id),
+            self.key("sweep", sweep.id),
             mapping={
                 "owner": owner,
                 "name": name,
-                "created": now,
+                "created": sweep.created,
                 "grid": json.dumps(grid),
                 "members": json.dumps([{"job": m.job, "overrides": m.overrides} for m in members]),
             },
         )
         for member in members:
-            pipe.hset(self.key("job", member.job), "sweep", sweep_id)
-        pipe.zadd(self.key("user", owner, "sweeps"), {sweep_id: now})
-        return sweep_id
+            pipe.hset(self.key("job", member.job), "sweep", sweep.id)
+        pipe.zadd(self.key("user", owner, "sweeps"), {sweep.id: sweep.created})
+        return sweep
 
     def sweep(self, sweep_id: str) -> Sweep | None:
         record = self._text_hash(self.key("sweep", sweep_id))

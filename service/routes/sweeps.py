@@ -141,13 +141,11 @@ def create_sweep(
         specs.append((normalised, point.overrides))
     # the jobs and the sweep in one transaction (all or nothing), recorded before any
     # job is sent: the worker that ends the last job sees the sweep
-    sweep_id, jobs = store.admit_sweep(user, body.name, body.grid, specs)
-    remember(store, user, idempotency_key, digest, sweep_id)
+    sweep, jobs = store.admit_sweep(user, body.name, body.grid, specs)
+    remember(store, user, idempotency_key, digest, sweep.id)
     for job in jobs:
         send(request, job.id)
-    response.headers["Location"] = f"/v1/sweeps/{sweep_id}"
-    sweep = store.sweep(sweep_id)
-    assert sweep is not None  # just recorded
+    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return _view(request, store, sweep)
 
 

@@ -318,13 +318,14 @@ def test_a_sweep_is_admitted_whole_or_not_at_all(
     before the transaction reaches Redis (here in recording the sweep, as a Redis gone
     halfway would) leaves no job queued without its sweep."""
     points = [({"name": f"s [{seed}]", "seed": seed}, {"seed": seed}) for seed in (1, 2)]
-    sweep_id, jobs = store.admit_sweep("sven", "seeds", {"seed": [1, 2]}, points)
-    sweep = store.sweep(sweep_id)
+    made, jobs = store.admit_sweep("sven", "seeds", {"seed": [1, 2]}, points)
+    sweep = store.sweep(made.id)
+    assert sweep == made  # the record returned is the one stored
     assert sweep is not None and [m.job for m in sweep.members] == [j.id for j in jobs]
     assert [m.overrides for m in sweep.members] == [{"seed": 1}, {"seed": 2}]
     for job in jobs:
         stored = store.get_job(job.id)
-        assert stored is not None and (stored.state, stored.sweep) == ("queued", sweep_id)
+        assert stored is not None and (stored.state, stored.sweep) == ("queued", made.id)
         assert stored.spec == job.spec and stored.name == job.name
     assert store.count_in("sven", "queued") == 2 and set(store.queued_jobs()) >= {
         j.id for j in jobs
