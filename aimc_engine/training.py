@@ -31,6 +31,7 @@ from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import assemble, build_stage
 from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import Batch, PipelineExecutor, stage_ranges
+from aimc_engine.pipeline.plan import Points
 from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
 from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
 from aimc_engine.seeds import StageGenerators, data_generator, stage_generators
@@ -98,33 +99,6 @@ class Shuffle:
             self.order = torch.randperm(self.n_train, generator=self.generator).to(self.device)
         first = (j % self.per_epoch) * self.b
         return self.order[first : first + self.b]
-
-
-@dataclass
-class Points:
-    """Where a run measures and checkpoints: at stage 0's update completing `done`
-    micro-batches, a metric point every `eval_every` micro-batches (the start and the end
-    are measured too), a checkpoint every `checkpoint_every` where nothing is in flight."""
-
-    eval_every: int
-    total: int
-    checkpoint_every: int | None  # None: no checkpoints
-    done: int = 0
-    last_checkpoint: int = 0
-
-    def completed(self, done: int) -> tuple[bool, bool]:
-        """(metric point due, checkpoint due) once stage 0's update brings `done`."""
-        previous, self.done = self.done, done
-        every = self.eval_every
-        metric = done < self.total and done // every > previous // every
-        checkpoint = (
-            self.checkpoint_every is not None
-            and done < self.total
-            and done - self.last_checkpoint >= self.checkpoint_every
-        )
-        if checkpoint:
-            self.last_checkpoint = done
-        return metric, checkpoint
 
 
 def metric_record(
