@@ -44,7 +44,7 @@ from aimc_spec.spec import JobSpec, parse_spec
 
 EVENT_POLL_S = 0.2  # how often the launcher looks at its stage processes between events
 STOP_POLL_S = 0.5  # how often it asks whether the run should stop
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15  # linux/prctl.h
 
 
 def placement(spec: JobSpec) -> list[torch.device]:
@@ -95,10 +95,13 @@ def _without_main() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
-def _die_with_parent() -> None:
-    """SIGKILL this process when its parent (the fork server) dies (Linux)."""
+def _as_stage(stage: int) -> None:
+    """SIGKILL this process when its parent (the fork server) dies, and name it
+    `aimc-stage-<s>` where ps and top show it (Linux)."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_NAME, f"aimc-stage-{stage}".encode()[:15])
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ def _prepare(spec: JobSpec, device: torch.device, uploaded: str | None) -> Any:
 
 def stage_main(job: StageJob, events: Any, stop: Any) -> None:
     """A stage process's body: join the others, run the stage, report, leave."""
-    _die_with_parent()
+    _as_stage(job.stage)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one host: loopback only
     torch.set_num_threads(job.threads)
     spec = parse_spec(job.spec)
@@ -324,7 +327,6 @@ def _relay(
         else:
             if kind in handlers:
                 handlers[kind](stage, payload)
-            continue
         now = time.monotonic()
         if callbacks.should_stop and now - last_stop_check >= STOP_POLL_S:
             last_stop_check = now

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -414,6 +415,7 @@ class StageRun:
             "error": error,
             "process": {
                 "stage": self.s,
+                "pid": os.getpid(),
                 "device": str(self.device),
                 "actions": self.executed,
                 "wall_s": wall,
@@ -453,7 +455,7 @@ class StageRun:
             status, halt_at = "cancelled", Action(0, FORWARD, stops[0][1])
         elif stops:
             status, message = "failed", "a stage process failed"
-        timeline = self._replayed(halt_at)
+        timeline = self._replayed(halt_at, ran=status == "failed")
         samples = done * self.b
         p = self.spec.pipeline
         sequential_ns = sequential_makespan(
@@ -489,12 +491,15 @@ class StageRun:
             "timeline": timeline.first,
         }
 
-    def _replayed(self, stop: Action | None) -> Timeline:
+    def _replayed(self, stop: Action | None, *, ran: bool) -> Timeline:
         """The timeline with the actions the single-process run would have done recorded:
-        all, or those before `stop`."""
+        all, or those before `stop` (and `stop` itself if it `ran`: a diverging forward
+        runs, a forward a cancel comes before does not)."""
         timeline = self.timeline()
         for timed in timeline:
             if timed.action == stop:
+                if ran:
+                    timeline.record(timed)
                 break
             timeline.record(timed)
         timeline.finish()

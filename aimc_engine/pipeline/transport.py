@@ -76,11 +76,14 @@ class Link:
 
     def _isend(self, tensor: Tensor) -> None:
         start = time.perf_counter()
-        work = dist.isend(tensor, self.peer, group=self.group)
-        if work is not None:
-            self._pending.append((work, tensor))  # the tensor lives until it is sent
-        while self._pending and self._pending[0][0].is_completed():
-            self._pending.pop(0)[0].wait()
+        try:
+            work = dist.isend(tensor, self.peer, group=self.group)
+            if work is not None:
+                self._pending.append((work, tensor))  # the tensor lives until it is sent
+            while self._pending and self._pending[0][0].is_completed():
+                self._pending.pop(0)[0].wait()
+        except RuntimeError as exc:
+            raise self._lost(exc) from None
         self.traffic.send_s += time.perf_counter() - start
         self.traffic.sent += 1
 
@@ -89,12 +92,16 @@ class Link:
         try:
             dist.recv(tensor, self.peer, group=self.group)
         except RuntimeError as exc:  # a closed connection, or the group's timeout
-            raise RunError(
-                f"stage {self.peer}: no message from its process ({_reason(exc)}); it died, "
-                "hangs, or could not be reached (pipeline.timeout_s)"
-            ) from None
+            raise self._lost(exc) from None
         self.traffic.wait_s += time.perf_counter() - start
         return tensor
+
+    def _lost(self, exc: RuntimeError) -> RunError:
+        """A failed send or receive: the peer's process died, hangs or cannot be reached."""
+        return RunError(
+            f"stage {self.peer}: lost its process ({_reason(exc)}); it died, hangs past "
+            "pipeline.timeout_s, or cannot be reached"
+        )
 
     def _header(self, *values: int) -> Tensor:
         header = torch.zeros(HEADER, dtype=torch.int64)
@@ -150,8 +157,11 @@ class Link:
 
     def flush(self) -> None:
         """Wait until every send has been received."""
-        for work, _ in self._pending:
-            work.wait()
+        try:
+            for work, _ in self._pending:
+                work.wait()
+        except RuntimeError as exc:
+            raise self._lost(exc) from None
         self._pending.clear()
 
 
