@@ -63,6 +63,7 @@ from aimc_engine.pipeline.transport import (
     FAILED,
     NONFINITE,
     Link,
+    LostPeer,
     Stopped,
     Traffic,
     drain,
@@ -224,6 +225,8 @@ class StageRun:
                     self._execute(order[k])
         except Stopped as stopped:
             stop = stopped
+        except LostPeer:
+            raise  # no draining through a dead neighbour: the launcher ends the others
         except RunError as exc:
             error, stop = str(exc), Stopped(FAILED)
         except Exception as exc:  # the run fails, naming the stage; the others stop cleanly
@@ -231,8 +234,8 @@ class StageRun:
         if stop is not None:
             try:
                 stop = drain(self.links.all, stop)
-            except RunError as exc:  # a neighbour died: nobody is left to tell
-                raise RunError(error or str(exc)) from None
+            except LostPeer as exc:  # a neighbour died meanwhile: nobody is left to tell
+                raise LostPeer(error or str(exc)) from None
         for link in self.links.all:
             link.flush()
         return self._final_part(stop, error)

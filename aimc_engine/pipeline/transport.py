@@ -44,6 +44,11 @@ FAILED, DIVERGED, CANCELLED = 1, 2, 3
 NONFINITE = {0: float("nan"), 1: float("inf"), 2: float("-inf")}
 
 
+class LostPeer(RunError):
+    """A neighbour's process died, hangs past the timeout, or cannot be reached: nothing
+    can be drained through it, so the run fails at once."""
+
+
 class Stopped(Exception):
     """A STOP arrived (or this stage decided to stop): the run ends here."""
 
@@ -96,9 +101,9 @@ class Link:
         self.traffic.wait_s += time.perf_counter() - start
         return tensor
 
-    def _lost(self, exc: RuntimeError) -> RunError:
+    def _lost(self, exc: RuntimeError) -> LostPeer:
         """A failed send or receive: the peer's process died, hangs or cannot be reached."""
-        return RunError(
+        return LostPeer(
             f"stage {self.peer}: lost its process ({_reason(exc)}); it died, hangs past "
             "pipeline.timeout_s, or cannot be reached"
         )

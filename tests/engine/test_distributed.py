@@ -232,6 +232,24 @@ def test_a_port_in_use_is_refused_naming_the_field() -> None:
             run(parse_spec(spec))
 
 
+def test_a_hung_stage_fails_the_run_within_its_timeout() -> None:
+    """A stage that stops answering (SIGSTOP) is found by its neighbours' timeouts
+    (pipeline.timeout_s), and the run fails naming it instead of hanging."""
+    spec = processes(job("async", "digital", 3), timeout_s=5)
+    spec["training"] = {"steps": 100_000, "micro_batch_size": 8, "eval_every": 50}
+    stopped: list[int] = []
+
+    def stop_the_middle_stage(record: dict[str, Any]) -> None:
+        if not stopped:
+            stages = stage_processes()
+            os.kill(stages[1], signal.SIGSTOP)
+            stopped.append(stages[1])
+
+    with pytest.raises(RunError, match="stage 1: lost its process"):
+        run(parse_spec(spec), Callbacks(on_metrics=stop_the_middle_stage))
+    assert stopped and stage_processes() == {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
