@@ -287,6 +287,8 @@ def run_processes(
         return _relay(spec, procs, events, stop, callbacks)
     finally:
         for proc in procs:
+            if proc.pid is None:  # never started
+                continue
             if proc.is_alive():
                 proc.kill()
             proc.join()
