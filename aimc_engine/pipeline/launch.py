@@ -321,7 +321,7 @@ def _relay(
     handlers["final"] = lambda s, out: output.update(out)
     handlers["error"] = lambda s, message: errors.append(message)
     last_stop_check = 0.0
-    while not output:
+    while True:
         try:
             kind, stage, payload = events.get(timeout=EVENT_POLL_S)
         except queue.Empty:
@@ -329,6 +329,8 @@ def _relay(
         else:
             if kind in handlers:
                 handlers[kind](stage, payload)
+            if output:
+                return output
         now = time.monotonic()
         if callbacks.should_stop and now - last_stop_check >= STOP_POLL_S:
             last_stop_check = now
@@ -345,7 +347,6 @@ def _relay(
             raise RunError(f"stage {s}: its process {how}")
         if all(proc.exitcode == 0 for proc in procs) and events.empty():
             raise RunError("the stage processes ended without a result")
-    return output
 
 
 class LocalSink:

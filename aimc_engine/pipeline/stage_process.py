@@ -55,7 +55,7 @@ from aimc_engine.pipeline.plan import (
     halt_before,
     iter_points,
 )
-from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, Action, build_schedule
+from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE, Action, build_schedule
 from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
 from aimc_engine.pipeline.transport import (
     CANCELLED,
@@ -180,7 +180,9 @@ class StageRun:
         self.last_progress = 0.0
         self.executed = 0  # this stage's actions run
         self.done = 0  # stage 0: micro-batches its updates completed
-        self.compute_s = 0.0
+        # seconds in this stage's own actions by kind, waits for messages left out
+        self.compute_s = dict.fromkeys((FORWARD, BACKWARD, UPDATE), 0.0)
+        self.train_wait_s = 0.0  # of those waits, the ones inside training actions
         self.skip = 0
         self.points = Points(spec.training.eval_every, self.total, None)
         if resume is not None:
@@ -241,7 +243,7 @@ class StageRun:
         return self._final_part(stop, error)
 
     def _execute(self, action: Action) -> None:
-        started = time.perf_counter()
+        started, waited = time.perf_counter(), self.traffic.wait_s
         j = action.microbatch
         if action.kind == FORWARD:
             self._forward(j)
@@ -255,7 +257,9 @@ class StageRun:
             if self.first:
                 self.done = j + 1
         self.executed += 1
-        self.compute_s += time.perf_counter() - started
+        wait = self.traffic.wait_s - waited
+        self.compute_s[action.kind] += time.perf_counter() - started - wait
+        self.train_wait_s += wait
 
     def _forward(self, j: int) -> None:
         idx: Tensor | None = None
@@ -422,8 +426,9 @@ class StageRun:
                 "device": str(self.device),
                 "actions": self.executed,
                 "wall_s": wall,
-                "compute_s": self.compute_s,
+                "compute_s": dict(self.compute_s),
                 "wait_s": self.traffic.wait_s,
+                "train_wait_s": self.train_wait_s,
                 "send_s": self.traffic.send_s,
                 "messages_sent": self.traffic.sent,
                 "peak_rss_mb": peak_rss_mb(),
