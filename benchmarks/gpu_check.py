@@ -11,6 +11,11 @@ Run: python benchmarks/gpu_check.py [--steps 20] [--device cuda] [--cases mlp,di
    the mean and spread of many updates of each mode within a few standard errors.
 2. Speed. One training step of the engine vs the same network in plain torch on
    the GPU (engine_speed.py's cases, interleaved, synchronised), printed as ratios.
+3. Stages as processes over NCCL (`pipeline.executor: processes`, one GPU per stage):
+   gpipe and async on 2 processes against the same runs simulated on the GPU and on
+   the CPU (weights within float tolerance for the expected update, test loss within
+   15% for noisy ones), and the async / gpipe wall-clock speedup. Needs 2 GPUs (NCCL
+   takes one per rank); with fewer it says so and skips.
 
 Exits with status 2 and a message when torch sees no CUDA device. `--device cpu`
 runs the same code CPU against CPU: a dry run of the script, not a check.
@@ -98,6 +103,51 @@ def agreement(device: str, steps: int) -> list[str]:
         print(f"  {name:40} {'ok  ' if ok else 'FAIL'} {verdict}", flush=True)
         if not ok:
             failures.append(name)
+    return failures
+
+
+def nccl_stages(device: str, steps: int) -> list[str]:
+    """Part 3: the processes executor on one GPU per stage (NCCL) against simulated runs."""
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
+    if gpus < 2:
+        print(f"  skipped: NCCL needs a GPU per stage, 2 here, and torch sees {gpus}")
+        return []
+    failures = []
+    seconds = {}
+    for schedule in ("gpipe", "async"):
+        for update, io in (("expected", {}), ("pulsed", NOISY_IO)):
+            base = job("cuda", MODELS["mlp"], update, io, schedule, steps * 10)
+            nccl = {
+                **base,
+                "pipeline": {
+                    **base["pipeline"],
+                    "executor": "processes",
+                    "devices": ["cuda:0", "cuda:1"],
+                },
+            }
+            outs = [run(parse_spec(s)) for s in ({**base, "device": "cpu"}, base, nccl)]
+            name = f"nccl {schedule:6} {update:8}"
+            losses = [o.metrics[-1]["test_loss"] for o in outs]
+            if deterministic(update, io):
+                worst = max(
+                    float((a - b.cpu()).abs().max())
+                    for a, b in zip(
+                        outs[0].model.state_dict().values(),
+                        outs[2].model.state_dict().values(),
+                        strict=True,
+                    )
+                )
+                ok, verdict = worst < 1e-4, f"weights max |diff| vs cpu {worst:.2e}"
+            else:
+                ok = abs(losses[2] - losses[0]) <= 0.15 * abs(losses[0])
+                verdict = f"test loss cpu {losses[0]:.4f} cuda {losses[1]:.4f} nccl {losses[2]:.4f}"
+            print(f"  {name:40} {'ok  ' if ok else 'FAIL'} {verdict}", flush=True)
+            if not ok:
+                failures.append(name)
+            seconds[(schedule, update)] = outs[2].result["wall_seconds"]
+    for update in ("expected", "pulsed"):
+        ratio = seconds[("gpipe", update)] / seconds[("async", update)]
+        print(f"  {update}: async / gpipe wall-clock speedup on 2 GPUs {ratio:.2f}x")
     return failures
 
 
@@ -221,6 +271,8 @@ def main() -> None:
     failures = agreement(args.device, args.steps)
     failures += distribution_checks(args.device)
     speed(device, set(args.cases.split(",")))
+    print("\nstages as processes over NCCL:")
+    failures += nccl_stages(args.device, args.steps)
     if failures:
         print(f"\n{len(failures)} disagreement(s): {', '.join(failures)}")
         sys.exit(1)

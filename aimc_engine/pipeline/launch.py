@@ -63,6 +63,13 @@ def placement(spec: JobSpec) -> list[torch.device]:
             return [torch.device(f"cuda:{s}") for s in range(p.stages)]
         return [torch.device("cpu")] * p.stages
     devices = [torch.device(name) for name in p.devices]
+    cuda = [str(d) if d.index is not None else "cuda:0" for d in devices if d.type == "cuda"]
+    repeated = sorted({d for d in cuda if cuda.count(d) > 1})
+    if repeated:
+        raise RunError(
+            f"pipeline.devices: {', '.join(repeated)} given to several stages; NCCL needs a "
+            "GPU of its own per stage on one host"
+        )
     for i, device in enumerate(devices):
         if device.type == "cuda":
             index = device.index or 0

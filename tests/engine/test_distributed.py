@@ -222,6 +222,12 @@ def test_a_cuda_device_this_machine_lacks_is_refused_naming_it() -> None:
         run(parse_spec(spec))
 
 
+def test_one_gpu_for_two_stages_is_refused_naming_the_field() -> None:
+    spec = {**processes(job("async", "digital", 2), devices=["cuda:0", "cuda"]), "device": "auto"}
+    with pytest.raises(RunError, match=r"pipeline\.devices: cuda:0 given to several stages"):
+        run(parse_spec(spec))
+
+
 def test_a_port_in_use_is_refused_naming_the_field() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
