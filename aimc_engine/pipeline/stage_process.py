@@ -65,6 +65,7 @@ from aimc_engine.pipeline.transport import (
     Link,
     LostPeer,
     Stopped,
+    StreamLink,
     Traffic,
     drain,
 )
@@ -119,9 +120,9 @@ def peak_rss_mb() -> float:
 class Neighbours:
     """A stage's links: to the stage before and after, for training and for metrics."""
 
-    prev_train: Link | None
+    prev_train: StreamLink | None
     prev_metric: Link | None
-    next_train: Link | None
+    next_train: StreamLink | None
     next_metric: Link | None
 
     @property
@@ -138,8 +139,11 @@ def connect(s: int, stages: int, device: torch.device, traffic: Traffic) -> Neig
     def link(peer: int, group: dist.ProcessGroup | None) -> Link | None:
         return Link(peer, group, device, traffic) if 0 <= peer < stages else None
 
+    def stream(peer: int) -> StreamLink | None:
+        return StreamLink(peer, None, device, traffic) if 0 <= peer < stages else None
+
     return Neighbours(
-        link(s - 1, None), link(s - 1, metric_group), link(s + 1, None), link(s + 1, metric_group)
+        stream(s - 1), link(s - 1, metric_group), stream(s + 1), link(s + 1, metric_group)
     )
 
 
@@ -215,6 +219,11 @@ class StageRun:
         if not self.skip:  # a fresh run measures before any training (all counts 0)
             plan = itertools.chain([Point(METRIC, 0, (0,) * self.stages, 0.0)], plan)
         order = self.schedule.per_stage[self.s]
+        ahead = order[self.executed :]
+        if self.links.prev_train is not None:  # an activation for each forward left
+            self.links.prev_train.expected = sum(a.kind == FORWARD for a in ahead)
+        if self.links.next_train is not None:  # a gradient for each backward left
+            self.links.next_train.expected = sum(a.kind == BACKWARD for a in ahead)
         stop: Stopped | None = None
         error: str | None = None
         try:

@@ -10,9 +10,10 @@ so a receiver never has to know in advance what comes next, and a stage that sto
 can tell its neighbours so whatever they are waiting for. A `Link` is one direction-
 less channel to one neighbour on one process group; a stage has a training link and a
 metric link per neighbour, each on its own group (NCCL ignores tags, so two groups keep
-the two message streams in their own order). Sends are non-blocking (`isend`): a
-stage goes on computing while its activation or gradient travels; receives block,
-with the process group's timeout.
+the two message streams in their own order). Training links (`StreamLink`) send one
+tensor per message once the shape is known, and receive the next message ahead. Sends
+are non-blocking (`isend`): a stage goes on computing while its activation or gradient
+travels; receives block, with the process group's timeout.
 
 Stopping (`drain`): a stage that stops (cancel, divergence, an error) sends STOP on
 every link it has not sent one on, then receives on every link until the neighbour's
@@ -23,6 +24,7 @@ stage walks out of its loop without waiting for actions that will never run.
 
 from __future__ import annotations
 
+import math
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -168,6 +170,94 @@ class Link:
         except RuntimeError as exc:
             raise self._lost(exc) from None
         self._pending.clear()
+
+
+PACKED_HEADER = 4  # kind, reason, micro-batch, detail: int32s riding as float32 bits
+
+
+@dataclass
+class StreamLink(Link):
+    """A training link: activations one way, gradients the other, all of one shape. The
+    first message each way goes header first and tells the shape; every later one is a
+    single float32 tensor [4 header slots | data], and the next is received ahead: its
+    receive is posted as soon as the one before arrives, so it travels while the stage
+    computes. `expected` counts the messages still to come in a run that is not stopped
+    (no receive is posted past the last)."""
+
+    expected: int = 0
+    _out: tuple[tuple[int, ...], torch.dtype] | None = None
+    _in: tuple[tuple[int, ...], torch.dtype] | None = None
+    _ahead: tuple[dist.Work, Tensor] | None = None
+
+    def send(self, tensor: Tensor) -> None:
+        data = tensor.detach()
+        if self._out is None or self._out[1] != torch.float32:
+            super().send(data)
+            self._out = (tuple(data.shape), data.dtype)
+            return
+        if (tuple(data.shape), data.dtype) != self._out:
+            raise RunError(
+                f"stage {self.peer}: a message of shape {tuple(data.shape)} after "
+                f"{self._out[0]} on a training link"
+            )
+        self._isend(self._packed(DATA, 0, 0, 0, data))
+
+    def _packed(self, kind: int, reason: int, j: int, detail: int, data: Tensor | None) -> Tensor:
+        head = torch.tensor([kind, reason, j, detail], dtype=torch.int32).view(torch.float32)
+        assert self._out is not None
+        body = torch.zeros(math.prod(self._out[0])) if data is None else data.reshape(-1)
+        return torch.cat([head.to(self.device), body.to(self.device, torch.float32)])
+
+    def send_stop(self, reason: int, microbatch: int = -1, detail: int = 0) -> None:
+        if self.sent_stop:
+            return
+        if self._out is None or self._out[1] != torch.float32:
+            super().send_stop(reason, microbatch, detail)
+            return
+        self._isend(self._packed(STOP, reason, microbatch, detail, None))
+        self.sent_stop = True
+
+    def receive(self) -> Tensor | Any:
+        if self._in is None or self._in[1] != torch.float32:
+            message = super().receive()
+            self.expected -= 1
+            if isinstance(message, Tensor):
+                self._in = (tuple(message.shape), message.dtype)
+                self._receive_ahead()
+            return message
+        if self._ahead is None:
+            buffer = self._recv(self._buffer())
+        else:
+            work, buffer = self._ahead
+            self._ahead = None
+            start = time.perf_counter()
+            try:
+                work.wait()
+            except RuntimeError as exc:
+                raise self._lost(exc) from None
+            self.traffic.wait_s += time.perf_counter() - start
+        self.expected -= 1
+        kind, reason, j, detail = buffer[:PACKED_HEADER].view(torch.int32).tolist()
+        if kind == STOP:
+            self.got_stop = True
+            raise Stopped(reason, j, detail)
+        self._receive_ahead()
+        return buffer[PACKED_HEADER:].view(self._in[0])
+
+    def _buffer(self) -> Tensor:
+        assert self._in is not None
+        return torch.empty(PACKED_HEADER + math.prod(self._in[0]), device=self.device)
+
+    def _receive_ahead(self) -> None:
+        """Post the receive of the next message, if one is still to come."""
+        if self.expected > 0 and self._in is not None and self._in[1] == torch.float32:
+            buffer = self._buffer()
+            try:
+                work = dist.irecv(buffer, self.peer, group=self.group)
+            except RuntimeError as exc:
+                raise self._lost(exc) from None
+            assert work is not None  # a receive of this process's always has its Work
+            self._ahead = (work, buffer)
 
 
 def drain(links: list[Link], stop: Stopped) -> Stopped:
