@@ -23,6 +23,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ from aimc_spec.spec import JobSpec, parse_spec
 EVENT_POLL_S = 0.2  # how often the launcher looks at its stage processes between events
 STOP_POLL_S = 0.5  # how often it asks whether the run should stop
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15  # linux/prctl.h
+_STARTING = threading.Lock()
 
 
 def placement(spec: JobSpec) -> list[torch.device]:
@@ -94,12 +96,13 @@ def _without_main() -> Iterator[None]:
     before it runs its target: a caller's script without an `if __name__ == "__main__"`
     guard would run its whole job again in every stage. A stage needs nothing from it.
     """
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
+    with _STARTING:  # runs started from several threads at once restore the right one
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _as_stage(stage: int) -> None:

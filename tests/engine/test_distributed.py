@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,25 @@ def test_a_hung_stage_fails_the_run_within_its_timeout() -> None:
     with pytest.raises(RunError, match="stage 1: lost its process"):
         run(parse_spec(spec), Callbacks(on_metrics=stop_the_middle_stage))
     assert stopped and stage_processes() == {}
+
+
+def test_two_runs_at_once_never_collide() -> None:
+    """Each run's rendezvous listens on a port the system gives it: two processes runs
+    started together (threads of one process here, as two workers' jobs would) both
+    finish with their own numbers."""
+    specs = [job("async", "expected", 2), job("gpipe", "rounded", 2)]
+    outputs: dict[int, RunOutput] = {}
+
+    def go(i: int) -> None:
+        outputs[i] = run(parse_spec(processes(specs[i])))
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, spec in enumerate(specs):
+        assert_same_run(run(parse_spec(spec)), outputs[i])
 
 
 def free_port() -> int:
