@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec is None:
         return EXIT_BAD_SPEC
     from aimc_engine.artifacts import append_metrics_jsonl, write_run
-    from aimc_engine.pipeline.launch import torchrun_rank
+    from aimc_engine.pipeline.torchrun import torchrun_rank
     from aimc_engine.runner import Callbacks, RunError, run
     from aimc_spec.progress import Progress
 
@@ -72,8 +72,9 @@ def _torchrun_stage(spec: JobSpec, out: Path, progress: object) -> int:
     import torch
 
     from aimc_engine.artifacts import write_run
-    from aimc_engine.pipeline.launch import run_torchrun_rank, whole_model
-    from aimc_engine.pipeline.stage_process import from_bytes
+    from aimc_engine.pipeline.launch import whole_model
+    from aimc_engine.pipeline.serial import from_bytes
+    from aimc_engine.pipeline.torchrun import run_torchrun_rank
     from aimc_engine.runner import prepare_data
 
     output = run_torchrun_rank(spec, out, progress)

@@ -106,7 +106,7 @@ def _run_processes(
     """The job with one process per stage (pipeline/launch.py); the weights come back to
     this process as the whole model."""
     from aimc_engine.pipeline.launch import run_processes, whole_model
-    from aimc_engine.pipeline.stage_process import from_bytes
+    from aimc_engine.pipeline.serial import from_bytes
 
     output = run_processes(spec, callbacks, resume=resume, uploaded=uploaded)
     model = whole_model(spec, data, from_bytes(output["state"]))

@@ -9,9 +9,7 @@ and makes sure no stage process outlives the run: each dies with its fork server
 which dies with the caller, and the caller kills what is left when the run ends.
 A stage process that dies fails the run, naming the stage.
 
-Several hosts (`run_torchrun_rank`): torchrun starts one process per stage on every
-host (`--nproc-per-node`), with RANK and WORLD_SIZE set; rank s runs stage s and rank
-0 writes the run's folder. docs/distributed.md gives the command line.
+Several hosts: torchrun.py.
 """
 
 from __future__ import annotations
@@ -39,7 +37,8 @@ from aimc_engine import checkpoint
 from aimc_engine.errors import RunError
 from aimc_engine.models import LayeredNet, assemble
 from aimc_engine.pipeline.executor import stage_ranges
-from aimc_engine.pipeline.stage_process import StageRun, from_bytes
+from aimc_engine.pipeline.serial import from_bytes
+from aimc_engine.pipeline.stage_process import StageRun
 from aimc_engine.training import Callbacks, build_run_stage, stage_configs
 from aimc_spec.spec import JobSpec, parse_spec
 
@@ -151,7 +150,7 @@ class QueueSink:
         return bool(self.stop.is_set())
 
 
-def _prepare(spec: JobSpec, device: torch.device, uploaded: str | None) -> Any:
+def prepare(spec: JobSpec, device: torch.device, uploaded: str | None) -> Any:
     from aimc_engine.runner import prepare_data  # runner imports this module
 
     return prepare_data(spec, device, Path(uploaded) if uploaded else None)
@@ -177,9 +176,9 @@ def stage_main(job: StageJob, events: Any, stop: Any) -> None:
             timeout=timeout,
         )
         sink = QueueSink(job.stage, events, stop)
-        data = _prepare(spec, device, job.uploaded)
+        data = prepare(spec, device, job.uploaded)
         stage = StageRun(spec, data, job.stage, device, sink, job.resume)
-        _finish(stage, stage.run(job.checkpoint_every), sink)
+        stage.finish(stage.run(job.checkpoint_every))
     except RunError as exc:
         events.put(("error", job.stage, str(exc)))
         events.close()
@@ -193,14 +192,6 @@ def stage_main(job: StageJob, events: Any, stop: Any) -> None:
     dist.destroy_process_group()
     events.close()
     events.join_thread()
-
-
-def _finish(stage: StageRun, part: dict[str, Any], sink: Any) -> None:
-    """Every stage's final part to stage 0, which hands the run's output to its sink."""
-    parts: list[Any] | None = [None] * stage.stages if stage.first else None
-    dist.gather_object(part, parts, dst=0)
-    if parts is not None:
-        sink.finish(stage.output(parts))
 
 
 class Checkpoints:
@@ -357,82 +348,3 @@ def _relay(
             raise RunError(f"stage {s}: its process {how}")
         if all(proc.exitcode == 0 for proc in procs) and events.empty():
             raise RunError("the stage processes ended without a result")
-
-
-class LocalSink:
-    """A torchrun rank's events on its own host: rank 0 appends metric points to
-    metrics.jsonl (and prints them), the last rank shows progress; no cancel, no
-    checkpoints (a run across hosts is resumed by running it again)."""
-
-    def __init__(self, out: Path, progress: Any) -> None:
-        self.out, self.progress_bar = out, progress
-        self.output: dict[str, Any] = {}
-
-    def metrics(self, record: dict[str, Any]) -> None:
-        from aimc_engine.artifacts import append_metrics_jsonl
-
-        append_metrics_jsonl(self.out / "metrics.jsonl", record)
-        if self.progress_bar:
-            self.progress_bar.on_metrics(record)
-
-    def progress(self, done: int, total: int, loss: float) -> None:
-        if self.progress_bar:
-            self.progress_bar.on_progress(done, total, loss)
-
-    def checkpoint(self, done: int, part: dict[str, Any]) -> None:
-        raise RuntimeError("a torchrun run takes no checkpoints")
-
-    def finish(self, output: dict[str, Any]) -> None:
-        self.output = output
-
-    def stop_asked(self) -> bool:
-        return False
-
-
-def torchrun_rank() -> tuple[int, int] | None:
-    """(RANK, WORLD_SIZE) when this process was started by torchrun, else None."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    return None
-
-
-def torchrun_device(spec: JobSpec, rank: int) -> torch.device:
-    """Rank `rank`'s device: pipeline.devices[rank], else this host's GPU LOCAL_RANK where
-    `device` allows and it exists, else the CPU."""
-    p = spec.pipeline
-    if p.devices is not None:
-        return torch.device(p.devices[rank])
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if spec.device != "cpu" and torch.cuda.is_available() and local < torch.cuda.device_count():
-        return torch.device(f"cuda:{local}")
-    if spec.device == "cuda":
-        raise RunError(f"device: 'cuda' but this host has no CUDA device {local} (LOCAL_RANK)")
-    return torch.device("cpu")
-
-
-def run_torchrun_rank(spec: JobSpec, out: Path, progress: Any) -> dict[str, Any] | None:
-    """This torchrun rank's stage; rank 0 returns the run's output (the others None)."""
-    rank_world = torchrun_rank()
-    assert rank_world is not None
-    rank, world = rank_world
-    p = spec.pipeline
-    if p.executor != "processes":
-        raise RunError("pipeline.executor: torchrun runs stages as processes; set it to processes")
-    if world != p.stages:
-        raise RunError(
-            f"pipeline.stages: {p.stages} stages, but torchrun started {world} processes; "
-            "start --nnodes x --nproc-per-node = pipeline.stages"
-        )
-    device = torchrun_device(spec, rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    timeout = datetime.timedelta(seconds=p.timeout_s)
-    dist.init_process_group(p.backend, timeout=timeout)
-    try:
-        sink = LocalSink(out, progress if rank in (0, p.stages - 1) else None)
-        data = _prepare(spec, device, None)
-        stage = StageRun(spec, data, rank, device, sink)
-        _finish(stage, stage.run(None), sink)
-    finally:
-        dist.destroy_process_group()
-    return sink.output if rank == 0 else None

@@ -7,21 +7,16 @@ stage s+1 sends, an update applies the stage's gradients. The stage's weights ar
 touched by nothing else, so each forward and backward sees the weight version the
 single-process simulator gives it, and the numbers agree bit for bit on CPU.
 
-Metric points and checkpoints come where the simulator takes them (plan.py): at a
-metric point the stages evaluate the test set and probe the gradient as a small
-pipeline of their own (on the metric links), the last stage adds its losses and sends
-a report back, each stage adds its part, and stage 0 writes the record. At a
-checkpoint each stage hands its own part to the sink; the launcher puts the parts
-together. Messages and stopping: transport.py.
+Metric points and checkpoints come where the simulator takes them (plan.py); what a
+stage does there is in stage_points.py, how stage 0 puts the run's result together
+from every stage's final part in stage_result.py. Messages and stopping: transport.py.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 import os
-import resource
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,33 +25,22 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from aimc_engine import checkpoint
 from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset
 from aimc_engine.errors import RunError
-from aimc_engine.metrics import (
-    Probe,
-    chunks,
-    combine_health,
-    mean_of,
-    norm_sq,
-    observing,
-    tile_health,
-)
-from aimc_engine.metrics import tally as chunk_tally
+from aimc_engine.pipeline import stage_points, stage_result
 from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import Stage, stage_ranges
 from aimc_engine.pipeline.plan import (
     CHECKPOINT,
     METRIC,
-    Halt,
     Point,
     Points,
-    halt_before,
     iter_points,
 )
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE, Action, build_schedule
-from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
+from aimc_engine.pipeline.serial import peak_rss_mb, stage_state, to_bytes
+from aimc_engine.pipeline.timeline import Timeline, latency_durations
 from aimc_engine.pipeline.transport import (
     CANCELLED,
     DIVERGED,
@@ -72,13 +56,10 @@ from aimc_engine.pipeline.transport import (
 from aimc_engine.seeds import stage_generators
 from aimc_engine.tiles import TileConfig
 from aimc_engine.training import (
-    GRAD_SAMPLES,
     Shuffle,
     build_run_stage,
     learning_rate,
-    metric_record,
     microbatch_count,
-    versions,
 )
 from aimc_spec.spec import JobSpec
 
@@ -93,27 +74,6 @@ class Sink(Protocol):
     def checkpoint(self, done: int, part: dict[str, Any]) -> None: ...
     def finish(self, output: dict[str, Any]) -> None: ...
     def stop_asked(self) -> bool: ...
-
-
-def to_bytes(obj: Any) -> bytes:
-    """Tensors and plain data as torch.save bytes (copied: the weights change after)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def from_bytes(raw: bytes) -> Any:
-    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-
-
-def stage_state(module: torch.nn.Module) -> dict[str, Tensor]:
-    """A stage's state_dict under the whole model's keys (`units.<index>....`)."""
-    return {f"units.{key}": value for key, value in module.state_dict().items()}
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -190,11 +150,11 @@ class StageRun:
         self.skip = 0
         self.points = Points(spec.training.eval_every, self.total, None)
         if resume is not None:
-            self._restore(resume)
+            stage_points.restore(self, resume)
 
     # -- the schedule's pieces ---------------------------------------------------------
 
-    def _layers_per_stage(self) -> list[int]:
+    def layers_per_stage(self) -> list[int]:
         counts = self.spec.model.layers_per_unit
         return [sum(counts[i] for i in r) for r in self.ranges]
 
@@ -202,7 +162,7 @@ class StageRun:
         """A fresh replay of the run's schedule under the latency model."""
         p = self.spec.pipeline
         duration = latency_durations(
-            self._layers_per_stage(), self.b, self.schedule.group, p.latency_ns
+            self.layers_per_stage(), self.b, self.schedule.group, p.latency_ns
         )
         return Timeline(self.schedule, duration, keep=GANTT_ACTIONS)
 
@@ -257,10 +217,10 @@ class StageRun:
         if action.kind == FORWARD:
             self._forward(j)
         elif action.kind == BACKWARD:
-            grad = None if self.last else self._recv(self.links.next_train)
+            grad = None if self.last else self.recv(self.links.next_train)
             grad_in = self.compute.backward(j, grad)
             if not self.first:
-                self._send(self.links.prev_train, grad_in)
+                self.send(self.links.prev_train, grad_in)
         else:
             self.compute.update(j, self.lr(j))
             if self.first:
@@ -278,14 +238,14 @@ class StageRun:
             idx = self.shuffle.indices(j)
             x = self.data.x_train[idx]
         else:
-            x = self._recv(self.links.prev_train)
+            x = self.recv(self.links.prev_train)
         target = None
         if self.last:
             idx = self.shuffle.indices(j) if idx is None else idx
             target = self.data.y_train[idx]
         out = self.compute.forward(j, x, target)
         if not self.last:
-            self._send(self.links.next_train, out)
+            self.send(self.links.next_train, out)
             return
         loss = out.item()
         if not math.isfinite(loss):
@@ -298,11 +258,11 @@ class StageRun:
             self.last_progress = now
             self.sink.progress(j + 1, self.total, loss)
 
-    def _recv(self, link: Link | None) -> Tensor:
+    def recv(self, link: Link | None) -> Tensor:
         assert link is not None
         return link.tensor()
 
-    def _send(self, link: Link | None, tensor: Tensor | None) -> None:
+    def send(self, link: Link | None, tensor: Tensor | None) -> None:
         assert link is not None and tensor is not None
         link.send(tensor)
 
@@ -310,115 +270,9 @@ class StageRun:
 
     def _take_point(self, point: Point) -> None:
         if point.kind == CHECKPOINT:
-            self.sink.checkpoint(point.done, self._checkpoint_part(point))
+            self.sink.checkpoint(point.done, stage_points.checkpoint_part(self, point))
         else:
-            self._measure(point)
-
-    @torch.no_grad()
-    def _evaluate(self) -> tuple[float, float] | None:
-        """This stage's part of the test-set evaluation; the last stage's (loss, acc)."""
-        data, links = self.data, self.links
-        tallies = []
-        with observing(self.module, self.gens.observe):
-            for part in chunks(len(data.x_test)):
-                h = data.x_test[part] if self.first else self._recv(links.prev_metric)
-                h = self.module(h)
-                if self.last:
-                    tallies.append(chunk_tally(h, data.y_test[part]))
-                else:
-                    self._send(links.next_metric, h)
-        return mean_of(tallies, len(data.x_test)) if self.last else None
-
-    def _measure(self, point: Point) -> None:
-        """This stage's part of a metric point (training.Training.measure, spread out)."""
-        data, links = self.data, self.links
-        test = self._evaluate()
-        probe = Probe(self.module)
-        x = data.x_train[:GRAD_SAMPLES] if self.first else self._recv(links.prev_metric)
-        out = probe.forward(x, first=self.first)
-        grad: Tensor | None = None
-        if self.last:
-            subset_loss = probe.loss(data.y_train[:GRAD_SAMPLES])
-            report: dict[str, Any] = {
-                "weights": [],
-                "biases": [],
-                "health": [],
-                "test": test,
-                "train_loss": self.running / self.running_n if self.running_n else subset_loss,
-            }
-            self.running, self.running_n = 0.0, 0
-        else:
-            self._send(links.next_metric, out)
-            grad = self._recv(links.next_metric)
-            assert links.next_metric is not None
-            report = links.next_metric.obj()
-        grad_in, weights, biases = probe.backward(grad)
-        report["weights"].insert(0, weights)
-        report["biases"].insert(0, biases)
-        report["health"][:0] = tile_health(self.module)
-        if not self.first:
-            self._send(links.prev_metric, grad_in)
-            assert links.prev_metric is not None
-            links.prev_metric.send_object(report)
-            return
-        record = metric_record(
-            self.spec,
-            len(data.x_train),
-            step=self.compute.algorithm.updates,
-            done=point.done,
-            sim_time_ns=point.sim_time_ns,
-            wall_s=time.perf_counter() - self.start,
-            train_loss=report["train_loss"],
-            test=report["test"],
-            grad_norm_sq=norm_sq(report["weights"], report["biases"]),
-            health=combine_health(report["health"]),
-        )
-        self.metrics.append(record)
-        self.sink.metrics(record)
-
-    def _checkpoint_part(self, point: Point) -> dict[str, Any]:
-        """This stage's share of a checkpoint (the launcher merges the stages' shares)."""
-        part: dict[str, Any] = {
-            "stage": self.s,
-            "model": stage_state(self.module),
-            "updates": self.compute.algorithm.updates,
-            "noise_gen": self.gens.noise.get_state(),
-            "observe_gen": self.gens.observe.get_state(),
-            "executed": point.counts[self.s],
-        }
-        if self.first:
-            part.update(
-                data_gen=self.shuffle.generator.get_state(),
-                order=self.shuffle.order,
-                metrics=list(self.metrics),
-                done=point.done,
-                wall=time.perf_counter() - self.start,
-            )
-        if self.last:
-            part["running"] = (self.running, self.running_n)
-        return {"stage": self.s, "bytes": to_bytes(part)}
-
-    def _restore(self, blob: bytes) -> None:
-        """Continue from a checkpoint: this stage's weights, streams and place in its list."""
-        saved = checkpoint.load(blob, self.spec, self.device)
-        own = {str(i) for i in self.ranges[self.s]}
-        state = {}
-        for key, value in saved.model.items():
-            _, unit, rest = key.split(".", 2)
-            if unit in own:
-                state[f"{unit}.{rest}"] = value
-        self.module.load_state_dict(state)
-        self.compute.algorithm.updates = saved.updates[self.s]
-        self.gens.noise.set_state(saved.noise_gens[self.s].cpu())
-        self.gens.observe.set_state(saved.observe_gens[self.s].cpu())
-        self.shuffle.generator.set_state(saved.data_gen.cpu())
-        self.shuffle.order = saved.order
-        self.metrics = list(saved.metrics)
-        self.running, self.running_n = saved.running if self.last else (0.0, 0)
-        self.done = self.points.done = self.points.last_checkpoint = saved.done
-        self.executed = saved.executed[self.s]
-        self.skip = sum(saved.executed)
-        self.start -= saved.wall
+            stage_points.measure(self, point)
 
     # -- the end -------------------------------------------------------------------------
 
@@ -449,75 +303,9 @@ class StageRun:
             )
         return part
 
-    def output(self, parts: list[dict[str, Any]]) -> dict[str, Any]:
-        """Stage 0: the run's result from every stage's final part (what run() returns)."""
-        mine = parts[0]
-        errors = [p["error"] for p in parts if p["error"]]
-        stops = sorted(p["stop"] for p in parts if p["stop"] is not None)
-        status, message, halt_at = "succeeded", None, None
-        done, updates = mine["done"], mine["updates"]
-        if errors:
-            status, message = "failed", errors[0]
-        elif stops and stops[0][0] == DIVERGED:
-            _, j, code = stops[0]
-            status = "failed"
-            message = (
-                f"training diverged: loss is {NONFINITE[code]} at micro-batch {j}; "
-                "lower optimizer.lr"
-            )
-            halt_at = Action(self.stages - 1, FORWARD, j)
-            halt: Halt = halt_before(self.timeline(), self.compensation, halt_at)
-            done, updates = halt.done, halt.updates
-        elif stops and stops[0][0] == CANCELLED:
-            status, halt_at = "cancelled", Action(0, FORWARD, stops[0][1])
-        elif stops:
-            status, message = "failed", "a stage process failed"
-        timeline = self._replayed(halt_at, ran=status == "failed")
-        samples = done * self.b
-        p = self.spec.pipeline
-        sequential_ns = sequential_makespan(
-            p.stages,
-            self.total,
-            latency_durations(self._layers_per_stage(), self.b, 1, p.latency_ns),
-        )
-        metrics = mine["metrics"]
-        last = metrics[-1]
-        result = {
-            "status": status,
-            "error": message,
-            "final": {
-                "test_accuracy": last["test_accuracy"],
-                "test_loss": last["test_loss"],
-                "train_loss": last["train_loss"],
-            },
-            "samples": samples,
-            "updates": updates,
-            "wall_seconds": time.perf_counter() - self.start,
-            "timeline": timeline.summary(samples, sequential_ns=sequential_ns),
-            "processes": [part["process"] for part in parts],
-            "spec": self.spec.normalised(),
-            "versions": versions(),
-        }
-        state: dict[str, Tensor] = {}
-        for part in parts:
-            state.update(from_bytes(part["state"]))
-        return {
-            "result": result,
-            "metrics": metrics,
-            "state": to_bytes(state),
-            "timeline": timeline.first,
-        }
-
-    def _replayed(self, stop: Action | None, *, ran: bool) -> Timeline:
-        """The timeline with the actions the single-process run would have done recorded:
-        all, or those before `stop` (and `stop` itself if it `ran`: a diverging forward
-        runs, a forward a cancel comes before does not)."""
-        timeline = self.timeline()
-        for timed in timeline:
-            if timed.action == stop:
-                if ran:
-                    timeline.record(timed)
-                break
-            timeline.record(timed)
-        timeline.finish()
-        return timeline
+    def finish(self, part: dict[str, Any]) -> None:
+        """Every stage's final part to stage 0, which hands the run's output to the sink."""
+        parts: list[Any] | None = [None] * self.stages if self.first else None
+        dist.gather_object(part, parts, dst=0)
+        if parts is not None:
+            self.sink.finish(stage_result.output(self, parts))
