@@ -3,7 +3,7 @@
 Run: python benchmarks/artifact_memory.py [--steps 250] [--channels 16,32]
 
 Starts a private redis-server (its own port and temporary dir), runs one resnet job on
-digits through the worker's own code path (worker.tasks._run: engine, metrics,
+digits through the worker's own code path (worker.bridge.run_and_store: engine, metrics,
 checkpoints, artifacts) twice: once with no artifact store (every artifact in Redis,
 as before the store existed) and once with the store in a temporary directory and the
 default 256 KiB inline threshold. Prints the Redis memory (MEMORY USAGE summed over the
@@ -33,7 +33,7 @@ def job_memory(store: JobStore, job_id: str) -> dict[str, int]:
 
 def run_one(url: str, spec: dict, artifact_dir: Path | None) -> tuple[dict[str, int], int, float]:
     """(memory per key, peak checkpoint bytes, seconds) of one job run to its end."""
-    from worker.tasks import _run
+    from worker.bridge import run_and_store
 
     store = JobStore.from_url(url, "bench:", artifact_dir=artifact_dir)
     job_id = store.create_job("bench", spec)
@@ -46,7 +46,7 @@ def run_one(url: str, spec: dict, artifact_dir: Path | None) -> tuple[dict[str, 
 
     store.put_checkpoint = measured  # type: ignore[method-assign]
     started = time.perf_counter()
-    _run(store, job_id, spec, "bench")
+    run_and_store(store, job_id, spec, "bench")
     seconds = time.perf_counter() - started
     final = store.get_job(job_id)
     assert final is not None and final.state == "succeeded", final
