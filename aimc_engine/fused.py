@@ -42,7 +42,7 @@ MIN_FUSED_ELEMENTS = 32768
 # Indices into the constants tensor `c` of a uniform linear-family device (see
 # Device.fused_constants): bounds, and per direction the closed form's log a and
 # fixed point w* and the additive noise's std per sqrt(pulse) (signed like the step), and
-# the coefficient of the pulse-order term (Device._pulses_closed_form_).
+# the coefficient of the pulse-order term (devices/linear.py: pulses_).
 LO, HI, LOG_UP, FIX_UP, LOG_DOWN, FIX_DOWN, NOISE_UP, NOISE_DOWN, ORDER = range(9)
 
 

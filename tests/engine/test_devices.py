@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device, raw_response, symmetric_parts
+from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device, raw_response, replay, symmetric_parts
 from aimc_spec.spec import DeviceSpec
 from tests.conftest import expected_after, make_device, pulsed_after
 
@@ -399,7 +399,7 @@ def test_closed_form_mean_matches_a_random_pulse_order(fields: dict) -> None:
     w = torch.zeros(100, 100, dtype=torch.float64)
     n = torch.full_like(w, 30.0)
     closed = pulsed_after(dev, w, n, n, g)
-    one_by_one = dev._interleaved(w.clone(), n, n, None, g)
+    one_by_one = replay.interleaved(dev, w.clone(), n, n, None, g)
     assert abs(float((closed - one_by_one).mean())) < 0.05 * dev.dw_min
 
 

@@ -1,0 +1,73 @@
+"""Response-function families: what each `analog.device.model` is, in one place.
+
+A family gives q_+(w) and q_-(w), the pulse response as a fraction of dw_min
+(analog-model.md section 2), and tells the update code what it may assume: the linear
+family (q linear in w) has a closed form for n pulses (linear.py), the others are
+replayed pulse by pulse (replay.py). Each family's responses live in a module of its
+own (linear.py, power.py, exp.py, exp_step.py); a new family adds a module and an
+entry in FAMILIES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from aimc_engine.devices import exp, exp_step, linear, power
+from aimc_spec.spec import DeviceSpec
+
+Param = Tensor | float  # a float when every element of the tile shares the value
+Curve = Callable[[DeviceSpec, Tensor, Param, Param], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model's response family and its properties.
+
+    closed_form: q = 1 - g w / bound, so n pulses have a closed form (linear.py).
+    clips: weights stay in [w_min, w_max] (the ideal device has no bounds).
+    mean_bound_reference: the response reads the nominal bounds while each element
+        clips at its own (aihwkit's LinearStep); else each element's own bounds.
+    spreads_slopes: d2d_gamma spreads the slopes (only a model with slopes to spread).
+    curve: q_+, q_- of a curved family (None for the linear family, whose response
+        comes from its slopes).
+    """
+
+    name: str
+    closed_form: bool = False
+    clips: bool = True
+    mean_bound_reference: bool = False
+    spreads_slopes: bool = False
+    curve: Curve | None = None
+
+
+FAMILIES: dict[str, Family] = {
+    "ideal": Family("ideal", closed_form=True, clips=False),
+    "constant_step": Family("constant_step", closed_form=True),
+    "linear": Family("linear", closed_form=True, mean_bound_reference=True, spreads_slopes=True),
+    "softbounds": Family("softbounds", closed_form=True),
+    "power": Family("power", curve=power.response),
+    "exp": Family("exp", curve=exp.response),
+    "exp_step": Family("exp_step", curve=exp_step.response),
+}
+LINEAR_FAMILY = tuple(name for name, f in FAMILIES.items() if f.closed_form)
+
+
+def family_of(spec: DeviceSpec) -> Family:
+    return FAMILIES[spec.model]
+
+
+def raw_response(spec: DeviceSpec, w: Tensor, w_min: Param, w_max: Param) -> tuple[Tensor, Tensor]:
+    """q_+(w), q_-(w) of the device family (table in analog-model.md section 2)."""
+    family = family_of(spec)
+    if family.curve is None:
+        g_up, g_down = spec.slopes()
+        return linear.response(g_up, g_down, w_max, w_min, w)
+    return family.curve(spec, w, w_min, w_max)
+
+
+def symmetric_parts(q_plus: Tensor, q_minus: Tensor) -> tuple[Tensor, Tensor]:
+    """F = (q_- + q_+)/2 (symmetric part) and G = (q_- - q_+)/2 (asymmetric part)."""
+    return (q_minus + q_plus) / 2, (q_minus - q_plus) / 2
