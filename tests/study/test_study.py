@@ -14,9 +14,11 @@ import pytest
 from scipy import stats
 
 from aimc_spec.spec import SpecError
-from aimc_spec.statistics import HOLDS, welch
-from aimc_spec.study import load_study_file, parse_plan, parse_study
-from aimc_spec.study_report import evaluate_claim, load_runs, measure, runs_csv, summary_csv
+from aimc_study.claims import evaluate_claim
+from aimc_study.plan import load_study_file, parse_plan, parse_study
+from aimc_study.records import load_runs, measure
+from aimc_study.statistics import HOLDS, welch
+from aimc_study.tables import runs_csv, summary_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
