@@ -240,7 +240,7 @@ def parse_plan(data: Any, base_dir: Path, *, quick: bool = False) -> StudyPlan:
     except ValidationError as exc:
         problems = [
             (loc, msg.removeprefix("Value error, ").replace("the job spec", "a study"))
-            for loc, msg in spec_problems(exc.errors())
+            for loc, msg in spec_problems(exc.errors(), StudyFile)
         ]
         raise SpecError(problems) from None
     if not file.parts:

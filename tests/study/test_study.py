@@ -168,7 +168,7 @@ def test_invalid_job_specs_are_located_at_the_override_that_made_them() -> None:
     assert found[0][0] == "variants.0.overrides.optimizer.lr" and "greater than 0" in found[0][1]
     assert problems(study(spec={"modle": {}}))[0] == (
         "spec.modle",
-        "unknown field (not part of the job spec) (in base)",
+        "unknown field (not part of the job spec); did you mean 'model'? (in base)",
     )
     missing = problems({"name": "s", "spec": "no/such.yaml"})
     assert missing[0][0] == "spec" and "cannot read" in missing[0][1]
