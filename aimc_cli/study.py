@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aimc_cli.progress import Progress, format_seconds
+from aimc_cli.remote.common import explain
 from aimc_spec.spec import JobSpec, SpecError
 from aimc_study.plan import Study, StudyJob, StudyPlan, load_plan
 from aimc_study.remote import RemoteStudy, run_remote
@@ -203,7 +204,8 @@ def _run_remote(
             print(f"{loc}: {msg}" if loc else msg, file=sys.stderr)
         return EXIT_SERVICE
     except ApiError as exc:
-        print(f"aimc: {exc}; run the same command again to resume", file=sys.stderr)
+        print(explain(exc, args), file=sys.stderr)
+        print("aimc: run the same command again to resume", file=sys.stderr)
         return EXIT_SERVICE
 
 

@@ -19,6 +19,7 @@ from aimc_client.errors import (
     NotFoundError,
     RateLimitError,
     ServiceUnavailable,
+    Unreachable,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "NotFoundError",
     "RateLimitError",
     "ServiceUnavailable",
+    "Unreachable",
 ]

@@ -7,11 +7,12 @@ import argparse
 import datetime as dt
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from aimc_client import ApiError, Client, InvalidError
+from aimc_client import ApiError, AuthError, Client, InvalidError, Unreachable
 from aimc_spec.spec import SpecError
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
@@ -41,7 +42,7 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
             print_problems(exc.problems)
             return EXIT_BAD_INPUT
         except ApiError as exc:
-            print(f"aimc: {exc}", file=sys.stderr)
+            print(explain(exc, args), file=sys.stderr)
             return EXIT_SERVICE
         except BrokenPipeError:
             raise  # stdout's reader left: main() ends quietly
@@ -55,6 +56,38 @@ def remote(command: Command) -> Callable[[argparse.Namespace], int]:
             return 130
 
     return run
+
+
+def explain(exc: ApiError, args: argparse.Namespace) -> str:
+    """The error as `aimc: ...` lines, with the next step where there is one to take: how
+    to pass a key after a 401, where the service was looked for when none answered."""
+    if isinstance(exc, Unreachable):
+        return (
+            f"aimc: no service answered at {exc.url} ({exc.reason})\n"
+            "aimc: start one on this machine with `aimc serve`, or point --url or AIMC_URL "
+            "at a running one"
+        )
+    lines = [f"aimc: {exc}"]
+    if isinstance(exc, AuthError):
+        lines.append(f"aimc: {_key_hint(args)}")
+    return "\n".join(lines)
+
+
+def _key_hint(args: argparse.Namespace) -> str:
+    if hasattr(args, "admin_key"):  # `aimc users`: the admin key, not a user's
+        return (
+            "the admin key was refused: pass the one `aimc serve` printed with --admin-key or "
+            "AIMC_ADMIN_KEY, or run on its machine (it keeps the key in --data-dir)"
+        )
+    if args.api_key or os.environ.get("AIMC_API_KEY"):
+        return (
+            "the service refused this API key (from --api-key or AIMC_API_KEY): check it, or "
+            "have an admin make a new one with `aimc users rotate NAME`"
+        )
+    return (
+        "no API key was sent: pass --api-key KEY or set AIMC_API_KEY=KEY; an admin makes "
+        "one with `aimc users create NAME`"
+    )
 
 
 def print_json(data: Any) -> None:

@@ -34,6 +34,12 @@ def _summary(job: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+# a running job reads its cancel flag every half second (worker), so it ends within a
+# second or two; the wait is bounded in case no worker is there to stop it
+CANCEL_WAIT_S = 30.0
+CANCEL_POLL_S = 0.25
+
+
 class JobProgress:
     """The live view of a waited-for job: a bar with loss, accuracy and ETA on a terminal;
     a line per state change and per new metric point elsewhere."""
@@ -171,8 +177,23 @@ def _cell(value: Any) -> str:
 
 @remote
 def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
+    """Cancel, then wait (up to --wait seconds) for the state the job reaches: a running
+    job stops at its next check, so the answer to the cancel still says `running`."""
     job = client.cancel(args.id)
-    print_json(job) if args.json else print(f"job {job['id']} {job['state']}")
+    if job["state"] not in TERMINAL and args.wait > 0:
+        try:
+            job = client.wait(args.id, poll_s=CANCEL_POLL_S, timeout_s=args.wait)
+        except TimeoutError:
+            job = client.get(args.id)
+    if args.json:
+        print_json(job)
+    elif job["state"] in TERMINAL:
+        print(f"job {job['id']} {job['state']}")
+    else:
+        print(
+            f"job {job['id']} {job['state']}: cancel requested; it stops at its next check "
+            f"(aimc status {job['id']})"
+        )
     return EXIT_OK
 
 
@@ -208,9 +229,22 @@ def add_job_commands(add: AddCommand) -> None:
     p = add("metrics", cmd_metrics, "a job's metric points")
     p.add_argument("id")
     p.add_argument("--csv", action="store_true", help="CSV (the columns of metrics.csv)")
-    p.add_argument("--since", type=int, default=-1, help="only points with step > SINCE")
-    p = add("cancel", cmd_cancel, "cancel a job (a queued one never starts)")
+    p.add_argument(
+        "--since",
+        type=int,
+        default=-1,
+        help="only points with step > SINCE (exclusive: --since 100 starts after step 100; "
+        "default -1, every point)",
+    )
+    p = add("cancel", cmd_cancel, "cancel a job (a queued one never starts) and print its end")
     p.add_argument("id")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=CANCEL_WAIT_S,
+        metavar="SECONDS",
+        help=f"how long to wait for a running job to stop (default {CANCEL_WAIT_S:g}; 0: not)",
+    )
     p = add("download", cmd_download, "save a job's artifacts (weights, metrics, plots)")
     p.add_argument("id")
     p.add_argument("--out", help="directory (default aimc-ID)")

@@ -68,7 +68,7 @@ def cmd_sweep(args: argparse.Namespace, client: Client) -> int:
         last = s["states"]
 
     sweep = client.wait_sweep(sweep["id"], on_progress=report, poll_s=args.poll)
-    plot = Path(args.plot or f"sweep-{sweep['id']}.png")
+    plot = plot_path(args, f"sweep-{sweep['id']}.png")
     plot.write_bytes(client.sweep_plot(sweep["id"]))
     if args.json:
         print_json({**sweep, "plot_file": str(plot)})
@@ -97,7 +97,7 @@ def cmd_compare(args: argparse.Namespace, client: Client) -> int:
             {"job": job_id, "name": job["name"], "state": job["state"], **final_metrics(points)}
         )
         series.append((f"{job['name']} ({job_id[:8]})", points))
-    plot = Path(args.plot)
+    plot = plot_path(args, "compare.png")
     plot.write_bytes(plot_overlay(series, f"{len(ids)} jobs"))
     if args.json:
         print_json({"jobs": rows, "plot_file": str(plot)})
@@ -116,7 +116,7 @@ def _compare_groups(args: argparse.Namespace, client: Client, ids: list[str]) ->
         groups = group_runs(runs, by)
     except KeyError as exc:
         raise SpecError([("--group-by", str(exc.args[0]))]) from None
-    plot = Path(args.plot)
+    plot = plot_path(args, "compare.png")
     series = [(label, [r.points for r in members]) for label, members in groups]
     plot.write_bytes(plot_grouped(series, f"{len(ids)} jobs in {len(groups)} groups"))
     table, rows = format_grouped_table(groups)
@@ -126,6 +126,18 @@ def _compare_groups(args: argparse.Namespace, client: Client, ids: list[str]) ->
         print(table)
         print(f"plot (mean and 95% CI band per group): {plot}")
     return EXIT_OK
+
+
+DEFAULT_OUT = "runs"  # where plots go unless --out says: beside `aimc run`'s runs/latest
+
+
+def plot_path(args: argparse.Namespace, name: str) -> Path:
+    """Where a command's plot goes: --plot as given, else OUT/name (OUT made if missing)."""
+    if args.plot:
+        return Path(args.plot)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out / name
 
 
 def add_sweep_commands(add: AddCommand) -> None:
@@ -142,7 +154,12 @@ def add_sweep_commands(add: AddCommand) -> None:
     p.add_argument(
         "--wait", action="store_true", help="wait for every job, then print the comparison"
     )
-    p.add_argument("--plot", help="where --wait saves the overlay plot (default sweep-ID.png)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"folder --wait saves the overlay plot in, as sweep-ID.png (default {DEFAULT_OUT}/)",
+    )
+    p.add_argument("--plot", help="the plot's file instead (a path; overrides --out)")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between checks")
     p = add(
         "compare", cmd_compare, "final metrics of jobs side by side and their loss curves overlaid"
@@ -150,7 +167,12 @@ def add_sweep_commands(add: AddCommand) -> None:
     p.add_argument(
         "ids", nargs="+", metavar="ID", help="job ids, or a sweep id (sw_...) for all its jobs"
     )
-    p.add_argument("--plot", default="compare.png", help="overlay plot file (default compare.png)")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"folder the plot is saved in, as compare.png (default {DEFAULT_OUT}/)",
+    )
+    p.add_argument("--plot", help="the plot's file instead (a path; overrides --out)")
     p.add_argument(
         "--group-seeds",
         action="store_true",
