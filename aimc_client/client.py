@@ -15,6 +15,7 @@ import httpx
 from httpx_sse import connect_sse
 
 from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, Unreachable
+from aimc_client.job import Job
 from aimc_spec.spec import JobSpec, load_spec_file, read_spec_file
 from aimc_spec.vocabulary import TERMINAL
 
@@ -151,6 +152,10 @@ class Client:
                 "POST", "/v1/jobs", json=self.spec_body(spec), headers={"Idempotency-Key": key}
             )
         )
+
+    def job(self, job_id: str) -> Job:
+        """A handle on the job (Job: info, wait with a progress bar, metrics as a frame)."""
+        return Job(self, job_id)
 
     def get(self, job_id: str) -> dict[str, Any]:
         """State, progress (0..1), ETA, latest metric point, error."""
