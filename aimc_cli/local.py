@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from aimc_spec.spec import JobSpec, SpecError, load_spec_file
+from aimc_spec.vocabulary import JobState
 
 EXIT_BAD_SPEC = 2
 
@@ -65,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_run(out, output.result, output.metrics, output.model, output.timeline)
     result = output.result
     print(json.dumps({"status": result["status"], "final": result["final"], "out": str(out)}))
-    if result["status"] != "succeeded":
+    if result["status"] != JobState.SUCCEEDED:
         print(result["error"] or result["status"], file=sys.stderr)
         return 1
     return 0

@@ -25,6 +25,7 @@ from typing import Any
 from aimc_cli.progress import Progress, format_seconds
 from aimc_cli.remote.common import explain
 from aimc_spec.spec import JobSpec, SpecError
+from aimc_spec.vocabulary import JobState
 from aimc_study.plan import Study, StudyJob, StudyPlan, load_plan
 from aimc_study.remote import RemoteStudy, run_remote
 from aimc_study.report import write_plan_report
@@ -82,10 +83,10 @@ def run_job(spec: JobSpec, runs_dir: str, label: str) -> tuple[str, float | None
     try:
         output = run(spec, Callbacks(on_metrics=lambda m: append_metrics_jsonl(jsonl, m)))
     except RunError as exc:
-        result = {"status": "failed", "error": str(exc), "spec": spec.normalised()}
+        result = {"status": JobState.FAILED, "error": str(exc), "spec": spec.normalised()}
         (partial / "result.json").write_text(json.dumps(result, indent=2) + "\n")
         commit_folder(partial, final)
-        return "failed", None
+        return JobState.FAILED, None
     write_run(partial, output.result, output.metrics, output.model, output.timeline)
     commit_folder(partial, final)
     return str(output.result["status"]), output.result["final"]["test_accuracy"]
@@ -111,7 +112,7 @@ def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: Stud
                         status, accuracy = future.result()
                     except Exception as exc:  # a crash in the job: report, carry on
                         status, accuracy = f"crashed ({type(exc).__name__}: {exc})", None
-                    if status != "succeeded":
+                    if status != JobState.SUCCEEDED:
                         code = EXIT_JOB_FAILED
                     progress.job_done(job, status, accuracy)
         except KeyboardInterrupt:

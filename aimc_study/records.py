@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aimc_spec.vocabulary import JobState
 from aimc_study.design import Comparison
 from aimc_study.plan import Group, Study, StudyJob
 from aimc_study.runs import read_result
@@ -31,7 +32,7 @@ class RunRecord:
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status == JobState.SUCCEEDED
 
     def value(self, metric: str) -> float:
         """The final value of a metric; nan if the run failed or lacks it."""

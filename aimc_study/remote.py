@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aimc_spec.sweep import MAX_SWEEP_JOBS
-from aimc_spec.vocabulary import TERMINAL
+from aimc_spec.vocabulary import TERMINAL, JobState
 from aimc_study.plan import Study, StudyJob
 from aimc_study.runs import PARTIAL, commit_folder
 
@@ -155,7 +155,7 @@ class RemoteStudy:
                 try:
                     found[label] = self.client.get(job_id)["state"]
                 except NotFoundError:
-                    found[label] = "expired"
+                    found[label] = JobState.EXPIRED
         return found
 
     def collect(self, job: StudyJob) -> tuple[str, float | None]:
@@ -186,12 +186,12 @@ class RemoteStudy:
         ok = True
         self.submit(list(waiting.values()))
         for label, state in self.states(list(waiting)).items():
-            if state == "expired":  # deleted or expired before it was collected: again
+            if state == JobState.EXPIRED:  # deleted or expired before it was collected: again
                 del self.ids[label]
                 self.save()
             elif state in TERMINAL:
                 status, accuracy = self.collect(waiting[label])
-                if status != "succeeded":
+                if status != JobState.SUCCEEDED:
                     ok = False
                 progress.job_done(waiting.pop(label), status, accuracy)
         return ok

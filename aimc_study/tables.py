@@ -16,6 +16,8 @@ from aimc_study.plan import Study
 from aimc_study.records import SUMMARY_METRICS, RunRecord, group_values
 from aimc_study.statistics import summarise
 
+FAILED = "failed"  # not a job state: summary.csv's column counting a group's failed runs
+
 
 def runs_csv(study: Study, records: dict[str, RunRecord]) -> str:
     """One row per finished job: its factors, seed, status, final metrics and times."""
@@ -42,7 +44,7 @@ def _cells(factors: dict[str, Any]) -> dict[str, str]:
 
 def summary_csv(study: Study, records: dict[str, RunRecord], metrics: Sequence[str]) -> str:
     """Per group and metric: n (succeeded runs), failed, mean, std (ddof 1), 95% CI."""
-    columns = ["group", *study.keys, "metric", "n", "failed", "mean", "std", "ci_low", "ci_high"]
+    columns = ["group", *study.keys, "metric", "n", FAILED, "mean", "std", "ci_low", "ci_high"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
@@ -57,7 +59,7 @@ def summary_csv(study: Study, records: dict[str, RunRecord], metrics: Sequence[s
                     **_cells(group.factors),
                     "metric": metric,
                     "n": s.n,
-                    "failed": failed,
+                    FAILED: failed,
                     **{k: "" if math.isnan(v) else repr(v) for k, v in numbers.items()},
                 }
             )

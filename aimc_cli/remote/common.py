@@ -14,6 +14,7 @@ from typing import Any
 
 from aimc_client import ApiError, AuthError, Client, InvalidError, Unreachable
 from aimc_spec.spec import SpecError
+from aimc_spec.vocabulary import JobState
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_BAD_INPUT, EXIT_SERVICE = 0, 1, 2, 3
 Command = Callable[[argparse.Namespace, Client], int]
@@ -99,4 +100,4 @@ def when(t: float | None) -> str:
 
 
 def exit_for(state: str) -> int:
-    return EXIT_OK if state == "succeeded" else EXIT_JOB_FAILED
+    return EXIT_OK if state == JobState.SUCCEEDED else EXIT_JOB_FAILED

@@ -13,6 +13,7 @@ import yaml
 from aimc_cli.remote.common import EXIT_JOB_FAILED, EXIT_OK, AddCommand, print_json, remote
 from aimc_client import Client
 from aimc_spec.spec import SpecError
+from aimc_spec.vocabulary import JobState
 from aimc_study.comparison import (
     Run,
     final_metrics,
@@ -75,7 +76,8 @@ def cmd_sweep(args: argparse.Namespace, client: Client) -> int:
     else:
         print(_sweep_rows(sweep))
         print(f"overlay plot: {plot}")
-    return EXIT_OK if all(j["state"] == "succeeded" for j in sweep["jobs"]) else EXIT_JOB_FAILED
+    succeeded = all(j["state"] == JobState.SUCCEEDED for j in sweep["jobs"])
+    return EXIT_OK if succeeded else EXIT_JOB_FAILED
 
 
 @remote
