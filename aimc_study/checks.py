@@ -23,6 +23,8 @@ def _overlaps(a: dict[str, Any], b: dict[str, Any]) -> str | None:
 
 
 def check_design(file: StudyFile, grid: dict[str, list[Any]]) -> None:
+    """SpecError unless the factors set disjoint spec paths (no factor also a grid key, no
+    two setting one path) and quick's choices lie inside the design."""
     problems = []
     quick = file.quick or Quick()
     for key in quick.grid:
@@ -75,6 +77,9 @@ def _positions(file: StudyFile, key: str) -> list[float] | None:
 
 
 def check_comparisons(file: StudyFile, keys: list[str]) -> None:
+    """SpecError unless every comparison and claim names factors of the study (`keys`)
+    and values they take, and each claim has what its kind needs (numbers along x, a
+    margin for equal)."""
     values: dict[str, list[Any]] = {**file.grid}
     values.update({name: [v.name for v in levels] for name, _, levels in named_factors(file)})
     problems = []

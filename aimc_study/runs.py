@@ -29,6 +29,7 @@ def _same_spec(result: dict[str, Any], spec: JobSpec) -> bool:
 
 
 def finished(runs_dir: Path, job: StudyJob) -> bool:
+    """Whether the job's run folder holds a complete run of the job's present spec."""
     result = read_result(runs_dir / job.label)
     return result is not None and _same_spec(result, job.spec)
 
