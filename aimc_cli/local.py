@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,29 +43,55 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_BAD_SPEC
     from aimc_cli.progress import Progress
     from aimc_engine.artifacts import append_metrics_jsonl, write_run
+    from aimc_engine.pipeline.launch import torchrun_rank
     from aimc_engine.runner import Callbacks, RunError, run
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    jsonl = out / "metrics.jsonl"
-    jsonl.unlink(missing_ok=True)
+    rank = torchrun_rank()
     progress = Progress(sys.stderr) if not args.quiet else None
-
-    def on_metrics(record: dict) -> None:
-        append_metrics_jsonl(jsonl, record)
-        if progress:
-            progress.on_metrics(record)
-
-    callbacks = Callbacks(
-        on_metrics=on_metrics, on_progress=progress.on_progress if progress else None
-    )
+    if rank is None or rank[0] == 0:  # under torchrun, rank 0 alone writes the folder
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
     try:
+        if rank is not None:  # one stage of a run across processes or hosts
+            return _torchrun_stage(spec, out, progress)
+
+        def on_metrics(record: dict) -> None:
+            append_metrics_jsonl(out / "metrics.jsonl", record)
+            if progress:
+                progress.on_metrics(record)
+
+        callbacks = Callbacks(
+            on_metrics=on_metrics, on_progress=progress.on_progress if progress else None
+        )
         output = run(spec, callbacks)
     except RunError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_SPEC
     write_run(out, output.result, output.metrics, output.model, output.timeline)
-    result = output.result
+    return _report(output.result, out)
+
+
+def _torchrun_stage(spec: JobSpec, out: Path, progress: object) -> int:
+    """`aimc run` under torchrun: this process runs stage RANK; rank 0 writes --out."""
+    import torch
+
+    from aimc_engine.artifacts import write_run
+    from aimc_engine.pipeline.launch import run_torchrun_rank, whole_model
+    from aimc_engine.pipeline.stage_process import from_bytes
+    from aimc_engine.runner import prepare_data
+
+    output = run_torchrun_rank(spec, out, progress)
+    if output is None:
+        return 0
+    data = prepare_data(spec, torch.device("cpu"), None)
+    model = whole_model(spec, data, from_bytes(output["state"]))
+    write_run(out, output["result"], output["metrics"], model, output["timeline"])
+    return _report(output["result"], out)
+
+
+def _report(result: dict[str, Any], out: Path) -> int:
+    """Print the run's outcome; the exit status of `aimc run`."""
     print(json.dumps({"status": result["status"], "final": result["final"], "out": str(out)}))
     if result["status"] != JobState.SUCCEEDED:
         print(result["error"] or result["status"], file=sys.stderr)

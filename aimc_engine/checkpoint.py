@@ -27,7 +27,8 @@ from aimc_spec.spec import JobSpec
 # Bumped when a checkpoint's contents or the run's random streams change: a checkpoint
 # of another format cannot continue the run it came from. 3: the spec's digest. 4:
 # counter-based uniforms for stochastic rounding, pulse trains and write-noise touches.
-FORMAT = 4
+# 5: random streams per stage; actions run counted per stage.
+FORMAT = 5
 
 # Spec fields that do not change what is trained nor what is measured. Only the free-
 # text name: every other field steers the numerics (seed, device: CPU and CUDA round
@@ -54,13 +55,13 @@ class Checkpoint:
     model: dict[str, Tensor]  # the model's state_dict: weights and tile states
     updates: list[int]  # per stage, updates its algorithm has applied
     data_gen: Tensor  # the random streams' states (seeds.py)
-    noise_gen: Tensor
-    observe_gen: Tensor
+    noise_gens: list[Tensor]  # per stage
+    observe_gens: list[Tensor]  # per stage
     order: Tensor  # the current epoch's shuffle of the training set
     metrics: list[dict[str, Any]]  # metric points so far
     running: tuple[float, int]  # train-loss sum and count since the last metric point
     done: int  # micro-batches stage 0 has updated
-    executed: int  # actions of the schedule run
+    executed: list[int]  # per stage, actions of its schedule run
     wall: float  # seconds of training so far
 
 

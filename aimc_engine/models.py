@@ -9,6 +9,8 @@ ideal device and exact MVMs (`TileConfig.digital`). Every model is a `LayeredNet
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
@@ -110,42 +112,94 @@ def _image_shape(input_shape: tuple[int, ...], kind: str) -> tuple[int, int, int
     )
 
 
-def build_model(
-    spec: JobSpec, input_shape: tuple[int, ...], classes: int, config: TileConfig
-) -> LayeredNet:
-    """The network the spec describes, for inputs of `input_shape` (without batch)."""
+UnitBuilder = Callable[[LayerFactory], nn.Module]
+
+
+def _unit_builders(spec: JobSpec, input_shape: tuple[int, ...], classes: int) -> list[UnitBuilder]:
+    """One builder per unit of the network, in order: a stage builds only its own units."""
     m = spec.model
     problem = fit_problem(spec, input_shape)  # the API checked the same at submit
     if problem:
         raise ValueError(f"{problem[0]}: {problem[1]}")
-    make = LayerFactory(spec, m.num_weight_layers, config)
     act = ACTIVATIONS[m.activation]
-    units: list[nn.Module] = []
+    builders: list[UnitBuilder] = []
     if m.kind == "mlp":
         widths = [math.prod(input_shape), *m.hidden, classes]
         for i in range(len(widths) - 1):
-            layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
-            layers.append(make.linear(widths[i], widths[i + 1]))
-            if i < len(widths) - 2:
-                layers.append(act())
-            units.append(nn.Sequential(*layers))
+
+            def mlp_unit(make: LayerFactory, i: int = i) -> nn.Module:
+                layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
+                layers.append(make.linear(widths[i], widths[i + 1]))
+                if i < len(widths) - 2:
+                    layers.append(act())
+                return nn.Sequential(*layers)
+
+            builders.append(mlp_unit)
     elif m.kind == "cnn":
         c, h, w = _image_shape(input_shape, m.kind)
         for ch in m.channels:
-            units.append(nn.Sequential(make.conv(c, ch, 5), act(), nn.MaxPool2d(2)))
+
+            def conv_unit(make: LayerFactory, c: int = c, ch: int = ch) -> nn.Module:
+                return nn.Sequential(make.conv(c, ch, 5), act(), nn.MaxPool2d(2))
+
+            builders.append(conv_unit)
             c, h, w = ch, h // 2, w // 2
-        units.append(nn.Sequential(nn.Flatten(), make.linear(c * h * w, m.fc), act()))
-        units.append(nn.Sequential(make.linear(m.fc, classes)))
+        flat = c * h * w
+        builders.append(lambda make: nn.Sequential(nn.Flatten(), make.linear(flat, m.fc), act()))
+        builders.append(lambda make: nn.Sequential(make.linear(m.fc, classes)))
     else:
         c, _, _ = _image_shape(input_shape, m.kind)
-        units.append(nn.Sequential(make.conv(c, m.channels[0], 3), act()))
+        builders.append(lambda make: nn.Sequential(make.conv(c, m.channels[0], 3), act()))
         c_in = m.channels[0]
         for i, ch in enumerate(m.channels):
-            units.append(ResidualBlock(make, c_in, ch, 1 if i == 0 else 2, act))
+
+            def block(make: LayerFactory, c_in: int = c_in, ch: int = ch, i: int = i) -> nn.Module:
+                return ResidualBlock(make, c_in, ch, 1 if i == 0 else 2, act)
+
+            builders.append(block)
             c_in = ch
-        units.append(
-            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), make.linear(c_in, classes))
+        last = c_in
+        builders.append(
+            lambda make: nn.Sequential(
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), make.linear(last, classes)
+            )
         )
+    return builders
+
+
+def build_model(
+    spec: JobSpec, input_shape: tuple[int, ...], classes: int, config: TileConfig
+) -> LayeredNet:
+    """The network the spec describes, for inputs of `input_shape` (without batch), every
+    tile drawing from `config`'s generators."""
+    m = spec.model
+    make = LayerFactory(spec, m.num_weight_layers, config)
+    units = [build(make) for build in _unit_builders(spec, input_shape, classes)]
     if make.made != m.num_weight_layers:
         raise RuntimeError(f"built {make.made} weight layers, spec counts {m.num_weight_layers}")
     return LayeredNet(units)
+
+
+def build_stage(
+    spec: JobSpec,
+    input_shape: tuple[int, ...],
+    classes: int,
+    units: range,
+    config: TileConfig,
+) -> nn.Sequential:
+    """Only the units `units` of the network (one pipeline stage), drawing from the stage's
+    own `config`. Submodules are named by their unit's index in the whole network, so
+    `units.<name>` of a stage's state_dict keys is the whole model's key."""
+    m = spec.model
+    counts = m.layers_per_unit
+    make = LayerFactory(spec, m.num_weight_layers, config, made=sum(counts[: units.start]))
+    builders = _unit_builders(spec, input_shape, classes)
+    stage = nn.Sequential(OrderedDict((str(i), builders[i](make)) for i in units))
+    if make.made != sum(counts[: units.stop]):
+        raise RuntimeError(f"stage of units {units} built {make.made} weight layers")
+    return stage
+
+
+def assemble(stages: Sequence[nn.Module]) -> LayeredNet:
+    """The whole network from its stages, in order (the modules are shared, not copied)."""
+    return LayeredNet([unit for stage in stages for unit in stage.children()])

@@ -1,7 +1,9 @@
 """run(spec): train one job and return its metrics and result (the engine's entry point).
 
 The model is cut into `pipeline.stages` stages and trained by the schedule's
-actions (sequential: one micro-batch at a time; training.py). Metric points come
+actions: in this process, in the timeline's order (training.py), or with
+`pipeline.executor: processes` one process per stage (pipeline/launch.py), which gives
+the same numbers. Metric points come
 every `eval_every` micro-batches, at the start and at the end. The simulated clock
 is the timeline replay of the schedule with the spec's per-layer latencies.
 """
@@ -21,7 +23,7 @@ from aimc_engine.pipeline.timeline import Timed
 from aimc_engine.training import Callbacks, Training
 from aimc_spec.spec import JobSpec
 
-__all__ = ["Callbacks", "RunError", "RunOutput", "resolve_device", "run"]
+__all__ = ["Callbacks", "RunError", "RunOutput", "prepare_data", "resolve_device", "run"]
 
 
 @dataclass
@@ -40,7 +42,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _prepare_data(spec: JobSpec, device: torch.device, uploaded: Path | None) -> Dataset:
+def prepare_data(spec: JobSpec, device: torch.device, uploaded: Path | None) -> Dataset:
     try:
         data = load_dataset(spec.dataset, seed=spec.seed, uploaded=uploaded)
         if spec.model.kind != "mlp":
@@ -77,7 +79,9 @@ def run(
     `dataset: {name: uploaded}` spec (the service fetches it by id).
     """
     device = resolve_device(spec.device)
-    data = _prepare_data(spec, device, uploaded)
+    data = prepare_data(spec, device, uploaded)
+    if spec.pipeline.executor == "processes":
+        return _run_processes(spec, data, callbacks or Callbacks(), resume, uploaded)
     training = Training(spec, data, device, callbacks or Callbacks())
     if resume is None:
         training.measure()  # the point before any training
@@ -89,4 +93,26 @@ def run(
         metrics=training.metrics,
         model=training.model,
         timeline=training.timeline.first,
+    )
+
+
+def _run_processes(
+    spec: JobSpec,
+    data: Dataset,
+    callbacks: Callbacks,
+    resume: bytes | None,
+    uploaded: Path | None,
+) -> RunOutput:
+    """The job with one process per stage (pipeline/launch.py); the weights come back to
+    this process as the whole model."""
+    from aimc_engine.pipeline.launch import run_processes, whole_model
+    from aimc_engine.pipeline.stage_process import from_bytes
+
+    output = run_processes(spec, callbacks, resume=resume, uploaded=uploaded)
+    model = whole_model(spec, data, from_bytes(output["state"]))
+    return RunOutput(
+        result=output["result"],
+        metrics=output["metrics"],
+        model=model,
+        timeline=output["timeline"],
     )

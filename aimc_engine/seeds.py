@@ -10,6 +10,12 @@ probability about 2^-32 per pair.
 
 Streams are numbered once and for all: adding a stream appends a number, so
 existing streams (and every seed's results) stay as they are.
+
+The streams a stage's tiles draw from (INIT, NOISE, OBSERVE) are per stage: stage s's
+stream is `SeedSequence(seed, spawn_key=(stream, s))`, the s-th grandchild. So the draws
+a stage sees depend on nothing but its own actions, and a process that runs one stage
+(pipeline/distributed.py) draws exactly what the single-process simulator draws for it.
+DATA and DATASET stay one per run: stage 0 and the last stage replay the same shuffle.
 """
 
 from __future__ import annotations
@@ -31,33 +37,43 @@ class Stream(IntEnum):
     DATASET = 4  # train/test split, synthetic teacher and samples, MNIST-1D generation
 
 
-def stream_seed(seed: int, stream: Stream) -> int:
-    """The 64-bit seed of `stream` in a run seeded with `seed` (>= 0)."""
-    child = np.random.SeedSequence(seed, spawn_key=(int(stream),))
+STAGE_STREAMS = (Stream.INIT, Stream.NOISE, Stream.OBSERVE)  # one per stage
+
+
+def stream_seed(seed: int, stream: Stream, stage: int | None = None) -> int:
+    """The 64-bit seed of `stream` in a run seeded with `seed` (>= 0); for the per-stage
+    streams (STAGE_STREAMS), stage `stage`'s."""
+    if (stage is None) == (stream in STAGE_STREAMS):
+        raise ValueError(f"stream {stream.name}: per stage is {stream in STAGE_STREAMS}")
+    key = (int(stream),) if stage is None else (int(stream), stage)
+    child = np.random.SeedSequence(seed, spawn_key=key)
     return int(child.generate_state(1, np.uint64)[0])
 
 
+def _generator(seed: int, where: torch.device) -> torch.Generator:
+    return torch.Generator(device=where).manual_seed(seed)
+
+
 @dataclass(frozen=True)
-class RunGenerators:
-    """The torch generators of one run (the dataset stream is numpy's: see datasets.py)."""
+class StageGenerators:
+    """The torch generators of one stage: initial weights and device-to-device draws (on
+    the CPU, moved), training's noise and the observation noise (on the stage's device,
+    where the MVMs and updates draw them)."""
 
     init: torch.Generator
-    data: torch.Generator
     noise: torch.Generator
     observe: torch.Generator
 
 
-def run_generators(seed: int, device: torch.device) -> RunGenerators:
-    """Fresh generators for a run: init and data on the CPU (their draws are made there and
-    moved), noise and observation on `device`, where the MVMs and updates draw them."""
-
-    def make(stream: Stream, where: torch.device) -> torch.Generator:
-        return torch.Generator(device=where).manual_seed(stream_seed(seed, stream))
-
-    cpu = torch.device("cpu")
-    return RunGenerators(
-        init=make(Stream.INIT, cpu),
-        data=make(Stream.DATA, cpu),
-        noise=make(Stream.NOISE, device),
-        observe=make(Stream.OBSERVE, device),
+def stage_generators(seed: int, stage: int, device: torch.device) -> StageGenerators:
+    """Fresh generators for stage `stage` of a run seeded with `seed`."""
+    return StageGenerators(
+        init=_generator(stream_seed(seed, Stream.INIT, stage), torch.device("cpu")),
+        noise=_generator(stream_seed(seed, Stream.NOISE, stage), device),
+        observe=_generator(stream_seed(seed, Stream.OBSERVE, stage), device),
     )
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The run's shuffle stream (CPU): every process that needs the shuffle makes its own."""
+    return _generator(stream_seed(seed, Stream.DATA), torch.device("cpu"))

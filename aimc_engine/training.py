@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 import aimc_engine
 from aimc_engine import checkpoint
@@ -27,12 +28,13 @@ from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset
 from aimc_engine.errors import RunError
 from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
-from aimc_engine.models import build_model
+from aimc_engine.models import assemble, build_stage
 from aimc_engine.pipeline.compensation import compensation_for
-from aimc_engine.pipeline.executor import Batch, PipelineExecutor, cut_stages
+from aimc_engine.pipeline.executor import Batch, PipelineExecutor, stage_ranges
+from aimc_engine.pipeline.plan import Points
 from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
 from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
-from aimc_engine.seeds import run_generators
+from aimc_engine.seeds import StageGenerators, data_generator, stage_generators
 from aimc_engine.tiles import TileConfig
 from aimc_spec.spec import JobSpec
 
@@ -80,6 +82,73 @@ def versions() -> dict[str, str]:
     }
 
 
+class Shuffle:
+    """Micro-batch j of the training set: a slice of its epoch's seeded shuffle. Stage 0
+    (inputs) and the last stage (targets) each keep one; asked for j in increasing order,
+    both draw the same shuffles from the run's data stream."""
+
+    def __init__(self, spec: JobSpec, n_train: int, device: torch.device) -> None:
+        self.b = spec.training.micro_batch_size
+        self.n_train, self.device = n_train, device
+        self.per_epoch = n_train // self.b  # a last partial micro-batch: dropped
+        self.generator = data_generator(spec.seed)
+        self.order = torch.empty(0, dtype=torch.long)  # this epoch's shuffle
+
+    def indices(self, j: int) -> Tensor:
+        if j % self.per_epoch == 0:  # a new epoch: a new seeded shuffle
+            self.order = torch.randperm(self.n_train, generator=self.generator).to(self.device)
+        first = (j % self.per_epoch) * self.b
+        return self.order[first : first + self.b]
+
+
+def metric_record(
+    spec: JobSpec,
+    n_train: int,
+    *,
+    step: int,
+    done: int,
+    sim_time_ns: float,
+    wall_s: float,
+    train_loss: float,
+    test: tuple[float, float],
+    grad_norm_sq: float,
+    health: tuple[float | None, float | None],
+) -> dict[str, Any]:
+    """One metric point's record (metric_record.py's fields), the same for every executor."""
+    samples = done * spec.training.micro_batch_size
+    return {
+        "step": step,  # updates, not micro-batches
+        "samples": samples,
+        "epoch": samples / n_train,
+        "sim_time_ns": sim_time_ns,
+        "wall_s": wall_s,
+        "lr": learning_rate(spec, samples / n_train),
+        "train_loss": train_loss,
+        "test_loss": test[0],
+        "test_accuracy": test[1],
+        "grad_norm_sq": grad_norm_sq,
+        "saturation": health[0],
+        "near_bound_fraction": health[1],
+    }
+
+
+def stage_configs(
+    spec: JobSpec, device: torch.device
+) -> tuple[list[StageGenerators], list[TileConfig]]:
+    """Each stage's generators and the tile config its layers draw from."""
+    gens = [stage_generators(spec.seed, s, device) for s in range(spec.pipeline.stages)]
+    return gens, [TileConfig(spec.analog, g.init, g.noise, device) for g in gens]
+
+
+def build_run_stage(
+    spec: JobSpec, data: Dataset, s: int, ranges: list[range], config: TileConfig
+) -> tuple[nn.Sequential, Algorithm]:
+    """Stage s's layers and algorithm, drawing from its own config (Tiki-Taka's fast
+    arrays after the layers, in that order in every executor)."""
+    module = build_stage(spec, data.input_shape, data.classes, ranges[s], config)
+    return module, Algorithm(spec, module, config)
+
+
 class Training:
     """The model cut into stages, its random streams, the schedule being run and how far
     it got (`executed` actions, `done` micro-batches), the metric points so far."""
@@ -88,21 +157,22 @@ class Training:
         self, spec: JobSpec, data: Dataset, device: torch.device, callbacks: Callbacks
     ) -> None:
         self.spec, self.data, self.device, self.callbacks = spec, data, device, callbacks
-        self.gens = run_generators(spec.seed, device)  # independent streams of the one seed
-        config = TileConfig(spec.analog, self.gens.init, self.gens.noise, device)
+        # independent streams of the one seed: per stage, and the data shuffle
+        self.stage_gens, configs = stage_configs(spec, device)
         t, p = spec.training, spec.pipeline
         try:  # the model, cut into stages, must fit the data: fields of the spec
-            self.model = build_model(spec, data.input_shape, data.classes, config)
             self.b = t.micro_batch_size
-            self.per_epoch = len(data.x_train) // self.b  # a last partial micro-batch: dropped
-            self.total = microbatch_count(spec, self.per_epoch)
+            self.shuffle = Shuffle(spec, len(data.x_train), device)
+            self.total = microbatch_count(spec, self.shuffle.per_epoch)
             self.schedule = build_schedule(p.schedule, p.stages, self.total, p.micro_batches)
-            stages = cut_stages(self.model, p.stages, p.latency_ns.forward)
-            algorithms = [Algorithm(spec, stage, config) for stage in stages]
+            ranges = stage_ranges(spec)
+            built = [build_run_stage(spec, data, s, ranges, configs[s]) for s in range(p.stages)]
             compensation = compensation_for(p.compensation, self.schedule)
         except ValueError as exc:
             raise RunError(str(exc)) from None
-        self.executor = PipelineExecutor(stages, algorithms, self.schedule)
+        stages = [module for module, _ in built]
+        self.model = assemble(stages)
+        self.executor = PipelineExecutor(stages, [a for _, a in built], self.schedule)
         self.executor.compensation = compensation
         layers = self.executor.layers_per_stage
         duration = latency_durations(layers, self.b, self.schedule.group, p.latency_ns)
@@ -111,22 +181,21 @@ class Training:
             p.stages, self.total, latency_durations(layers, self.b, 1, p.latency_ns)
         )
         self.metrics: list[dict[str, Any]] = []
-        self.order = torch.empty(0, dtype=torch.long)  # this epoch's shuffle
         self.running, self.running_n = 0.0, 0  # train losses since the last metric point
         self.done = self.executed = 0
+        self.stage_executed = [0] * p.stages  # actions run, per stage
         self.skip = 0  # actions run before the checkpoint resumed from
-        self.last_checkpoint = 0
+        every = (
+            callbacks.checkpoint_every if callbacks.on_checkpoint and self.schedule.drains else None
+        )
+        self.points = Points(t.eval_every, self.total, every)
         self.status = "succeeded"
         self.error: str | None = None
         self.start = time.perf_counter()
 
     def fetch(self, j: int) -> Batch:
         """Micro-batch j: a slice of its epoch's seeded shuffle of the training set."""
-        n_train = len(self.data.x_train)
-        if j % self.per_epoch == 0:  # a new epoch: a new seeded shuffle
-            self.order = torch.randperm(n_train, generator=self.gens.data).to(self.device)
-        first = (j % self.per_epoch) * self.b
-        idx = self.order[first : first + self.b]
+        idx = self.shuffle.indices(j)
         return self.data.x_train[idx], self.data.y_train[idx]
 
     def lr(self, j: int) -> float:
@@ -136,29 +205,24 @@ class Training:
     def measure(self) -> None:
         """A metric point after `done` micro-batches: train loss (the mean since the last
         point), test loss and accuracy, gradient norm, analog health, both clocks."""
-        data, b = self.data, self.b
+        data, stages = self.data, self.executor.stages
         grad_sq, subset_loss = gradient_norm_sq(
-            self.model, data.x_train[:GRAD_SAMPLES], data.y_train[:GRAD_SAMPLES]
+            stages, data.x_train[:GRAD_SAMPLES], data.y_train[:GRAD_SAMPLES]
         )
-        test_loss, test_acc = evaluate(
-            self.model, data.x_test, data.y_test, generator=self.gens.observe
+        observe = [g.observe for g in self.stage_gens]
+        test = evaluate(stages, data.x_test, data.y_test, generator=observe)
+        record = metric_record(
+            self.spec,
+            len(data.x_train),
+            step=self.executor.algorithms[0].updates,
+            done=self.done,
+            sim_time_ns=self.timeline.clock.after(self.done),
+            wall_s=time.perf_counter() - self.start,
+            train_loss=self.running / self.running_n if self.running_n else subset_loss,
+            test=test,
+            grad_norm_sq=grad_sq,
+            health=analog_health(self.model),
         )
-        saturation, near = analog_health(self.model)
-        samples = self.done * b
-        record = {
-            "step": self.executor.algorithms[0].updates,  # updates, not micro-batches
-            "samples": samples,
-            "epoch": samples / len(data.x_train),
-            "sim_time_ns": self.timeline.clock.after(self.done),
-            "wall_s": time.perf_counter() - self.start,
-            "lr": self.lr(self.done),
-            "train_loss": self.running / self.running_n if self.running_n else subset_loss,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "grad_norm_sq": grad_sq,
-            "saturation": saturation,
-            "near_bound_fraction": near,
-        }
         self.running, self.running_n = 0.0, 0
         self.metrics.append(record)
         if self.callbacks.on_metrics:
@@ -169,14 +233,14 @@ class Training:
             checkpoint.Checkpoint(
                 model=self.model.state_dict(),
                 updates=[a.updates for a in self.executor.algorithms],
-                data_gen=self.gens.data.get_state(),
-                noise_gen=self.gens.noise.get_state(),
-                observe_gen=self.gens.observe.get_state(),
-                order=self.order,
+                data_gen=self.shuffle.generator.get_state(),
+                noise_gens=[g.noise.get_state() for g in self.stage_gens],
+                observe_gens=[g.observe.get_state() for g in self.stage_gens],
+                order=self.shuffle.order,
                 metrics=self.metrics,
                 running=(self.running, self.running_n),
                 done=self.done,
-                executed=self.executed,
+                executed=list(self.stage_executed),
                 wall=time.perf_counter() - self.start,
             ),
             self.spec,
@@ -190,13 +254,17 @@ class Training:
         for algorithm, updates in zip(self.executor.algorithms, saved.updates, strict=True):
             algorithm.updates = updates
         # generator states are CPU byte tensors, whatever map_location moved them to
-        self.gens.data.set_state(saved.data_gen.cpu())
-        self.gens.noise.set_state(saved.noise_gen.cpu())
-        self.gens.observe.set_state(saved.observe_gen.cpu())
-        self.order, self.metrics[:] = saved.order, saved.metrics
+        self.shuffle.generator.set_state(saved.data_gen.cpu())
+        for gens, noise, observe in zip(
+            self.stage_gens, saved.noise_gens, saved.observe_gens, strict=True
+        ):
+            gens.noise.set_state(noise.cpu())
+            gens.observe.set_state(observe.cpu())
+        self.shuffle.order, self.metrics[:] = saved.order, saved.metrics
         self.running, self.running_n = saved.running
-        self.done = self.last_checkpoint = saved.done
-        self.skip = saved.executed
+        self.done = self.points.done = self.points.last_checkpoint = saved.done
+        self.skip = sum(saved.executed)
+        self.stage_executed = list(saved.executed)
         self.start -= saved.wall
 
     def train(self) -> None:
@@ -214,6 +282,7 @@ class Training:
                 break
             self.executor.execute(action, self.lr, self.fetch)
             self.executed += 1
+            self.stage_executed[action.stage] += 1
             self.timeline.record(timed)
             if action.kind == FORWARD and action.stage == self.schedule.stages - 1:
                 if not self._took_loss(action.microbatch):
@@ -244,19 +313,12 @@ class Training:
 
     def _completed(self, done: int) -> None:
         """Stage 0 has updated `done` micro-batches: a metric point or a checkpoint due?"""
-        previous, self.done = self.done, done
-        every = self.spec.training.eval_every
-        if done < self.total and done // every > previous // every:
+        self.done = done
+        metric, checkpoint_due = self.points.completed(done)
+        if metric:
             self.measure()
-        cb = self.callbacks
-        if (
-            cb.on_checkpoint
-            and self.schedule.drains
-            and done < self.total
-            and done - self.last_checkpoint >= cb.checkpoint_every
-        ):
-            self.last_checkpoint = done
-            cb.on_checkpoint(self.checkpoint())
+        if checkpoint_due and self.callbacks.on_checkpoint:
+            self.callbacks.on_checkpoint(self.checkpoint())
 
     def result(self) -> dict[str, Any]:
         """The job's result: status, final metrics, counts, the timeline's figures."""

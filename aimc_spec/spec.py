@@ -11,10 +11,17 @@ import math
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from aimc_spec.presets import PRESET_FIELDS, PRESETS
@@ -465,6 +472,13 @@ class LatencySpec(_Strict):
     )
 
 
+TorchDevice = Annotated[
+    str,
+    StringConstraints(pattern=r"^(cpu|cuda(:[0-9]{1,2})?)$"),
+    Field(description="cpu, cuda or cuda:N"),
+]
+
+
 class CompensationSpec(_Strict):
     """Staleness compensation for the asynchronous schedules, with no weight copies on the
     tiles (aimc_engine/pipeline/compensation.py has the formulas and their sources)."""
@@ -509,6 +523,60 @@ class PipelineSpec(_Strict):
     micro_batches: int = Field(5, ge=1, le=4096, description="B: micro-batches per mini-batch.")
     latency_ns: LatencySpec = Field(default_factory=LatencySpec)  # type: ignore[arg-type]
     compensation: CompensationSpec = Field(default_factory=CompensationSpec)  # type: ignore[arg-type]
+    executor: Literal["simulated", "processes"] = Field(
+        "simulated",
+        description="simulated: every stage in one process, in the timeline's order. "
+        "processes: one OS process per stage (torch.distributed: gloo on CPU, NCCL on CUDA), "
+        "the same numbers bit for bit on CPU.",
+    )
+    devices: list[TorchDevice] | None = Field(
+        None,
+        description="processes only: the torch device of each stage, e.g. [cpu, cpu] or "
+        "[cuda:0, cuda:1]; all CPU (gloo) or all CUDA (NCCL). Default: one GPU per stage "
+        "where there are enough and `device` allows, else CPU.",
+    )
+    port: int | None = Field(
+        None,
+        ge=1024,
+        le=65535,
+        description="processes only: the TCP port stage 0 listens on for the others "
+        "(loopback); default: a free one.",
+    )
+    timeout_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="processes only: how long a stage waits for a neighbour's message before "
+        "the job fails naming the stage it waited for.",
+    )
+
+    @model_validator(mode="after")
+    def _placement(self) -> PipelineSpec:
+        if self.executor == "simulated":
+            for name in ("devices", "port"):
+                if getattr(self, name) is not None:
+                    raise _fail(name, "only with executor: processes (one process per stage)")
+            return self
+        if self.devices is not None:
+            if len(self.devices) != self.stages:
+                raise _fail(
+                    "devices",
+                    f"{len(self.devices)} devices for {self.stages} stages; give one device "
+                    "per stage (the same device may appear more than once)",
+                )
+            kinds = {d.split(":")[0] for d in self.devices}
+            if len(kinds) > 1:
+                raise _fail(
+                    "devices",
+                    "mixes cpu and cuda; all stages on cpu (gloo) or all on cuda (NCCL)",
+                )
+        return self
+
+    @property
+    def backend(self) -> str:
+        """torch.distributed's backend for the stages' devices (processes executor)."""
+        on_cuda = self.devices is not None and self.devices[0].startswith("cuda")
+        return "nccl" if on_cuda else "gloo"
 
     @model_validator(mode="after")
     def _stale_schedule(self) -> PipelineSpec:
@@ -563,6 +631,12 @@ class JobSpec(_Strict):
                 f"{self.optimizer.algorithm!r} needs analog.enabled: true; "
                 "use 'sgd' for a digital run",
             )
+        devices = self.pipeline.devices or []
+        if self.device == "cpu" and any(d.startswith("cuda") for d in devices):
+            raise _fail(
+                "pipeline.devices",
+                f"{devices} names CUDA devices but device is 'cpu'; use device: cuda or auto",
+            )
         if self.model.kind != "mlp" and self.dataset.name == "synthetic":
             raise _fail(
                 "model.kind",
@@ -592,6 +666,8 @@ def spec_problems(
             msg = "unknown field (not part of the job spec)"
             if (match := closest_field(model or JobSpec, loc)) is not None:
                 msg += f"; did you mean {match!r}?"
+        elif err["type"] == "string_pattern_mismatch":
+            msg = f"got {err.get('input')!r}; {err['msg'].lower()}"
         elif err["type"] == "literal_error" and "expected" in ctx:
             msg = f"got {err.get('input')!r}; allowed: {ctx['expected']}"
         problems.append((".".join(loc), msg))

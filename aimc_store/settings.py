@@ -4,6 +4,7 @@ only one of them reads."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -51,6 +52,17 @@ class StoreSettings(BaseSettings):
             "Directories (separated by ':') under which a job spec's server-side dataset "
             "paths (npz, mnist_idx) may lie, after resolving '..' and symlinks; none by "
             "default, so remote users can read no server file. Uploads need none."
+        ),
+    )
+
+    worker_slots: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description=(
+            "Processes the jobs of one worker host may run at once: a simulated job takes "
+            "1, a job with pipeline.executor processes one per stage (it waits in the queue "
+            "until that many are free); the API refuses a processes job with more stages. "
+            "Default: the machine's cores. Give API and workers the same value."
         ),
     )
 

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
+from aimc_spec.slots import slots_problem
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import RUN_JOB_TASK
 from aimc_store.records import Job
@@ -34,6 +35,12 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
         uploaded = (dataset.n_train, tuple(dataset.sample_shape))
     known = data_shape(spec, uploaded)
     problem = fit_problem(spec, known[1]) if known else None
+    if problem:
+        loc, msg = f"{at}{problem[0]}", problem[1]
+        raise ProblemError(
+            422, "Invalid request", f"{loc}: {msg}", errors=[{"loc": loc, "msg": msg}]
+        )
+    problem = slots_problem(spec, settings.worker_slots)
     if problem:
         loc, msg = f"{at}{problem[0]}", problem[1]
         raise ProblemError(

@@ -21,12 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aimc_spec.slots import slots_for, slots_problem
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, RUN_JOB_TASK, TERMINAL
 from aimc_store.store import JobStore
 from worker.app import app
 from worker.fresh_process import run_in_fresh_process
 from worker.settings import get_settings
+from worker.slots import Slots
 from worker.sweep_plot import after_job_ended, draw_if_ended
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ HEARTBEAT_S = 2.0  # the running worker refreshes heartbeat and lock this often
 LIVENESS_TTL_S = 10  # ...and they expire this long after its last beat
 CHECKPOINT_EVERY = 200  # micro-batches between checkpoints
 LOCKED_RETRY_S = LIVENESS_TTL_S  # a locked job is tried again once a dead holder's lock expired
+SLOTS_RETRY_S = 2  # a job waiting for the host's free process slots is tried again this often
 
 
 REDIS_PATIENCE_S = 120  # a running job waits this long for a restarting Redis, then fails
@@ -80,8 +83,19 @@ def _run_job(task: Any, store: JobStore, job_id: str) -> str:
     holder = f"{socket.gethostname()}:{os.getpid()}"
     if not store.take_lock(job_id, holder, LIVENESS_TTL_S):
         raise task.retry(countdown=LOCKED_RETRY_S)  # never two runs at once; never dropped
+    spec, host = _parsed(job.spec), host_slots()
+    problem = slots_problem(spec, host.total) if spec else None
+    if problem:  # the API refuses these: a worker with fewer slots than the API's setting
+        store.release_lock(job_id, holder)
+        store.set_state(job_id, "failed", error=f"{problem[0]}: {problem[1]}")
+        return "failed"
+    slots = host.claim(slots_for(spec) if spec else 1)
+    if slots is None:  # the host runs as many processes as it may: wait in the queue
+        store.release_lock(job_id, holder)
+        raise task.retry(countdown=SLOTS_RETRY_S)
     if not store.claim_slot(owner, job_id, limit):
         store.release_lock(job_id, holder)
+        Slots.release(slots)
         return "parked"  # the owner's running limit: queued until one of theirs ends
     stop_beating, superseded = threading.Event(), threading.Event()
     engine_pid: list[int] = []
@@ -124,8 +138,25 @@ def _run_job(task: Any, store: JobStore, job_id: str) -> str:
     finally:
         stop_beating.set()
         beater.join()
+        Slots.release(slots)
         store.release_lock(job_id, holder)
         _queue_parked(store, owner, limit)
+
+
+def host_slots() -> Slots:
+    """This host's slots for this deployment (slots.py), worker_slots of them."""
+    settings = get_settings()
+    name = "".join(c if c.isalnum() else "_" for c in settings.key_prefix)
+    folder = Path(tempfile.gettempdir()) / f"aimc-slots-{os.getuid()}" / name
+    return Slots(folder, settings.worker_slots)
+
+
+def _parsed(spec: dict[str, Any]) -> JobSpec | None:
+    """The job's spec, or None if it does not parse (its run then fails saying why)."""
+    try:
+        return parse_spec(spec)
+    except SpecError:
+        return None
 
 
 def _queue_parked(store: JobStore, owner: str, limit: int) -> None:
@@ -157,10 +188,20 @@ def _beat(
 
 def _job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
     """The body of the job's own process: fresh Redis connections (none is shared across
-    the fork), cores // concurrency torch threads, the run. 0 once the job's final state
+    the fork), cores // concurrency torch threads (shared among its stage processes, if
+    it has them), the run. 0 once the job's final state
     is stored, whatever it is."""
+    import multiprocessing.process
+
     import torch
 
+    # The pool process it was forked from is a billiard daemon, which multiprocessing
+    # forbids children, and whose authentication key multiprocessing cannot pickle. This
+    # process owns its lifetime (fresh_process.py) and ends the stage processes of a
+    # `processes` job itself: it starts them as the main process it now is.
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    config["daemon"] = False
+    config["authkey"] = multiprocessing.process.AuthenticationString(os.urandom(32))  # type: ignore[attr-defined]
     concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
     # server-side dataset paths only under this worker's allowed directories (checked

@@ -277,6 +277,26 @@ def test_job_cost_ceiling(worker_store: JobStore) -> None:
         assert "max_job_cost" in r.json()["detail"] and r.json()["title"] == "Job too large"
 
 
+def test_a_processes_job_with_more_stages_than_worker_slots_is_refused(
+    worker_store: JobStore,
+) -> None:
+    """A P-stage processes job takes P of a worker host's slots: one needing more could
+    never start, so it is a 422 naming the field and the setting, not a job that waits."""
+    settings = Settings(
+        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, worker_slots=2
+    )
+    spec = {"model": {"hidden": [16, 16]}, "pipeline": {"stages": 3, "executor": "processes"}}
+    with TestClient(create_app(settings)) as small:
+        auth = new_user(small, "hugo")
+        r = small.post("/v1/jobs", json=spec, headers=auth)
+        assert r.status_code == 422, r.text
+        [error] = r.json()["errors"]
+        assert error["loc"] == "pipeline.stages" and "worker_slots" in error["msg"]
+        spec["pipeline"]["executor"] = "simulated"  # one process, one slot
+        simulated = small.post("/v1/jobs", json={**spec, **SHORT}, headers=auth)
+        assert simulated.status_code == 202, simulated.text
+
+
 def test_deployments_sharing_a_redis_keep_their_jobs_apart(
     client: TestClient, worker_store: JobStore
 ) -> None:

@@ -145,7 +145,7 @@ def test_sync_schedules_equal_mini_batch_training(schedule: str) -> None:
     for j, batch in enumerate(merged):
         plain.forward(0, j, batch)
         plain.backward(0, j)
-        plain.update(0, LR)
+        plain.compute[0].update(j, LR)
     ours = [layer.tile.weight for stage in executor.stages for layer in tile_layers(stage)]
     theirs = [layer.tile.weight for stage in plain.stages for layer in tile_layers(stage)]
     for a, b in zip(ours, theirs, strict=True):
