@@ -12,6 +12,7 @@ ARG TORCH_INDEX=""
 RUN pip install torch==2.13.0 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}
 COPY pyproject.toml README.md ./
 COPY aimc_spec aimc_spec
+COPY aimc_study aimc_study
 COPY aimc_store aimc_store
 COPY aimc_engine aimc_engine
 COPY aimc_cli aimc_cli

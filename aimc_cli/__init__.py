@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from aimc_cli.local import add_engine_commands
 from aimc_cli.remote import add_remote_commands
 from aimc_cli.study import add_study_command
-from aimc_engine.cli import add_engine_commands
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -6,6 +6,13 @@
     job = client.wait(job["id"], on_progress=lambda j: print(j["progress"]))
     client.download(job["id"], "runs/x")
 
+In a notebook, a Job handle shows an HTML progress bar and gives metrics as a DataFrame
+(with pandas installed):
+
+    job = client.job(client.submit("examples/digits_digital.yaml")["id"])
+    job.wait()
+    job.metrics(frame=True).plot(x="samples", y="test_loss")
+
 Errors the service answers with come back as ApiError subclasses carrying the
 problem+json fields; 429 and 503 are retried with backoff, honouring Retry-After.
 """
@@ -19,7 +26,9 @@ from aimc_client.errors import (
     NotFoundError,
     RateLimitError,
     ServiceUnavailable,
+    Unreachable,
 )
+from aimc_client.job import Job
 
 __all__ = [
     "ApiError",
@@ -28,7 +37,9 @@ __all__ = [
     "ConflictError",
     "Event",
     "InvalidError",
+    "Job",
     "NotFoundError",
     "RateLimitError",
     "ServiceUnavailable",
+    "Unreachable",
 ]

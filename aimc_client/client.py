@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, ServiceUnavailable
+from aimc_client.errors import BY_STATUS, ApiError, RateLimitError, Unreachable
+from aimc_client.job import Job
 from aimc_spec.spec import JobSpec, load_spec_file, read_spec_file
 from aimc_spec.vocabulary import TERMINAL
 
@@ -52,6 +53,12 @@ def _error(response: httpx.Response) -> ApiError:
     if isinstance(error, RateLimitError):
         error.retry_after = _retry_after(response)
     return error
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    """A transport error in words: its message, else its kind (httpx's read timeouts
+    carry no message)."""
+    return str(exc) or type(exc).__name__
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -111,9 +118,7 @@ class Client:
             except httpx.TransportError as exc:
                 retry = method == "GET" or isinstance(exc, httpx.ConnectError)
                 if not retry or attempt == self.retries:
-                    raise ServiceUnavailable(
-                        0, "Service unreachable", f"{self.url}: {exc}"
-                    ) from exc
+                    raise Unreachable(self.url, _reason(exc)) from exc
                 self._pause(attempt, None)
                 continue
             if response.status_code in (429, 503) and attempt < self.retries:
@@ -147,6 +152,10 @@ class Client:
                 "POST", "/v1/jobs", json=self.spec_body(spec), headers={"Idempotency-Key": key}
             )
         )
+
+    def job(self, job_id: str) -> Job:
+        """A handle on the job (Job: info, wait with a progress bar, metrics as a frame)."""
+        return Job(self, job_id)
 
     def get(self, job_id: str) -> dict[str, Any]:
         """State, progress (0..1), ETA, latest metric point, error."""
@@ -221,7 +230,7 @@ class Client:
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > self.retries:
-                    raise ServiceUnavailable(0, "Stream lost", f"{self.url}: {exc}") from exc
+                    raise Unreachable(self.url, _reason(exc), "Stream lost") from exc
                 self._pause(failures - 1, None)
 
     def metrics(self, job_id: str, *, since: int = -1) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """The service answered with an error (or could not be reached: status 0)."""
+    """The service answered with an error (or could not be reached: status 0, which the
+    message leaves out: no HTTP status was ever received)."""
 
     def __init__(
         self,
@@ -22,7 +23,8 @@ class ApiError(Exception):
         self.detail = detail
         self.errors = errors or []  # for 422: [{"loc": "training.epochs", "msg": ...}]
         self.type = type_
-        super().__init__(f"{status} {title}: {detail}" if detail else f"{status} {title}")
+        head = f"{status} {title}" if status else title
+        super().__init__(f"{head}: {detail}" if detail else head)
 
     @property
     def problems(self) -> list[tuple[str, str]]:
@@ -56,6 +58,16 @@ class RateLimitError(ApiError):
 
 class ServiceUnavailable(ApiError):
     """503, or the service could not be reached, after the client's retries ran out."""
+
+
+class Unreachable(ServiceUnavailable):
+    """No answer at all: nothing listens at `url`, or the connection broke, after the
+    client's retries ran out. `reason` is the transport's own words."""
+
+    def __init__(self, url: str, reason: str, title: str = "Service unreachable") -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(0, title, f"{url}: {reason}")
 
 
 BY_STATUS: dict[int, type[ApiError]] = {

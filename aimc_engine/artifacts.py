@@ -15,8 +15,8 @@ from torch import nn
 
 from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE
 from aimc_engine.pipeline.timeline import Timed
-from aimc_spec.comparison import log_y
 from aimc_spec.metric_record import metrics_csv
+from aimc_study.plots import log_y
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from aimc_spec.presets import PRESET_FIELDS, PRESETS
+from aimc_spec.suggest import closest_field
 from aimc_spec.vocabulary import ASYNCHRONOUS, SYNCHRONOUS, ScheduleName
 
 DeviceModel = Literal["ideal", "constant_step", "linear", "softbounds", "power", "exp", "exp_step"]
@@ -648,8 +649,11 @@ class JobSpec(_Strict):
         return self.model_dump(mode="json")
 
 
-def spec_problems(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """Turn pydantic's error dicts (ValidationError.errors()) into (dotted path, message)."""
+def spec_problems(
+    errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None = None
+) -> list[tuple[str, str]]:
+    """Turn pydantic's error dicts (ValidationError.errors()) into (dotted path, message);
+    an unknown field's message offers the closest field of `model` (default JobSpec)."""
     problems = []
     for err in errors:
         loc = [str(p) for p in err["loc"]]
@@ -660,6 +664,8 @@ def spec_problems(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
             msg = ctx["message"]
         elif err["type"] == "extra_forbidden":
             msg = "unknown field (not part of the job spec)"
+            if (match := closest_field(model or JobSpec, loc)) is not None:
+                msg += f"; did you mean {match!r}?"
         elif err["type"] == "string_pattern_mismatch":
             msg = f"got {err.get('input')!r}; {err['msg'].lower()}"
         elif err["type"] == "literal_error" and "expected" in ctx:

@@ -39,6 +39,7 @@ def test_dockerfile_installs_cpu_torch_first_and_copies_the_packages() -> None:
     assert torch_line < text.index("RUN pip install .")
     for package in (
         "aimc_spec",
+        "aimc_study",
         "aimc_store",
         "aimc_engine",
         "aimc_cli",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aimc_spec.comparison import plot_grouped
 from aimc_spec.sweep import label
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
+from aimc_study.plots import plot_grouped
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Request, Response
 from pydantic import BaseModel, Field
 
-from aimc_spec.comparison import final_metrics
 from aimc_spec.spec import SpecError
 from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
 from aimc_store.sweeps import EXPIRED, all_ended
+from aimc_study.comparison import final_metrics
 from service.admission import check_room, check_spec, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses

@@ -12,16 +12,14 @@ import pytest
 import yaml
 from safetensors import safe_open
 
-from aimc_engine.cli import main
+from aimc_cli import main
 from aimc_spec.spec import load_spec_file
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
 
 def aimc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "aimc_engine.cli", *args], capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "aimc_cli", *args], capture_output=True, text=True)
 
 
 def write_spec(path: Path, data: dict) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from aimc_cli import main
-from aimc_cli.remote import parse_grid
+from aimc_cli.remote.sweeps import parse_grid
 from aimc_client import Client, ServiceUnavailable
 from aimc_spec.spec import SpecError
 from tests.conftest import LiveService

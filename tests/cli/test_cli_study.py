@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from aimc_cli import main
-from aimc_spec.comparison import format_summary
-from aimc_spec.statistics import summarise
+from aimc_study.comparison import format_summary
+from aimc_study.statistics import summarise
 
 TINY = """
 name: tiny

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from aimc_client import AuthError, Client, ConflictError, InvalidError, NotFoundError
-from aimc_client.errors import RateLimitError, ServiceUnavailable
+from aimc_client.errors import RateLimitError, ServiceUnavailable, Unreachable
 from tests.conftest import LiveService
 
 TINY = {
@@ -260,3 +260,13 @@ def test_url_and_key_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     client = Client()
     assert client.url == "http://example.test:9000"
     assert client.http.headers["Authorization"] == "Bearer env-key"
+
+
+def test_an_unreachable_service_is_named_by_its_url_without_a_status() -> None:
+    """No HTTP status was received, so the message shows none (it once read "0 ...")."""
+    url = "http://127.0.0.1:9"
+    with pytest.raises(Unreachable) as err:
+        Client(url, "k", retries=0).get("j")
+    assert err.value.url == url and err.value.reason
+    assert isinstance(err.value, ServiceUnavailable) and err.value.status == 0
+    assert str(err.value) == f"Service unreachable: {url}: {err.value.reason}"

@@ -291,7 +291,7 @@ def test_torchrun_runs_a_spec_as_it_would_across_hosts(tmp_path: Path) -> None:
         sys.executable, "-m", "torch.distributed.run",
         "--nnodes", "1", "--nproc-per-node", "2",
         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-        "-m", "aimc_engine.cli", "run", "spec.json", "--out", "out", "--quiet",
+        "-m", "aimc_cli", "run", "spec.json", "--out", "out", "--quiet",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -144,7 +144,7 @@ def test_validate_shows_the_expanded_preset(tmp_path) -> None:
     path = tmp_path / "spec.yaml"
     path.write_text("analog: {device: {preset: reram_es}}\n")
     out = subprocess.run(
-        [sys.executable, "-m", "aimc_engine.cli", "validate", str(path)],
+        [sys.executable, "-m", "aimc_cli", "validate", str(path)],
         capture_output=True,
         text=True,
         check=True,

@@ -169,7 +169,7 @@ def test_spec_module_and_package_do_not_import_torch() -> None:
     """Neither do the modules the API uses, nor the API app itself (it stays light)."""
     code = (
         "import aimc_engine, aimc_spec.spec, aimc_spec.cost, aimc_engine.pipeline.schedule, "
-        "aimc_engine.pipeline.timeline, aimc_spec.sweep, aimc_spec.comparison, "
+        "aimc_engine.pipeline.timeline, aimc_spec.sweep, aimc_study.comparison, "
         "aimc_spec.dataset_files, aimc_spec.metric_record, service.app, sys; "
         "print('torch' in sys.modules)"
     )
@@ -194,9 +194,7 @@ def test_every_field_has_a_description() -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "aimc_engine.cli", *args], capture_output=True, text=True
-    )
+    return subprocess.run([sys.executable, "-m", "aimc_cli", *args], capture_output=True, text=True)
 
 
 def test_cli_validate_prints_the_normalised_spec(tmp_path: Path) -> None:

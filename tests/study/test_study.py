@@ -14,9 +14,11 @@ import pytest
 from scipy import stats
 
 from aimc_spec.spec import SpecError
-from aimc_spec.statistics import HOLDS, welch
-from aimc_spec.study import load_study_file, parse_plan, parse_study
-from aimc_spec.study_report import evaluate_claim, load_runs, measure, runs_csv, summary_csv
+from aimc_study.claims import evaluate_claim
+from aimc_study.plan import load_study_file, parse_plan, parse_study
+from aimc_study.records import load_runs, measure
+from aimc_study.statistics import HOLDS, welch
+from aimc_study.tables import runs_csv, summary_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -166,7 +168,7 @@ def test_invalid_job_specs_are_located_at_the_override_that_made_them() -> None:
     assert found[0][0] == "variants.0.overrides.optimizer.lr" and "greater than 0" in found[0][1]
     assert problems(study(spec={"modle": {}}))[0] == (
         "spec.modle",
-        "unknown field (not part of the job spec) (in base)",
+        "unknown field (not part of the job spec); did you mean 'model'? (in base)",
     )
     missing = problems({"name": "s", "spec": "no/such.yaml"})
     assert missing[0][0] == "spec" and "cannot read" in missing[0][1]

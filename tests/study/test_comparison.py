@@ -8,19 +8,11 @@ from typing import Any
 
 import pytest
 
-from aimc_cli.study import split_grid
-from aimc_spec.comparison import (
-    Run,
-    format_grouped_table,
-    group_runs,
-    grouped_figure,
-    mean_curve,
-    plot_grouped,
-    plot_overlay,
-    plot_versus,
-)
 from aimc_spec.spec import parse_spec
-from aimc_spec.statistics import summarise
+from aimc_study.comparison import Run, format_grouped_table, group_runs
+from aimc_study.plots import grouped_figure, mean_curve, plot_grouped, plot_overlay, plot_versus
+from aimc_study.remote import split_grid
+from aimc_study.statistics import summarise
 
 
 def points(accuracies: list[float], loss: float = 1.0) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from aimc_spec.progress import Progress, format_seconds
+from aimc_cli.progress import Progress, format_seconds
 
 
 def record(step: int, acc: float) -> dict:
@@ -56,7 +56,7 @@ def job(state: str, progress: float, step: int | None = None) -> dict:
 
 def test_remote_job_progress_bar_on_a_terminal() -> None:
     """`aimc submit --wait` on a terminal: one bar redrawn with state, loss, accuracy, ETA."""
-    from aimc_cli.remote import JobProgress
+    from aimc_cli.remote.jobs import JobProgress
 
     out = io.StringIO()
     view = JobProgress(out, tty=True)
@@ -71,7 +71,7 @@ def test_remote_job_progress_bar_on_a_terminal() -> None:
 
 def test_remote_job_progress_lines_elsewhere() -> None:
     """Off a terminal: a line per state change and per new metric point, none repeated."""
-    from aimc_cli.remote import JobProgress
+    from aimc_cli.remote.jobs import JobProgress
 
     out = io.StringIO()
     view = JobProgress(out, tty=False)

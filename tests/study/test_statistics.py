@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from aimc_spec.statistics import (
+from aimc_study.statistics import (
     DOES_NOT_HOLD,
     HOLDS,
     INCONCLUSIVE,

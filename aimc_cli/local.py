@@ -1,4 +1,8 @@
-"""The engine's command line: run a job locally, validate a spec, show a schedule."""
+"""The local commands of `aimc`: run a job here, validate a spec, show a schedule.
+
+They use the engine, which the CLI may import and which knows nothing of the CLI (its
+terminal progress bar is aimc_cli.progress).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 import yaml
 
 from aimc_spec.spec import JobSpec, SpecError, load_spec_file
+from aimc_spec.vocabulary import JobState
 
 EXIT_BAD_SPEC = 2
 
@@ -36,10 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _load(args.spec)
     if spec is None:
         return EXIT_BAD_SPEC
+    from aimc_cli.progress import Progress
     from aimc_engine.artifacts import append_metrics_jsonl, write_run
     from aimc_engine.pipeline.torchrun import torchrun_rank
     from aimc_engine.runner import Callbacks, RunError, run
-    from aimc_spec.progress import Progress
 
     out = Path(args.out)
     rank = torchrun_rank()
@@ -89,7 +94,7 @@ def _torchrun_stage(spec: JobSpec, out: Path, progress: object) -> int:
 def _report(result: dict[str, Any], out: Path) -> int:
     """Print the run's outcome; the exit status of `aimc run`."""
     print(json.dumps({"status": result["status"], "final": result["final"], "out": str(out)}))
-    if result["status"] != "succeeded":
+    if result["status"] != JobState.SUCCEEDED:
         print(result["error"] or result["status"], file=sys.stderr)
         return 1
     return 0
@@ -137,15 +142,6 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The engine's own commands; the `aimc` script adds the service's (aimc_cli)."""
-    parser = argparse.ArgumentParser(
-        prog="aimc", description="Simulate training on analog in-memory computing hardware."
-    )
-    add_engine_commands(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def add_engine_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """run, schedule, validate: commands that need no service."""
     p = sub.add_parser("run", help="train a job locally and write its results to --out")
@@ -161,12 +157,3 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser("validate", help="print the normalised spec, or its problems (exit 2)")
     p.add_argument("spec", help="job spec, YAML or JSON")
     p.set_defaults(func=cmd_validate)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
