@@ -17,13 +17,13 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from aimc_cli.progress import Progress, format_seconds
 from aimc_cli.remote.common import explain
+from aimc_spec.slots import slots_for
 from aimc_spec.spec import JobSpec, SpecError
 from aimc_spec.vocabulary import JobState
 from aimc_study.plan import Study, StudyJob, StudyPlan, load_plan
@@ -93,21 +93,34 @@ def run_job(spec: JobSpec, runs_dir: str, label: str) -> tuple[str, float | None
 
 
 def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: StudyProgress) -> int:
-    """The pending jobs (each with its runs folder) in `workers` spawned processes;
-    EXIT_JOB_FAILED if any failed."""
+    """The pending jobs (each with its runs folder) in `workers` spawned processes, never
+    more processes at once than `workers`: a job whose stages run as processes takes one
+    slot per stage (aimc_spec.slots, as on a worker host), so a wall-clock comparison is
+    not run beside other jobs on the same cores. EXIT_JOB_FAILED if any failed."""
     code = EXIT_OK
+    waiting = list(pending)
     context = multiprocessing.get_context("spawn")  # no forked torch state in the children
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures: dict[Future[tuple[str, float | None]], StudyJob] = {
-            pool.submit(run_job, job.spec, str(runs_dir), job.label): job
-            for job, runs_dir in pending
-        }
+        running: dict[Future[tuple[str, float | None]], tuple[StudyJob, int]] = {}
+
+        def start_what_fits() -> None:
+            used = sum(slots for _, slots in running.values())
+            while waiting:
+                job, runs_dir = waiting[0]
+                need = min(slots_for(job.spec), workers)
+                if running and used + need > workers:
+                    return
+                waiting.pop(0)
+                future = pool.submit(run_job, job.spec, str(runs_dir), job.label)
+                running[future] = (job, need)
+                used += need
+
         try:
-            remaining: Iterable[Future[tuple[str, float | None]]] = futures
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            start_what_fits()
+            while running:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in done:
-                    job = futures[future]
+                    job, _ = running.pop(future)
                     try:
                         status, accuracy = future.result()
                     except Exception as exc:  # a crash in the job: report, carry on
@@ -115,6 +128,7 @@ def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: Stud
                     if status != JobState.SUCCEEDED:
                         code = EXIT_JOB_FAILED
                     progress.job_done(job, status, accuracy)
+                start_what_fits()
         except KeyboardInterrupt:
             # stop the jobs in flight now (their folders stay .partial and are removed on
             # resume); ProcessPoolExecutor has no public way to do so before Python 3.14

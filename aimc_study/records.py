@@ -48,16 +48,18 @@ class RunRecord:
 
 def measure(record: RunRecord, comparison: Comparison) -> float:
     """What a comparison compares of one run: the mean of the metric's last `tail` points
-    (the final value when tail is 1), or with a `target`, the simulated time of the first
-    point at which the metric reaches it (at most it for a loss, at least it otherwise);
-    nan if the run failed, lacks the metric or never reaches the target."""
+    (the final value when tail is 1), or with a `target`, the time on the comparison's
+    clock (simulated ns, or wall seconds) of the first point at which the metric reaches
+    it (at most it for a loss, at least it otherwise); nan if the run failed, lacks the
+    metric or never reaches the target."""
     metric = comparison.metric
     if comparison.target is None and comparison.tail == 1:
         return record.value(metric)
     if not record.ok:
         return math.nan
+    clock = "wall_s" if comparison.clock == "wall" else "sim_time_ns"
     values: list[tuple[Any, float]] = [
-        (p.get("sim_time_ns"), float(p[metric]))
+        (p.get(clock), float(p[metric]))
         for p in record.points
         if isinstance(p.get(metric), int | float)
     ]
@@ -77,7 +79,8 @@ def measure_name(comparison: Comparison) -> str:
     metric = comparison.metric
     if comparison.target is not None:
         relation = "≤" if "loss" in metric else "≥"
-        return f"simulated ns until {metric} {relation} {comparison.target:g}"
+        clock = "wall-clock s" if comparison.clock == "wall" else "simulated ns"
+        return f"{clock} until {metric} {relation} {comparison.target:g}"
     if comparison.tail > 1:
         return f"{metric} (mean of the last {comparison.tail} points)"
     return f"final {metric}"

@@ -16,7 +16,7 @@ from scipy import stats
 from aimc_spec.spec import SpecError
 from aimc_study.claims import evaluate_claim
 from aimc_study.plan import load_study_file, parse_plan, parse_study
-from aimc_study.records import load_runs, measure
+from aimc_study.records import load_runs, measure, measure_name
 from aimc_study.statistics import HOLDS, welch
 from aimc_study.tables import runs_csv, summary_csv
 
@@ -335,6 +335,8 @@ def test_factor_and_claim_errors_name_the_field() -> None:
     assert tail == [
         ("comparisons.0.tail", "a time-to-target comparison looks at every point, not a tail")
     ]
+    clock = problems(study(comparisons=[{"name": "c", "clock": "wall"}]))
+    assert clock == [("comparisons.0.clock", "a clock is read only to reach a target: set target")]
     assert form["comparisons.0.claims.0.x"] == "a trend claim needs the factor it runs along"
     assert form["comparisons.0.claims.1.formula"] == "a ratio claim needs the expected ratio"
     assert "only numbers, names and + - * / **" in form["comparisons.0.claims.2.formula"]
@@ -423,21 +425,24 @@ def test_tail_and_time_to_target_measures(tmp_path: Path) -> None:
                 {"name": "tail", "tail": 2},
                 {"name": "target", "target": 0.5},
                 {"name": "loss", "metric": "test_loss", "target": 1.0},
+                {"name": "wall", "target": 0.5, "clock": "wall"},
             ]
         ),
         ROOT,
     )
     points = [
-        {"sim_time_ns": 10.0, "test_accuracy": 0.3, "test_loss": 2.0},
-        {"sim_time_ns": 20.0, "test_accuracy": 0.6, "test_loss": 0.9},
-        {"sim_time_ns": 30.0, "test_accuracy": 0.4, "test_loss": 1.5},
+        {"sim_time_ns": 10.0, "wall_s": 1.5, "test_accuracy": 0.3, "test_loss": 2.0},
+        {"sim_time_ns": 20.0, "wall_s": 2.5, "test_accuracy": 0.6, "test_loss": 0.9},
+        {"sim_time_ns": 30.0, "wall_s": 3.5, "test_accuracy": 0.4, "test_loss": 1.5},
     ]
     write_points(tmp_path, s.jobs[0].label, points, 30.0)
     record = load_runs(s, tmp_path)[s.jobs[0].label]
-    tail, target, loss = s.file.comparisons
+    tail, target, loss, wall = s.file.comparisons
     assert measure(record, tail) == pytest.approx(0.5)  # mean of 0.6 and 0.4
     assert measure(record, target) == 20.0  # the first point at or above 0.5
     assert measure(record, loss) == 20.0  # a loss reaches its target from above
+    assert measure(record, wall) == 2.5  # the same point, on the wall clock
+    assert measure_name(wall) == "wall-clock s until test_accuracy ≥ 0.5"
     never = target.model_copy(update={"target": 0.9})
     assert math.isnan(measure(record, never))
 
