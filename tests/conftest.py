@@ -194,3 +194,15 @@ def live_service(worker_store: JobStore) -> Iterator[LiveService]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Terminate (a Celery worker's warm shutdown waits for its job), kill if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

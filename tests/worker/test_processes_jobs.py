@@ -17,7 +17,7 @@ import pytest
 
 from aimc_store.store import JobStore
 from service.serve import worker_command
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 from tests.worker.test_worker_e2e import submit, wait_for
 from worker.slots import Slots
 
@@ -146,12 +146,7 @@ def second_worker(worker_store: JobStore) -> Any:
         env=os.environ.copy(),
     )
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc, timeout=30)
 
 
 def test_two_workers_never_run_more_stage_processes_than_the_host_has_slots(

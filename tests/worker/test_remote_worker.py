@@ -24,7 +24,7 @@ from aimc_client import Client
 from aimc_store.store import JobStore
 from service.serve import free_port, redis_binary, wait_for_port, worker_command
 from service.settings import Settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stop_process
 from tests.engine.test_datasets import save_npz
 from tests.worker.test_restarts import descendants
 
@@ -174,13 +174,7 @@ def remote(tmp_path: Path, network: Network) -> Iterator[Remote]:
         yield env
     finally:
         for proc in env.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
         api.should_exit = True
         thread.join(timeout=10)
         server.terminate()
