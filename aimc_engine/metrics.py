@@ -7,7 +7,7 @@ of micro-batches still in a pipeline.
 
 Each measurement is written per stage, with the combination of the stages' parts
 separate: the single-process run passes one stage's output to the next itself, a
-stage process (pipeline/distributed.py) sends it to its neighbour, and both add the
+stage process (pipeline/stage_points.py) sends it to its neighbour, and both add the
 parts up in the same order, so the two give the same floats bit for bit.
 """
 

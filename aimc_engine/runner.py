@@ -78,10 +78,11 @@ def run(
     format is refused (RunError). `uploaded` is the .npz file of a
     `dataset: {name: uploaded}` spec (the service fetches it by id).
     """
+    if spec.pipeline.executor == "processes":  # here: the shapes only, and the weights after
+        data = prepare_data(spec, torch.device("cpu"), uploaded)
+        return _run_processes(spec, data, callbacks or Callbacks(), resume, uploaded)
     device = resolve_device(spec.device)
     data = prepare_data(spec, device, uploaded)
-    if spec.pipeline.executor == "processes":
-        return _run_processes(spec, data, callbacks or Callbacks(), resume, uploaded)
     training = Training(spec, data, device, callbacks or Callbacks())
     if resume is None:
         training.measure()  # the point before any training

@@ -14,7 +14,7 @@ existing streams (and every seed's results) stay as they are.
 The streams a stage's tiles draw from (INIT, NOISE, OBSERVE) are per stage: stage s's
 stream is `SeedSequence(seed, spawn_key=(stream, s))`, the s-th grandchild. So the draws
 a stage sees depend on nothing but its own actions, and a process that runs one stage
-(pipeline/distributed.py) draws exactly what the single-process simulator draws for it.
+(pipeline/stage_process.py) draws exactly what the single-process simulator draws for it.
 DATA and DATASET stay one per run: stage 0 and the last stage replay the same shuffle.
 """
 

@@ -572,12 +572,6 @@ class PipelineSpec(_Strict):
                 )
         return self
 
-    @property
-    def backend(self) -> str:
-        """torch.distributed's backend for the stages' devices (processes executor)."""
-        on_cuda = self.devices is not None and self.devices[0].startswith("cuda")
-        return "nccl" if on_cuda else "gloo"
-
     @model_validator(mode="after")
     def _stale_schedule(self) -> PipelineSpec:
         if self.compensation.mode != "none" and self.schedule not in ASYNCHRONOUS:
@@ -636,6 +630,12 @@ class JobSpec(_Strict):
             raise _fail(
                 "pipeline.devices",
                 f"{devices} names CUDA devices but device is 'cpu'; use device: cuda or auto",
+            )
+        if self.device == "cuda" and devices and not devices[0].startswith("cuda"):
+            raise _fail(
+                "pipeline.devices",
+                f"{devices} puts the stages on the CPU but device is 'cuda'; name CUDA "
+                "devices or use device: cpu",
             )
         if self.model.kind != "mlp" and self.dataset.name == "synthetic":
             raise _fail(

@@ -14,8 +14,9 @@ process), and prints
 - what the timeline predicts from the latency model (equal cost per layer), what a
   replay of the same schedules predicts with each stage's measured action times, and
   the formula (B + P - 1) / B of balanced stages,
-- per process: the fraction of its time spent waiting for a neighbour, and the
-  communication time per micro-batch (posting sends plus waiting for messages).
+- per process: the fraction of its time spent waiting for a neighbour, and per
+  micro-batch the time spent waiting for messages or posting sends (the waits include
+  the schedule's bubbles) and the sends alone.
 
 Part 2 measures peak resident memory: the same wide model in one process (simulated)
 and in its stage processes, each a fresh process.
@@ -69,8 +70,10 @@ def spec(schedule: str, n: int, b: int, size: int, mode: str) -> dict[str, Any]:
 
 
 def training_seconds(result: dict[str, Any]) -> float:
-    """Wall time of the training proper: the slowest stage's actions and waits (metric
-    points and start-up left out)."""
+    """Wall time of the training proper, as the stages clocked it: the longest of the
+    stages' time in their actions plus their waits inside them (each stage runs its
+    actions back to back, so that is its wall time between metric points; the metric
+    points and the start-up are left out)."""
     return max(sum(p["compute_s"].values()) + p["train_wait_s"] for p in result["processes"])
 
 
@@ -113,11 +116,12 @@ def part_speed(n: int, b: int, size: int, mode: str, repeats: int) -> None:
         )
         for p in r["processes"]:
             wait = p["train_wait_s"] / (sum(p["compute_s"].values()) + p["train_wait_s"])
-            comm_ms = (p["send_s"] + p["train_wait_s"]) / n * 1e3
+            comm_ms = (p["send_s"] + p["train_wait_s"]) / n * 1e3  # bubbles included
             compute = ", ".join(f"{k} {v / max(1, n) * 1e3:.2f}" for k, v in p["compute_s"].items())
             print(
-                f"    stage {p['stage']}: waiting {wait:6.1%} of its time, communication "
-                f"{comm_ms:6.2f} ms per micro-batch (sends {p['send_s'] / n * 1e3:.3f} ms), "
+                f"    stage {p['stage']}: waiting {wait:6.1%} of its time; per micro-batch "
+                f"{comm_ms:6.2f} ms waiting or sending, of which sends "
+                f"{p['send_s'] / n * 1e3:.3f} ms; "
                 f"compute ms per micro-batch: {compute}"
             )
     print(f"  async / gpipe speedup, measured on the wall clock: {measured:5.2f}x")

@@ -47,7 +47,7 @@ class Stage:
     """One stage's compute: its layers, the algorithm that updates them, and the autograd
     graphs of its micro-batches in flight. What comes in and goes out (activations,
     gradients, targets) is the caller's: the executor below hands it between stages in
-    one process, a stage process (distributed.py) sends it to its neighbours."""
+    one process, a stage process (stage_process.py) sends it to its neighbours."""
 
     def __init__(
         self, index: int, module: nn.Module, algorithm: Algorithm, schedule: Schedule

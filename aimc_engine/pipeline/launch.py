@@ -3,11 +3,12 @@
 One host (`run_processes`): the caller's process hosts the rendezvous (a TCPStore on a
 port the OS picks, or `pipeline.port`), starts one process per stage from a fork server
 (a clean Python that imported torch once, so no stage inherits the caller's torch
-threads), relays their events to the run's callbacks (metric points, progress,
-checkpoints merged from the stages' parts), sets a shared flag when a cancel is asked,
-and makes sure no stage process outlives the run: each dies with its fork server,
-which dies with the caller, and the caller kills what is left when the run ends.
-A stage process that dies fails the run, naming the stage.
+threads), relays what each stage sends on a pipe of its own to the run's callbacks
+(metric points, progress, checkpoints merged from the stages' parts), sets a shared flag
+when a cancel is asked, and makes sure no stage process outlives the run: each stage
+watches the caller's process and exits when it ends (killed workers included), and the
+caller kills what is left when the run ends. A stage process that dies fails the run,
+naming the stage: its pipe closes, whatever it was sending.
 
 Several hosts: torchrun.py.
 """
@@ -18,7 +19,7 @@ import contextlib
 import ctypes
 import datetime
 import os
-import queue
+import select
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +65,9 @@ def placement(spec: JobSpec) -> list[torch.device]:
         if spec.device != "cpu" and gpus >= p.stages:
             return [torch.device(f"cuda:{s}") for s in range(p.stages)]
         return [torch.device("cpu")] * p.stages
-    devices = [torch.device(name) for name in p.devices]
-    cuda = [str(d) if d.index is not None else "cuda:0" for d in devices if d.type == "cuda"]
+    # on one host a bare `cuda` is the first GPU
+    devices = [torch.device("cuda:0" if name == "cuda" else name) for name in p.devices]
+    cuda = [str(d) for d in devices if d.type == "cuda"]
     repeated = sorted({d for d in cuda if cuda.count(d) > 1})
     if repeated:
         raise RunError(
@@ -72,13 +75,11 @@ def placement(spec: JobSpec) -> list[torch.device]:
             "GPU of its own per stage on one host"
         )
     for i, device in enumerate(devices):
-        if device.type == "cuda":
-            index = device.index or 0
-            if index >= gpus:
-                raise RunError(
-                    f"pipeline.devices.{i}: {p.devices[i]} does not exist here (torch sees "
-                    f"{gpus} CUDA devices); NCCL needs one CUDA device per stage"
-                )
+        if device.type == "cuda" and (device.index or 0) >= gpus:
+            raise RunError(
+                f"pipeline.devices.{i}: {p.devices[i]} does not exist here (torch sees "
+                f"{gpus} CUDA devices); NCCL needs one CUDA device per stage"
+            )
     return devices
 
 
@@ -104,13 +105,34 @@ def _without_main() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
-def _as_stage(stage: int) -> None:
-    """SIGKILL this process when its parent (the fork server) dies, and name it
-    `aimc-stage-<s>` where ps and top show it (Linux)."""
+def _as_stage(stage: int, launcher: int) -> None:
+    """Name this process `aimc-stage-<s>` where ps and top show it, SIGKILL it when its
+    parent (the fork server) dies (Linux), and end it when the launcher's process ends:
+    the fork server outlives a killed launcher while any stage holds its pipe, so its
+    death alone is no sign."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         libc.prctl(PR_SET_NAME, f"aimc-stage-{stage}".encode()[:15])
+    threading.Thread(target=_exit_with, args=(launcher,), daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    """Exit this process once process `pid` has ended (a pidfd where Linux has one,
+    else a look every second)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd: poll
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+    select.select([fd], [], [])
+    os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,8 @@ class StageJob:
     spec: dict[str, Any]
     stage: int
     device: str
+    backend: str  # nccl on a CUDA device, else gloo
+    launcher: int  # the pid the stage lives no longer than
     host: str
     port: int
     threads: int
@@ -128,23 +152,23 @@ class StageJob:
     checkpoint_every: int | None
 
 
-class QueueSink:
-    """A stage's events to the launcher's queue; the cancel flag it shares."""
+class PipeSink:
+    """A stage's events on its own pipe to the launcher; the cancel flag they share."""
 
-    def __init__(self, stage: int, events: Any, stop: Any) -> None:
-        self.stage, self.events, self.stop = stage, events, stop
+    def __init__(self, events: Connection, stop: Any) -> None:
+        self.events, self.stop = events, stop
 
     def metrics(self, record: dict[str, Any]) -> None:
-        self.events.put(("metrics", self.stage, record))
+        self.events.send(("metrics", record))
 
     def progress(self, done: int, total: int, loss: float) -> None:
-        self.events.put(("progress", self.stage, (done, total, loss)))
+        self.events.send(("progress", (done, total, loss)))
 
     def checkpoint(self, done: int, part: dict[str, Any]) -> None:
-        self.events.put(("checkpoint", self.stage, (done, part)))
+        self.events.send(("checkpoint", (done, part)))
 
     def finish(self, output: dict[str, Any]) -> None:
-        self.events.put(("final", self.stage, output))
+        self.events.send(("final", output))
 
     def stop_asked(self) -> bool:
         return bool(self.stop.is_set())
@@ -156,9 +180,9 @@ def prepare(spec: JobSpec, device: torch.device, uploaded: str | None) -> Any:
     return prepare_data(spec, device, Path(uploaded) if uploaded else None)
 
 
-def stage_main(job: StageJob, events: Any, stop: Any) -> None:
+def stage_main(job: StageJob, events: Connection, stop: Any) -> None:
     """A stage process's body: join the others, run the stage, report, leave."""
-    _as_stage(job.stage)
+    _as_stage(job.stage, job.launcher)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one host: loopback only
     torch.set_num_threads(job.threads)
     spec = parse_spec(job.spec)
@@ -169,29 +193,19 @@ def stage_main(job: StageJob, events: Any, stop: Any) -> None:
         timeout = datetime.timedelta(seconds=spec.pipeline.timeout_s)
         store = dist.TCPStore(job.host, job.port, is_master=False, timeout=timeout)
         dist.init_process_group(
-            spec.pipeline.backend,
-            store=store,
-            rank=job.stage,
-            world_size=spec.pipeline.stages,
+            job.backend, store=store, rank=job.stage, world_size=spec.pipeline.stages,
             timeout=timeout,
-        )
-        sink = QueueSink(job.stage, events, stop)
+        )  # fmt: skip
         data = prepare(spec, device, job.uploaded)
-        stage = StageRun(spec, data, job.stage, device, sink, job.resume)
+        stage = StageRun(spec, data, job.stage, device, PipeSink(events, stop), job.resume)
         stage.finish(stage.run(job.checkpoint_every))
-    except RunError as exc:
-        events.put(("error", job.stage, str(exc)))
+    except Exception as exc:  # the launcher reports it (and ends the other stages)
+        named = isinstance(exc, RunError)
+        events.send(("error", str(exc) if named else f"stage {job.stage}: {exc!r}"))
         events.close()
-        events.join_thread()
-        os._exit(3)
-    except Exception as exc:
-        events.put(("error", job.stage, f"stage {job.stage}: {type(exc).__name__}: {exc}"))
-        events.close()
-        events.join_thread()
         os._exit(3)
     dist.destroy_process_group()
     events.close()
-    events.join_thread()
 
 
 class Checkpoints:
@@ -264,13 +278,16 @@ def run_processes(
         ) from None
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["aimc_engine.pipeline.launch"])
-    events, stop = ctx.Queue(), ctx.Event()
+    stop = ctx.Event()
+    pipes = [ctx.Pipe(duplex=False) for _ in range(p.stages)]  # (launcher's end, stage's)
     every = callbacks.checkpoint_every if callbacks.on_checkpoint else None
     jobs = [
         StageJob(
             spec.model_dump(mode="json"),
             s,
             str(devices[s]),
+            "nccl" if devices[s].type == "cuda" else "gloo",
+            os.getpid(),
             "127.0.0.1",
             store.port,
             threads_per_stage(p.stages),
@@ -280,12 +297,17 @@ def run_processes(
         )
         for s in range(p.stages)
     ]
-    procs = [ctx.Process(target=stage_main, args=(job, events, stop), daemon=True) for job in jobs]
+    procs = [
+        ctx.Process(target=stage_main, args=(job, pipes[job.stage][1], stop), daemon=True)
+        for job in jobs
+    ]
     try:
         with _without_main():
             for proc in procs:
                 proc.start()
-        return _relay(spec, procs, events, stop, callbacks)
+        for _, stage_end in pipes:
+            stage_end.close()  # the stage holds it alone: its death closes the pipe
+        return _relay(spec, procs, [ours for ours, _ in pipes], stop, callbacks)
     finally:
         for proc in procs:
             if proc.pid is None:  # never started
@@ -297,39 +319,42 @@ def run_processes(
 
 
 def _relay(
-    spec: JobSpec, procs: list[Any], events: Any, stop: Any, callbacks: Callbacks
+    spec: JobSpec, procs: list[Any], pipes: list[Connection], stop: Any, callbacks: Callbacks
 ) -> dict[str, Any]:
-    """Pass the stages' events to the callbacks until stage 0's output arrives."""
+    """Pass the stages' events to the callbacks until stage 0's output arrives; RunError
+    naming the stage if a stage process fails or dies."""
     checkpoints = Checkpoints(spec)
-    handlers: dict[str, Callable[[int, Any], None]] = {}
+    handlers: dict[str, Callable[[Any], None]] = {}
     output: dict[str, Any] = {}
     errors: list[str] = []
     if callbacks.on_metrics:
-        on_metrics = callbacks.on_metrics
-        handlers["metrics"] = lambda s, record: on_metrics(record)
+        handlers["metrics"] = callbacks.on_metrics
     if callbacks.on_progress:
         on_progress = callbacks.on_progress
-        handlers["progress"] = lambda s, args: on_progress(*args)
+        handlers["progress"] = lambda args: on_progress(*args)
     if callbacks.on_checkpoint:
         on_checkpoint = callbacks.on_checkpoint
 
-        def on_part(s: int, args: Any) -> None:
+        def on_part(args: Any) -> None:
             blob = checkpoints.add(*args)
             if blob is not None:
                 on_checkpoint(blob)
 
         handlers["checkpoint"] = on_part
-    handlers["final"] = lambda s, out: output.update(out)
-    handlers["error"] = lambda s, message: errors.append(message)
+    handlers["final"] = output.update
+    handlers["error"] = errors.append
+    open_pipes = {pipe: s for s, pipe in enumerate(pipes)}
     last_stop_check = 0.0
-    while True:
-        try:
-            kind, stage, payload = events.get(timeout=EVENT_POLL_S)
-        except queue.Empty:
-            pass
-        else:
-            if kind in handlers:
-                handlers[kind](stage, payload)
+    while open_pipes:
+        for pipe in wait(list(open_pipes), timeout=EVENT_POLL_S):
+            assert isinstance(pipe, Connection)
+            try:
+                kind, payload = pipe.recv()
+            except EOFError:  # the stage has exited, or died (mid-message, even)
+                s = open_pipes.pop(pipe)
+                _check_exit(s, procs[s], errors)
+                continue
+            handlers.get(kind, lambda _: None)(payload)
             if output:
                 return output
         now = time.monotonic()
@@ -337,14 +362,15 @@ def _relay(
             last_stop_check = now
             if callbacks.should_stop():
                 stop.set()
-        dead = [
-            (s, proc.exitcode) for s, proc in enumerate(procs) if proc.exitcode not in (None, 0)
-        ]
-        if dead and events.empty():
-            if errors:
-                raise RunError(errors[0])
-            s, code = dead[0]
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            raise RunError(f"stage {s}: its process {how}")
-        if all(proc.exitcode == 0 for proc in procs) and events.empty():
-            raise RunError("the stage processes ended without a result")
+    raise RunError(errors[0] if errors else "the stage processes ended without a result")
+
+
+def _check_exit(s: int, proc: Any, errors: list[str]) -> None:
+    """Stage s's pipe has closed: RunError if its process failed (a signal names the
+    stage; else the error it sent, or another stage's about losing it)."""
+    proc.join()
+    code = proc.exitcode
+    if code is not None and code < 0:
+        raise RunError(f"stage {s}: its process was killed by signal {-code}")
+    if code:
+        raise RunError(errors[0] if errors else f"stage {s}: its process exited with code {code}")

@@ -14,6 +14,7 @@ from every stage's final part in stage_result.py. Messages and stopping: transpo
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
 import os
@@ -91,10 +92,13 @@ class Neighbours:
         return [link for link in links if link is not None]
 
 
-def connect(s: int, stages: int, device: torch.device, traffic: Traffic) -> Neighbours:
+def connect(
+    s: int, stages: int, device: torch.device, traffic: Traffic, timeout: datetime.timedelta
+) -> Neighbours:
     """The links of stage s (its rank): training messages on the default group, metric
-    points on a second group every rank creates, in the same order."""
-    metric_group = dist.new_group(list(range(stages))) if stages > 1 else None
+    points on a second group every rank creates, in the same order, with the same
+    timeout (a new group would otherwise wait torch's default half hour)."""
+    metric_group = dist.new_group(list(range(stages)), timeout=timeout) if stages > 1 else None
 
     def link(peer: int, group: dist.ProcessGroup | None) -> Link | None:
         return Link(peer, group, device, traffic) if 0 <= peer < stages else None
@@ -138,7 +142,8 @@ class StageRun:
         self.compute = Stage(s, self.module, algorithm, self.schedule)
         self.compute.compensation = self.compensation
         self.traffic = Traffic()
-        self.links = connect(s, p.stages, device, self.traffic)
+        timeout = datetime.timedelta(seconds=p.timeout_s)
+        self.links = connect(s, p.stages, device, self.traffic, timeout)
         self.metrics: list[dict[str, Any]] = []
         self.running, self.running_n = 0.0, 0
         self.last_progress = 0.0

@@ -59,12 +59,20 @@ def torchrun_rank() -> tuple[int, int] | None:
 
 
 def torchrun_device(spec: JobSpec, rank: int) -> torch.device:
-    """Rank `rank`'s device: pipeline.devices[rank], else this host's GPU LOCAL_RANK where
-    `device` allows and it exists, else the CPU."""
+    """Rank `rank`'s device: pipeline.devices[rank] (a bare `cuda`: this host's GPU
+    LOCAL_RANK), else that GPU where `device` allows and it exists, else the CPU."""
     p = spec.pipeline
-    if p.devices is not None:
-        return torch.device(p.devices[rank])
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    if p.devices is not None:
+        name = p.devices[rank]
+        device = torch.device(f"cuda:{local}" if name == "cuda" else name)
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.type == "cuda" and (device.index or 0) >= gpus:
+            raise RunError(
+                f"pipeline.devices.{rank}: {name} does not exist on this host (torch sees "
+                f"{gpus} CUDA devices)"
+            )
+        return device
     if spec.device != "cpu" and torch.cuda.is_available() and local < torch.cuda.device_count():
         return torch.device(f"cuda:{local}")
     if spec.device == "cuda":
@@ -89,7 +97,7 @@ def run_torchrun_rank(spec: JobSpec, out: Path, progress: Any) -> dict[str, Any]
     if device.type == "cuda":
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(seconds=p.timeout_s)
-    dist.init_process_group(p.backend, timeout=timeout)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     try:
         sink = LocalSink(out, progress if rank in (0, p.stages - 1) else None)
         data = prepare(spec, device, None)

@@ -13,7 +13,7 @@ metric link per neighbour, each on its own group (NCCL ignores tags, so two grou
 the two message streams in their own order). Training links (`StreamLink`) send one
 tensor per message once the shape is known, and receive the next message ahead. Sends
 are non-blocking (`isend`): a stage goes on computing while its activation or gradient
-travels; receives block, with the process group's timeout.
+travels; receives block, with the process groups' timeout (pipeline.timeout_s).
 
 Stopping (`drain`): a stage that stops (cancel, divergence, an error) sends STOP on
 every link it has not sent one on, then receives on every link until the neighbour's
@@ -106,8 +106,9 @@ class Link:
     def _lost(self, exc: RuntimeError) -> LostPeer:
         """A failed send or receive: the peer's process died, hangs or cannot be reached."""
         return LostPeer(
-            f"stage {self.peer}: lost its process ({_reason(exc)}); it died, hangs past "
-            "pipeline.timeout_s, or cannot be reached"
+            f"stage {self.peer}: lost its process ({_reason(exc)}): it died, cannot be "
+            "reached, or sent nothing for pipeline.timeout_s (raise it if stages are that "
+            "slow)"
         )
 
     def _header(self, *values: int) -> Tensor:
@@ -145,6 +146,8 @@ class Link:
         if kind == OBJECT:
             raw = self._recv(torch.empty(header[1], dtype=torch.uint8, device=self.device))
             return pickle.loads(raw.cpu().numpy().tobytes())
+        if kind != STOP:
+            raise LostPeer(f"stage {self.peer}: sent a message of unknown kind {kind}")
         self.got_stop = True
         raise Stopped(header[1], header[2], header[3])
 
@@ -238,6 +241,8 @@ class StreamLink(Link):
             self.traffic.wait_s += time.perf_counter() - start
         self.expected -= 1
         kind, reason, j, detail = buffer[:PACKED_HEADER].view(torch.int32).tolist()
+        if kind not in (DATA, STOP):
+            raise LostPeer(f"stage {self.peer}: sent a message of unknown kind {kind}")
         if kind == STOP:
             self.got_stop = True
             raise Stopped(reason, j, detail)

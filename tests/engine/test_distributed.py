@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,11 +240,14 @@ def test_a_port_in_use_is_refused_naming_the_field() -> None:
             run(parse_spec(spec))
 
 
-def test_a_hung_stage_fails_the_run_within_its_timeout() -> None:
+@pytest.mark.parametrize("eval_every", [50, 1])
+def test_a_hung_stage_fails_the_run_within_its_timeout(eval_every: int) -> None:
     """A stage that stops answering (SIGSTOP) is found by its neighbours' timeouts
-    (pipeline.timeout_s), and the run fails naming it instead of hanging."""
+    (pipeline.timeout_s), and the run fails naming it instead of hanging: in training,
+    and at metric points (a point every micro-batch: the others wait on the metric links,
+    whose process group has the same timeout)."""
     spec = processes(job("async", "digital", 3), timeout_s=5)
-    spec["training"] = {"steps": 100_000, "micro_batch_size": 8, "eval_every": 50}
+    spec["training"] = {"steps": 100_000, "micro_batch_size": 8, "eval_every": eval_every}
     stopped: list[int] = []
 
     def stop_the_middle_stage(record: dict[str, Any]) -> None:
@@ -274,6 +278,43 @@ def test_two_runs_at_once_never_collide() -> None:
         thread.join()
     for i, spec in enumerate(specs):
         assert_same_run(run(parse_spec(spec)), outputs[i])
+
+
+LAUNCHER = """
+import sys
+from aimc_engine.runner import run
+from aimc_spec.spec import parse_spec
+if __name__ == "__main__":
+    run(parse_spec(__import__("json").loads(sys.argv[1])))
+"""
+
+
+def test_no_stage_process_outlives_a_killed_launcher() -> None:
+    """kill -9 the process that started the stages (a worker's job process, say): every
+    stage process ends too, with nothing left running on its own."""
+    spec = processes(job("async", "digital", 2))
+    spec["training"] = {"steps": 200_000, "micro_batch_size": 8, "eval_every": 1000}
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, json.dumps(spec)], start_new_session=True
+    )
+    try:
+        stages: list[psutil.Process] = []
+        while len(stages) < 2:  # until both stages run (a fresh fork server takes seconds)
+            assert launcher.poll() is None, "the launcher ended before its stages started"
+            time.sleep(0.05)
+            stages = [
+                p
+                for p in psutil.Process(launcher.pid).children(recursive=True)
+                if p.name().startswith("aimc-stage-")
+            ]
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        _, alive = psutil.wait_procs(stages, timeout=60)
+        assert alive == [], f"stage processes outlived their launcher: {alive}"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
 
 
 def free_port() -> int:

@@ -101,15 +101,17 @@ def test_a_killed_processes_job_resumes_to_the_uninterrupted_result(
     assert job is not None and job.state == "running"
     engine_pid = int(worker_store.r.hget(f"{worker_store.p}job:{job_id}", "engine_pid"))
     pool = int(job.worker.rsplit(":", 1)[1])
+    stages = stage_processes_under(pool)
+    assert len(stages) == 2
     os.kill(engine_pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(stages, timeout=60)
+    assert alive == [], f"stage processes outlived their killed job process: {alive}"
     job = wait_for(worker_store, job_id, ("succeeded", "failed"), timeout=300)
     assert job.state == "succeeded", job.error
     assert job.attempts == 2
     assert without_wall(worker_store.metrics(job_id)) == without_wall(
         worker_store.metrics(reference)
     )
-    with contextlib.suppress(psutil.NoSuchProcess):
-        assert stage_processes_under(pool) == []
 
 
 def test_slots_are_held_by_open_files_and_freed_when_their_process_dies(tmp_path) -> None:
