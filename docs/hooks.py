@@ -205,6 +205,51 @@ def cli() -> str:
     return "\n".join(out)
 
 
+# --- the service's settings ---------------------------------------------------------
+
+
+def env_names(name: str, field: FieldInfo) -> str:
+    alias = field.validation_alias
+    names = getattr(alias, "choices", None) or [f"AIMC_{name.upper()}"]
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def settings_default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return "computed (see the description)"
+    value = field.default
+    if isinstance(value, Path):  # a home directory is the reader's, not the builder's
+        return f"`{str(value).replace(str(Path.home()), '~', 1)}`"
+    return f"`{json.dumps(value)}`"
+
+
+def settings() -> str:
+    from aimc_store.settings import StoreSettings
+    from service.settings import Settings
+    from worker.settings import WorkerSettings
+
+    out = []
+    for title, model, base in (
+        ("Read by the API and the workers", StoreSettings, None),
+        ("Read by the API only", Settings, StoreSettings),
+        ("Read by the workers only", WorkerSettings, StoreSettings),
+    ):
+        own = {
+            k: f
+            for k, f in model.model_fields.items()
+            if base is None or k not in base.model_fields
+        }
+        out += [f"### {title}", "", "| variable | type | default | allowed | description |"]
+        out.append("|---|---|---|---|---|")
+        out += [
+            f"| {env_names(name, f)} | {type_name(f.annotation, name)} | {settings_default(f)} "
+            f"| {cell(limits_of(f))} | {cell(f.description or '')} |"
+            for name, f in own.items()
+        ]
+        out.append("")
+    return "\n".join(out)
+
+
 # --- the import contracts -------------------------------------------------------------
 
 
@@ -223,6 +268,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "http-api": http_api,
     "cli": cli,
     "import-contracts": import_contracts,
+    "settings": settings,
 }
 
 

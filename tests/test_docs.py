@@ -113,3 +113,4 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert "/v1/jobs/{job_id}/events" in page("http-api")
     assert "usage: aimc study" in page("cli")  # every subcommand has its usage
     assert "wait_sweep" in page("client")  # from the client's docstrings
+    assert "AIMC_WORKER_NICE" in page("settings")
