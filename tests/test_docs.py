@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tokenize
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -92,6 +93,35 @@ def test_readme_links_into_docs_exist() -> None:
     targets = re.findall(r"\]\((docs/[^)#]+)", readme)
     assert targets
     assert [t for t in targets if not (ROOT / t).exists()] == []
+
+
+def load_hooks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_spec_reference_has_a_row_for_every_field() -> None:
+    """The generated tables walk every nested model: one row per field, each described."""
+    from pydantic import BaseModel
+
+    from aimc_spec.spec import JobSpec
+
+    hooks = load_hooks()
+
+    def fields(model: type[BaseModel]) -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            out.append(name)
+            for sub in hooks.models_in(field.annotation):
+                out += fields(sub)
+        return out
+
+    rows = [line for line in hooks.job_spec().splitlines() if line.startswith("| `")]
+    assert len(rows) == len(fields(JobSpec))
+    assert any(row.startswith("| `compensation` |") for row in rows)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs not installed")
