@@ -104,7 +104,7 @@ def load_hooks() -> ModuleType:
 
 
 def test_the_spec_reference_has_a_row_for_every_field() -> None:
-    """The generated tables walk every nested model: one row per field, each described."""
+    """The generated tables walk every nested model: one row per field."""
     from pydantic import BaseModel
 
     from aimc_spec.spec import JobSpec
