@@ -92,6 +92,10 @@ def limits_of(field: FieldInfo) -> str:
     return ", ".join(found)
 
 
+def described_below(field: FieldInfo) -> str:
+    return "Its fields: the table below." if any(models_in(field.annotation)) else ""
+
+
 def spec_sections(model: type[BaseModel], path: str) -> Iterator[str]:
     title = f"`{path}`" if path else "The top level"
     lines = [f"### {title} {{#{anchor(path or 'top')}}}", ""]
@@ -104,7 +108,7 @@ def spec_sections(model: type[BaseModel], path: str) -> Iterator[str]:
         child = f"{path}.{name}" if path else name
         lines.append(
             f"| `{name}` | {type_name(field.annotation, child)} | {cell(default_of(field))} "
-            f"| {cell(limits_of(field))} | {cell(field.description or '')} |"
+            f"| {cell(limits_of(field))} | {cell(field.description or described_below(field))} |"
         )
         nested += [(sub, child) for sub in models_in(field.annotation)]
     yield "\n".join(lines)
