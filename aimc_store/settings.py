@@ -16,7 +16,7 @@ INLINE_MAX_BYTES = 256 * 1024  # larger artifacts go to the artifact store, if t
 
 
 class StoreSettings(BaseSettings):
-    """The store's settings; documented in the README."""
+    """The store's settings; documented in settings.md."""
 
     model_config = SettingsConfigDict(env_prefix="AIMC_", extra="ignore")
 

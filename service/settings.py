@@ -11,7 +11,7 @@ from aimc_store.settings import StoreSettings
 
 
 class Settings(StoreSettings):
-    """Everything the API is configured by; documented in the README."""
+    """Everything the API is configured by; documented in settings.md."""
 
     admin_key: str | None = Field(None, description="Key that may create users.")
     max_queued_jobs: int = Field(20, ge=1, description="Per user, waiting at once.")

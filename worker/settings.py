@@ -11,7 +11,7 @@ from aimc_store.settings import StoreSettings
 
 
 class WorkerSettings(StoreSettings):
-    """Everything a worker is configured by; documented in the README."""
+    """Everything a worker is configured by; documented in settings.md."""
 
     max_running_jobs: int = Field(
         2, ge=1, description="Per user, running at once (workers park the rest)."

@@ -1,0 +1,283 @@
+"""MkDocs hooks: the reference pages' tables, generated from the code at build time.
+
+A page asks for a generated block with a marker comment on a line of its own, such as
+`<!-- generated: job-spec -->`; on_page_markdown replaces it. The job spec comes from
+the pydantic models (JobSpec.model_fields, walked recursively), the HTTP API from the
+app's OpenAPI document, the CLI from its argparse parser, the import contracts from
+pyproject.toml. Nothing is copied by hand, so the pages cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+
+
+def cell(text: object) -> str:
+    """Text fit for one Markdown table cell: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+# --- the job spec ---------------------------------------------------------------------
+
+
+def anchor(path: str) -> str:
+    return "spec-" + path.replace(".", "-").replace("_", "-")
+
+
+def type_name(tp: Any, path: str) -> str:
+    """A readable type; a nested model links to its own section."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return f"[object](#{anchor(path)})"
+    if origin is typing.Annotated:
+        return type_name(args[0], path)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{json.dumps(a)}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(type_name(a, path) for a in args)
+    if origin in (list, tuple):
+        return f"list of {type_name(args[0], path)}" if args else "list"
+    if origin is dict:
+        return f"map of {type_name(args[0], path)} to {type_name(args[1], path)}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def models_in(tp: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        yield tp
+    for arg in typing.get_args(tp):
+        yield from models_in(arg)
+
+
+def default_of(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if isinstance(value, BaseModel):
+        return "(its fields' defaults)"
+    return f"`{json.dumps(value)}`"
+
+
+def limits_of(field: FieldInfo) -> str:
+    """Constraints such as ge=0, le=100, max_length=200."""
+    names = ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+    found = [
+        f"{name} {getattr(m, name)}"
+        for m in field.metadata
+        for name in names
+        if getattr(m, name, None) is not None
+    ]
+    return ", ".join(found)
+
+
+def described_below(field: FieldInfo) -> str:
+    return "Its fields: the table below." if any(models_in(field.annotation)) else ""
+
+
+def spec_sections(model: type[BaseModel], path: str) -> Iterator[str]:
+    title = f"`{path}`" if path else "The top level"
+    lines = [f"### {title} {{#{anchor(path or 'top')}}}", ""]
+    doc = (model.__doc__ or "").strip()
+    if doc and model.__module__.startswith("aimc_spec"):
+        lines += [" ".join(doc.split()), ""]
+    lines += ["| field | type | default | allowed | description |", "|---|---|---|---|---|"]
+    nested: list[tuple[type[BaseModel], str]] = []
+    for name, field in model.model_fields.items():
+        child = f"{path}.{name}" if path else name
+        lines.append(
+            f"| `{name}` | {type_name(field.annotation, child)} | {cell(default_of(field))} "
+            f"| {cell(limits_of(field))} | {cell(field.description or described_below(field))} |"
+        )
+        nested += [(sub, child) for sub in models_in(field.annotation)]
+    yield "\n".join(lines)
+    for sub, child in nested:
+        yield from spec_sections(sub, child)
+
+
+def job_spec() -> str:
+    from aimc_spec.spec import JobSpec
+
+    return "\n\n".join(spec_sections(JobSpec, ""))
+
+
+# --- the HTTP API ---------------------------------------------------------------------
+
+
+def schema_name(schema: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#schema-{name.lower()})"
+    if "anyOf" in schema:
+        return " \\| ".join(schema_name(s) for s in schema["anyOf"])
+    if schema.get("type") == "array":
+        return f"list of {schema_name(schema.get('items', {}))}"
+    if "enum" in schema:
+        return " \\| ".join(f"`{json.dumps(v)}`" for v in schema["enum"])
+    return str(schema.get("type", "any"))
+
+
+def http_api() -> str:
+    from service.app import create_app
+
+    doc = create_app().openapi()
+    out = [f"OpenAPI {doc['openapi']}, {doc['info']['title']} {doc['info']['version']}."]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            out += ["", f"### `{method.upper()} {path}`", ""]
+            if op.get("description") or op.get("summary"):
+                out += [" ".join((op.get("description") or op["summary"]).split()), ""]
+            params = op.get("parameters", [])
+            if params:
+                out += [
+                    "| parameter | in | type | required | description |",
+                    "|---|---|---|---|---|",
+                ]
+                out += [
+                    f"| `{p['name']}` | {p['in']} | {schema_name(p.get('schema', {}))} "
+                    f"| {'yes' if p.get('required') else 'no'} | {cell(p.get('description', ''))} |"
+                    for p in params
+                ]
+                out.append("")
+            body = op.get("requestBody", {}).get("content", {})
+            for media, content in body.items():
+                out += [f"Body ({media}): {schema_name(content.get('schema', {}))}", ""]
+            out += ["| status | meaning |", "|---|---|"]
+            out += [
+                f"| {code} | {cell(r.get('description', ''))} |"
+                for code, r in op["responses"].items()
+            ]
+    out += ["", "## Schemas", ""]
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        out += [f"### {name} {{#schema-{name.lower()}}}", ""]
+        if schema.get("description"):
+            out += [" ".join(schema["description"].split()), ""]
+        props = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        if props:
+            out += ["| field | type | required | description |", "|---|---|---|---|"]
+            out += [
+                f"| `{key}` | {schema_name(p)} | {'yes' if key in required else 'no'} "
+                f"| {cell(p.get('description', ''))} |"
+                for key, p in props.items()
+            ]
+        out.append("")
+    return "\n".join(out)
+
+
+# --- the CLI --------------------------------------------------------------------------
+
+
+def parsers(
+    parser: argparse.ArgumentParser, name: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from parsers(sub, f"{name} {sub_name}")
+
+
+def cli() -> str:
+    from aimc_cli import build_parser
+
+    os.environ["COLUMNS"] = "100"  # argparse wraps at the terminal's width: fix it
+    out = []
+    for name, parser in parsers(build_parser(), "aimc"):
+        out += [f"### `{name}`", "", "```text", parser.format_help().rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+# --- the service's settings ---------------------------------------------------------
+
+
+def env_names(name: str, field: FieldInfo) -> str:
+    alias = field.validation_alias
+    names = getattr(alias, "choices", None) or [f"AIMC_{name.upper()}"]
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def settings_default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return "computed (see the description)"
+    value = field.default
+    if isinstance(value, Path):  # a home directory is the reader's, not the builder's
+        return f"`{str(value).replace(str(Path.home()), '~', 1)}`"
+    return f"`{json.dumps(value)}`"
+
+
+def settings() -> str:
+    from aimc_store.settings import StoreSettings
+    from service.settings import Settings
+    from worker.settings import WorkerSettings
+
+    out = []
+    for title, model, base in (
+        ("Read by the API and the workers", StoreSettings, None),
+        ("Read by the API only", Settings, StoreSettings),
+        ("Read by the workers only", WorkerSettings, StoreSettings),
+    ):
+        own = {
+            k: f
+            for k, f in model.model_fields.items()
+            if base is None or k not in base.model_fields
+        }
+        out += [f"### {title}", "", "| variable | type | default | allowed | description |"]
+        out.append("|---|---|---|---|---|")
+        out += [
+            f"| {env_names(name, f)} | {type_name(f.annotation, name)} | {settings_default(f)} "
+            f"| {cell(limits_of(f))} | {cell(f.description or '')} |"
+            for name, f in own.items()
+        ]
+        out.append("")
+    return "\n".join(out)
+
+
+# --- the import contracts -------------------------------------------------------------
+
+
+def import_contracts() -> str:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    out = ["| contract | modules | may not import |", "|---|---|---|"]
+    for c in config["tool"]["importlinter"]["contracts"]:
+        modules = ", ".join(f"`{m}`" for m in c["source_modules"])
+        forbidden = ", ".join(f"`{m}`" for m in c["forbidden_modules"])
+        out.append(f"| {cell(c['name'])} | {modules} | {forbidden} |")
+    return "\n".join(out)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "job-spec": job_spec,
+    "http-api": http_api,
+    "cli": cli,
+    "import-contracts": import_contracts,
+    "settings": settings,
+}
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    def replace(match: re.Match[str]) -> str:
+        return GENERATORS[match.group(1)]()
+
+    return MARKER.sub(replace, markdown)
