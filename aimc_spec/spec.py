@@ -562,7 +562,7 @@ class PipelineSpec(_Strict):
                 raise _fail(
                     "devices",
                     f"{len(self.devices)} devices for {self.stages} stages; give one device "
-                    "per stage (the same device may appear more than once)",
+                    "per stage (cpu may repeat; on one host a GPU serves one stage)",
                 )
             kinds = {d.split(":")[0] for d in self.devices}
             if len(kinds) > 1:
