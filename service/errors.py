@@ -49,6 +49,14 @@ class ProblemError(Exception):
         self.headers = headers
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body read past its limit (service.middleware). An HTTPException because
+    FastAPI passes those on from reading a body, where any other error becomes a 400."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(413, f"request body over {limit} bytes; the limit {setting} is {limit}")
+
+
 async def problem_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     body: dict[str, Any] = exc.problem.model_dump(exclude_none=True)
@@ -80,7 +88,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Allow"] = ", ".join(allowed)
     body = {
         "type": "about:blank",
-        "title": str(exc.detail),
+        "title": "Payload Too Large" if isinstance(exc, BodyTooLarge) else str(exc.detail),
         "status": exc.status_code,
         "detail": f"{request.method} {request.url.path}: {exc.detail}",
     }
@@ -123,9 +131,23 @@ async def invalid(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422, media_type=PROBLEM)
 
 
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: 500 problem+json that names no internals (no exception type,
+    message or traceback reaches the caller; the server's log has them, as Starlette
+    re-raises after answering)."""
+    body = {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": f"{request.method} {request.url.path} failed on the server; it is logged",
+    }
+    return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+
 def add_handlers(app: FastAPI) -> None:
-    """Every error answers problem+json: ours, routing (404/405), validation (422), and
-    the store or broker unreachable (503)."""
+    """Every error answers problem+json: ours, routing (404/405), validation (422), the
+    store or broker unreachable (503), and anything else (500)."""
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(ProblemError, problem_handler)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, store_away)

@@ -23,6 +23,15 @@ class Settings(StoreSettings):
     max_dataset_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest .npz upload (POST /v1/datasets)."
     )
+    upload_checks_at_once: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Uploads whose arrays are unpacked and checked at the same time, each in a "
+            "thread off the event loop (each may take 4x max_dataset_bytes of memory); "
+            "more wait their turn."
+        ),
+    )
 
 
 @lru_cache

@@ -156,7 +156,7 @@ def list_sweeps(request: Request, user: CurrentUser, store: StoreDep) -> list[Sw
     return [_view(request, store, s) for s in sweeps if s is not None]
 
 
-@router.get("/{sweep_id}", response_model=SweepOut, responses=responses(401, 404, 429))
+@router.get("/{sweep_id}", response_model=SweepOut, responses=responses(401, 404, 422, 429))
 def get_sweep(request: Request, sweep: OwnedSweep, store: StoreDep) -> SweepOut:
     """The sweep's jobs with their states and final metrics; `done` once every job has
     ended and the overlay plot is drawn."""
@@ -165,7 +165,7 @@ def get_sweep(request: Request, sweep: OwnedSweep, store: StoreDep) -> SweepOut:
 
 @router.get(
     "/{sweep_id}/plot.png",
-    responses={**responses(401, 404, 409, 429), 200: {"content": {"image/png": {}}}},
+    responses={**responses(401, 404, 409, 422, 429), 200: {"content": {"image/png": {}}}},
 )
 def sweep_plot(request: Request, sweep: OwnedSweep, store: StoreDep) -> Response:
     """Test loss against samples and simulated time, one line per setting (the mean over
