@@ -157,5 +157,7 @@ def add_handlers(app: FastAPI) -> None:
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can give; every route that reads the
-    store can answer 503 (with Retry-After) while Redis restarts."""
-    return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in (*codes, 503)}
+    store can answer 503 (with Retry-After) while Redis restarts, and every route with a
+    parameter a 422 (FastAPI documents one itself, as application/json, where the
+    answer is problem+json)."""
+    return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in (*codes, 422, 503)}

@@ -35,6 +35,7 @@ REDIS_RETRY_S = 1.0  # pause between attempts while Redis is unreachable
 START = "0-0,0-0"  # before the first entry of both streams
 _STREAM_ID = r"\d{1,20}-\d{1,20}"
 _CURSOR = re.compile(rf"^({_STREAM_ID}),({_STREAM_ID})$")
+CURSOR_PATTERN = rf"^\s*{_STREAM_ID},{_STREAM_ID}\s*$"  # as Last-Event-ID, documented
 
 
 def stream_client(url: str) -> aioredis.Redis:

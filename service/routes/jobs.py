@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
@@ -28,12 +28,15 @@ from service.deps import (
     owned_job,
 )
 from service.errors import ProblemError, responses
-from service.events import job_events, parse_cursor
+from service.events import CURSOR_PATTERN, job_events, parse_cursor
 from service.idempotency import body_digest, made_before, remember
 from service.ids import ArtifactName, JobId, check_id
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# an optional header or query value is a string or absent: documented as `string | null`
+# a client sent the text "null" (a 422) for the null
+CURSOR_SCHEMA = WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})
 JSON = "application/json"
 
 
@@ -222,14 +225,19 @@ def events(
     reads: ReadsDep,
     last_event_id: Annotated[
         str | None,
-        Header(description="Resume after this event (the `id:` of the last one received)."),
+        Header(
+            description="Resume after this event (the `id:` of the last one received).",
+            pattern=CURSOR_PATTERN,
+        ),
+        CURSOR_SCHEMA,
     ] = None,
     after: Annotated[
         str | None,
         Query(
             description="As Last-Event-ID, for clients that cannot set headers.",
-            pattern=r"^\d{1,20}-\d{1,20},\d{1,20}-\d{1,20}$",
+            pattern=CURSOR_PATTERN,
         ),
+        CURSOR_SCHEMA,
     ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `state` on every state change, `metric` per metric point, live
@@ -290,7 +298,8 @@ MEDIA = {
     "/{job_id}/artifacts/{name}",
     responses={
         **responses(401, 404, 410, 422, 429),
-        200: {"content": {"application/octet-stream": {}}},
+        # every type an artifact is served as (timeline.png was undocumented)
+        200: {"content": {media: {} for media in (*MEDIA.values(), "application/octet-stream")}},
     },
 )
 def artifact(job_id: JobId, name: ArtifactName, user: CurrentUser, store: StoreDep) -> Response:

@@ -7,11 +7,11 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from aimc_spec.comparison import final_metrics
 from aimc_spec.spec import SpecError
-from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
+from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS, expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
@@ -22,6 +22,7 @@ from service.errors import ProblemError, responses
 from service.idempotency import body_digest, made_before, remember
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+GridPath = Annotated[str, StringConstraints(pattern=DOTTED_PATH.pattern)]
 
 
 class SweepIn(BaseModel):
@@ -29,7 +30,10 @@ class SweepIn(BaseModel):
     spec: dict[str, Any] = Field(
         default_factory=dict, description="The base job spec every combination starts from."
     )
-    grid: dict[str, list[Any]] = Field(
+    grid: dict[GridPath, Annotated[list[Any], Field(min_length=1)]] = Field(
+        min_length=1,
+        # only the keys the pattern allows (OpenAPI allowed any key, the API refused them)
+        json_schema_extra={"additionalProperties": False},
         description=(
             "Dotted spec paths to the values to try, e.g. {'pipeline.schedule': ['gpipe', "
             "'async'], 'analog.device.states': [300, 1200]}; at most "
