@@ -13,6 +13,7 @@ from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import RUN_JOB_TASK
+from aimc_store.fair_share import priority
 from aimc_store.records import Job
 from aimc_store.store import JobStore
 from service.errors import ProblemError
@@ -65,6 +66,21 @@ def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) ->
         raise _over_queued(queued, jobs, settings)
 
 
+def check_storage(store: JobStore, settings: Settings, user: str) -> None:
+    """422 naming the limit if the artifacts of the caller's kept jobs fill their storage
+    (max_user_artifact_bytes): a job would add more. A soft limit: jobs queued before
+    it was reached may pass it by their own artifacts."""
+    used = store.artifact_usage(user)
+    if used >= settings.max_user_artifact_bytes:
+        detail = (
+            f"your jobs' artifacts keep {used} bytes, at the limit max_user_artifact_bytes = "
+            f"{settings.max_user_artifact_bytes}; delete finished jobs (DELETE /v1/jobs/ID)"
+        )
+        raise ProblemError(
+            422, "Storage quota exceeded", detail, errors=[{"loc": "artifacts", "msg": detail}]
+        )
+
+
 def _over_queued(queued: int, jobs: int, settings: Settings) -> ProblemError:
     return ProblemError(
         429,
@@ -83,10 +99,16 @@ def admit(store: JobStore, settings: Settings, user: str, normalised: dict[str, 
     return job
 
 
-def send(request: Request, job_id: str) -> None:
-    """Hand a queued job to the workers (its task on the Celery queue)."""
+def send(request: Request, job_id: str, ahead: int) -> None:
+    """Hand a queued job to the workers (its task on the Celery queue), at the priority
+    of its rank in its owner's backlog: `ahead` of their jobs were queued before it
+    (fair share between users, aimc_store.fair_share)."""
     request.app.state.celery.send_task(
-        RUN_JOB_TASK, args=[job_id], queue=request.app.state.settings.queue, ignore_result=True
+        RUN_JOB_TASK,
+        args=[job_id],
+        queue=request.app.state.settings.queue,
+        ignore_result=True,
+        priority=priority(ahead),
     )
 
 
@@ -95,6 +117,7 @@ def queue_job(
 ) -> Job:
     """Create the job (429 if the caller's queued limit is full) and hand it to the
     workers; the job."""
+    check_storage(store, settings, user)
     job = admit(store, settings, user, normalised)
-    send(request, job.id)
+    send(request, job.id, ahead=store.count_in(user, "queued") - 1)
     return job

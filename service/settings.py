@@ -23,6 +23,19 @@ class Settings(StoreSettings):
     max_dataset_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest .npz upload (POST /v1/datasets)."
     )
+    max_user_dataset_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=0,
+        description="Per user: the uploads kept at once, in bytes (413 past it).",
+    )
+    max_user_artifact_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Per user: the artifacts of their kept jobs, in bytes; past it new jobs are "
+            "refused (422) until finished jobs are deleted or expire."
+        ),
+    )
     upload_checks_at_once: int = Field(
         2,
         ge=1,

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from aimc_engine.devices import Device
 from aimc_spec.spec import DeviceSpec
+from aimc_store.fair_share import queue_lists
 from aimc_store.settings import StoreSettings
 from aimc_store.store import JobStore
 from service.serve import free_port, redis_binary, wait_for_port, worker_command
@@ -66,10 +67,10 @@ def queue_of(prefix: str) -> str:
 
 
 def forget_prefix(r: redis.Redis, prefix: str) -> None:
-    """Delete every key under the prefix, its Celery queue and kombu's bindings of the
-    queues named after it."""
+    """Delete every key under the prefix, its Celery queue (a list per priority) and
+    kombu's bindings of the queues named after it."""
     queue = queue_of(prefix)
-    keys = [*r.scan_iter(match=f"{prefix}*", count=1000), queue]
+    keys = [*r.scan_iter(match=f"{prefix}*", count=1000), *queue_lists(queue)]
     keys += r.scan_iter(match=f"_kombu.binding*.{queue}*", count=1000)
     r.delete(*keys)
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError, describe, read_npz
+from aimc_store.datasets import StorageFull
 from aimc_store.records import Dataset
 from aimc_store.store import JobStore
 from service.deps import CurrentUser, OwnedDataset, SettingsDep, StoreDep
@@ -105,7 +106,18 @@ def _check_and_keep(
     except DatasetError as exc:
         raise _invalid(str(exc)) from None
     del arrays  # the unpacked arrays (up to 4x the upload) go before the bytes are stored
-    dataset_id = store.put_dataset(user, name, data, info)
+    try:
+        dataset_id = store.put_dataset(
+            user, name, data, info, limit=settings.max_user_dataset_bytes
+        )
+    except StorageFull as full:
+        detail = (
+            f"your datasets keep {full.used} bytes; this upload of {full.size} would pass "
+            f"the limit max_user_dataset_bytes = {full.limit}: delete a dataset first"
+        )
+        raise ProblemError(
+            413, "Storage quota exceeded", detail, errors=[{"loc": "file", "msg": detail}]
+        ) from None
     record = store.dataset(dataset_id)
     assert record is not None  # just stored
     return record

@@ -16,7 +16,7 @@ from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
 from aimc_store.sweeps import EXPIRED, all_ended
-from service.admission import check_room, check_spec, send
+from service.admission import check_room, check_spec, check_storage, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.idempotency import body_digest, made_before, remember
@@ -138,6 +138,7 @@ def create_sweep(
     for point in points:
         check_spec(point.spec, store, settings, user, at=f"grid[{point.label}].")
     check_room(store, settings, user, len(points))
+    check_storage(store, settings, user)
     specs = []
     for point in points:
         normalised = point.spec.normalised()
@@ -147,8 +148,9 @@ def create_sweep(
     # job is sent: the worker that ends the last job sees the sweep
     sweep, jobs = store.admit_sweep(user, body.name, body.grid, specs)
     remember(store, user, idempotency_key, digest, sweep.id)
-    for job in jobs:
-        send(request, job.id)
+    before = store.count_in(user, "queued") - len(jobs)  # the owner's jobs already waiting
+    for rank, job in enumerate(jobs):
+        send(request, job.id, ahead=before + rank)
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return _view(request, store, sweep)
 
