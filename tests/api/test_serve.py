@@ -49,6 +49,9 @@ def check_private_redis(data: Path, started: str) -> None:
     r = redis.Redis(port=port, password=password)
     assert r.config_get("bind")["bind"] == "127.0.0.1"
     assert r.config_get("protected-mode")["protected-mode"] == "yes"
+    # bounded, and full means refusing writes, never evicting a job record
+    assert r.config_get("maxmemory")["maxmemory"] == str(1024**3)
+    assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     cmdline = Path(f"/proc/{r.info('server')['process_id']}/cmdline").read_bytes()
     assert password.encode() not in cmdline
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
