@@ -11,6 +11,7 @@ from fastapi import Request
 
 from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
+from aimc_spec.resources import resources
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import RUN_JOB_TASK
 from aimc_store.fair_share import priority
@@ -18,6 +19,8 @@ from aimc_store.records import Job
 from aimc_store.store import JobStore
 from service.errors import ProblemError
 from service.settings import Settings
+
+UNKNOWN_DATA = (60000, (1, 28, 28))  # an npz whose header cannot be read: MNIST-sized
 
 
 def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at: str = "") -> None:
@@ -40,12 +43,46 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
         raise ProblemError(
             422, "Invalid request", f"{loc}: {msg}", errors=[{"loc": loc, "msg": msg}]
         )
+    check_resources(spec, uploaded, settings, at)
     cost = job_cost(spec, uploaded)
     if cost.total > settings.max_job_cost:
         detail = (
             f"{cost.samples} samples x {cost.parameters} parameters = {cost.total:.3g} exceeds "
             f"the limit max_job_cost = {settings.max_job_cost:.3g}; train fewer epochs or a "
             "smaller model"
+        )
+        raise ProblemError(
+            422, "Job too large", detail, errors=[{"loc": f"{at}training", "msg": detail}]
+        )
+
+
+def check_resources(
+    spec: JobSpec,
+    uploaded: tuple[int, tuple[int, ...]] | None,
+    settings: Settings,
+    at: str = "",
+) -> None:
+    """422 naming the limit if the job's estimated peak memory or run time passes the
+    service's ceilings (aimc_spec.resources: weights, device state, activations per
+    micro-batch, stashes, pulses, data, checkpoint; FLOPs at worker_gflops)."""
+    n_train, shape = data_shape(spec, uploaded) or UNKNOWN_DATA
+    estimate = resources(spec, n_train, shape)
+    limit = settings.max_job_memory_mib * 2**20
+    if estimate.peak_bytes > limit:
+        detail = (
+            f"estimated peak memory {estimate.peak_bytes / 2**20:.0f} MiB "
+            f"({estimate.describe()}) exceeds the limit max_job_memory_mib = "
+            f"{settings.max_job_memory_mib}; use a smaller model, micro-batch or dataset"
+        )
+        raise ProblemError(
+            422, "Job too large", detail, errors=[{"loc": f"{at}model", "msg": detail}]
+        )
+    seconds = estimate.seconds(settings.worker_gflops)
+    if seconds > settings.max_job_seconds:
+        detail = (
+            f"estimated run time {seconds:.0f} s ({estimate.flops:.3g} FLOPs at "
+            f"{settings.worker_gflops:g} GFLOP/s) exceeds the limit max_job_seconds = "
+            f"{settings.max_job_seconds:g}; train fewer epochs or a smaller model"
         )
         raise ProblemError(
             422, "Job too large", detail, errors=[{"loc": f"{at}training", "msg": detail}]

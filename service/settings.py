@@ -19,6 +19,23 @@ class Settings(StoreSettings):
     max_job_cost: float = Field(
         5e12, gt=0, description="Ceiling on samples x parameters of one job."
     )
+    max_job_memory_mib: int = Field(
+        4096,
+        ge=16,
+        description=(
+            "Ceiling on a job's estimated peak memory (aimc_spec.resources); set it at or "
+            "under the workers' AIMC_JOB_MAX_MEMORY_MIB, the operating-system limit of "
+            "each job's process."
+        ),
+    )
+    max_job_seconds: float = Field(
+        4 * 3600,
+        gt=0,
+        description="Ceiling on a job's estimated run time at worker_gflops.",
+    )
+    worker_gflops: float = Field(
+        10.0, gt=0, description="A worker's speed (GFLOP/s) the run-time estimate assumes."
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body.")
     max_dataset_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest .npz upload (POST /v1/datasets)."

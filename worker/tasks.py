@@ -26,6 +26,7 @@ from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, RUN_JOB_TASK, TERMINAL
 from aimc_store.store import JobStore
 from worker.app import app
 from worker.fresh_process import run_in_fresh_process
+from worker.memory_limit import describe_failure
 from worker.settings import get_settings
 from worker.sweep_plot import after_job_ended, draw_if_ended
 
@@ -178,7 +179,7 @@ def _job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
 def _fail(store: JobStore, job_id: str, exc: Exception) -> None:
     """An unexpected error ends the job as failed, naming it; the traceback goes to the log."""
     log.exception("job %s failed", job_id)
-    store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    store.set_state(job_id, "failed", error=describe_failure(exc))  # names a memory limit
 
 
 def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:
