@@ -11,6 +11,7 @@ own process is not limited, takes the next one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import resource
 from pathlib import Path
@@ -46,10 +47,8 @@ def _few_malloc_arenas() -> None:
     """glibc reserves 64 MiB of address space per malloc arena, up to 8 per core: on a
     64-core machine the job's torch threads alone would reserve 4 GiB of its limit
     without using it. Four arenas serve the job's threads well (glibc only)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 4)
-    except (OSError, AttributeError):
-        pass
 
 
 ALLOCATION_FAILED = ("can't allocate memory", "not enough memory", "Unable to allocate")
