@@ -389,3 +389,12 @@ def test_admit_job_creates_only_under_the_queued_limit(store: JobStore) -> None:
     assert store.count_in("nia", "queued") == 2
     store.set_state(first.id, "running")
     assert store.admit_job("nia", {"name": "d"}, 2) is not None  # room again
+
+
+def test_a_job_hash_without_an_owner_is_no_job(plain_store: JobStore) -> None:
+    """A worker's late write (its progress) to a job deleted meanwhile leaves a hash of
+    one field: it reads as no job, not a KeyError (a 500 at GET /v1/jobs/ID)."""
+    job_id = plain_store.create_job("wes", {})
+    plain_store.delete_job(job_id)
+    plain_store.set_progress(job_id, 0.5)
+    assert plain_store.get_job(job_id) is None
