@@ -128,8 +128,9 @@ def run_actor(
         "flooder": lambda: flood(http, request),
     }
     while not stop.is_set():
-        # a dropped connection (the API restarting) is counted by the tally
-        with contextlib.suppress(httpx.TransportError):
+        # a dropped or refused connection (the API restarting): httpx's are counted by
+        # the tally, a raw socket's (chunked) is not an answer
+        with contextlib.suppress(httpx.TransportError, OSError):
             actions[kind]()
         time.sleep(PAUSE_S)
     http.close()
