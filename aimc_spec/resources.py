@@ -15,8 +15,14 @@ Memory, float32 (4 bytes) throughout, each term one thing the engine holds at on
   stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
   activations outputs and their gradients of every layer per micro-batch,
               for the micro-batches in flight (B for gpipe/1f1b, P async)  2 x b x acts x m
+  evaluation  every layer's outputs for a chunk of EVAL_CHUNK samples        chunk x acts
   data        the training and test sets as float32 tensors               (n + n/4) x in
   checkpoint  a serialised copy of weights and device state                1 x state
+  runtime     what the engine takes whatever the model (allocator, thread
+              pools, dataset loaders): RUNTIME_BYTES, measured
+The constants were fitted to measured peaks (benchmarks/memory_estimate.py: VmHWM of
+the job's forked process less what it held at the fork), within a factor 1.3 for mlp,
+cnn and resnet under every update mode and schedule it runs.
 Work: a forward pass is one multiply-add per weight use (MACs), backward two; so 6
 FLOPs per MAC per sample, plus, for pulsed updates, bit_length pulse draws per analog
 weight per update.
@@ -37,6 +43,8 @@ DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog 
 PULSE_ARRAYS = 2  # up and down pulse counts (pulsed, rounded)
 FLOPS_PER_MAC = 6  # forward 2, backward 4 (input and weight gradients)
 STEP_OVERHEAD_S = 1e-3  # the engine's own time per micro-batch (Python, small tensors)
+EVAL_CHUNK = 1000  # samples per evaluation forward (as aimc_engine.metrics.EVAL_CHUNK)
+RUNTIME_BYTES = 100 * 2**20  # a 7 MB digital mlp's job process peaked 120 MiB above the fork
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ def layers(spec: JobSpec, sample_shape: tuple[int, ...]) -> list[Layer]:
 
 def _analog_weights(spec: JobSpec, found: list[Layer]) -> int:
     a = spec.analog
-    if not a.enabled or spec.optimizer.algorithm == "sgd":
+    if not a.enabled:  # under optimizer sgd too the tiles hold their devices (measured)
         return 0
     chosen: list[int]
     if a.layers == "all":
@@ -142,8 +150,10 @@ def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Res
         "pulses": (PULSE_ARRAYS * analog * F32) if spec.analog.update != "expected" else 0,
         "stashes": stashes * params * F32,
         "activations": 2 * b * acts * max(in_flight, 1) * F32,
+        "evaluation": min(EVAL_CHUNK, n_train) * acts * F32,
         "data": (n_train + max(n_train // 4, 1)) * math.prod(sample_shape) * F32,
         "checkpoint": state,
+        "runtime": RUNTIME_BYTES,
     }
     if t.steps is not None:
         samples = t.steps * p.group * b
