@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from aimc_cli.local import add_engine_commands
 from aimc_cli.remote import add_remote_commands
+from aimc_cli.remote.users import data_dir
 from aimc_cli.study import add_study_command
 
 
@@ -24,7 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("--workers: must be at least 1", file=sys.stderr)
         return 2
-    return serve(args.host, args.port, args.workers, Path(args.data_dir).expanduser())
+    return serve(args.host, args.port, args.workers, data_dir(args.data_dir))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker processes (one job each)")
-    p.add_argument("--data-dir", default="~/.aimc", help="Redis data and the admin key")
+    p.add_argument(
+        "--data-dir",
+        help="Redis data, artifacts and the admin key (default $AIMC_DATA_DIR, else ~/.aimc)",
+    )
     p.set_defaults(func=cmd_serve)
     add_remote_commands(sub)
     add_study_command(sub)

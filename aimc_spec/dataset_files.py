@@ -8,7 +8,9 @@ can train on, and both say what is wrong in the same words.
 from __future__ import annotations
 
 import io
+import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,21 +46,62 @@ def read_npz(
             return tuple(data[k] for k in NPZ_KEYS)
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # a damaged archive: a flipped byte (bad CRC, a corrupt deflate stream), a member
+        # shorter or longer than its entry says
         reason = "it holds pickled objects" if "pickle" in str(exc) else str(exc)
         raise DatasetError(f"{where}: cannot read as .npz: {reason}") from None
 
 
 def _check_unpacked(stream: Path | io.BytesIO, where: str, limit: int) -> None:
+    """Refuse, before any array is allocated, an archive that would unpack to more than
+    `limit` bytes, or whose member's .npy header claims more data than the member's entry
+    holds (a (2**40, 16) header in a small file made numpy allocate 140 TB: MemoryError)."""
     try:
-        with zipfile.ZipFile(stream) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError):
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         raise DatasetError(f"{where}: not an .npz (zip) archive") from None
-    if unpacked > limit:
-        raise DatasetError(f"{where}: unpacks to {unpacked} bytes; the limit is {limit}")
+    with archive:
+        members = archive.infolist()
+        unpacked = sum(info.file_size for info in members)
+        if unpacked > limit:
+            raise DatasetError(f"{where}: unpacks to {unpacked} bytes; the limit is {limit}")
+        try:
+            for info in members:
+                if info.filename.endswith(".npy"):
+                    _check_header(archive, info, where)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            # a flipped byte (bad CRC, a broken deflate stream), an entry whose size lies
+            raise DatasetError(f"{where}: cannot read as .npz: {exc}") from None
     if isinstance(stream, io.BytesIO):
         stream.seek(0)
+
+
+def _check_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> None:
+    """The member's .npy header names a shape and dtype whose bytes its entry holds."""
+    name = info.filename.removesuffix(".npy")
+    with archive.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise DatasetError(f"{where}: {name} is .npy format {version}; 1.0 or 2.0 only")
+        except DatasetError:
+            raise
+        except ValueError as exc:
+            raise DatasetError(f"{where}: {name} has no valid .npy header: {exc}") from None
+        if dtype.hasobject:
+            raise DatasetError(f"{where}: {name}: cannot read as .npz: it holds pickled objects")
+        needed = math.prod(shape) * dtype.itemsize
+        held = info.file_size - member.tell()
+        if needed > held:
+            raise DatasetError(
+                f"{where}: {name}'s header claims shape {tuple(shape)} of {dtype} "
+                f"({needed} bytes) but its entry holds {held} bytes"
+            )
 
 
 def check_arrays(

@@ -436,6 +436,18 @@ class OptimizerSpec(_Strict):
 
 
 class TrainingSpec(_Strict):
+    # the schema says what _one_length checks (OpenAPI documented a spec with both
+    # lengths as valid, then the API refused it)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["epochs", "steps"],
+                "properties": {"epochs": {"type": "number"}, "steps": {"type": "integer"}},
+            },
+            "description": "How long to train: exactly one of epochs or steps.",
+        }
+    )
+
     epochs: float | None = Field(10, gt=0, le=1e6, description="Passes over the training set.")
     steps: int | None = Field(None, ge=1, le=10**9, description="Updates, instead of epochs.")
     micro_batch_size: int = Field(10, ge=1, le=65536, description="b: samples per micro-batch.")

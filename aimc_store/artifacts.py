@@ -23,7 +23,19 @@ class Artifacts(StoreBase):
         else:
             pipe.set(self.key("job", job_id, "artifact", name), data)
         pipe.sadd(self.key("job", job_id, "artifacts"), name)
+        # the job's artifact bytes, for its owner's storage limit (artifact_usage): a key
+        # of the job's own (keys.JOB_SUFFIXES), so it goes when the job is deleted or
+        # expires (a field of its hash would make a hash of one field of a deleted job)
+        pipe.incrby(self.key("job", job_id, "artifact_bytes"), len(data))
         pipe.execute()
+
+    def artifact_usage(self, owner: str) -> int:
+        """Bytes of the artifacts of the owner's jobs still kept (in Redis or files)."""
+        ids = self.r.zrange(self.key("user", owner, "jobs"), 0, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.get(self.key("job", job_id.decode(), "artifact_bytes"))
+        return sum(int(n) for n in pipe.execute() if n is not None)
 
     def artifact_names(self, job_id: str) -> list[str]:
         return sorted(n.decode() for n in self.r.smembers(self.key("job", job_id, "artifacts")))

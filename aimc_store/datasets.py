@@ -12,26 +12,55 @@ from aimc_store.base import StoreBase
 from aimc_store.records import Dataset
 
 
+class StorageFull(Exception):
+    """An upload that would take its owner's datasets past their storage limit."""
+
+    def __init__(self, used: int, size: int, limit: int) -> None:
+        super().__init__(f"{used} bytes kept + {size} > {limit}")
+        self.used, self.size, self.limit = used, size, limit
+
+
 class Datasets(StoreBase):
-    def put_dataset(self, owner: str, name: str, data: bytes, info: dict[str, Any]) -> str:
-        """Keep a checked upload; `info` is aimc_spec.dataset_files.describe's. Its id."""
+    def put_dataset(
+        self,
+        owner: str,
+        name: str,
+        data: bytes,
+        info: dict[str, Any],
+        *,
+        limit: int | None = None,
+    ) -> str:
+        """Keep a checked upload; `info` is aimc_spec.dataset_files.describe's. Its id.
+        Raises StorageFull, keeping nothing, if the owner's datasets would pass `limit`
+        bytes (checked and kept in one script: two uploads cannot both squeeze in)."""
         dataset_id = "ds_" + uuid.uuid4().hex[:16]
-        now = time.time()
-        pipe = self.r.pipeline()
-        pipe.hset(
+        keys = [
             self.key("dataset", dataset_id),
-            mapping={
-                "owner": owner,
-                "name": name,
-                "created": now,
-                "bytes": len(data),
-                "info": json.dumps(info),
-            },
-        )
-        pipe.set(self.key("dataset", dataset_id, "data"), data)
-        pipe.zadd(self.key("user", owner, "datasets"), {dataset_id: now})
-        pipe.execute()
+            self.key("dataset", dataset_id, "data"),
+            self.key("user", owner, "datasets"),
+        ]
+        args = [
+            -1 if limit is None else limit,
+            dataset_id,
+            owner,
+            name,
+            repr(time.time()),
+            len(data),
+            json.dumps(info),
+            data,
+            self.key("dataset", ""),
+        ]
+        used = int(self.scripts.put_dataset(keys=keys, args=args))
+        if used >= 0:
+            raise StorageFull(used, len(data), limit if limit is not None else -1)
         return dataset_id
+
+    def dataset_usage(self, owner: str) -> int:
+        """Bytes of the owner's kept uploads."""
+        pipe = self.r.pipeline(transaction=False)
+        for dataset_id in self.dataset_ids(owner):
+            pipe.hget(self.key("dataset", dataset_id), "bytes")
+        return sum(int(n) for n in pipe.execute() if n is not None)
 
     def dataset(self, dataset_id: str) -> Dataset | None:
         """The dataset's record (no bytes), or None."""

@@ -10,6 +10,7 @@ Layout (all under the prefix, `StoreSettings.key_prefix`):
                           job:{id}:files hash name -> bytes of the big ones, kept as
                           files in the artifact store (artifact_dir) under
                           {prefix}/{job id}/{name}
+  job:{id}:artifact_bytes the bytes of all its artifacts (the owner's storage limit)
   job:{id}:cancel         flag, set by a cancel request, read by the worker each step
   job:{id}:lock           held by the worker running the job (a job never runs twice);
                           expires unless the heartbeat refreshes it
@@ -61,6 +62,7 @@ JOB_SUFFIXES = (
     "lock",
     "checkpoint",
     "heartbeat",
+    "artifact_bytes",
 )
 
 

@@ -67,6 +67,12 @@ class AsyncReads:
         view = JobView(Job.from_hash(job_id, raw), latest, bool(beating))
         return user, retry_at if int(count) > per_minute else None, view
 
+    async def key_holder(self, api_key: str) -> str | None:
+        """The user the key belongs to now, None if it is unknown (rotated, the user
+        deleted); no rate count: for re-checking a key on a long-lived request."""
+        holder = await self.r.get(self.store.key("key", hash_key(api_key)))
+        return holder.decode() if holder is not None else None
+
     async def job_ids(self, owner: str) -> list[str]:
         """The owner's jobs, newest first."""
         ids = await self.r.zrevrange(self.store.key("user", owner, "jobs"), 0, -1)

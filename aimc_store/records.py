@@ -38,8 +38,10 @@ class Job:
 
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[bytes, bytes]) -> Job | None:
-        """A job hash as a record (None for an empty hash: no such job)."""
-        if not raw:
+        """A job hash as a record (None for an empty hash: no such job; None too for a
+        hash without an owner: what a late write of a worker, such as its progress,
+        left of a job deleted meanwhile)."""
+        if not raw or b"owner" not in raw:
             return None
         f = {k.decode(): v.decode() for k, v in raw.items()}
 

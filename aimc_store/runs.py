@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from aimc_store.base import StoreBase
+from aimc_store.fair_share import queue_lists
 
 
 class Runs(StoreBase):
@@ -79,7 +80,8 @@ class Runs(StoreBase):
         owner = self.r.hget(self.key("job", job_id), "owner")
         if owner is None:
             return False
-        keys = [self.key("job", job_id), self.key("user", owner.decode(), "parked"), queue]
+        keys = [self.key("job", job_id), self.key("user", owner.decode(), "parked")]
+        keys += queue_lists(queue)  # the queue's list of each priority
         return bool(
             self.scripts.resend_stuck(keys=keys, args=[repr(time.time()), min_age_s, job_id])
         )

@@ -13,13 +13,15 @@ from typing import Any
 # every authenticated request wrote it and so waited for an fsync (~300 us here), the
 # largest part of what the status route cost beyond a bare read of one hash. A count
 # that lives two minutes needs no durability: a Redis restart only starts the current
-# minute's counts again.
+# minute's counts again. A Redis full at its maxmemory (noeviction) refuses the count's
+# write: the request then passes uncounted (pcall), so reads go on while writes get 507.
 _COUNT_CALLER = """
 redis.set_repl(redis.REPL_NONE)
 local user = redis.call('GET', KEYS[1])
 if not user then return nil end
 local rate = ARGV[1] .. user .. ':' .. ARGV[2]
-local count = redis.call('INCR', rate)
+local count = redis.pcall('INCR', rate)
+if type(count) ~= 'number' then count = 0 end
 if count == 1 then redis.call('EXPIRE', rate, 120) end
 """
 AUTHENTICATE = _COUNT_CALLER + "return {user, count}\n"
@@ -87,7 +89,8 @@ redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
-# KEYS = job hash, owner's parked list, the Celery queue (a list); ARGV = now, minimum
+# KEYS = job hash, owner's parked list, the Celery queue's lists (one per priority:
+# aimc_store.fair_share); ARGV = now, minimum
 # age (s), job id. A queued job whose task is nowhere to be found: not in the queue, not
 # parked, queued (or last re-sent) over the minimum age ago. Its message was taken by a
 # worker that died before it started the job, so it sits among Celery's unacked
@@ -99,8 +102,10 @@ local since = redis.call('HGET', KEYS[1], 'resent') or redis.call('HGET', KEYS[1
 since = tonumber(since)
 if tonumber(ARGV[1]) - since < tonumber(ARGV[2]) then return 0 end
 if redis.call('LPOS', KEYS[2], ARGV[3]) then return 0 end
-for _, message in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-  if string.find(message, ARGV[3], 1, true) then return 0 end
+for i = 3, #KEYS do
+  for _, message in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
+    if string.find(message, ARGV[3], 1, true) then return 0 end
+  end
 end
 redis.call('HSET', KEYS[1], 'resent', ARGV[1])
 return 1
@@ -176,6 +181,28 @@ return cjson.encode({user, count, redis.call('HMGET', job, """
 )
 
 
+# KEYS = dataset hash, dataset bytes, owner's datasets zset; ARGV = the owner's storage
+# limit in bytes (-1: none), dataset id, owner, name, created, size, info JSON, the .npz
+# bytes, the prefix of dataset hashes. Keeps the upload if the owner's datasets and it
+# fit under the limit (-1), else stores nothing and returns the bytes already used: one
+# script, so two uploads at once cannot both pass the check.
+PUT_DATASET = """
+local limit = tonumber(ARGV[1])
+if limit >= 0 then
+  local used = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    used = used + tonumber(redis.call('HGET', ARGV[9] .. id, 'bytes') or '0')
+  end
+  if used + tonumber(ARGV[6]) > limit then return used end
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'name', ARGV[4], 'created', ARGV[5],
+           'bytes', ARGV[6], 'info', ARGV[7])
+redis.call('SET', KEYS[2], ARGV[8])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
+return -1
+"""
+
+
 class Scripts:
     """The scripts the synchronous store runs, registered on its client (redis-py loads
     each by its SHA on first use and again after a Redis restart)."""
@@ -189,3 +216,4 @@ class Scripts:
         self.requeue = client.register_script(REQUEUE)
         self.release = client.register_script(RELEASE)
         self.resend_stuck = client.register_script(RESEND_STUCK)
+        self.put_dataset = client.register_script(PUT_DATASET)

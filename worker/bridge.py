@@ -18,6 +18,7 @@ from typing import Any
 
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from aimc_store.store import JobStore
+from worker.memory_limit import describe_failure
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
 def fail(store: JobStore, job_id: str, exc: Exception) -> None:
     """An unexpected error ends the job as failed, naming it; the traceback goes to the log."""
     log.exception("job %s failed", job_id)
-    store.set_state(job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    store.set_state(job_id, "failed", error=describe_failure(exc))  # names a memory limit
 
 
 def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:

@@ -18,6 +18,9 @@ import signal
 import sys
 from collections.abc import Callable
 
+from worker.memory_limit import limit_memory
+from worker.settings import get_settings
+
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h: a signal for this process when its parent dies
 
@@ -32,18 +35,26 @@ def _die_with_parent(parent: int) -> None:
 
 
 def run_in_fresh_process(
-    work: Callable[[], int], *, started: Callable[[int], None] | None = None
+    work: Callable[[], int],
+    *,
+    started: Callable[[int], None] | None = None,
+    memory_limit_mib: int | None = None,
 ) -> int:
     """Fork; the new process runs `work` and exits with its return value (1 if it raised,
     logged). Returns that exit code, or -N if signal N killed the process. `started`
-    gets the new process's id. If the caller is interrupted while waiting (soft time
-    limit, shutdown), the job's process is killed first, then the interruption goes on."""
+    gets the new process's id. The new process may map `memory_limit_mib` more than
+    the caller (worker/memory_limit.py; by default the workers' job_max_memory_mib). If
+    the caller is interrupted while waiting (soft time limit, shutdown), the job's
+    process is killed first, then the interruption goes on."""
     parent = os.getpid()
+    if memory_limit_mib is None:
+        memory_limit_mib = get_settings().job_max_memory_mib
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             _die_with_parent(parent)
+            limit_memory(memory_limit_mib)
             code = work()
         except BaseException:
             log.exception("the job's process failed")

@@ -25,6 +25,14 @@ class WorkerSettings(StoreSettings):
             "the CPU to requests (0: same priority)."
         ),
     )
+    job_max_memory_mib: int = Field(
+        4096,
+        ge=16,
+        description=(
+            "Memory a job's process may map beyond the worker's own (an operating-system "
+            "limit, RLIMIT_AS): past it the job fails naming the limit, the worker lives."
+        ),
+    )
     worker_max_memory_mib: int = Field(
         4096, ge=64, description="A worker pool process above this resident size is replaced."
     )

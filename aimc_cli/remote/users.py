@@ -63,11 +63,18 @@ def cmd_datasets(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
+def data_dir(given: str | None) -> Path:
+    """Where `aimc serve` keeps its data and admin key: --data-dir, else $AIMC_DATA_DIR
+    (the service's own setting, so two servers with different ones never share a
+    folder), else ~/.aimc."""
+    return Path(given or os.environ.get("AIMC_DATA_DIR") or "~/.aimc").expanduser()
+
+
 def admin_key(args: argparse.Namespace) -> str | None:
     """--admin-key, else $AIMC_ADMIN_KEY, else the key `aimc serve` keeps in its data dir."""
     if args.admin_key or os.environ.get("AIMC_ADMIN_KEY"):
         return str(args.admin_key or os.environ["AIMC_ADMIN_KEY"])
-    kept = Path(args.data_dir).expanduser() / "admin_key"
+    kept = data_dir(args.data_dir) / "admin_key"
     return kept.read_text().strip() if kept.is_file() else None
 
 
@@ -135,7 +142,9 @@ def add_user_commands(sub: Any, add: AddCommand) -> None:
     p.add_argument("name", nargs="?", help="create: who the key is for; rotate, delete: name or id")
     p.add_argument("--url", help="the service (default $AIMC_URL, else http://127.0.0.1:8000)")
     p.add_argument("--admin-key", help="default $AIMC_ADMIN_KEY, else DATA_DIR/admin_key")
-    p.add_argument("--data-dir", default="~/.aimc", help="where `aimc serve` keeps its key")
+    p.add_argument(
+        "--data-dir", help="where `aimc serve` keeps its key (default $AIMC_DATA_DIR, else ~/.aimc)"
+    )
     p.add_argument("--json", action="store_true", help="JSON output for scripts")
     p.set_defaults(func=cmd_users)
     p = add("datasets", cmd_datasets, "upload, list or delete your .npz datasets")

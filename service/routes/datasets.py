@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError, describe, read_npz
+from aimc_store.datasets import StorageFull
 from aimc_store.records import Dataset
+from aimc_store.store import JobStore
 from service.deps import CurrentUser, OwnedDataset, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 UNPACKED_FACTOR = 4  # an upload may decompress to at most this times the upload limit
@@ -82,15 +86,41 @@ async def upload(
         raise _invalid(
             "empty body; send the .npz file's bytes (Content-Type: application/octet-stream)"
         )
+    # unpacking and checking a 64 MB archive takes a second of CPU and storing it a
+    # blocking Redis write: both in a worker thread, a few uploads at a time, so the
+    # event loop (/healthz, every other request) never waits for them
+    limiter = request.app.state.upload_checks
+    record = await anyio.to_thread.run_sync(
+        _check_and_keep, store, settings, user, name, data, limiter=limiter
+    )
+    return DatasetOut.of(record)
+
+
+def _check_and_keep(
+    store: JobStore, settings: Settings, user: str, name: str, data: bytes
+) -> Dataset:
+    """Check the archive's arrays and keep the upload; its record (422 naming the fault)."""
     try:
         arrays = read_npz(data, "upload", max_unpacked=UNPACKED_FACTOR * settings.max_dataset_bytes)
         info = describe(arrays)
     except DatasetError as exc:
         raise _invalid(str(exc)) from None
-    dataset_id = store.put_dataset(user, name, data, info)
+    del arrays  # the unpacked arrays (up to 4x the upload) go before the bytes are stored
+    try:
+        dataset_id = store.put_dataset(
+            user, name, data, info, limit=settings.max_user_dataset_bytes
+        )
+    except StorageFull as full:
+        detail = (
+            f"your datasets keep {full.used} bytes; this upload of {full.size} would pass "
+            f"the limit max_user_dataset_bytes = {full.limit}: delete a dataset first"
+        )
+        raise ProblemError(
+            413, "Storage quota exceeded", detail, errors=[{"loc": "file", "msg": detail}]
+        ) from None
     record = store.dataset(dataset_id)
     assert record is not None  # just stored
-    return DatasetOut.of(record)
+    return record
 
 
 @router.get("", response_model=list[DatasetOut], responses=responses(401, 429))
@@ -100,12 +130,12 @@ def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
     return [DatasetOut.of(r) for r in records if r is not None]
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, responses=responses(401, 404, 429))
+@router.get("/{dataset_id}", response_model=DatasetOut, responses=responses(401, 404, 422, 429))
 def get_dataset(record: OwnedDataset) -> DatasetOut:
     return DatasetOut.of(record)
 
 
-@router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 429))
+@router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 422, 429))
 def delete_dataset(record: OwnedDataset, store: StoreDep) -> Response:
     """Remove the upload; queued jobs that name it fail with a clear error."""
     store.delete_dataset(record.id, record.owner)

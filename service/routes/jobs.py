@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
@@ -25,13 +25,18 @@ from service.deps import (
     StoreDep,
     admitted,
     bearer,
+    owned_job,
 )
 from service.errors import ProblemError, responses
-from service.events import job_events, parse_cursor
+from service.events import CURSOR_PATTERN, job_events, parse_cursor
 from service.idempotency import body_digest, made_before, remember
+from service.ids import ArtifactName, JobId, check_id
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+# an optional header or query value is a string or absent: documented as `string | null`
+# a client sent the text "null" (a 422) for the null
+CURSOR_SCHEMA = WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})
 JSON = "application/json"
 
 
@@ -139,7 +144,7 @@ async def list_jobs(
 
 
 async def get_job(
-    job_id: str,
+    job_id: JobId,
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -171,9 +176,9 @@ class _PolledRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         async def handler(request: Request) -> Response:
-            return await get_job(
-                request.path_params["job_id"], request, request.headers.get("authorization")
-            )
+            # the id's pattern is checked here, as FastAPI would (422), before any read
+            job_id = check_id("job_id", request.path_params["job_id"])
+            return await get_job(job_id, request, request.headers.get("authorization"))
 
         return handler
 
@@ -183,7 +188,7 @@ router.add_api_route(
     get_job,
     methods=["GET"],
     response_model=JobOut,
-    responses=responses(401, 404, 429),
+    responses=responses(401, 404, 422, 429),
     route_class_override=_PolledRoute,
 )
 
@@ -191,7 +196,7 @@ router.add_api_route(
 @router.get(
     "/{job_id}/metrics",
     responses={
-        **responses(401, 404, 429),
+        **responses(401, 404, 422, 429),
         200: {"content": {"application/json": {}, "text/csv": {}}},
     },
 )
@@ -215,24 +220,30 @@ def metrics(
 def events(
     request: Request,
     job: OwnedJob,
+    user: CurrentUser,
     store: StoreDep,
+    reads: ReadsDep,
     last_event_id: Annotated[
         str | None,
+        # the pattern is documented (CURSOR_SCHEMA) and checked below, where the 422
+        # names the header as clients know it
         Header(description="Resume after this event (the `id:` of the last one received)."),
+        CURSOR_SCHEMA,
     ] = None,
     after: Annotated[
         str | None,
         Query(
             description="As Last-Event-ID, for clients that cannot set headers.",
-            pattern=r"^\d{1,20}-\d{1,20},\d{1,20}-\d{1,20}$",
+            pattern=CURSOR_PATTERN,
         ),
+        CURSOR_SCHEMA,
     ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: `state` on every state change, `metric` per metric point, live
     until the job ends (pushed by XREAD BLOCK, not polled). Each event's `id:` is its
     position in the job's two Redis streams (`<metrics id>,<events id>`); reconnect with
     it as Last-Event-ID to get every later event exactly once. `:` comment lines keep a
-    quiet stream open."""
+    quiet stream open. The stream ends once its API key is rotated or its user deleted."""
     cursor = parse_cursor(last_event_id or after)
     if cursor is None:
         detail = "Last-Event-ID: expected the id of an event of this stream, like 1-0,1-0"
@@ -240,12 +251,19 @@ def events(
             422, "Invalid request", detail, errors=[{"loc": "Last-Event-ID", "msg": detail}]
         )
     job_id = job.id
+    api_key = bearer(request.headers.get("authorization"))
+
+    async def allowed() -> bool:
+        """The stream's key still names its user (not rotated, the user not deleted)."""
+        return await reads.key_holder(api_key) == user
+
     frames = job_events(
         request.app.state.stream_redis,
         store.key("job", job_id),
         store.key("job", job_id, "metrics"),
         store.key("job", job_id, "events"),
         after=cursor,
+        allowed=allowed,
     )
     return StreamingResponse(
         frames,
@@ -254,7 +272,7 @@ def events(
     )
 
 
-@router.get("/{job_id}/result", responses=responses(401, 404, 409, 429))
+@router.get("/{job_id}/result", responses=responses(401, 404, 409, 422, 429))
 def result(job: OwnedJob) -> dict[str, Any]:
     """result.json of a finished job."""
     if job.result is None:
@@ -262,7 +280,7 @@ def result(job: OwnedJob) -> dict[str, Any]:
     return job.result
 
 
-@router.get("/{job_id}/artifacts", responses=responses(401, 404, 429))
+@router.get("/{job_id}/artifacts", responses=responses(401, 404, 422, 429))
 def artifacts(job: OwnedJob, store: StoreDep) -> list[str]:
     return store.artifact_names(job.id)
 
@@ -277,11 +295,18 @@ MEDIA = {
 
 @router.get(
     "/{job_id}/artifacts/{name}",
-    responses={**responses(401, 404, 410, 429), 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        **responses(401, 404, 410, 422, 429),
+        # every type an artifact is served as (timeline.png was undocumented)
+        200: {"content": {media: {} for media in (*MEDIA.values(), "application/octet-stream")}},
+    },
 )
-def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
+def artifact(job_id: JobId, name: ArtifactName, user: CurrentUser, store: StoreDep) -> Response:
     """One artifact; big ones stream from the artifact store's file. 410 if the store's
     file has gone (removed outside the service, or this API does not see the store)."""
+    # the id and the name are checked together (422 for either, whoever asks) before the
+    # job is looked up: as OwnedJob, a 404 for another user's job came before the name's
+    job = owned_job(job_id, user, store)
     found = store.artifact(job.id, name)
     if found is None:
         raise ProblemError(404, "Not Found", f"no artifact {name!r}")
@@ -306,7 +331,7 @@ def artifact(job: OwnedJob, store: StoreDep, name: str) -> Response:
     return FileResponse(path, media_type=media_type, headers=disposition)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 429))
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=responses(401, 404, 422, 429))
 def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
     """Cooperative: a running job stops at its next check; a queued one never starts."""
     if not job.ended:
@@ -318,7 +343,7 @@ def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
     return job_out(refreshed)
 
 
-@router.delete("/{job_id}", status_code=204, responses=responses(401, 404, 409, 429))
+@router.delete("/{job_id}", status_code=204, responses=responses(401, 404, 409, 422, 429))
 def delete(job: OwnedJob, store: StoreDep) -> Response:
     """Remove a finished job and all its data."""
     if not job.ended:

@@ -7,21 +7,22 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from aimc_spec.spec import SpecError
-from aimc_spec.sweep import MAX_SWEEP_JOBS, expand
+from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS, expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
 from aimc_store.sweeps import EXPIRED, all_ended
 from aimc_study.comparison import final_metrics
-from service.admission import check_room, check_spec, send
+from service.admission import check_room, check_spec, check_storage, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.idempotency import body_digest, made_before, remember
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+GridPath = Annotated[str, StringConstraints(pattern=DOTTED_PATH.pattern)]
 
 
 class SweepIn(BaseModel):
@@ -29,7 +30,10 @@ class SweepIn(BaseModel):
     spec: dict[str, Any] = Field(
         default_factory=dict, description="The base job spec every combination starts from."
     )
-    grid: dict[str, list[Any]] = Field(
+    grid: dict[GridPath, Annotated[list[Any], Field(min_length=1)]] = Field(
+        min_length=1,
+        # only the keys the pattern allows (OpenAPI allowed any key, the API refused them)
+        json_schema_extra={"additionalProperties": False},
         description=(
             "Dotted spec paths to the values to try, e.g. {'pipeline.schedule': ['gpipe', "
             "'async'], 'analog.device.states': [300, 1200]}; at most "
@@ -134,6 +138,7 @@ def create_sweep(
     for point in points:
         check_spec(point.spec, store, settings, user, at=f"grid[{point.label}].")
     check_room(store, settings, user, len(points))
+    check_storage(store, settings, user)
     specs = []
     for point in points:
         normalised = point.spec.normalised()
@@ -143,8 +148,9 @@ def create_sweep(
     # job is sent: the worker that ends the last job sees the sweep
     sweep, jobs = store.admit_sweep(user, body.name, body.grid, specs)
     remember(store, user, idempotency_key, digest, sweep.id)
-    for job in jobs:
-        send(request, job.id)
+    before = store.count_in(user, "queued") - len(jobs)  # the owner's jobs already waiting
+    for rank, job in enumerate(jobs):
+        send(request, job.id, ahead=before + rank)
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return _view(request, store, sweep)
 
@@ -156,7 +162,7 @@ def list_sweeps(request: Request, user: CurrentUser, store: StoreDep) -> list[Sw
     return [_view(request, store, s) for s in sweeps if s is not None]
 
 
-@router.get("/{sweep_id}", response_model=SweepOut, responses=responses(401, 404, 429))
+@router.get("/{sweep_id}", response_model=SweepOut, responses=responses(401, 404, 422, 429))
 def get_sweep(request: Request, sweep: OwnedSweep, store: StoreDep) -> SweepOut:
     """The sweep's jobs with their states and final metrics; `done` once every job has
     ended and the overlay plot is drawn."""
@@ -165,7 +171,7 @@ def get_sweep(request: Request, sweep: OwnedSweep, store: StoreDep) -> SweepOut:
 
 @router.get(
     "/{sweep_id}/plot.png",
-    responses={**responses(401, 404, 409, 429), 200: {"content": {"image/png": {}}}},
+    responses={**responses(401, 404, 409, 422, 429), 200: {"content": {"image/png": {}}}},
 )
 def sweep_plot(request: Request, sweep: OwnedSweep, store: StoreDep) -> Response:
     """Test loss against samples and simulated time, one line per setting (the mean over

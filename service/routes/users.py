@@ -10,13 +10,18 @@ from pydantic import BaseModel, Field
 from aimc_store.records import User
 from service.deps import StoreDep, admin
 from service.errors import ProblemError, responses
+from service.ids import UserId
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(admin)])
 
 
 class NewUser(BaseModel):
     name: str = Field(
-        min_length=1, max_length=100, description="Who the key is for; unique on the service."
+        min_length=1,
+        max_length=100,
+        # NUL, CR, LF and the other control characters split log lines and headers
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Who the key is for; unique on the service; no control characters.",
     )
 
 
@@ -59,8 +64,8 @@ def list_users(store: StoreDep) -> list[UserOut]:
     return [UserOut.of(u) for u in store.users()]
 
 
-@router.post("/{user_id}/key", response_model=UserKey, responses=responses(401, 404))
-def rotate_key(user_id: str, store: StoreDep) -> UserKey:
+@router.post("/{user_id}/key", response_model=UserKey, responses=responses(401, 404, 422))
+def rotate_key(user_id: UserId, store: StoreDep) -> UserKey:
     """A new API key for the user; the old one is refused (401) from now on."""
     user = store.user(user_id)
     key = store.rotate_key(user_id) if user else None
@@ -69,8 +74,8 @@ def rotate_key(user_id: str, store: StoreDep) -> UserKey:
     return UserKey(id=user_id, name=user.name, api_key=key)
 
 
-@router.delete("/{user_id}", status_code=204, responses=responses(401, 404))
-def delete_user(user_id: str, store: StoreDep) -> Response:
+@router.delete("/{user_id}", status_code=204, responses=responses(401, 404, 422))
+def delete_user(user_id: UserId, store: StoreDep) -> Response:
     """Remove the user: their key is refused at once, their live jobs are cancelled."""
     if not store.delete_user(user_id):
         raise _no_user(user_id)

@@ -18,7 +18,7 @@ from aimc_store.records import SweepMember
 from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL, ROOT, forget_prefix, queue_of
+from tests.conftest import ROOT, forget_prefix, queue_of, store_url
 
 ADMIN = "admin-secret"
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -27,7 +27,7 @@ SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
 @pytest.fixture(scope="module")
 def client(worker_store: JobStore) -> Iterator[TestClient]:
     settings = Settings(
-        redis_url=REDIS_TEST_URL,
+        redis_url=store_url(worker_store),
         key_prefix=worker_store.p,
         admin_key=ADMIN,
         max_body_bytes=20_000,
@@ -188,7 +188,10 @@ def test_a_sweep_sent_again_with_its_idempotency_key_is_the_same_sweep(
     queued limit now full (a new sweep gets 429); same key, other body: 409; once a job
     of it is deleted, the same request queues a new sweep (a study replacing the job)."""
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_queued_jobs=2
+        redis_url=store_url(worker_store),
+        key_prefix=worker_store.p,
+        admin_key=ADMIN,
+        max_queued_jobs=2,
     )
     long = {"training": {"steps": 200_000, "micro_batch_size": 8, "eval_every": 50_000}}
     body = {"name": "twice", "spec": long, "grid": {"seed": [1, 2]}}
@@ -223,7 +226,10 @@ def test_a_sweep_sent_again_with_its_idempotency_key_is_the_same_sweep(
 
 def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None:
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, requests_per_minute=3
+        redis_url=store_url(worker_store),
+        key_prefix=worker_store.p,
+        admin_key=ADMIN,
+        requests_per_minute=3,
     )
     with TestClient(create_app(settings)) as limited:
         auth = new_user(limited, "erin")
@@ -268,7 +274,10 @@ def test_job_durations_histogram(client: TestClient, worker_store: JobStore) -> 
 
 def test_job_cost_ceiling(worker_store: JobStore) -> None:
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, max_job_cost=1e9
+        redis_url=store_url(worker_store),
+        key_prefix=worker_store.p,
+        admin_key=ADMIN,
+        max_job_cost=1e9,
     )
     with TestClient(create_app(settings)) as small:
         auth = new_user(small, "gina")
@@ -283,7 +292,10 @@ def test_a_processes_job_with_more_stages_than_worker_slots_is_refused(
     """A P-stage processes job takes P of a worker host's slots: one needing more could
     never start, so it is a 422 naming the field and the setting, not a job that waits."""
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=worker_store.p, admin_key=ADMIN, worker_slots=2
+        redis_url=store_url(worker_store),
+        key_prefix=worker_store.p,
+        admin_key=ADMIN,
+        worker_slots=2,
     )
     spec = {"model": {"hidden": [16, 16]}, "pipeline": {"stages": 3, "executor": "processes"}}
     with TestClient(create_app(settings)) as small:
@@ -310,7 +322,7 @@ def test_deployments_sharing_a_redis_keep_their_jobs_apart(
     odd = ("aimc:", "aimc", "aimc::", "", ":", "celery:", "unacked:", prefix)
     assert queue_of("aimc:") == QUEUE and len({queue_of(p) for p in odd}) == len(odd)
     assert all(queue_of(p).startswith(QUEUE) for p in odd)
-    settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix, admin_key=ADMIN)
+    settings = Settings(redis_url=store_url(worker_store), key_prefix=prefix, admin_key=ADMIN)
     try:
         with TestClient(create_app(settings)) as other:
             job_id = other.post("/v1/jobs", json=SHORT, headers=new_user(other, "bob")).json()["id"]
@@ -319,7 +331,7 @@ def test_deployments_sharing_a_redis_keep_their_jobs_apart(
             # one queue for all: B's message, sent first, would have been taken first
             [message] = worker_store.r.lrange(queue, 0, -1)
             assert job_id.encode() in message
-            job = JobStore.from_url(REDIS_TEST_URL, prefix).get_job(job_id)
+            job = JobStore.from_url(store_url(worker_store), prefix).get_job(job_id)
             assert job is not None and job.state == "queued"
     finally:
         forget_prefix(worker_store.r, prefix)

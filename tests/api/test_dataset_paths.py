@@ -16,7 +16,7 @@ from aimc_store.store import JobStore
 from service.app import create_app
 from service.settings import Settings
 from tests.api.test_api import ADMIN, new_user
-from tests.conftest import REDIS_TEST_URL, queue_of
+from tests.conftest import queue_of, store_url
 from tests.engine.test_datasets import save_npz
 
 REFUSED = "only under the directories its operator allows"
@@ -36,7 +36,7 @@ def layout(tmp_path: Path) -> dict[str, Path]:
 
 def _client(store: JobStore, dirs: str) -> TestClient:
     settings = Settings(
-        redis_url=REDIS_TEST_URL, key_prefix=store.p, admin_key=ADMIN, dataset_dirs=dirs
+        redis_url=store_url(store), key_prefix=store.p, admin_key=ADMIN, dataset_dirs=dirs
     )
     return TestClient(create_app(settings))
 

@@ -16,19 +16,19 @@ from fastapi.testclient import TestClient
 from aimc_store.records import SweepMember
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL, forget_prefix
+from tests.conftest import forget_prefix
 
 ADMIN = "deps-admin"
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
+def client(redis_url: str) -> Iterator[TestClient]:
     """The app on a key prefix of its own; nothing here runs a job, so no worker."""
     prefix = f"test-deps-{uuid.uuid4().hex[:8]}:"
-    settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix, admin_key=ADMIN)
+    settings = Settings(redis_url=redis_url, key_prefix=prefix, admin_key=ADMIN)
     with TestClient(create_app(settings)) as c:
         yield c
-    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
+    forget_prefix(redis.Redis.from_url(redis_url), prefix)
 
 
 def new_user(client: TestClient, name: str) -> tuple[dict[str, str], str]:

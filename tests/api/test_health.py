@@ -11,11 +11,10 @@ from aimc_store.store import JobStore
 from service.app import create_app
 from service.serve import free_port
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL
 
 
-def test_ready_when_redis_and_a_worker_answer(worker_store: JobStore) -> None:
-    settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=worker_store.p)
+def test_ready_when_redis_and_a_worker_answer(worker_store: JobStore, redis_url: str) -> None:
+    settings = Settings(redis_url=redis_url, key_prefix=worker_store.p)
     with TestClient(create_app(settings)) as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         deadline = time.monotonic() + 60

@@ -1,6 +1,6 @@
 """A schemathesis run against the OpenAPI schema: no 5xx and no undocumented status.
 
-Authenticated as a real user on Redis database 15; every operation gets a few
+Authenticated as a real user on the session's own Redis; every operation gets a few
 dozen generated requests (hypothesis), checked by schemathesis' default checks
 (server errors, status codes and content types the schema declares, response
 schemas, Allow headers), all but positive-data acceptance (see the test).
@@ -20,13 +20,12 @@ from hypothesis import HealthCheck, settings
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL, forget_prefix
+from tests.conftest import forget_prefix
 
 ADMIN = "fuzz-admin"
 PREFIX = f"fuzz-{uuid.uuid4().hex[:8]}:"
 app = create_app(
     Settings(
-        redis_url=REDIS_TEST_URL,
         key_prefix=PREFIX,
         admin_key=ADMIN,
         requests_per_minute=100_000,
@@ -37,8 +36,10 @@ AUTH: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def running_app(worker_store: object) -> Iterator[None]:
-    """The app's lifespan running, and a worker up (so /readyz answers 200)."""
+def running_app(worker_store: object, redis_url: str) -> Iterator[None]:
+    """The app's lifespan running on the tests' Redis, and a worker up (so /readyz
+    answers 200)."""
+    app.state.settings = app.state.settings.model_copy(update={"redis_url": redis_url})
     with TestClient(app) as client:  # runs the lifespan: the store and queue exist
         r = client.post(
             "/v1/users", json={"name": "fuzz"}, headers={"Authorization": f"Bearer {ADMIN}"}
@@ -49,7 +50,7 @@ def running_app(worker_store: object) -> Iterator[None]:
             time.sleep(0.5)  # the worker is still starting
         yield
     # the jobs it submitted wait in its own queue, which no worker takes from
-    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), PREFIX)
+    forget_prefix(redis.Redis.from_url(redis_url), PREFIX)
 
 
 @schema.parametrize()

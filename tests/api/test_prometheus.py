@@ -18,16 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from service import prometheus
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL, forget_prefix
+from tests.conftest import forget_prefix
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def client(redis_url: str) -> Iterator[TestClient]:
     """The app on a key prefix of its own (its counts start at zero); no worker needed."""
     prefix = f"test-prom-{uuid.uuid4().hex[:8]}:"
-    with TestClient(create_app(Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix))) as c:
+    with TestClient(create_app(Settings(redis_url=redis_url, key_prefix=prefix))) as c:
         yield c
-    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
+    forget_prefix(redis.Redis.from_url(redis_url), prefix)
 
 
 def parse(text: str) -> dict[str, Metric]:
@@ -102,12 +102,14 @@ def test_families_and_values_after_jobs_change_state(client: TestClient) -> None
     assert counts == {("succeeded",): 1, ("failed",): 1}
 
 
-def test_queue_depth_is_the_queues_length_at_scrape_time(client: TestClient) -> None:
+def test_queue_depth_is_the_queues_length_at_scrape_time(
+    client: TestClient, redis_url: str
+) -> None:
     """The gauge counts the messages waiting in the Celery queue (a Redis list); a queue of
     the test's own, so a worker of another test cannot drain it meanwhile."""
     queue = f"test-queue-{uuid.uuid4().hex[:8]}"
     registry = prometheus.registry(client.app.state, Counter(), queue)  # type: ignore[attr-defined]
-    r = redis.Redis.from_url(REDIS_TEST_URL)
+    r = redis.Redis.from_url(redis_url)
     try:
         depths = []
         for waiting in (0, 3, 1):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
+import redis
 
+from aimc_cli.remote import data_dir
 from service.serve import free_port
 from tests.conftest import ROOT
 
@@ -33,20 +37,49 @@ def wait_for_end(base: str, job_id: str, auth: dict[str, str]) -> str:
     return str(state)
 
 
+def check_private_redis(data: Path, started: str) -> None:
+    """The Redis `aimc serve` started: it refuses a client without the password, listens
+    on loopback only, has not the password on its command line; the data folder is
+    0700 and every file kept there 0600."""
+    password = (data / "redis_password").read_text().strip()
+    assert password and password not in started
+    port = int(started.split("Redis at redis://127.0.0.1:")[1].split("/")[0])
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(port=port).ping()
+    r = redis.Redis(port=port, password=password)
+    assert r.config_get("bind")["bind"] == "127.0.0.1"
+    assert r.config_get("protected-mode")["protected-mode"] == "yes"
+    # bounded, and full means refusing writes, never evicting a job record
+    assert r.config_get("maxmemory")["maxmemory"] == str(1024**3)
+    assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    cmdline = Path(f"/proc/{r.info('server')['process_id']}/cmdline").read_bytes()
+    assert password.encode() not in cmdline
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    kept = [data / "admin_key", data / "redis_password", *(data / "redis").rglob("*")]
+    assert any(p.name.endswith(".aof") for p in kept)  # the append-only file is there
+    for path in kept:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_the_data_folder_is_the_flag_else_aimc_data_dir_else_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AIMC_DATA_DIR", str(tmp_path / "env"))
+    assert data_dir("/srv/flag") == Path("/srv/flag")
+    assert data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv("AIMC_DATA_DIR")
+    assert data_dir(None) == Path("~/.aimc").expanduser()
+
+
 def test_serve_runs_a_job_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Path) -> None:
+    """...with its data folder from AIMC_DATA_DIR (no --data-dir: it was ignored, so two
+    servers shared ~/.aimc), and a private Redis on loopback with a password kept beside
+    the admin key, every file it keeps its owner's alone."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
+    env["AIMC_DATA_DIR"] = str(tmp_path)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimc_cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path),
-        ],
+        [sys.executable, "-m", "aimc_cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -75,6 +108,7 @@ def test_serve_runs_a_job_restarts_a_dead_worker_and_stops_cleanly(tmp_path: Pat
             f"{base}/v1/jobs", json={"training": {"steps": 10, "eval_every": 5}}, headers=auth
         ).json()
         assert wait_for_end(base, job["id"], auth) == "succeeded"
+        check_private_redis(tmp_path, lines[0])
         # kill -9 the worker: the supervisor starts another, which runs the next job
         old_worker = worker_pid(proc.pid)
         os.kill(old_worker, signal.SIGKILL)

@@ -12,23 +12,24 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import REDIS_TEST_URL, forget_prefix
+from tests.conftest import forget_prefix
 
 ADMIN = "suggest-admin"
 
 
 @pytest.fixture(scope="module")
-def auth() -> Iterator[tuple[TestClient, dict[str, str]]]:
-    """The app on a key prefix of its own and a user's auth header; nothing runs a job."""
+def auth(redis_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The app on a key prefix of its own (on the session's own Redis) and a user's auth
+    header; nothing runs a job."""
     prefix = f"test-suggest-{uuid.uuid4().hex[:8]}:"
-    settings = Settings(redis_url=REDIS_TEST_URL, key_prefix=prefix, admin_key=ADMIN)
+    settings = Settings(redis_url=redis_url, key_prefix=prefix, admin_key=ADMIN)
     with TestClient(create_app(settings)) as client:
         r = client.post(
             "/v1/users", json={"name": "speller"}, headers={"Authorization": f"Bearer {ADMIN}"}
         )
         assert r.status_code == 201, r.text
         yield client, {"Authorization": f"Bearer {r.json()['api_key']}"}
-    forget_prefix(redis.Redis.from_url(REDIS_TEST_URL), prefix)
+    forget_prefix(redis.Redis.from_url(redis_url), prefix)
 
 
 def test_a_job_with_a_misspelt_field_is_told_the_closest_one(

@@ -16,7 +16,6 @@ from aimc_store.records import Dataset, Job, StateChange, SweepMember, User, dec
 from aimc_store.settings import StoreSettings
 from aimc_store.stats import DURATION_BUCKETS_S
 from aimc_store.store import JobStore
-from tests.conftest import REDIS_TEST_URL
 
 INFO = {"n_train": 40, "n_test": 10, "sample_shape": [8, 8], "classes": 10, "x_dtype": "float32"}
 
@@ -42,14 +41,14 @@ def test_keys_keep_the_layout_existing_data_was_written_in() -> None:
 
 
 def test_store_settings_read_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", REDIS_TEST_URL)
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("AIMC_KEY_PREFIX", "env:")
     monkeypatch.setenv("AIMC_ARTIFACT_DIR", str(tmp_path))
     monkeypatch.setenv("AIMC_DATASET_DIRS", f"{tmp_path}: :/data")
     settings = StoreSettings()
-    assert settings.redis_url == REDIS_TEST_URL and settings.key_prefix == "env:"
+    assert settings.redis_url == redis_url and settings.key_prefix == "env:"
     assert settings.dataset_roots() == (tmp_path, Path("/data"))
     store = JobStore.from_settings(settings)
     assert store.p == "env:" and store.artifact_dir == tmp_path
@@ -390,3 +389,12 @@ def test_admit_job_creates_only_under_the_queued_limit(store: JobStore) -> None:
     assert store.count_in("nia", "queued") == 2
     store.set_state(first.id, "running")
     assert store.admit_job("nia", {"name": "d"}, 2) is not None  # room again
+
+
+def test_a_job_hash_without_an_owner_is_no_job(plain_store: JobStore) -> None:
+    """A worker's late write (its progress) to a job deleted meanwhile leaves a hash of
+    one field: it reads as no job, not a KeyError (a 500 at GET /v1/jobs/ID)."""
+    job_id = plain_store.create_job("wes", {})
+    plain_store.delete_job(job_id)
+    plain_store.set_progress(job_id, 0.5)
+    assert plain_store.get_job(job_id) is None

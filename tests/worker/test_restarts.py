@@ -235,6 +235,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for_port(self.port, timeout=60)
         self.admin = (data / "admin_key").read_text().strip()
+        self.redis_password = (data / "redis_password").read_text().strip()
 
     def child(self, word: str) -> int | None:
         """The live child whose command line has `word` (None while it is restarted)."""
@@ -324,8 +325,8 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         states = [e.data["state"] for e in streamed if e.kind == "state"]
         assert states[0] == "queued" and states[-1] == "succeeded" and "retrying" in states
         assert len({e.id for e in streamed}) == len(streamed)
-        store = redis.Redis.from_url(
-            f"redis://127.0.0.1:{_redis_port(served)}/0", decode_responses=True
+        store = redis.Redis(
+            port=_redis_port(served), password=served.redis_password, decode_responses=True
         )
         record = store.hgetall(f"aimc:job:{job_id}")
         assert int(record["resumes"]) >= 1 and int(record["attempts"]) >= 2

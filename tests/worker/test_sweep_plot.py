@@ -8,7 +8,7 @@ from typing import Any
 
 from aimc_store.records import SweepMember
 from aimc_store.store import JobStore
-from tests.conftest import REDIS_TEST_URL
+from tests.conftest import store_url
 from worker.sweep_plot import after_job_ended, draw_if_ended, seed_groups
 
 
@@ -95,7 +95,7 @@ def test_two_workers_ending_the_last_jobs_at_once_store_one_plot(plain_store: Jo
         store.set_state(job_id, "succeeded")
     context = multiprocessing.get_context("spawn")
     start, out = context.Barrier(2), context.Queue()
-    args = (REDIS_TEST_URL, store.p, sweep_id, start, out)
+    args = (store_url(store), store.p, sweep_id, start, out)
     workers = [context.Process(target=_draw_in_own_process, args=args) for _ in jobs]
     for w in workers:
         w.start()

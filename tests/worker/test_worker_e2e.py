@@ -1,7 +1,7 @@
 """End to end: a real Redis and a real Celery worker process run jobs through the engine.
 
-.ci/run starts redis-server when nothing listens on 127.0.0.1:6379; these tests use
-database 15 and a key prefix of their own, and flush that database afterwards.
+The Redis is the session's own (tests/conftest.py: redis_url); these tests work under
+a key prefix of their own and delete its keys afterwards.
 """
 
 from __future__ import annotations

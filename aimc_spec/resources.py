@@ -1,0 +1,166 @@
+"""What a job will take from a worker, from its spec alone (torch-free): the peak memory
+of its process above the worker it was forked from, and its floating-point work.
+
+samples x parameters (aimc_spec.cost) bounded neither: `hidden: [65536, 65536]` for one
+step is few samples but 17 GB of weights, and a CNN with 512 channels has few weights
+but 1.3 GMAC per 28x28 sample. The API refuses a job whose estimate passes the
+worker's limits (service/admission.py); each job's process also runs under an
+operating-system memory limit (worker/memory_limit.py) for what an estimate misses.
+
+Memory, float32 (4 bytes) throughout, each term one thing the engine holds at once:
+  weights     every weight and bias, and its gradient                      2 x params
+  devices     analog layers: the device's state and per-device parameters  6 x analog
+              (tiki_taka: a second array P with its own devices)          x 2
+  pulses      pulsed/rounded updates: up and down pulse counts per weight  2 x analog
+  stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
+  activations outputs and their gradients of every layer per micro-batch,
+              for the micro-batches in flight (B for gpipe/1f1b, P async)  2 x b x acts x m
+  evaluation  every layer's outputs for a chunk of EVAL_CHUNK samples        chunk x acts
+  data        the training and test sets as float32 tensors               (n + n/4) x in
+  checkpoint  a serialised copy of weights and device state                1 x state
+  runtime     what the engine takes whatever the model (allocator, thread
+              pools, dataset loaders): RUNTIME_BYTES, measured
+The constants were fitted to measured peaks (benchmarks/memory_estimate.py: VmHWM of
+the job's forked process less what it held at the fork), within a factor 1.3 for mlp,
+cnn and resnet under every update mode and schedule it runs.
+Work: a forward pass is one multiply-add per weight use (MACs), backward two; so 6
+FLOPs per MAC per sample, plus, for pulsed updates, bit_length pulse draws per analog
+weight per update.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import pairwise
+
+from aimc_spec.cost import CLASSES
+from aimc_spec.spec import JobSpec
+from aimc_spec.vocabulary import SYNCHRONOUS
+
+F32 = 4
+DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog weight
+PULSE_ARRAYS = 2  # up and down pulse counts (pulsed, rounded)
+FLOPS_PER_MAC = 6  # forward 2, backward 4 (input and weight gradients)
+STEP_OVERHEAD_S = 1e-3  # the engine's own time per micro-batch (Python, small tensors)
+EVAL_CHUNK = 1000  # samples per evaluation forward (as aimc_engine.metrics.EVAL_CHUNK)
+RUNTIME_BYTES = 100 * 2**20  # a 7 MB digital mlp's job process peaked 120 MiB above the fork
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One weight layer: `fan_in` x `fan_out` weights used at `positions` places per
+    sample (1 for a dense layer, output pixels for a convolution)."""
+
+    fan_in: int
+    fan_out: int
+    positions: int = 1
+
+    @property
+    def weights(self) -> int:
+        return self.fan_in * self.fan_out + self.fan_out
+
+    @property
+    def outputs(self) -> int:
+        return self.fan_out * self.positions
+
+    @property
+    def macs(self) -> int:
+        return self.fan_in * self.fan_out * self.positions
+
+
+def layers(spec: JobSpec, sample_shape: tuple[int, ...]) -> list[Layer]:
+    """The model's weight layers for samples of `sample_shape` (as aimc_spec.cost counts
+    them: 5x5 convolutions then 2x2 pooling for cnn, 3x3 for resnet)."""
+    m = spec.model
+    if m.kind == "mlp":
+        widths = [math.prod(sample_shape), *m.hidden, CLASSES]
+        return [Layer(a, b) for a, b in pairwise(widths)]
+    c = sample_shape[0] if len(sample_shape) == 3 else 1
+    h = sample_shape[-2] if len(sample_shape) == 3 else math.isqrt(math.prod(sample_shape))
+    w = sample_shape[-1] if len(sample_shape) == 3 else h
+    out: list[Layer] = []
+    if m.kind == "cnn":
+        for ch in m.channels:
+            out.append(Layer(c * 25, ch, h * w))
+            c, h, w = ch, max(h // 2, 1), max(w // 2, 1)
+        return [*out, Layer(c * h * w, m.fc), Layer(m.fc, CLASSES)]
+    out.append(Layer(c * 9, m.channels[0], h * w))
+    c_in = m.channels[0]
+    for i, ch in enumerate(m.channels):
+        if i > 0:
+            h, w = max(h // 2, 1), max(w // 2, 1)
+            out.append(Layer(c_in, ch, h * w))  # 1x1 shortcut
+        out += [Layer(c_in * 9, ch, h * w), Layer(ch * 9, ch, h * w)]
+        c_in = ch
+    return [*out, Layer(c_in, CLASSES)]
+
+
+def _analog_weights(spec: JobSpec, found: list[Layer]) -> int:
+    a = spec.analog
+    if not a.enabled:  # under optimizer sgd too the tiles hold their devices (measured)
+        return 0
+    chosen: list[int]
+    if a.layers == "all":
+        chosen = list(range(len(found)))
+    elif a.layers == "last":
+        chosen = [len(found) - 1]
+    else:
+        chosen = [i for i in a.layers if 0 <= i < len(found)]
+    return sum(found[i].weights for i in chosen)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """A job's estimated peak memory by part (bytes), its work (FLOPs) and its
+    micro-batches."""
+
+    parts: dict[str, int]
+    flops: float
+    micro_batches: int
+
+    def seconds(self, gflops: float) -> float:
+        """Run time on a worker doing `gflops` GFLOP/s, with the per-micro-batch cost."""
+        return self.flops / (gflops * 1e9) + self.micro_batches * STEP_OVERHEAD_S
+
+    @property
+    def peak_bytes(self) -> int:
+        return sum(self.parts.values())
+
+    def describe(self) -> str:
+        """The parts over 1 MiB, largest first, in MiB."""
+        big = sorted(((v, k) for k, v in self.parts.items() if v >= 2**20), reverse=True)
+        return ", ".join(f"{k} {v / 2**20:.0f}" for v, k in big) or "all parts under 1 MiB"
+
+
+def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Resources:
+    """The estimate for `spec` on `n_train` training samples of `sample_shape`."""
+    found = layers(spec, sample_shape)
+    params = sum(layer.weights for layer in found)
+    analog = _analog_weights(spec, found)
+    p, t, b = spec.pipeline, spec.training, spec.training.micro_batch_size
+    device_arrays = DEVICE_ARRAYS * (2 if spec.optimizer.algorithm == "tiki_taka" else 1)
+    in_flight = p.micro_batches if p.schedule in SYNCHRONOUS else min(p.stages, p.micro_batches)
+    stashes = p.stages if p.schedule == "async_stash" else 0
+    acts = math.prod(sample_shape) + sum(layer.outputs for layer in found)
+    state = (params + device_arrays * analog) * F32
+    parts = {
+        "weights": 2 * params * F32,
+        "devices": device_arrays * analog * F32,
+        "pulses": (PULSE_ARRAYS * analog * F32) if spec.analog.update != "expected" else 0,
+        "stashes": stashes * params * F32,
+        "activations": 2 * b * acts * max(in_flight, 1) * F32,
+        "evaluation": min(EVAL_CHUNK, n_train) * acts * F32,
+        "data": (n_train + max(n_train // 4, 1)) * math.prod(sample_shape) * F32,
+        "checkpoint": state,
+        "runtime": RUNTIME_BYTES,
+    }
+    if t.steps is not None:
+        samples = t.steps * p.group * b
+    else:
+        samples = math.ceil((t.epochs or 0) * (n_train // b)) * b
+    updates = samples // max(b * p.group, 1)
+    flops = FLOPS_PER_MAC * samples * sum(layer.macs for layer in found)
+    if spec.analog.update == "pulsed":
+        flops += updates * analog * spec.analog.bit_length
+    return Resources(parts=parts, flops=float(flops), micro_batches=samples // max(b, 1))
