@@ -137,3 +137,30 @@ def test_metrics_since_is_exclusive_as_its_help_says(
     assert len(steps) >= 2
     assert main(["metrics", job_id, "--since", str(steps[0]), "--json"]) == 0
     assert [p["step"] for p in json.loads(capsys.readouterr().out)] == steps[1:]
+
+
+STUDY = """
+name: next-step-study
+spec: {model: {hidden: [16]}, training: {steps: 20, micro_batch_size: 8, eval_every: 10}}
+grid: {optimizer.lr: [0.05, 0.3]}
+"""
+
+
+def test_a_remote_study_says_the_same_and_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`aimc study --remote` meets the service through its own path (aimc_study.remote):
+    its errors read as the other commands' do, then say how to resume."""
+    study = tmp_path / "study.yaml"
+    study.write_text(STUDY)
+    argv = ["study", str(study), "--remote", "--out", str(tmp_path / "out"), "--poll", "0.2"]
+    monkeypatch.delenv("AIMC_API_KEY")
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "no API key was sent: pass --api-key KEY or set AIMC_API_KEY=KEY" in err
+    assert err.rstrip().endswith("aimc: run the same command again to resume")
+    monkeypatch.setattr(aimc_client.client, "MAX_WAIT_S", 0.0)
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main([*argv, "--url", url]) == 3
+    err = capsys.readouterr().err
+    assert f"aimc: no service answered at {url} (" in err and "`aimc serve`" in err
