@@ -62,16 +62,9 @@ def pulse_train_counts(
     else:
         in_features, x_max, take = x.in_features, x.abs_max, x.take
     d_max = torch.linalg.vector_norm(d, math.inf, dim=1)  # (N,)
-    # sample of each (sample, slot) row; None while that is row i <-> sample i (BL 1).
-    # A sample with a zero side gets probability 0: it fires nothing.
-    sample: Tensor | None = None
-    if update_management:
-        a, b, slots = manage_updates(x_max, d_max, lr=lr, dw_min=dw_min, bit_length=bit_length)
-        if n and float(slots.max()) > 1:
-            sample = torch.repeat_interleave(torch.arange(n, device=d.device), slots.long())
-    else:
-        a = b = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
-        sample = torch.arange(n, device=d.device).repeat(bit_length)
+    a, b, sample = _trains(
+        x_max, d_max, lr=lr, dw_min=dw_min, bit_length=bit_length, managed=update_management
+    )
     # the error side first: one row per (sample, slot), each error i firing with
     # probability a_n |d_i| (capped at 1)
     d_rows = d if sample is None else d[sample]  # (R, out)
@@ -93,6 +86,22 @@ def pulse_train_counts(
         xs = take(torch.arange(n, device=d.device) if sample is None else sample)  # (H, in)
     fired_x = draw_pulse_trains(xs, scale_x, generator)
     return count_coincidences(fired_d, fired_x)
+
+
+def _trains(
+    x_max: Tensor, d_max: Tensor, *, lr: float, dw_min: float, bit_length: int, managed: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(a, b, sample): each sample's pulse probabilities per unit |d| and |x|, and the
+    sample of each (sample, slot) row, None while that is row i <-> sample i (BL 1). A
+    sample with a zero side gets probability 0: it fires nothing."""
+    n = len(d_max)
+    if managed:
+        a, b, slots = manage_updates(x_max, d_max, lr=lr, dw_min=dw_min, bit_length=bit_length)
+        if n and float(slots.max()) > 1:
+            return a, b, torch.repeat_interleave(torch.arange(n, device=d_max.device), slots.long())
+        return a, b, None
+    a = torch.full_like(x_max, math.sqrt(lr / (dw_min * bit_length)))
+    return a, a, torch.arange(n, device=d_max.device).repeat(bit_length)
 
 
 def manage_updates(

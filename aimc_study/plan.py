@@ -145,6 +145,23 @@ def _base(file: StudyFile, base_dir: Path) -> tuple[dict[str, Any], str]:
     return data, str(file.spec)
 
 
+def _check_count(seeds: int, axes: list[Any]) -> None:
+    """SpecError if seeds x the product of the axes' lengths is past MAX_STUDY_JOBS."""
+    total = seeds
+    for values in axes:
+        total *= len(values)
+    if total > MAX_STUDY_JOBS:
+        raise SpecError([("grid", f"{total} jobs; the limit is {MAX_STUDY_JOBS}")])
+
+
+def _check_folders(jobs: list[StudyJob]) -> None:
+    """SpecError if two jobs would write the same run folder."""
+    folders = [j.label for j in jobs]
+    if len(set(folders)) != len(folders):
+        clash = next(f for f in folders if folders.count(f) > 1)
+        raise SpecError([("grid", f"two jobs share the folder name {clash!r}; use other values")])
+
+
 def build_study(file: StudyFile, base_dir: Path, *, quick: bool = False) -> Study:
     """Every job of the study (or of its quick form), validated; SpecError naming the
     study field behind each fault."""
@@ -158,11 +175,7 @@ def build_study(file: StudyFile, base_dir: Path, *, quick: bool = False) -> Stud
     keys = [name for name, _, _ in named] + list(grid)
     check_comparisons(file, keys)
     seeds = quick_block.seeds or file.seeds
-    total = len(seeds)
-    for values in [*grid.values(), *(levels for _, _, levels in named)]:
-        total *= len(values)
-    if total > MAX_STUDY_JOBS:
-        raise SpecError([("grid", f"{total} jobs; the limit is {MAX_STUDY_JOBS}")])
+    _check_count(len(seeds), [*grid.values(), *(levels for _, _, levels in named)])
     base, source = _base(file, base_dir)
     names = display_names(keys)
     jobs: list[StudyJob] = []
@@ -205,10 +218,7 @@ def build_study(file: StudyFile, base_dir: Path, *, quick: bool = False) -> Stud
             groups.append(Group(label, factors, tuple(members)))
     if problems:
         raise SpecError([(w, f"{m} (in {g})") for (w, m), g in problems.items()])
-    folders = [j.label for j in jobs]
-    if len(set(folders)) != len(folders):
-        clash = next(f for f in folders if folders.count(f) > 1)
-        raise SpecError([("grid", f"two jobs share the folder name {clash!r}; use other values")])
+    _check_folders(jobs)
     all_levels = {name: levels for name, _, levels in named}
     return Study(file, source, quick, grid, seeds, keys, groups, jobs, parts, all_levels)
 

@@ -14,7 +14,7 @@ from aimc_spec.fit import fit_problem
 from aimc_spec.resources import resources
 from aimc_spec.slots import slots_problem
 from aimc_spec.spec import JobSpec
-from aimc_spec.vocabulary import RUN_JOB_TASK
+from aimc_spec.vocabulary import RUN_JOB_TASK, JobState
 from aimc_store.fair_share import priority
 from aimc_store.records import Job
 from aimc_store.store import JobStore
@@ -105,7 +105,7 @@ def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) ->
             f"{settings.max_queued_jobs}: split the grid"
         )
         raise ProblemError(422, "Too many jobs", detail, errors=[{"loc": "grid", "msg": detail}])
-    queued = store.count_in(user, "queued")
+    queued = store.count_in(user, JobState.QUEUED)
     if queued + jobs > settings.max_queued_jobs:
         raise _over_queued(queued, jobs, settings)
 
@@ -139,7 +139,7 @@ def admit(store: JobStore, settings: Settings, user: str, normalised: dict[str, 
     of it until `send`. (A sweep's jobs: JobStore.admit_sweep, after check_room.)"""
     job = store.admit_job(user, normalised, settings.max_queued_jobs)
     if job is None:
-        raise _over_queued(store.count_in(user, "queued"), 1, settings)
+        raise _over_queued(store.count_in(user, JobState.QUEUED), 1, settings)
     return job
 
 
@@ -163,5 +163,5 @@ def queue_job(
     workers; the job."""
     check_storage(store, settings, user)
     job = admit(store, settings, user, normalised)
-    send(request, job.id, ahead=store.count_in(user, "queued") - 1)
+    send(request, job.id, ahead=store.count_in(user, JobState.QUEUED) - 1)
     return job

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
+from aimc_spec.vocabulary import JobState
 from aimc_store.store import JobStore
 from worker.memory_limit import describe_failure
 from worker.settings import get_settings
@@ -66,7 +67,7 @@ def job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
 def fail(store: JobStore, job_id: str, exc: Exception) -> None:
     """An unexpected error ends the job as failed, naming it; the traceback goes to the log."""
     log.exception("job %s failed", job_id)
-    store.set_state(job_id, "failed", error=describe_failure(exc))  # names a memory limit
+    store.set_state(job_id, JobState.FAILED, error=describe_failure(exc))  # names a memory limit
 
 
 def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:
@@ -83,18 +84,13 @@ def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Pat
     return path
 
 
-def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) -> None:
-    """Run the engine on the job and store its metrics, artifacts, result and final state."""
-    from aimc_engine.artifacts import write_run
-    from aimc_engine.runner import Callbacks, RunError, run
+def store_callbacks(store: JobStore, job_id: str, reached: list[float]) -> Any:
+    """The engine's callbacks for job `job_id`: metric points stored once (not those a
+    previous attempt stored), progress and the cancel flag at most so often, checkpoints.
+    `reached` gets the share of training done at the latest step."""
+    from aimc_engine.runner import Callbacks
 
-    try:
-        spec = parse_spec(spec_data)
-    except SpecError as exc:
-        store.set_state(job_id, "failed", error=str(exc))
-        return
     last = {"cancel": 0.0, "progress": 0.0}
-    reached: list[float] = []  # the share of training done at the latest step
     stored_up_to = store.last_metric_step(job_id)  # points a previous attempt already stored
 
     def on_metrics(record: dict[str, Any]) -> None:
@@ -115,13 +111,27 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
             last["progress"] = now
             store.set_progress(job_id, step / total)
 
-    callbacks = Callbacks(
+    return Callbacks(
         on_metrics=on_metrics,
         on_progress=on_progress,
         should_stop=should_stop,
         on_checkpoint=lambda blob: store.put_checkpoint(job_id, blob),
         checkpoint_every=CHECKPOINT_EVERY,
     )
+
+
+def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner: str) -> None:
+    """Run the engine on the job and store its metrics, artifacts, result and final state."""
+    from aimc_engine.artifacts import write_run
+    from aimc_engine.runner import RunError, run
+
+    try:
+        spec = parse_spec(spec_data)
+    except SpecError as exc:
+        store.set_state(job_id, JobState.FAILED, error=str(exc))
+        return
+    reached: list[float] = []  # the share of training done at the latest step
+    callbacks = store_callbacks(store, job_id, reached)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         try:
@@ -131,7 +141,7 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
                 store.mark_resumed(job_id)
             output = run(spec, callbacks, resume=resume, uploaded=uploaded)
         except RunError as exc:
-            store.set_state(job_id, "failed", error=str(exc))
+            store.set_state(job_id, JobState.FAILED, error=str(exc))
             return
         engine_finished = time.time()
         if uploaded is not None:
@@ -145,8 +155,8 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
     # a cancelled or failed job's progress is where it stopped, not 100% (and stays as
     # stored if it stopped before its first step of this attempt)
     progress: dict[str, float] = {}
-    if status == "succeeded" or reached:
-        progress["progress"] = 1.0 if status == "succeeded" else reached[0]
+    if status == JobState.SUCCEEDED or reached:
+        progress["progress"] = 1.0 if status == JobState.SUCCEEDED else reached[0]
     store.set_state(
         job_id,
         status,

@@ -27,6 +27,7 @@ from typing import Any
 
 from aimc_spec.slots import slots_for, slots_problem
 from aimc_spec.spec import JobSpec, SpecError, parse_spec
+from aimc_spec.vocabulary import JobState
 from aimc_store.records import Job
 from aimc_store.store import JobStore
 from worker.settings import get_settings
@@ -64,11 +65,11 @@ class Lease:
         attempts = self.store.add_attempt(self.job_id)
         if attempts > MAX_ATTEMPTS:
             error = f"gave up after {MAX_ATTEMPTS} attempts"
-            self.store.set_state(self.job_id, "failed", error=error)
+            self.store.set_state(self.job_id, JobState.FAILED, error=error)
             return False
         if attempts > 1:
-            self.store.set_state(self.job_id, "retrying")
-        self.store.set_state(self.job_id, "running", worker=self.holder)
+            self.store.set_state(self.job_id, JobState.RETRYING)
+        self.store.set_state(self.job_id, JobState.RUNNING, worker=self.holder)
         return True
 
 
@@ -103,13 +104,13 @@ def lease(
     slots: list[int] | None = None
     try:
         if problem:  # the API refuses these: a worker with fewer slots than the API says
-            store.set_state(job.id, "failed", error=f"{problem[0]}: {problem[1]}")
-            raise Declined("failed")
+            store.set_state(job.id, JobState.FAILED, error=f"{problem[0]}: {problem[1]}")
+            raise Declined(JobState.FAILED)
         slots = host.claim(slots_for(spec) if spec else 1)
         if slots is None:  # the host runs as many processes as it may: wait in the queue
             raise retry(SLOTS_RETRY_S)
         if not store.claim_slot(job.owner, job.id, limit):
-            raise Declined("parked")
+            raise Declined(JobState.PARKED)
         stop = threading.Event()
         beater = threading.Thread(target=_beat, args=(held, stop), daemon=True)
         beater.start()

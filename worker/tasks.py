@@ -13,7 +13,7 @@ import logging
 import os
 from typing import Any
 
-from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, RUN_JOB_TASK, TERMINAL
+from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, RUN_JOB_TASK, TERMINAL, JobState
 from aimc_store.records import Job
 from aimc_store.store import JobStore
 from worker.app import app
@@ -47,12 +47,12 @@ def _run_job(task: Any, store: JobStore, job_id: str) -> str:
     """run_job's work; the job's state when it returns (or why it did not run it)."""
     job = store.get_job(job_id)
     if job is None:
-        return "missing"
+        return JobState.MISSING
     owner, limit = job.owner, get_settings().max_running_jobs
     state = job.state
     if not job.ended and store.cancel_requested(job_id):
-        store.set_state(job_id, "cancelled")
-        state = "cancelled"
+        store.set_state(job_id, JobState.CANCELLED)
+        state = JobState.CANCELLED
     if state in TERMINAL:
         _queue_parked(store, owner, limit)  # this task may have been handed a free slot
         return state
@@ -69,7 +69,7 @@ def _attempt(store: JobStore, job: Job, held: Lease) -> str:
     """One attempt at the job, in a process of its own; the state it ends in."""
     try:
         if not held.start_attempt():
-            return "failed"
+            return JobState.FAILED
         code = run_in_fresh_process(
             lambda: job_process(job.id, job.spec, job.owner), started=held.engine_pid.append
         )
@@ -77,7 +77,7 @@ def _attempt(store: JobStore, job: Job, held: Lease) -> str:
             # given up for lost (this worker was cut off from Redis past the heartbeat's
             # lifetime) and taken by another worker, which resumes it: leave it to that one
             log.warning("job %s: another worker took it over; this run stopped", job.id)
-            return "superseded"
+            return JobState.SUPERSEDED
         if code < 0:
             # a signal killed the job's process (the kernel's OOM killer, an operator):
             # die as a killed worker would, so Celery redelivers the job (reject on worker
@@ -86,12 +86,14 @@ def _attempt(store: JobStore, job: Job, held: Lease) -> str:
             os._exit(1)
         final = store.get_job(job.id)
         if final is None or not final.ended:
-            store.set_state(job.id, "failed", error=f"the job's process exited with code {code}")
-            return "failed"
+            store.set_state(
+                job.id, JobState.FAILED, error=f"the job's process exited with code {code}"
+            )
+            return JobState.FAILED
         return final.state
     except Exception as exc:  # the job fails; the worker stays up for the next one
         fail(store, job.id, exc)
-        return "failed"
+        return JobState.FAILED
 
 
 def _queue_parked(store: JobStore, owner: str, limit: int) -> None:

@@ -255,6 +255,26 @@ def whole_model(spec: JobSpec, data: Any, state: dict[str, Any]) -> LayeredNet:
     return model
 
 
+def _rendezvous(spec: JobSpec) -> dist.TCPStore:
+    """The store the stages meet at, on loopback: `pipeline.port`, or one the OS picks
+    (so two runs at once never collide)."""
+    p = spec.pipeline
+    try:
+        return dist.TCPStore(
+            "127.0.0.1",
+            p.port or 0,
+            None,
+            True,
+            timeout=datetime.timedelta(seconds=p.timeout_s),
+            wait_for_workers=False,
+        )
+    except (RuntimeError, OSError) as exc:
+        raise RunError(
+            f"pipeline.port: {p.port} cannot be listened on here ({exc}); leave it out to "
+            "take a free port"
+        ) from None
+
+
 def run_processes(
     spec: JobSpec,
     callbacks: Callbacks,
@@ -265,22 +285,12 @@ def run_processes(
     """Run the job with one process per stage on this host; the stage 0's output (result,
     metrics, weights, timeline) once every stage has finished."""
     devices = placement(spec)
-    p = spec.pipeline
-    timeout = datetime.timedelta(seconds=p.timeout_s)
-    try:
-        store = dist.TCPStore(
-            "127.0.0.1", p.port or 0, None, True, timeout=timeout, wait_for_workers=False
-        )
-    except (RuntimeError, OSError) as exc:
-        raise RunError(
-            f"pipeline.port: {p.port} cannot be listened on here ({exc}); leave it out to "
-            "take a free port"
-        ) from None
+    stages = spec.pipeline.stages
+    store = _rendezvous(spec)
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["aimc_engine.pipeline.launch"])
     stop = ctx.Event()
-    pipes = [ctx.Pipe(duplex=False) for _ in range(p.stages)]  # (launcher's end, stage's)
-    every = callbacks.checkpoint_every if callbacks.on_checkpoint else None
+    pipes = [ctx.Pipe(duplex=False) for _ in range(stages)]  # (launcher's end, stage's)
     jobs = [
         StageJob(
             spec.model_dump(mode="json"),
@@ -290,16 +300,15 @@ def run_processes(
             os.getpid(),
             "127.0.0.1",
             store.port,
-            threads_per_stage(p.stages),
+            threads_per_stage(stages),
             resume,
             str(uploaded) if uploaded else None,
-            every,
+            callbacks.checkpoint_every if callbacks.on_checkpoint else None,
         )
-        for s in range(p.stages)
+        for s in range(stages)
     ]
     procs = [
-        ctx.Process(target=stage_main, args=(job, pipes[job.stage][1], stop), daemon=True)
-        for job in jobs
+        ctx.Process(target=stage_main, args=(j, pipes[j.stage][1], stop), daemon=True) for j in jobs
     ]
     try:
         with _without_main():

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from aimc_spec.spec import SpecError
 from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS, expand
-from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK
+from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, JobState
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
 from aimc_store.sweeps import EXPIRED, all_ended
@@ -148,7 +148,7 @@ def create_sweep(
     # job is sent: the worker that ends the last job sees the sweep
     sweep, jobs = store.admit_sweep(user, body.name, body.grid, specs)
     remember(store, user, idempotency_key, digest, sweep.id)
-    before = store.count_in(user, "queued") - len(jobs)  # the owner's jobs already waiting
+    before = store.count_in(user, JobState.QUEUED) - len(jobs)  # the owner's jobs already waiting
     for rank, job in enumerate(jobs):
         send(request, job.id, ahead=before + rank)
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
