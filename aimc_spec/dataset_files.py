@@ -104,6 +104,12 @@ def _check_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -
             )
 
 
+def checked_info(data: bytes, max_unpacked: int) -> dict[str, Any]:
+    """describe() of an upload's bytes, read with the unpacked limit (a function of the
+    module, so a process pool can run it: service/upload_checks.py)."""
+    return describe(read_npz(data, "upload", max_unpacked=max_unpacked))
+
+
 def check_arrays(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
 ) -> int:

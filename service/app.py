@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import FastAPI
@@ -24,6 +23,7 @@ from service.middleware import ApiHeaders, ConfineDatasetPaths, HeadAsGet, Limit
 from service.reaper import Reaper
 from service.routes import datasets, health, jobs, sweeps, users
 from service.settings import Settings, get_settings
+from service.upload_checks import UploadChecks
 
 
 @asynccontextmanager
@@ -38,9 +38,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.celery = Celery("aimc-api", broker=s.redis_url, backend=s.redis_url)
     # one list per priority, as the workers read them: fair share between users
     app.state.celery.conf.broker_transport_options = TRANSPORT_OPTIONS
-    # dataset uploads checked at once, each in a thread (routes/datasets.py): bounds the
-    # memory their unpacked arrays take
-    app.state.upload_checks = anyio.CapacityLimiter(s.upload_checks_at_once)
+    # dataset uploads are checked in processes of their own, a few at once
+    app.state.upload_checks = UploadChecks(s.upload_checks_at_once)
     # the objects of start-up (modules, schemas) never die: keep them out of the
     # collector's full passes, which otherwise stall a request now and then
     gc.collect()
@@ -51,6 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.store.r.close()
     await app.state.aredis.aclose()
     await app.state.stream_redis.aclose()
+    app.state.upload_checks.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -58,8 +58,8 @@ class Settings(StoreSettings):
         ge=1,
         description=(
             "Uploads whose arrays are unpacked and checked at the same time, each in a "
-            "thread off the event loop (each may take 4x max_dataset_bytes of memory); "
-            "more wait their turn."
+            "process of its own (each may take 4x max_dataset_bytes of memory); more "
+            "wait their turn."
         ),
     )
 

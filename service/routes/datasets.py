@@ -6,13 +6,13 @@ sees it or can use it (anyone else gets 404, or 422 at submit, as if it did not 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from aimc_spec.dataset_files import DatasetError, describe, read_npz
+from aimc_spec.dataset_files import DatasetError
 from aimc_store.datasets import StorageFull
 from aimc_store.records import Dataset
 from aimc_store.store import JobStore
@@ -86,26 +86,23 @@ async def upload(
         raise _invalid(
             "empty body; send the .npz file's bytes (Content-Type: application/octet-stream)"
         )
-    # unpacking and checking a 64 MB archive takes a second of CPU and storing it a
-    # blocking Redis write: both in a worker thread, a few uploads at a time, so the
-    # event loop (/healthz, every other request) never waits for them
-    limiter = request.app.state.upload_checks
-    record = await anyio.to_thread.run_sync(
-        _check_and_keep, store, settings, user, name, data, limiter=limiter
-    )
+    # unpacking and checking a 64 MB archive takes seconds of CPU: in a process of its
+    # own (service/upload_checks.py); storing it is a blocking Redis write: in a thread.
+    # The event loop (/healthz, every other request) waits for neither.
+    try:
+        info = await request.app.state.upload_checks.check(
+            data, UNPACKED_FACTOR * settings.max_dataset_bytes
+        )
+    except DatasetError as exc:
+        raise _invalid(str(exc)) from None
+    record = await anyio.to_thread.run_sync(_keep, store, settings, user, name, data, info)
     return DatasetOut.of(record)
 
 
-def _check_and_keep(
-    store: JobStore, settings: Settings, user: str, name: str, data: bytes
+def _keep(
+    store: JobStore, settings: Settings, user: str, name: str, data: bytes, info: dict[str, Any]
 ) -> Dataset:
-    """Check the archive's arrays and keep the upload; its record (422 naming the fault)."""
-    try:
-        arrays = read_npz(data, "upload", max_unpacked=UNPACKED_FACTOR * settings.max_dataset_bytes)
-        info = describe(arrays)
-    except DatasetError as exc:
-        raise _invalid(str(exc)) from None
-    del arrays  # the unpacked arrays (up to 4x the upload) go before the bytes are stored
+    """Keep a checked upload within its owner's storage limit; its record (413 past it)."""
     try:
         dataset_id = store.put_dataset(
             user, name, data, info, limit=settings.max_user_dataset_bytes
