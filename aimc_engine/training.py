@@ -277,7 +277,9 @@ class Training:
                 continue
             action = timed.action
             first_stage = action.stage == 0
-            if action.kind == FORWARD and first_stage and self._stop_asked():
+            # asked before every action, not once per micro-batch: a cancel of a large
+            # model or a long pipeline acts within one action (callers throttle the ask)
+            if self._stop_asked():
                 self.status = "cancelled"
                 break
             self.executor.execute(action, self.lr, self.fetch)

@@ -105,15 +105,33 @@ def test_cnn_on_28x28_images(tmp_path: Path) -> None:
     assert out.model.analog_layers[2].tile.shape == (16, 8 * 7 * 7)
 
 
-def test_cancel_stops_at_the_next_step() -> None:
+def test_cancel_stops_at_the_next_action() -> None:
+    """Asked before every action (a forward, backward and update per micro-batch here):
+    15 actions are 5 updates."""
     calls = []
 
     def should_stop() -> bool:
         calls.append(1)
-        return len(calls) > 5
+        return len(calls) > 15
 
     out = run(parse_spec(short()), Callbacks(should_stop=should_stop))
     assert out.result["status"] == "cancelled" and out.result["updates"] == 5
+
+
+def test_a_pipeline_is_asked_to_stop_before_every_action() -> None:
+    """4 stages, async: 12 actions a micro-batch. A cancel waits for one action, not for a
+    micro-batch's passage through every stage (a large model's cancel took minutes)."""
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 30
+
+    spec = short(model={"hidden": [8, 8, 8]}, pipeline={"stages": 4, "schedule": "async"})
+    out = run(parse_spec(spec), Callbacks(should_stop=should_stop))
+    assert out.result["status"] == "cancelled"
+    assert len(calls) == 31  # 30 actions ran, the 31st ask stopped the run
+    assert out.result["updates"] < 30 // 12 + 1
 
 
 def test_divergence_is_reported_not_raised() -> None:
