@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from aimc_cli.remote import data_dir
+from aimc_cli.remote.users import data_dir
 from service.serve import free_port
 from tests.conftest import ROOT
 
