@@ -76,24 +76,25 @@ def check_resources(
     estimate = resources(spec, n_train, shape)
     limit = settings.max_job_memory_mib * 2**20
     if estimate.peak_bytes > limit:
-        detail = (
+        raise _too_large(
+            f"{at}model",
             f"estimated peak memory {estimate.peak_bytes / 2**20:.0f} MiB "
             f"({estimate.describe()}) exceeds the limit max_job_memory_mib = "
-            f"{settings.max_job_memory_mib}; use a smaller model, micro-batch or dataset"
-        )
-        raise ProblemError(
-            422, "Job too large", detail, errors=[{"loc": f"{at}model", "msg": detail}]
+            f"{settings.max_job_memory_mib}; use a smaller model, micro-batch or dataset",
         )
     seconds = estimate.seconds(settings.worker_gflops)
     if seconds > settings.max_job_seconds:
-        detail = (
+        raise _too_large(
+            f"{at}training",
             f"estimated run time {seconds:.0f} s ({estimate.flops:.3g} FLOPs at "
             f"{settings.worker_gflops:g} GFLOP/s) exceeds the limit max_job_seconds = "
-            f"{settings.max_job_seconds:g}; train fewer epochs or a smaller model"
+            f"{settings.max_job_seconds:g}; train fewer epochs or a smaller model",
         )
-        raise ProblemError(
-            422, "Job too large", detail, errors=[{"loc": f"{at}training", "msg": detail}]
-        )
+
+
+def _too_large(loc: str, detail: str) -> ProblemError:
+    """The 422 of a job past one of the service's ceilings, naming the field and limit."""
+    return ProblemError(422, "Job too large", detail, errors=[{"loc": loc, "msg": detail}])
 
 
 def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) -> None:

@@ -25,6 +25,17 @@ from service.serve import free_port, redis_binary, wait_for_port, worker_command
 from worker.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# the production packages, as pyproject.toml lists them
+PACKAGES = (
+    "aimc_spec",
+    "aimc_study",
+    "aimc_store",
+    "aimc_engine",
+    "aimc_cli",
+    "aimc_client",
+    "service",
+    "worker",
+)
 # The suite runs the update chains as users get them: C kernels where a C compiler exists
 # (built once per machine, in well under a second). tests/engine/test_fused.py checks
 # that the torch ops every machine can run give the same numbers.
@@ -96,12 +107,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=10)
 
 
 def store_url(store: JobStore) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.conftest import PACKAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,16 +39,7 @@ def test_dockerfile_installs_cpu_torch_first_and_copies_the_packages() -> None:
     text = (ROOT / "Dockerfile").read_text()
     torch_line = text.index("torch==2.13.0")
     assert torch_line < text.index("RUN pip install .")
-    for package in (
-        "aimc_spec",
-        "aimc_study",
-        "aimc_store",
-        "aimc_engine",
-        "aimc_cli",
-        "aimc_client",
-        "service",
-        "worker",
-    ):
+    for package in PACKAGES:
         assert f"COPY {package} {package}" in text
         assert (ROOT / package / "__init__.py").exists()
     assert "USER aimc" in text

@@ -18,17 +18,8 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = [
-    "aimc_spec",
-    "aimc_study",
-    "aimc_store",
-    "aimc_engine",
-    "aimc_cli",
-    "aimc_client",
-    "service",
-    "worker",
-]
+from tests.conftest import PACKAGES, ROOT
+
 CITATION = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9_-]*)\.md\b")
 # Markdown files the code writes rather than cites: a study's report in its --out folder.
 WRITTEN = {"report"}

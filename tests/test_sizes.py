@@ -10,17 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = (
-    "aimc_spec",
-    "aimc_study",
-    "aimc_store",
-    "aimc_engine",
-    "aimc_cli",
-    "aimc_client",
-    "worker",
-    "service",
-)
+from tests.conftest import PACKAGES, ROOT
+
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

@@ -18,7 +18,7 @@ from aimc_store.store import JobStore
 from service.app import create_app
 from service.serve import worker_command
 from service.settings import Settings
-from tests.conftest import ROOT, forget_prefix, queue_of
+from tests.conftest import ROOT, forget_prefix, queue_of, stop_process
 from worker.fresh_process import run_in_fresh_process
 from worker.memory_limit import describe_failure
 
@@ -66,12 +66,7 @@ def small_worker(redis_url: str, tmp_path: Path) -> Iterator[tuple[JobStore, str
     try:
         yield store, redis_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         forget_prefix(store.r, prefix)
 
 
