@@ -19,6 +19,7 @@ import itertools
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -184,11 +185,11 @@ class StageRun:
         if not self.skip:  # a fresh run measures before any training (all counts 0)
             plan = itertools.chain([Point(METRIC, 0, (0,) * self.stages, 0.0)], plan)
         order = self.schedule.per_stage[self.s]
-        ahead = order[self.executed :]
+        left = Counter(a.kind for a in itertools.islice(order, self.executed, None))
         if self.links.prev_train is not None:  # an activation for each forward left
-            self.links.prev_train.expected = sum(a.kind == FORWARD for a in ahead)
+            self.links.prev_train.expected = left[FORWARD]
         if self.links.next_train is not None:  # a gradient for each backward left
-            self.links.next_train.expected = sum(a.kind == BACKWARD for a in ahead)
+            self.links.next_train.expected = left[BACKWARD]
         stop: Stopped | None = None
         error: str | None = None
         try:
