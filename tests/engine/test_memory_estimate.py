@@ -31,5 +31,7 @@ def test_the_estimate_is_within_1_5_of_the_measured_peak() -> None:
     modes = {name.split()[1] for name in found}
     assert kinds == {"mlp", "cnn", "resnet"}
     assert {"expected", "pulsed", "rounded", "tiki_taka", "digital"} <= modes
+    for kind in kinds:  # every model kind in every update mode
+        assert {f"{kind} {mode}" for mode in ("expected", "pulsed", "rounded")} <= found.keys()
     ratios = {name: estimate / measured for name, (estimate, measured) in found.items()}
     assert all(1 / 1.5 <= r <= 1.5 for r in ratios.values()), ratios
