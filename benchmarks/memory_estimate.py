@@ -45,14 +45,6 @@ CASES: dict[str, dict[str, Any]] = {
         "analog": {"update": "rounded"},
     },
     "resnet expected": {"model": {"kind": "resnet", "channels": [64, 128]}},
-    "resnet pulsed": {
-        "model": {"kind": "resnet", "channels": [64, 128]},
-        "analog": {"update": "pulsed"},
-    },
-    "resnet rounded": {
-        "model": {"kind": "resnet", "channels": [64, 128]},
-        "analog": {"update": "rounded"},
-    },
 }
 
 
