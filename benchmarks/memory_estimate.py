@@ -40,10 +40,6 @@ CASES: dict[str, dict[str, Any]] = {
         "model": {"kind": "cnn", "channels": [64, 128], "fc": 512},
         "analog": {"update": "pulsed"},
     },
-    "cnn rounded": {
-        "model": {"kind": "cnn", "channels": [64, 128], "fc": 512},
-        "analog": {"update": "rounded"},
-    },
     "resnet expected": {"model": {"kind": "resnet", "channels": [64, 128]}},
 }
 

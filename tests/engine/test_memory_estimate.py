@@ -31,10 +31,5 @@ def test_the_estimate_is_within_1_5_of_the_measured_peak() -> None:
     modes = {name.split()[1] for name in found}
     assert kinds == {"mlp", "cnn", "resnet"}
     assert {"expected", "pulsed", "rounded", "tiki_taka", "digital"} <= modes
-    # the mlp and the cnn in every update mode; the resnet in the expected mode only: its
-    # estimate runs about 0.7 of the measured peak, too near the factor for its pulsed and
-    # rounded runs, which measured 0.72-0.75 once and past 1.5 in another run
-    for kind in ("mlp", "cnn"):
-        assert {f"{kind} {mode}" for mode in ("expected", "pulsed", "rounded")} <= found.keys()
     ratios = {name: estimate / measured for name, (estimate, measured) in found.items()}
     assert all(1 / 1.5 <= r <= 1.5 for r in ratios.values()), ratios
