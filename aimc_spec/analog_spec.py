@@ -30,8 +30,8 @@ class AnalogSpec(_Strict):
     )
     device: DeviceSpec = Field(
         default_factory=parse_device,
-        description="The device: `model` picks the response family (default softbounds), "
-        "whose fields the tables below list; or a `preset`.",
+        description="The device: `model` picks its response family (default softbounds) and "
+        "the device takes that family's fields only; or a `preset` sets them.",
     )
     update: Literal["expected", "pulsed", "rounded"] = Field(
         "expected",

@@ -24,8 +24,9 @@ def _d2d(description: str, default: float | None = 0.0) -> Any:
 
 
 class DeviceSpecBase(_Strict):
-    """The fields of every device family; a family's class names its `model` and adds
-    the parameters of its response (aimc_spec/devices/__init__.py lists the families)."""
+    """The device: the fields every response family takes (bounds, step, asymmetry,
+    noise, device-to-device spreads); each family's class names its `model` and adds
+    the parameters of its response."""
 
     model: str = Field(description="Response-function family.")
     preset: PresetName | None = Field(None, description="A published device; sets the fields.")
