@@ -25,11 +25,8 @@ from aimc_spec.devices.exp import ExpDeviceSpec
 from aimc_spec.devices.exp_step import ExpStepDeviceSpec, ExpStepSpec
 from aimc_spec.devices.linear import LinearDeviceSpec, SoftBoundsDeviceSpec
 from aimc_spec.devices.power import PowerDeviceSpec
-from aimc_spec.presets import PRESET_FIELDS, PRESETS
+from aimc_spec.presets import PRESETS
 from aimc_spec.spec_base import _fail, _same
-
-# the family a device given without `model` (and without a preset) is
-DEFAULT_MODEL = "softbounds"
 
 
 def _expand(data: Any) -> Any:
@@ -43,9 +40,9 @@ def _expand(data: Any) -> Any:
     if preset is None:
         return {**data, "model": data.get("model", DEFAULT_MODEL)}  # the family names it
     data = dict(data)
-    for key in sorted(PRESET_FIELDS & data.keys()):
-        if key not in preset and key != "states":
-            continue  # not the preset's to set: the family's class judges it
+    # a field the preset does not set is the family's class to judge (gamma next to a
+    # softbounds preset: not a field of softbounds)
+    for key in sorted(data.keys() & {*preset, "states"}):
         expect = preset.get(key)
         if key == "states":
             expect = (preset["w_max"] - preset["w_min"]) / preset["dw_min"]
@@ -85,6 +82,12 @@ Families = (
 DeviceSpec = Annotated[Families, Field(discriminator="model"), BeforeValidator(_expand), _AnyFamily]
 FAMILY_SPECS: tuple[type[DeviceSpecBase], ...] = get_args(Families)
 DEVICE_MODELS = tuple(get_args(c.model_fields["model"].annotation)[0] for c in FAMILY_SPECS)
+# the family a device given without `model` (nor a preset) is: the one whose tag has a default
+DEFAULT_MODEL: str = next(
+    c.model_fields["model"].default
+    for c in FAMILY_SPECS
+    if not c.model_fields["model"].is_required()
+)
 _ADAPTER: TypeAdapter[DeviceSpec] = TypeAdapter(DeviceSpec)
 
 

@@ -8,7 +8,15 @@ import random
 import pytest
 import torch
 
-from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device, raw_response, replay, symmetric_parts
+from aimc_engine.devices import (
+    FAMILIES,
+    MAX_INTERLEAVED_STEPS,
+    Device,
+    raw_response,
+    replay,
+    symmetric_parts,
+)
+from aimc_spec.devices import DEVICE_MODELS
 from aimc_spec.spec import parse_device
 from tests.conftest import expected_after, family_fields, make_device, pulsed_after
 
@@ -405,3 +413,11 @@ def test_a_device_without_slopes_has_its_reference_at_zero() -> None:
     for fields in ({"model": "linear", "gamma": 0.0}, {"model": "constant_step"}):
         point = make_device((2, 2), **fields).alternating_pulse_point()
         assert torch.equal(point, torch.zeros(2, 2))
+
+
+def test_every_family_of_the_spec_has_a_response_in_the_engine() -> None:
+    """A family is a spec model (aimc_spec/devices/) and an engine entry (FAMILIES): one
+    without the other would pass validation and fail at run time, or never be reachable."""
+    assert set(FAMILIES) == set(DEVICE_MODELS)
+    for model in DEVICE_MODELS:
+        assert make_device((2, 2), model=model).family.name == model
