@@ -28,12 +28,33 @@ from aimc_spec.devices.power import PowerDeviceSpec
 from aimc_spec.presets import PRESETS
 from aimc_spec.spec_base import _fail, _same
 
+# Every field of the one flat device model before the families: a spec normalised then
+# (stored with a job, a checkpoint, an `aimc validate` output) has all of them, the
+# other families' included, which its device never read.
+FLAT_FIELDS = frozenset(
+    {
+        *("model", "preset", "w_min", "w_max", "states", "dw_min", "gamma", "gamma_down"),
+        *("up_down", "c2c_noise", "c2c_mode", "d2d_variation", "d2d_w_min", "d2d_w_max"),
+        *("d2d_up_down", "d2d_gamma", "write_noise_std", "exp_step"),
+    }
+)
+
+
+def _from_flat(data: dict[str, Any]) -> dict[str, Any]:
+    """A device normalised by the flat model, less the fields its family has not (they
+    did nothing: the same device, the same numbers); any other mapping as it is."""
+    if data.keys() != FLAT_FIELDS or data["model"] not in DEVICE_MODELS:
+        return data
+    family = FAMILY_SPECS[DEVICE_MODELS.index(data["model"])]
+    return {key: value for key, value in data.items() if key in family.model_fields}
+
 
 def _expand(data: Any) -> Any:
     """A device mapping with its preset's fields filled in (a field the user also gave
     must agree with the preset) and `model` defaulted, ready for the family's class."""
     if not isinstance(data, dict):
         return data  # a family instance passes; anything else fails the union's check
+    data = _from_flat(data)
     if not data.get("preset"):
         return data if "model" in data else {**data, "model": DEFAULT_MODEL}
     preset = PRESETS.get(data["preset"]) if isinstance(data["preset"], str) else None
@@ -101,6 +122,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEVICE_MODELS",
     "FAMILY_SPECS",
+    "FLAT_FIELDS",
     "MAX_D2D",
     "ConstantStepDeviceSpec",
     "DeviceSpec",

@@ -83,6 +83,18 @@ def test_a_preset_expands_into_its_family_and_keeps_its_checks() -> None:
     )
 
 
+def test_only_a_whole_flat_device_drops_other_families_fields() -> None:
+    """The flat model's normalised form (every one of its fields) reads as before; a
+    spec naming some of them is judged as written."""
+    flat = {**parse_device().model_dump(), "gamma": 0.5, "gamma_down": None, "d2d_gamma": 0.0}
+    flat["exp_step"] = {"A_up": 0.00081}
+    assert isinstance(parse_device(flat), SoftBoundsDeviceSpec)
+    del flat["exp_step"]
+    assert set(device_problems(flat)) == {
+        f"analog.device.{name}" for name in ("gamma", "gamma_down", "d2d_gamma")
+    }
+
+
 def test_a_device_without_model_is_softbounds() -> None:
     dev = parse_spec({"analog": {"device": {"states": 100}}}).analog.device
     assert isinstance(dev, SoftBoundsDeviceSpec) and dev.slopes() == (1.0, 1.0)
