@@ -58,3 +58,12 @@ def test_every_operation_that_takes_input_documents_its_422_as_problem_json(path
         if operation.get("parameters") or operation.get("requestBody"):
             documented = operation["responses"].get("422", {}).get("content", {})
             assert PROBLEM in documented, (method, path)
+
+
+def test_device_families_are_documented_as_the_spec_reads_them() -> None:
+    """analog.device is anyOf the families: model may be left out (softbounds), a field
+    of another family is invalid, as the API's 422 says."""
+    for device in ({}, {"preset": "ecram"}, {"model": "power", "gamma": 2.0}):
+        assert valid("AnalogSpec", {"device": device}), device
+    for device in ({"model": "softbounds", "gamma": 0.3}, {"model": "ideal", "exp_step": {}}):
+        assert not valid("AnalogSpec", {"device": device}), device
