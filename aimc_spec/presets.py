@@ -16,6 +16,8 @@ dw_min_std_slope, and aihwkit's own names for the rest; a preset sets each of th
 to aihwkit's PulsedDevice default where the preset class does not.
 """
 
+from typing import Any
+
 # PulsedDevice's defaults (aihwkit 1.2 simulator/configs/devices.py) for the fields the
 # preset classes below leave alone
 _PULSED = {
@@ -35,8 +37,6 @@ _REFERENCE = {
     "reference_std": 0.0,
     "subtract_symmetry_point": False,
 }
-
-from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     # ReRamESPresetDevice(ExpStepDevice): the noise of ExpStep is always multiplicative
