@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from aimc_engine.runner import run
+from aimc_engine.runner import Callbacks, run
 from aimc_spec.spec import parse_spec
 from tests.conftest import expected_after, make_device, pulsed_after
 
@@ -205,3 +205,16 @@ def test_a_short_run_of_each_new_preset_is_reproducible(name: str, update: str) 
     assert strip == [{k: v for k, v in m.items() if k not in drop} for m in again]
     assert len(first) == 3 and all(math.isfinite(m["train_loss"]) for m in first)
     assert first[-1]["samples"] == 48
+
+
+@pytest.mark.parametrize("name", ["pcm", "reram_array_om"])
+def test_a_run_resumed_from_its_checkpoint_ends_as_the_full_run(name: str) -> None:
+    """A run of a new preset (its reference and reset buffers with the tiles) resumes to
+    the same metrics."""
+    data = {**SMALL, "analog": {"device": {"preset": name}, "update": "pulsed"}, "training": SHORT}
+    blobs: list[bytes] = []
+    full = run(parse_spec(data), Callbacks(on_checkpoint=blobs.append, checkpoint_every=3))
+    resumed = run(parse_spec(data), resume=blobs[0])
+    drop = {"wall_s"}
+    strip = [{k: v for k, v in m.items() if k not in drop} for m in full.metrics]
+    assert strip == [{k: v for k, v in m.items() if k not in drop} for m in resumed.metrics]
