@@ -33,6 +33,9 @@ class Device(nn.Module):
     and -|w_min (1 + d2d_w_min xi)|, slopes |gamma + d2d_gamma xi|; negative draws are
     reflected (aihwkit's enforce_consistency). The `linear` model's response uses the
     nominal bounds (aihwkit's mean_bound_reference) while every element clips at its own.
+    The families with every field of their aihwkit class (exp_step_noise,
+    softbounds_reference) draw as aihwkit 1.2 does instead (populate.py) and add the
+    buffers `reference` (r: the weight is the device state less r) and `reset_bias`.
     """
 
     w_min: Tensor
@@ -101,13 +104,21 @@ class Device(nn.Module):
         slope_down = (
             (g_down + d2d_gamma * normal()).abs() if d2d_gamma else torch.full(shape, g_down)
         )
-        self.register_buffer("w_min", -lo.abs().to(device))
-        self.register_buffer("w_max", hi.abs().to(device))
-        self.register_buffer("step_up", (gain - 1 + up + r).abs().to(device))
-        self.register_buffer("step_down", (gain - 1 + down - r).abs().to(device))
-        self.register_buffer("slope_up", slope_up.to(device))
-        self.register_buffer("slope_down", slope_down.to(device))
+        steps_drawn = ((gain - 1 + up + r).abs(), (gain - 1 + down - r).abs())
+        self._keep(device, (-lo.abs(), hi.abs()), steps_drawn, (slope_up, slope_down))
         self._slopes = (g_up, g_down)
+
+    def _keep(
+        self,
+        device: torch.device | str,
+        bounds: tuple[Tensor, Tensor],
+        steps: tuple[Tensor, Tensor],
+        slopes: tuple[Tensor, Tensor],
+    ) -> None:
+        """The per-element parameters as buffers, saved with the weights, on `device`."""
+        names = ("w_min", "w_max", "step_up", "step_down", "slope_up", "slope_down")
+        for name, value in zip(names, (*bounds, *steps, *slopes), strict=True):
+            self.register_buffer(name, value.to(device))
 
     def _draw_every_field(
         self,
@@ -121,12 +132,8 @@ class Device(nn.Module):
         `reset_bias` are buffers of these families only (the others' are unchanged)."""
         drawn = populate.draw(spec, shape, generator)
         self.uniform = False
-        self.register_buffer("w_min", (drawn.lo - drawn.reference).to(device))
-        self.register_buffer("w_max", (drawn.hi - drawn.reference).to(device))
-        self.register_buffer("step_up", drawn.up.to(device))
-        self.register_buffer("step_down", drawn.down.to(device))
-        self.register_buffer("slope_up", torch.zeros(shape, device=device))
-        self.register_buffer("slope_down", torch.zeros(shape, device=device))
+        bounds = (drawn.lo - drawn.reference, drawn.hi - drawn.reference)
+        self._keep(device, bounds, (drawn.up, drawn.down), (torch.zeros(shape),) * 2)
         self.register_buffer("reference", drawn.reference.to(device))
         self.register_buffer("reset_bias", drawn.reset.to(device))
         self._slopes = (0.0, 0.0)
