@@ -42,8 +42,15 @@ IGNORED = {
 SHORT = {"steps": 4, "micro_batch_size": 8, "eval_every": 2}
 # the presets at 29d578b; those added since (pcm, the ReRAM arrays) have no earlier numbers
 # and are tested in tests/spec/test_presets.py and tests/engine/test_full_devices.py
-PRESETS_BEFORE = ("reram_es", "reram_sb", "capacitor", "ecram", "ecram_mo", "idealized")
-PRESETS_BEFORE += ("gokmen_vlasov",)
+PRESETS_BEFORE = (
+    "reram_es",
+    "reram_sb",
+    "capacitor",
+    "ecram",
+    "ecram_mo",
+    "idealized",
+    "gokmen_vlasov",
+)
 
 
 def family_devices() -> dict[str, dict[str, Any]]:
