@@ -125,6 +125,29 @@ def test_subtracting_the_symmetry_point_puts_it_at_zero(name: str) -> None:
     assert shift.std().item() == pytest.approx(0.05, rel=0.02)
 
 
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_one_pulse_on_a_referenced_device(mode: str) -> None:
+    """update_once_add / update_once_mult: the state g = w + r moves by dw_min (1 - g /
+    b_max + sigma xi) or dw_min (1 - g / b_max)(1 + sigma xi); here r = 0.3, b_max = 1."""
+    dev = make_device(
+        SHAPE,
+        model="softbounds_reference",
+        dw_min=0.01,
+        reference_mean=0.3,
+        c2c_noise=0.4158,
+        c2c_mode=mode,
+        d2d_variation=0.0,
+        d2d_up_down=0.0,
+    )
+    w = torch.full(SHAPE, 0.2, dtype=torch.float64)
+    change = pulsed_after(dev, w, torch.ones(SHAPE), torch.zeros(SHAPE), torch.Generator()) - w
+    q = 1 - (0.2 + 0.3) / 1.0
+    assert change.mean().item() == pytest.approx(0.01 * q, rel=0.02)
+    std = 0.4158 * 0.01 * (1.0 if mode == "additive" else q)
+    assert change.std().item() == pytest.approx(std, rel=0.02)
+    assert dev.w_max.max().item() == pytest.approx(1.0 - 0.3)  # the weight's bound is b - r
+
+
 # pcm's values in aihwkit 1.2 (PCMPresetDevice): dw_min_std, dw_min_std_add, dw_min_std_slope
 PCM_NOISE = {"c2c_noise": 0.6, "c2c_add": 0.042, "c2c_slope": 0.108, "c2c_mode": "multiplicative"}
 PCM_SHAPE = {"A_up": -27.235, "A_down": -2.235, "gamma_up": 2.5, "gamma_down": 2.5, "a": -1.0}
