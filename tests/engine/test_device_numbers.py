@@ -40,6 +40,17 @@ IGNORED = {
     "exp_step": {"gamma", "gamma_down", "d2d_gamma"},
 }
 SHORT = {"steps": 4, "micro_batch_size": 8, "eval_every": 2}
+# the presets at 29d578b; those added since (pcm, the ReRAM arrays) have no earlier numbers
+# and are tested in tests/spec/test_presets.py and tests/engine/test_full_devices.py
+PRESETS_BEFORE = (
+    "reram_es",
+    "reram_sb",
+    "capacitor",
+    "ecram",
+    "ecram_mo",
+    "idealized",
+    "gokmen_vlasov",
+)
 
 
 def family_devices() -> dict[str, dict[str, Any]]:
@@ -56,7 +67,7 @@ def family_devices() -> dict[str, dict[str, Any]]:
 def job_specs() -> dict[str, dict[str, Any]]:
     """Each preset and family on a small MLP (pulsed), and each example, shortened."""
     small = {"device": "cpu", "dataset": {"name": "digits"}, "model": {"hidden": [16]}}
-    devices = {f"preset-{name}": {"preset": name} for name in PRESETS} | family_devices()
+    devices = {f"preset-{name}": {"preset": name} for name in PRESETS_BEFORE} | family_devices()
     specs = {
         name: {**small, "analog": {"device": dev, "update": "pulsed"}, "training": SHORT}
         for name, dev in devices.items()
@@ -112,6 +123,7 @@ def expected() -> dict[str, Any]:
 
 def test_every_case_has_its_expected_numbers() -> None:
     assert sorted(expected()) == sorted(job_specs())
+    assert set(PRESETS_BEFORE) < set(PRESETS)
 
 
 @pytest.mark.parametrize("name", sorted(job_specs()))
