@@ -8,9 +8,9 @@ in overhead than in arithmetic. Here the update of a tile whose device has the l
 family's closed form (ideal, constant_step, linear, softbounds) is one C call
 (update_kernels.c: pulsed_linear) that visits only the elements that get a pulse.
 
-Its random numbers are all counter-based (rng.py), from 7 keys drawn in one call of the
+Its random numbers are all counter-based (rng.py), from 6 keys drawn in one call of the
 tile's noise generator: the pulse trains' two sides (as pulses.pulse_train_counts), the
-cycle-to-cycle noise of each direction, the write noise, and the order and noise of the
+cycle-to-cycle noise of both directions (one Box-Muller pair per element), the write noise, and the order and noise of the
 pulses replayed one at a time. Element e's numbers depend only on e and the keys, so the
 C loop computes just the ones it needs. `_reference` is the same update as torch ops:
 the fallback (AIMC_FUSE=0, no C compiler, other devices than the CPU) and what the tests
@@ -31,10 +31,10 @@ from aimc_engine.devices import Device
 from aimc_engine.devices.replay import _max_step
 from aimc_engine.fused import fusion_enabled
 from aimc_engine.pulses import LazyRows, pulse_train_counts
-from aimc_engine.rng import normal_at, uniform_at
+from aimc_engine.rng import normal_at, normal_pair_at, uniform_at
 
 # the keys, in the order they are drawn (update_kernels.c: K_D ... K_NOISE)
-K_D, K_X, K_UP, K_DOWN, K_WRITE, K_ORDER, K_NOISE = range(7)
+K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE = range(6)
 # pulses of one element replayed one at a time: at most this many steps (replay.py)
 STEPS = 64.0
 
@@ -67,7 +67,7 @@ def pulsed_update_(
     """W <- W - lr d^T x as stochastic pulse trains on the tile, in place (state, and the
     read weights under write noise): one C call for rows given as a tensor, the counts
     first for a convolution's lazy rows (their C kernels), then one C call for the rest."""
-    keys = torch.randint(0, 2**32, (7,), generator=generator, device=generator.device)
+    keys = torch.randint(0, 2**32, (6,), generator=generator, device=generator.device)
     lib = native.library() if fusion_enabled() and _c_can_run(state, d, how) else None
     if lib is not None and isinstance(x, Tensor):
         arrays, scalars = _c_arguments(dev, how)
@@ -184,8 +184,7 @@ def _closed_form(
     up-then-down the mean of a random order (devices/linear.py: pulses_)."""
     sigma = dev.spec.c2c_noise
     ref_hi, ref_lo = _refs(dev)
-    xi_up = normal_at(index, keys[K_UP]) if sigma else None
-    xi_down = normal_at(index, keys[K_DOWN]) if sigma else None
+    xi_up, xi_down = normal_pair_at(index, keys[K_NOISE_PAIR]) if sigma else (None, None)
     g_up, g_down, s_up, s_down = dev.slope_up, dev.slope_down, dev.step_up, dev.step_down
     w, log_up = _direction(dev, w, n_up, s_up, g_up, ref_hi, 1.0, xi_up)
     w, log_down = _direction(dev, w, n_down, s_down, g_down, ref_lo, -1.0, xi_down)

@@ -50,3 +50,12 @@ def normal_at(index: Tensor, key: Tensor) -> Tensor:
     computes the same, up to the last bit of log and cos)."""
     u1, u2 = uniform_at(2 * index, key), uniform_at(2 * index + 1, key)
     return u1.log_().mul_(-2.0).sqrt_().mul_(u2.mul_(2 * math.pi).cos_())
+
+
+def normal_pair_at(index: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+    """Both normal numbers of Box-Muller pair i for each i of index: r cos(theta) (what
+    normal_at gives) and r sin(theta), two independent standard normals for the price of
+    one logarithm."""
+    u1, u2 = uniform_at(2 * index, key), uniform_at(2 * index + 1, key)
+    r, theta = u1.log_().mul_(-2.0).sqrt_(), u2.mul_(2 * math.pi)
+    return r * theta.cos(), r * theta.sin()

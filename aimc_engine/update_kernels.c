@@ -314,8 +314,17 @@ static inline float counter_normal(int64_t i, uint32_t key) {
     return sqrtf(logf(u1) * -2.0f) * cosf(u2 * 6.2831855f);
 }
 
+/* both normal numbers of Box-Muller pair i: r cos(theta) (that of counter_normal) and
+ * r sin(theta) (rng.normal_pair_at) */
+static inline void counter_normal_pair(int64_t i, uint32_t key, float *c, float *s) {
+    float u1 = counter_uniform(2 * i, key), u2 = counter_uniform(2 * i + 1, key);
+    float r = sqrtf(logf(u1) * -2.0f), theta = u2 * 6.2831855f;
+    *c = r * cosf(theta);
+    *s = r * sinf(theta);
+}
+
 /* indices into the keys and the scalars of pulsed_linear, as in pulsed.py */
-enum { K_D, K_X, K_UP, K_DOWN, K_WRITE, K_ORDER, K_NOISE };
+enum { K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE, KEYS };
 enum {
     P_PER_PULSE, P_BL, P_MANAGED, P_BOTH, P_DW_MIN, P_SIGMA, P_MULT, P_STEP, P_SPREAD,
     P_WRITE, P_CLIPS, P_REF_HI, P_REF_LO
@@ -328,41 +337,36 @@ typedef struct {
     float ref_hi_all, ref_lo_all; /* used where ref_hi / ref_lo are NULL (shared) */
     float dw_min, sigma, step, spread, write;
     int mult, clips;
-    uint32_t keys[7];
+    uint32_t keys[KEYS];
     int64_t numel;
 } linear_tile;
 
-/* the signed firings of one pulse train row: fired[k] columns, positive first (count
- * returned), then negative from the back (*negative) */
-static int64_t fire_row(int64_t *restrict cols, int64_t *negative, const float *restrict v,
-                        float scale, int64_t first, uint32_t key, int64_t n) {
-    int64_t pos = 0, neg = 0;
-    for (int64_t j = 0; j < n; j++) {
+/* one pulse train row (pulse_train's), signed into fired, then the columns that fired
+ * (fired_columns) */
+static int64_t fire_row(int64_t *restrict cols, int64_t *negative, float *restrict fired,
+                        const float *restrict v, float scale, int64_t first, uint32_t key,
+                        int64_t n) {
+    for (int64_t j = 0; j < n; j++) { /* as pulse_train, vectorised */
         float x = v[j];
         float p = scale * fabsf(x);
         p = p > 1.0f ? 1.0f : p;
         float fire = floorf(counter_uniform(first + j, key) + p);
-        if (fire == 0.0f || x == 0.0f)
-            continue;
-        if (x > 0.0f)
-            cols[pos++] = j;
-        else
-            cols[n - 1 - neg++] = j;
+        fired[j] = fire * (x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f));
     }
-    *negative = neg;
-    return pos;
+    return fired_columns(cols, negative, fired, n);
 }
 
 /* one slot row: the error side of sample s, and where it fires, the input side (hit row
  * *hits), each coincidence one pulse into n_up / n_down (pulses.pulse_train_counts) */
 static void slot_row(float *restrict n_up, float *restrict n_down, int64_t *d_cols,
-                     int64_t *x_cols, const float *x, const float *d, float a, float b,
-                     int64_t row, int64_t *hits, int64_t ins, int64_t outs, const uint32_t *k) {
+                     int64_t *x_cols, float *fired, const float *x, const float *d, float a,
+                     float b, int64_t row, int64_t *hits, int64_t ins, int64_t outs,
+                     const uint32_t *k) {
     int64_t d_neg, x_neg;
-    int64_t d_pos = fire_row(d_cols, &d_neg, d, a, row * outs, k[K_D], outs);
+    int64_t d_pos = fire_row(d_cols, &d_neg, fired, d, a, row * outs, k[K_D], outs);
     if (d_pos + d_neg == 0)
         return;
-    int64_t x_pos = fire_row(x_cols, &x_neg, x, b, *hits * ins, k[K_X], ins);
+    int64_t x_pos = fire_row(x_cols, &x_neg, fired, x, b, *hits * ins, k[K_X], ins);
     *hits += 1;
     const int64_t *x_negative = x_cols + ins - x_neg;
     for (int64_t c = 0; c < d_pos; c++) {
@@ -382,8 +386,9 @@ static int pulse_counts(float *n_up, float *n_down, const float *x, const float 
     float *ab = malloc((size_t)(3 * (n > 0 ? n : 1)) * sizeof(float));
     int64_t *d_cols = malloc((size_t)outs * sizeof(int64_t));
     int64_t *x_cols = malloc((size_t)ins * sizeof(int64_t));
-    if (!ab || !d_cols || !x_cols) {
-        free(ab), free(d_cols), free(x_cols);
+    float *fired = malloc((size_t)(ins > outs ? ins : outs) * sizeof(float));
+    if (!ab || !d_cols || !x_cols || !fired) {
+        free(ab), free(d_cols), free(x_cols), free(fired);
         return -1;
     }
     float *a = ab, *b = ab + n, *slots = ab + 2 * n;
@@ -399,7 +404,7 @@ static int pulse_counts(float *n_up, float *n_down, const float *x, const float 
     if (p[P_MANAGED] != 0.0f) {
         float *x_max = malloc((size_t)(2 * (n > 0 ? n : 1)) * sizeof(float));
         if (!x_max) {
-            free(ab), free(d_cols), free(x_cols);
+            free(ab), free(d_cols), free(x_cols), free(fired);
             return -1;
         }
         memcpy(x_max, b, (size_t)n * sizeof(float));
@@ -408,16 +413,16 @@ static int pulse_counts(float *n_up, float *n_down, const float *x, const float 
         free(x_max);
         for (int64_t s = 0; s < n; s++)
             for (int64_t t = 0; t < (int64_t)slots[s]; t++)
-                slot_row(n_up, n_down, d_cols, x_cols, x + s * ins, d + s * outs, a[s], b[s],
+                slot_row(n_up, n_down, d_cols, x_cols, fired, x + s * ins, d + s * outs, a[s], b[s],
                          row++, &hits, ins, outs, keys);
     } else {
         float both = p[P_BOTH]; /* A = B = sqrt(lr / (dw_min BL)) */
         for (int64_t t = 0; t < (int64_t)p[P_BL]; t++)
             for (int64_t s = 0; s < n; s++)
-                slot_row(n_up, n_down, d_cols, x_cols, x + s * ins, d + s * outs, both, both,
+                slot_row(n_up, n_down, d_cols, x_cols, fired, x + s * ins, d + s * outs, both, both,
                          row++, &hits, ins, outs, keys);
     }
-    free(ab), free(d_cols), free(x_cols);
+    free(ab), free(d_cols), free(x_cols), free(fired);
     return 0;
 }
 
@@ -453,12 +458,15 @@ static float direction(const linear_tile *t, float w, float k, float s, float g,
 static float closed_form(const linear_tile *t, int64_t e, float w, float nu, float nd) {
     float lo = t->lo[e], hi = t->hi[e], g_up = t->g_up[e], g_down = t->g_down[e];
     float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e), log_up, log_down;
-    float xi_up = t->sigma != 0.0f ? counter_normal(e, t->keys[K_UP]) : 0.0f;
-    float xi_down = t->sigma != 0.0f ? counter_normal(e, t->keys[K_DOWN]) : 0.0f;
+    float xi_up = 0.0f, xi_down = 0.0f; /* a direction without pulses ignores its noise */
+    if (t->sigma != 0.0f)
+        counter_normal_pair(e, t->keys[K_NOISE_PAIR], &xi_up, &xi_down);
     w = direction(t, w, nu, t->s_up[e], g_up, ref_hi, 1.0f, xi_up, lo, hi, &log_up);
     w = direction(t, w, nd, t->s_down[e], g_down, ref_lo, -1.0f, xi_down, lo, hi, &log_down);
     float order = t->dw_min * t->dw_min * t->s_up[e] * t->s_down[e] *
                   (g_up / ref_hi - g_down / ref_lo) / 2.0f;
+    if (order == 0.0f || nu == 0.0f || nd == 0.0f)
+        return w; /* the order term adds 0: w is already clipped */
     float damping = expf(nu * (log_up / 2.0f) + nd * (log_down / 2.0f));
     w = w + damping * nu * nd * order;
     return t->clips ? clampf(w, lo, hi) : w;
@@ -508,7 +516,7 @@ static linear_tile tile_of(const float *const *arrays, const float *p, const int
                      p[P_REF_HI], p[P_REF_LO], p[P_DW_MIN], p[P_SIGMA], p[P_STEP],
                      p[P_SPREAD], p[P_WRITE], p[P_MULT] != 0.0f, p[P_CLIPS] != 0.0f,
                      {0}, numel};
-    for (int k = 0; k < 7; k++)
+    for (int k = 0; k < KEYS; k++)
         t.keys[k] = (uint32_t)keys[k];
     return t;
 }
