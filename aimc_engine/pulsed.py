@@ -10,11 +10,17 @@ family's closed form (ideal, constant_step, linear, softbounds) is one C call
 
 Its random numbers are all counter-based (rng.py), from 6 keys drawn in one call of the
 tile's noise generator: the pulse trains' two sides (as pulses.pulse_train_counts), the
-cycle-to-cycle noise of both directions (one Box-Muller pair per element), the write noise, and the order and noise of the
-pulses replayed one at a time. Element e's numbers depend only on e and the keys, so the
-C loop computes just the ones it needs. `_reference` is the same update as torch ops:
-the fallback (AIMC_FUSE=0, no C compiler, other devices than the CPU) and what the tests
-hold the C kernel to (equal up to the last bit of log, cos, expm1 and exp).
+cycle-to-cycle noise of both directions (one Box-Muller pair per element), the write
+noise, and the order and noise of pulses replayed one at a time. Element e's numbers
+depend only on e and the keys, so the C loop computes just those it needs, for the
+elements that get a pulse. `_apply` is the same update as torch ops: the fallback
+(AIMC_FUSE=0, no C compiler, devices other than the CPU) and what the tests hold the C
+kernel to (equal up to the last bit of log, cos, expm1 and exp).
+
+Against the step-by-step path (Device.apply_pulses_, still used by the rounded mode and
+by devices without the closed form) the law of every number is the same; the draws are
+not (that path draws full-tile normals from the generator), so pulsed runs on these
+devices give other numbers than aimc 0.4 did, equal in distribution.
 """
 
 from __future__ import annotations
@@ -96,20 +102,29 @@ def pulsed_update_(
         generator=None,
         keys=(keys[K_D], keys[K_X]),
     )
-    if lib is not None:
-        arrays, scalars = _c_arguments(dev, how)
-        counts = (n_up.contiguous(), n_down.contiguous())
-        lib.apply_linear(
-            state.data_ptr(),
-            _pointer(how.weight),
-            *(c.data_ptr() for c in counts),
-            state.numel(),
-            arrays,
-            scalars.data_ptr(),
-            keys.data_ptr(),
-        )
+    apply_counts_(dev, state, n_up, n_down, how, keys)
+
+
+def apply_counts_(
+    dev: Device, state: Tensor, n_up: Tensor, n_down: Tensor, how: PulsedUpdate, keys: Tensor
+) -> None:
+    """n_up up and n_down down pulses on each element, in place, with the keys' noise: one
+    C call where it can run, else the same as torch ops (_apply)."""
+    lib = native.library() if fusion_enabled() and _c_can_run(state, n_up, how) else None
+    if lib is None:
+        _apply(dev, state, n_up, n_down, how, keys)
         return
-    _apply(dev, state, n_up, n_down, how, keys)
+    arrays, scalars = _c_arguments(dev, how)
+    counts = (n_up.to(torch.float32).contiguous(), n_down.to(torch.float32).contiguous())
+    lib.apply_linear(
+        state.data_ptr(),
+        _pointer(how.weight),
+        *(c.data_ptr() for c in counts),
+        state.numel(),
+        arrays,
+        scalars.data_ptr(),
+        keys.data_ptr(),
+    )
 
 
 def _refs(dev: Device) -> tuple[Tensor | float, Tensor | float]:
