@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -298,8 +299,8 @@ def cnn_loop(steps: int) -> None:
     arrays |= {"x_test": arrays["x_train"][:32], "y_test": arrays["y_train"][:32]}
     model_spec = {"kind": "cnn", "channels": [16, 32], "fc": 128}
     with tempfile.TemporaryDirectory() as folder:
-        np.savez(Path(folder) / "images.npz", **arrays)
-        fields = {"dataset": {"name": "npz", "path": str(Path(folder) / "images.npz")}}
+        np.savez(Path(folder) / "images.npz", **arrays)  # type: ignore[arg-type]
+        fields: dict[str, Any] = {"dataset": {"name": "npz", "path": f"{folder}/images.npz"}}
         fields |= {"model": model_spec, "analog": {"enabled": False}}
         fields |= {"optimizer": {"algorithm": "sgd", "lr": 0.01}}
         fields |= {"training": {"steps": 10**5, "micro_batch_size": 32, "eval_every": 10**9}}
