@@ -557,3 +557,52 @@ int pulsed_linear(float *restrict state, float *restrict weight, const float *x,
     free(counts);
     return 0;
 }
+
+/* ---- the IO model of an MVM around its product (mvm.py) ---- */
+
+/* quantise: clip to +-bound, round half to even onto the grid of the step (torch.round) */
+static inline float quantisef(float v, float bound, float step) {
+    return rintf(clampf(v, -bound, bound) / step) * step;
+}
+
+/* mvm.analog_mvm's input side, row by row: noise management (the row divided by its max
+ * |x|, at least 1e-30, into scale; scale 1 without it), then the DAC, into xq. */
+void io_inputs(float *restrict xq, float *restrict scale, const float *restrict x,
+               int64_t rows, int64_t cols, float bound, float step, int managed) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        float m = 1.0f;
+        if (managed) {
+            m = 0.0f;
+            for (int64_t j = 0; j < cols; j++)
+                m = fmaxf(m, fabsf(row[j]));
+            m = m < 1e-30f ? 1e-30f : m;
+        }
+        scale[r] = m;
+        for (int64_t j = 0; j < cols; j++)
+            xq[r * cols + j] = quantisef(managed ? row[j] / m : row[j], bound, step);
+    }
+}
+
+/* mvm.analog_mvm's output side of y = xq W^T, in place: output noise (noise times xi,
+ * where xi is not NULL); then, if check is set and an output reaches +-bound, 1 (bound
+ * management must redo rows: the caller goes on as torch ops); else the ADC and the
+ * rescale by each row's scale, and 0. */
+int io_outputs(float *restrict y, const float *restrict xi, const float *restrict scale,
+               int64_t rows, int64_t cols, float noise, float bound, float step, int check) {
+    int64_t n = rows * cols;
+    if (xi)
+        for (int64_t i = 0; i < n; i++)
+            y[i] = y[i] + noise * xi[i];
+    if (check) {
+        int clipped = 0;
+        for (int64_t i = 0; i < n; i++)
+            clipped |= fabsf(y[i]) >= bound;
+        if (clipped)
+            return 1;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            y[r * cols + j] = quantisef(y[r * cols + j], bound, step) * scale[r];
+    return 0;
+}
