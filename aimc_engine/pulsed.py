@@ -241,8 +241,9 @@ def _replay(
     dev: Device, w: Tensor, n_up: Tensor, n_down: Tensor, idx: Tensor, keys: Tensor
 ) -> Tensor:
     """The flat elements idx's pulses one at a time in a uniformly random order from w
-    (replay.interleaved with counter-based numbers: step s of element e draws number
-    s * numel + e), more than STEPS pulses taking several of one sign per step."""
+    (replay.interleaved with counter-based numbers: step s of element e draws uniform
+    s * numel + e and a normal of pair s // 2 * numel + e), more than STEPS pulses taking
+    several of one sign per step."""
     numel = n_up.numel()
     nu, nd = n_up.reshape(-1)[idx], n_down.reshape(-1)[idx]
     ref_hi, ref_lo = (r if isinstance(r, float) else r.reshape(-1)[idx] for r in _refs(dev))
@@ -266,7 +267,10 @@ def _replay(
             scale = torch.where(up, s_up, s_down)
             if multiplicative:
                 scale = scale * torch.where(up, q_up, q_down)
-            xi = normal_at(s * numel + idx, keys[K_NOISE])
+            if s % 2 == 0:  # steps 2m and 2m + 1 take the two normals of pair m
+                xi, next_xi = normal_pair_at(s // 2 * numel + idx, keys[K_NOISE])
+            else:
+                xi = next_xi
             step = step + (cu + cd).sqrt() * xi * scale * sigma
         w = torch.clamp(w + dev.dw_min * step, lo, hi)
     return w

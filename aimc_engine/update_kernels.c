@@ -433,8 +433,8 @@ static inline float ref_lo_of(const linear_tile *t, int64_t e) {
     return t->ref_lo ? t->ref_lo[e] : t->ref_lo_all;
 }
 
-/* n pulses of one direction in closed form from w (pulsed._direction): log a through
- * *log_a (0 without a slope) */
+/* k > 0 pulses of one direction in closed form from w (pulsed._direction): log a
+ * through *log_a (0 without a slope) */
 static float direction(const linear_tile *t, float w, float k, float s, float g, float ref,
                        float sign, float xi, float lo, float hi, float *log_a) {
     float dw = (sign * t->dw_min) * s, change;
@@ -454,19 +454,36 @@ static float direction(const linear_tile *t, float w, float k, float s, float g,
     return t->clips ? clampf(w, lo, hi) : w;
 }
 
-/* element e's n_up and n_down pulses in closed form, up first, then the order term */
+/* the normals of element e's up and down pulses (pair e of the key: r cos, r sin), each
+ * computed only where its direction has pulses (the other's noise term is 0) */
+static void pulse_noise(const linear_tile *t, int64_t e, float nu, float nd, float *up,
+                        float *down) {
+    float u1 = counter_uniform(2 * e, t->keys[K_NOISE_PAIR]);
+    float u2 = counter_uniform(2 * e + 1, t->keys[K_NOISE_PAIR]);
+    float r = sqrtf(logf(u1) * -2.0f), theta = u2 * 6.2831855f;
+    *up = nu != 0.0f ? r * cosf(theta) : 0.0f;
+    *down = nd != 0.0f ? r * sinf(theta) : 0.0f;
+}
+
+/* element e's n_up and n_down pulses in closed form, up first, then the order term; a
+ * direction without pulses leaves w as it is (its change is 0, w is inside its bounds) */
 static float closed_form(const linear_tile *t, int64_t e, float w, float nu, float nd) {
     float lo = t->lo[e], hi = t->hi[e], g_up = t->g_up[e], g_down = t->g_down[e];
-    float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e), log_up, log_down;
-    float xi_up = 0.0f, xi_down = 0.0f; /* a direction without pulses ignores its noise */
+    float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e), log_up = 0.0f, log_down = 0.0f;
+    float xi_up = 0.0f, xi_down = 0.0f;
     if (t->sigma != 0.0f)
-        counter_normal_pair(e, t->keys[K_NOISE_PAIR], &xi_up, &xi_down);
-    w = direction(t, w, nu, t->s_up[e], g_up, ref_hi, 1.0f, xi_up, lo, hi, &log_up);
-    w = direction(t, w, nd, t->s_down[e], g_down, ref_lo, -1.0f, xi_down, lo, hi, &log_down);
+        pulse_noise(t, e, nu, nd, &xi_up, &xi_down);
+    if (nu != 0.0f)
+        w = direction(t, w, nu, t->s_up[e], g_up, ref_hi, 1.0f, xi_up, lo, hi, &log_up);
+    if (nd != 0.0f)
+        w = direction(t, w, nd, t->s_down[e], g_down, ref_lo, -1.0f, xi_down, lo, hi,
+                      &log_down);
+    if (nu == 0.0f || nd == 0.0f)
+        return w; /* the order term adds 0 */
     float order = t->dw_min * t->dw_min * t->s_up[e] * t->s_down[e] *
                   (g_up / ref_hi - g_down / ref_lo) / 2.0f;
-    if (order == 0.0f || nu == 0.0f || nd == 0.0f)
-        return w; /* the order term adds 0: w is already clipped */
+    if (order == 0.0f)
+        return w;
     float damping = expf(nu * (log_up / 2.0f) + nd * (log_down / 2.0f));
     w = w + damping * nu * nd * order;
     return t->clips ? clampf(w, lo, hi) : w;
@@ -479,6 +496,7 @@ static float replay(const linear_tile *t, int64_t e, float w, float nu, float nd
     float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e);
     float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f);
     int64_t steps = (int64_t)(ceilf(nu / per) + ceilf(nd / per));
+    float xi = 0.0f, next_xi = 0.0f; /* steps 2m and 2m + 1 take pair m's two normals */
     for (int64_t s = 0; s < steps; s++) {
         float left = nu + nd;
         int up = counter_uniform(s * t->numel + e, t->keys[K_ORDER]) * left < nu;
@@ -491,7 +509,10 @@ static float replay(const linear_tile *t, int64_t e, float w, float nu, float nd
             float scale = up ? s_up : s_down;
             if (t->mult)
                 scale = scale * (up ? q_up : q_down);
-            float xi = counter_normal(s * t->numel + e, t->keys[K_NOISE]);
+            if (s % 2 == 0)
+                counter_normal_pair(s / 2 * t->numel + e, t->keys[K_NOISE], &xi, &next_xi);
+            else
+                xi = next_xi;
             step = step + sqrtf(cu + cd) * xi * scale * t->sigma;
         }
         w = w + t->dw_min * step;
