@@ -41,6 +41,8 @@ from aimc_engine.rng import normal_at, normal_pair_at, uniform_at
 
 # the keys, in the order they are drawn (update_kernels.c: K_D ... K_NOISE)
 K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE = range(6)
+# the attribute of a Device that keeps its C arguments (_c_arguments)
+_KEPT = "_pulsed_c_arguments"
 # pulses of one element replayed one at a time: at most this many steps (replay.py)
 STEPS = 64.0
 
@@ -157,19 +159,27 @@ def _pointer(t: Tensor | None) -> int | None:
 
 def _c_arguments(dev: Device, how: PulsedUpdate) -> tuple[ctypes.Array, Tensor]:
     """The device's per-element arrays (update_kernels.c: A_LO ... A_REF_LO; NULL for
-    shared reference bounds) and the scalars (P_PER_PULSE ... P_REF_LO)."""
+    shared reference bounds) and the scalars (P_PER_PULSE ... P_REF_LO). The scalars are
+    kept on the device for the next update with the same settings and buffers (making
+    them costs more than a small tile's update)."""
     ref_hi, ref_lo = _refs(dev)
-    step, spread = _bounds(dev)
     arrays = [dev.w_min, dev.w_max, dev.step_up, dev.step_down, dev.slope_up, dev.slope_down]
-    pointers = [a.data_ptr() for a in arrays] + [
+    pointers = tuple(a.data_ptr() for a in arrays) + tuple(
         r.data_ptr() if isinstance(r, Tensor) else None for r in (ref_hi, ref_lo)
-    ]
+    )
+    key = (how.lr, how.bit_length, how.managed, how.write_noise, pointers)
+    kept = dev.__dict__.get(_KEPT)
+    if kept is not None and kept[0] == key:
+        return (ctypes.c_void_p * 8)(*pointers), kept[1]
+    step, spread = _bounds(dev)
     per_pulse = how.lr / dev.granularity
     values = [per_pulse, how.bit_length, how.managed, math.sqrt(per_pulse / how.bit_length)]
     values += [dev.dw_min, dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"]
     values += [step, spread, how.write_noise, dev.clips]
     values += [0.0 if isinstance(r, Tensor) else r for r in (ref_hi, ref_lo)]
-    return (ctypes.c_void_p * 8)(*pointers), torch.tensor(values, dtype=torch.float32)
+    scalars = torch.tensor(values, dtype=torch.float32)
+    dev.__dict__[_KEPT] = (key, scalars)  # a plain attribute: not a buffer, not saved
+    return (ctypes.c_void_p * 8)(*pointers), scalars
 
 
 def _apply(
