@@ -544,11 +544,13 @@ static linear_tile tile_of(const float *const *arrays, const float *p, const int
 
 /* pulsed._apply: each element's n_up and n_down pulses in closed form, or one at a time
  * where their order may matter, and under write noise (weight, else NULL) fresh read
- * noise for every touched element; state and weight are updated in place. */
+ * noise for every touched element; state and weight are updated in place. Elements are
+ * independent (their numbers are counter-based): large tiles are split among threads. */
 void apply_linear(float *restrict state, float *restrict weight, const float *restrict n_up,
                   const float *restrict n_down, int64_t numel, const float *const *arrays,
                   const float *p, const int64_t *keys) {
     linear_tile t = tile_of(arrays, p, keys, numel);
+#pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
     for (int64_t e = 0; e < numel; e++) {
         float nu = n_up[e], nd = n_down[e];
         if (nu == 0.0f && nd == 0.0f)

@@ -146,3 +146,30 @@ def test_mixed_pulses_at_a_bound_follow_a_random_order(
             w = min(max(w + s * dw, -1.0), 1.0)
         ref.append(w - 1.0)
     assert abs(drift - sum(ref) / len(ref) / dw) < 0.1
+
+
+def test_the_c_kernel_gives_the_same_numbers_on_any_number_of_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tile large enough to be split among threads: 1 and 2 threads agree exactly."""
+    if native.library() is None:
+        pytest.skip("no C compiler: the C kernels cannot be built here")
+    monkeypatch.setenv(fused.ENV, "1")
+    shape = (256, 160)
+    g = torch.Generator().manual_seed(0)
+    x, d = torch.rand(16, shape[1], generator=g), torch.randn(16, shape[0], generator=g) * 0.05
+    out, threads = [], torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            dev = Device(
+                DeviceSpec(**PRESETS["reram_sb"]), shape, generator=torch.Generator().manual_seed(1)
+            )
+            state = dev.clip_(torch.rand(shape, generator=torch.Generator().manual_seed(2)) - 0.5)
+            weight = state.clone()
+            how = pulsed.PulsedUpdate(0.1, 31, True, weight, 0.1)
+            pulsed.pulsed_update_(dev, state, x, d, how, torch.Generator().manual_seed(3))
+            out.append((state, weight))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
