@@ -71,9 +71,8 @@ def pulse_train_counts(
     # the error side first: one row per (sample, slot), each error i firing with
     # probability a_n |d_i| (capped at 1)
     d_rows = d if sample is None else d[sample]  # (R, out)
-    fired_d = draw_pulse_trains(
-        d_rows, a if sample is None else a[sample], generator, None if keys is None else keys[0]
-    )
+    key_d, key_x = (None, None) if keys is None else keys
+    fired_d = draw_pulse_trains(d_rows, a if sample is None else a[sample], generator, key_d)
     # A slot where no error pulse fires makes no coincidence: the input side is drawn for
     # the other slots only (the draws are independent, so the counts' law is the same).
     # Most slots of a convolution's positions fire none: their d is small.
@@ -89,7 +88,7 @@ def pulse_train_counts(
         xs = x  # every row, in order: no copy
     else:
         xs = take(torch.arange(n, device=d.device) if sample is None else sample)  # (H, in)
-    fired_x = draw_pulse_trains(xs, scale_x, generator, None if keys is None else keys[1])
+    fired_x = draw_pulse_trains(xs, scale_x, generator, key_x)
     return count_coincidences(fired_d, fired_x)
 
 
