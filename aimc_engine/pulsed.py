@@ -34,7 +34,6 @@ from torch import Tensor
 
 from aimc_engine import native
 from aimc_engine.devices import Device
-from aimc_engine.devices.replay import _max_step
 from aimc_engine.fused import fusion_enabled
 from aimc_engine.pulses import LazyRows, pulse_train_counts
 from aimc_engine.rng import normal_at, normal_pair_at, uniform_at
@@ -136,13 +135,6 @@ def _refs(dev: Device) -> tuple[Tensor | float, Tensor | float]:
     return dev.w_max, dev.w_min
 
 
-def _bounds(dev: Device) -> tuple[float, float]:
-    """(the most one pulse moves an element, 4 sigma of its noise), once per device."""
-    if dev._step_bound is None:
-        dev._step_bound = _max_step(dev)
-    return dev._step_bound
-
-
 def _c_can_run(state: Tensor, d: Tensor, how: PulsedUpdate) -> bool:
     """Whether the C kernel can write these tensors: contiguous float32 on the CPU."""
     written = (state,) if how.weight is None else (state, how.weight)
@@ -171,11 +163,10 @@ def _c_arguments(dev: Device, how: PulsedUpdate) -> tuple[ctypes.Array, Tensor]:
     kept = dev.__dict__.get(_KEPT)
     if kept is not None and kept[0] == key:
         return (ctypes.c_void_p * 8)(*pointers), kept[1]
-    step, spread = _bounds(dev)
     per_pulse = how.lr / dev.granularity
     values = [per_pulse, how.bit_length, how.managed, math.sqrt(per_pulse / how.bit_length)]
     values += [dev.dw_min, dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"]
-    values += [step, spread, how.write_noise, dev.clips]
+    values += [4 * dev.spec.c2c_noise, how.write_noise, dev.clips]
     values += [0.0 if isinstance(r, Tensor) else r for r in (ref_hi, ref_lo)]
     scalars = torch.tensor(values, dtype=torch.float32)
     dev.__dict__[_KEPT] = (key, scalars)  # a plain attribute: not a buffer, not saved
@@ -188,10 +179,7 @@ def _apply(
     """The pulses applied as torch ops, number for number what the C kernel computes."""
     index = torch.arange(state.numel(), device=state.device).reshape(state.shape)
     new = _closed_form(dev, state, n_up, n_down, index, keys)
-    step, spread = _bounds(dev)
-    grow = (n_up + n_down).sqrt() * spread if spread else 0.0
-    near = (state + n_up * step + grow >= dev.w_max) | (state - n_down * step - grow <= dev.w_min)
-    risky = torch.nonzero((near & (n_up > 0) & (n_down > 0)).reshape(-1)).squeeze(1)
+    risky = torch.nonzero(_risky(dev, state, n_up, n_down).reshape(-1)).squeeze(1)
     if dev.clips and len(risky):
         flat = new.reshape(-1)
         flat[risky] = _replay(dev, state.reshape(-1)[risky], n_up, n_down, risky, keys)
@@ -200,6 +188,27 @@ def _apply(
     if how.weight is not None:
         read = state + how.write_noise * normal_at(index, keys[K_WRITE])
         how.weight.copy_(torch.where(touched, read, how.weight))
+
+
+def _risky(dev: Device, w: Tensor, n_up: Tensor, n_down: Tensor) -> Tensor:
+    """Which elements' pulses of both signs may reach a bound, where their order matters
+    (replay.order_matters, element by element): an element's n pulses of one sign travel
+    at most n times its largest step (its larger step scale times the largest response
+    at its own bounds), plus 4 sigma of the noise of all its pulses."""
+    ref_hi, ref_lo = _refs(dev)
+    lo, hi = dev.w_min, dev.w_max
+    g_up, g_down = dev.slope_up, dev.slope_down
+    q = torch.maximum(
+        torch.maximum((1 - g_up * lo / ref_hi).abs(), (1 - g_up * hi / ref_hi).abs()),
+        torch.maximum((1 - g_down * lo / ref_lo).abs(), (1 - g_down * hi / ref_lo).abs()),
+    )
+    reach = dev.dw_min * torch.maximum(dev.step_up, dev.step_down)
+    sigma4 = 4 * dev.spec.c2c_noise
+    step = reach * q
+    noise = reach * (sigma4 * q if dev.spec.c2c_mode == "multiplicative" else sigma4)
+    spread = torch.where(noise != 0, (n_up + n_down).sqrt() * noise, 0.0)
+    near = (w + n_up * step + spread >= hi) | (w - n_down * step - spread <= lo)
+    return near & (n_up > 0) & (n_down > 0)
 
 
 def _closed_form(

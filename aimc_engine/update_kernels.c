@@ -326,7 +326,7 @@ static inline void counter_normal_pair(int64_t i, uint32_t key, float *c, float 
 /* indices into the keys and the scalars of pulsed_linear, as in pulsed.py */
 enum { K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE, KEYS };
 enum {
-    P_PER_PULSE, P_BL, P_MANAGED, P_BOTH, P_DW_MIN, P_SIGMA, P_MULT, P_STEP, P_SPREAD,
+    P_PER_PULSE, P_BL, P_MANAGED, P_BOTH, P_DW_MIN, P_SIGMA, P_MULT, P_SPREAD,
     P_WRITE, P_CLIPS, P_REF_HI, P_REF_LO
 };
 /* the device's per-element arrays: bounds, step scales, slopes, reference bounds */
@@ -335,7 +335,7 @@ enum { A_LO, A_HI, A_S_UP, A_S_DOWN, A_G_UP, A_G_DOWN, A_REF_HI, A_REF_LO };
 typedef struct {
     const float *lo, *hi, *s_up, *s_down, *g_up, *g_down, *ref_hi, *ref_lo;
     float ref_hi_all, ref_lo_all; /* used where ref_hi / ref_lo are NULL (shared) */
-    float dw_min, sigma, step, spread, write;
+    float dw_min, sigma, spread, write; /* spread: 4 sigma */
     int mult, clips;
     uint32_t keys[KEYS];
     int64_t numel;
@@ -522,21 +522,29 @@ static float replay(const linear_tile *t, int64_t e, float w, float nu, float nd
     return w;
 }
 
-/* whether element e's pulses of both signs may reach a bound (replay.order_matters) */
+/* whether element e's pulses of both signs may reach a bound (pulsed._risky): its n
+ * pulses of one sign travel at most n times its largest step (its larger step scale times
+ * the largest response at its own bounds), plus 4 sigma of all its pulses' noise */
 static int order_matters(const linear_tile *t, int64_t e, float w, float nu, float nd) {
     if (!t->clips || nu == 0.0f || nd == 0.0f)
         return 0;
-    float spread = t->spread != 0.0f ? sqrtf(nu + nd) * t->spread : 0.0f;
-    return w + nu * t->step + spread >= t->hi[e] || w - nd * t->step - spread <= t->lo[e];
+    float lo = t->lo[e], hi = t->hi[e], ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e);
+    float q = fmaxf(fmaxf(fabsf(1.0f - t->g_up[e] * lo / ref_hi),
+                          fabsf(1.0f - t->g_up[e] * hi / ref_hi)),
+                    fmaxf(fabsf(1.0f - t->g_down[e] * lo / ref_lo),
+                          fabsf(1.0f - t->g_down[e] * hi / ref_lo)));
+    float reach = t->dw_min * fmaxf(t->s_up[e], t->s_down[e]);
+    float step = reach * q, noise = reach * (t->mult ? t->spread * q : t->spread);
+    float spread = noise != 0.0f ? sqrtf(nu + nd) * noise : 0.0f;
+    return w + nu * step + spread >= hi || w - nd * step - spread <= lo;
 }
 
 static linear_tile tile_of(const float *const *arrays, const float *p, const int64_t *keys,
                            int64_t numel) {
     linear_tile t = {arrays[A_LO], arrays[A_HI], arrays[A_S_UP], arrays[A_S_DOWN],
                      arrays[A_G_UP], arrays[A_G_DOWN], arrays[A_REF_HI], arrays[A_REF_LO],
-                     p[P_REF_HI], p[P_REF_LO], p[P_DW_MIN], p[P_SIGMA], p[P_STEP],
-                     p[P_SPREAD], p[P_WRITE], p[P_MULT] != 0.0f, p[P_CLIPS] != 0.0f,
-                     {0}, numel};
+                     p[P_REF_HI], p[P_REF_LO], p[P_DW_MIN], p[P_SIGMA], p[P_SPREAD],
+                     p[P_WRITE], p[P_MULT] != 0.0f, p[P_CLIPS] != 0.0f, {0}, numel};
     for (int k = 0; k < KEYS; k++)
         t.keys[k] = (uint32_t)keys[k];
     return t;
