@@ -240,13 +240,16 @@ def _direction(
     xi: Tensor | None,
 ) -> tuple[Tensor, Tensor]:
     """(w after k pulses of one direction in closed form, log a of one pulse: 0 without
-    a slope): a constant step k dw without a slope, else expm1(k log a) (w - w*) with
-    log a and w* from linear.affine_map; plus the pulses' noise; clipped."""
+    a slope): a constant step k dw without a slope, else (a^k - 1) (w - w*) with log a
+    and w* from linear.affine_map, a^k - 1 = expm1(k log a) (-x for one pulse: no
+    transcendental function for the most common count); plus the pulses' noise;
+    clipped."""
     dw = (sign * torch.tensor(dev.dw_min, dtype=torch.float32, device=w.device)) * s
     flat = g == 0
     x = (dw * g / ref).clamp(1e-12, 1 - 1e-7)
     log_a = torch.where(flat, 0.0, torch.log1p(-x))
-    change = torch.where(flat, k * dw, torch.expm1(k * log_a) * (w - dw / x))
+    grown = torch.where(k == 1, -x, torch.expm1(k * log_a))  # a^k - 1: -x for one pulse
+    change = torch.where(flat, k * dw, grown * (w - dw / x))
     sigma = dev.spec.c2c_noise
     if xi is not None and dev.spec.c2c_mode == "multiplicative":
         change = change * (1 + sigma * xi / k.clamp(min=1).sqrt())

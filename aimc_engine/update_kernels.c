@@ -433,18 +433,20 @@ static inline float ref_lo_of(const linear_tile *t, int64_t e) {
     return t->ref_lo ? t->ref_lo[e] : t->ref_lo_all;
 }
 
-/* k > 0 pulses of one direction in closed form from w (pulsed._direction): log a
- * through *log_a (0 without a slope) */
+/* k > 0 pulses of one direction in closed form from w (pulsed._direction): a^k - 1 is
+ * -x for one pulse, else expm1(k log a); log a (0 without a slope) into *log_a where the
+ * order term needs it (need_log) or k > 1 */
 static float direction(const linear_tile *t, float w, float k, float s, float g, float ref,
-                       float sign, float xi, float lo, float hi, float *log_a) {
+                       float sign, float xi, float lo, float hi, int need_log, float *log_a) {
     float dw = (sign * t->dw_min) * s, change;
     if (g == 0.0f) {
         change = k * dw;
         *log_a = 0.0f;
     } else {
         float x = clampf(dw * g / ref, 1e-12f, 1.0f - 1e-7f);
-        *log_a = log1pf(-x);
-        change = expm1f(k * *log_a) * (w - dw / x);
+        if (need_log || k != 1.0f)
+            *log_a = log1pf(-x);
+        change = (k == 1.0f ? -x : expm1f(k * *log_a)) * (w - dw / x);
     }
     if (t->sigma != 0.0f && !t->mult)
         change = change + t->sigma * dw * sqrtf(k) * xi;
@@ -473,17 +475,19 @@ static float closed_form(const linear_tile *t, int64_t e, float w, float nu, flo
     float xi_up = 0.0f, xi_down = 0.0f;
     if (t->sigma != 0.0f)
         pulse_noise(t, e, nu, nd, &xi_up, &xi_down);
+    float order = 0.0f; /* the order term: 0 unless both directions have pulses */
+    if (nu != 0.0f && nd != 0.0f)
+        order = t->dw_min * t->dw_min * t->s_up[e] * t->s_down[e] *
+                (g_up / ref_hi - g_down / ref_lo) / 2.0f;
+    int need_log = order != 0.0f;
     if (nu != 0.0f)
-        w = direction(t, w, nu, t->s_up[e], g_up, ref_hi, 1.0f, xi_up, lo, hi, &log_up);
+        w = direction(t, w, nu, t->s_up[e], g_up, ref_hi, 1.0f, xi_up, lo, hi, need_log,
+                      &log_up);
     if (nd != 0.0f)
-        w = direction(t, w, nd, t->s_down[e], g_down, ref_lo, -1.0f, xi_down, lo, hi,
+        w = direction(t, w, nd, t->s_down[e], g_down, ref_lo, -1.0f, xi_down, lo, hi, need_log,
                       &log_down);
-    if (nu == 0.0f || nd == 0.0f)
-        return w; /* the order term adds 0 */
-    float order = t->dw_min * t->dw_min * t->s_up[e] * t->s_down[e] *
-                  (g_up / ref_hi - g_down / ref_lo) / 2.0f;
     if (order == 0.0f)
-        return w;
+        return w; /* the order term adds 0: w is already clipped */
     float damping = expf(nu * (log_up / 2.0f) + nd * (log_down / 2.0f));
     w = w + damping * nu * nd * order;
     return t->clips ? clampf(w, lo, hi) : w;
