@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from aimc_engine import native
-from aimc_engine.devices import Device
+from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device
 from aimc_engine.fused import fusion_enabled
 from aimc_engine.pulses import LazyRows, pulse_train_counts
 from aimc_engine.rng import normal_at, normal_pair_at, uniform_at
@@ -42,8 +42,6 @@ from aimc_engine.rng import normal_at, normal_pair_at, uniform_at
 K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE = range(6)
 # the attribute of a Device that keeps its C arguments (_c_arguments)
 _KEPT = "_pulsed_c_arguments"
-# pulses of one element replayed one at a time: at most this many steps (replay.py)
-STEPS = 64.0
 
 
 @dataclass(frozen=True)
@@ -264,8 +262,8 @@ def _replay(
 ) -> Tensor:
     """The flat elements idx's pulses one at a time in a uniformly random order from w
     (replay.interleaved with counter-based numbers: step s of element e draws uniform
-    s * numel + e and a normal of pair s // 2 * numel + e), more than STEPS pulses taking
-    several of one sign per step."""
+    s * numel + e and a normal of pair s // 2 * numel + e), more than
+    MAX_INTERLEAVED_STEPS pulses taking several of one sign per step."""
     numel = n_up.numel()
     nu, nd = n_up.reshape(-1)[idx], n_down.reshape(-1)[idx]
     ref_hi, ref_lo = (r if isinstance(r, float) else r.reshape(-1)[idx] for r in _refs(dev))
@@ -274,7 +272,7 @@ def _replay(
         for v in (dev.w_min, dev.w_max, dev.step_up, dev.step_down, dev.slope_up, dev.slope_down)
     )
     sigma, multiplicative = dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"
-    per = torch.ceil((nu + nd) / STEPS).clamp(min=1)
+    per = torch.ceil((nu + nd) / MAX_INTERLEAVED_STEPS).clamp(min=1)
     steps = int((torch.ceil(nu / per) + torch.ceil(nd / per)).max())
     for s in range(steps):
         left = nu + nd

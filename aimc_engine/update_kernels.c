@@ -1,7 +1,9 @@
-/* The fused update chains of fused.py, written out in C for the CPU.
+/* The fused update chains of fused.py, written out in C for the CPU; below them the
+ * whole pulsed update of a linear-family tile (pulsed.py) and the IO model's loops
+ * around an MVM's product (mvm.py).
  *
- * Each function is the Python chain of the same name in fused.py, with the same float32
- * operations in the same order (built with -ffp-contract=off, no fast-math), so both
+ * Each function is the Python chain of the same name in fused.py (or pulsed.py, mvm.py),
+ * with the same float32 operations in the same order (built with -ffp-contract=off, no fast-math), so both
  * give the same numbers up to the last bit of expm1/exp/sqrt. What C adds is what a loop
  * can do and a tensor op cannot: skip blocks of elements that get no pulse (their
  * weights come out of the chain unchanged: expm1(0) = 0, and a weight is already inside
@@ -498,7 +500,7 @@ static float replay(const linear_tile *t, int64_t e, float w, float nu, float nd
     float lo = t->lo[e], hi = t->hi[e], s_up = t->s_up[e], s_down = t->s_down[e];
     float g_up = t->g_up[e], g_down = t->g_down[e];
     float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e);
-    float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f);
+    float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f); /* MAX_INTERLEAVED_STEPS */
     int64_t steps = (int64_t)(ceilf(nu / per) + ceilf(nd / per));
     float xi = 0.0f, next_xi = 0.0f; /* steps 2m and 2m + 1 take pair m's two normals */
     for (int64_t s = 0; s < steps; s++) {

@@ -121,9 +121,7 @@ def test_c_io_loops_give_the_torch_ops_numbers_bit_for_bit(
 
     if native.library() is None:
         pytest.skip("no C compiler: the C kernels cannot be built here")
-    io = IOSpec(
-        perfect=False, noise_management=noise_management, bound_management=bound_management
-    )
+    io = IOSpec(perfect=False, noise_management=noise_management, bound_management=bound_management)
     g = torch.Generator().manual_seed(0)
     w = torch.randn(64, 128, generator=g) * 0.3
     for size in (1.0, 30.0):  # 30: outputs clip
