@@ -36,6 +36,7 @@ from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
 from aimc_engine.pipeline.timeline import Timed, Timeline, latency_durations, sequential_makespan
 from aimc_engine.seeds import StageGenerators, data_generator, stage_generators
 from aimc_engine.tiles import TileConfig
+from aimc_spec.resources import eval_chunk
 from aimc_spec.spec import JobSpec
 
 GRAD_SAMPLES = 1000  # first training samples on which grad_norm_sq is measured (exactly)
@@ -215,7 +216,14 @@ class Training:
         observe = [g.observe for g in self.stage_gens]
         ask = self._stop_asked if stoppable else None
         try:
-            test = evaluate(stages, data.x_test, data.y_test, generator=observe, should_stop=ask)
+            test = evaluate(
+                stages,
+                data.x_test,
+                data.y_test,
+                generator=observe,
+                should_stop=ask,
+                chunk=eval_chunk(self.spec, tuple(data.x_test.shape[1:])),
+            )
         except EvaluationStopped:
             self.status = "cancelled"
             return
