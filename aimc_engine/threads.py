@@ -37,13 +37,15 @@ if TYPE_CHECKING:
     from aimc_spec.spec import JobSpec
 
 THREADS_ENV = "AIMC_THREADS"
-# Multiply-adds of a run's largest product at which 2 threads start to beat 1 on an
-# idle machine (each further thread needs as much again). Measured on the 2-core
-# development machine (torch 2.13 CPU, passive waiting) with
-#   python benchmarks/contention.py --crossover
-# MLP training steps of growing width timed at 1 and 2 threads, interleaved: 2 threads
-# were slower up to ~1M multiply-adds and ahead by 10% or more from ~4M.
-CROSSOVER_MACS = 4_000_000
+# Multiply-adds of a run's largest product from which 2 threads beat 1 (each further
+# thread needs as much again). Measured on the 2-core development machine (torch 2.13
+# CPU, passive waiting), which other agents' jobs kept busy (load average 3.5-7.7):
+#   python benchmarks/contention.py --crossover --widths 128,256,512,1024,2048
+# MLP w-w-10 training steps (b=32, digital and expected) at 1 and 2 threads,
+# interleaved: 2 threads were slower at every width, 2T/1T 1.3-3.4 from 0.5M to 134M
+# multiply-adds. So the crossover lies above 134M there; 2^28 (268M) keeps every
+# measured case on one thread. Measure again on the machine you serve from.
+CROSSOVER_MACS = 2**28
 
 
 class ThreadSettingError(RunError):

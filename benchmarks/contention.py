@@ -216,7 +216,7 @@ def contention(names: list[str], repeats: int, full: bool) -> None:
 
 def crossover(widths: list[int], steps: int) -> None:
     """2T/1T of MLP training steps by the largest product's multiply-adds (passive)."""
-    from aimc_engine.threads import passive_openmp
+    from aimc_engine.threads import CROSSOVER_MACS, passive_openmp
 
     passive_openmp()
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -224,16 +224,26 @@ def crossover(widths: list[int], steps: int) -> None:
 
     print(f"load average at start: {os.getloadavg()[0]:.2f}; MLP w-w-10, b=32, passive waiting")
     print(f"{'width':>6} {'mult-adds':>10} {'mode':>9} {'1T ms':>8} {'2T ms':>8} {'2T/1T':>6}")
+    ahead: list[int] = []  # the works at which 2 threads were ahead by 10% in every mode
     for w in widths:
+        ratios = []
         for mode in ("digital", "expected"):
             step = aimc_step((w,), {"kind": "mlp", "hidden": [w]}, 32, MODES[mode])
             n = max(10, steps * 256 // w)
             one, two = time_interleaved([(1, step), (2, step)], n)
+            ratios.append(two / one)
             print(
                 f"{w:6d} {32 * w * w:10d} {mode:>9} {one * 1e3:8.3f} {two * 1e3:8.3f} "
                 f"{two / one:6.2f}",
                 flush=True,
             )
+        if max(ratios) <= 0.9:
+            ahead.append(32 * w * w)
+    if ahead:
+        print(f"2 threads ahead by 10% or more from {min(ahead)} multiply-adds")
+    else:
+        print(f"2 threads never ahead by 10%, up to {32 * max(widths) ** 2} multiply-adds")
+    print(f"aimc_engine.threads.CROSSOVER_MACS = {CROSSOVER_MACS}")
 
 
 def main() -> None:
