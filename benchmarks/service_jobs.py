@@ -38,8 +38,9 @@ ENDED = ("succeeded", "failed", "cancelled")
 WORKER_NICE = WorkerSettings.model_fields["worker_nice"].default
 
 
-def start_serve(data: Path, port: int, workers: int | None) -> subprocess.Popen[str]:
-    """`aimc serve` on `port`, its default worker count unless `workers`; ready."""
+def start_serve(data: Path, port: int, workers: int | None) -> tuple[subprocess.Popen[str], str]:
+    """`aimc serve` on `port`, its default worker count unless `workers`, ready; its
+    private Redis's URL."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
     env.update(AIMC_MAX_QUEUED_JOBS="100000", AIMC_REQUESTS_PER_MINUTE="100000000")
     argv = [sys.executable, "-m", "aimc_cli", "serve", "--port", str(port)]
@@ -55,7 +56,7 @@ def start_serve(data: Path, port: int, workers: int | None) -> subprocess.Popen[
             raise SystemExit("aimc serve exited before it was ready")
     print(f"  {line.strip()}")
     wait_for_port(port)
-    return serve
+    return serve, line.rsplit("Redis at ", 1)[1].strip()
 
 
 def through_service(base: str, auth: dict[str, str], specs: list[dict]) -> float:
@@ -99,7 +100,7 @@ def jobs_per_minute(rounds: int, workers: int | None, nice: int = WORKER_NICE) -
         f"\njobs per minute: {len(SPECS)} README digits jobs ({', '.join(s.stem for s in SPECS)})"
     )
     print(f"  load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    serve = start_serve(data, port, workers)
+    serve, _ = start_serve(data, port, workers)
     try:
         base = f"http://127.0.0.1:{port}"
         admin = {"Authorization": f"Bearer {(data / 'admin_key').read_text().strip()}"}

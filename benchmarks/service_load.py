@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from service_jobs import jobs_per_minute
+from service_jobs import jobs_per_minute, start_serve
 
 from service.serve import free_port, wait_for_port
 
@@ -207,38 +207,10 @@ def service_load(args: argparse.Namespace, parts: set[str]) -> None:
     """The HTTP, queue and SSE parts, on `aimc serve --workers 2`."""
     data = Path(tempfile.mkdtemp(prefix="aimc-load-"))
     port, floor_port = free_port(), free_port()
+    serve, redis_url = start_serve(data, port, workers=2)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
-    env.update(
-        AIMC_MAX_QUEUED_JOBS="100000",
-        AIMC_REQUESTS_PER_MINUTE="100000000",
-    )
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimc_cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--data-dir",
-            str(data),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     floor = None
     try:
-        assert serve.stdout is not None
-        first = ""
-        while "Redis at " not in first:  # the children print to the same stream
-            first = serve.stdout.readline()
-            if not first:
-                raise SystemExit("aimc serve exited before it was ready")
-        redis_url = first.rsplit("Redis at ", 1)[1].strip()
         admin = (data / "admin_key").read_text().strip()
         floor_file = data / "floor_app.py"
         floor_file.write_text(FLOOR_APP)
