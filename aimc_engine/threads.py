@@ -39,12 +39,13 @@ if TYPE_CHECKING:
 THREADS_ENV = "AIMC_THREADS"
 # Multiply-adds of a run's largest product from which 2 threads beat 1 (each further
 # thread needs as much again). Measured on the 2-core development machine (torch 2.13
-# CPU, passive waiting), which other agents' jobs kept busy (load average 3.5-7.7):
+# CPU, passive waiting), which other agents' jobs kept busy (load average 4-7.7):
 #   python benchmarks/contention.py --crossover --widths 128,256,512,1024,2048
 # MLP w-w-10 training steps (b=32, digital and expected) at 1 and 2 threads,
-# interleaved: 2 threads were slower at every width, 2T/1T 1.3-3.4 from 0.5M to 134M
-# multiply-adds. So the crossover lies above 134M there; 2^28 (268M) keeps every
-# measured case on one thread. Measure again on the machine you serve from.
+# interleaved: 2 threads were slower at every width from 0.5M to 134M multiply-adds,
+# 2T/1T 1.17-1.6 at load 4.0 and 1.3-3.4 at 7.7. So the crossover lies above 134M
+# there; 2^28 (268M) keeps every measured case on one thread. Measure again on the
+# machine you serve from.
 CROSSOVER_MACS = 2**28
 
 
