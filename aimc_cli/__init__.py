@@ -16,6 +16,7 @@ from aimc_cli.local import add_engine_commands
 from aimc_cli.remote import add_remote_commands
 from aimc_cli.remote.users import data_dir
 from aimc_cli.study import add_study_command
+from aimc_engine.threads import passive_openmp
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -55,6 +56,10 @@ EXIT_BROKEN_PIPE = 128 + 13  # as a tool killed by SIGPIPE: the reader stopped r
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before any command imports torch: OpenMP reads its wait policy once, at load
+    # (aimc_engine/threads.py); `aimc run`, a study's processes and `aimc serve`'s
+    # children inherit it
+    passive_openmp()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

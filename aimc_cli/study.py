@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import shlex
 import shutil
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 from aimc_cli.progress import Progress, format_seconds
 from aimc_cli.remote.common import explain
+from aimc_engine.threads import cores_share
 from aimc_spec.slots import slots_for
 from aimc_spec.spec import JobSpec, SpecError
 from aimc_spec.vocabulary import JobState
@@ -58,21 +58,17 @@ class StudyProgress:
 
 
 # local -------------------------------------------------------------------------------------
-def _init_worker() -> None:
-    """One torch thread per process: N jobs in N processes share the cores without
-    oversubscribing them (set before torch is imported in the fresh process)."""
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
+def run_job(spec: JobSpec, runs_dir: str, label: str, cores: int) -> tuple[str, float | None]:
+    """Run one job through the engine into runs_dir/label (in a worker process) on at
+    most `cores` cores, its share of the machine (the engine's thread policy picks its
+    threads within it, aimc_engine/threads.py); its status and final test accuracy. A
+    spec the engine refuses (RunError) is a failed job."""
     import torch
 
-    torch.set_num_threads(1)
-
-
-def run_job(spec: JobSpec, runs_dir: str, label: str) -> tuple[str, float | None]:
-    """Run one job through the engine into runs_dir/label (in a worker process); its
-    status and final test accuracy. A spec the engine refuses (RunError) is a failed job."""
     from aimc_engine.artifacts import append_metrics_jsonl, write_run
     from aimc_engine.runner import Callbacks, RunError, run
+
+    torch.set_num_threads(cores)
 
     final = Path(runs_dir) / label
     partial = final.with_name(label + PARTIAL)
@@ -100,7 +96,8 @@ def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: Stud
     code = EXIT_OK
     waiting = list(pending)
     context = multiprocessing.get_context("spawn")  # no forked torch state in the children
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    share = cores_share(workers)  # each slot's cores: N jobs never oversubscribe them
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
         running: dict[Future[tuple[str, float | None]], tuple[StudyJob, int]] = {}
 
         def start_what_fits() -> None:
@@ -111,7 +108,7 @@ def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: Stud
                 if running and used + need > workers:
                     return
                 waiting.pop(0)
-                future = pool.submit(run_job, job.spec, str(runs_dir), job.label)
+                future = pool.submit(run_job, job.spec, str(runs_dir), job.label, need * share)
                 running[future] = (job, need)
                 used += need
 
@@ -235,8 +232,8 @@ def add_study_command(sub: Any) -> None:
     p.add_argument(
         "--jobs",
         type=int,
-        default=os.cpu_count() or 1,
-        help="parallel processes here (default: one per core)",
+        default=cores_share(),
+        help="parallel processes here (default: one per core this process may use)",
     )
     p.add_argument("--quick", action="store_true", help="the study's `quick:` form (CI)")
     p.add_argument(

@@ -20,6 +20,7 @@ from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.errors import RunError
 from aimc_engine.models import LayeredNet
 from aimc_engine.pipeline.timeline import Timed
+from aimc_engine.threads import largest_product, policy_threads
 from aimc_engine.training import Callbacks, Training
 from aimc_spec.spec import JobSpec
 
@@ -83,7 +84,25 @@ def run(
         return _run_processes(spec, data, callbacks or Callbacks(), resume, uploaded)
     device = resolve_device(spec.device)
     data = prepare_data(spec, device, uploaded)
-    training = Training(spec, data, device, callbacks or Callbacks())
+    # the thread policy (threads.py): the caller's torch threads are the cores it may use
+    with policy_threads(work_per_op(spec, data)):
+        return _train(spec, data, device, callbacks or Callbacks(), resume)
+
+
+def work_per_op(spec: JobSpec, data: Dataset) -> int:
+    """The run's work per operation for the thread policy; a spec the model cannot be
+    built for fails here as it would when training starts (RunError naming the field)."""
+    try:
+        return largest_product(spec, tuple(data.x_train.shape[1:]), data.classes)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _train(
+    spec: JobSpec, data: Dataset, device: torch.device, callbacks: Callbacks, resume: bytes | None
+) -> RunOutput:
+    """run() in this process: measure, train and collect what the caller gets."""
+    training = Training(spec, data, device, callbacks)
     if resume is None:
         training.measure(stoppable=False)  # the point before any training
     else:
@@ -109,7 +128,8 @@ def _run_processes(
     from aimc_engine.pipeline.launch import run_processes, whole_model
     from aimc_engine.pipeline.serial import from_bytes
 
-    output = run_processes(spec, callbacks, resume=resume, uploaded=uploaded)
+    work = work_per_op(spec, data)
+    output = run_processes(spec, callbacks, resume=resume, uploaded=uploaded, work=work)
     model = whole_model(spec, data, from_bytes(output["state"]))
     return RunOutput(
         result=output["result"],

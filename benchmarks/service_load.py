@@ -1,7 +1,7 @@
 """Service load on loopback: `aimc serve` against the floor of a bare FastAPI + Redis route.
 
 Run: python benchmarks/service_load.py [--seconds 5] [--jobs 10] [--burst 100]
-     [--parts http,queue,sse] [--clients 1,10,50] [--rounds 3]
+     [--parts http,queue,sse,jobs] [--clients 1,10,50] [--rounds 3]
 
 Starts `aimc serve --workers 2` (private Redis) and, in the same session, a bare
 FastAPI app whose one route reads one Redis hash from that Redis (the floor any
@@ -13,7 +13,8 @@ running, engine finished -> succeeded) run one after another, and of a burst of 
 sharing the 2 workers; 50 SSE listeners on one job. Prints p50/p99 latency,
 throughput, errors, ratios to the floor, and last the two figures issue 12 sets
 targets for: status throughput at 1 client over the floor's, and the median time from
-a job's engine end to `succeeded`.
+a job's engine end to `succeeded`. `--parts jobs` then times the README's digits jobs
+through a default `aimc serve` against `aimc run` at one thread (service_jobs.py).
 Traffic goes to 127.0.0.1 only and every loop is bounded in count and time.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from service_jobs import jobs_per_minute, start_serve
 
 from service.serve import free_port, wait_for_port
 
@@ -185,7 +187,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10, help="tiny jobs run one after another")
     parser.add_argument("--burst", type=int, default=100, help="tiny jobs submitted at once")
     parser.add_argument(
-        "--parts", default="http,queue,sse", help="comma-separated subset of http,queue,sse"
+        "--parts",
+        default="http,queue,sse,jobs",
+        help="comma-separated subset of http,queue,sse,jobs",
     )
     parser.add_argument("--clients", default="1,10,50", help="comma-separated load levels")
     parser.add_argument(
@@ -193,40 +197,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    if parts & {"http", "queue", "sse"}:
+        service_load(args, parts)
+    if "jobs" in parts:
+        jobs_per_minute(rounds=1, workers=None)
+
+
+def service_load(args: argparse.Namespace, parts: set[str]) -> None:
+    """The HTTP, queue and SSE parts, on `aimc serve --workers 2`."""
     data = Path(tempfile.mkdtemp(prefix="aimc-load-"))
     port, floor_port = free_port(), free_port()
+    serve, redis_url = start_serve(data, port, workers=2)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
-    env.update(
-        AIMC_MAX_QUEUED_JOBS="100000",
-        AIMC_REQUESTS_PER_MINUTE="100000000",
-    )
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aimc_cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--data-dir",
-            str(data),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     floor = None
     try:
-        assert serve.stdout is not None
-        first = ""
-        while "Redis at " not in first:  # the children print to the same stream
-            first = serve.stdout.readline()
-            if not first:
-                raise SystemExit("aimc serve exited before it was ready")
-        redis_url = first.rsplit("Redis at ", 1)[1].strip()
         admin = (data / "admin_key").read_text().strip()
         floor_file = data / "floor_app.py"
         floor_file.write_text(FLOOR_APP)

@@ -7,6 +7,7 @@ job's own process (worker/fresh_process.py) sets its thread count and runs torch
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
@@ -17,6 +18,7 @@ from worker.settings import get_settings
 
 HARD_TIME_LIMIT_S = 24 * 3600
 WARM_STAGES = 4  # timeline.png's figure is built at start for jobs of 1 to 4 stages
+log = logging.getLogger(__name__)
 
 app = Celery("aimc", include=["worker.tasks"])
 app.conf.update(
@@ -72,6 +74,12 @@ def _preload(**_: object) -> None:
     import tempfile
     from pathlib import Path
 
+    from aimc_engine.threads import passive_openmp
+
+    # OpenMP reads its wait policy once, when torch loads it: before the import
+    # (aimc_engine/threads.py); the pool and job processes inherit the loaded runtime
+    if not passive_openmp():
+        log.warning("torch was imported before the worker started: OpenMP threads spin")
     import torch  # noqa: F401
 
     # below the API's priority: a request waits on a simulation's CPU time only when

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aimc_engine.threads import cores_share
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from aimc_spec.vocabulary import JobState
 from aimc_store.store import JobStore
@@ -37,9 +38,9 @@ def patient_store() -> JobStore:
 
 def job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
     """The body of the job's own process: fresh Redis connections (none is shared across
-    the fork), cores // concurrency torch threads (shared among its stage processes, if
-    it has them), the run. 0 once the job's final state
-    is stored, whatever it is."""
+    the fork), at most cores // concurrency torch threads (shared among its stage
+    processes, if it has them; aimc_engine/threads.py), the run. 0 once the job's final
+    state is stored, whatever it is."""
     import multiprocessing.process
 
     import torch
@@ -51,8 +52,9 @@ def job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
     config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
     config["daemon"] = False
     config["authkey"] = multiprocessing.process.AuthenticationString(os.urandom(32))  # type: ignore[attr-defined]
+    # the cores this job may use; the engine's thread policy picks its threads within
     concurrency = int(os.environ.get("AIMC_WORKER_CONCURRENCY", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    torch.set_num_threads(cores_share(concurrency))
     # server-side dataset paths only under this worker's allowed directories (checked
     # again here: the API that admitted the spec may run on another machine)
     DATASET_ROOTS.set(get_settings().dataset_roots())

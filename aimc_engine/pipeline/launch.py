@@ -41,6 +41,7 @@ from aimc_engine.models import LayeredNet, assemble
 from aimc_engine.pipeline.executor import stage_ranges
 from aimc_engine.pipeline.serial import from_bytes
 from aimc_engine.pipeline.stage_process import StageRun
+from aimc_engine.threads import choose_threads, explicit_threads
 from aimc_engine.training import Callbacks, build_run_stage, stage_configs
 from aimc_spec.spec import JobSpec, parse_spec
 
@@ -83,9 +84,11 @@ def placement(spec: JobSpec) -> list[torch.device]:
     return devices
 
 
-def threads_per_stage(stages: int) -> int:
-    """Intra-op threads of each stage process: the caller's share, split among its stages."""
-    return max(1, torch.get_num_threads() // stages)
+def threads_per_stage(stages: int, work: int) -> int:
+    """Intra-op threads of each stage process: the thread policy's (aimc_engine.threads)
+    for the run's work per operation, on the caller's share split among its stages."""
+    share = max(1, torch.get_num_threads() // stages)
+    return choose_threads(work, share, explicit_threads(os.environ))
 
 
 @contextlib.contextmanager
@@ -281,9 +284,11 @@ def run_processes(
     *,
     resume: bytes | None = None,
     uploaded: Path | None = None,
+    work: int = 0,
 ) -> dict[str, Any]:
     """Run the job with one process per stage on this host; the stage 0's output (result,
-    metrics, weights, timeline) once every stage has finished."""
+    metrics, weights, timeline) once every stage has finished. `work`: the run's work per
+    operation, which sets each stage's threads (threads_per_stage)."""
     devices = placement(spec)
     stages = spec.pipeline.stages
     store = _rendezvous(spec)
@@ -300,7 +305,7 @@ def run_processes(
             os.getpid(),
             "127.0.0.1",
             store.port,
-            threads_per_stage(stages),
+            threads_per_stage(stages, work),
             resume,
             str(uploaded) if uploaded else None,
             callbacks.checkpoint_every if callbacks.on_checkpoint else None,

@@ -1,0 +1,163 @@
+"""The thread policy (aimc_engine/threads.py): threads from the work per operation and the
+caller's cores, explicit settings win, OpenMP waits passively when set before torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import torch
+
+from aimc_engine.errors import RunError
+from aimc_engine.runner import Callbacks, run
+from aimc_engine.threads import (
+    CROSSOVER_MACS,
+    THREADS_ENV,
+    ThreadSettingError,
+    choose_threads,
+    cores_share,
+    explicit_threads,
+    largest_product,
+    policy_threads,
+)
+from aimc_spec.spec import parse_spec
+
+TINY = {
+    "dataset": {"name": "synthetic", "synthetic": {"n_train": 64, "n_test": 32, "features": 8}},
+    "model": {"kind": "mlp", "hidden": [16]},
+    "training": {"steps": 4, "micro_batch_size": 8, "eval_every": 4},
+}
+
+
+@pytest.fixture
+def no_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+
+
+@pytest.fixture
+def two_cores() -> Any:
+    """The caller gives the run two cores (torch's thread count), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_small_work_runs_on_one_thread_and_large_work_on_the_cores_given() -> None:
+    assert choose_threads(CROSSOVER_MACS - 1, cores=16) == 1
+    assert choose_threads(CROSSOVER_MACS, cores=16) == 2
+    assert choose_threads(3 * CROSSOVER_MACS, cores=16) == 4
+    assert choose_threads(1000 * CROSSOVER_MACS, cores=16) == 16  # never above the share
+    assert choose_threads(1000 * CROSSOVER_MACS, cores=1) == 1
+
+
+def test_an_explicit_setting_wins_over_the_work_and_the_share() -> None:
+    assert choose_threads(0, cores=2, explicit=3) == 3
+    assert explicit_threads({"OMP_NUM_THREADS": "3"}) == 3
+    assert explicit_threads({"OMP_NUM_THREADS": "4,2"}) == 4  # OpenMP's nested list
+    assert explicit_threads({THREADS_ENV: "2", "OMP_NUM_THREADS": "5"}) == 2
+    assert explicit_threads({"OMP_NUM_THREADS": ""}) is None
+    assert explicit_threads({}) is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_thread_setting_is_refused_naming_the_variable(value: str) -> None:
+    with pytest.raises(ThreadSettingError, match=f"{THREADS_ENV}: '{value}'"):
+        explicit_threads({THREADS_ENV: value})
+
+
+def test_the_share_divides_the_cores_this_process_may_use() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert cores_share() == cores
+    assert cores_share(cores) == 1
+    assert cores_share(10 * cores) == 1  # never none
+
+
+def test_largest_product_counts_the_biggest_layer_and_leaves_random_streams_alone() -> None:
+    mlp = parse_spec(
+        {"model": {"kind": "mlp", "hidden": [32, 16]}, "training": {"micro_batch_size": 4}}
+    )
+    before = torch.get_rng_state()
+    assert largest_product(mlp, (20,), 10) == 4 * 20 * 32
+    assert torch.equal(torch.get_rng_state(), before)
+    cnn = parse_spec(
+        {"model": {"kind": "cnn", "channels": [4], "fc": 8}, "training": {"micro_batch_size": 2}}
+    )
+    # 5x5 conv, 1 -> 4 channels, padded: 8x8 outputs of 25 multiply-adds per channel
+    assert largest_product(cnn, (1, 8, 8), 10) == 2 * 8 * 8 * 4 * 25
+
+
+def test_policy_threads_sets_the_choice_and_restores_the_callers(
+    no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with policy_threads(0) as chosen:
+        assert chosen == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with policy_threads(10**12) as chosen:
+        assert chosen == torch.get_num_threads() == 2
+    monkeypatch.setenv(THREADS_ENV, "1")
+    with policy_threads(10**12) as chosen:
+        assert chosen == 1
+
+
+def test_a_run_trains_on_the_policys_threads(
+    no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    callbacks = Callbacks(on_progress=lambda *_: seen.append(torch.get_num_threads()))
+    run(parse_spec(TINY), callbacks)
+    assert set(seen) == {1} and torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    seen.clear()
+    run(parse_spec(TINY), callbacks)
+    assert set(seen) == {2}
+
+
+def test_a_run_given_a_bad_thread_setting_fails_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(THREADS_ENV, "many")
+    with pytest.raises(RunError, match=THREADS_ENV):
+        run(parse_spec(TINY))
+
+
+def openmp_environment(code: str, **env: str) -> str:
+    """What OpenMP reports it read (OMP_DISPLAY_ENV) in a fresh Python running `code`.
+    Its OMP_WAIT_POLICY line reads PASSIVE for an unset policy too; the spin count
+    before a waiting thread sleeps tells them apart (0 only when passive)."""
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**base, "OMP_DISPLAY_ENV": "verbose", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stderr + done.stdout
+
+
+PASSIVE_FIRST = (
+    "from aimc_engine.threads import passive_openmp as p; r = p(); import torch; print(r)"
+)
+
+
+def test_openmp_waits_passively_when_asked_before_torch_loads() -> None:
+    shown = openmp_environment(PASSIVE_FIRST)
+    assert "GOMP_SPINCOUNT = '0'" in shown and "True" in shown
+    # torch's own default spins first: the setting is what changed it
+    assert "GOMP_SPINCOUNT = '0'" not in openmp_environment("import torch")
+
+
+def test_a_wait_policy_the_user_set_wins() -> None:
+    assert "OMP_WAIT_POLICY = 'ACTIVE'" in openmp_environment(
+        PASSIVE_FIRST, OMP_WAIT_POLICY="active"
+    )
+
+
+def test_asking_after_torch_loaded_says_it_came_too_late() -> None:
+    code = "import torch; from aimc_engine.threads import passive_openmp as p; print(p())"
+    assert "False" in openmp_environment(code)
