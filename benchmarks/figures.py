@@ -50,6 +50,11 @@ FIGURES = (
     Figure("examples", "The examples", ("benchmarks/examples.py",)),
     Figure("presets", "Every preset on digits", ("benchmarks/presets.py", "--epochs", "3")),
     Figure("schedules", "Schedules compared", ("benchmarks/schedules.py",)),
+    Figure(
+        "staleness",
+        "Staleness compensation",
+        ("examples/staleness_compensation.py", "--seeds", *map(str, range(1, 11))),
+    ),
     Figure("executor", "Pipeline executor cost", ("benchmarks/pipeline_speed.py",)),
     Figure("processes", "Stages as processes", ("benchmarks/distributed_speed.py",)),
     Figure("memory", "Memory estimate against peaks", ("benchmarks/memory_estimate.py",)),
@@ -61,6 +66,7 @@ FIGURES = (
         "Service load",
         ("benchmarks/service_load.py", "--seconds", "4", "--clients", "1,10"),
     ),
+    Figure("jobs", "Jobs per minute", ("benchmarks/service_jobs.py",)),
     Figure(
         "soak",
         "Soak with bad actors",
