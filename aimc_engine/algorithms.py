@@ -6,6 +6,8 @@
   few columns of P are read and written into the slow array W with the analog
   rule at rate transfer_lr (times lr by default). P is read relative to a
   reference programmed to its symmetric point (analog-model.md section 6).
+- mixed_precision: the update accumulates digitally in chi and reaches the device in
+  whole multiples of a granularity (mixed_precision.py; section 6b).
 Digital parameters (biases, digital layers) always take the exact step.
 """
 
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from aimc_engine.layers import AnalogLayer
+from aimc_engine.mixed_precision import MixedPrecision
 from aimc_engine.models import tile_layers
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.tiles import AnalogTile, TileConfig
@@ -35,6 +38,16 @@ class Algorithm:
         # walked once: listing a model's modules costs more than a small layer's update
         self.layers = tile_layers(module)
         self.parameters = [p for p in module.parameters() if p.requires_grad]
+        # an algorithm of its own module: it keeps its state on the layers it attaches to
+        self.rule = (
+            MixedPrecision(spec.optimizer.mixed_precision)
+            if self.kind == "mixed_precision"
+            else None
+        )
+        if self.rule is not None:
+            for layer in self.layers:
+                if layer.is_analog:
+                    self.rule.attach(layer)
         if self.kind == "tiki_taka":
             for layer in self.layers:
                 if layer.is_analog:
@@ -44,6 +57,8 @@ class Algorithm:
 
     def _needs_rows(self, layer: AnalogLayer) -> bool:
         analog = self.kind != "sgd" and layer.is_analog
+        if analog and self.rule is not None:
+            return self.rule.needs_rows(layer)
         return analog and layer.tile.analog.update == "pulsed"
 
     def _add_fast_array(self, layer: AnalogLayer, config: TileConfig) -> None:
@@ -67,6 +82,9 @@ class Algorithm:
         for layer in self.layers:
             if self.kind == "sgd" or not layer.is_analog:
                 layer.tile.exact_update(layer.take_gradient(scale), lr)
+                continue
+            if self.rule is not None:
+                self.rule.update(layer, lr, scale)
                 continue
             tile = layer.tile if self.kind == "analog_sgd" else layer.fast
             assert tile is not None  # Tiki-Taka's P: created in __init__ for every analog layer

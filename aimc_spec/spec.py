@@ -23,6 +23,7 @@ from pydantic import (
 from aimc_spec.analog_spec import AnalogSpec, IOSpec
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
 from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
+from aimc_spec.mixed_precision_spec import MixedPrecisionSpec
 from aimc_spec.pipeline_spec import (
     UPDATE_NS,
     CompensationSpec,
@@ -46,6 +47,7 @@ __all__ = [
     "IOSpec",
     "JobSpec",
     "LatencySpec",
+    "MixedPrecisionSpec",
     "ModelSpec",
     "OptimizerSpec",
     "PipelineSpec",
@@ -139,12 +141,16 @@ class TikiTakaSpec(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    algorithm: Literal["sgd", "analog_sgd", "tiki_taka"] = Field(
-        "analog_sgd", description="sgd: exact floating-point update; analog ones use devices."
+    algorithm: Literal["sgd", "analog_sgd", "tiki_taka", "mixed_precision"] = Field(
+        "analog_sgd",
+        description="sgd: exact floating-point update; analog ones use devices: analog_sgd "
+        "writes every update, tiki_taka through a fast array P, mixed_precision through a "
+        "digital accumulator chi.",
     )
     lr: float = Field(0.1, gt=0, le=1e3, description="Learning rate.")
     lr_decay: LrDecaySpec | None = Field(None, description="Step decay of the learning rate.")
     tiki_taka: TikiTakaSpec = Field(default_factory=TikiTakaSpec)  # type: ignore[arg-type]
+    mixed_precision: MixedPrecisionSpec = Field(default_factory=MixedPrecisionSpec)  # type: ignore[arg-type]
 
 
 class TrainingSpec(_Strict):
