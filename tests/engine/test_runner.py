@@ -230,6 +230,14 @@ def test_pipeline_is_reproducible() -> None:
             "model": {"hidden": [16, 16]},
             "optimizer": {"algorithm": "tiki_taka"},
         },
+        {  # chi and the transfer's counters are buffers of the layers: in the checkpoint
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "analog": {"update": "pulsed"},
+            "optimizer": {
+                "algorithm": "mixed_precision",
+                "mixed_precision": {"n_x_bins": 8, "n_d_bins": 8, "n_rows_per_transfer": 3},
+            },
+        },
     ],
 )
 def test_resume_from_a_checkpoint_continues_exactly(extra: dict) -> None:
