@@ -6,6 +6,8 @@
   few columns of P are read and written into the slow array W with the analog
   rule at rate transfer_lr (times lr by default). P is read relative to a
   reference programmed to its symmetric point (analog-model.md section 6).
+- residual_learning: Tiki-Taka's two arrays, with the whole of P written into W at
+  rate beta every transfer_every updates (residual_learning.py; section 6c).
 - mixed_precision: the update accumulates digitally in chi and reaches the device in
   whole multiples of a granularity (mixed_precision.py; section 6b).
 Digital parameters (biases, digital layers) always take the exact step.
@@ -20,6 +22,7 @@ from aimc_engine.layers import AnalogLayer
 from aimc_engine.mixed_precision import MixedPrecision
 from aimc_engine.models import tile_layers
 from aimc_engine.mvm import analog_mvm
+from aimc_engine.residual_learning import transfer as residual_transfer
 from aimc_engine.tiles import AnalogTile, TileConfig
 from aimc_spec.spec import JobSpec
 
@@ -31,6 +34,7 @@ class Algorithm:
     def __init__(self, spec: JobSpec, module: nn.Module, config: TileConfig) -> None:
         self.kind = spec.optimizer.algorithm
         self.tiki_taka = spec.optimizer.tiki_taka
+        self.residual = spec.optimizer.residual_learning
         self.transfer_io = spec.analog.io.model_copy(
             update={"noise_management": False, "bound_management": False}
         )
@@ -48,7 +52,7 @@ class Algorithm:
             for layer in self.layers:
                 if layer.is_analog:
                     self.rule.attach(layer)
-        if self.kind == "tiki_taka":
+        if self.kind in ("tiki_taka", "residual_learning"):
             for layer in self.layers:
                 if layer.is_analog:
                     self._add_fast_array(layer, config)
@@ -65,11 +69,12 @@ class Algorithm:
         """Give the layer its fast array P, starting at 0 or, with a reference, at its
         symmetric point, which is then kept as P_ref (P is read as P - P_ref)."""
         fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
-        if self.tiki_taka.reference == "symmetric_point":
+        part = self.tiki_taka if self.kind == "tiki_taka" else self.residual
+        if part.reference == "symmetric_point":
             fast.set_weights(fast.device_model.alternating_pulse_point())
             layer.fast_ref = fast.state.clone()
         layer.fast = fast
-        layer.fast_gamma = self.tiki_taka.gamma
+        layer.fast_gamma = part.gamma
 
     @torch.no_grad()
     def step(self, lr: float, *, scale: float = 1.0) -> None:
@@ -87,7 +92,7 @@ class Algorithm:
                 self.rule.update(layer, lr, scale)
                 continue
             tile = layer.tile if self.kind == "analog_sgd" else layer.fast
-            assert tile is not None  # Tiki-Taka's P: created in __init__ for every analog layer
+            assert tile is not None  # the array P: created in __init__ for every analog layer
             if self._needs_rows(layer):  # pulse trains need every row's x and d
                 x, d = layer.take_pulse_rows()
                 tile.update(x, d if scale == 1.0 else d * scale, lr)
@@ -95,6 +100,8 @@ class Algorithm:
                 tile.update_from_gradient(layer.take_gradient(scale), lr)
             if self.kind == "tiki_taka":
                 self._transfer(layer, lr)
+            elif self.kind == "residual_learning":
+                residual_transfer(layer, self.residual, self.updates, self.transfer_io)
         self.updates += 1
 
     def _transfer(self, layer: AnalogLayer, lr: float) -> None:

@@ -10,9 +10,16 @@ from pydantic import Field, StringConstraints, model_validator
 from aimc_spec.spec_base import _fail, _Strict
 from aimc_spec.vocabulary import ASYNCHRONOUS, SYNCHRONOUS, ScheduleName
 
-# mixed_precision: one device write per update after a digital outer product; taken as
-# Analog SGD's figure, as the latency table these come from has no row for it
-UPDATE_NS = {"analog_sgd": 165.9, "sgd": 165.9, "tiki_taka": 371.8, "mixed_precision": 165.9}
+# The latency table these come from has no row for the newer algorithms: mixed_precision
+# (one device write per update, after a digital outer product) is taken as Analog SGD,
+# residual_learning (two arrays written per update) as Tiki-Taka.
+UPDATE_NS = {
+    "analog_sgd": 165.9,
+    "sgd": 165.9,
+    "tiki_taka": 371.8,
+    "mixed_precision": 165.9,
+    "residual_learning": 371.8,
+}
 
 
 class LatencySpec(_Strict):
@@ -22,7 +29,8 @@ class LatencySpec(_Strict):
         None,
         ge=0,
         description="ns per layer per sample, weight update; default by algorithm: 165.9 "
-        "(Analog SGD's rank-one update; also mixed_precision), 371.8 for tiki_taka.",
+        "(Analog SGD's rank-one update; also mixed_precision), 371.8 for tiki_taka and "
+        "residual_learning.",
     )
 
 

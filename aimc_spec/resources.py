@@ -10,7 +10,7 @@ operating-system memory limit (worker/memory_limit.py) for what an estimate miss
 Memory, float32 (4 bytes) throughout, each term one thing the engine holds at once:
   weights     every weight and bias, and its gradient                      2 x params
   devices     analog layers: the device's state and per-device parameters  6 x analog
-              (tiki_taka: a second array P with its own devices)          + 6 x analog
+              (tiki_taka, residual_learning: a second array P and devices) + 6 x analog
               (mixed_precision: the digital accumulator chi)              + 1 x analog
   pulses      pulsed/rounded updates: up and down pulse counts per weight  2 x analog
   stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
@@ -43,7 +43,11 @@ from aimc_spec.vocabulary import SYNCHRONOUS
 F32 = 4
 DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog weight
 # what an algorithm keeps per analog weight besides the tile's own device arrays
-ALGORITHM_ARRAYS = {"tiki_taka": DEVICE_ARRAYS, "mixed_precision": 1}
+ALGORITHM_ARRAYS = {
+    "tiki_taka": DEVICE_ARRAYS,
+    "residual_learning": DEVICE_ARRAYS,
+    "mixed_precision": 1,
+}
 PULSE_ARRAYS = 2  # up and down pulse counts (pulsed, rounded)
 FLOPS_PER_MAC = 6  # forward 2, backward 4 (input and weight gradients)
 STEP_OVERHEAD_S = 1e-3  # the engine's own time per micro-batch (Python, small tensors)

@@ -31,6 +31,7 @@ from aimc_spec.pipeline_spec import (
     PipelineSpec,
     TorchDevice,
 )
+from aimc_spec.residual_learning_spec import ResidualLearningSpec
 from aimc_spec.spec_base import SpecError, _fail, _Strict
 from aimc_spec.suggest import locate, unknown_field
 
@@ -52,6 +53,7 @@ __all__ = [
     "OptimizerSpec",
     "PipelineSpec",
     "PresetName",
+    "ResidualLearningSpec",
     "SpecError",
     "TorchDevice",
     "TrainingSpec",
@@ -141,15 +143,19 @@ class TikiTakaSpec(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    algorithm: Literal["sgd", "analog_sgd", "tiki_taka", "mixed_precision"] = Field(
-        "analog_sgd",
-        description="sgd: exact floating-point update; analog ones use devices: analog_sgd "
-        "writes every update, tiki_taka through a fast array P, mixed_precision through a "
-        "digital accumulator chi.",
+    algorithm: Literal["sgd", "analog_sgd", "tiki_taka", "mixed_precision", "residual_learning"] = (
+        Field(
+            "analog_sgd",
+            description="sgd: exact floating-point update; analog ones use devices: analog_sgd "
+            "writes every update, tiki_taka through a fast array P, mixed_precision through a "
+            "digital accumulator chi, residual_learning through an array P learning the residual "
+            "(arXiv 2502.06309).",
+        )
     )
     lr: float = Field(0.1, gt=0, le=1e3, description="Learning rate.")
     lr_decay: LrDecaySpec | None = Field(None, description="Step decay of the learning rate.")
     tiki_taka: TikiTakaSpec = Field(default_factory=TikiTakaSpec)  # type: ignore[arg-type]
+    residual_learning: ResidualLearningSpec = Field(default_factory=ResidualLearningSpec)  # type: ignore[arg-type]
     mixed_precision: MixedPrecisionSpec = Field(default_factory=MixedPrecisionSpec)  # type: ignore[arg-type]
 
 

@@ -52,7 +52,8 @@ def test_every_example_is_admitted(path: Path) -> None:
 
 def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     """Each part follows its cause: stashes only for async_stash, pulses only for pulsed
-    updates, a second device array for tiki_taka,
+    updates, a second device array for tiki_taka and
+    residual_learning,
     chi for mixed_precision, activations with the micro-batch."""
 
     def parts(**spec: object) -> dict[str, int]:
@@ -65,6 +66,7 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     assert stashed["stashes"] == 3 * stashed["weights"] // 2  # P weight copies
     assert parts(analog={"update": "pulsed"})["pulses"] > 0
     assert parts(optimizer={"algorithm": "tiki_taka"})["devices"] == 2 * plain["devices"]
+    assert parts(optimizer={"algorithm": "residual_learning"})["devices"] == 2 * plain["devices"]
     chi = parts(optimizer={"algorithm": "mixed_precision"})["devices"]  # one float per weight
     assert chi == plain["devices"] * 7 // 6
     wide = parts(training={"micro_batch_size": 40})

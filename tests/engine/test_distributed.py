@@ -122,6 +122,11 @@ def test_processes_reproduce_the_simulator_bit_for_bit(
 
 # the other analog algorithms, each with its own state on the tiles' layers
 ALGORITHMS: dict[str, dict[str, Any]] = {
+    "residual_learning": {
+        "algorithm": "residual_learning",
+        "lr": 0.1,
+        "residual_learning": {"transfer_every": 2},
+    },
     "mixed_precision": {
         "algorithm": "mixed_precision",
         "lr": 0.1,

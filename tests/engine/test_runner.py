@@ -230,6 +230,14 @@ def test_pipeline_is_reproducible() -> None:
             "model": {"hidden": [16, 16]},
             "optimizer": {"algorithm": "tiki_taka"},
         },
+        {
+            "pipeline": {"stages": 2, "schedule": "1f1b", "micro_batches": 2},
+            "analog": {"update": "rounded"},
+            "optimizer": {
+                "algorithm": "residual_learning",
+                "residual_learning": {"transfer_every": 3},
+            },
+        },
         {  # chi and the transfer's counters are buffers of the layers: in the checkpoint
             "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
             "analog": {"update": "pulsed"},
