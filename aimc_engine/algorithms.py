@@ -6,6 +6,8 @@
   few columns of P are read and written into the slow array W with the analog
   rule at rate transfer_lr (times lr by default). P is read relative to a
   reference programmed to its symmetric point (analog-model.md section 6).
+- ttv2: Tiki-Taka whose reads of P go into a digital buffer H; W takes whole steps
+  where H passes a threshold (ttv2.py).
 - residual_learning: Tiki-Taka's two arrays, with the whole of P written into W at
   rate beta every transfer_every updates (residual_learning.py; section 6c).
 - mixed_precision: the update accumulates digitally in chi and reaches the device in
@@ -18,13 +20,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aimc_engine import ttv2
 from aimc_engine.layers import AnalogLayer
 from aimc_engine.mixed_precision import MixedPrecision
 from aimc_engine.models import tile_layers
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.residual_learning import transfer as residual_transfer
 from aimc_engine.tiles import AnalogTile, TileConfig
-from aimc_spec.spec import JobSpec
+from aimc_spec.spec import JobSpec, TTv2Spec
 
 
 class Algorithm:
@@ -33,7 +36,9 @@ class Algorithm:
 
     def __init__(self, spec: JobSpec, module: nn.Module, config: TileConfig) -> None:
         self.kind = spec.optimizer.algorithm
-        self.tiki_taka = spec.optimizer.tiki_taka
+        # TTv2 is Tiki-Taka with more fields: one code path reads them
+        opt = spec.optimizer
+        self.tiki_taka = opt.ttv2 if self.kind == "ttv2" else opt.tiki_taka
         self.residual = spec.optimizer.residual_learning
         self.transfer_io = spec.analog.io.model_copy(
             update={"noise_management": False, "bound_management": False}
@@ -52,10 +57,12 @@ class Algorithm:
             for layer in self.layers:
                 if layer.is_analog:
                     self.rule.attach(layer)
-        if self.kind in ("tiki_taka", "residual_learning"):
+        if self.kind in ("tiki_taka", "ttv2", "residual_learning"):
             for layer in self.layers:
                 if layer.is_analog:
                     self._add_fast_array(layer, config)
+                    if self.kind == "ttv2":
+                        ttv2.attach(layer)
         for layer in self.layers:  # pulse trains need the rows; every other update d^T x
             layer.gradient_only = not self._needs_rows(layer)
 
@@ -69,7 +76,7 @@ class Algorithm:
         """Give the layer its fast array P, starting at 0 or, with a reference, at its
         symmetric point, which is then kept as P_ref (P is read as P - P_ref)."""
         fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
-        part = self.tiki_taka if self.kind == "tiki_taka" else self.residual
+        part = self.residual if self.kind == "residual_learning" else self.tiki_taka
         if part.reference == "symmetric_point":
             fast.set_weights(fast.device_model.alternating_pulse_point())
             layer.fast_ref = fast.state.clone()
@@ -98,7 +105,7 @@ class Algorithm:
                 tile.update(x, d if scale == 1.0 else d * scale, lr)
             else:  # the other modes need only d^T x (for a convolution: no im2col)
                 tile.update_from_gradient(layer.take_gradient(scale), lr)
-            if self.kind == "tiki_taka":
+            if self.kind in ("tiki_taka", "ttv2"):
                 self._transfer(layer, lr)
             elif self.kind == "residual_learning":
                 residual_transfer(layer, self.residual, self.updates, self.transfer_io)
@@ -127,4 +134,7 @@ class Algorithm:
         x = torch.zeros(n_cols, in_f, dtype=read.dtype, device=read.device)
         x[range(n_cols), cols] = 1.0
         rate = tt.transfer_lr * lr if tt.scale_transfer_lr else tt.transfer_lr
-        layer.tile.update(x, -read, rate)
+        if isinstance(tt, TTv2Spec):  # into the digital buffer, whole steps into W
+            ttv2.buffered_write(layer, tt, cols, x, read, rate)
+        else:
+            layer.tile.update(x, -read, rate)

@@ -67,6 +67,8 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     assert parts(analog={"update": "pulsed"})["pulses"] > 0
     assert parts(optimizer={"algorithm": "tiki_taka"})["devices"] == 2 * plain["devices"]
     assert parts(optimizer={"algorithm": "residual_learning"})["devices"] == 2 * plain["devices"]
+    ttv2 = parts(optimizer={"algorithm": "ttv2"})["devices"]  # P's devices and the buffer H
+    assert ttv2 == plain["devices"] * 13 // 6
     chi = parts(optimizer={"algorithm": "mixed_precision"})["devices"]  # one float per weight
     assert chi == plain["devices"] * 7 // 6
     wide = parts(training={"micro_batch_size": 40})

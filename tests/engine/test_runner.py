@@ -230,6 +230,10 @@ def test_pipeline_is_reproducible() -> None:
             "model": {"hidden": [16, 16]},
             "optimizer": {"algorithm": "tiki_taka"},
         },
+        {  # TTv2's buffer H is a buffer of the layers
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "optimizer": {"algorithm": "ttv2", "ttv2": {"transfer_columns": 3}},
+        },
         {
             "pipeline": {"stages": 2, "schedule": "1f1b", "micro_batches": 2},
             "analog": {"update": "rounded"},
