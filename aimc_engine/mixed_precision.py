@@ -71,9 +71,10 @@ class MixedPrecision:
         """Always: quantisation and the transfer's timing are per row."""
         return True
 
-    def update(self, layer: AnalogLayer, lr: float, scale: float) -> None:
+    def update(self, layer: AnalogLayer, lr: float, scale: float, updates: int) -> None:
         """chi += lr * q(d)^T q(x) for the rows since the last update, transferring to the
-        device after the vector aihwkit's counter picks (see the module docstring)."""
+        device after the vector aihwkit's counter picks (see the module docstring; it
+        counts vectors, in the layer's buffer, not the algorithm's `updates`)."""
         state = layer.mixed_precision
         assert isinstance(state, MixedPrecisionState)
         tile, sp = layer.tile, self.spec

@@ -12,12 +12,13 @@ from aimc_spec.vocabulary import ASYNCHRONOUS, SYNCHRONOUS, ScheduleName
 
 # The latency table these come from has no row for the newer algorithms: mixed_precision
 # (one device write per update, after a digital outer product) is taken as Analog SGD,
-# ttv2 and residual_learning (two arrays written per update) as Tiki-Taka.
+# ttv2, chopped_ttv2 and residual_learning (two arrays written per update) as Tiki-Taka.
 UPDATE_NS = {
     "analog_sgd": 165.9,
     "sgd": 165.9,
     "tiki_taka": 371.8,
     "ttv2": 371.8,
+    "chopped_ttv2": 371.8,
     "mixed_precision": 165.9,
     "residual_learning": 371.8,
 }
@@ -30,8 +31,8 @@ class LatencySpec(_Strict):
         None,
         ge=0,
         description="ns per layer per sample, weight update; default by algorithm: 165.9 "
-        "(Analog SGD's rank-one update; also mixed_precision), 371.8 for tiki_taka, ttv2 "
-        "and residual_learning.",
+        "(Analog SGD's rank-one update; also mixed_precision), 371.8 for tiki_taka, ttv2, "
+        "chopped_ttv2 and residual_learning.",
     )
 
 

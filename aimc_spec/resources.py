@@ -12,7 +12,7 @@ Memory, float32 (4 bytes) throughout, each term one thing the engine holds at on
   devices     analog layers: the device's state and per-device parameters  6 x analog
               (tiki_taka, residual_learning: a second array P and devices) + 6 x analog
               (mixed_precision: the digital accumulator chi)              + 1 x analog
-              (ttv2: P and its devices, and the digital buffer H)         + 7 x analog
+              (ttv2, chopped_ttv2: P and its devices, the buffer H)      + 7 x analog
   pulses      pulsed/rounded updates: up and down pulse counts per weight  2 x analog
   stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
   activations outputs and their gradients of every layer per micro-batch,
@@ -46,6 +46,7 @@ DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog 
 # what an algorithm keeps per analog weight besides the tile's own device arrays
 ALGORITHM_ARRAYS = {
     "ttv2": DEVICE_ARRAYS + 1,  # P and the digital buffer H
+    "chopped_ttv2": DEVICE_ARRAYS + 1,  # P and H (the choppers are vectors)
     "tiki_taka": DEVICE_ARRAYS,
     "residual_learning": DEVICE_ARRAYS,
     "mixed_precision": 1,

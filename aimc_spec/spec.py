@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from aimc_spec.analog_spec import AnalogSpec, IOSpec
+from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
 from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
 from aimc_spec.mixed_precision_spec import MixedPrecisionSpec
@@ -43,6 +44,7 @@ __all__ = [
     "DEVICE_MODELS",
     "UPDATE_NS",
     "AnalogSpec",
+    "ChoppedTTv2Spec",
     "CompensationSpec",
     "DatasetSpec",
     "DeviceSpec",
@@ -126,7 +128,13 @@ class LrDecaySpec(_Strict):
 
 
 AlgorithmName = Literal[
-    "sgd", "analog_sgd", "tiki_taka", "ttv2", "mixed_precision", "residual_learning"
+    "sgd",
+    "analog_sgd",
+    "tiki_taka",
+    "ttv2",
+    "chopped_ttv2",
+    "mixed_precision",
+    "residual_learning",
 ]
 
 
@@ -135,14 +143,15 @@ class OptimizerSpec(_Strict):
         "analog_sgd",
         description="sgd: exact floating-point update; analog ones use devices: analog_sgd "
         "writes every update, tiki_taka through a fast array P, ttv2 as tiki_taka with a "
-        "digital buffer between P and W, mixed_precision through a "
-        "digital accumulator chi, residual_learning through an array P learning the residual "
-        "(arXiv 2502.06309).",
+        "digital buffer between P and W, chopped_ttv2 as ttv2 with choppers, mixed_precision "
+        "through a digital accumulator chi, residual_learning through an array P learning "
+        "the residual (arXiv 2502.06309).",
     )
     lr: float = Field(0.1, gt=0, le=1e3, description="Learning rate.")
     lr_decay: LrDecaySpec | None = Field(None, description="Step decay of the learning rate.")
     tiki_taka: TikiTakaSpec = Field(default_factory=TikiTakaSpec)  # type: ignore[arg-type]
     ttv2: TTv2Spec = Field(default_factory=TTv2Spec)  # type: ignore[arg-type]
+    chopped_ttv2: ChoppedTTv2Spec = Field(default_factory=ChoppedTTv2Spec)  # type: ignore[arg-type]
     residual_learning: ResidualLearningSpec = Field(default_factory=ResidualLearningSpec)  # type: ignore[arg-type]
     mixed_precision: MixedPrecisionSpec = Field(default_factory=MixedPrecisionSpec)  # type: ignore[arg-type]
 

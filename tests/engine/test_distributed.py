@@ -122,6 +122,11 @@ def test_processes_reproduce_the_simulator_bit_for_bit(
 
 # the other analog algorithms, each with its own state on the tiles' layers
 ALGORITHMS: dict[str, dict[str, Any]] = {
+    "chopped_ttv2": {
+        "algorithm": "chopped_ttv2",
+        "lr": 0.1,
+        "chopped_ttv2": {"in_chop_prob": 0.5, "out_chop_prob": 0.5, "transfer_columns": 4},
+    },
     "ttv2": {"algorithm": "ttv2", "lr": 0.1, "ttv2": {"transfer_columns": 4, "momentum": 0.3}},
     "residual_learning": {
         "algorithm": "residual_learning",

@@ -230,6 +230,14 @@ def test_pipeline_is_reproducible() -> None:
             "model": {"hidden": [16, 16]},
             "optimizer": {"algorithm": "tiki_taka"},
         },
+        {  # the choppers, H and the pass count are buffers too; flips draw from the stream
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "analog": {"update": "pulsed"},
+            "optimizer": {
+                "algorithm": "chopped_ttv2",
+                "chopped_ttv2": {"in_chop_prob": 0.5, "out_chop_prob": 0.5, "transfer_columns": 4},
+            },
+        },
         {  # TTv2's buffer H is a buffer of the layers
             "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
             "optimizer": {"algorithm": "ttv2", "ttv2": {"transfer_columns": 3}},
