@@ -10,6 +10,8 @@
   where H passes a threshold (ttv2.py).
 - chopped_ttv2: TTv2 whose P takes the gradient under random sign flips (choppers),
   undone at the read, so P's own drift averages out (chopped_ttv2.py).
+- agad: Chopped TTv2 read against a dynamic reference, the running mean of P's reads
+  in the previous chopper period (agad.py).
 - residual_learning: Tiki-Taka's two arrays, with the whole of P written into W at
   rate beta every transfer_every updates (residual_learning.py; section 6c).
 - mixed_precision: the update accumulates digitally in chi and reaches the device in
@@ -23,7 +25,8 @@ import torch
 from torch import nn
 
 from aimc_engine import ttv2
-from aimc_engine.chopped_ttv2 import ChoppedTTv2
+from aimc_engine.agad import AGAD
+from aimc_engine.chopped_ttv2 import ChoppedTTv2, ChopperBase
 from aimc_engine.layers import AnalogLayer
 from aimc_engine.mixed_precision import MixedPrecision
 from aimc_engine.models import tile_layers
@@ -31,7 +34,7 @@ from aimc_engine.mvm import analog_mvm
 from aimc_engine.residual_learning import transfer as residual_transfer
 from aimc_engine.tiles import AnalogTile, TileConfig
 from aimc_spec.spec import (
-    ChoppedTTv2Spec,
+    ChopperSpec,
     JobSpec,
     ResidualLearningSpec,
     TikiTakaSpec,
@@ -50,6 +53,7 @@ class Algorithm:
         self.tiki_taka = opt.ttv2 if self.kind == "ttv2" else opt.tiki_taka
         self.residual = spec.optimizer.residual_learning
         self.chopped = spec.optimizer.chopped_ttv2
+        self.agad = spec.optimizer.agad
         self.transfer_io = spec.analog.io.model_copy(
             update={"noise_management": False, "bound_management": False}
         )
@@ -59,7 +63,7 @@ class Algorithm:
         self.parameters = [p for p in module.parameters() if p.requires_grad]
         # an algorithm of its own module: it keeps its state on the layers it attaches to
         self.rule = self._rule(spec)
-        if self.kind in ("tiki_taka", "ttv2", "residual_learning", "chopped_ttv2"):
+        if self.kind in ("tiki_taka", "ttv2", "residual_learning", "chopped_ttv2", "agad"):
             for layer in self.layers:
                 if layer.is_analog:
                     self._add_fast_array(layer, config)
@@ -72,11 +76,13 @@ class Algorithm:
         for layer in self.layers:  # pulse trains need the rows; every other update d^T x
             layer.gradient_only = not self._needs_rows(layer)
 
-    def _rule(self, spec: JobSpec) -> MixedPrecision | ChoppedTTv2 | None:
+    def _rule(self, spec: JobSpec) -> MixedPrecision | ChopperBase | None:
         if self.kind == "mixed_precision":
             return MixedPrecision(spec.optimizer.mixed_precision)
         if self.kind == "chopped_ttv2":
             return ChoppedTTv2(spec.optimizer.chopped_ttv2, self.transfer_io)
+        if self.kind == "agad":
+            return AGAD(spec.optimizer.agad, self.transfer_io)
         return None
 
     def _needs_rows(self, layer: AnalogLayer) -> bool:
@@ -89,17 +95,17 @@ class Algorithm:
         """Give the layer its fast array P, starting at 0 or, with a reference, at its
         symmetric point, which is then kept as P_ref (P is read as P - P_ref)."""
         fast = AnalogTile(*layer.tile.shape, config, init_bound=0.0)
-        part: TikiTakaSpec | ResidualLearningSpec | ChoppedTTv2Spec = self.tiki_taka
+        part: TikiTakaSpec | ResidualLearningSpec | ChopperSpec = self.tiki_taka
         if self.kind == "residual_learning":
             part = self.residual
-        elif self.kind == "chopped_ttv2":
-            part = self.chopped
+        elif self.kind in ("chopped_ttv2", "agad"):
+            part = self.chopped if self.kind == "chopped_ttv2" else self.agad
         if part.reference == "symmetric_point":
             fast.set_weights(fast.device_model.alternating_pulse_point())
             layer.fast_ref = fast.state.clone()
         layer.fast = fast
-        # Chopped TTv2's MVMs read W alone (aihwkit's gamma 0; P is stored chopped)
-        layer.fast_gamma = 0.0 if isinstance(part, ChoppedTTv2Spec) else part.gamma
+        # Chopped TTv2's and AGAD's MVMs read W alone (aihwkit's gamma 0; P is chopped)
+        layer.fast_gamma = 0.0 if isinstance(part, ChopperSpec) else part.gamma
 
     @torch.no_grad()
     def step(self, lr: float, *, scale: float = 1.0) -> None:

@@ -21,6 +21,7 @@ out_chop_prob. P is updated at fast_lr (absolute unless scale_fast_lr, as aihwki
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,7 @@ from aimc_engine.layers import AnalogLayer
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import LazyRows
 from aimc_spec.analog_spec import IOSpec
-from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec
+from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec, ChopperSpec
 
 
 class Choppers(nn.Module):
@@ -58,11 +59,43 @@ def _choppers(layer: AnalogLayer) -> Choppers:
     return state
 
 
-class ChoppedTTv2:
-    """The algorithm for analog layers: P (made by algorithms.py) under choppers, H, W."""
+def read_column(layer: AnalogLayer, col: int, io: IOSpec) -> Tensor:
+    """Column col of P (- P_ref), read through the IO model with a one-hot input: (out,)."""
+    fast = layer.fast
+    assert fast is not None
+    p = fast.weight[:, col : col + 1]
+    if layer.fast_ref is not None:
+        p = p - layer.fast_ref[:, col : col + 1]
+    one = torch.ones(1, 1, dtype=p.dtype, device=p.device)
+    return analog_mvm(p, one, io, fast.noise_generator)[0]
 
-    def __init__(self, spec: ChoppedTTv2Spec, io: IOSpec) -> None:
-        self.spec = spec
+
+def buffer_scale(layer: AnalogLayer, spec: ChopperSpec, lr: float) -> float:
+    """rate / bg: what one unit of a read adds to the step-counting buffer
+    (ChoppedTransferRPUDeviceMetaParameter::getTransferLRScale, getBufferGranularity)."""
+    fast = layer.fast
+    assert fast is not None
+    bg = (spec.buffer_granularity or 1.0) * fast.device_model.granularity
+    if spec.auto_granularity > 0:
+        bg *= spec.auto_granularity / (layer.tile.shape[1] * spec.transfer_every)
+    rate = spec.transfer_lr * lr if spec.scale_transfer_lr else spec.transfer_lr
+    return rate / bg
+
+
+def write_steps(layer: AnalogLayer, col: int, n: Tensor, spec: ChopperSpec) -> None:
+    """W[:, col] += step * granularity(W) * n, through the device."""
+    x = torch.zeros(1, layer.tile.shape[1], dtype=n.dtype, device=n.device)
+    x[0, col] = 1.0
+    layer.tile.update(x, -n[None], spec.step * layer.tile.device_model.granularity)
+
+
+class ChopperBase(ABC):
+    """What Chopped TTv2 and AGAD share: P (made by algorithms.py) updated under the
+    choppers, and columns read in turn into a buffer; `_read_and_write` is theirs."""
+
+    spec: ChopperSpec
+
+    def __init__(self, io: IOSpec) -> None:
         self.io = io  # the transfer's reads: the job's IO without noise/bound management
 
     def attach(self, layer: AnalogLayer) -> None:
@@ -102,21 +135,27 @@ class ChoppedTTv2:
         for c in range(n_cols):
             self._read_and_write(layer, (first + c) % in_f, lr)
 
+    @abstractmethod
+    def _read_and_write(self, layer: AnalogLayer, col: int, lr: float) -> None:
+        """One column of P through the buffer into W, and the choppers' flips after it."""
+
+
+class ChoppedTTv2(ChopperBase):
+    """The algorithm for analog layers: P under choppers, the buffer H, W."""
+
+    spec: ChoppedTTv2Spec
+
+    def __init__(self, spec: ChoppedTTv2Spec, io: IOSpec) -> None:
+        super().__init__(io)
+        self.spec = spec
+
     def _read_and_write(self, layer: AnalogLayer, col: int, lr: float) -> None:
         """One column through H into W, then the choppers' flips (see the module doc)."""
         sp, chop, fast = self.spec, _choppers(layer), layer.fast
         assert fast is not None
-        p = fast.weight[:, col : col + 1]
-        if layer.fast_ref is not None:
-            p = p - layer.fast_ref[:, col : col + 1]
-        one = torch.ones(1, 1, dtype=p.dtype, device=p.device)
-        read = analog_mvm(p, one, self.io, fast.noise_generator)[0]  # (out,)
-        bg = (sp.buffer_granularity or 1.0) * fast.device_model.granularity
-        if sp.auto_granularity > 0:
-            bg *= sp.auto_granularity / (layer.tile.shape[1] * sp.transfer_every)
-        rate = sp.transfer_lr * lr if sp.scale_transfer_lr else sp.transfer_lr
+        read = read_column(layer, col, self.io)
         signs = chop.out_chop * chop.in_chop[col]
-        omega = signs * read * (rate / bg)
+        omega = signs * read * buffer_scale(layer, sp, lr)
         if not sp.no_buffer:
             omega = omega + chop.h[:, col]
         moved = omega.abs() >= 1
@@ -125,9 +164,7 @@ class ChoppedTTv2:
         kept = omega * sp.momentum if sp.forget_buffer else omega - (1 - sp.momentum) * n
         chop.h[:, col] = torch.where(moved, kept, omega)
         if bool(moved.any()):
-            x = torch.zeros(1, layer.tile.shape[1], dtype=p.dtype, device=p.device)
-            x[0, col] = 1.0
-            layer.tile.update(x, -n[None], sp.step * layer.tile.device_model.granularity)
+            write_steps(layer, col, n, sp)
         self._flip(chop, col, layer.tile.shape[1], fast.noise_generator)
 
     def _flip(self, chop: Choppers, col: int, in_f: int, gen: torch.Generator) -> None:

@@ -11,7 +11,10 @@ from pydantic import Field
 from aimc_spec.spec_base import _Strict
 
 
-class ChoppedTTv2Spec(_Strict):
+class ChopperSpec(_Strict):
+    """The fields Chopped TTv2 and AGAD share (aihwkit's DynamicTransferCompound extends
+    ChoppedTransferCompound)."""
+
     transfer_every: int = Field(1, ge=1, description="Updates between two transfers.")
     transfer_columns: int = Field(
         1, ge=1, description="Columns of P read per transfer, in turn (n_reads_per_transfer)."
@@ -38,12 +41,6 @@ class ChoppedTTv2Spec(_Strict):
         "or 1/period of regular flips; 0: never.",
     )
     in_chop_random: bool = Field(True, description="true: random flips; false: regular ones.")
-    out_chop_prob: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Chance that each output chopper flips after the last column's read.",
-    )
     buffer_granularity: float = Field(
         1.0,
         ge=0,
@@ -62,9 +59,18 @@ class ChoppedTTv2Spec(_Strict):
         description="true: after a write the buffer keeps momentum * H; false: H - (1 - "
         "momentum) * n.",
     )
-    no_buffer: bool = Field(
-        False, description="true: no buffer; each read alone must pass the threshold."
-    )
     transfer_desired_bl: int = Field(
         1, ge=1, le=255, description="The most steps one write may take (transfer BL)."
+    )
+
+
+class ChoppedTTv2Spec(ChopperSpec):
+    out_chop_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Chance that each output chopper flips after the last column's read.",
+    )
+    no_buffer: bool = Field(
+        False, description="true: no buffer; each read alone must pass the threshold."
     )

@@ -13,6 +13,7 @@ Memory, float32 (4 bytes) throughout, each term one thing the engine holds at on
               (tiki_taka, residual_learning: a second array P and devices) + 6 x analog
               (mixed_precision: the digital accumulator chi)              + 1 x analog
               (ttv2, chopped_ttv2: P and its devices, the buffer H)      + 7 x analog
+              (agad: as chopped_ttv2, and the running mean, reference)   + 9 x analog
   pulses      pulsed/rounded updates: up and down pulse counts per weight  2 x analog
   stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
   activations outputs and their gradients of every layer per micro-batch,
@@ -47,6 +48,7 @@ DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog 
 ALGORITHM_ARRAYS = {
     "ttv2": DEVICE_ARRAYS + 1,  # P and the digital buffer H
     "chopped_ttv2": DEVICE_ARRAYS + 1,  # P and H (the choppers are vectors)
+    "agad": DEVICE_ARRAYS + 3,  # P, H, the running mean and the reference
     "tiki_taka": DEVICE_ARRAYS,
     "residual_learning": DEVICE_ARRAYS,
     "mixed_precision": 1,

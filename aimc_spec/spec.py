@@ -20,8 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from aimc_spec.agad_spec import AGADSpec
 from aimc_spec.analog_spec import AnalogSpec, IOSpec
-from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec
+from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec, ChopperSpec
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
 from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
 from aimc_spec.mixed_precision_spec import MixedPrecisionSpec
@@ -43,8 +44,10 @@ __all__ = [
     "DATASET_ROOTS",
     "DEVICE_MODELS",
     "UPDATE_NS",
+    "AGADSpec",
     "AnalogSpec",
     "ChoppedTTv2Spec",
+    "ChopperSpec",
     "CompensationSpec",
     "DatasetSpec",
     "DeviceSpec",
@@ -133,6 +136,7 @@ AlgorithmName = Literal[
     "tiki_taka",
     "ttv2",
     "chopped_ttv2",
+    "agad",
     "mixed_precision",
     "residual_learning",
 ]
@@ -143,7 +147,8 @@ class OptimizerSpec(_Strict):
         "analog_sgd",
         description="sgd: exact floating-point update; analog ones use devices: analog_sgd "
         "writes every update, tiki_taka through a fast array P, ttv2 as tiki_taka with a "
-        "digital buffer between P and W, chopped_ttv2 as ttv2 with choppers, mixed_precision "
+        "digital buffer between P and W, chopped_ttv2 as ttv2 with choppers, agad as "
+        "chopped_ttv2 with a dynamic reference, mixed_precision "
         "through a digital accumulator chi, residual_learning through an array P learning "
         "the residual (arXiv 2502.06309).",
     )
@@ -152,6 +157,7 @@ class OptimizerSpec(_Strict):
     tiki_taka: TikiTakaSpec = Field(default_factory=TikiTakaSpec)  # type: ignore[arg-type]
     ttv2: TTv2Spec = Field(default_factory=TTv2Spec)  # type: ignore[arg-type]
     chopped_ttv2: ChoppedTTv2Spec = Field(default_factory=ChoppedTTv2Spec)  # type: ignore[arg-type]
+    agad: AGADSpec = Field(default_factory=AGADSpec)  # type: ignore[arg-type]
     residual_learning: ResidualLearningSpec = Field(default_factory=ResidualLearningSpec)  # type: ignore[arg-type]
     mixed_precision: MixedPrecisionSpec = Field(default_factory=MixedPrecisionSpec)  # type: ignore[arg-type]
 

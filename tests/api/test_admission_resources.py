@@ -70,6 +70,7 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     ttv2 = parts(optimizer={"algorithm": "ttv2"})["devices"]  # P's devices and the buffer H
     assert ttv2 == plain["devices"] * 13 // 6
     assert parts(optimizer={"algorithm": "chopped_ttv2"})["devices"] == ttv2
+    assert parts(optimizer={"algorithm": "agad"})["devices"] == plain["devices"] * 15 // 6
     chi = parts(optimizer={"algorithm": "mixed_precision"})["devices"]  # one float per weight
     assert chi == plain["devices"] * 7 // 6
     wide = parts(training={"micro_batch_size": 40})

@@ -122,6 +122,11 @@ def test_processes_reproduce_the_simulator_bit_for_bit(
 
 # the other analog algorithms, each with its own state on the tiles' layers
 ALGORITHMS: dict[str, dict[str, Any]] = {
+    "agad": {
+        "algorithm": "agad",
+        "lr": 0.1,
+        "agad": {"in_chop_prob": 0.3, "in_chop_random": True, "transfer_columns": 5},
+    },
     "chopped_ttv2": {
         "algorithm": "chopped_ttv2",
         "lr": 0.1,

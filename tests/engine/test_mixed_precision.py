@@ -121,7 +121,7 @@ def test_quantised_chi_is_the_product_of_the_quantised_vectors() -> None:
     ("field", "value"), [("n_x_bins", 1), ("n_d_bins", 1), ("n_rows_per_transfer", 0)]
 )
 def test_degenerate_settings_are_refused_naming_the_field(field: str, value: int) -> None:
-    with pytest.raises(SpecError, match=f"optimizer.mixed_precision.{field}"):
+    with pytest.raises(SpecError, match=rf"optimizer\.mixed_precision\.{field}"):
         parse_spec(
             {"optimizer": {"algorithm": "mixed_precision", "mixed_precision": {field: value}}}
         )

@@ -238,6 +238,13 @@ def test_pipeline_is_reproducible() -> None:
                 "chopped_ttv2": {"in_chop_prob": 0.5, "out_chop_prob": 0.5, "transfer_columns": 4},
             },
         },
+        {  # AGAD's running means and references too
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "optimizer": {
+                "algorithm": "agad",
+                "agad": {"in_chop_prob": 0.3, "transfer_columns": 5},
+            },
+        },
         {  # TTv2's buffer H is a buffer of the layers
             "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
             "optimizer": {"algorithm": "ttv2", "ttv2": {"transfer_columns": 3}},
