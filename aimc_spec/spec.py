@@ -45,6 +45,7 @@ __all__ = [
     "DEVICE_MODELS",
     "UPDATE_NS",
     "AGADSpec",
+    "AlgorithmName",
     "AnalogSpec",
     "ChoppedTTv2Spec",
     "ChopperSpec",
