@@ -10,7 +10,10 @@ operating-system memory limit (worker/memory_limit.py) for what an estimate miss
 Memory, float32 (4 bytes) throughout, each term one thing the engine holds at once:
   weights     every weight and bias, and its gradient                      2 x params
   devices     analog layers: the device's state and per-device parameters  6 x analog
-              (tiki_taka: a second array P with its own devices)          x 2
+              (tiki_taka, residual_learning: a second array P and devices) + 6 x analog
+              (mixed_precision: the digital accumulator chi)              + 1 x analog
+              (ttv2, chopped_ttv2: P and its devices, the buffer H)      + 7 x analog
+              (agad: as chopped_ttv2, and the running mean, reference)   + 9 x analog
   pulses      pulsed/rounded updates: up and down pulse counts per weight  2 x analog
   stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
   activations outputs and their gradients of every layer per micro-batch,
@@ -41,6 +44,15 @@ from aimc_spec.vocabulary import SYNCHRONOUS
 
 F32 = 4
 DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog weight
+# what an algorithm keeps per analog weight besides the tile's own device arrays
+ALGORITHM_ARRAYS = {
+    "ttv2": DEVICE_ARRAYS + 1,  # P and the digital buffer H
+    "chopped_ttv2": DEVICE_ARRAYS + 1,  # P and H (the choppers are vectors)
+    "agad": DEVICE_ARRAYS + 3,  # P, H, the running mean and the reference
+    "tiki_taka": DEVICE_ARRAYS,
+    "residual_learning": DEVICE_ARRAYS,
+    "mixed_precision": 1,
+}
 PULSE_ARRAYS = 2  # up and down pulse counts (pulsed, rounded)
 FLOPS_PER_MAC = 6  # forward 2, backward 4 (input and weight gradients)
 STEP_OVERHEAD_S = 1e-3  # the engine's own time per micro-batch (Python, small tensors)
@@ -156,7 +168,7 @@ def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Res
     params = sum(layer.weights for layer in found)
     analog = _analog_weights(spec, found)
     p, t, b = spec.pipeline, spec.training, spec.training.micro_batch_size
-    device_arrays = DEVICE_ARRAYS * (2 if spec.optimizer.algorithm == "tiki_taka" else 1)
+    device_arrays = DEVICE_ARRAYS + ALGORITHM_ARRAYS.get(spec.optimizer.algorithm, 0)
     in_flight = p.micro_batches if p.schedule in SYNCHRONOUS else min(p.stages, p.micro_batches)
     stashes = p.stages if p.schedule == "async_stash" else 0
     acts = math.prod(sample_shape) + sum(layer.outputs for layer in found)

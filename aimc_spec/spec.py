@@ -20,9 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from aimc_spec.agad_spec import AGADSpec
 from aimc_spec.analog_spec import AnalogSpec, IOSpec
+from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec, ChopperSpec
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
 from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
+from aimc_spec.mixed_precision_spec import MixedPrecisionSpec
 from aimc_spec.pipeline_spec import (
     UPDATE_NS,
     CompensationSpec,
@@ -30,15 +33,22 @@ from aimc_spec.pipeline_spec import (
     PipelineSpec,
     TorchDevice,
 )
+from aimc_spec.residual_learning_spec import ResidualLearningSpec
 from aimc_spec.spec_base import SpecError, _fail, _Strict
 from aimc_spec.suggest import locate, unknown_field
+from aimc_spec.tiki_taka_spec import TikiTakaSpec
+from aimc_spec.ttv2_spec import TTv2Spec
 
 # the parts of the spec live in modules of their own; callers import them from here
 __all__ = [
     "DATASET_ROOTS",
     "DEVICE_MODELS",
     "UPDATE_NS",
+    "AGADSpec",
+    "AlgorithmName",
     "AnalogSpec",
+    "ChoppedTTv2Spec",
+    "ChopperSpec",
     "CompensationSpec",
     "DatasetSpec",
     "DeviceSpec",
@@ -46,11 +56,15 @@ __all__ = [
     "IOSpec",
     "JobSpec",
     "LatencySpec",
+    "MixedPrecisionSpec",
     "ModelSpec",
     "OptimizerSpec",
     "PipelineSpec",
     "PresetName",
+    "ResidualLearningSpec",
     "SpecError",
+    "TTv2Spec",
+    "TikiTakaSpec",
     "TorchDevice",
     "TrainingSpec",
     "load_spec_file",
@@ -117,34 +131,36 @@ class LrDecaySpec(_Strict):
     factor: float = Field(gt=0, le=1, description="Decay factor.")
 
 
-class TikiTakaSpec(_Strict):
-    gamma: float = Field(0.0, ge=0, description="Inference weight is W + gamma * (P - P_ref).")
-    transfer_lr: float = Field(
-        1.0,
-        gt=0,
-        description="Rate of the P -> W transfer; times the current learning rate when "
-        "scale_transfer_lr (aihwkit's default, 1.0).",
-    )
-    scale_transfer_lr: bool = Field(
-        True, description="true: transfer at transfer_lr * lr (aihwkit); false: at transfer_lr."
-    )
-    transfer_every: int = Field(1, ge=1, description="Updates between two transfers.")
-    transfer_columns: int = Field(1, ge=1, description="Columns of P read per transfer.")
-    reference: Literal["symmetric_point", "none"] = Field(
-        "symmetric_point",
-        description="symmetric_point: before training P is driven to its symmetric point by "
-        "alternating up/down pulses and that state is kept as a reference; P is read as "
-        "P - P_ref (aihwkit's reference devices). none: P is read as it is.",
-    )
+AlgorithmName = Literal[
+    "sgd",
+    "analog_sgd",
+    "tiki_taka",
+    "ttv2",
+    "chopped_ttv2",
+    "agad",
+    "mixed_precision",
+    "residual_learning",
+]
 
 
 class OptimizerSpec(_Strict):
-    algorithm: Literal["sgd", "analog_sgd", "tiki_taka"] = Field(
-        "analog_sgd", description="sgd: exact floating-point update; analog ones use devices."
+    algorithm: AlgorithmName = Field(
+        "analog_sgd",
+        description="sgd: exact floating-point update; analog ones use devices: analog_sgd "
+        "writes every update, tiki_taka through a fast array P, ttv2 as tiki_taka with a "
+        "digital buffer between P and W, chopped_ttv2 as ttv2 with choppers, agad as "
+        "chopped_ttv2 with a dynamic reference, mixed_precision "
+        "through a digital accumulator chi, residual_learning through an array P learning "
+        "the residual (arXiv 2502.06309).",
     )
     lr: float = Field(0.1, gt=0, le=1e3, description="Learning rate.")
     lr_decay: LrDecaySpec | None = Field(None, description="Step decay of the learning rate.")
     tiki_taka: TikiTakaSpec = Field(default_factory=TikiTakaSpec)  # type: ignore[arg-type]
+    ttv2: TTv2Spec = Field(default_factory=TTv2Spec)  # type: ignore[arg-type]
+    chopped_ttv2: ChoppedTTv2Spec = Field(default_factory=ChoppedTTv2Spec)  # type: ignore[arg-type]
+    agad: AGADSpec = Field(default_factory=AGADSpec)  # type: ignore[arg-type]
+    residual_learning: ResidualLearningSpec = Field(default_factory=ResidualLearningSpec)  # type: ignore[arg-type]
+    mixed_precision: MixedPrecisionSpec = Field(default_factory=MixedPrecisionSpec)  # type: ignore[arg-type]
 
 
 class TrainingSpec(_Strict):

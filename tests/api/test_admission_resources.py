@@ -52,7 +52,9 @@ def test_every_example_is_admitted(path: Path) -> None:
 
 def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     """Each part follows its cause: stashes only for async_stash, pulses only for pulsed
-    updates, a second device array for tiki_taka, activations with the micro-batch."""
+    updates, a second device array for tiki_taka and
+    residual_learning,
+    chi for mixed_precision, activations with the micro-batch."""
 
     def parts(**spec: object) -> dict[str, int]:
         job = parse_spec(spec)
@@ -64,6 +66,13 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     assert stashed["stashes"] == 3 * stashed["weights"] // 2  # P weight copies
     assert parts(analog={"update": "pulsed"})["pulses"] > 0
     assert parts(optimizer={"algorithm": "tiki_taka"})["devices"] == 2 * plain["devices"]
+    assert parts(optimizer={"algorithm": "residual_learning"})["devices"] == 2 * plain["devices"]
+    ttv2 = parts(optimizer={"algorithm": "ttv2"})["devices"]  # P's devices and the buffer H
+    assert ttv2 == plain["devices"] * 13 // 6
+    assert parts(optimizer={"algorithm": "chopped_ttv2"})["devices"] == ttv2
+    assert parts(optimizer={"algorithm": "agad"})["devices"] == plain["devices"] * 15 // 6
+    chi = parts(optimizer={"algorithm": "mixed_precision"})["devices"]  # one float per weight
+    assert chi == plain["devices"] * 7 // 6
     wide = parts(training={"micro_batch_size": 40})
     assert wide["activations"] == 4 * plain["activations"]
     assert parts(analog={"enabled": False}, optimizer={"algorithm": "sgd"})["devices"] == 0

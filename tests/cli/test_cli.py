@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
 from safetensors import safe_open
 
 from aimc_cli import main
-from aimc_spec.spec import load_spec_file
+from aimc_spec.spec import AlgorithmName, load_spec_file
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
@@ -106,7 +107,7 @@ def test_examples_cover_every_preset_and_algorithm() -> None:
         "idealized",
         "gokmen_vlasov",
     }
-    assert {s.optimizer.algorithm for s in specs} == {"sgd", "analog_sgd", "tiki_taka"}
+    assert {s.optimizer.algorithm for s in specs} == set(get_args(AlgorithmName))
     assert {s.analog.update for s in specs if s.analog.enabled} == {"expected", "pulsed", "rounded"}
 
 

@@ -21,6 +21,7 @@ def final_error(
     device: dict[str, Any] = SOFTBOUNDS,
     tiki_taka: dict[str, Any] | None = None,
     steps: int = 4000,
+    **fields: Any,
 ) -> float:
     """Mean ||W - W*||^2 over the last 500 steps of noisy least squares, lr decaying.
 
@@ -30,7 +31,12 @@ def final_error(
     spec = parse_spec(
         {
             "analog": {"device": device},
-            "optimizer": {"algorithm": algorithm, "lr": 0.05, "tiki_taka": tiki_taka or {}},
+            "optimizer": {
+                "algorithm": algorithm,
+                "lr": 0.05,
+                "tiki_taka": tiki_taka or {},
+                **fields,  # another algorithm's part of the spec
+            },
         }
     )
     g = torch.Generator().manual_seed(0)

@@ -120,6 +120,47 @@ def test_processes_reproduce_the_simulator_bit_for_bit(
     assert all(p["actions"] > 0 and p["peak_rss_mb"] > 0 for p in processes)
 
 
+# the other analog algorithms, each with its own state on the tiles' layers
+ALGORITHMS: dict[str, dict[str, Any]] = {
+    "agad": {
+        "algorithm": "agad",
+        "lr": 0.1,
+        "agad": {"in_chop_prob": 0.3, "in_chop_random": True, "transfer_columns": 5},
+    },
+    "chopped_ttv2": {
+        "algorithm": "chopped_ttv2",
+        "lr": 0.1,
+        "chopped_ttv2": {"in_chop_prob": 0.5, "out_chop_prob": 0.5, "transfer_columns": 4},
+    },
+    "ttv2": {"algorithm": "ttv2", "lr": 0.1, "ttv2": {"transfer_columns": 4, "momentum": 0.3}},
+    "residual_learning": {
+        "algorithm": "residual_learning",
+        "lr": 0.1,
+        "residual_learning": {"transfer_every": 2},
+    },
+    "mixed_precision": {
+        "algorithm": "mixed_precision",
+        "lr": 0.1,
+        "mixed_precision": {
+            "n_x_bins": 8,
+            "n_d_bins": 8,
+            "random_row": True,
+            "n_rows_per_transfer": 5,
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_processes_reproduce_the_simulator_for_every_algorithm(algorithm: str) -> None:
+    spec = job("1f1b", "pulsed", 2)
+    spec["optimizer"] = copy.deepcopy(ALGORITHMS[algorithm])
+    sim = run(parse_spec(spec))
+    proc = run(parse_spec(processes(spec)))
+    assert proc.result["status"] == "succeeded"
+    assert_same_run(sim, proc)
+
+
 def processes(spec: dict[str, Any], **pipeline: Any) -> dict[str, Any]:
     return {**spec, "pipeline": {**spec["pipeline"], "executor": "processes", **pipeline}}
 

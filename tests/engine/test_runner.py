@@ -230,6 +230,41 @@ def test_pipeline_is_reproducible() -> None:
             "model": {"hidden": [16, 16]},
             "optimizer": {"algorithm": "tiki_taka"},
         },
+        {  # the choppers, H and the pass count are buffers too; flips draw from the stream
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "analog": {"update": "pulsed"},
+            "optimizer": {
+                "algorithm": "chopped_ttv2",
+                "chopped_ttv2": {"in_chop_prob": 0.5, "out_chop_prob": 0.5, "transfer_columns": 4},
+            },
+        },
+        {  # AGAD's running means and references too
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "optimizer": {
+                "algorithm": "agad",
+                "agad": {"in_chop_prob": 0.3, "transfer_columns": 5},
+            },
+        },
+        {  # TTv2's buffer H is a buffer of the layers
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "optimizer": {"algorithm": "ttv2", "ttv2": {"transfer_columns": 3}},
+        },
+        {
+            "pipeline": {"stages": 2, "schedule": "1f1b", "micro_batches": 2},
+            "analog": {"update": "rounded"},
+            "optimizer": {
+                "algorithm": "residual_learning",
+                "residual_learning": {"transfer_every": 3},
+            },
+        },
+        {  # chi and the transfer's counters are buffers of the layers: in the checkpoint
+            "pipeline": {"stages": 2, "schedule": "gpipe", "micro_batches": 2},
+            "analog": {"update": "pulsed"},
+            "optimizer": {
+                "algorithm": "mixed_precision",
+                "mixed_precision": {"n_x_bins": 8, "n_d_bins": 8, "n_rows_per_transfer": 3},
+            },
+        },
     ],
 )
 def test_resume_from_a_checkpoint_continues_exactly(extra: dict) -> None:
