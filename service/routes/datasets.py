@@ -104,7 +104,7 @@ def _keep(
 ) -> Dataset:
     """Keep a checked upload within its owner's storage limit; its record (413 past it)."""
     try:
-        dataset_id = store.put_dataset(
+        dataset_id = store.datasets.put(
             user, name, data, info, limit=settings.max_user_dataset_bytes
         )
     except StorageFull as full:
@@ -115,7 +115,7 @@ def _keep(
         raise ProblemError(
             413, "Storage quota exceeded", detail, errors=[{"loc": "file", "msg": detail}]
         ) from None
-    record = store.dataset(dataset_id)
+    record = store.datasets.get(dataset_id)
     assert record is not None  # just stored
     return record
 
@@ -123,7 +123,7 @@ def _keep(
 @router.get("", response_model=list[DatasetOut], responses=responses(401, 429))
 def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
     """The caller's uploads, newest first."""
-    records = (store.dataset(d) for d in store.dataset_ids(user))
+    records = (store.datasets.get(d) for d in store.datasets.ids(user))
     return [DatasetOut.of(r) for r in records if r is not None]
 
 
@@ -135,5 +135,5 @@ def get_dataset(record: OwnedDataset) -> DatasetOut:
 @router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 422, 429))
 def delete_dataset(record: OwnedDataset, store: StoreDep) -> Response:
     """Remove the upload; queued jobs that name it fail with a clear error."""
-    store.delete_dataset(record.id, record.owner)
+    store.datasets.delete(record.id, record.owner)
     return Response(status_code=204)

@@ -14,7 +14,7 @@ from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS, expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, JobState
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
-from aimc_store.sweeps import EXPIRED, all_ended
+from aimc_store.sweeps import all_ended
 from aimc_study.comparison import final_metrics
 from service.admission import check_room, check_spec, check_storage, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
@@ -46,7 +46,9 @@ class SweepIn(BaseModel):
 class SweepJob(BaseModel):
     id: str
     overrides: dict[str, Any]
-    state: str = Field(description=f"The job's state; `{EXPIRED}` once deleted or expired.")
+    state: str = Field(
+        description=f"The job's state; `{JobState.EXPIRED}` once deleted or expired."
+    )
     final: dict[str, Any] = Field(description="Its latest metric point's comparison columns.")
 
 
@@ -68,7 +70,7 @@ PLOT_ASK_EVERY_S = 60  # an ended sweep without a plot: ask the workers at most 
 def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
     """Have a worker draw the plot of an ended sweep that has none: its last job ended
     while no worker could tell it was the sweep's last (the API never draws)."""
-    if store.ask_for_sweep_plot(sweep_id, PLOT_ASK_EVERY_S):
+    if store.sweeps.ask_for_plot(sweep_id, PLOT_ASK_EVERY_S):
         request.app.state.celery.send_task(
             DRAW_SWEEP_PLOT_TASK,
             args=[sweep_id],
@@ -79,12 +81,12 @@ def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
 
 def _view(request: Request, store: JobStore, sweep: Sweep) -> SweepOut:
     jobs = []
-    for member, state in zip(sweep.members, store.member_states(sweep), strict=True):
-        latest = store.latest_metric(member.job) if state != EXPIRED else None
+    for member, state in zip(sweep.members, store.sweeps.member_states(sweep), strict=True):
+        latest = store.metrics.latest(member.job) if state != JobState.EXPIRED else None
         final = final_metrics([latest]) if latest else {}
         jobs.append(SweepJob(id=member.job, overrides=member.overrides, state=state, final=final))
     ended = all_ended(j.state for j in jobs)
-    plotted = ended and store.has_sweep_plot(sweep.id)
+    plotted = ended and store.sweeps.has_plot(sweep.id)
     if ended and not plotted:
         _ask_for_plot(request, store, sweep.id)
     return SweepOut(
@@ -121,8 +123,8 @@ def create_sweep(
     study sends its request again to replace such jobs)."""
     digest = body_digest(body.model_dump(mode="json"))
     made = made_before(store, user, idempotency_key, digest)
-    sweep = store.sweep(made) if made is not None else None
-    if sweep is not None and EXPIRED not in store.member_states(sweep):
+    sweep = store.sweeps.get(made) if made is not None else None
+    if sweep is not None and JobState.EXPIRED not in store.sweeps.member_states(sweep):
         response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
         return _view(request, store, sweep)
     try:
@@ -146,9 +148,10 @@ def create_sweep(
         specs.append((normalised, point.overrides))
     # the jobs and the sweep in one transaction (all or nothing), recorded before any
     # job is sent: the worker that ends the last job sees the sweep
-    sweep, jobs = store.admit_sweep(user, body.name, body.grid, specs)
+    sweep, jobs = store.sweeps.admit(user, body.name, body.grid, specs)
     remember(store, user, idempotency_key, digest, sweep.id)
-    before = store.count_in(user, JobState.QUEUED) - len(jobs)  # the owner's jobs already waiting
+    # the owner's jobs already waiting
+    before = store.jobs.count_in(user, JobState.QUEUED) - len(jobs)
     for rank, job in enumerate(jobs):
         send(request, job.id, ahead=before + rank)
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
@@ -158,7 +161,7 @@ def create_sweep(
 @router.get("", response_model=list[SweepOut], responses=responses(401, 429))
 def list_sweeps(request: Request, user: CurrentUser, store: StoreDep) -> list[SweepOut]:
     """The caller's sweeps, newest first."""
-    sweeps = (store.sweep(s) for s in store.sweep_ids(user))
+    sweeps = (store.sweeps.get(s) for s in store.sweeps.ids(user))
     return [_view(request, store, s) for s in sweeps if s is not None]
 
 
@@ -178,10 +181,10 @@ def sweep_plot(request: Request, sweep: OwnedSweep, store: StoreDep) -> Response
     its seeds with a 95% band): drawn by a worker once every job has ended (409 with
     Retry-After until then)."""
     sweep_id = sweep.id
-    png = store.sweep_plot(sweep_id)
+    png = store.sweeps.plot(sweep_id)
     if png is not None:
         return Response(png, media_type="image/png")
-    states = store.member_states(sweep)
+    states = store.sweeps.member_states(sweep)
     unended = [state for state in states if not all_ended([state])]
     if unended:
         detail = (

@@ -50,7 +50,7 @@ def _no_user(user_id: str) -> ProblemError:
 )
 def create_user(store: StoreDep, body: Annotated[NewUser, Body()]) -> UserKey:
     """A user and their API key; 409 if the name is taken."""
-    created = store.create_user(body.name)
+    created = store.users.create(body.name)
     if created is None:
         detail = f"a user named {body.name!r} exists; rotate their key or pick another name"
         raise ProblemError(409, "Conflict", detail, errors=[{"loc": "name", "msg": detail}])
@@ -61,14 +61,14 @@ def create_user(store: StoreDep, body: Annotated[NewUser, Body()]) -> UserKey:
 @router.get("", response_model=list[UserOut], responses=responses(401))
 def list_users(store: StoreDep) -> list[UserOut]:
     """Every user, oldest first (their keys are stored hashed and never listed)."""
-    return [UserOut.of(u) for u in store.users()]
+    return [UserOut.of(u) for u in store.users.all()]
 
 
 @router.post("/{user_id}/key", response_model=UserKey, responses=responses(401, 404, 422))
 def rotate_key(user_id: UserId, store: StoreDep) -> UserKey:
     """A new API key for the user; the old one is refused (401) from now on."""
-    user = store.user(user_id)
-    key = store.rotate_key(user_id) if user else None
+    user = store.users.get(user_id)
+    key = store.users.rotate_key(user_id) if user else None
     if user is None or key is None:
         raise _no_user(user_id)
     return UserKey(id=user_id, name=user.name, api_key=key)
@@ -77,6 +77,6 @@ def rotate_key(user_id: UserId, store: StoreDep) -> UserKey:
 @router.delete("/{user_id}", status_code=204, responses=responses(401, 404, 422))
 def delete_user(user_id: UserId, store: StoreDep) -> Response:
     """Remove the user: their key is refused at once, their live jobs are cancelled."""
-    if not store.delete_user(user_id):
+    if not store.users.delete(user_id):
         raise _no_user(user_id)
     return Response(status_code=204)

@@ -51,12 +51,12 @@ def new_user(client: TestClient | httpx.Client, name: str) -> dict[str, str]:
 
 def test_the_store_keeps_an_upload_only_within_its_owners_limit(plain_store: JobStore) -> None:
     info = {"n_train": 1, "n_test": 1, "sample_shape": [1], "classes": 2, "x_dtype": "f4"}
-    kept = plain_store.put_dataset("una", "a", b"x" * 600, info, limit=1000)
+    kept = plain_store.datasets.put("una", "a", b"x" * 600, info, limit=1000)
     with pytest.raises(StorageFull) as full:
-        plain_store.put_dataset("una", "b", b"x" * 600, info, limit=1000)
+        plain_store.datasets.put("una", "b", b"x" * 600, info, limit=1000)
     assert (full.value.used, full.value.size, full.value.limit) == (600, 600, 1000)
-    assert plain_store.dataset_ids("una") == [kept] and plain_store.dataset_usage("una") == 600
-    plain_store.put_dataset("vic", "b", b"x" * 600, info, limit=1000)  # another user's own
+    assert plain_store.datasets.ids("una") == [kept] and plain_store.datasets.usage("una") == 600
+    plain_store.datasets.put("vic", "b", b"x" * 600, info, limit=1000)  # another user's own
 
 
 def test_dataset_storage_is_limited_per_user(worker_store: JobStore) -> None:

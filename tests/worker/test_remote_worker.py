@@ -220,7 +220,7 @@ def test_worker_on_another_host_runs_uploads_artifacts_cancel_and_resume(
     steps, every = 1500, 100
     resumable = {"training": {"steps": steps, "micro_batch_size": 8, "eval_every": every}}
     job_id = client.submit(resumable)["id"]
-    _until("a checkpoint", lambda: remote.store.checkpoint(job_id) is not None, 180)
+    _until("a checkpoint", lambda: remote.store.jobs.checkpoint(job_id) is not None, 180)
     for pid in [worker.pid, *descendants(worker.pid)]:
         os.kill(pid, signal.SIGKILL)
     worker.wait()
