@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError
 from aimc_store.datasets import StorageFull
@@ -18,27 +17,11 @@ from aimc_store.records import Dataset
 from aimc_store.store import JobStore
 from service.deps import CurrentUser, OwnedDataset, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
+from service.schemas import DatasetOut
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 UNPACKED_FACTOR = 4  # an upload may decompress to at most this times the upload limit
-
-
-class DatasetOut(BaseModel):
-    id: str
-    name: str
-    created: float
-    bytes: int
-    n_train: int
-    n_test: int
-    sample_shape: list[int]
-    classes: int
-    x_dtype: str
-
-    @classmethod
-    def of(cls, record: Dataset) -> DatasetOut:
-        """The public view of a stored dataset (its owner is not shown)."""
-        return cls.model_validate(record, from_attributes=True)
 
 
 def _invalid(detail: str) -> ProblemError:

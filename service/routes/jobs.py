@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import WithJsonSchema
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
@@ -32,6 +32,7 @@ from service.errors import ProblemError, responses
 from service.events import CURSOR_PATTERN, job_events, parse_cursor
 from service.idempotency import body_digest, made_before, remember
 from service.ids import ArtifactName, JobId, check_id
+from service.schemas import JobOut, JobPage
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -39,29 +40,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # a client sent the text "null" (a 422) for the null
 CURSOR_SCHEMA = WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})
 JSON = "application/json"
-
-
-class JobOut(BaseModel):
-    id: str
-    name: str
-    state: str
-    progress: float
-    attempts: int
-    created: float
-    started: float | None = None
-    finished: float | None = None
-    engine_finished: float | None = Field(
-        None, description="When the engine's training ended (then artifacts were stored)."
-    )
-    error: str | None = None
-    latest_metrics: dict[str, Any] | None = None
-    eta_seconds: float | None = None
-    spec: dict[str, Any]
-
-
-class JobPage(BaseModel):
-    jobs: list[JobOut]
-    next_cursor: str | None
 
 
 def job_out(job: Job, latest: dict[str, Any] | None = None, *, alive: bool = True) -> JobOut:

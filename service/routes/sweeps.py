@@ -4,13 +4,12 @@ their comparison (states, final metrics, an overlay plot of the loss curves)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Request, Response
-from pydantic import BaseModel, Field, StringConstraints
 
 from aimc_spec.spec import SpecError
-from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS, expand
+from aimc_spec.sweep import expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, JobState
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
@@ -20,47 +19,9 @@ from service.admission import check_room, check_spec, check_storage, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.idempotency import body_digest, made_before, remember
+from service.schemas import SweepIn, SweepJob, SweepOut
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
-GridPath = Annotated[str, StringConstraints(pattern=DOTTED_PATH.pattern)]
-
-
-class SweepIn(BaseModel):
-    name: str = Field("sweep", min_length=1, max_length=100, description="Names the sweep.")
-    spec: dict[str, Any] = Field(
-        default_factory=dict, description="The base job spec every combination starts from."
-    )
-    grid: dict[GridPath, Annotated[list[Any], Field(min_length=1)]] = Field(
-        min_length=1,
-        # only the keys the pattern allows (OpenAPI allowed any key, the API refused them)
-        json_schema_extra={"additionalProperties": False},
-        description=(
-            "Dotted spec paths to the values to try, e.g. {'pipeline.schedule': ['gpipe', "
-            "'async'], 'analog.device.states': [300, 1200]}; at most "
-            f"{MAX_SWEEP_JOBS} combinations."
-        ),
-        examples=[{"pipeline.schedule": ["gpipe", "async"]}],
-    )
-
-
-class SweepJob(BaseModel):
-    id: str
-    overrides: dict[str, Any]
-    state: str = Field(
-        description=f"The job's state; `{JobState.EXPIRED}` once deleted or expired."
-    )
-    final: dict[str, Any] = Field(description="Its latest metric point's comparison columns.")
-
-
-class SweepOut(BaseModel):
-    id: str
-    name: str
-    created: float
-    grid: dict[str, list[Any]]
-    jobs: list[SweepJob]
-    states: dict[str, int] = Field(description="How many jobs are in each state.")
-    done: bool = Field(description="Every job has ended and a worker has drawn the overlay plot.")
-    plot: str = Field(description="Path of the overlay plot (PNG).")
 
 
 PLOT_RETRY_AFTER_S = 2  # a worker draws an ended sweep's plot in about a second

@@ -5,40 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Response
-from pydantic import BaseModel, Field
 
-from aimc_store.records import User
 from service.deps import StoreDep, admin
 from service.errors import ProblemError, responses
 from service.ids import UserId
+from service.schemas import NewUser, UserKey, UserOut
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(admin)])
-
-
-class NewUser(BaseModel):
-    name: str = Field(
-        min_length=1,
-        max_length=100,
-        # NUL, CR, LF and the other control characters split log lines and headers
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="Who the key is for; unique on the service; no control characters.",
-    )
-
-
-class UserOut(BaseModel):
-    id: str
-    name: str
-    created: float
-
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, name=user.name, created=user.created)
-
-
-class UserKey(BaseModel):
-    id: str
-    name: str
-    api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
 def _no_user(user_id: str) -> ProblemError:

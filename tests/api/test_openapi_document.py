@@ -4,13 +4,16 @@ the document alone, checked with jsonschema_rs (as schemathesis checks)."""
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
 import jsonschema_rs  # schemathesis uses it to check answers
 import pytest
 
+from service import schemas
 from service.app import create_app
+from tests.conftest import ROOT
 
 DOC = create_app().openapi()
 PROBLEM = "application/problem+json"
@@ -58,3 +61,20 @@ def test_every_operation_that_takes_input_documents_its_422_as_problem_json(path
         if operation.get("parameters") or operation.get("requestBody"):
             documented = operation["responses"].get("422", {}).get("content", {})
             assert PROBLEM in documented, (method, path)
+
+
+def test_the_apis_bodies_are_defined_in_service_schemas_only() -> None:
+    """Request and response models live in one module (issue 22, item 4), so the
+    document's components are found in one place, not spread over the routes."""
+    defined_elsewhere = []
+    for path in sorted((ROOT / "service").rglob("*.py")):
+        if path.name == "schemas.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            bases = [b.id for b in getattr(node, "bases", []) if isinstance(b, ast.Name)]
+            if isinstance(node, ast.ClassDef) and "BaseModel" in bases:
+                defined_elsewhere.append(f"{path.name}: {node.name}")
+    assert defined_elsewhere == []
+    spec_models = {name for name in DOC["components"]["schemas"] if name.endswith("Spec")}
+    for name in set(DOC["components"]["schemas"]) - spec_models:
+        assert hasattr(schemas, name), name
