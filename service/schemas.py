@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
-from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS
+from aimc_spec.sweep import GRID_PATHS, MAX_SWEEP_JOBS, grid_path_problem
 from aimc_spec.vocabulary import JobState
 from aimc_store.records import Dataset, User
 
@@ -49,7 +50,20 @@ class JobPage(BaseModel):
 
 
 # sweeps ----------------------------------------------------------------------
-GridPath = Annotated[str, StringConstraints(pattern=DOTTED_PATH.pattern)]
+
+
+def _grid_path(path: str) -> str:
+    """A grid key the spec has (aimc_spec.sweep.GRID_PATHS); else a 422 naming it."""
+    if (problem := grid_path_problem(path)) is not None:
+        raise PydanticCustomError("grid_path", problem)  # the message as it is
+    return path
+
+
+# documented as the list of allowed paths: the document allows exactly the keys the API
+# takes (a pattern allowed `foo.bar`, which the API refused)
+GridPath = Annotated[
+    str, AfterValidator(_grid_path), WithJsonSchema({"type": "string", "enum": [*GRID_PATHS]})
+]
 
 
 class SweepIn(BaseModel):
@@ -59,8 +73,6 @@ class SweepIn(BaseModel):
     )
     grid: dict[GridPath, Annotated[list[Any], Field(min_length=1)]] = Field(
         min_length=1,
-        # only the keys the pattern allows (OpenAPI allowed any key, the API refused them)
-        json_schema_extra={"additionalProperties": False},
         description=(
             "Dotted spec paths to the values to try, e.g. {'pipeline.schedule': ['gpipe', "
             "'async'], 'analog.device.states': [300, 1200]}; at most "

@@ -49,7 +49,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "An .npz archive with x_train, y_train, x_test, y_test.",
+            "description": (
+                "An .npz archive with x_train, y_train, x_test, y_test, as its bytes (read "
+                "as the archive whatever the Content-Type says); other bytes get a 422 "
+                "naming what is wrong with them."
+            ),
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },

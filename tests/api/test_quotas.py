@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from aimc_store.datasets import StorageFull
@@ -23,7 +22,7 @@ from aimc_store.store import JobStore
 from service.app import create_app
 from service.serve import free_port, redis_binary, wait_for_port
 from service.settings import Settings
-from tests.conftest import store_url
+from tests.conftest import serving, store_url
 
 ADMIN = "quota-admin"
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -159,33 +158,22 @@ def test_healthz_answers_within_100_ms_while_five_uploads_are_checked(
     del x
     data = buffer.getvalue()
     assert len(data) < 2 * 1024 * 1024  # small upload, 186 MiB unpacked
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            auth = new_user(http, "hank")
-            answers: list[int] = []
+    with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
+        auth = new_user(http, "hank")
+        answers: list[int] = []
 
-            def upload() -> None:
-                answers.append(http.post("/v1/datasets", content=data, headers=auth).status_code)
+        def upload() -> None:
+            answers.append(http.post("/v1/datasets", content=data, headers=auth).status_code)
 
-            uploads = [threading.Thread(target=upload) for _ in range(5)]
-            for u in uploads:
-                u.start()
-            latencies = []
-            while any(u.is_alive() for u in uploads):
-                start = time.perf_counter()
-                assert http.get("/healthz").status_code == 200
-                latencies.append(time.perf_counter() - start)
-            for u in uploads:
-                u.join()
-        assert answers == [201] * 5, answers
-        assert len(latencies) > 5 and max(latencies) < 0.1, sorted(latencies)[-5:]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        uploads = [threading.Thread(target=upload) for _ in range(5)]
+        for u in uploads:
+            u.start()
+        latencies = []
+        while any(u.is_alive() for u in uploads):
+            start = time.perf_counter()
+            assert http.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - start)
+        for u in uploads:
+            u.join()
+    assert answers == [201] * 5, answers
+    assert len(latencies) > 5 and max(latencies) < 0.1, sorted(latencies)[-5:]
