@@ -82,14 +82,14 @@ class Jobs(Part):
     def get(self, job_id: str) -> Job | None:
         return Job.from_hash(job_id, self.r.hgetall(self.key("job", job_id)))
 
-    def count_in(self, owner: str, state: str) -> int:
+    def count_in(self, owner: str, state: JobState) -> int:
         """How many of the owner's jobs are in a live state, without reading every job."""
         return int(self.r.scard(self.key("user", owner, "in", state)))
 
-    def set_state(self, job_id: str, state: str, **fields: Any) -> None:
+    def set_state(self, job_id: str, state: JobState, **fields: Any) -> None:
         """Move a job to `state` and record the change as an event; a final state also
         counts the run time, drops the checkpoint and starts the retention."""
-        if state not in STATES:
+        if state not in STATES:  # an outcome (parked, ...) or a caller without types
             raise ValueError(f"unknown job state {state!r}; one of {', '.join(STATES)}")
         now = time.time()
         mapping: dict[str, Any] = {"state": state, **fields}
@@ -129,7 +129,7 @@ class Jobs(Part):
     def events(self, job_id: str) -> list[StateChange]:
         """The job's state changes, oldest first."""
         entries = self.r.xrange(self.key("job", job_id, "events"))
-        return [StateChange(f[b"state"].decode(), float(f[b"t"])) for _, f in entries]
+        return [StateChange(JobState(f[b"state"].decode()), float(f[b"t"])) for _, f in entries]
 
     def delete(self, job_id: str) -> None:
         """Remove a job, its streams, artifacts (files too) and its place in its owner's

@@ -4,6 +4,7 @@ holds (`store.jobs`, `store.users`, `store.metrics`, `store.artifacts`, `store.d
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import redis
@@ -37,30 +38,39 @@ class JobStore(Backend):
     part that needs another is handed it (deleting a job removes its artifact files,
     deleting a user cancels their jobs, a sweep is admitted with its jobs)."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        prefix: str = "aimc:",
-        retention_s: int | None = None,
-        *,
-        artifact_dir: Path | None = None,
-        inline_max_bytes: int = INLINE_MAX_BYTES,
-    ) -> None:
-        super().__init__(
-            client,
-            prefix,
-            retention_s,
-            artifact_dir=artifact_dir,
-            inline_max_bytes=inline_max_bytes,
-        )
-        self.artifacts = Artifacts(self)
-        self.jobs = Jobs(self, self.artifacts)
-        self.users = Users(self, self.jobs)
-        self.metrics = Metrics(self)
-        self.datasets = Datasets(self)
-        self.sweeps = Sweeps(self, self.jobs)
-        self.leases = Leases(self)
-        self.stats = Stats(self)
+    # each part made at first use, on this store's client (typed, and no second copy of
+    # Backend's constructor here)
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        return Artifacts(self)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        return Jobs(self, self.artifacts)
+
+    @cached_property
+    def users(self) -> Users:
+        return Users(self, self.jobs)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        return Metrics(self)
+
+    @cached_property
+    def datasets(self) -> Datasets:
+        return Datasets(self)
+
+    @cached_property
+    def sweeps(self) -> Sweeps:
+        return Sweeps(self, self.jobs)
+
+    @cached_property
+    def leases(self) -> Leases:
+        return Leases(self)
+
+    @cached_property
+    def stats(self) -> Stats:
+        return Stats(self)
 
     @classmethod
     def from_url(

@@ -15,7 +15,7 @@ from aimc_store.jobs import Jobs
 from aimc_store.records import Job, Sweep, SweepMember
 
 
-def all_ended(states: Iterable[str]) -> bool:
+def all_ended(states: Iterable[JobState]) -> bool:
     """Every member job has ended (or is gone): the sweep's curves will not change again."""
     return all(state in (*TERMINAL, JobState.EXPIRED) for state in states)
 
@@ -96,13 +96,13 @@ class Sweeps(Part):
         """The owner's sweeps, newest first."""
         return [s.decode() for s in self.r.zrevrange(self.key("user", owner, "sweeps"), 0, -1)]
 
-    def member_states(self, sweep: Sweep) -> list[str]:
+    def member_states(self, sweep: Sweep) -> list[JobState]:
         """Each member job's state, in the sweep's order (`expired` for one that is gone),
         in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for member in sweep.members:
             pipe.hget(self.key("job", member.job), "state")
-        return [s.decode() if s is not None else JobState.EXPIRED for s in pipe.execute()]
+        return [JobState(s.decode()) if s else JobState.EXPIRED for s in pipe.execute()]
 
     def ended(self, sweep: Sweep) -> bool:
         return all_ended(self.member_states(sweep))

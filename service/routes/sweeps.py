@@ -42,11 +42,12 @@ def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
 
 def _view(request: Request, store: JobStore, sweep: Sweep) -> SweepOut:
     jobs = []
-    for member, state in zip(sweep.members, store.sweeps.member_states(sweep), strict=True):
+    states = store.sweeps.member_states(sweep)
+    for member, state in zip(sweep.members, states, strict=True):
         latest = store.metrics.latest(member.job) if state != JobState.EXPIRED else None
         final = final_metrics([latest]) if latest else {}
         jobs.append(SweepJob(id=member.job, overrides=member.overrides, state=state, final=final))
-    ended = all_ended(j.state for j in jobs)
+    ended = all_ended(states)
     plotted = ended and store.sweeps.has_plot(sweep.id)
     if ended and not plotted:
         _ask_for_plot(request, store, sweep.id)
