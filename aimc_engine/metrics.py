@@ -13,7 +13,7 @@ parts up in the same order, so the two give the same floats bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -78,6 +78,10 @@ def mean_of(tallies: Sequence[tuple[float, int]], n: int) -> tuple[float, float]
     return total_loss / n, correct / n
 
 
+class EvaluationStopped(Exception):
+    """A stop was asked between two chunks of an evaluation: the point is abandoned."""
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module | Sequence[nn.Module],
@@ -85,14 +89,20 @@ def evaluate(
     y: Tensor,
     *,
     generator: torch.Generator | Sequence[torch.Generator],
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over the whole set, through the analog forward
     (IO non-idealities included: the network as the hardware runs it) of the stages in
-    order, stage s's noise drawn from generator[s], its observation generator."""
+    order, stage s's noise drawn from generator[s], its observation generator.
+
+    `should_stop` is asked before each chunk: a large model's test set takes minutes,
+    and a cancel must not wait for it (raises EvaluationStopped)."""
     stages = [model] if isinstance(model, nn.Module) else list(model)
     tallies = []
     with observing(stages, generator):
         for part in chunks(len(x)):
+            if should_stop is not None and should_stop():
+                raise EvaluationStopped
             h = x[part]
             for stage in stages:
                 h = stage(h)

@@ -85,7 +85,7 @@ def run(
     data = prepare_data(spec, device, uploaded)
     training = Training(spec, data, device, callbacks or Callbacks())
     if resume is None:
-        training.measure()  # the point before any training
+        training.measure(stoppable=False)  # the point before any training
     else:
         training.restore(resume)
     training.train()

@@ -18,7 +18,7 @@ from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
 from aimc_engine.rng import counter_uniform, draw_key
-from aimc_spec.spec import AnalogSpec, DeviceSpec, IOSpec
+from aimc_spec.spec import AnalogSpec, IOSpec, parse_device
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TileConfig:
 
 # A digital weight layer is a tile with an ideal device and exact MVMs, updated exactly:
 # one code path for every layer, so pipelines treat analog and digital weights alike.
-DIGITAL = AnalogSpec(enabled=False, device=DeviceSpec(model="ideal"), io=IOSpec(perfect=True))
+DIGITAL = AnalogSpec(enabled=False, device=parse_device(model="ideal"), io=IOSpec(perfect=True))
 
 
 class AnalogTile(nn.Module):

@@ -27,7 +27,7 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset
 from aimc_engine.errors import RunError
-from aimc_engine.metrics import analog_health, evaluate, gradient_norm_sq
+from aimc_engine.metrics import EvaluationStopped, analog_health, evaluate, gradient_norm_sq
 from aimc_engine.models import assemble, build_stage
 from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import Batch, PipelineExecutor, stage_ranges
@@ -202,15 +202,23 @@ class Training:
         """The learning rate of the update that micro-batch j completes."""
         return learning_rate(self.spec, j * self.b / len(self.data.x_train))
 
-    def measure(self) -> None:
+    def measure(self, stoppable: bool = True) -> None:
         """A metric point after `done` micro-batches: train loss (the mean since the last
-        point), test loss and accuracy, gradient norm, analog health, both clocks."""
+        point), test loss and accuracy, gradient norm, analog health, both clocks.
+
+        A stop asked during the evaluation abandons the point and cancels the run
+        (`stoppable`; the point before training always completes: a result needs one)."""
         data, stages = self.data, self.executor.stages
         grad_sq, subset_loss = gradient_norm_sq(
             stages, data.x_train[:GRAD_SAMPLES], data.y_train[:GRAD_SAMPLES]
         )
         observe = [g.observe for g in self.stage_gens]
-        test = evaluate(stages, data.x_test, data.y_test, generator=observe)
+        ask = self._stop_asked if stoppable else None
+        try:
+            test = evaluate(stages, data.x_test, data.y_test, generator=observe, should_stop=ask)
+        except EvaluationStopped:
+            self.status = "cancelled"
+            return
         record = metric_record(
             self.spec,
             len(data.x_train),
@@ -269,7 +277,8 @@ class Training:
 
     def train(self) -> None:
         """Run the schedule to its end, or until stopped or diverged; then the last
-        metric point (none after a divergence)."""
+        metric point (none after a divergence or a cancel: a cancel acts at once, and
+        the run's final figures are its last point's, as on stage processes)."""
         for timed in self.timeline:
             if self.executed < self.skip:  # run before the checkpoint: only the clock moves
                 self.executed += 1
@@ -279,7 +288,7 @@ class Training:
             first_stage = action.stage == 0
             # asked before every action, not once per micro-batch: a cancel of a large
             # model or a long pipeline acts within one action (callers throttle the ask)
-            if self._stop_asked():
+            if self.status == "cancelled" or self._stop_asked():
                 self.status = "cancelled"
                 break
             self.executor.execute(action, self.lr, self.fetch)
@@ -292,7 +301,7 @@ class Training:
             elif action.kind == UPDATE and first_stage:
                 self._completed(action.microbatch + 1)
         self.timeline.finish()
-        if self.status != "failed":
+        if self.status not in ("failed", "cancelled"):
             self.measure()
 
     def _stop_asked(self) -> bool:

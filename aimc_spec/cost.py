@@ -37,7 +37,7 @@ class JobCost:
         return float(self.samples) * self.parameters
 
 
-def _npz_train_shape(path: str) -> tuple[int, ...] | None:
+def npz_train_shape(path: str) -> tuple[int, ...] | None:
     """Shape of x_train from its .npy header, without loading the array."""
     try:
         with zipfile.ZipFile(Path(path).expanduser()) as z, z.open("x_train.npy") as f:
@@ -67,7 +67,7 @@ def data_shape(
         return d.synthetic.n_train, (d.synthetic.features,)
     if d.name == "mnist1d":
         return d.mnist1d.n_train, (40,)
-    shape = _npz_train_shape(d.path) if d.path else None
+    shape = npz_train_shape(d.path) if d.path else None
     return None if shape is None else (shape[0], shape[1:])
 
 

@@ -136,26 +136,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         "write_noise_std": 0.0,
     },
 }
-
-# Fields a preset determines; setting one of them next to a preset is a conflict.
-PRESET_FIELDS = frozenset(
-    {
-        "model",
-        "dw_min",
-        "states",
-        "w_min",
-        "w_max",
-        "gamma",
-        "gamma_down",
-        "up_down",
-        "c2c_noise",
-        "c2c_mode",
-        "d2d_variation",
-        "d2d_w_min",
-        "d2d_w_max",
-        "d2d_up_down",
-        "d2d_gamma",
-        "write_noise_std",
-        "exp_step",
-    }
-)

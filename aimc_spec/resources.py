@@ -16,12 +16,13 @@ Memory, float32 (4 bytes) throughout, each term one thing the engine holds at on
   activations outputs and their gradients of every layer per micro-batch,
               for the micro-batches in flight (B for gpipe/1f1b, P async)  2 x b x acts x m
   evaluation  every layer's outputs for a chunk of EVAL_CHUNK samples        chunk x acts
+              (resnet: x RESIDUAL_EVAL_FACTOR, a block's skip and sum besides)
   data        the training and test sets as float32 tensors               (n + n/4) x in
   checkpoint  a serialised copy of weights and device state                1 x state
   runtime     what the engine takes whatever the model (allocator, thread
               pools, dataset loaders): RUNTIME_BYTES, measured
 The constants were fitted to measured peaks (benchmarks/memory_estimate.py: VmHWM of
-the job's forked process less what it held at the fork), within a factor 1.3 for mlp,
+the job's forked process less what it held at the fork), within a factor 1.25 for mlp,
 cnn and resnet under every update mode and schedule it runs.
 Work: a forward pass is one multiply-add per weight use (MACs), backward two; so 6
 FLOPs per MAC per sample, plus, for pulsed updates, bit_length pulse draws per analog
@@ -45,6 +46,10 @@ FLOPS_PER_MAC = 6  # forward 2, backward 4 (input and weight gradients)
 STEP_OVERHEAD_S = 1e-3  # the engine's own time per micro-batch (Python, small tensors)
 EVAL_CHUNK = 1000  # samples per evaluation forward (as aimc_engine.metrics.EVAL_CHUNK)
 RUNTIME_BYTES = 100 * 2**20  # a 7 MB digital mlp's job process peaked 120 MiB above the fork
+# A residual block's evaluation holds its input (the skip) beside both convolutions'
+# outputs and their sum: twice the outputs of its weight layers (measured: resnet
+# [64, 128] on digits peaked 227-316 MiB above the fork, 190 MiB estimated without it).
+RESIDUAL_EVAL_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Res
     in_flight = p.micro_batches if p.schedule in SYNCHRONOUS else min(p.stages, p.micro_batches)
     stashes = p.stages if p.schedule == "async_stash" else 0
     acts = math.prod(sample_shape) + sum(layer.outputs for layer in found)
+    eval_factor = RESIDUAL_EVAL_FACTOR if spec.model.kind == "resnet" else 1
     state = (params + device_arrays * analog) * F32
     parts = {
         "weights": 2 * params * F32,
@@ -150,7 +156,7 @@ def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Res
         "pulses": (PULSE_ARRAYS * analog * F32) if spec.analog.update != "expected" else 0,
         "stashes": stashes * params * F32,
         "activations": 2 * b * acts * max(in_flight, 1) * F32,
-        "evaluation": min(EVAL_CHUNK, n_train) * acts * F32,
+        "evaluation": min(EVAL_CHUNK, n_train) * acts * F32 * eval_factor,
         "data": (n_train + max(n_train // 4, 1)) * math.prod(sample_shape) * F32,
         "checkpoint": state,
         "runtime": RUNTIME_BYTES,

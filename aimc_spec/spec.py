@@ -20,15 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from aimc_spec.analog_spec import AnalogSpec, IOSpec
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
-from aimc_spec.device_spec import (
-    AnalogSpec,
-    DeviceModel,
-    DeviceSpec,
-    ExpStepSpec,
-    IOSpec,
-    PresetName,
-)
+from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
 from aimc_spec.pipeline_spec import (
     UPDATE_NS,
     CompensationSpec,
@@ -37,16 +31,16 @@ from aimc_spec.pipeline_spec import (
     TorchDevice,
 )
 from aimc_spec.spec_base import SpecError, _fail, _Strict
-from aimc_spec.suggest import closest_field
+from aimc_spec.suggest import locate, unknown_field
 
 # the parts of the spec live in modules of their own; callers import them from here
 __all__ = [
     "DATASET_ROOTS",
+    "DEVICE_MODELS",
     "UPDATE_NS",
     "AnalogSpec",
     "CompensationSpec",
     "DatasetSpec",
-    "DeviceModel",
     "DeviceSpec",
     "ExpStepSpec",
     "IOSpec",
@@ -60,6 +54,7 @@ __all__ = [
     "TorchDevice",
     "TrainingSpec",
     "load_spec_file",
+    "parse_device",
     "parse_spec",
     "read_spec_data",
     "read_spec_file",
@@ -252,20 +247,26 @@ class JobSpec(_Strict):
 def spec_problems(
     errors: Sequence[Mapping[str, Any]], model: type[BaseModel] | None = None
 ) -> list[tuple[str, str]]:
-    """Turn pydantic's error dicts (ValidationError.errors()) into (dotted path, message);
-    an unknown field's message offers the closest field of `model` (default JobSpec)."""
+    """Turn pydantic's error dicts (ValidationError.errors()) into (dotted path, message)
+    with the paths as written (without the device family's tag pydantic adds); an
+    unknown field's message offers the closest field of `model` (default JobSpec), or
+    names the family a device's field belongs to and the fields its own family takes."""
+    root = model or JobSpec
     problems = []
     for err in errors:
         loc = [str(p) for p in err["loc"]]
         msg = err["msg"]
         ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            loc, msg = unknown_field(root, loc)
+        else:
+            loc = locate(root, loc).path
         if err["type"] == "spec":
             loc.append(ctx["path"])
             msg = ctx["message"]
-        elif err["type"] == "extra_forbidden":
-            msg = "unknown field (not part of the job spec)"
-            if (match := closest_field(model or JobSpec, loc)) is not None:
-                msg += f"; did you mean {match!r}?"
+        elif err["type"] == "union_tag_invalid":  # a device model no family has
+            loc.append(ctx["discriminator"].strip("'"))
+            msg = f"got {ctx['tag']!r}; allowed: {ctx['expected_tags']}"
         elif err["type"] == "string_pattern_mismatch":
             msg = f"got {err.get('input')!r}; {err['msg'].lower()}"
         elif err["type"] == "literal_error" and "expected" in ctx:

@@ -40,7 +40,27 @@ CASES: dict[str, dict[str, Any]] = {
         "model": {"kind": "cnn", "channels": [64, 128], "fc": 512},
         "analog": {"update": "pulsed"},
     },
+    "cnn rounded": {
+        "model": {"kind": "cnn", "channels": [64, 128], "fc": 512},
+        "analog": {"update": "rounded"},
+    },
+    "cnn digital": {
+        "model": {"kind": "cnn", "channels": [64, 128], "fc": 512},
+        "optimizer": {"algorithm": "sgd"},
+    },
     "resnet expected": {"model": {"kind": "resnet", "channels": [64, 128]}},
+    "resnet pulsed": {
+        "model": {"kind": "resnet", "channels": [64, 128]},
+        "analog": {"update": "pulsed"},
+    },
+    "resnet rounded": {
+        "model": {"kind": "resnet", "channels": [64, 128]},
+        "analog": {"update": "rounded"},
+    },
+    "resnet digital": {
+        "model": {"kind": "resnet", "channels": [64, 128]},
+        "optimizer": {"algorithm": "sgd"},
+    },
 }
 
 
@@ -80,6 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--json", action="store_true", help="one JSON line, in bytes")
+    parser.add_argument("--cases", default="", help="comma-separated names' prefixes (all)")
     args = parser.parse_args()
     import torch  # noqa: F401  (the worker imports it before forking its jobs)
 
@@ -92,7 +113,10 @@ def main() -> int:
         print(f"{'case':18s} {'estimate MiB':>13s} {'measured MiB':>13s} {'ratio':>6s}")
     worst = 1.0
     found: dict[str, list[int]] = {}
+    wanted = [c.strip() for c in args.cases.split(",") if c.strip()]
     for name, case in CASES.items():
+        if wanted and not any(name.startswith(w) for w in wanted):
+            continue
         spec_data = {**case, "training": {"steps": args.steps, "eval_every": args.steps}}
         spec = parse_spec(spec_data)
         shape = data_shape(spec, None)

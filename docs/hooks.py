@@ -52,8 +52,8 @@ def type_name(tp: Any, path: str) -> str:
         return type_name(args[0], path)
     if origin is typing.Literal:
         return " \\| ".join(f"`{json.dumps(a)}`" for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " \\| ".join(type_name(a, path) for a in args)
+    if origin in (typing.Union, types.UnionType):  # a union of models links once
+        return " \\| ".join(dict.fromkeys(type_name(a, path) for a in args))
     if origin in (list, tuple):
         return f"list of {type_name(args[0], path)}" if args else "list"
     if origin is dict:
@@ -96,24 +96,87 @@ def described_below(field: FieldInfo) -> str:
     return "Its fields: the table below." if any(models_in(field.annotation)) else ""
 
 
-def spec_sections(model: type[BaseModel], path: str) -> Iterator[str]:
-    title = f"`{path}`" if path else "The top level"
-    lines = [f"### {title} {{#{anchor(path or 'top')}}}", ""]
+def row(name: str, field: FieldInfo, key: str) -> str:
+    return (
+        f"| `{name}` | {type_name(field.annotation, key)} | {cell(default_of(field))} "
+        f"| {cell(limits_of(field))} | {cell(field.description or described_below(field))} |"
+    )
+
+
+def doc_of(model: type[BaseModel]) -> list[str]:
     doc = (model.__doc__ or "").strip()
-    if doc and model.__module__.startswith("aimc_spec"):
-        lines += [" ".join(doc.split()), ""]
-    lines += ["| field | type | default | allowed | description |", "|---|---|---|---|---|"]
-    nested: list[tuple[type[BaseModel], str]] = []
-    for name, field in model.model_fields.items():
-        child = f"{path}.{name}" if path else name
-        lines.append(
-            f"| `{name}` | {type_name(field.annotation, child)} | {cell(default_of(field))} "
-            f"| {cell(limits_of(field))} | {cell(field.description or described_below(field))} |"
-        )
-        nested += [(sub, child) for sub in models_in(field.annotation)]
+    return [" ".join(doc.split()), ""] if doc and model.__module__.startswith("aimc_spec") else []
+
+
+TABLE = ["| field | type | default | allowed | description |", "|---|---|---|---|---|"]
+
+
+def spec_sections(
+    model: type[BaseModel],
+    path: str,
+    key: str = "",
+    title: str = "",
+    skip: frozenset[str] = frozenset(),
+) -> Iterator[str]:
+    """A model's table (less the fields in `skip`), then one section per nested model.
+    `path` is the fields' path as a spec writes it, `key` the section's own (anchors:
+    a device family's fields sit under its `model`); a union of models (the device
+    families) gets a section per member (family_sections)."""
+    key = key or path
+    lines = [
+        f"### {title or (f'`{path}`' if path else 'The top level')} {{#{anchor(key or 'top')}}}"
+    ]
+    lines += ["", *doc_of(model)]
+    own = {name: field for name, field in model.model_fields.items() if name not in skip}
+    lines += TABLE if own else ["No fields of its own: the shared ones above."]
+    nested: list[tuple[list[type[BaseModel]], str, str]] = []
+    for name, field in own.items():
+        child, child_key = (f"{p}.{name}" if p else name for p in (path, key))
+        lines.append(row(name, field, child_key))
+        if subs := list(models_in(field.annotation)):
+            nested.append((subs, child, child_key))
     yield "\n".join(lines)
-    for sub, child in nested:
-        yield from spec_sections(sub, child)
+    for subs, child, child_key in nested:
+        if len(subs) == 1:
+            yield from spec_sections(subs[0], child, child_key)
+        else:
+            yield from family_sections(subs, child)
+
+
+def family_sections(members: list[type[BaseModel]], path: str) -> Iterator[str]:
+    """A union discriminated by a tag field (`analog.device` by `model`): the fields of
+    the members' common base in one table, then each member's own fields in a table of
+    its own, headed by its tag."""
+    base = next(c for c in members[0].__mro__ if all(issubclass(m, c) for m in members))
+    shared = base.model_fields
+    tag = next(n for n in shared if all(member_tag(m, n) for m in members))
+    tags = [member_tag(m, tag) for m in members]
+    links = ", ".join(f"[`{t}`](#{anchor(f'{path}.{tag}.{t}')})" for t in tags)
+    lines = [f"### `{path}` {{#{anchor(path)}}}", "", *doc_of(base)]
+    lines += [f"`{tag}` picks one of {links}; every one takes these fields:", "", *TABLE]
+    for name, field in shared.items():
+        if name != tag:
+            lines.append(row(name, field, f"{path}.{name}"))
+            continue
+        default = next(
+            m.model_fields[tag].default for m in members if not m.model_fields[tag].is_required()
+        )
+        kinds = " \\| ".join(f"`{json.dumps(t)}`" for t in tags)
+        lines.append(
+            f"| `{name}` | {kinds} | `{json.dumps(default)}` | | {cell(field.description)} |"
+        )
+    yield "\n".join(lines)
+    for member, value in zip(members, tags, strict=True):
+        title = f"`{path}` with `{tag}: {value}`"
+        yield from spec_sections(member, path, f"{path}.{tag}.{value}", title, frozenset(shared))
+
+
+def member_tag(model: type[BaseModel], name: str) -> str | None:
+    """The value of a union member's tag field `name` (a one-value Literal), or None."""
+    field = model.model_fields.get(name)
+    if field is None or typing.get_origin(field.annotation) is not typing.Literal:
+        return None
+    return str(typing.get_args(field.annotation)[0])
 
 
 def job_spec() -> str:

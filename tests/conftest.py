@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from aimc_engine.devices import Device
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.devices import DEVICE_MODELS, FAMILY_SPECS
+from aimc_spec.spec import parse_device
 from aimc_store.fair_share import queue_lists
 from aimc_store.settings import StoreSettings
 from aimc_store.store import JobStore
@@ -43,8 +44,15 @@ PACKAGES = (
 
 
 def make_device(shape: tuple[int, ...] = (4, 3), seed: int = 0, **fields: Any) -> Device:
-    """A Device of the given spec fields (DeviceSpec defaults otherwise)."""
-    return Device(DeviceSpec(**fields), shape, generator=torch.Generator().manual_seed(seed))
+    """A Device of the given spec fields (the spec's defaults otherwise)."""
+    return Device(parse_device(fields), shape, generator=torch.Generator().manual_seed(seed))
+
+
+def family_fields(model: str, **fields: Any) -> dict[str, Any]:
+    """`model` and those of `fields` its family takes: a test run over every family
+    gives gamma, say, to the families that have one (the spec refuses it elsewhere)."""
+    family = FAMILY_SPECS[DEVICE_MODELS.index(model)]
+    return {"model": model} | {k: v for k, v in fields.items() if k in family.model_fields}
 
 
 @pytest.fixture

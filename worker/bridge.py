@@ -19,6 +19,7 @@ from typing import Any
 from aimc_spec.spec import DATASET_ROOTS, JobSpec, SpecError, parse_spec
 from aimc_spec.vocabulary import JobState
 from aimc_store.store import JobStore
+from worker.fits import misfit
 from worker.memory_limit import describe_failure
 from worker.settings import get_settings
 
@@ -137,6 +138,9 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
         out = Path(tmp)
         try:
             uploaded = _fetch_upload(store, spec, owner, out / "uploaded.npz")
+            too_big = misfit(spec, uploaded, get_settings().job_max_memory_mib)
+            if too_big is not None:
+                raise RunError(too_big)
             resume = store.jobs.checkpoint(job_id)
             if resume is not None:
                 store.jobs.mark_resumed(job_id)

@@ -18,7 +18,7 @@ from aimc_engine.devices import exp_step, linear, replay, symmetric
 from aimc_engine.devices.family import Param, family_of
 from aimc_engine.devices.replay import _take
 from aimc_engine.rng import draw_key
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.devices import DeviceSpec, ExpStepDeviceSpec
 
 
 class Device(nn.Module):
@@ -59,8 +59,7 @@ class Device(nn.Module):
         g_up, g_down = spec.slopes()
         d2d_lo, d2d_hi = spec.d2d_w_min or 0.0, spec.d2d_w_max or 0.0
         spreads = (spec.d2d_variation, d2d_lo, d2d_hi, spec.d2d_up_down)
-        # d2d of the slopes only where the model has slopes to spread
-        d2d_gamma = spec.d2d_gamma if family.spreads_slopes else 0.0
+        d2d_gamma = spec.slope_spread()  # only a family with slopes has one
         # Without d2d every element shares its parameters: plain floats then save a
         # full-tile multiply or read per use on the hot path of every update.
         self.uniform = not any(spreads) and not d2d_gamma
@@ -93,7 +92,7 @@ class Device(nn.Module):
         (aihwkit's weight_granularity): dw_min, except ExpStep's step at w = 0 without
         d2d, which aihwkit's source computes as (dw_down + dw_down)/2, i.e. the down step
         (1.99e-3 for reram_es against its dw_min 1.35e-3): kept, for the same pulses."""
-        if self.family.name != "exp_step":
+        if not isinstance(self.spec, ExpStepDeviceSpec):
             return self.dw_min
         return exp_step.granularity(self.spec, self.dw_min, self._scalars[3])
 

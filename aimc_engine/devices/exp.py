@@ -8,11 +8,11 @@ import math
 import torch
 from torch import Tensor
 
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.devices import ExpDeviceSpec
 
 
 def response(
-    spec: DeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
+    spec: ExpDeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
 ) -> tuple[Tensor, Tensor]:
     g = spec.gamma
     if g == 0:  # the limit gamma -> 0 is the soft-bounds device

@@ -8,11 +8,11 @@ import math
 import torch
 from torch import Tensor
 
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.devices import ExpStepDeviceSpec
 
 
 def response(
-    spec: DeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
+    spec: ExpStepDeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
 ) -> tuple[Tensor, Tensor]:
     p = spec.exp_step
     z = 2 * p.a * w / (w_max - w_min) + p.b
@@ -21,7 +21,7 @@ def response(
     return up, down
 
 
-def granularity(spec: DeviceSpec, dw_min: float, step_down: float) -> float:
+def granularity(spec: ExpStepDeviceSpec, dw_min: float, step_down: float) -> float:
     """The step pulse-train update management sizes BL and probabilities by (aihwkit's
     weight_granularity): ExpStep's step at w = 0 without d2d, which aihwkit's source
     computes as (dw_down + dw_down)/2, i.e. the down step (1.99e-3 for reram_es against

@@ -5,13 +5,15 @@ A family gives q_+(w) and q_-(w), the pulse response as a fraction of dw_min
 family (q linear in w) has a closed form for n pulses (linear.py), the others are
 replayed pulse by pulse (replay.py). Each family's responses live in a module of its
 own (linear.py, power.py, exp.py, exp_step.py); a new family adds a module and an
-entry in FAMILIES.
+entry in FAMILIES, next to its spec model (aimc_spec/devices/, where the spec's
+fields of each family live).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -19,7 +21,8 @@ from aimc_engine.devices import exp, exp_step, linear, power
 from aimc_spec.spec import DeviceSpec
 
 Param = Tensor | float  # a float when every element of the tile shares the value
-Curve = Callable[[DeviceSpec, Tensor, Param, Param], tuple[Tensor, Tensor]]
+# q_+, q_- from the family's own spec model (aimc_spec/devices/), w and the bounds
+Curve = Callable[[Any, Tensor, Param, Param], tuple[Tensor, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,6 @@ class Family:
     clips: weights stay in [w_min, w_max] (the ideal device has no bounds).
     mean_bound_reference: the response reads the nominal bounds while each element
         clips at its own (aihwkit's LinearStep); else each element's own bounds.
-    spreads_slopes: d2d_gamma spreads the slopes (only a model with slopes to spread).
     curve: q_+, q_- of a curved family (None for the linear family, whose response
         comes from its slopes).
     """
@@ -39,14 +41,13 @@ class Family:
     closed_form: bool = False
     clips: bool = True
     mean_bound_reference: bool = False
-    spreads_slopes: bool = False
     curve: Curve | None = None
 
 
 FAMILIES: dict[str, Family] = {
     "ideal": Family("ideal", closed_form=True, clips=False),
     "constant_step": Family("constant_step", closed_form=True),
-    "linear": Family("linear", closed_form=True, mean_bound_reference=True, spreads_slopes=True),
+    "linear": Family("linear", closed_form=True, mean_bound_reference=True),
     "softbounds": Family("softbounds", closed_form=True),
     "power": Family("power", curve=power.response),
     "exp": Family("exp", curve=exp.response),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.devices import PowerDeviceSpec
 
 
 def response(
-    spec: DeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
+    spec: PowerDeviceSpec, w: Tensor, w_min: Tensor | float, w_max: Tensor | float
 ) -> tuple[Tensor, Tensor]:
     span = w_max - w_min
     up = ((w_max - w) / span).clamp_min(0) ** spec.gamma

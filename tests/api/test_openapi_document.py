@@ -16,7 +16,8 @@ import jsonschema_rs  # schemathesis uses it to check answers
 import pytest
 from pydantic import ValidationError
 
-from aimc_spec.spec import JobSpec, SpecError
+from aimc_spec.devices import DEVICE_MODELS
+from aimc_spec.spec import SpecError, parse_spec
 from aimc_spec.sweep import expand
 from service import schemas
 from service.app import create_app
@@ -49,18 +50,30 @@ def test_sweep_grids_are_documented_as_the_api_checks_them() -> None:
 def test_every_grid_key_the_document_allows_the_api_takes() -> None:
     """Grid keys were documented by a pattern, so `training.lr` or `foo` passed the
     schema and the API refused them. The document now lists the spec's field paths,
-    and a grid over each one (at the default spec's value) is a valid body that expands
-    into its job, as the sweeps route does with it."""
+    and a grid over each one (at the value a spec has there: the default spec's, or one
+    whose device is of a family with that field) is a valid body that expands into its
+    job, as the sweeps route does with it."""
     allowed = DOC["components"]["schemas"]["SweepIn"]["properties"]["grid"]["propertyNames"]
-    base = JobSpec().model_dump(mode="json")
-    base["optimizer"]["lr_decay"] = {"every_epochs": 1, "factor": 0.5}  # its fields too
+    bases = []
+    for model in DEVICE_MODELS:  # a device field belongs to some families only
+        base = parse_spec({"analog": {"device": {"model": model}}}).model_dump(mode="json")
+        base["optimizer"]["lr_decay"] = {"every_epochs": 1, "factor": 0.5}  # its fields too
+        bases.append(base)
     assert {"seed", "optimizer.lr", "analog.device", "analog.device.states"} <= {*allowed["enum"]}
     for path in allowed["enum"]:
-        value = functools.reduce(operator.getitem, path.split("."), base)
+        base, value = next(found for b in bases if (found := _at(b, path)) is not None)
         body = {"spec": base, "grid": {path: [value]}}
         assert valid("SweepIn", body), path
         taken = SweepIn.model_validate(body)
         assert len(expand(taken.spec, taken.grid)) == 1, path
+
+
+def _at(spec: dict[str, Any], path: str) -> tuple[dict[str, Any], Any] | None:
+    """(spec, its value at the dotted path), None if the spec has no such field."""
+    try:
+        return spec, functools.reduce(operator.getitem, path.split("."), spec)
+    except KeyError:
+        return None
 
 
 @pytest.mark.parametrize(
@@ -124,6 +137,15 @@ def test_every_operation_that_takes_input_documents_its_422_as_problem_json(path
         if operation.get("parameters") or operation.get("requestBody"):
             documented = operation["responses"].get("422", {}).get("content", {})
             assert PROBLEM in documented, (method, path)
+
+
+def test_device_families_are_documented_as_the_spec_reads_them() -> None:
+    """analog.device is anyOf the families: model may be left out (softbounds), a field
+    of another family is invalid, as the API's 422 says."""
+    for device in ({}, {"preset": "ecram"}, {"model": "power", "gamma": 2.0}):
+        assert valid("AnalogSpec", {"device": device}), device
+    for device in ({"model": "softbounds", "gamma": 0.3}, {"model": "ideal", "exp_step": {}}):
+        assert not valid("AnalogSpec", {"device": device}), device
 
 
 def test_the_apis_bodies_are_defined_in_service_schemas_only() -> None:

@@ -54,3 +54,20 @@ def test_a_sweep_base_with_a_misspelt_field_is_told_the_closest_one(
     r = client.post("/v1/sweeps", json=body, headers=headers)
     assert r.status_code == 422
     assert "did you mean 'epochs'?" in r.json()["detail"]
+
+
+def test_a_job_with_a_field_of_another_device_family_is_told_which(
+    auth: tuple[TestClient, dict[str, str]],
+) -> None:
+    """The family's tag pydantic puts in the location (analog.device.softbounds.gamma) is
+    left out, and the message names the families with a gamma and softbounds' fields."""
+    client, headers = auth
+    body = {"analog": {"device": {"model": "softbounds", "gamma": 0.3}}}
+    r = client.post("/v1/jobs", json=body, headers=headers)
+    assert r.status_code == 422
+    [error] = r.json()["errors"]
+    assert error["loc"] == "analog.device.gamma"
+    assert error["msg"].startswith(
+        "not a field of model 'softbounds' (only of model 'linear', 'power' or 'exp'); "
+        "'softbounds' takes: model, preset, w_min"
+    )

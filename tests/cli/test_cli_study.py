@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import signal
 import statistics
 import subprocess
@@ -132,25 +133,42 @@ def test_bad_study_exits_2_naming_the_field(
     assert "--jobs: must be at least 1" in capsys.readouterr().err
 
 
-def test_an_interrupted_study_resumes_with_what_it_finished(tmp_path: Path) -> None:
-    study = tmp_path / "longer.yaml"
-    study.write_text(
-        TINY.replace("steps: 20", "steps: 300").replace("eval_every: 10", "eval_every: 100")
-    )
+def test_ctrl_c_ends_the_running_jobs_and_says_how_to_resume(tmp_path: Path) -> None:
+    """Jobs far too long to finish: Ctrl-C comes once both have written a metric point
+    (an event, not a wait), so they are surely running when it arrives."""
+    study = tmp_path / "long.yaml"
+    study.write_text(TINY.replace("steps: 20", "steps: 10000000"))
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "aimc_cli", "study", str(study), "--out", str(out), "--jobs", "2"]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list((out / "runs").glob("*/result.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    started = out / "runs"
+    while len(list(started.glob("*.partial/metrics.jsonl"))) < 2:
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # as Ctrl-C, to the command alone
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "run the same command again to resume" in err
-    kept = mtimes(out / "runs")
-    assert 1 <= len(kept) < 4  # stopped in the middle: the running jobs were ended
+    assert not list(started.glob("*/result.json"))  # nothing ran on to its end
+
+
+def test_a_study_resumes_with_what_it_finished(tmp_path: Path) -> None:
+    """What an interrupt leaves: some runs finished, one .partial folder. The same
+    command runs only the rest, leaves the finished ones as they are and removes the
+    partial one."""
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "aimc_cli", "study", str(study), "--out", str(out), "--jobs", "2"]
+    assert subprocess.run(argv, capture_output=True, timeout=300).returncode == 0
+    runs = out / "runs"
+    folders = sorted(p for p in runs.iterdir() if p.is_dir())
+    shutil.rmtree(folders[0])  # never started
+    folders[1].rename(folders[1].with_name(folders[1].name + ".partial"))  # cut short
+    kept = {k: v for k, v in mtimes(runs).items() if not k.endswith(".partial")}
+    assert len(kept) == 2
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"{len(kept)} already done, {4 - len(kept)} to run" in done.stderr
-    after = mtimes(out / "runs")
+    assert "2 already done, 2 to run" in done.stderr
+    after = mtimes(runs)
     assert len(after) == 4 and {k: after[k] for k in kept} == kept
-    assert not list((out / "runs").glob("*.partial"))
+    assert not list(runs.glob("*.partial"))

@@ -8,9 +8,17 @@ import random
 import pytest
 import torch
 
-from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device, raw_response, replay, symmetric_parts
-from aimc_spec.spec import DeviceSpec
-from tests.conftest import expected_after, make_device, pulsed_after
+from aimc_engine.devices import (
+    FAMILIES,
+    MAX_INTERLEAVED_STEPS,
+    Device,
+    raw_response,
+    replay,
+    symmetric_parts,
+)
+from aimc_spec.devices import DEVICE_MODELS
+from aimc_spec.spec import parse_device
+from tests.conftest import expected_after, family_fields, make_device, pulsed_after
 
 W = torch.linspace(-0.9, 0.9, 7)
 LO, HI = torch.tensor(-1.0), torch.tensor(1.0)
@@ -43,7 +51,7 @@ def ref_response(model: str, w: float, w_min: float, w_max: float, gamma: float)
 )
 @pytest.mark.parametrize("bounds", [(-1.0, 1.0), (-0.75, 1.25)])
 def test_response_functions_match_the_table(model: str, bounds: tuple[float, float]) -> None:
-    spec = DeviceSpec(model=model, w_min=bounds[0], w_max=bounds[1], gamma=0.7)
+    spec = parse_device(family_fields(model, w_min=bounds[0], w_max=bounds[1], gamma=0.7))
     w = torch.linspace(bounds[0] * 0.95, bounds[1] * 0.95, 9, dtype=torch.float64)
     up, down = raw_response(spec, w, torch.tensor(bounds[0]), torch.tensor(bounds[1]))
     for i, wi in enumerate(w.tolist()):
@@ -55,7 +63,7 @@ def test_response_functions_match_the_table(model: str, bounds: tuple[float, flo
 def test_F_and_G_from_q_plus_and_q_minus() -> None:
     """For soft bounds with +-tau: F = 1 and G = w / tau (section 3)."""
     tau = 0.8
-    spec = DeviceSpec(model="softbounds", w_min=-tau, w_max=tau)
+    spec = parse_device(model="softbounds", w_min=-tau, w_max=tau)
     w = torch.linspace(-0.7, 0.7, 11, dtype=torch.float64)
     up, down = raw_response(spec, w, torch.tensor(-tau), torch.tensor(tau))
     f, g = symmetric_parts(up, down)
@@ -67,7 +75,7 @@ def test_F_and_G_from_q_plus_and_q_minus() -> None:
 
 @pytest.mark.parametrize("model", ["softbounds", "linear", "power", "exp", "exp_step"])
 def test_expected_update_equals_the_F_G_rule(model: str, gen: torch.Generator) -> None:
-    dev = make_device((5, 6), model=model, gamma=0.6, up_down=0.1)
+    dev = make_device((5, 6), **family_fields(model, gamma=0.6, up_down=0.1))
     w = torch.rand(5, 6, generator=gen) * 1.6 - 0.8
     delta = (torch.rand(5, 6, generator=gen) - 0.5) * 0.2
     q_up, q_down = dev.response(w)
@@ -95,7 +103,7 @@ def test_ideal_device_expected_update_is_exact_sgd(gen: torch.Generator) -> None
 
 @pytest.mark.parametrize("model", ["linear", "softbounds"])
 def test_n_pulses_closed_form_equals_one_pulse_at_a_time(model: str) -> None:
-    dev = make_device((1, 4), model=model, gamma=0.4, gamma_down=0.9, states=50)
+    dev = make_device((1, 4), **family_fields(model, gamma=0.4, gamma_down=0.9, states=50))
     w0 = torch.tensor([[-0.6, -0.1, 0.2, 0.7]], dtype=torch.float64)
     n = torch.tensor([[0.0, 3.0, 7.0, 12.0]], dtype=torch.float64)
     zero = torch.zeros_like(n)
@@ -125,7 +133,7 @@ def test_softbounds_closed_form_of_n_up_pulses() -> None:
 
 @pytest.mark.parametrize("model", ["power", "exp", "exp_step"])
 def test_pulses_one_at_a_time_are_exact_up_to_the_step_limit(model: str) -> None:
-    dev = make_device((1, 3), model=model, gamma=2.0, states=40)
+    dev = make_device((1, 3), **family_fields(model, gamma=2.0, states=40))
     w0 = torch.tensor([[-0.5, 0.0, 0.6]], dtype=torch.float64)
     n = torch.tensor([[2.0, MAX_INTERLEAVED_STEPS, 9.0]], dtype=torch.float64)
     zero = torch.zeros_like(n)
@@ -137,7 +145,7 @@ def test_pulses_one_at_a_time_are_exact_up_to_the_step_limit(model: str) -> None
 
 @pytest.mark.parametrize("model", ["constant_step", "softbounds", "linear", "power", "exp"])
 def test_saturation_at_the_bounds(model: str) -> None:
-    dev = make_device((1, 2), model=model, gamma=0.5, states=20, w_min=-0.75, w_max=1.25)
+    dev = make_device((1, 2), **family_fields(model, gamma=0.5, states=20, w_min=-0.75, w_max=1.25))
     w = torch.tensor([[0.0, 1.0]])
     many = torch.full_like(w, 10_000)
     up = pulsed_after(dev, w, many, torch.zeros_like(w), torch.Generator())
@@ -325,12 +333,9 @@ def test_extreme_d2d_draws_keep_weights_finite(model: str) -> None:
     """Elements whose drawn bound lies within one step of 0 still give finite weights."""
     dev = make_device(
         (200, 200),
-        model=model,
-        states=8,
-        gamma=1.0,
-        d2d_variation=0.5,
-        d2d_w_min=0.5,
-        d2d_w_max=0.5,
+        **family_fields(
+            model, states=8, gamma=1.0, d2d_variation=0.5, d2d_w_min=0.5, d2d_w_max=0.5
+        ),
     )
     g = torch.Generator().manual_seed(0)
     w = torch.empty(200, 200).uniform_(-0.5, 0.5, generator=g)
@@ -354,7 +359,7 @@ def _alternating_pulses(dev: Device, w: torch.Tensor, pairs: int) -> torch.Tenso
 def test_alternating_pulse_point_is_where_pulse_pairs_settle(preset: str) -> None:
     """The settle point (bisection on one pulse pair's move) equals what 20000
     alternating pulse pairs from 0 reach, within one step, d2d and all."""
-    spec = DeviceSpec(preset=preset)
+    spec = parse_device(preset=preset)
     dev = Device(spec, (4, 5), generator=torch.Generator().manual_seed(0))
     driven = _alternating_pulses(dev, torch.zeros(4, 5), 20_000)
     assert (driven - dev.alternating_pulse_point()).abs().max().item() < dev.dw_min
@@ -408,3 +413,11 @@ def test_a_device_without_slopes_has_its_reference_at_zero() -> None:
     for fields in ({"model": "linear", "gamma": 0.0}, {"model": "constant_step"}):
         point = make_device((2, 2), **fields).alternating_pulse_point()
         assert torch.equal(point, torch.zeros(2, 2))
+
+
+def test_every_family_of_the_spec_has_a_response_in_the_engine() -> None:
+    """A family is a spec model (aimc_spec/devices/) and an engine entry (FAMILIES): one
+    without the other would pass validation and fail at run time, or never be reachable."""
+    assert set(FAMILIES) == set(DEVICE_MODELS)
+    for model in DEVICE_MODELS:
+        assert make_device((2, 2), model=model).family.name == model

@@ -18,7 +18,7 @@ from aimc_engine.pulses import (
     rounded_counts,
 )
 from aimc_engine.rng import draw_key
-from tests.conftest import make_device
+from tests.conftest import family_fields, make_device
 
 SHAPE = (256, 160)
 PATHS = ["c", "torch"]  # the C kernels, and the torch ops every machine can run
@@ -53,8 +53,8 @@ def start_and_grad(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_fused_rounded_update_equals_counting_pulses(model: str, path: str) -> None:
     """rounded_update_ (one chain) = stochastic rounding to counts, then the closed form
     direction by direction (the unfused path), draw for draw."""
-    dev = make_device(SHAPE, model=model, states=100, gamma=0.4, up_down=0.1)
-    ref = make_device(SHAPE, model=model, states=100, gamma=0.4, up_down=0.1)
+    fields = family_fields(model, states=100, gamma=0.4, up_down=0.1)
+    dev, ref = make_device(SHAPE, **fields), make_device(SHAPE, **fields)
     ref._fused = None  # the unfused path
     w, grad = start_and_grad()
     lr = 0.3
@@ -97,7 +97,7 @@ def test_devices_without_the_closed_form_take_the_general_path() -> None:
 
 
 def constants() -> torch.Tensor:
-    dev = make_device(SHAPE, states=100, gamma=0.4, up_down=0.1, c2c_noise=0.3)
+    dev = make_device(SHAPE, states=100, up_down=0.1, c2c_noise=0.3)  # softbounds
     assert dev._fused is not None
     return dev._fused
 

@@ -301,3 +301,30 @@ def test_a_checkpoint_of_another_format_is_refused() -> None:
     torch.save(state, old)
     with pytest.raises(RunError, match=r"resume: the checkpoint is of format 1"):
         run(spec, resume=old.getvalue())
+
+
+def test_a_cancel_during_an_evaluation_abandons_the_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The test set is evaluated in chunks with a stop asked before each: a cancel
+    arriving at a metric point of a large model waits for one chunk, not the whole set;
+    the run ends cancelled with the points it had, and takes no final point."""
+    import aimc_engine.metrics as metrics
+
+    spec = parse_spec(short(training={"steps": 6, "eval_every": 3, "micro_batch_size": 4}))
+    full = run(spec)
+    # chunks of 50 samples: the digits test set's evaluation asks 8 times
+    monkeypatch.setattr(metrics, "EVAL_CHUNK", 50)
+    calls: list[int] = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 9 + 2  # 3 micro-batches' 9 actions, then 2 of the point's chunks
+
+    out = run(spec, Callbacks(should_stop=should_stop))
+    assert out.result["status"] == "cancelled"
+    assert len(calls) == 12  # the third chunk's ask stopped it: nothing ran after
+    assert len(out.metrics) == 1  # the point before training; the second was abandoned
+    assert out.metrics[0]["test_accuracy"] == full.metrics[0]["test_accuracy"]
+    assert out.result["final"]["test_accuracy"] == full.metrics[0]["test_accuracy"]
+    assert out.result["updates"] == 3

@@ -1,5 +1,6 @@
 """Each job's process runs under an operating-system memory limit: past it the job
-fails naming the limit and the worker lives (worker/memory_limit.py)."""
+fails naming the limit and the worker lives (worker/memory_limit.py); a job whose
+estimate already passes that limit fails before it starts (worker/fits.py)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def _ended(client: TestClient, job_id: str, auth: dict[str, str]) -> dict:
     raise AssertionError(f"job {job_id} still {job['state']}")
 
 
-def test_a_job_past_its_memory_limit_fails_clearly_and_the_worker_lives(
+def test_a_job_past_the_workers_memory_limit_fails_clearly_and_the_worker_lives(
     small_worker: tuple[JobStore, str],
 ) -> None:
     store, url = small_worker
@@ -96,6 +97,8 @@ def test_a_job_past_its_memory_limit_fails_clearly_and_the_worker_lives(
         assert big.status_code == 202, big.text  # the API's own estimate lets it in
         failed = _ended(client, big.json()["id"], auth)
         assert failed["state"] == "failed", failed
-        assert "limit of 200 MiB" in failed["error"], failed["error"]
+        assert "limit of 200 MiB per job" in failed["error"], failed["error"]
+        assert "estimated peak memory" in failed["error"]  # refused before it ran
+        assert failed.get("progress", 0) == 0
         small = client.post("/v1/jobs", json=SHORT, headers=auth).json()["id"]
         assert _ended(client, small, auth)["state"] == "succeeded"

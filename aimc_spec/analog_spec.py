@@ -1,0 +1,45 @@
+"""The analog part of the job spec: which layers are analog, the device (one spec model
+per response family, aimc_spec/devices/), the IO model of the MVMs and how updates
+reach the device (analog-model.md)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from aimc_spec.devices import DeviceSpec, parse_device
+from aimc_spec.spec_base import _Strict
+
+
+class IOSpec(_Strict):
+    perfect: bool = Field(True, description="true: exact MVMs (no DAC/ADC, noise or bounds).")
+    dac_bits: int = Field(7, ge=2, le=24, description="Input DAC resolution.")
+    adc_bits: int = Field(9, ge=2, le=24, description="Output ADC resolution.")
+    out_noise: float = Field(0.06, ge=0, description="Std of Gaussian output noise per MVM.")
+    in_bound: float = Field(1.0, gt=0, description="Inputs are clipped to +-in_bound.")
+    out_bound: float = Field(12.0, gt=0, description="Outputs are clipped to +-out_bound.")
+    noise_management: bool = Field(True, description="Scale inputs by max|x| before the DAC.")
+    bound_management: bool = Field(True, description="Halve inputs and redo when outputs clip.")
+
+
+class AnalogSpec(_Strict):
+    enabled: bool = Field(True, description="false: floating-point weights everywhere.")
+    layers: Literal["all", "last"] | list[int] = Field(
+        "all", description="Which weight layers are analog: all, last, or indices."
+    )
+    device: DeviceSpec = Field(
+        default_factory=parse_device,
+        description="The device: `model` picks its response family (default softbounds) and "
+        "the device takes that family's fields only; or a `preset` sets them.",
+    )
+    update: Literal["expected", "pulsed", "rounded"] = Field(
+        "expected",
+        description="expected: the F/G rule; pulsed: stochastic pulse trains; "
+        "rounded: stochastic rounding to whole pulses.",
+    )
+    bit_length: int = Field(31, ge=1, le=255, description="Pulse-train length BL (pulsed).")
+    update_management: bool = Field(
+        True, description="pulsed: balance the two sides' probabilities and cap BL as aihwkit does."
+    )
+    io: IOSpec = Field(default_factory=IOSpec)  # type: ignore[arg-type]
