@@ -27,8 +27,9 @@ from aimc_spec.spec import JobSpec
 # Bumped when a checkpoint's contents or the run's random streams change: a checkpoint
 # of another format cannot continue the run it came from. 3: the spec's digest. 4:
 # counter-based uniforms for stochastic rounding, pulse trains and write-noise touches.
-# 5: random streams per stage; actions run counted per stage.
-FORMAT = 5
+# 5: random streams per stage; actions run counted per stage. 6: the pulsed update of
+# linear-family devices draws its noise per element from counter-based keys.
+FORMAT = 6
 
 # Spec fields that do not change what is trained nor what is measured. Only the free-
 # text name: every other field steers the numerics (seed, device: CPU and CUDA round

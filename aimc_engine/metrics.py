@@ -22,8 +22,7 @@ from torch import Tensor, nn
 
 from aimc_engine.models import LayeredNet, tile_layers
 from aimc_engine.tiles import AnalogTile
-
-EVAL_CHUNK = 1000  # samples per forward pass when evaluating
+from aimc_spec.resources import EVAL_CHUNK
 
 
 @contextmanager
@@ -58,9 +57,10 @@ def observing(
             tile.noise_generator = own
 
 
-def chunks(n: int) -> list[slice]:
-    """The evaluation's chunks of a set of n samples, in order."""
-    return [slice(i, min(i + EVAL_CHUNK, n)) for i in range(0, n, EVAL_CHUNK)]
+def chunks(n: int, size: int = EVAL_CHUNK) -> list[slice]:
+    """The evaluation's chunks of a set of n samples, in order, `size` samples each
+    (aimc_spec.resources.eval_chunk: fewer for large models)."""
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def tally(logits: Tensor, target: Tensor) -> tuple[float, int]:
@@ -90,6 +90,7 @@ def evaluate(
     *,
     generator: torch.Generator | Sequence[torch.Generator],
     should_stop: Callable[[], bool] | None = None,
+    chunk: int = EVAL_CHUNK,
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over the whole set, through the analog forward
     (IO non-idealities included: the network as the hardware runs it) of the stages in
@@ -100,7 +101,7 @@ def evaluate(
     stages = [model] if isinstance(model, nn.Module) else list(model)
     tallies = []
     with observing(stages, generator):
-        for part in chunks(len(x)):
+        for part in chunks(len(x), chunk):
             if should_stop is not None and should_stop():
                 raise EvaluationStopped
             h = x[part]

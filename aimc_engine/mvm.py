@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aimc_engine import native
+from aimc_engine.fused import fusion_enabled
 from aimc_spec.spec import IOSpec
 
 # Bound management halves a clipped row's inputs at most this many times.
@@ -43,33 +45,96 @@ def analog_mvm(
     """y = x @ w.T (+ bias) for x (N, in) and w (out, in), as the tile computes it.
 
     The bias is digital: added after the ADC, in one fused op when the IO is perfect.
+    On the CPU the steps before and after the product run as two C loops (native.py:
+    io_inputs, io_outputs), the same float32 operations as the torch ops below, and
+    the output noise is drawn by torch as below: the same numbers, bit for bit, in
+    two calls instead of some twenty small ops.
     """
     if io.perfect:
         return x @ w.T if bias is None else torch.addmm(bias, x, w.T)
+    fast = _io_in_c(w, x, io, generator)
+    if fast is not None:
+        return fast if bias is None else fast + bias
     scale = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
     if io.noise_management:
         scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)  # (N, 1)
         x = x / scale
+    y = _product(w, x, io, generator)
+    y = _bound_managed(w, x, y, scale, io, generator)
+    return y if bias is None else y + bias
+
+
+def _product(w: Tensor, rows_x: Tensor, io: IOSpec, generator: torch.Generator | None) -> Tensor:
+    """DAC, the product, output noise."""
+    y = quantise(rows_x, io.in_bound, io.dac_bits) @ w.T
+    if io.out_noise > 0:
+        y = y + io.out_noise * torch.randn(
+            y.shape, generator=generator, dtype=y.dtype, device=y.device
+        )
+    return y
+
+
+def _bound_managed(
+    w: Tensor, x: Tensor, y: Tensor, scale: Tensor, io: IOSpec, generator: torch.Generator | None
+) -> Tensor:
+    """Bound management (rows whose outputs clipped redone with halved inputs), the ADC
+    and the rescale, from the scaled inputs x and their first outputs y."""
     halving = torch.ones_like(scale)  # (N, 1) bound-management factor
-
-    def product(rows_x: Tensor) -> Tensor:
-        y = quantise(rows_x, io.in_bound, io.dac_bits) @ w.T
-        if io.out_noise > 0:
-            y = y + io.out_noise * torch.randn(
-                y.shape, generator=generator, dtype=y.dtype, device=y.device
-            )
-        return y
-
-    y = product(x)
     if io.bound_management:
         for _ in range(MAX_BOUND_HALVINGS):
             clipped = (y.abs() >= io.out_bound).any(dim=1)  # (N,)
             if not bool(clipped.any()):
                 break
             halving[clipped] = halving[clipped] / 2
-            y[clipped] = product(x[clipped] * halving[clipped])
-    y = quantise(y, io.out_bound, io.adc_bits) * (scale / halving)
-    return y if bias is None else y + bias
+            y[clipped] = _product(w, x[clipped] * halving[clipped], io, generator)
+    return quantise(y, io.out_bound, io.adc_bits) * (scale / halving)
+
+
+def _io_in_c(w: Tensor, x: Tensor, io: IOSpec, generator: torch.Generator | None) -> Tensor | None:
+    """analog_mvm without its bias through the C loops; None where they cannot run (not
+    the CPU, not float32, AIMC_FUSE=0, no compiler)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or w.dtype != torch.float32:
+        return None
+    lib = native.library() if fusion_enabled() else None
+    if lib is None:
+        return None
+    x = x.contiguous()
+    rows, cols = x.shape
+    xq, scale = torch.empty_like(x), torch.empty(rows, 1)
+    in_step, out_step = (
+        quantisation_step(io.in_bound, io.dac_bits),
+        quantisation_step(io.out_bound, io.adc_bits),
+    )
+    lib.io_inputs(
+        xq.data_ptr(),
+        scale.data_ptr(),
+        x.data_ptr(),
+        rows,
+        cols,
+        io.in_bound,
+        in_step,
+        io.noise_management,
+    )
+    y = xq @ w.T
+    xi = None
+    if io.out_noise > 0:
+        xi = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    clipped = lib.io_outputs(
+        y.data_ptr(),
+        None if xi is None else xi.data_ptr(),
+        scale.data_ptr(),
+        rows,
+        y.shape[1],
+        io.out_noise,
+        io.out_bound,
+        out_step,
+        io.bound_management,
+    )
+    if not clipped:
+        return y
+    # bound management redoes rows: the torch ops from the noisy outputs on
+    x = x / scale if io.noise_management else x
+    return _bound_managed(w, x, y, scale, io, generator)
 
 
 def acts_per_element(io: IOSpec) -> bool:

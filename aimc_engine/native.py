@@ -81,6 +81,15 @@ def library() -> ctypes.CDLL | None:
     c_float = ctypes.c_float
     lib.manage.argtypes = [f32, f32, f32, f32, f32, c_float, c_float, i64]
     lib.manage.restype = None
+    lib.pulsed_linear.argtypes = [f32, f32, f32, f32, i64, i64, i64]
+    lib.pulsed_linear.argtypes += [ctypes.POINTER(ctypes.c_void_p), f32, f32]
+    lib.pulsed_linear.restype = ctypes.c_int
+    lib.apply_linear.argtypes = [f32, f32, f32, f32, i64, ctypes.POINTER(ctypes.c_void_p), f32, f32]
+    lib.apply_linear.restype = None
+    lib.io_inputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, ctypes.c_int]
+    lib.io_inputs.restype = None
+    lib.io_outputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, c_float, ctypes.c_int]
+    lib.io_outputs.restype = ctypes.c_int
     return lib
 
 

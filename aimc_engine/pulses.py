@@ -38,7 +38,8 @@ def pulse_train_counts(
     dw_min: float,
     bit_length: int,
     update_management: bool,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
+    keys: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(n_up, n_down), each (out, in), for x of shape (N, in) (or LazyRows) and d (N, out).
 
@@ -53,6 +54,8 @@ def pulse_train_counts(
     side, as aihwkit does. `dw_min` is the device's update granularity (aihwkit's
     weight_granularity).
     Without it every sample uses BL slots and A = B = sqrt(lr / (dw_min BL)).
+    The two sides' counter-based uniforms take one key each, drawn from the generator
+    when it is needed, or given (`keys`: error side, input side; pulsed.py).
     """
     n, out_features = d.shape
     if isinstance(x, Tensor):
@@ -68,7 +71,8 @@ def pulse_train_counts(
     # the error side first: one row per (sample, slot), each error i firing with
     # probability a_n |d_i| (capped at 1)
     d_rows = d if sample is None else d[sample]  # (R, out)
-    fired_d = draw_pulse_trains(d_rows, a if sample is None else a[sample], generator)
+    key_d, key_x = (None, None) if keys is None else keys
+    fired_d = draw_pulse_trains(d_rows, a if sample is None else a[sample], generator, key_d)
     # A slot where no error pulse fires makes no coincidence: the input side is drawn for
     # the other slots only (the draws are independent, so the counts' law is the same).
     # Most slots of a convolution's positions fire none: their d is small.
@@ -84,7 +88,7 @@ def pulse_train_counts(
         xs = x  # every row, in order: no copy
     else:
         xs = take(torch.arange(n, device=d.device) if sample is None else sample)  # (H, in)
-    fired_x = draw_pulse_trains(xs, scale_x, generator)
+    fired_x = draw_pulse_trains(xs, scale_x, generator, key_x)
     return count_coincidences(fired_d, fired_x)
 
 
@@ -121,13 +125,22 @@ def manage_updates(
     return a, b, slots
 
 
-def draw_pulse_trains(values: Tensor, row_scale: Tensor, generator: torch.Generator) -> Tensor:
+def draw_pulse_trains(
+    values: Tensor,
+    row_scale: Tensor,
+    generator: torch.Generator | None,
+    key: Tensor | None = None,
+) -> Tensor:
     """One pulse train per row of `values` (R, cols): element j of row r fires with
     probability min(row_scale[r] |values[r, j]|, 1). Returns the firings signed like the
     values (+-1, 0 where none fired), (R, cols), drawn with counter-based uniforms from
-    one key of the generator (one pass over the rows; fused.pulse_train)."""
+    one key, given or drawn from the generator (one pass over the rows; fused.pulse_train)."""
+    if key is None:
+        if generator is None:
+            raise ValueError("draw_pulse_trains: give a generator or a key")
+        key = draw_key(generator)
     fired = torch.empty(values.shape, dtype=values.dtype, device=values.device)
-    fused.pulse_train(fired, values, row_scale, draw_key(generator))
+    fused.pulse_train(fired, values, row_scale, key)
     return fired
 
 

@@ -31,9 +31,31 @@ def counter_uniform(shape: tuple[int, ...], key: Tensor, device: torch.device) -
     """Uniform float32 samples in (0, 1): element i (in row-major order) is
     (lowbias32(i + key) >> 8 + 0.5) / 2^24."""
     n = math.prod(shape)
+    return uniform_at(torch.arange(n, dtype=torch.int64, device=device), key).reshape(shape)
+
+
+def uniform_at(index: Tensor, key: Tensor) -> Tensor:
+    """The counter-based uniforms of the given numbers i (int64, any shape), float32."""
     # in place: each op is a pass over n int64s, the cost of this function
-    x = torch.arange(n, dtype=torch.int64, device=device).add_(key.to(device)).bitwise_and_(_MASK)
+    x = index.add(key.to(index.device)).bitwise_and_(_MASK)
     x.bitwise_xor_(x >> 16).mul_(_MUL1).bitwise_and_(_MASK)
     x.bitwise_xor_(x >> 15).mul_(_MUL2).bitwise_and_(_MASK)
     x.bitwise_xor_(x >> 15)
-    return (x >> 8).to(torch.float32).add_(0.5).mul_(2.0**-24).reshape(shape)
+    return (x >> 8).to(torch.float32).add_(0.5).mul_(2.0**-24)
+
+
+def normal_at(index: Tensor, key: Tensor) -> Tensor:
+    """Counter-based standard normal number i for each i of index: Box-Muller on the
+    uniforms 2i and 2i + 1, sqrt(-2 log u1) cos(2 pi u2), float32 (update_kernels.c
+    computes the same, up to the last bit of log and cos)."""
+    u1, u2 = uniform_at(2 * index, key), uniform_at(2 * index + 1, key)
+    return u1.log_().mul_(-2.0).sqrt_().mul_(u2.mul_(2 * math.pi).cos_())
+
+
+def normal_pair_at(index: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
+    """Both normal numbers of Box-Muller pair i for each i of index: r cos(theta) (what
+    normal_at gives) and r sin(theta), two independent standard normals for the price of
+    one logarithm."""
+    u1, u2 = uniform_at(2 * index, key), uniform_at(2 * index + 1, key)
+    r, theta = u1.log_().mul_(-2.0).sqrt_(), u2.mul_(2 * math.pi)
+    return r * theta.cos(), r * theta.sin()

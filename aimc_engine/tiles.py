@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
+from aimc_engine import pulsed
 from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
@@ -130,6 +131,16 @@ class AnalogTile(nn.Module):
             self.update_from_gradient(d.T @ x, lr)
             return
         dev = self.device_model
+        if pulsed.takes(dev):  # the linear family: the whole update in one or two C calls
+            how = pulsed.PulsedUpdate(
+                lr,
+                self.analog.bit_length,
+                self.analog.update_management,
+                self.weight if self.write_noise else None,
+                self.write_noise,
+            )
+            pulsed.pulsed_update_(dev, self.state, x, d, how, self.noise_generator)
+            return
         n_up, n_down = pulse_train_counts(
             x,
             d,

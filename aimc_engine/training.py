@@ -33,9 +33,10 @@ from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import Batch, PipelineExecutor, stage_ranges
 from aimc_engine.pipeline.plan import Points
 from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
-from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
+from aimc_engine.pipeline.timeline import Timed, Timeline, latency_durations, sequential_makespan
 from aimc_engine.seeds import StageGenerators, data_generator, stage_generators
 from aimc_engine.tiles import TileConfig
+from aimc_spec.resources import eval_chunk
 from aimc_spec.spec import JobSpec
 
 GRAD_SAMPLES = 1000  # first training samples on which grad_norm_sq is measured (exactly)
@@ -215,7 +216,14 @@ class Training:
         observe = [g.observe for g in self.stage_gens]
         ask = self._stop_asked if stoppable else None
         try:
-            test = evaluate(stages, data.x_test, data.y_test, generator=observe, should_stop=ask)
+            test = evaluate(
+                stages,
+                data.x_test,
+                data.y_test,
+                generator=observe,
+                should_stop=ask,
+                chunk=eval_chunk(self.spec, tuple(data.x_test.shape[1:])),
+            )
         except EvaluationStopped:
             self.status = "cancelled"
             return
@@ -280,29 +288,35 @@ class Training:
         metric point (none after a divergence or a cancel: a cancel acts at once, and
         the run's final figures are its last point's, as on stage processes)."""
         for timed in self.timeline:
-            if self.executed < self.skip:  # run before the checkpoint: only the clock moves
-                self.executed += 1
-                self.timeline.record(timed)
-                continue
-            action = timed.action
-            first_stage = action.stage == 0
-            # asked before every action, not once per micro-batch: a cancel of a large
-            # model or a long pipeline acts within one action (callers throttle the ask)
-            if self.status == "cancelled" or self._stop_asked():
-                self.status = "cancelled"
+            if not self.run_action(timed):
                 break
-            self.executor.execute(action, self.lr, self.fetch)
-            self.executed += 1
-            self.stage_executed[action.stage] += 1
-            self.timeline.record(timed)
-            if action.kind == FORWARD and action.stage == self.schedule.stages - 1:
-                if not self._took_loss(action.microbatch):
-                    break
-            elif action.kind == UPDATE and first_stage:
-                self._completed(action.microbatch + 1)
         self.timeline.finish()
         if self.status not in ("failed", "cancelled"):
             self.measure()
+
+    def run_action(self, timed: Timed) -> bool:
+        """Run one action of the schedule (only its clock before a resumed checkpoint);
+        False when the run must stop there (cancelled or diverged)."""
+        if self.executed < self.skip:  # run before the checkpoint: only the clock moves
+            self.executed += 1
+            self.timeline.record(timed)
+            return True
+        action = timed.action
+        # asked before every action, not once per micro-batch: a cancel of a large
+        # model or a long pipeline acts within one action (callers throttle the ask);
+        # a metric point abandoned for a stop has already set the status
+        if self.status == "cancelled" or self._stop_asked():
+            self.status = "cancelled"
+            return False
+        self.executor.execute(action, self.lr, self.fetch)
+        self.executed += 1
+        self.stage_executed[action.stage] += 1
+        self.timeline.record(timed)
+        if action.kind == FORWARD and action.stage == self.schedule.stages - 1:
+            return self._took_loss(action.microbatch)
+        if action.kind == UPDATE and action.stage == 0:
+            self._completed(action.microbatch + 1)
+        return True
 
     def _stop_asked(self) -> bool:
         return self.callbacks.should_stop is not None and self.callbacks.should_stop()

@@ -1,7 +1,9 @@
-/* The fused update chains of fused.py, written out in C for the CPU.
+/* The fused update chains of fused.py, written out in C for the CPU; below them the
+ * whole pulsed update of a linear-family tile (pulsed.py) and the IO model's loops
+ * around an MVM's product (mvm.py).
  *
- * Each function is the Python chain of the same name in fused.py, with the same float32
- * operations in the same order (built with -ffp-contract=off, no fast-math), so both
+ * Each function is the Python chain of the same name in fused.py (or pulsed.py, mvm.py),
+ * with the same float32 operations in the same order (built with -ffp-contract=off, no fast-math), so both
  * give the same numbers up to the last bit of expm1/exp/sqrt. What C adds is what a loop
  * can do and a tensor op cannot: skip blocks of elements that get no pulse (their
  * weights come out of the chain unchanged: expm1(0) = 0, and a weight is already inside
@@ -303,4 +305,341 @@ int coincidences(float *restrict n_up, float *restrict n_down, const float *rest
         free(x_cols);
     }
     return failed ? -1 : 1;
+}
+
+/* ---- the whole pulsed update of a linear-family tile in one call (pulsed.py) ---- */
+
+/* counter-based standard normal number i: Box-Muller on the uniforms 2i and 2i + 1
+ * (rng.counter_normal) */
+static inline float counter_normal(int64_t i, uint32_t key) {
+    float u1 = counter_uniform(2 * i, key), u2 = counter_uniform(2 * i + 1, key);
+    return sqrtf(logf(u1) * -2.0f) * cosf(u2 * 6.2831855f);
+}
+
+/* both normal numbers of Box-Muller pair i: r cos(theta) (that of counter_normal) and
+ * r sin(theta) (rng.normal_pair_at) */
+static inline void counter_normal_pair(int64_t i, uint32_t key, float *c, float *s) {
+    float u1 = counter_uniform(2 * i, key), u2 = counter_uniform(2 * i + 1, key);
+    float r = sqrtf(logf(u1) * -2.0f), theta = u2 * 6.2831855f;
+    *c = r * cosf(theta);
+    *s = r * sinf(theta);
+}
+
+/* indices into the keys and the scalars of pulsed_linear, as in pulsed.py */
+enum { K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE, KEYS };
+enum {
+    P_PER_PULSE, P_BL, P_MANAGED, P_BOTH, P_DW_MIN, P_SIGMA, P_MULT, P_SPREAD,
+    P_WRITE, P_CLIPS, P_REF_HI, P_REF_LO
+};
+/* the device's per-element arrays: bounds, step scales, slopes, reference bounds */
+enum { A_LO, A_HI, A_S_UP, A_S_DOWN, A_G_UP, A_G_DOWN, A_REF_HI, A_REF_LO };
+
+typedef struct {
+    const float *lo, *hi, *s_up, *s_down, *g_up, *g_down, *ref_hi, *ref_lo;
+    float ref_hi_all, ref_lo_all; /* used where ref_hi / ref_lo are NULL (shared) */
+    float dw_min, sigma, spread, write; /* spread: 4 sigma */
+    int mult, clips;
+    uint32_t keys[KEYS];
+    int64_t numel;
+} linear_tile;
+
+/* one pulse train row (pulse_train's), signed into fired, then the columns that fired
+ * (fired_columns) */
+static int64_t fire_row(int64_t *restrict cols, int64_t *negative, float *restrict fired,
+                        const float *restrict v, float scale, int64_t first, uint32_t key,
+                        int64_t n) {
+    for (int64_t j = 0; j < n; j++) { /* as pulse_train, vectorised */
+        float x = v[j];
+        float p = scale * fabsf(x);
+        p = p > 1.0f ? 1.0f : p;
+        float fire = floorf(counter_uniform(first + j, key) + p);
+        fired[j] = fire * (x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f));
+    }
+    return fired_columns(cols, negative, fired, n);
+}
+
+/* one slot row: the error side of sample s, and where it fires, the input side (hit row
+ * *hits), each coincidence one pulse into n_up / n_down (pulses.pulse_train_counts) */
+static void slot_row(float *restrict n_up, float *restrict n_down, int64_t *d_cols,
+                     int64_t *x_cols, float *fired, const float *x, const float *d, float a,
+                     float b, int64_t row, int64_t *hits, int64_t ins, int64_t outs,
+                     const uint32_t *k) {
+    int64_t d_neg, x_neg;
+    int64_t d_pos = fire_row(d_cols, &d_neg, fired, d, a, row * outs, k[K_D], outs);
+    if (d_pos + d_neg == 0)
+        return;
+    int64_t x_pos = fire_row(x_cols, &x_neg, fired, x, b, *hits * ins, k[K_X], ins);
+    *hits += 1;
+    const int64_t *x_negative = x_cols + ins - x_neg;
+    for (int64_t c = 0; c < d_pos; c++) {
+        add_pulses(n_down + d_cols[c] * ins, x_cols, x_pos);
+        add_pulses(n_up + d_cols[c] * ins, x_negative, x_neg);
+    }
+    for (int64_t c = outs - d_neg; c < outs; c++) {
+        add_pulses(n_up + d_cols[c] * ins, x_cols, x_pos);
+        add_pulses(n_down + d_cols[c] * ins, x_negative, x_neg);
+    }
+}
+
+/* the pulse counts of -lr d^T x: update management per sample (or none), the slot rows
+ * sample by sample (slot by slot without management); returns 0, or -1 out of memory */
+static int pulse_counts(float *n_up, float *n_down, const float *x, const float *d, int64_t n,
+                        int64_t ins, int64_t outs, const float *p, const uint32_t *keys) {
+    float *ab = malloc((size_t)(3 * (n > 0 ? n : 1)) * sizeof(float));
+    int64_t *d_cols = malloc((size_t)outs * sizeof(int64_t));
+    int64_t *x_cols = malloc((size_t)ins * sizeof(int64_t));
+    float *fired = malloc((size_t)(ins > outs ? ins : outs) * sizeof(float));
+    if (!ab || !d_cols || !x_cols || !fired) {
+        free(ab), free(d_cols), free(x_cols), free(fired);
+        return -1;
+    }
+    float *a = ab, *b = ab + n, *slots = ab + 2 * n;
+    for (int64_t s = 0; s < n; s++) { /* x_max and d_max first, into b and slots */
+        float xm = 0.0f, dm = 0.0f;
+        for (int64_t j = 0; j < ins; j++)
+            xm = fmaxf(xm, fabsf(x[s * ins + j]));
+        for (int64_t i = 0; i < outs; i++)
+            dm = fmaxf(dm, fabsf(d[s * outs + i]));
+        b[s] = xm, slots[s] = dm;
+    }
+    int64_t row = 0, hits = 0;
+    if (p[P_MANAGED] != 0.0f) {
+        float *x_max = malloc((size_t)(2 * (n > 0 ? n : 1)) * sizeof(float));
+        if (!x_max) {
+            free(ab), free(d_cols), free(x_cols), free(fired);
+            return -1;
+        }
+        memcpy(x_max, b, (size_t)n * sizeof(float));
+        memcpy(x_max + n, slots, (size_t)n * sizeof(float));
+        manage(a, b, slots, x_max, x_max + n, p[P_PER_PULSE], p[P_BL], n);
+        free(x_max);
+        for (int64_t s = 0; s < n; s++)
+            for (int64_t t = 0; t < (int64_t)slots[s]; t++)
+                slot_row(n_up, n_down, d_cols, x_cols, fired, x + s * ins, d + s * outs, a[s], b[s],
+                         row++, &hits, ins, outs, keys);
+    } else {
+        float both = p[P_BOTH]; /* A = B = sqrt(lr / (dw_min BL)) */
+        for (int64_t t = 0; t < (int64_t)p[P_BL]; t++)
+            for (int64_t s = 0; s < n; s++)
+                slot_row(n_up, n_down, d_cols, x_cols, fired, x + s * ins, d + s * outs, both, both,
+                         row++, &hits, ins, outs, keys);
+    }
+    free(ab), free(d_cols), free(x_cols), free(fired);
+    return 0;
+}
+
+static inline float ref_hi_of(const linear_tile *t, int64_t e) {
+    return t->ref_hi ? t->ref_hi[e] : t->ref_hi_all;
+}
+static inline float ref_lo_of(const linear_tile *t, int64_t e) {
+    return t->ref_lo ? t->ref_lo[e] : t->ref_lo_all;
+}
+
+/* k > 0 pulses of one direction in closed form from w (pulsed._direction): a^k - 1 is
+ * -x for one pulse, else expm1(k log a); log a (0 without a slope) into *log_a where the
+ * order term needs it (need_log) or k > 1 */
+static float direction(const linear_tile *t, float w, float k, float s, float g, float ref,
+                       float sign, float xi, float lo, float hi, int need_log, float *log_a) {
+    float dw = (sign * t->dw_min) * s, change;
+    if (g == 0.0f) {
+        change = k * dw;
+        *log_a = 0.0f;
+    } else {
+        float x = clampf(dw * g / ref, 1e-12f, 1.0f - 1e-7f);
+        if (need_log || k != 1.0f)
+            *log_a = log1pf(-x);
+        change = (k == 1.0f ? -x : expm1f(k * *log_a)) * (w - dw / x);
+    }
+    if (t->sigma != 0.0f && !t->mult)
+        change = change + t->sigma * dw * sqrtf(k) * xi;
+    else if (t->sigma != 0.0f)
+        change = change * (1.0f + t->sigma * xi / sqrtf(k > 1.0f ? k : 1.0f));
+    w = w + change;
+    return t->clips ? clampf(w, lo, hi) : w;
+}
+
+/* the normals of element e's up and down pulses (pair e of the key: r cos, r sin), each
+ * computed only where its direction has pulses (the other's noise term is 0) */
+static void pulse_noise(const linear_tile *t, int64_t e, float nu, float nd, float *up,
+                        float *down) {
+    float u1 = counter_uniform(2 * e, t->keys[K_NOISE_PAIR]);
+    float u2 = counter_uniform(2 * e + 1, t->keys[K_NOISE_PAIR]);
+    float r = sqrtf(logf(u1) * -2.0f), theta = u2 * 6.2831855f;
+    *up = nu != 0.0f ? r * cosf(theta) : 0.0f;
+    *down = nd != 0.0f ? r * sinf(theta) : 0.0f;
+}
+
+/* element e's n_up and n_down pulses in closed form, up first, then the order term; a
+ * direction without pulses leaves w as it is (its change is 0, w is inside its bounds) */
+static float closed_form(const linear_tile *t, int64_t e, float w, float nu, float nd) {
+    float lo = t->lo[e], hi = t->hi[e], g_up = t->g_up[e], g_down = t->g_down[e];
+    float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e), log_up = 0.0f, log_down = 0.0f;
+    float xi_up = 0.0f, xi_down = 0.0f;
+    if (t->sigma != 0.0f)
+        pulse_noise(t, e, nu, nd, &xi_up, &xi_down);
+    float order = 0.0f; /* the order term: 0 unless both directions have pulses */
+    if (nu != 0.0f && nd != 0.0f)
+        order = t->dw_min * t->dw_min * t->s_up[e] * t->s_down[e] *
+                (g_up / ref_hi - g_down / ref_lo) / 2.0f;
+    int need_log = order != 0.0f;
+    if (nu != 0.0f)
+        w = direction(t, w, nu, t->s_up[e], g_up, ref_hi, 1.0f, xi_up, lo, hi, need_log,
+                      &log_up);
+    if (nd != 0.0f)
+        w = direction(t, w, nd, t->s_down[e], g_down, ref_lo, -1.0f, xi_down, lo, hi, need_log,
+                      &log_down);
+    if (order == 0.0f)
+        return w; /* the order term adds 0: w is already clipped */
+    float damping = expf(nu * (log_up / 2.0f) + nd * (log_down / 2.0f));
+    w = w + damping * nu * nd * order;
+    return t->clips ? clampf(w, lo, hi) : w;
+}
+
+/* element e's pulses one at a time in a random order from w (pulsed._replay) */
+static float replay(const linear_tile *t, int64_t e, float w, float nu, float nd) {
+    float lo = t->lo[e], hi = t->hi[e], s_up = t->s_up[e], s_down = t->s_down[e];
+    float g_up = t->g_up[e], g_down = t->g_down[e];
+    float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e);
+    float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f); /* MAX_INTERLEAVED_STEPS */
+    int64_t steps = (int64_t)(ceilf(nu / per) + ceilf(nd / per));
+    float xi = 0.0f, next_xi = 0.0f; /* steps 2m and 2m + 1 take pair m's two normals */
+    for (int64_t s = 0; s < steps; s++) {
+        float left = nu + nd;
+        int up = counter_uniform(s * t->numel + e, t->keys[K_ORDER]) * left < nu;
+        float count = left > per ? per : left;
+        float cu = up ? fminf(count, nu) : 0.0f, cd = up ? 0.0f : fminf(count, nd);
+        nu = nu - cu, nd = nd - cd;
+        float q_up = 1.0f - g_up * w / ref_hi, q_down = 1.0f - g_down * w / ref_lo;
+        float step = cu * s_up * q_up - cd * s_down * q_down;
+        if (t->sigma != 0.0f) {
+            float scale = up ? s_up : s_down;
+            if (t->mult)
+                scale = scale * (up ? q_up : q_down);
+            if (s % 2 == 0)
+                counter_normal_pair(s / 2 * t->numel + e, t->keys[K_NOISE], &xi, &next_xi);
+            else
+                xi = next_xi;
+            step = step + sqrtf(cu + cd) * xi * scale * t->sigma;
+        }
+        w = w + t->dw_min * step;
+        if (t->clips)
+            w = clampf(w, lo, hi);
+    }
+    return w;
+}
+
+/* whether element e's pulses of both signs may reach a bound (pulsed._risky): its n
+ * pulses of one sign travel at most n times its largest step (its larger step scale times
+ * the largest response at its own bounds), plus 4 sigma of all its pulses' noise */
+static int order_matters(const linear_tile *t, int64_t e, float w, float nu, float nd) {
+    if (!t->clips || nu == 0.0f || nd == 0.0f)
+        return 0;
+    float lo = t->lo[e], hi = t->hi[e], ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e);
+    float q = fmaxf(fmaxf(fabsf(1.0f - t->g_up[e] * lo / ref_hi),
+                          fabsf(1.0f - t->g_up[e] * hi / ref_hi)),
+                    fmaxf(fabsf(1.0f - t->g_down[e] * lo / ref_lo),
+                          fabsf(1.0f - t->g_down[e] * hi / ref_lo)));
+    float reach = t->dw_min * fmaxf(t->s_up[e], t->s_down[e]);
+    float step = reach * q, noise = reach * (t->mult ? t->spread * q : t->spread);
+    float spread = noise != 0.0f ? sqrtf(nu + nd) * noise : 0.0f;
+    return w + nu * step + spread >= hi || w - nd * step - spread <= lo;
+}
+
+static linear_tile tile_of(const float *const *arrays, const float *p, const int64_t *keys,
+                           int64_t numel) {
+    linear_tile t = {arrays[A_LO], arrays[A_HI], arrays[A_S_UP], arrays[A_S_DOWN],
+                     arrays[A_G_UP], arrays[A_G_DOWN], arrays[A_REF_HI], arrays[A_REF_LO],
+                     p[P_REF_HI], p[P_REF_LO], p[P_DW_MIN], p[P_SIGMA], p[P_SPREAD],
+                     p[P_WRITE], p[P_MULT] != 0.0f, p[P_CLIPS] != 0.0f, {0}, numel};
+    for (int k = 0; k < KEYS; k++)
+        t.keys[k] = (uint32_t)keys[k];
+    return t;
+}
+
+/* pulsed._apply: each element's n_up and n_down pulses in closed form, or one at a time
+ * where their order may matter, and under write noise (weight, else NULL) fresh read
+ * noise for every touched element; state and weight are updated in place. Elements are
+ * independent (their numbers are counter-based): large tiles are split among threads. */
+void apply_linear(float *restrict state, float *restrict weight, const float *restrict n_up,
+                  const float *restrict n_down, int64_t numel, const float *const *arrays,
+                  const float *p, const int64_t *keys) {
+    linear_tile t = tile_of(arrays, p, keys, numel);
+#pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
+    for (int64_t e = 0; e < numel; e++) {
+        float nu = n_up[e], nd = n_down[e];
+        if (nu == 0.0f && nd == 0.0f)
+            continue;
+        float w = state[e];
+        state[e] = order_matters(&t, e, w, nu, nd) ? replay(&t, e, w, nu, nd)
+                                                   : closed_form(&t, e, w, nu, nd);
+        if (weight)
+            weight[e] = state[e] + t.write * counter_normal(e, t.keys[K_WRITE]);
+    }
+}
+
+/* pulsed.pulsed_update_: the pulse counts of -lr d^T x (pulses.pulse_train_counts) on a
+ * linear-family tile, then apply_linear. Returns 0, or -1 out of memory (nothing
+ * written). */
+int pulsed_linear(float *restrict state, float *restrict weight, const float *x,
+                  const float *d, int64_t n, int64_t ins, int64_t outs,
+                  const float *const *arrays, const float *p, const int64_t *keys) {
+    int64_t numel = ins * outs;
+    linear_tile t = tile_of(arrays, p, keys, numel);
+    float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
+    if (!counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, t.keys)) {
+        free(counts);
+        return -1;
+    }
+    apply_linear(state, weight, counts, counts + numel, numel, arrays, p, keys);
+    free(counts);
+    return 0;
+}
+
+/* ---- the IO model of an MVM around its product (mvm.py) ---- */
+
+/* quantise: clip to +-bound, round half to even onto the grid of the step (torch.round) */
+static inline float quantisef(float v, float bound, float step) {
+    return rintf(clampf(v, -bound, bound) / step) * step;
+}
+
+/* mvm.analog_mvm's input side, row by row: noise management (the row divided by its max
+ * |x|, at least 1e-30, into scale; scale 1 without it), then the DAC, into xq. */
+void io_inputs(float *restrict xq, float *restrict scale, const float *restrict x,
+               int64_t rows, int64_t cols, float bound, float step, int managed) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        float m = 1.0f;
+        if (managed) {
+            m = 0.0f;
+            for (int64_t j = 0; j < cols; j++)
+                m = fmaxf(m, fabsf(row[j]));
+            m = m < 1e-30f ? 1e-30f : m;
+        }
+        scale[r] = m;
+        for (int64_t j = 0; j < cols; j++)
+            xq[r * cols + j] = quantisef(managed ? row[j] / m : row[j], bound, step);
+    }
+}
+
+/* mvm.analog_mvm's output side of y = xq W^T, in place: output noise (noise times xi,
+ * where xi is not NULL); then, if check is set and an output reaches +-bound, 1 (bound
+ * management must redo rows: the caller goes on as torch ops); else the ADC and the
+ * rescale by each row's scale, and 0. */
+int io_outputs(float *restrict y, const float *restrict xi, const float *restrict scale,
+               int64_t rows, int64_t cols, float noise, float bound, float step, int check) {
+    int64_t n = rows * cols;
+    if (xi)
+        for (int64_t i = 0; i < n; i++)
+            y[i] = y[i] + noise * xi[i];
+    if (check) {
+        int clipped = 0;
+        for (int64_t i = 0; i < n; i++)
+            clipped |= fabsf(y[i]) >= bound;
+        if (clipped)
+            return 1;
+    }
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < cols; j++)
+            y[r * cols + j] = quantisef(y[r * cols + j], bound, step) * scale[r];
+    return 0;
 }

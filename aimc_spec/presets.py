@@ -7,9 +7,36 @@ the field mapping (ours = aihwkit's) is: dw_min = dw_min, c2c_noise = dw_min_std
 d2d_w_max = w_min_dtod / w_max_dtod, d2d_up_down = up_down_dtod, d2d_gamma =
 gamma_up_dtod = gamma_down_dtod, write_noise_std = write_noise_std (analog-model.md
 section 7). Not modelled: the capacitor's leakage (lifetime 1e6, lifetime_dtod 0.3).
+
+The families with every field of their aihwkit 1.2 class (exp_step_noise for pcm,
+softbounds_reference for the ReRAM arrays) also take d2d_log_normal =
+dw_min_dtod_log_normal, d2d_reset = reset_dtod, d2d_slope_up / d2d_slope_down =
+slope_up_dtod / slope_down_dtod, c2c_add / c2c_slope = dw_min_std_add /
+dw_min_std_slope, and aihwkit's own names for the rest; a preset sets each of them,
+to aihwkit's PulsedDevice default where the preset class does not.
 """
 
 from typing import Any
+
+# PulsedDevice's defaults (aihwkit 1.2 simulator/configs/devices.py) for the fields the
+# preset classes below leave alone
+_PULSED = {
+    "d2d_log_normal": False,
+    "enforce_consistency": True,
+    "corrupt_devices_prob": 0.0,
+    "corrupt_devices_range": 0.1,
+    "reset": 0.0,
+    "d2d_reset": 0.0,
+    "reset_std": 0.01,
+}
+# SoftBoundsReferenceDevice's own fields, at its defaults
+_REFERENCE = {
+    "d2d_slope_up": 0.0,
+    "d2d_slope_down": 0.0,
+    "reference_mean": 0.0,
+    "reference_std": 0.0,
+    "subtract_symmetry_point": False,
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # ReRamESPresetDevice(ExpStepDevice): the noise of ExpStep is always multiplicative
@@ -134,5 +161,80 @@ PRESETS: dict[str, dict[str, Any]] = {
         "d2d_w_max": 0.3,
         "d2d_up_down": 0.01,
         "write_noise_std": 0.0,
+    },
+    # PCMPresetDevice(ExpStepDevice): one-sided (w_min 0), ExpStep's complex noise
+    # (dw_min_std_add, dw_min_std_slope) and a reset value with its spread
+    "pcm": {
+        **_PULSED,
+        "model": "exp_step_noise",
+        "exp_step": {
+            "A_up": -27.235,
+            "A_down": -2.235,
+            "gamma_up": 2.5,
+            "gamma_down": 2.5,
+            "a": -1.0,
+            "b": 0.0,
+        },
+        "dw_min": 0.01,
+        "w_min": 0.0,
+        "w_max": 2.0,
+        "up_down": 0.0,
+        "c2c_noise": 0.6,
+        "c2c_mode": "multiplicative",
+        "c2c_add": 0.042,
+        "c2c_slope": 0.108,
+        "d2d_variation": 0.2,
+        "d2d_w_min": 0.0,
+        "d2d_w_max": 0.1,
+        "d2d_up_down": 0.05,
+        "write_noise_std": 0.0,
+        "reset": 0.01,
+        "d2d_reset": 0.02,
+    },
+    # ReRamArrayOMPresetDevice(SoftBoundsReferenceDevice): the "optimized material" array
+    # of Gong & Rasch (IEDM 2022); measured corrupt share 0.1348, off by default
+    "reram_array_om": {
+        **_PULSED,
+        **_REFERENCE,
+        "model": "softbounds_reference",
+        "d2d_log_normal": True,
+        "dw_min": 0.0949,
+        "w_min": -1.0,
+        "w_max": 1.0,
+        "up_down": 0.0,
+        "c2c_noise": 0.4158,
+        "c2c_mode": "additive",
+        "d2d_variation": 0.7829,
+        "d2d_w_min": 0.5695,
+        "d2d_w_max": 0.3499,
+        "d2d_up_down": 0.01,
+        "write_noise_std": 1.4113,
+        "corrupt_devices_range": 0.01,
+        "corrupt_devices_prob": 0.0,
+        "subtract_symmetry_point": True,
+        "reference_std": 0.05,
+    },
+    # ReRamArrayHfO2PresetDevice(SoftBoundsReferenceDevice): the baseline HfO2 array of the
+    # same article; measured corrupt share 0.0977, off by default
+    "reram_array_hfo2": {
+        **_PULSED,
+        **_REFERENCE,
+        "model": "softbounds_reference",
+        "d2d_log_normal": True,
+        "dw_min": 0.4622,
+        "w_min": -1.0,
+        "w_max": 1.0,
+        "up_down": 0.0,
+        "c2c_noise": 0.2174,
+        "c2c_mode": "additive",
+        "d2d_variation": 0.7125,
+        "d2d_w_min": 0.5990,
+        "d2d_w_max": 0.4295,
+        "d2d_up_down": 0.01,
+        "write_noise_std": 0.5841,
+        "corrupt_devices_range": 0.01,
+        "corrupt_devices_prob": 0.0,
+        "subtract_symmetry_point": True,
+        "reference_std": 0.05,
     },
 }

@@ -44,7 +44,11 @@ DEVICE_ARRAYS = 6  # state, bounds up/down, step up/down, reference: per analog 
 PULSE_ARRAYS = 2  # up and down pulse counts (pulsed, rounded)
 FLOPS_PER_MAC = 6  # forward 2, backward 4 (input and weight gradients)
 STEP_OVERHEAD_S = 1e-3  # the engine's own time per micro-batch (Python, small tensors)
-EVAL_CHUNK = 1000  # samples per evaluation forward (as aimc_engine.metrics.EVAL_CHUNK)
+EVAL_CHUNK = 1000  # at most this many samples per evaluation forward
+# ...and at most this much work per chunk (~2 s at the admission's 10 GFLOP/s): the
+# engine asks for a stop between chunks, so a cancel during a large model's metric
+# point waits for one such chunk, not for a 1000-sample forward of minutes
+EVAL_CHUNK_FLOPS = 2e10
 RUNTIME_BYTES = 100 * 2**20  # a 7 MB digital mlp's job process peaked 120 MiB above the fork
 # A residual block's evaluation holds its input (the skip) beside both convolutions'
 # outputs and their sum: twice the outputs of its weight layers (measured: resnet
@@ -99,6 +103,14 @@ def layers(spec: JobSpec, sample_shape: tuple[int, ...]) -> list[Layer]:
         out += [Layer(c_in * 9, ch, h * w), Layer(ch * 9, ch, h * w)]
         c_in = ch
     return [*out, Layer(c_in, CLASSES)]
+
+
+def eval_chunk(spec: JobSpec, sample_shape: tuple[int, ...]) -> int:
+    """Samples per evaluation forward for the spec's model on samples of `sample_shape`:
+    EVAL_CHUNK, fewer where a chunk's forward would pass EVAL_CHUNK_FLOPS. Both executors
+    evaluate in these chunks (and draw their IO noise chunk by chunk)."""
+    macs = sum(layer.macs for layer in layers(spec, sample_shape))
+    return max(1, min(EVAL_CHUNK, int(EVAL_CHUNK_FLOPS // (2 * max(macs, 1)))))
 
 
 def _analog_weights(spec: JobSpec, found: list[Layer]) -> int:
@@ -156,7 +168,7 @@ def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Res
         "pulses": (PULSE_ARRAYS * analog * F32) if spec.analog.update != "expected" else 0,
         "stashes": stashes * params * F32,
         "activations": 2 * b * acts * max(in_flight, 1) * F32,
-        "evaluation": min(EVAL_CHUNK, n_train) * acts * F32 * eval_factor,
+        "evaluation": min(eval_chunk(spec, sample_shape), n_train) * acts * F32 * eval_factor,
         "data": (n_train + max(n_train // 4, 1)) * math.prod(sample_shape) * F32,
         "checkpoint": state,
         "runtime": RUNTIME_BYTES,

@@ -1,32 +1,43 @@
 """Engine speed: one training step of aimc vs a plain torch.nn + torch.optim.SGD step.
 
 Run: python benchmarks/engine_speed.py [--threads 1,2] [--steps 200] [--cases mlp,cnn]
+     python benchmarks/engine_speed.py --small     (issue 24: small layers, run loop)
 (AIMC_FUSE=0 times the update chains as torch ops instead of the C kernels.)
 
 Both sides run in this process on the same data, one step = forward, loss,
 backward, update. The torch baseline is the same network built from torch's own
 nn.Linear / nn.Conv2d (`torch_twin`). Prints ms per step and the ratio to plain
 torch for each algorithm / update mode, then where a pulsed step spends its time.
+`--small` times the training loop of `aimc run` instead (`Training.run_action`): every device
+preset on the digits MLP beside aihwkit 1.2, and the CNN against a plain torch loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aimc_engine import native
 from aimc_engine.algorithms import Algorithm
+from aimc_engine.datasets import Dataset, load_dataset
 from aimc_engine.fused import ENV, fusion_enabled
 from aimc_engine.layers import AnalogConv2d, AnalogLinear
 from aimc_engine.models import build_model
 from aimc_engine.pulses import draw_pulse_trains, pulse_train_counts
+from aimc_engine.runner import prepare_data
 from aimc_engine.tiles import TileConfig
+from aimc_engine.training import GRAD_SAMPLES, Callbacks, Training
+from aimc_spec.presets import PRESETS
 from aimc_spec.spec import parse_spec
 
 # name -> (short key for --cases, input shape, model spec, batch, steps per timing)
@@ -183,6 +194,146 @@ def pulsed_breakdown(steps: int) -> None:
     print(f"    of which drawing the x-side pulse trains at BL 31:            {t * 1e3:7.3f} ms")
 
 
+# aihwkit 1.2.0, source build, 1 thread, as measured in issue 24 (ms per step of the
+# README's digits MLP 64-128-64-10, batch 10, each preset's own IO and update settings)
+AIHWKIT_ISSUE_24 = {"reram_sb": 1.23, "capacitor": 0.78, "idealized": 1.5}
+AIHWKIT_PRESETS = {  # aimc preset -> aihwkit's preset RPU config
+    "reram_sb": "ReRamSBPreset",
+    "capacitor": "CapacitorPreset",
+    "idealized": "IdealizedPreset",
+    "reram_es": "ReRamESPreset",
+    "ecram": "EcRamPreset",
+    "ecram_mo": "EcRamMOPreset",
+    "gokmen_vlasov": "GokmenVlasovPreset",
+}
+DIGITS_MLP = {"kind": "mlp", "hidden": [128, 64], "activation": "tanh"}
+
+
+def run_loop_step(spec_fields: dict, data: Dataset) -> Callable[[int], None]:
+    """One micro-batch as `aimc run` trains it: the actions of the run's own loop
+    (Training.run_action: fetch, forward, loss, backward, update, clock), no metric point."""
+    fields = {"training": {"steps": 10**5, "micro_batch_size": 10, "eval_every": 10**9}}
+    spec = parse_spec({**fields, **spec_fields})
+    training = Training(spec, data, torch.device("cpu"), Callbacks())
+    actions = iter(training.timeline)
+    per_step = 3 * spec.pipeline.stages  # forward, backward, update of every stage
+
+    def step(_: int) -> None:
+        for _ in range(per_step):
+            training.run_action(next(actions))
+
+    step.training = training  # type: ignore[attr-defined]  # for a metric point's time
+    return step
+
+
+def digits_spec(preset: str | None) -> dict:
+    """The digits MLP, pulsed BL 31 on the preset with noisy IO (aihwkit's preset IO:
+    DAC 7 bits, ADC 9 bits, output noise 0.06, noise and bound management); None: digital."""
+    base = {"dataset": {"name": "digits"}, "model": DIGITS_MLP}
+    if preset is None:
+        return {**base, "analog": {"enabled": False}, "optimizer": {"algorithm": "sgd", "lr": 0.1}}
+    analog = {"device": {"preset": preset}, "update": "pulsed", "io": {"perfect": False}}
+    return {**base, "analog": analog, "optimizer": {"algorithm": "analog_sgd", "lr": 0.1}}
+
+
+def aihwkit_step(preset: str, data: Dataset) -> Callable[[int], None] | None:
+    """aihwkit's step on the same network and data, where aihwkit is installed (its
+    preset RPU config: the preset's device, IO and update settings); None otherwise."""
+    try:
+        from aihwkit.nn import AnalogLinear as Linear  # type: ignore[import-not-found]
+        from aihwkit.nn import AnalogSequential  # type: ignore[import-not-found]
+        from aihwkit.optim import AnalogSGD  # type: ignore[import-not-found]
+        from aihwkit.simulator import presets  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    config = getattr(presets, AIHWKIT_PRESETS[preset])()
+    model = AnalogSequential(
+        Linear(64, 128, rpu_config=config),
+        nn.Tanh(),
+        Linear(128, 64, rpu_config=config),
+        nn.Tanh(),
+        Linear(64, 10, rpu_config=config),
+    )
+    opt = AnalogSGD(model.parameters(), lr=0.1)
+    opt.regroup_param_groups(model)
+    per_epoch = len(data.x_train) // 10
+
+    def step(i: int) -> None:
+        at = (i % per_epoch) * 10
+        opt.zero_grad()
+        F.cross_entropy(model(data.x_train[at : at + 10]), data.y_train[at : at + 10]).backward()
+        opt.step()
+
+    return step
+
+
+def small(steps: int) -> None:
+    """Issue 24: every preset's run-loop step on the digits MLP beside aihwkit 1.2 (one
+    thread), then the CNN's run loop against a plain torch loop (digital)."""
+    digits = load_dataset(parse_spec({}).dataset, seed=0)
+    torch_step = plain_torch_step((64,), DIGITS_MLP, 10)
+    digital = run_loop_step(digits_spec(None), digits)
+    base = time_interleaved([(1, torch_step), (1, digital)], steps)
+    print("digits MLP 64-128-64-10, b 10, 1 thread, `aimc run` loop (fastest of interleaved")
+    print(f"blocks): plain torch {base[0] * 1e3:.3f} ms, aimc digital {base[1] * 1e3:.3f} ms")
+    print("aihwkit 1.2.0 column: source build, 1 thread, as measured in issue 24")
+    print(f"\n{'preset (pulsed, noisy IO)':28} {'aimc ms':>8} {'x digital':>9} {'aihwkit ms':>10}")
+    for preset in PRESETS:
+        runs = [(1, digital), (1, run_loop_step(digits_spec(preset), digits))]
+        live = aihwkit_step(preset, digits)
+        runs += [(1, live)] if live else []
+        timed = time_interleaved(runs, max(7, steps // 2))
+        ref = f"{timed[2] * 1e3:.3f} live" if live else AIHWKIT_ISSUE_24.get(preset, "-")
+        ratio = timed[1] / timed[0]
+        print(f"{preset:28} {timed[1] * 1e3:8.3f} {ratio:9.2f} {ref!s:>10}", flush=True)
+    cnn_loop(max(7, steps // 10))
+
+
+def cnn_loop(steps: int) -> None:
+    """The CNN trained by the run loop (digital) against a plain torch loop over the same
+    data and batch size: what a user sees beyond the layers' own cost."""
+    g = torch.Generator().manual_seed(0)
+    arrays = {  # random images: the speed does not depend on what they show
+        "x_train": torch.rand(2000, 3, 32, 32, generator=g).numpy(),
+        "y_train": torch.randint(0, 10, (2000,), generator=g).numpy(),
+        "x_test": torch.rand(500, 3, 32, 32, generator=g).numpy(),
+        "y_test": torch.randint(0, 10, (500,), generator=g).numpy(),
+    }
+    model_spec = {"kind": "cnn", "channels": [16, 32], "fc": 128}
+    with tempfile.TemporaryDirectory() as folder:
+        np.savez(Path(folder) / "images.npz", **arrays)  # type: ignore[arg-type]
+        fields: dict[str, Any] = {"dataset": {"name": "npz", "path": f"{folder}/images.npz"}}
+        fields |= {"model": model_spec, "analog": {"enabled": False}}
+        fields |= {"optimizer": {"algorithm": "sgd", "lr": 0.01}}
+        fields |= {"training": {"steps": 10**5, "micro_batch_size": 32, "eval_every": 10**9}}
+        data = prepare_data(parse_spec(fields), torch.device("cpu"), None)
+        loop = run_loop_step(fields, data)
+    twin = torch_twin(build((3, 32, 32), model_spec, VARIANTS["sgd (digital)"])[0])
+    opt = torch.optim.SGD(twin.parameters(), lr=0.01)
+    order = torch.randperm(2000, generator=g)
+
+    def plain(i: int) -> None:
+        at = order[(i % 62) * 32 : (i % 62) * 32 + 32]
+        opt.zero_grad()
+        F.cross_entropy(twin(data.x_train[at]), data.y_train[at]).backward()
+        opt.step()
+
+    timed = time_interleaved([(1, plain), (1, loop)], steps)
+    print(
+        f"\ncnn 3x32x32 [16,32] fc128, b 32, digital, 1 thread: plain torch loop "
+        f"{timed[0] * 1e3:.3f} ms, `aimc run` loop {timed[1] * 1e3:.3f} ms, "
+        f"ratio {timed[1] / timed[0]:.2f}"
+    )
+    start = time.perf_counter()
+    loop.training.measure()  # type: ignore[attr-defined]
+    point = time.perf_counter() - start
+    print(
+        f"one metric point (gradient probe on {GRAD_SAMPLES} training samples, test set of "
+        f"{len(data.x_test)}): {point * 1e3:.1f} ms = {point / timed[0]:.1f} plain steps "
+        "(`aimc run` takes one at the start, one at the end, one every eval_every)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -195,7 +346,12 @@ def main() -> None:
     parser.add_argument(
         "--cases", default="mlp,digits,cnn,resnet", help="comma-separated: mlp,digits,cnn,resnet"
     )
+    parser.add_argument("--small", action="store_true", help="issue 24's run-loop cases only")
     args = parser.parse_args()
+    if args.small:
+        torch.set_num_threads(1)  # the issue's figures are one thread: pinned, not policy
+        small(args.steps)
+        return
     wanted = set(args.cases.split(","))
     counts = [int(t) for t in args.threads.split(",")]
     torch.set_num_threads(counts[0])

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from aimc_engine import fused
-from aimc_engine.devices import exp_step, linear, replay, symmetric
+from aimc_engine.devices import exp_step, linear, populate, replay, symmetric
 from aimc_engine.devices.family import Param, family_of
+from aimc_engine.devices.populate import FullSpec
 from aimc_engine.devices.replay import _take
 from aimc_engine.rng import draw_key
-from aimc_spec.devices import DeviceSpec, ExpStepDeviceSpec
+from aimc_spec.devices import DeviceSpec, ExpStepDeviceSpec, ExpStepNoiseDeviceSpec
 
 
 class Device(nn.Module):
@@ -32,6 +33,9 @@ class Device(nn.Module):
     and -|w_min (1 + d2d_w_min xi)|, slopes |gamma + d2d_gamma xi|; negative draws are
     reflected (aihwkit's enforce_consistency). The `linear` model's response uses the
     nominal bounds (aihwkit's mean_bound_reference) while every element clips at its own.
+    The families with every field of their aihwkit class (exp_step_noise,
+    softbounds_reference) draw as aihwkit 1.2 does instead (populate.py) and add the
+    buffers `reference` (r: the weight is the device state less r) and `reset_bias`.
     """
 
     w_min: Tensor
@@ -40,6 +44,8 @@ class Device(nn.Module):
     step_down: Tensor
     slope_up: Tensor
     slope_down: Tensor
+    reference: Tensor  # exp_step_noise and softbounds_reference only
+    reset_bias: Tensor  # exp_step_noise and softbounds_reference only
 
     def __init__(
         self,
@@ -56,6 +62,29 @@ class Device(nn.Module):
         self.clips = family.clips
         up = 1 + min(spec.up_down, 0.0)  # up_down < 0 shrinks the up step
         down = 1 - max(spec.up_down, 0.0)  # up_down > 0 shrinks the down step
+        self.complex_noise = (
+            spec.complex_noise() if isinstance(spec, ExpStepNoiseDeviceSpec) else None
+        )
+        if family.every_field:
+            self._draw_every_field(spec, shape, generator, device)  # type: ignore[arg-type]
+        else:
+            self._draw(spec, shape, generator, device, (up, down))
+        self._scalars = (spec.w_min, spec.w_max, up, down)
+        self._step_bound: tuple[float, float] | None = None  # _max_step(), once
+        self.granularity = self._granularity()
+        self._fused = self._fused_constants(device)
+
+    def _draw(
+        self,
+        spec: DeviceSpec,
+        shape: tuple[int, ...],
+        generator: torch.Generator,
+        device: torch.device | str,
+        steps: tuple[float, float],
+    ) -> None:
+        """Device-to-device variation of the families with the shared fields only;
+        steps: the nominal (up, down) step scales."""
+        up, down = steps
         g_up, g_down = spec.slopes()
         d2d_lo, d2d_hi = spec.d2d_w_min or 0.0, spec.d2d_w_max or 0.0
         spreads = (spec.d2d_variation, d2d_lo, d2d_hi, spec.d2d_up_down)
@@ -75,17 +104,39 @@ class Device(nn.Module):
         slope_down = (
             (g_down + d2d_gamma * normal()).abs() if d2d_gamma else torch.full(shape, g_down)
         )
-        self.register_buffer("w_min", -lo.abs().to(device))
-        self.register_buffer("w_max", hi.abs().to(device))
-        self.register_buffer("step_up", (gain - 1 + up + r).abs().to(device))
-        self.register_buffer("step_down", (gain - 1 + down - r).abs().to(device))
-        self.register_buffer("slope_up", slope_up.to(device))
-        self.register_buffer("slope_down", slope_down.to(device))
-        self._scalars = (spec.w_min, spec.w_max, up, down)
+        steps_drawn = ((gain - 1 + up + r).abs(), (gain - 1 + down - r).abs())
+        self._keep(device, (-lo.abs(), hi.abs()), steps_drawn, (slope_up, slope_down))
         self._slopes = (g_up, g_down)
-        self._step_bound: tuple[float, float] | None = None  # _max_step(), once
-        self.granularity = self._granularity()
-        self._fused = self._fused_constants(device)
+
+    def _keep(
+        self,
+        device: torch.device | str,
+        bounds: tuple[Tensor, Tensor],
+        steps: tuple[Tensor, Tensor],
+        slopes: tuple[Tensor, Tensor],
+    ) -> None:
+        """The per-element parameters as buffers, saved with the weights, on `device`."""
+        names = ("w_min", "w_max", "step_up", "step_down", "slope_up", "slope_down")
+        for name, value in zip(names, (*bounds, *steps, *slopes), strict=True):
+            self.register_buffer(name, value.to(device))
+
+    def _draw_every_field(
+        self,
+        spec: FullSpec,
+        shape: tuple[int, ...],
+        generator: torch.Generator,
+        device: torch.device | str,
+    ) -> None:
+        """aihwkit's draw (populate.py). The bounds are kept as the weight's, b - r (the
+        weight is the state less the reference), and raw() adds r back; `reference` and
+        `reset_bias` are buffers of these families only (the others' are unchanged)."""
+        drawn = populate.draw(spec, shape, generator)
+        self.uniform = False
+        bounds = (drawn.lo - drawn.reference, drawn.hi - drawn.reference)
+        self._keep(device, bounds, (drawn.up, drawn.down), (torch.zeros(shape),) * 2)
+        self.register_buffer("reference", drawn.reference.to(device))
+        self.register_buffer("reset_bias", drawn.reset.to(device))
+        self._slopes = (0.0, 0.0)
 
     def _granularity(self) -> float:
         """The step pulse-train update management sizes BL and probabilities by
@@ -151,6 +202,9 @@ class Device(nn.Module):
             g_up, g_down, ref_hi, ref_lo = (_take(v, idx) for v in self._linear_params())
             return linear.response(g_up, g_down, ref_hi, ref_lo, w)
         lo, hi, _, _ = self.params()
+        if self.family.reference:  # the response reads the state g = w + r (reference.py)
+            r = _take(self.reference, idx)
+            return self.family.curve(self.spec, w + r, _take(lo, idx) + r, _take(hi, idx) + r)
         return self.family.curve(self.spec, w, _take(lo, idx), _take(hi, idx))
 
     def response(self, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -195,6 +249,9 @@ class Device(nn.Module):
                 _, _, step_up, step_down = self.params()
                 scale = (q_up, q_down) if multiplicative else (step_up, step_down)
                 std = torch.where(delta > 0, scale[0], scale[1])
+                if self.complex_noise is not None:  # ExpStep's (exp_step.py)
+                    q = torch.where(delta > 0, q_up, q_down)
+                    std = exp_step.complex_noise_scale(self.complex_noise, self.dw_min, w, q)
                 std = std * delta.abs().mul(self.dw_min).sqrt_().mul_(sigma)
                 w.addcmul_(std, torch.randn(w.shape, generator=generator, device=w.device))
             w.add_(torch.where(delta > 0, delta * q_up, delta * q_down))

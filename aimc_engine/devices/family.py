@@ -4,7 +4,7 @@ A family gives q_+(w) and q_-(w), the pulse response as a fraction of dw_min
 (analog-model.md section 2), and tells the update code what it may assume: the linear
 family (q linear in w) has a closed form for n pulses (linear.py), the others are
 replayed pulse by pulse (replay.py). Each family's responses live in a module of its
-own (linear.py, power.py, exp.py, exp_step.py); a new family adds a module and an
+own (linear.py, power.py, exp.py, exp_step.py, reference.py); a new family adds a module and an
 entry in FAMILIES, next to its spec model (aimc_spec/devices/, where the spec's
 fields of each family live).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from aimc_engine.devices import exp, exp_step, linear, power
+from aimc_engine.devices import exp, exp_step, linear, power, reference
 from aimc_spec.spec import DeviceSpec
 
 Param = Tensor | float  # a float when every element of the tile shares the value
@@ -35,6 +35,10 @@ class Family:
         clips at its own (aihwkit's LinearStep); else each element's own bounds.
     curve: q_+, q_- of a curved family (None for the linear family, whose response
         comes from its slopes).
+    every_field: the family has every field of its aihwkit 1.2 class, and draws its
+        device-to-device variation as aihwkit does (populate.py).
+    reference: the weight is the device state less a per-element reference r; the
+        curve reads the state and its bounds (reference.py).
     """
 
     name: str
@@ -42,6 +46,8 @@ class Family:
     clips: bool = True
     mean_bound_reference: bool = False
     curve: Curve | None = None
+    every_field: bool = False
+    reference: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -52,6 +58,10 @@ FAMILIES: dict[str, Family] = {
     "power": Family("power", curve=power.response),
     "exp": Family("exp", curve=exp.response),
     "exp_step": Family("exp_step", curve=exp_step.response),
+    "exp_step_noise": Family("exp_step_noise", curve=exp_step.stuck_safe, every_field=True),
+    "softbounds_reference": Family(
+        "softbounds_reference", curve=reference.response, every_field=True, reference=True
+    ),
 }
 LINEAR_FAMILY = tuple(name for name, f in FAMILIES.items() if f.closed_form)
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from aimc_engine.devices import exp_step
+
 if TYPE_CHECKING:
     from aimc_engine.devices.device import Device
 
@@ -122,7 +124,10 @@ def interleaved(
         step = count_up * s_up * q_up - count_down * s_down * q_down
         if sigma:  # the summed noise of the step's pulses, one sign per element
             scale = torch.where(go_up, s_up, s_down)
-            if not additive:
+            if dev.complex_noise is not None:  # ExpStep's complex noise (exp_step.py)
+                q_step = scale * torch.where(go_up, q_up, q_down)
+                scale = exp_step.complex_noise_scale(dev.complex_noise, dev.dw_min, w, q_step)
+            elif not additive:
                 scale = scale * torch.where(go_up, q_up, q_down)
             xi = torch.randn(w.shape, generator=generator, device=w.device)
             step += (count_up + count_down).sqrt_().mul_(xi).mul_(scale).mul_(sigma)

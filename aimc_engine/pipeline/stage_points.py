@@ -29,6 +29,7 @@ from aimc_engine.metrics import tally as chunk_tally
 from aimc_engine.pipeline.plan import Point
 from aimc_engine.pipeline.serial import stage_state, to_bytes
 from aimc_engine.training import GRAD_SAMPLES, metric_record
+from aimc_spec.resources import eval_chunk
 
 if TYPE_CHECKING:
     from aimc_engine.pipeline.stage_process import StageRun
@@ -40,7 +41,8 @@ def evaluate(run: StageRun) -> tuple[float, float] | None:
     data, links = run.data, run.links
     tallies = []
     with observing(run.module, run.gens.observe):
-        for part in chunks(len(data.x_test)):
+        size = eval_chunk(run.spec, tuple(data.x_test.shape[1:]))
+        for part in chunks(len(data.x_test), size):
             h = data.x_test[part] if run.first else run.recv(links.prev_metric)
             h = run.module(h)
             if run.last:

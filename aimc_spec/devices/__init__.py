@@ -22,9 +22,10 @@ from pydantic_core import CoreSchema
 from aimc_spec.devices.base import MAX_D2D, DeviceSpecBase, PresetName
 from aimc_spec.devices.constant import ConstantStepDeviceSpec, IdealDeviceSpec
 from aimc_spec.devices.exp import ExpDeviceSpec
-from aimc_spec.devices.exp_step import ExpStepDeviceSpec, ExpStepSpec
+from aimc_spec.devices.exp_step import ExpStepDeviceSpec, ExpStepNoiseDeviceSpec, ExpStepSpec
 from aimc_spec.devices.linear import LinearDeviceSpec, SoftBoundsDeviceSpec
 from aimc_spec.devices.power import PowerDeviceSpec
+from aimc_spec.devices.reference import SoftBoundsReferenceDeviceSpec
 from aimc_spec.presets import PRESETS
 from aimc_spec.spec_base import _fail, _same
 
@@ -99,6 +100,8 @@ Families = (
     | PowerDeviceSpec
     | ExpDeviceSpec
     | ExpStepDeviceSpec
+    | ExpStepNoiseDeviceSpec
+    | SoftBoundsReferenceDeviceSpec
 )
 DeviceSpec = Annotated[Families, Field(discriminator="model"), BeforeValidator(_expand), _AnyFamily]
 FAMILY_SPECS: tuple[type[DeviceSpecBase], ...] = get_args(Families)
@@ -129,11 +132,13 @@ __all__ = [
     "DeviceSpecBase",
     "ExpDeviceSpec",
     "ExpStepDeviceSpec",
+    "ExpStepNoiseDeviceSpec",
     "ExpStepSpec",
     "IdealDeviceSpec",
     "LinearDeviceSpec",
     "PowerDeviceSpec",
     "PresetName",
     "SoftBoundsDeviceSpec",
+    "SoftBoundsReferenceDeviceSpec",
     "parse_device",
 ]

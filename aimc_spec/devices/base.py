@@ -11,7 +11,16 @@ from pydantic import Field, model_validator
 from aimc_spec.spec_base import _fail, _same, _Strict
 
 PresetName = Literal[
-    "reram_es", "reram_sb", "capacitor", "ecram", "ecram_mo", "idealized", "gokmen_vlasov"
+    "reram_es",
+    "reram_sb",
+    "capacitor",
+    "ecram",
+    "ecram_mo",
+    "idealized",
+    "gokmen_vlasov",
+    "pcm",
+    "reram_array_om",
+    "reram_array_hfo2",
 ]
 
 # A relative d2d spread above this flips the sign of more than 2% of the elements' steps or

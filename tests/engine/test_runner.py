@@ -309,12 +309,12 @@ def test_a_cancel_during_an_evaluation_abandons_the_point(
     """The test set is evaluated in chunks with a stop asked before each: a cancel
     arriving at a metric point of a large model waits for one chunk, not the whole set;
     the run ends cancelled with the points it had, and takes no final point."""
-    import aimc_engine.metrics as metrics
+    import aimc_spec.resources as resources
 
     spec = parse_spec(short(training={"steps": 6, "eval_every": 3, "micro_batch_size": 4}))
     full = run(spec)
     # chunks of 50 samples: the digits test set's evaluation asks 8 times
-    monkeypatch.setattr(metrics, "EVAL_CHUNK", 50)
+    monkeypatch.setattr(resources, "EVAL_CHUNK", 50)
     calls: list[int] = []
 
     def should_stop() -> bool:
@@ -328,3 +328,17 @@ def test_a_cancel_during_an_evaluation_abandons_the_point(
     assert out.metrics[0]["test_accuracy"] == full.metrics[0]["test_accuracy"]
     assert out.result["final"]["test_accuracy"] == full.metrics[0]["test_accuracy"]
     assert out.result["updates"] == 3
+
+
+def test_a_large_models_evaluation_runs_in_smaller_chunks() -> None:
+    """A chunk's forward is kept under EVAL_CHUNK_FLOPS, so a stop asked during a metric
+    point of a large model waits seconds, not minutes; small models keep 1000 samples."""
+    from aimc_spec.resources import EVAL_CHUNK_FLOPS, eval_chunk, layers
+
+    small = parse_spec(short())
+    assert eval_chunk(small, (1, 8, 8)) == 1000
+    big = parse_spec(short(model={"kind": "cnn", "channels": [512, 512], "fc": 128}))
+    chunk = eval_chunk(big, (1, 28, 28))
+    macs = sum(layer.macs for layer in layers(big, (1, 28, 28)))
+    assert 1 <= chunk < 1000
+    assert 2 * macs * chunk <= EVAL_CHUNK_FLOPS < 2 * macs * (chunk + 1)

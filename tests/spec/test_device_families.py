@@ -22,6 +22,11 @@ from aimc_spec.devices import (
 )
 from aimc_spec.spec import SpecError, parse_spec
 
+# aihwkit's PulsedDevice fields the families with every field add (aimc_spec/devices/pulsed.py)
+PULSED = {"d2d_log_normal", "enforce_consistency", "corrupt_devices_prob", "corrupt_devices_range"}
+PULSED |= {"reset", "d2d_reset", "reset_std"}
+REFERENCE = {"d2d_slope_up", "d2d_slope_down", "reference_mean", "reference_std"}
+REFERENCE |= {"subtract_symmetry_point"}
 OWN = {
     "ideal": set(),
     "constant_step": set(),
@@ -30,6 +35,8 @@ OWN = {
     "power": {"gamma"},
     "exp": {"gamma"},
     "exp_step": {"exp_step"},
+    "exp_step_noise": {"exp_step", "c2c_add", "c2c_slope", *PULSED},
+    "softbounds_reference": {*PULSED, *REFERENCE},
 }
 
 
