@@ -9,15 +9,52 @@ Torch-free: the API expands sweeps.
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import re
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 from aimc_spec.spec import JobSpec, SpecError, parse_spec
 
 MAX_SWEEP_JOBS = 64  # combinations in one sweep: a grid is for comparisons, not searches
 DOTTED_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The spec models a field's type holds (`X`, `X | None`, unions of them)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    """The dotted path of every field of `model`, its nested models' fields included."""
+    for name, field in model.model_fields.items():
+        yield prefix + name
+        for nested in _models_in(field.annotation):
+            yield from _field_paths(nested, f"{prefix}{name}.")
+
+
+# what a grid may vary: any field of the job spec, a nested section whole (a mapping of
+# its fields) or one field in it; the API's schema lists these (service/schemas.py), so
+# what the OpenAPI document allows is what expand() accepts
+GRID_PATHS: tuple[str, ...] = tuple(dict.fromkeys(_field_paths(JobSpec)))
+
+
+def grid_path_problem(path: Any) -> str | None:
+    """Why `path` cannot be a grid key, naming the nearest allowed one; None if it can."""
+    if isinstance(path, str) and path in GRID_PATHS:
+        return None
+    field = str(path).rsplit(".", 1)[-1]  # training.lr: the field is optimizer.lr
+    nearest = [p for p in GRID_PATHS if p.rsplit(".", 1)[-1] == field]
+    nearest = nearest or difflib.get_close_matches(str(path), GRID_PATHS, n=1)
+    hint = f"; did you mean {' or '.join(repr(n) for n in nearest[:3])}?" if nearest else ""
+    return f"not a job spec field's dotted path like pipeline.schedule{hint}"
 
 
 @dataclass(frozen=True)
@@ -59,8 +96,8 @@ def _check_grid(grid: Any) -> dict[str, list[Any]]:
         raise SpecError([("grid", "a non-empty mapping of dotted spec paths to lists of values")])
     problems = []
     for path, values in grid.items():
-        if not isinstance(path, str) or not DOTTED_PATH.match(path):
-            problems.append((f"grid.{path}", "not a dotted spec path like pipeline.schedule"))
+        if (problem := grid_path_problem(path)) is not None:
+            problems.append((f"grid.{path}", problem))
         elif not isinstance(values, list) or not values:
             problems.append((f"grid.{path}", "needs a non-empty list of values"))
     if problems:

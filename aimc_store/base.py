@@ -1,5 +1,6 @@
-"""What every resource module of the store works on: one Redis client, the key names,
-the registered scripts and how long finished things are kept."""
+"""What every part of the store works on: one Redis client, the key names, the
+registered scripts and how long finished things are kept (Backend), and the base of the
+parts that JobStore exposes as `store.jobs`, `store.users`, ... (Part)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from aimc_store.scripts import Scripts
 from aimc_store.settings import INLINE_MAX_BYTES
 
 
-class StoreBase:
-    """The shared state of the resource classes that JobStore combines (aimc_store.store)."""
+class Backend:
+    """The state the parts share; JobStore is one, so `store.r` and `store.key` reach it."""
 
     def __init__(
         self,
@@ -38,7 +39,22 @@ class StoreBase:
         """The full Redis key of `parts` (e.g. "job", id, "metrics") under the prefix."""
         return self.keys(*parts)
 
-    def _text_hash(self, key: str) -> dict[str, str] | None:
+    def text_hash(self, key: str) -> dict[str, str] | None:
         """A hash of text fields, decoded; None if the key does not exist."""
         raw = self.r.hgetall(key)
         return {k.decode(): v.decode() for k, v in raw.items()} if raw else None
+
+
+class Part:
+    """One part of the store (its jobs, users, ...): the methods of one resource, on the
+    Backend that all parts of one JobStore share."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.r = backend.r
+        self.keys = backend.keys
+        self.scripts = backend.scripts
+
+    def key(self, *parts: str) -> str:
+        """The full Redis key of `parts` under the prefix (Backend.key)."""
+        return self.keys(*parts)

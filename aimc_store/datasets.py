@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from aimc_store.base import StoreBase
+from aimc_store.base import Part
 from aimc_store.records import Dataset
 
 
@@ -20,8 +20,10 @@ class StorageFull(Exception):
         self.used, self.size, self.limit = used, size, limit
 
 
-class Datasets(StoreBase):
-    def put_dataset(
+class Datasets(Part):
+    """`store.datasets`: each user's uploads."""
+
+    def put(
         self,
         owner: str,
         name: str,
@@ -55,16 +57,16 @@ class Datasets(StoreBase):
             raise StorageFull(used, len(data), limit if limit is not None else -1)
         return dataset_id
 
-    def dataset_usage(self, owner: str) -> int:
+    def usage(self, owner: str) -> int:
         """Bytes of the owner's kept uploads."""
         pipe = self.r.pipeline(transaction=False)
-        for dataset_id in self.dataset_ids(owner):
+        for dataset_id in self.ids(owner):
             pipe.hget(self.key("dataset", dataset_id), "bytes")
         return sum(int(n) for n in pipe.execute() if n is not None)
 
-    def dataset(self, dataset_id: str) -> Dataset | None:
+    def get(self, dataset_id: str) -> Dataset | None:
         """The dataset's record (no bytes), or None."""
-        record = self._text_hash(self.key("dataset", dataset_id))
+        record = self.backend.text_hash(self.key("dataset", dataset_id))
         if record is None:
             return None
         info = json.loads(record["info"])
@@ -81,15 +83,15 @@ class Datasets(StoreBase):
             x_dtype=str(info["x_dtype"]),
         )
 
-    def dataset_bytes(self, dataset_id: str) -> bytes | None:
+    def read(self, dataset_id: str) -> bytes | None:
         data = self.r.get(self.key("dataset", dataset_id, "data"))
         return bytes(data) if data is not None else None
 
-    def dataset_ids(self, owner: str) -> list[str]:
+    def ids(self, owner: str) -> list[str]:
         """The owner's datasets, newest first."""
         return [d.decode() for d in self.r.zrevrange(self.key("user", owner, "datasets"), 0, -1)]
 
-    def delete_dataset(self, dataset_id: str, owner: str) -> None:
+    def delete(self, dataset_id: str, owner: str) -> None:
         pipe = self.r.pipeline()
         pipe.delete(self.key("dataset", dataset_id), self.key("dataset", dataset_id, "data"))
         pipe.zrem(self.key("user", owner, "datasets"), dataset_id)

@@ -51,7 +51,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-LIVE = ("queued", "running", "retrying")  # states whose jobs are counted per user
+from aimc_spec.vocabulary import JobState
+
+# states whose jobs are counted per user
+LIVE = (JobState.QUEUED, JobState.RUNNING, JobState.RETRYING)
 # a job's keys besides its hash and its artifacts' (deleted and expired together)
 JOB_SUFFIXES = (
     "metrics",
@@ -92,9 +95,9 @@ class Keys:
     def slot_keys(self, owner: str) -> list[str]:
         """The owner's running and retrying sets and parked list (the slot scripts')."""
         return [
-            self("user", owner, "in", "running"),
-            self("user", owner, "in", "retrying"),
-            self("user", owner, "parked"),
+            self("user", owner, "in", JobState.RUNNING),
+            self("user", owner, "in", JobState.RETRYING),
+            self("user", owner, JobState.PARKED),
         ]
 
     def artifact_folder(self, job_id: str) -> str:

@@ -1,17 +1,20 @@
-"""A job's two streams: metric points (at most one per step, in step order) and state
-changes. The API's SSE route reads both live (service/events.py)."""
+"""A job's metric points, a stream of at most one per step, in step order (its other
+stream, of state changes, is the job's own: aimc_store.jobs). The API's SSE route reads
+both live (service/events.py)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from aimc_store.base import StoreBase
-from aimc_store.records import StateChange, decode_point, latest_point
+from aimc_store.base import Part
+from aimc_store.records import decode_point, latest_point
 
 
-class Metrics(StoreBase):
-    def add_metric(self, job_id: str, record: dict[str, Any]) -> bool:
+class Metrics(Part):
+    """`store.metrics`: what a running job reports, step by step."""
+
+    def add(self, job_id: str, record: dict[str, Any]) -> bool:
         """Append a metric point unless one of its step or later is stored already: a
         write retried after a lost reply (Redis restarting) cannot add it twice. True if
         it was added."""
@@ -20,21 +23,16 @@ class Metrics(StoreBase):
         )
         return bool(added)
 
-    def metrics(self, job_id: str, since_step: int = -1) -> list[dict[str, Any]]:
+    def points(self, job_id: str, since_step: int = -1) -> list[dict[str, Any]]:
         """Metric points in order, those with step > since_step."""
         entries = self.r.xrange(self.key("job", job_id, "metrics"))
         points = [decode_point(fields) for _, fields in entries]
         return [p for p in points if p["step"] > since_step]
 
-    def latest_metric(self, job_id: str) -> dict[str, Any] | None:
+    def latest(self, job_id: str) -> dict[str, Any] | None:
         return latest_point(self.r.xrevrange(self.key("job", job_id, "metrics"), count=1))
 
-    def last_metric_step(self, job_id: str) -> int:
+    def last_step(self, job_id: str) -> int:
         """Step of the newest stored metric point (-1 if none): a resumed run skips up to it."""
-        latest = self.latest_metric(job_id)
+        latest = self.latest(job_id)
         return int(latest["step"]) if latest else -1
-
-    def events(self, job_id: str) -> list[StateChange]:
-        """The job's state changes, oldest first."""
-        entries = self.r.xrange(self.key("job", job_id, "events"))
-        return [StateChange(f[b"state"].decode(), float(f[b"t"])) for _, f in entries]

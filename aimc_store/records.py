@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimc_spec.vocabulary import TERMINAL
+from aimc_spec.vocabulary import TERMINAL, JobState
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Job:
     owner: str
     name: str
     spec: dict[str, Any]  # the normalised spec, as submitted
-    state: str
+    state: JobState
     progress: float
     attempts: int
     created: float
@@ -53,7 +53,7 @@ class Job:
             owner=f["owner"],
             name=f.get("name", ""),
             spec=json.loads(f["spec"]),
-            state=f["state"],
+            state=JobState(f["state"]),
             progress=float(f.get("progress", 0.0)),
             attempts=int(f.get("attempts", 0)),
             created=float(f["created"]),
@@ -82,7 +82,7 @@ class JobView:
 class StateChange:
     """One entry of a job's events stream."""
 
-    state: str
+    state: JobState
     t: float
 
 

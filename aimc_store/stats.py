@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aimc_store.base import StoreBase
+from aimc_store.base import Part
 from aimc_store.fair_share import queue_lists
 
 # upper bounds (s) of the job-duration histogram: seconds-long smoke tests to day-long runs
@@ -22,7 +22,9 @@ def observe_duration(pipe: Any, key: str, state: str, seconds: float) -> None:
     pipe.hincrbyfloat(key, f"{state}|sum", seconds)
 
 
-class Stats(StoreBase):
+class Stats(Part):
+    """`store.stats`: what the Prometheus collector reads."""
+
     def durations(self) -> dict[str, dict[str, float]]:
         """Per final state: cumulative bucket counts by upper bound ("+Inf" is the count)
         and "sum", the seconds of all finished jobs (a Prometheus histogram)."""

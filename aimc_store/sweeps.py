@@ -9,30 +9,56 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aimc_spec.vocabulary import TERMINAL
-from aimc_store.base import StoreBase
-from aimc_store.records import Sweep, SweepMember
+from aimc_spec.vocabulary import TERMINAL, JobState
+from aimc_store.base import Backend, Part
+from aimc_store.jobs import Jobs
+from aimc_store.records import Job, Sweep, SweepMember
 
-EXPIRED = "expired"  # a member job's state once it was deleted or its retention ended
 
-
-def all_ended(states: Iterable[str]) -> bool:
+def all_ended(states: Iterable[JobState]) -> bool:
     """Every member job has ended (or is gone): the sweep's curves will not change again."""
-    return all(state in (*TERMINAL, EXPIRED) for state in states)
+    return all(state in (*TERMINAL, JobState.EXPIRED) for state in states)
 
 
-class Sweeps(StoreBase):
-    def create_sweep(
+class Sweeps(Part):
+    """`store.sweeps`: grids of jobs, and their plots."""
+
+    def __init__(self, backend: Backend, jobs: Jobs) -> None:
+        super().__init__(backend)
+        self.jobs = jobs  # a sweep is admitted with its jobs, in one transaction
+
+    def admit(
+        self,
+        owner: str,
+        name: str,
+        grid: dict[str, Any],
+        points: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+    ) -> tuple[Sweep, list[Job]]:
+        """Queue one job per (spec, overrides) point, no limit checked (the caller checked
+        the room for all of them), and record the sweep of them: one MULTI/EXEC, so a
+        Redis that fails halfway leaves all of it or nothing, never queued jobs without
+        their sweep (which the reaper would run, and a retried request queue again). The
+        sweep and its jobs as recorded."""
+        pipe = self.r.pipeline()
+        jobs = [self.jobs.new(owner, spec) for spec, _ in points]
+        for job in jobs:
+            self.jobs.create_on(pipe, job, None)
+        members = [SweepMember(j.id, over) for j, (_, over) in zip(jobs, points, strict=True)]
+        sweep = self._record(pipe, owner, name, grid, members)
+        pipe.execute()
+        return sweep, jobs
+
+    def create(
         self, owner: str, name: str, grid: dict[str, Any], members: Sequence[SweepMember]
     ) -> str:
         """Record a sweep of jobs that exist already, and mark each job as the sweep's (so
         the worker that ends one can tell whether the sweep has ended); its id."""
         pipe = self.r.pipeline()
-        sweep = self._record_sweep(pipe, owner, name, grid, members)
+        sweep = self._record(pipe, owner, name, grid, members)
         pipe.execute()
         return sweep.id
 
-    def _record_sweep(
+    def _record(
         self, pipe: Any, owner: str, name: str, grid: dict[str, Any], members: Sequence[SweepMember]
     ) -> Sweep:
         """Queue create_sweep's writes on `pipe`; the sweep as they record it (no
@@ -53,8 +79,8 @@ class Sweeps(StoreBase):
         pipe.zadd(self.key("user", owner, "sweeps"), {sweep.id: sweep.created})
         return sweep
 
-    def sweep(self, sweep_id: str) -> Sweep | None:
-        record = self._text_hash(self.key("sweep", sweep_id))
+    def get(self, sweep_id: str) -> Sweep | None:
+        record = self.backend.text_hash(self.key("sweep", sweep_id))
         if record is None:
             return None
         return Sweep(
@@ -66,44 +92,44 @@ class Sweeps(StoreBase):
             members=[SweepMember(m["job"], m["overrides"]) for m in json.loads(record["members"])],
         )
 
-    def sweep_ids(self, owner: str) -> list[str]:
+    def ids(self, owner: str) -> list[str]:
         """The owner's sweeps, newest first."""
         return [s.decode() for s in self.r.zrevrange(self.key("user", owner, "sweeps"), 0, -1)]
 
-    def member_states(self, sweep: Sweep) -> list[str]:
+    def member_states(self, sweep: Sweep) -> list[JobState]:
         """Each member job's state, in the sweep's order (`expired` for one that is gone),
         in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for member in sweep.members:
             pipe.hget(self.key("job", member.job), "state")
-        return [s.decode() if s is not None else EXPIRED for s in pipe.execute()]
+        return [JobState(s.decode()) if s else JobState.EXPIRED for s in pipe.execute()]
 
-    def sweep_ended(self, sweep: Sweep) -> bool:
+    def ended(self, sweep: Sweep) -> bool:
         return all_ended(self.member_states(sweep))
 
-    def sweep_plot(self, sweep_id: str) -> bytes | None:
+    def plot(self, sweep_id: str) -> bytes | None:
         """The final overlay plot (PNG), once a worker drew it."""
         data = self.r.get(self.key("sweep", sweep_id, "plot"))
         return bytes(data) if data is not None else None
 
-    def has_sweep_plot(self, sweep_id: str) -> bool:
+    def has_plot(self, sweep_id: str) -> bool:
         return bool(self.r.exists(self.key("sweep", sweep_id, "plot")))
 
-    def ask_for_sweep_plot(self, sweep_id: str, every_s: int) -> bool:
+    def ask_for_plot(self, sweep_id: str, every_s: int) -> bool:
         """True at most once every `every_s` per sweep: the caller may ask the workers to
         draw its plot now (API processes and reloads of a page do not ask each time)."""
         return bool(self.r.set(self.key("sweep", sweep_id, "plot_asked"), 1, nx=True, ex=every_s))
 
-    def finish_sweep(self, sweep_id: str, plot: bytes) -> bool:
+    def finish(self, sweep_id: str, plot: bytes) -> bool:
         """Keep the final overlay plot unless one is kept already (two workers that end
         the last two jobs at once may both draw it; the first to store it wins, and both
         drew it from the same finished points). The sweep then expires with its jobs'
         retention. True if this call stored it."""
         plot_key = self.key("sweep", sweep_id, "plot")
         stored = bool(self.r.set(plot_key, plot, nx=True))
-        if stored and self.retention_s:
+        if stored and self.backend.retention_s:
             pipe = self.r.pipeline()
-            pipe.expire(self.key("sweep", sweep_id), self.retention_s)
-            pipe.expire(plot_key, self.retention_s)
+            pipe.expire(self.key("sweep", sweep_id), self.backend.retention_s)
+            pipe.expire(plot_key, self.backend.retention_s)
             pipe.execute()
         return stored

@@ -6,8 +6,10 @@ import secrets
 import time
 import uuid
 
-from aimc_store.base import StoreBase
-from aimc_store.keys import hash_key
+from aimc_spec.vocabulary import JobState
+from aimc_store.base import Backend, Part
+from aimc_store.jobs import Jobs
+from aimc_store.keys import LIVE, hash_key
 from aimc_store.records import User
 
 
@@ -15,8 +17,14 @@ def new_api_key() -> str:
     return "aimc_" + secrets.token_urlsafe(24)
 
 
-class Users(StoreBase):
-    def create_user(self, name: str) -> tuple[str, str] | None:
+class Users(Part):
+    """`store.users`: who may call the API, and with which key."""
+
+    def __init__(self, backend: Backend, jobs: Jobs) -> None:
+        super().__init__(backend)
+        self.jobs = jobs  # deleting a user cancels their live jobs
+
+    def create(self, name: str) -> tuple[str, str] | None:
         """A new user; returns (user id, API key), or None if the name is taken. The key is
         shown once and stored hashed."""
         user_id = uuid.uuid4().hex[:12]
@@ -32,7 +40,7 @@ class Users(StoreBase):
         pipe.execute()
         return user_id, api_key
 
-    def users(self) -> list[User]:
+    def all(self) -> list[User]:
         """Every user, oldest first; keys are never listed."""
         ids = [u.decode() for u in self.r.zrange(self.key("users"), 0, -1)]
         pipe = self.r.pipeline(transaction=False)
@@ -44,8 +52,8 @@ class Users(StoreBase):
             if name is not None
         ]
 
-    def user(self, user_id: str) -> User | None:
-        record = self._text_hash(self.key("user", user_id))
+    def get(self, user_id: str) -> User | None:
+        record = self.backend.text_hash(self.key("user", user_id))
         if record is None:
             return None
         return User(user_id, record["name"], float(record["created"]))
@@ -65,3 +73,27 @@ class Users(StoreBase):
         pipe.hset(self.key("user", user_id), "key", hashed)
         pipe.execute()
         return api_key
+
+    def delete(self, user_id: str) -> bool:
+        """Remove the user and revoke their key; their live jobs are asked to cancel (jobs
+        and datasets then expire with the retention). False if no such user."""
+        record = self.backend.text_hash(self.key("user", user_id))
+        if record is None:
+            return False
+        live: set[str] = set()
+        for state in LIVE:
+            live |= {j.decode() for j in self.r.smembers(self.key("user", user_id, "in", state))}
+        pipe = self.r.pipeline()
+        if "key" in record:
+            pipe.delete(self.key("key", record["key"]))
+        pipe.delete(self.key("user", user_id))
+        pipe.delete(self.key("username", record["name"]))
+        pipe.zrem(self.key("users"), user_id)
+        for job_id in live:
+            pipe.set(self.key("job", job_id, "cancel"), 1)
+        pipe.execute()
+        for job_id in live:
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == JobState.QUEUED:
+                self.jobs.set_state(job_id, JobState.CANCELLED)
+        return True

@@ -36,19 +36,19 @@ def run_one(url: str, spec: dict, artifact_dir: Path | None) -> tuple[dict[str, 
     from worker.bridge import run_and_store
 
     store = JobStore.from_url(url, "bench:", artifact_dir=artifact_dir)
-    job_id = store.create_job("bench", spec)
+    job_id = store.jobs.create("bench", spec)
     peak = [0]
-    put = store.put_checkpoint
+    put = store.jobs.put_checkpoint
 
     def measured(job: str, blob: bytes) -> None:
         put(job, blob)
         peak[0] = max(peak[0], int(store.r.memory_usage(store.key("job", job, "checkpoint"))))
 
-    store.put_checkpoint = measured  # type: ignore[method-assign]
+    store.jobs.put_checkpoint = measured  # type: ignore[method-assign]
     started = time.perf_counter()
     run_and_store(store, job_id, spec, "bench")
     seconds = time.perf_counter() - started
-    final = store.get_job(job_id)
+    final = store.jobs.get(job_id)
     assert final is not None and final.state == "succeeded", final
     return job_memory(store, job_id), peak[0], seconds
 

@@ -30,7 +30,7 @@ def check_spec(spec: JobSpec, store: JobStore, settings: Settings, user: str, at
     `at` prefixes the field path (a sweep's combination)."""
     uploaded = None
     if spec.dataset.name == "uploaded":
-        dataset = store.dataset(spec.dataset.id or "")
+        dataset = store.datasets.get(spec.dataset.id or "")
         if dataset is None or dataset.owner != user:  # another's upload: as if absent
             detail = f"no dataset {spec.dataset.id!r}; upload one with POST /v1/datasets"
             raise ProblemError(
@@ -106,7 +106,7 @@ def check_room(store: JobStore, settings: Settings, user: str, jobs: int = 1) ->
             f"{settings.max_queued_jobs}: split the grid"
         )
         raise ProblemError(422, "Too many jobs", detail, errors=[{"loc": "grid", "msg": detail}])
-    queued = store.count_in(user, JobState.QUEUED)
+    queued = store.jobs.count_in(user, JobState.QUEUED)
     if queued + jobs > settings.max_queued_jobs:
         raise _over_queued(queued, jobs, settings)
 
@@ -115,7 +115,7 @@ def check_storage(store: JobStore, settings: Settings, user: str) -> None:
     """422 naming the limit if the artifacts of the caller's kept jobs fill their storage
     (max_user_artifact_bytes): a job would add more. A soft limit: jobs queued before
     it was reached may pass it by their own artifacts."""
-    used = store.artifact_usage(user)
+    used = store.artifacts.usage(user)
     if used >= settings.max_user_artifact_bytes:
         detail = (
             f"your jobs' artifacts keep {used} bytes, at the limit max_user_artifact_bytes = "
@@ -138,9 +138,9 @@ def _over_queued(queued: int, jobs: int, settings: Settings) -> ProblemError:
 def admit(store: JobStore, settings: Settings, user: str, normalised: dict[str, Any]) -> Job:
     """Create the job, queued (429 if the caller's queued limit is full); no worker knows
     of it until `send`. (A sweep's jobs: JobStore.admit_sweep, after check_room.)"""
-    job = store.admit_job(user, normalised, settings.max_queued_jobs)
+    job = store.jobs.admit(user, normalised, settings.max_queued_jobs)
     if job is None:
-        raise _over_queued(store.count_in(user, JobState.QUEUED), 1, settings)
+        raise _over_queued(store.jobs.count_in(user, JobState.QUEUED), 1, settings)
     return job
 
 
@@ -164,5 +164,5 @@ def queue_job(
     workers; the job."""
     check_storage(store, settings, user)
     job = admit(store, settings, user, normalised)
-    send(request, job.id, ahead=store.count_in(user, JobState.QUEUED) - 1)
+    send(request, job.id, ahead=store.jobs.count_in(user, JobState.QUEUED) - 1)
     return job

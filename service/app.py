@@ -17,7 +17,7 @@ from aimc_store.fair_share import TRANSPORT_OPTIONS
 from aimc_store.reads import AsyncReads
 from aimc_store.store import JobStore, fail_fast
 from service import prometheus, ui
-from service.errors import add_handlers
+from service.errors import add_handlers, document_problems
 from service.events import stream_client
 from service.middleware import ApiHeaders, ConfineDatasetPaths, HeadAsGet, LimitAndCount
 from service.reaper import Reaper
@@ -81,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (prometheus, health, jobs, sweeps, datasets, users):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard at /ui
+    document_problems(app)
     return app

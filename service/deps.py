@@ -111,7 +111,7 @@ def _yours(record: R | None, user: str, what: str, ident: str) -> R:
 
 def owned_job(job_id: JobId, user: CurrentUser, store: StoreDep) -> Job:
     """The caller's job (404 for another user's, as for a missing one)."""
-    return _yours(store.get_job(job_id), user, "job", job_id)
+    return _yours(store.jobs.get(job_id), user, "job", job_id)
 
 
 OwnedJob = Annotated[Job, Depends(owned_job)]
@@ -119,7 +119,7 @@ OwnedJob = Annotated[Job, Depends(owned_job)]
 
 def owned_sweep(sweep_id: SweepId, user: CurrentUser, store: StoreDep) -> Sweep:
     """The caller's sweep (404 for another user's, as for a missing one)."""
-    return _yours(store.sweep(sweep_id), user, "sweep", sweep_id)
+    return _yours(store.sweeps.get(sweep_id), user, "sweep", sweep_id)
 
 
 OwnedSweep = Annotated[Sweep, Depends(owned_sweep)]
@@ -127,7 +127,7 @@ OwnedSweep = Annotated[Sweep, Depends(owned_sweep)]
 
 def owned_dataset(dataset_id: DatasetId, user: CurrentUser, store: StoreDep) -> Dataset:
     """The caller's dataset record (404 for another user's, as for a missing one)."""
-    return _yours(store.dataset(dataset_id), user, "dataset", dataset_id)
+    return _yours(store.datasets.get(dataset_id), user, "dataset", dataset_id)
 
 
 OwnedDataset = Annotated[Dataset, Depends(owned_dataset)]

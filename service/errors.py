@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import ResponseError as RedisResponseError
@@ -18,20 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from aimc_spec.spec import spec_problems
+from service.schemas import Problem
 
 PROBLEM = "application/problem+json"
+PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
 STORE_RETRY_AFTER_S = 2
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-
-class Problem(BaseModel):
-    """The body of every error response."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
-    errors: list[dict[str, str]] | None = None
 
 
 class ProblemError(Exception):
@@ -183,9 +174,30 @@ def add_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
 
 
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what every error answer is: problem+json with the
+    Problem schema. FastAPI files a `responses` entry's model under application/json,
+    which no error is sent as; the problem+json entry had no schema, so a client or a
+    checker (schemathesis) could not validate an error's body against it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()  # FastAPI keeps it as app.openapi_schema: edited once
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                for answer in operation.get("responses", {}).values():
+                    if PROBLEM in answer.get("content", {}):
+                        answer["content"] = {PROBLEM: {"schema": PROBLEM_SCHEMA}}
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can give; every route that reads the
     store can answer 503 (with Retry-After) while Redis restarts, and every route with a
     parameter a 422 (FastAPI documents one itself, as application/json, where the
-    answer is problem+json)."""
+    answer is problem+json; document_problems files them all under problem+json)."""
     return {code: {"model": Problem, "content": {PROBLEM: {}}} for code in (*codes, 422, 503)}

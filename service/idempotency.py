@@ -25,7 +25,7 @@ def made_before(store: JobStore, user: str, key: str | None, digest: str) -> str
     without a key or on its first use. 409 if that request's body was another."""
     if not key:
         return None
-    seen = store.idempotent(user, key)
+    seen = store.jobs.idempotent(user, key)
     if seen is None:
         return None
     if seen[0] != digest:
@@ -36,4 +36,4 @@ def made_before(store: JobStore, user: str, key: str | None, digest: str) -> str
 def remember(store: JobStore, user: str, key: str | None, digest: str, made: str) -> None:
     """Keep what a request with this key made, for its repeats."""
     if key:
-        store.remember_idempotent(user, key, digest, made, IDEMPOTENCY_TTL_S)
+        store.jobs.remember_idempotent(user, key, digest, made, IDEMPOTENCY_TTL_S)

@@ -55,7 +55,7 @@ class ServiceCollector:
         transitions = CounterMetricFamily(
             "aimc_job_transitions", "Times jobs entered each state.", labels=["state"]
         )
-        for state, count in sorted(store.transitions().items()):
+        for state, count in sorted(store.stats.transitions().items()):
             transitions.add_metric([state], count)
         yield transitions
 
@@ -64,7 +64,7 @@ class ServiceCollector:
             "Run time of finished jobs (start to end state).",
             labels=["state"],
         )
-        for state, buckets in sorted(store.durations().items()):
+        for state, buckets in sorted(store.stats.durations().items()):
             durations.add_metric(
                 [state],
                 [(bound, buckets.get(bound, 0)) for bound in BOUNDS],
@@ -73,7 +73,9 @@ class ServiceCollector:
         yield durations
 
         yield GaugeMetricFamily(
-            "aimc_queue_depth", "Jobs waiting for a worker.", value=store.queue_depth(self.queue)
+            "aimc_queue_depth",
+            "Jobs waiting for a worker.",
+            value=store.stats.queue_depth(self.queue),
         )
 
 

@@ -46,18 +46,18 @@ class Reaper:
     def sweep(self, now: float | None = None) -> list[str]:
         """One pass; the jobs requeued."""
         now = time.monotonic() if now is None else now
-        live = self.store.live_jobs()
-        silent = [j for j in live if not self.store.alive(j)]
+        live = self.store.leases.live_jobs()
+        silent = [j for j in live if not self.store.leases.alive(j)]
         self.missing_since = {j: self.missing_since.get(j, now) for j in silent}
         requeued = []
         for job_id, since in list(self.missing_since.items()):
-            if now - since >= GRACE_S and self.store.requeue_if_lost(job_id):
+            if now - since >= GRACE_S and self.store.leases.requeue_if_lost(job_id):
                 self._send(job_id)
                 log.warning("job %s: its worker is gone; queued again", job_id)
                 requeued.append(job_id)
                 del self.missing_since[job_id]
-        for job_id in self.store.queued_jobs():
-            if self.store.resend_if_stuck(job_id, self.queue, STUCK_QUEUED_S):
+        for job_id in self.store.leases.queued_jobs():
+            if self.store.leases.resend_if_stuck(job_id, self.queue, STUCK_QUEUED_S):
                 self._send(job_id)
                 log.warning("job %s: its task was taken by a worker that died; sent again", job_id)
                 requeued.append(job_id)
@@ -74,7 +74,7 @@ class Reaper:
             try:
                 await asyncio.to_thread(self.sweep)
                 if time.monotonic() >= files_due:
-                    await asyncio.to_thread(self.store.remove_expired_artifact_files)
+                    await asyncio.to_thread(self.store.artifacts.remove_expired_files)
                     files_due = time.monotonic() + FILES_EVERY_S
             except RedisError as exc:  # Redis away: try again next round
                 log.warning("reaper: %s", exc)

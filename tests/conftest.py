@@ -7,6 +7,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,10 +209,27 @@ class LiveService:
         return str(r.json()["api_key"])
 
 
-@pytest.fixture(scope="session")
-def live_service(worker_store: JobStore, redis_url: str) -> Iterator[LiveService]:
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """The ASGI app served over real HTTP by uvicorn in a thread, for the block; its URL.
+    Returns once the port answers, and stops the server (waiting for it) afterwards."""
     import uvicorn
 
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_service(worker_store: JobStore, redis_url: str) -> Iterator[LiveService]:
     from service.app import create_app
     from service.settings import Settings
 
@@ -225,18 +243,8 @@ def live_service(worker_store: JobStore, redis_url: str) -> Iterator[LiveService
         artifact_dir=worker_store.artifact_dir,
         artifact_inline_max_bytes=INLINE_MAX_BYTES,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        yield LiveService(f"http://127.0.0.1:{port}", admin, worker_store)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(create_app(settings)) as url:
+        yield LiveService(url, admin, worker_store)
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:

@@ -59,7 +59,7 @@ def job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
     # again here: the API that admitted the spec may run on another machine)
     DATASET_ROOTS.set(get_settings().dataset_roots())
     store = patient_store()
-    store.set_engine_pid(job_id, os.getpid())
+    store.jobs.set_engine_pid(job_id, os.getpid())
     try:
         run_and_store(store, job_id, spec, owner)
     except Exception as exc:
@@ -70,7 +70,8 @@ def job_process(job_id: str, spec: dict[str, Any], owner: str) -> int:
 def fail(store: JobStore, job_id: str, exc: Exception) -> None:
     """An unexpected error ends the job as failed, naming it; the traceback goes to the log."""
     log.exception("job %s failed", job_id)
-    store.set_state(job_id, JobState.FAILED, error=describe_failure(exc))  # names a memory limit
+    error = describe_failure(exc)  # names a memory limit
+    store.jobs.set_state(job_id, JobState.FAILED, error=error)
 
 
 def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Path | None:
@@ -79,8 +80,8 @@ def _fetch_upload(store: JobStore, spec: JobSpec, owner: str, path: Path) -> Pat
 
     if spec.dataset.name != "uploaded":
         return None
-    record = store.dataset(spec.dataset.id or "")
-    data = store.dataset_bytes(spec.dataset.id or "") if record else None
+    record = store.datasets.get(spec.dataset.id or "")
+    data = store.datasets.read(spec.dataset.id or "") if record else None
     if record is None or record.owner != owner or data is None:
         raise RunError(f"dataset.id: no dataset {spec.dataset.id!r} (deleted, or not yours)")
     path.write_bytes(data)
@@ -94,31 +95,31 @@ def store_callbacks(store: JobStore, job_id: str, reached: list[float]) -> Any:
     from aimc_engine.runner import Callbacks
 
     last = {"cancel": 0.0, "progress": 0.0}
-    stored_up_to = store.last_metric_step(job_id)  # points a previous attempt already stored
+    stored_up_to = store.metrics.last_step(job_id)  # points a previous attempt already stored
 
     def on_metrics(record: dict[str, Any]) -> None:
         if record["step"] > stored_up_to:
-            store.add_metric(job_id, record)
+            store.metrics.add(job_id, record)
 
     def should_stop() -> bool:
         now = time.monotonic()
         if now - last["cancel"] < CANCEL_POLL_S:
             return False
         last["cancel"] = now
-        return store.cancel_requested(job_id)
+        return store.jobs.cancel_requested(job_id)
 
     def on_progress(step: int, total: int, loss: float) -> None:
         reached[:] = [step / total]
         now = time.monotonic()
         if now - last["progress"] >= PROGRESS_EVERY_S or step == total:
             last["progress"] = now
-            store.set_progress(job_id, step / total)
+            store.jobs.set_progress(job_id, step / total)
 
     return Callbacks(
         on_metrics=on_metrics,
         on_progress=on_progress,
         should_stop=should_stop,
-        on_checkpoint=lambda blob: store.put_checkpoint(job_id, blob),
+        on_checkpoint=lambda blob: store.jobs.put_checkpoint(job_id, blob),
         checkpoint_every=CHECKPOINT_EVERY,
     )
 
@@ -131,7 +132,7 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
     try:
         spec = parse_spec(spec_data)
     except SpecError as exc:
-        store.set_state(job_id, JobState.FAILED, error=str(exc))
+        store.jobs.set_state(job_id, JobState.FAILED, error=str(exc))
         return
     reached: list[float] = []  # the share of training done at the latest step
     callbacks = store_callbacks(store, job_id, reached)
@@ -142,12 +143,12 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
             too_big = misfit(spec, uploaded, get_settings().job_max_memory_mib)
             if too_big is not None:
                 raise RunError(too_big)
-            resume = store.checkpoint(job_id)
+            resume = store.jobs.checkpoint(job_id)
             if resume is not None:
-                store.mark_resumed(job_id)
+                store.jobs.mark_resumed(job_id)
             output = run(spec, callbacks, resume=resume, uploaded=uploaded)
         except RunError as exc:
-            store.set_state(job_id, JobState.FAILED, error=str(exc))
+            store.jobs.set_state(job_id, JobState.FAILED, error=str(exc))
             return
         engine_finished = time.time()
         if uploaded is not None:
@@ -155,15 +156,15 @@ def run_and_store(store: JobStore, job_id: str, spec_data: dict[str, Any], owner
         write_run(out, output.result, output.metrics, output.model, output.timeline)
         (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in output.metrics))
         for path in sorted(out.iterdir()):
-            store.put_artifact(job_id, path.name, path.read_bytes())
-    store.set_result(job_id, output.result)
+            store.artifacts.put(job_id, path.name, path.read_bytes())
+    store.jobs.set_result(job_id, output.result)
     status = output.result["status"]
     # a cancelled or failed job's progress is where it stopped, not 100% (and stays as
     # stored if it stopped before its first step of this attempt)
     progress: dict[str, float] = {}
     if status == JobState.SUCCEEDED or reached:
         progress["progress"] = 1.0 if status == JobState.SUCCEEDED else reached[0]
-    store.set_state(
+    store.jobs.set_state(
         job_id,
         status,
         error=output.result["error"] or "",

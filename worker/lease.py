@@ -62,14 +62,14 @@ class Lease:
     def start_attempt(self) -> bool:
         """Count an attempt and mark the job running; False (the job failed) past
         MAX_ATTEMPTS."""
-        attempts = self.store.add_attempt(self.job_id)
+        attempts = self.store.jobs.add_attempt(self.job_id)
         if attempts > MAX_ATTEMPTS:
             error = f"gave up after {MAX_ATTEMPTS} attempts"
-            self.store.set_state(self.job_id, JobState.FAILED, error=error)
+            self.store.jobs.set_state(self.job_id, JobState.FAILED, error=error)
             return False
         if attempts > 1:
-            self.store.set_state(self.job_id, JobState.RETRYING)
-        self.store.set_state(self.job_id, JobState.RUNNING, worker=self.holder)
+            self.store.jobs.set_state(self.job_id, JobState.RETRYING)
+        self.store.jobs.set_state(self.job_id, JobState.RUNNING, worker=self.holder)
         return True
 
 
@@ -97,19 +97,19 @@ def lease(
     exception that sends the task back to the queue; `limit` the owner's running limit.
     Raises Declined for a job set aside."""
     held = Lease(store, job.id, f"{socket.gethostname()}:{os.getpid()}")
-    if not store.take_lock(job.id, held.holder, LIVENESS_TTL_S):
+    if not store.leases.take_lock(job.id, held.holder, LIVENESS_TTL_S):
         raise retry(LOCKED_RETRY_S)  # never two runs at once; never dropped
     spec, host = _parsed(job.spec), host_slots()
     problem = slots_problem(spec, host.total) if spec else None
     slots: list[int] | None = None
     try:
         if problem:  # the API refuses these: a worker with fewer slots than the API says
-            store.set_state(job.id, JobState.FAILED, error=f"{problem[0]}: {problem[1]}")
+            store.jobs.set_state(job.id, JobState.FAILED, error=f"{problem[0]}: {problem[1]}")
             raise Declined(JobState.FAILED)
         slots = host.claim(slots_for(spec) if spec else 1)
         if slots is None:  # the host runs as many processes as it may: wait in the queue
             raise retry(SLOTS_RETRY_S)
-        if not store.claim_slot(job.owner, job.id, limit):
+        if not store.leases.claim_slot(job.owner, job.id, limit):
             raise Declined(JobState.PARKED)
         stop = threading.Event()
         beater = threading.Thread(target=_beat, args=(held, stop), daemon=True)
@@ -122,14 +122,14 @@ def lease(
     finally:
         if slots is not None:
             Slots.release(slots)
-        store.release_lock(job.id, held.holder)
+        store.leases.release_lock(job.id, held.holder)
 
 
 def _beat(held: Lease, stop: threading.Event) -> None:
     """Refresh heartbeat and lock until stopped; if another worker holds the lock now,
     kill this run's job process (two runs of one job would write its metrics twice)."""
     while True:
-        if not held.store.beat(held.job_id, held.holder, LIVENESS_TTL_S):
+        if not held.store.leases.beat(held.job_id, held.holder, LIVENESS_TTL_S):
             held.superseded.set()
             for pid in held.engine_pid:
                 with contextlib.suppress(ProcessLookupError):

@@ -18,11 +18,11 @@ def draw_if_ended(store: JobStore, sweep_id: str) -> bool:
     """Draw and keep the sweep's overlay plot if every one of its jobs has ended and no
     plot is kept yet; True if this call stored it. Idempotent: a second call, or a second
     worker ending the last job at the same moment, stores nothing more."""
-    sweep = store.sweep(sweep_id)
-    if sweep is None or store.has_sweep_plot(sweep_id) or not store.sweep_ended(sweep):
+    sweep = store.sweeps.get(sweep_id)
+    if sweep is None or store.sweeps.has_plot(sweep_id) or not store.sweeps.ended(sweep):
         return False
     png = plot_grouped(seed_groups(store, sweep), f"sweep {sweep.name} ({sweep.id})")
-    return store.finish_sweep(sweep_id, png)
+    return store.sweeps.finish(sweep_id, png)
 
 
 def seed_groups(store: JobStore, sweep: Sweep) -> list[tuple[str, list[list[dict[str, Any]]]]]:
@@ -32,7 +32,7 @@ def seed_groups(store: JobStore, sweep: Sweep) -> list[tuple[str, list[list[dict
     groups: dict[str, list[list[dict[str, Any]]]] = {}
     for member in sweep.members:
         setting = {k: v for k, v in member.overrides.items() if k != "seed"}
-        groups.setdefault(label(setting) or "base", []).append(store.metrics(member.job))
+        groups.setdefault(label(setting) or "base", []).append(store.metrics.points(member.job))
     return list(groups.items())
 
 
@@ -41,7 +41,7 @@ def after_job_ended(store: JobStore, job_id: str) -> None:
     belongs to a sweep that has now ended, draw the sweep's plot. A failure here is
     logged and leaves the job as it ended (the API asks for the plot again)."""
     try:
-        job = store.get_job(job_id)
+        job = store.jobs.get(job_id)
         if job is not None and job.sweep is not None and draw_if_ended(store, job.sweep):
             log.info("sweep %s ended with job %s; its overlay plot is stored", job.sweep, job_id)
     except Exception:

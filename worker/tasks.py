@@ -45,13 +45,13 @@ def draw_sweep_plot(sweep_id: str) -> bool:
 
 def _run_job(task: Any, store: JobStore, job_id: str) -> str:
     """run_job's work; the job's state when it returns (or why it did not run it)."""
-    job = store.get_job(job_id)
+    job = store.jobs.get(job_id)
     if job is None:
         return JobState.MISSING
     owner, limit = job.owner, get_settings().max_running_jobs
     state = job.state
-    if not job.ended and store.cancel_requested(job_id):
-        store.set_state(job_id, JobState.CANCELLED)
+    if not job.ended and store.jobs.cancel_requested(job_id):
+        store.jobs.set_state(job_id, JobState.CANCELLED)
         state = JobState.CANCELLED
     if state in TERMINAL:
         _queue_parked(store, owner, limit)  # this task may have been handed a free slot
@@ -84,9 +84,9 @@ def _attempt(store: JobStore, job: Job, held: Lease) -> str:
             # lost) and its next attempt resumes from the checkpoint
             log.error("job %s: its process was killed by signal %d", job.id, -code)
             os._exit(1)
-        final = store.get_job(job.id)
+        final = store.jobs.get(job.id)
         if final is None or not final.ended:
-            store.set_state(
+            store.jobs.set_state(
                 job.id, JobState.FAILED, error=f"the job's process exited with code {code}"
             )
             return JobState.FAILED
@@ -98,5 +98,5 @@ def _attempt(store: JobStore, job: Job, held: Lease) -> str:
 
 def _queue_parked(store: JobStore, owner: str, limit: int) -> None:
     """Send the owner's parked jobs that now fit under their running limit to the queue."""
-    for parked in store.free_slots(owner, limit):
+    for parked in store.leases.free_slots(owner, limit):
         run_job.apply_async(args=[parked])

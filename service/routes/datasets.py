@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
 
 from aimc_spec.dataset_files import DatasetError
 from aimc_store.datasets import StorageFull
@@ -18,27 +17,11 @@ from aimc_store.records import Dataset
 from aimc_store.store import JobStore
 from service.deps import CurrentUser, OwnedDataset, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
+from service.schemas import DatasetOut
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 UNPACKED_FACTOR = 4  # an upload may decompress to at most this times the upload limit
-
-
-class DatasetOut(BaseModel):
-    id: str
-    name: str
-    created: float
-    bytes: int
-    n_train: int
-    n_test: int
-    sample_shape: list[int]
-    classes: int
-    x_dtype: str
-
-    @classmethod
-    def of(cls, record: Dataset) -> DatasetOut:
-        """The public view of a stored dataset (its owner is not shown)."""
-        return cls.model_validate(record, from_attributes=True)
 
 
 def _invalid(detail: str) -> ProblemError:
@@ -66,7 +49,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "An .npz archive with x_train, y_train, x_test, y_test.",
+            "description": (
+                "An .npz archive with x_train, y_train, x_test, y_test, as its bytes (read "
+                "as the archive whatever the Content-Type says); other bytes get a 422 "
+                "naming what is wrong with them."
+            ),
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
@@ -104,7 +91,7 @@ def _keep(
 ) -> Dataset:
     """Keep a checked upload within its owner's storage limit; its record (413 past it)."""
     try:
-        dataset_id = store.put_dataset(
+        dataset_id = store.datasets.put(
             user, name, data, info, limit=settings.max_user_dataset_bytes
         )
     except StorageFull as full:
@@ -115,7 +102,7 @@ def _keep(
         raise ProblemError(
             413, "Storage quota exceeded", detail, errors=[{"loc": "file", "msg": detail}]
         ) from None
-    record = store.dataset(dataset_id)
+    record = store.datasets.get(dataset_id)
     assert record is not None  # just stored
     return record
 
@@ -123,7 +110,7 @@ def _keep(
 @router.get("", response_model=list[DatasetOut], responses=responses(401, 429))
 def list_datasets(user: CurrentUser, store: StoreDep) -> list[DatasetOut]:
     """The caller's uploads, newest first."""
-    records = (store.dataset(d) for d in store.dataset_ids(user))
+    records = (store.datasets.get(d) for d in store.datasets.ids(user))
     return [DatasetOut.of(r) for r in records if r is not None]
 
 
@@ -135,5 +122,5 @@ def get_dataset(record: OwnedDataset) -> DatasetOut:
 @router.delete("/{dataset_id}", status_code=204, responses=responses(401, 404, 422, 429))
 def delete_dataset(record: OwnedDataset, store: StoreDep) -> Response:
     """Remove the upload; queued jobs that name it fail with a clear error."""
-    store.delete_dataset(record.id, record.owner)
+    store.datasets.delete(record.id, record.owner)
     return Response(status_code=204)

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import WithJsonSchema
 
 from aimc_spec.metric_record import metrics_csv
 from aimc_spec.spec import JobSpec
+from aimc_spec.vocabulary import JobState
 from aimc_store.reads import AsyncReads
 from aimc_store.records import Job
 from service.admission import check_spec, queue_job
@@ -31,6 +32,7 @@ from service.errors import ProblemError, responses
 from service.events import CURSOR_PATTERN, job_events, parse_cursor
 from service.idempotency import body_digest, made_before, remember
 from service.ids import ArtifactName, JobId, check_id
+from service.schemas import JobOut, JobPage
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -40,34 +42,11 @@ CURSOR_SCHEMA = WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})
 JSON = "application/json"
 
 
-class JobOut(BaseModel):
-    id: str
-    name: str
-    state: str
-    progress: float
-    attempts: int
-    created: float
-    started: float | None = None
-    finished: float | None = None
-    engine_finished: float | None = Field(
-        None, description="When the engine's training ended (then artifacts were stored)."
-    )
-    error: str | None = None
-    latest_metrics: dict[str, Any] | None = None
-    eta_seconds: float | None = None
-    spec: dict[str, Any]
-
-
-class JobPage(BaseModel):
-    jobs: list[JobOut]
-    next_cursor: str | None
-
-
 def job_out(job: Job, latest: dict[str, Any] | None = None, *, alive: bool = True) -> JobOut:
     """The public view; a running job whose worker stopped beating is shown as lost."""
-    state = "lost" if job.state == "running" and not alive else job.state
+    state = JobState.LOST if job.state == JobState.RUNNING and not alive else job.state
     eta = None
-    if job.state == "running" and job.started and 0 < job.progress < 1:
+    if job.state == JobState.RUNNING and job.started and 0 < job.progress < 1:
         elapsed = time.time() - job.started
         eta = elapsed / job.progress * (1 - job.progress)
     return JobOut(
@@ -103,7 +82,7 @@ def submit(
     normalised = spec.normalised()
     digest = body_digest(normalised)
     made = made_before(store, user, idempotency_key, digest)
-    if made is not None and (job := store.get_job(made)) is not None:
+    if made is not None and (job := store.jobs.get(made)) is not None:
         return _accepted(job)
     job = queue_job(request, store, settings, user, normalised)
     remember(store, user, idempotency_key, digest, job.id)
@@ -207,7 +186,7 @@ def metrics(
     accept: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Metric points with step > since, as JSON or (Accept: text/csv) CSV."""
-    points = store.metrics(job.id, since)
+    points = store.metrics.points(job.id, since)
     if accept and "text/csv" in accept:
         return Response(metrics_csv(points), media_type="text/csv")
     return Response(json.dumps(points), media_type="application/json")
@@ -282,7 +261,7 @@ def result(job: OwnedJob) -> dict[str, Any]:
 
 @router.get("/{job_id}/artifacts", responses=responses(401, 404, 422, 429))
 def artifacts(job: OwnedJob, store: StoreDep) -> list[str]:
-    return store.artifact_names(job.id)
+    return store.artifacts.names(job.id)
 
 
 MEDIA = {
@@ -307,7 +286,7 @@ def artifact(job_id: JobId, name: ArtifactName, user: CurrentUser, store: StoreD
     # the id and the name are checked together (422 for either, whoever asks) before the
     # job is looked up: as OwnedJob, a 404 for another user's job came before the name's
     job = owned_job(job_id, user, store)
-    found = store.artifact(job.id, name)
+    found = store.artifacts.find(job.id, name)
     if found is None:
         raise ProblemError(404, "Not Found", f"no artifact {name!r}")
     suffix = name[name.rfind(".") :] if "." in name else ""
@@ -335,10 +314,10 @@ def artifact(job_id: JobId, name: ArtifactName, user: CurrentUser, store: StoreD
 def cancel(job: OwnedJob, store: StoreDep) -> JobOut:
     """Cooperative: a running job stops at its next check; a queued one never starts."""
     if not job.ended:
-        store.request_cancel(job.id)
-        if job.state == "queued":
-            store.set_state(job.id, "cancelled")
-    refreshed = store.get_job(job.id)
+        store.jobs.request_cancel(job.id)
+        if job.state == JobState.QUEUED:
+            store.jobs.set_state(job.id, JobState.CANCELLED)
+    refreshed = store.jobs.get(job.id)
     assert refreshed is not None
     return job_out(refreshed)
 
@@ -348,5 +327,5 @@ def delete(job: OwnedJob, store: StoreDep) -> Response:
     """Remove a finished job and all its data."""
     if not job.ended:
         raise ProblemError(409, "Conflict", f"job is {job.state}; cancel it first")
-    store.delete_job(job.id)
+    store.jobs.delete(job.id)
     return Response(status_code=204)

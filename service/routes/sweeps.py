@@ -4,61 +4,24 @@ their comparison (states, final metrics, an overlay plot of the loss curves)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Request, Response
-from pydantic import BaseModel, Field, StringConstraints
 
 from aimc_spec.spec import SpecError
-from aimc_spec.sweep import DOTTED_PATH, MAX_SWEEP_JOBS, expand
+from aimc_spec.sweep import expand
 from aimc_spec.vocabulary import DRAW_SWEEP_PLOT_TASK, JobState
 from aimc_store.records import Sweep
 from aimc_store.store import JobStore
-from aimc_store.sweeps import EXPIRED, all_ended
+from aimc_store.sweeps import all_ended
 from aimc_study.comparison import final_metrics
 from service.admission import check_room, check_spec, check_storage, send
 from service.deps import CurrentUser, OwnedSweep, SettingsDep, StoreDep
 from service.errors import ProblemError, responses
 from service.idempotency import body_digest, made_before, remember
+from service.schemas import SweepIn, SweepJob, SweepOut
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
-GridPath = Annotated[str, StringConstraints(pattern=DOTTED_PATH.pattern)]
-
-
-class SweepIn(BaseModel):
-    name: str = Field("sweep", min_length=1, max_length=100, description="Names the sweep.")
-    spec: dict[str, Any] = Field(
-        default_factory=dict, description="The base job spec every combination starts from."
-    )
-    grid: dict[GridPath, Annotated[list[Any], Field(min_length=1)]] = Field(
-        min_length=1,
-        # only the keys the pattern allows (OpenAPI allowed any key, the API refused them)
-        json_schema_extra={"additionalProperties": False},
-        description=(
-            "Dotted spec paths to the values to try, e.g. {'pipeline.schedule': ['gpipe', "
-            "'async'], 'analog.device.states': [300, 1200]}; at most "
-            f"{MAX_SWEEP_JOBS} combinations."
-        ),
-        examples=[{"pipeline.schedule": ["gpipe", "async"]}],
-    )
-
-
-class SweepJob(BaseModel):
-    id: str
-    overrides: dict[str, Any]
-    state: str = Field(description=f"The job's state; `{EXPIRED}` once deleted or expired.")
-    final: dict[str, Any] = Field(description="Its latest metric point's comparison columns.")
-
-
-class SweepOut(BaseModel):
-    id: str
-    name: str
-    created: float
-    grid: dict[str, list[Any]]
-    jobs: list[SweepJob]
-    states: dict[str, int] = Field(description="How many jobs are in each state.")
-    done: bool = Field(description="Every job has ended and a worker has drawn the overlay plot.")
-    plot: str = Field(description="Path of the overlay plot (PNG).")
 
 
 PLOT_RETRY_AFTER_S = 2  # a worker draws an ended sweep's plot in about a second
@@ -68,7 +31,7 @@ PLOT_ASK_EVERY_S = 60  # an ended sweep without a plot: ask the workers at most 
 def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
     """Have a worker draw the plot of an ended sweep that has none: its last job ended
     while no worker could tell it was the sweep's last (the API never draws)."""
-    if store.ask_for_sweep_plot(sweep_id, PLOT_ASK_EVERY_S):
+    if store.sweeps.ask_for_plot(sweep_id, PLOT_ASK_EVERY_S):
         request.app.state.celery.send_task(
             DRAW_SWEEP_PLOT_TASK,
             args=[sweep_id],
@@ -79,12 +42,13 @@ def _ask_for_plot(request: Request, store: JobStore, sweep_id: str) -> None:
 
 def _view(request: Request, store: JobStore, sweep: Sweep) -> SweepOut:
     jobs = []
-    for member, state in zip(sweep.members, store.member_states(sweep), strict=True):
-        latest = store.latest_metric(member.job) if state != EXPIRED else None
+    states = store.sweeps.member_states(sweep)
+    for member, state in zip(sweep.members, states, strict=True):
+        latest = store.metrics.latest(member.job) if state != JobState.EXPIRED else None
         final = final_metrics([latest]) if latest else {}
         jobs.append(SweepJob(id=member.job, overrides=member.overrides, state=state, final=final))
-    ended = all_ended(j.state for j in jobs)
-    plotted = ended and store.has_sweep_plot(sweep.id)
+    ended = all_ended(states)
+    plotted = ended and store.sweeps.has_plot(sweep.id)
     if ended and not plotted:
         _ask_for_plot(request, store, sweep.id)
     return SweepOut(
@@ -121,8 +85,8 @@ def create_sweep(
     study sends its request again to replace such jobs)."""
     digest = body_digest(body.model_dump(mode="json"))
     made = made_before(store, user, idempotency_key, digest)
-    sweep = store.sweep(made) if made is not None else None
-    if sweep is not None and EXPIRED not in store.member_states(sweep):
+    sweep = store.sweeps.get(made) if made is not None else None
+    if sweep is not None and JobState.EXPIRED not in store.sweeps.member_states(sweep):
         response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
         return _view(request, store, sweep)
     try:
@@ -146,9 +110,10 @@ def create_sweep(
         specs.append((normalised, point.overrides))
     # the jobs and the sweep in one transaction (all or nothing), recorded before any
     # job is sent: the worker that ends the last job sees the sweep
-    sweep, jobs = store.admit_sweep(user, body.name, body.grid, specs)
+    sweep, jobs = store.sweeps.admit(user, body.name, body.grid, specs)
     remember(store, user, idempotency_key, digest, sweep.id)
-    before = store.count_in(user, JobState.QUEUED) - len(jobs)  # the owner's jobs already waiting
+    # the owner's jobs already waiting
+    before = store.jobs.count_in(user, JobState.QUEUED) - len(jobs)
     for rank, job in enumerate(jobs):
         send(request, job.id, ahead=before + rank)
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
@@ -158,7 +123,7 @@ def create_sweep(
 @router.get("", response_model=list[SweepOut], responses=responses(401, 429))
 def list_sweeps(request: Request, user: CurrentUser, store: StoreDep) -> list[SweepOut]:
     """The caller's sweeps, newest first."""
-    sweeps = (store.sweep(s) for s in store.sweep_ids(user))
+    sweeps = (store.sweeps.get(s) for s in store.sweeps.ids(user))
     return [_view(request, store, s) for s in sweeps if s is not None]
 
 
@@ -178,10 +143,10 @@ def sweep_plot(request: Request, sweep: OwnedSweep, store: StoreDep) -> Response
     its seeds with a 95% band): drawn by a worker once every job has ended (409 with
     Retry-After until then)."""
     sweep_id = sweep.id
-    png = store.sweep_plot(sweep_id)
+    png = store.sweeps.plot(sweep_id)
     if png is not None:
         return Response(png, media_type="image/png")
-    states = store.member_states(sweep)
+    states = store.sweeps.member_states(sweep)
     unended = [state for state in states if not all_ended([state])]
     if unended:
         detail = (

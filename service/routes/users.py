@@ -5,40 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Response
-from pydantic import BaseModel, Field
 
-from aimc_store.records import User
 from service.deps import StoreDep, admin
 from service.errors import ProblemError, responses
 from service.ids import UserId
+from service.schemas import NewUser, UserKey, UserOut
 
 router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(admin)])
-
-
-class NewUser(BaseModel):
-    name: str = Field(
-        min_length=1,
-        max_length=100,
-        # NUL, CR, LF and the other control characters split log lines and headers
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="Who the key is for; unique on the service; no control characters.",
-    )
-
-
-class UserOut(BaseModel):
-    id: str
-    name: str
-    created: float
-
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, name=user.name, created=user.created)
-
-
-class UserKey(BaseModel):
-    id: str
-    name: str
-    api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
 def _no_user(user_id: str) -> ProblemError:
@@ -50,7 +23,7 @@ def _no_user(user_id: str) -> ProblemError:
 )
 def create_user(store: StoreDep, body: Annotated[NewUser, Body()]) -> UserKey:
     """A user and their API key; 409 if the name is taken."""
-    created = store.create_user(body.name)
+    created = store.users.create(body.name)
     if created is None:
         detail = f"a user named {body.name!r} exists; rotate their key or pick another name"
         raise ProblemError(409, "Conflict", detail, errors=[{"loc": "name", "msg": detail}])
@@ -61,14 +34,14 @@ def create_user(store: StoreDep, body: Annotated[NewUser, Body()]) -> UserKey:
 @router.get("", response_model=list[UserOut], responses=responses(401))
 def list_users(store: StoreDep) -> list[UserOut]:
     """Every user, oldest first (their keys are stored hashed and never listed)."""
-    return [UserOut.of(u) for u in store.users()]
+    return [UserOut.of(u) for u in store.users.all()]
 
 
 @router.post("/{user_id}/key", response_model=UserKey, responses=responses(401, 404, 422))
 def rotate_key(user_id: UserId, store: StoreDep) -> UserKey:
     """A new API key for the user; the old one is refused (401) from now on."""
-    user = store.user(user_id)
-    key = store.rotate_key(user_id) if user else None
+    user = store.users.get(user_id)
+    key = store.users.rotate_key(user_id) if user else None
     if user is None or key is None:
         raise _no_user(user_id)
     return UserKey(id=user_id, name=user.name, api_key=key)
@@ -77,6 +50,6 @@ def rotate_key(user_id: UserId, store: StoreDep) -> UserKey:
 @router.delete("/{user_id}", status_code=204, responses=responses(401, 404, 422))
 def delete_user(user_id: UserId, store: StoreDep) -> Response:
     """Remove the user: their key is refused at once, their live jobs are cancelled."""
-    if not store.delete_user(user_id):
+    if not store.users.delete(user_id):
         raise _no_user(user_id)
     return Response(status_code=204)

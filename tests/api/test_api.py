@@ -241,7 +241,7 @@ def test_rate_limit_answers_429_with_retry_after(worker_store: JobStore) -> None
 
 
 def test_prometheus_metrics(client: TestClient, worker_store: JobStore) -> None:
-    worker_store.create_job("gina", {"name": "counted"})
+    worker_store.jobs.create("gina", {"name": "counted"})
     client.get("/healthz")
     text = client.get("/metrics").text
     assert "# TYPE aimc_http_requests_total counter" in text
@@ -252,11 +252,11 @@ def test_prometheus_metrics(client: TestClient, worker_store: JobStore) -> None:
 
 def test_job_durations_histogram(client: TestClient, worker_store: JobStore) -> None:
     """A job that ran 7 s falls in the 15 s bucket and above, not the 5 s one."""
-    before = worker_store.durations().get("cancelled", {})
-    job_id = worker_store.create_job("gina", {"name": "timed"})
-    worker_store.set_state(job_id, "running", started=time.time() - 7)
-    worker_store.set_state(job_id, "cancelled")
-    after = worker_store.durations()["cancelled"]
+    before = worker_store.stats.durations().get("cancelled", {})
+    job_id = worker_store.jobs.create("gina", {"name": "timed"})
+    worker_store.jobs.set_state(job_id, "running", started=time.time() - 7)
+    worker_store.jobs.set_state(job_id, "cancelled")
+    after = worker_store.stats.durations()["cancelled"]
 
     def added(bound: str) -> float:
         return after.get(bound, 0) - before.get(bound, 0)
@@ -331,7 +331,7 @@ def test_deployments_sharing_a_redis_keep_their_jobs_apart(
             # one queue for all: B's message, sent first, would have been taken first
             [message] = worker_store.r.lrange(queue, 0, -1)
             assert job_id.encode() in message
-            job = JobStore.from_url(store_url(worker_store), prefix).get_job(job_id)
+            job = JobStore.from_url(store_url(worker_store), prefix).jobs.get(job_id)
             assert job is not None and job.state == "queued"
     finally:
         forget_prefix(worker_store.r, prefix)
@@ -362,7 +362,7 @@ def test_users_unique_listed_rotated_and_deleted(client: TestClient) -> None:
     assert name not in [u["name"] for u in client.get("/v1/users", headers=admin).json()]
     store = client.app.state.store  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
-    while (job := store.get_job(job_id)).state not in ("cancelled", "succeeded", "failed"):
+    while (job := store.jobs.get(job_id)).state not in ("cancelled", "succeeded", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert job.state == "cancelled"  # a deleted user's live jobs are cancelled
@@ -462,7 +462,7 @@ def test_a_sweep_plot_is_drawn_by_the_worker_once_every_job_has_ended(client: Te
     plot = client.get(f"/v1/sweeps/{sweep_id}/plot.png", headers=auth)
     assert plot.status_code == 200 and plot.content[:4] == b"\x89PNG"
     store = client.app.state.store  # type: ignore[attr-defined]
-    assert store.sweep_plot(sweep_id) == plot.content  # stored by a worker, served as stored
+    assert store.sweeps.plot(sweep_id) == plot.content  # stored by a worker, served as stored
 
 
 def test_an_ended_sweep_without_a_plot_has_a_worker_draw_it(client: TestClient) -> None:
@@ -471,10 +471,10 @@ def test_an_ended_sweep_without_a_plot_has_a_worker_draw_it(client: TestClient) 
     auth = new_user(client, "tia")
     store = client.app.state.store  # type: ignore[attr-defined]
     owner = store.r.get(store.key("key", hash_key(auth["Authorization"][7:]))).decode()
-    job_id = store.create_job(owner, {"name": "old"})
-    store.add_metric(job_id, {"step": 0, "samples": 0, "sim_time_ns": 0.0, "test_loss": 2.0})
-    store.set_state(job_id, "succeeded")
-    sweep_id = store.create_sweep(owner, "old", {"seed": [1]}, [SweepMember(job_id, {"seed": 1})])
+    job_id = store.jobs.create(owner, {"name": "old"})
+    store.metrics.add(job_id, {"step": 0, "samples": 0, "sim_time_ns": 0.0, "test_loss": 2.0})
+    store.jobs.set_state(job_id, "succeeded")
+    sweep_id = store.sweeps.create(owner, "old", {"seed": [1]}, [SweepMember(job_id, {"seed": 1})])
     plot = client.get(f"/v1/sweeps/{sweep_id}/plot.png", headers=auth)
     assert plot.status_code == 409 and "a worker is drawing" in plot.json()["detail"]
     assert plot.headers["Retry-After"] == "2"

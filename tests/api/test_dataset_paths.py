@@ -104,14 +104,14 @@ def test_no_directories_by_default(worker_store: JobStore, layout: dict[str, Pat
 def test_the_worker_checks_again(worker_store: JobStore, layout: dict[str, Path]) -> None:
     """A spec that reached the queue some other way (an API with other settings) fails in
     a worker that allows no directory, naming the field and nothing about the file."""
-    job_id = worker_store.create_job(
+    job_id = worker_store.jobs.create(
         "mallory", {"dataset": {"name": "npz", "path": str(layout["secret"])}}
     )
     from worker.app import app
 
     app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_of(worker_store.p))
     deadline = time.monotonic() + 60
-    while (job := worker_store.get_job(job_id)) and job.state not in ("failed", "succeeded"):
+    while (job := worker_store.jobs.get(job_id)) and job.state not in ("failed", "succeeded"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert job is not None and job.state == "failed"

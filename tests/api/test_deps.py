@@ -58,7 +58,7 @@ def assert_hidden(client: TestClient, method: str, path: str, auth: dict[str, st
 def test_another_users_job_is_missing_alike(client: TestClient) -> None:
     (alice, alice_id), (bob, _) = new_user(client, "alice"), new_user(client, "bob")
     store = client.app.state.store  # type: ignore[attr-defined]
-    job_id = store.create_job(alice_id, {"name": "alice's"})
+    job_id = store.jobs.create(alice_id, {"name": "alice's"})
     missing = uuid.uuid4().hex
     assert client.get(f"/v1/jobs/{job_id}", headers=alice).status_code == 200
     for method, suffix in [("GET", ""), ("GET", "/result"), ("POST", "/cancel"), ("DELETE", "")]:
@@ -72,9 +72,9 @@ def test_another_users_job_is_missing_alike(client: TestClient) -> None:
 def test_another_users_sweep_is_missing_alike(client: TestClient) -> None:
     (alice, alice_id), (bob, _) = new_user(client, "alice"), new_user(client, "bob")
     store = client.app.state.store  # type: ignore[attr-defined]
-    job_id = store.create_job(alice_id, {"name": "a member"})
+    job_id = store.jobs.create(alice_id, {"name": "a member"})
     members = [SweepMember(job=job_id, overrides={"seed": 1})]
-    sweep_id = store.create_sweep(alice_id, "alice's", {"seed": [1]}, members)
+    sweep_id = store.sweeps.create(alice_id, "alice's", {"seed": [1]}, members)
     missing = "sw_" + uuid.uuid4().hex[:16]
     mine = client.get(f"/v1/sweeps/{sweep_id}", headers=alice)
     assert mine.status_code == 200 and mine.json()["jobs"][0]["id"] == job_id

@@ -61,10 +61,10 @@ def test_a_users_one_job_starts_before_another_users_third(worker_store: JobStor
         theirs = client.post("/v1/jobs", json=LONG, headers=b).json()["id"]
         try:
             deadline = time.monotonic() + 180
-            while (job := worker_store.get_job(theirs)) and job.started is None:
+            while (job := worker_store.jobs.get(theirs)) and job.started is None:
                 assert time.monotonic() < deadline, "B's job never started"
                 time.sleep(0.2)
-            third = worker_store.get_job(ours[2])
+            third = worker_store.jobs.get(ours[2])
             assert third is not None and job is not None
             assert third.started is None or job.started < third.started, (job, third)
         finally:
@@ -78,6 +78,6 @@ def test_the_queue_depth_counts_every_priority(redis_url: str) -> None:
     try:
         for name in queue_lists(queue_of(prefix))[::3]:
             store.r.lpush(name, b"message")
-        assert store.queue_depth(queue_of(prefix)) == 4
+        assert store.stats.queue_depth(queue_of(prefix)) == 4
     finally:
         forget_prefix(store.r, prefix)

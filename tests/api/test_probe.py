@@ -272,8 +272,8 @@ def test_an_event_stream_ends_when_its_key_is_rotated(live_service: LiveService)
         assert after.count("event: metric") < 20  # the reads in flight, then the end
         # the stream ended, the job did not: the stream stopped because of the key
         store = live_service.store
-        state = store.get_job(job).state  # type: ignore[union-attr]
-        store.request_cancel(job)
+        state = store.jobs.get(job).state  # type: ignore[union-attr]
+        store.jobs.request_cancel(job)
         assert state == "running"
 
 

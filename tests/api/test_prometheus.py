@@ -46,11 +46,11 @@ def values(family: Metric, sample: str) -> dict[tuple[str, ...], float]:
 
 def test_families_and_values_after_jobs_change_state(client: TestClient) -> None:
     store = client.app.state.store  # type: ignore[attr-defined]
-    store.create_job("gina", {"name": "stays queued"})
-    ran = store.create_job("gina", {"name": "ran 7 s"})
-    store.set_state(ran, "running", started=time.time() - 7)
-    store.set_state(ran, "succeeded")
-    store.set_state(store.create_job("gina", {"name": "never ran"}), "cancelled")
+    store.jobs.create("gina", {"name": "stays queued"})
+    ran = store.jobs.create("gina", {"name": "ran 7 s"})
+    store.jobs.set_state(ran, "running", started=time.time() - 7)
+    store.jobs.set_state(ran, "succeeded")
+    store.jobs.set_state(store.jobs.create("gina", {"name": "never ran"}), "cancelled")
     client.get("/healthz")
     client.get("/healthz")
     client.get("/no/such/route")
@@ -90,9 +90,9 @@ def test_families_and_values_after_jobs_change_state(client: TestClient) -> None
     assert depth.labels == {} and depth.value >= 0  # exact values: the next test
 
     # read at scrape time: a later change, and the first scrape, show in the next one
-    failed = store.create_job("gina", {"name": "fails"})
-    store.set_state(failed, "running")
-    store.set_state(failed, "failed")
+    failed = store.jobs.create("gina", {"name": "fails"})
+    store.jobs.set_state(failed, "running")
+    store.jobs.set_state(failed, "failed")
     again = parse(client.get("/metrics").text)
     transitions = values(again["aimc_job_transitions"], "aimc_job_transitions_total")
     assert transitions[("running",)] == 2 and transitions[("failed",)] == 1

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from aimc_store.datasets import StorageFull
@@ -23,7 +22,7 @@ from aimc_store.store import JobStore
 from service.app import create_app
 from service.serve import free_port, redis_binary, wait_for_port
 from service.settings import Settings
-from tests.conftest import store_url
+from tests.conftest import serving, store_url
 
 ADMIN = "quota-admin"
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
@@ -51,12 +50,12 @@ def new_user(client: TestClient | httpx.Client, name: str) -> dict[str, str]:
 
 def test_the_store_keeps_an_upload_only_within_its_owners_limit(plain_store: JobStore) -> None:
     info = {"n_train": 1, "n_test": 1, "sample_shape": [1], "classes": 2, "x_dtype": "f4"}
-    kept = plain_store.put_dataset("una", "a", b"x" * 600, info, limit=1000)
+    kept = plain_store.datasets.put("una", "a", b"x" * 600, info, limit=1000)
     with pytest.raises(StorageFull) as full:
-        plain_store.put_dataset("una", "b", b"x" * 600, info, limit=1000)
+        plain_store.datasets.put("una", "b", b"x" * 600, info, limit=1000)
     assert (full.value.used, full.value.size, full.value.limit) == (600, 600, 1000)
-    assert plain_store.dataset_ids("una") == [kept] and plain_store.dataset_usage("una") == 600
-    plain_store.put_dataset("vic", "b", b"x" * 600, info, limit=1000)  # another user's own
+    assert plain_store.datasets.ids("una") == [kept] and plain_store.datasets.usage("una") == 600
+    plain_store.datasets.put("vic", "b", b"x" * 600, info, limit=1000)  # another user's own
 
 
 def test_dataset_storage_is_limited_per_user(worker_store: JobStore) -> None:
@@ -159,39 +158,28 @@ def test_healthz_answers_within_100_ms_while_five_uploads_are_checked(
     del x
     data = buffer.getvalue()
     assert len(data) < 2 * 1024 * 1024  # small upload, 186 MiB unpacked
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            auth = new_user(http, "hank")
-            answers: list[int] = []
+    with serving(create_app(settings)) as url, httpx.Client(base_url=url, timeout=120) as http:
+        auth = new_user(http, "hank")
+        answers: list[int] = []
 
-            def upload() -> None:
-                answers.append(http.post("/v1/datasets", content=data, headers=auth).status_code)
+        def upload() -> None:
+            answers.append(http.post("/v1/datasets", content=data, headers=auth).status_code)
 
-            uploads = [threading.Thread(target=upload) for _ in range(5)]
-            for u in uploads:
-                u.start()
-            latencies = []
-            while any(u.is_alive() for u in uploads):
-                start = time.perf_counter()
-                assert http.get("/healthz").status_code == 200
-                latencies.append(time.perf_counter() - start)
-            for u in uploads:
-                u.join()
-        assert answers == [201] * 5, answers
-        # a check on the event loop held every request for its whole 1.4-2.6 s; on a
-        # loaded machine this process (server, uploads and probe share its GIL) is
-        # also descheduled now and then for tens of ms: the 99th percentile answers
-        # within 100 ms and no answer waits for a check
-        latencies.sort()
-        p99 = latencies[int(0.99 * (len(latencies) - 1))]
-        assert len(latencies) > 5 and p99 < 0.1 and latencies[-1] < 1.0, latencies[-5:]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        uploads = [threading.Thread(target=upload) for _ in range(5)]
+        for u in uploads:
+            u.start()
+        latencies = []
+        while any(u.is_alive() for u in uploads):
+            start = time.perf_counter()
+            assert http.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - start)
+        for u in uploads:
+            u.join()
+    assert answers == [201] * 5, answers
+    # a check on the event loop held every request for its whole 1.4-2.6 s; on a
+    # loaded machine this process (server, uploads and probe share its GIL) is
+    # also descheduled now and then for tens of ms: the 99th percentile answers
+    # within 100 ms and no answer waits for a check
+    latencies.sort()
+    p99 = latencies[int(0.99 * (len(latencies) - 1))]
+    assert len(latencies) > 5 and p99 < 0.1 and latencies[-1] < 1.0, latencies[-5:]

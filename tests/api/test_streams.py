@@ -31,7 +31,7 @@ def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     event exactly once, each with an id."""
     key, user = _user(live_service, "quiet")
     store = live_service.store
-    job_id = store.create_job(user, JobSpec.model_validate(SHORT).normalised())
+    job_id = store.jobs.create(user, JobSpec.model_validate(SHORT).normalised())
     lines: list[tuple[float, str]] = []
 
     def listen() -> None:
@@ -61,7 +61,7 @@ def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     kinds = [line[7:] for _, line in lines if line.startswith("event: ")]
     assert len(ids) == len(kinds) == len(set(ids))
     assert kinds == ["state", "state", "metric", "metric", "metric", "state"]
-    assert [e.state for e in store.events(job_id)] == ["queued", "running", "succeeded"]
+    assert [e.state for e in store.jobs.events(job_id)] == ["queued", "running", "succeeded"]
 
     with Client(live_service.url, key) as client:
         full = list(client.stream(job_id))
@@ -83,7 +83,7 @@ def test_resume_is_exact_when_both_streams_hold_the_same_id(live_service: LiveSe
     ids in their two streams; resuming between them neither repeats nor skips one."""
     key, user = _user(live_service, "ties")
     store = live_service.store
-    job_id = store.create_job(user, {"name": "ties"})
+    job_id = store.jobs.create(user, {"name": "ties"})
     metrics, events = store.key("job", job_id, "metrics"), store.key("job", job_id, "events")
     store.r.delete(events)
     store.r.xadd(events, {"state": "queued", "t": 1}, id="5-0")

@@ -56,23 +56,23 @@ def test_a_processes_job_runs_with_metrics_progress_and_artifacts(worker_store: 
     job = wait_for(worker_store, job_id, ("succeeded", "failed"), timeout=120)
     assert job.state == "succeeded", job.error
     assert job.progress == 1.0
-    assert [m["step"] for m in worker_store.metrics(job_id)] == [0, 10, 20, 30, 40]
+    assert [m["step"] for m in worker_store.metrics.points(job_id)] == [0, 10, 20, 30, 40]
     assert [p["stage"] for p in job.result["processes"]] == [0, 1]
-    assert "weights.safetensors" in worker_store.artifact_names(job_id)
-    assert [e.state for e in worker_store.events(job_id)] == ["queued", "running", "succeeded"]
+    assert "weights.safetensors" in worker_store.artifacts.names(job_id)
+    assert [e.state for e in worker_store.jobs.events(job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_cancel_leaves_no_stage_process_behind(worker_store: JobStore) -> None:
     job_id = submit(worker_store, spec(training={"steps": 200_000, "eval_every": 50}))
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and worker_store.last_metric_step(job_id) < 50:
+    while time.monotonic() < deadline and worker_store.metrics.last_step(job_id) < 50:
         time.sleep(0.1)
-    job = worker_store.get_job(job_id)
+    job = worker_store.jobs.get(job_id)
     assert job is not None and job.state == "running"
     pool = int(job.worker.rsplit(":", 1)[1])
     stages = stage_processes_under(pool)
     assert len(stages) == 2
-    worker_store.request_cancel(job_id)
+    worker_store.jobs.request_cancel(job_id)
     job = wait_for(worker_store, job_id, ("cancelled", "succeeded", "failed"), timeout=60)
     assert job.state == "cancelled", job.error
     assert not any(p.is_running() and p.status() != "zombie" for p in stages)
@@ -95,9 +95,9 @@ def test_a_killed_processes_job_resumes_to_the_uninterrupted_result(
     )
     job_id = submit(worker_store, job_spec)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and worker_store.checkpoint(job_id) is None:
+    while time.monotonic() < deadline and worker_store.jobs.checkpoint(job_id) is None:
         time.sleep(0.05)
-    job = worker_store.get_job(job_id)
+    job = worker_store.jobs.get(job_id)
     assert job is not None and job.state == "running"
     engine_pid = int(worker_store.r.hget(f"{worker_store.p}job:{job_id}", "engine_pid"))
     pool = int(job.worker.rsplit(":", 1)[1])
@@ -109,8 +109,8 @@ def test_a_killed_processes_job_resumes_to_the_uninterrupted_result(
     job = wait_for(worker_store, job_id, ("succeeded", "failed"), timeout=300)
     assert job.state == "succeeded", job.error
     assert job.attempts == 2
-    assert without_wall(worker_store.metrics(job_id)) == without_wall(
-        worker_store.metrics(reference)
+    assert without_wall(worker_store.metrics.points(job_id)) == without_wall(
+        worker_store.metrics.points(reference)
     )
 
 
@@ -166,7 +166,7 @@ def test_two_workers_never_run_more_stage_processes_than_the_host_has_slots(
         assert job.state == "succeeded", job.error
     spans = []
     for job_id in (first, second):
-        events = worker_store.events(job_id)
+        events = worker_store.jobs.events(job_id)
         running = [e.t for e in events if e.state == "running"]
         ended = [e.t for e in events if e.state == "succeeded"]
         spans.append((running[0], ended[0]))

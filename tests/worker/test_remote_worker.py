@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from aimc_client import Client
 from aimc_store.store import JobStore
 from service.serve import free_port, redis_binary, wait_for_port, worker_command
 from service.settings import Settings
-from tests.conftest import ROOT, stop_process
+from tests.conftest import ROOT, serving, stop_process
 from tests.engine.test_datasets import save_npz
 from tests.worker.test_restarts import descendants
 
@@ -121,7 +120,6 @@ class Remote:
 
 @pytest.fixture
 def remote(tmp_path: Path, network: Network) -> Iterator[Remote]:
-    import uvicorn
 
     from service.app import create_app
 
@@ -153,30 +151,24 @@ def remote(tmp_path: Path, network: Network) -> Iterator[Remote]:
         artifact_dir=tmp_path / "api-artifacts",
         data_dir=tmp_path / "api-data",
     )
-    api_port = free_port()
-    api = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=api_port, log_level="warning")
-    )
-    thread = threading.Thread(target=api.run, daemon=True)
-    thread.start()
-    wait_for_port(api_port)
-    env = Remote(
-        f"http://127.0.0.1:{api_port}",
-        ADMIN,
-        JobStore.from_url(local_url, prefix),
-        network,
-        f"redis://:{password}@{network.redis_host}:{port}/0",
-        tmp_path / "remote-host",
-        prefix,
-        [],
-    )
     try:
-        yield env
+        with serving(create_app(settings)) as api_url:
+            env = Remote(
+                api_url,
+                ADMIN,
+                JobStore.from_url(local_url, prefix),
+                network,
+                f"redis://:{password}@{network.redis_host}:{port}/0",
+                tmp_path / "remote-host",
+                prefix,
+                [],
+            )
+            try:
+                yield env
+            finally:
+                for proc in env.procs:
+                    stop_process(proc)
     finally:
-        for proc in env.procs:
-            stop_process(proc)
-        api.should_exit = True
-        thread.join(timeout=10)
         server.terminate()
         server.wait()
 
@@ -220,7 +212,7 @@ def test_worker_on_another_host_runs_uploads_artifacts_cancel_and_resume(
     steps, every = 1500, 100
     resumable = {"training": {"steps": steps, "micro_batch_size": 8, "eval_every": every}}
     job_id = client.submit(resumable)["id"]
-    _until("a checkpoint", lambda: remote.store.checkpoint(job_id) is not None, 180)
+    _until("a checkpoint", lambda: remote.store.jobs.checkpoint(job_id) is not None, 180)
     for pid in [worker.pid, *descendants(worker.pid)]:
         os.kill(pid, signal.SIGKILL)
     worker.wait()

