@@ -81,7 +81,7 @@ def _at(spec: dict[str, Any], path: str) -> tuple[dict[str, Any], Any] | None:
     [
         ("training.lr", "'optimizer.lr'"),
         ("pipeline.shedule", "'pipeline.schedule'"),
-        ("gamma", "'analog.device.gamma' or 'optimizer.tiki_taka.gamma'"),
+        ("gamma", "'analog.device.gamma' or 'optimizer.tiki_taka.gamma' or 'optimizer.ttv2.gamma'"),
         ("foo.bar", None),
         ("a b", None),
     ],
