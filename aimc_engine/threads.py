@@ -94,30 +94,15 @@ def passive_openmp(env: MutableMapping[str, str] | None = None) -> bool:
     return "torch" not in sys.modules
 
 
-def largest_product(spec: JobSpec, input_shape: tuple[int, ...], classes: int) -> int:
+def largest_product(spec: JobSpec, input_shape: tuple[int, ...]) -> int:
     """Multiply-adds of the largest matrix product in one micro-batch's forward pass:
-    each weight layer's outputs times its fan-in, measured by a forward pass of one
-    zero sample through a copy of the network built from generators of its own (the
-    run's random streams and torch's global one are left as they were)."""
-    import torch
+    each weight layer's fan-in x fan-out x output positions, times the micro-batch, from
+    the spec's layer shapes (aimc_spec.resources.layers). No model is built: a copy of
+    a large analog network for counting alone took a job as much memory again."""
+    from aimc_spec.resources import layers
 
-    from aimc_engine.models import build_model, tile_layers
-    from aimc_engine.tiles import TileConfig
-
-    sizes: list[int] = []
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        g = torch.Generator().manual_seed(0)
-        model = build_model(spec, input_shape, classes, TileConfig(spec.analog, g, g))
-        hooks = [
-            layer.register_forward_hook(
-                lambda layer, _, out: sizes.append(out.numel() * layer.tile.weight.shape[1])
-            )
-            for layer in tile_layers(model)
-        ]
-        model(torch.zeros(1, *input_shape))
-        for hook in hooks:
-            hook.remove()
-    return max(sizes) * spec.training.micro_batch_size
+    found = layers(spec, input_shape)
+    return max(layer.macs for layer in found) * spec.training.micro_batch_size
 
 
 @contextmanager

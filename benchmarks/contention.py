@@ -70,7 +70,7 @@ def example_block(name: str, full: bool) -> tuple[Callable[[int], None], int]:
     if not full:
         spec = spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": 2})})
     data = prepare_data(spec, __import__("torch").device("cpu"), None)
-    work = largest_product(spec, tuple(data.x_train.shape[1:]), data.classes)
+    work = largest_product(spec, tuple(data.x_train.shape[1:]))
     return (lambda _: run(spec)), choose_threads(work, cores_share(), explicit_threads({}))
 
 
@@ -86,7 +86,7 @@ def step_block(name: str) -> tuple[Callable[[int], None], int]:
     shape, model, batch = next((c[1], c[2], c[3]) for c in CASES.values() if c[0] == key)
     variant = MODES[mode]
     spec = parse_spec({**variant, "model": model, "training": {"micro_batch_size": batch}})
-    threads = choose_threads(largest_product(spec, shape, 10), cores_share())
+    threads = choose_threads(largest_product(spec, shape), cores_share())
     return aimc_step(shape, model, batch, variant), threads
 
 

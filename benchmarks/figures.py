@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "figures.md"
 BEGIN, END = "<!-- figure: {} -->", "<!-- /figure: {} -->"
-STAMP = re.compile(r"^aimc (?P<version>\S+) \(commit (?P<commit>\w+)\)")
+STAMP = re.compile(r"^aimc (?P<version>\S+) \(commit (?P<commit>\w+\+?)\)")
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,17 @@ benchmark measures and how to read it: [Benchmarks](benchmarks.md).
 
 
 def version() -> tuple[str, str]:
-    """(aimc's version, the short commit of this checkout, '+' if it has changes)."""
+    """(aimc's version, the short commit of this checkout, '+' if it has changes other
+    than the page this script writes)."""
     text = (ROOT / "aimc_engine" / "__init__.py").read_text()
     found = re.search(r'__version__ = "([^"]+)"', text)
     git = ["git", "-C", str(ROOT)]
     commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", ".", f":!{PAGE.relative_to(ROOT)}"],
+        capture_output=True,
+        text=True,
+    )
     mark = "+" if dirty.stdout.strip() else ""
     return (found.group(1) if found else "?"), commit.stdout.strip() + mark
 

@@ -40,7 +40,7 @@ WORKER_NICE = WorkerSettings.model_fields["worker_nice"].default
 
 def start_serve(data: Path, port: int, workers: int | None) -> tuple[subprocess.Popen[str], str]:
     """`aimc serve` on `port`, its default worker count unless `workers`, ready; its
-    private Redis's URL."""
+    private Redis's URL, with the password `aimc serve` generated (kept in `data`)."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "AIMC_ADMIN_KEY")}
     env.update(AIMC_MAX_QUEUED_JOBS="100000", AIMC_REQUESTS_PER_MINUTE="100000000")
     argv = [sys.executable, "-m", "aimc_cli", "serve", "--port", str(port)]
@@ -56,7 +56,9 @@ def start_serve(data: Path, port: int, workers: int | None) -> tuple[subprocess.
             raise SystemExit("aimc serve exited before it was ready")
     print(f"  {line.strip()}")
     wait_for_port(port)
-    return serve, line.rsplit("Redis at ", 1)[1].strip()
+    url = line.rsplit("Redis at ", 1)[1].split()[0]
+    password = (data / "redis_password").read_text().strip()
+    return serve, url.replace("redis://", f"redis://:{password}@", 1)
 
 
 def through_service(base: str, auth: dict[str, str], specs: list[dict]) -> float:
