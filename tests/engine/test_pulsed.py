@@ -13,15 +13,17 @@ from aimc_engine.devices import Device
 from aimc_engine.pulses import pulse_train_counts
 from aimc_engine.rng import normal_at, normal_pair_at
 from aimc_spec.presets import PRESETS
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.spec import parse_device
 from tests.conftest import make_device
 
 SHAPE = (64, 96)
-LINEAR_PRESETS = [name for name, fields in PRESETS.items() if fields["model"] != "exp_step"]
+# the presets of the linear family, the one-call pulsed update's (aimc_engine/pulsed.py)
+LINEAR = ("ideal", "constant_step", "linear", "softbounds")
+LINEAR_PRESETS = [name for name, fields in PRESETS.items() if fields["model"] in LINEAR]
 
 
 def preset_device(name: str, seed: int = 0) -> Device:
-    return Device(DeviceSpec(**PRESETS[name]), SHAPE, generator=torch.Generator().manual_seed(seed))
+    return Device(parse_device(PRESETS[name]), SHAPE, generator=torch.Generator().manual_seed(seed))
 
 
 def rows(seed: int = 0, samples: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +165,7 @@ def test_the_c_kernel_gives_the_same_numbers_on_any_number_of_threads(
         for n in (1, 2):
             torch.set_num_threads(n)
             dev = Device(
-                DeviceSpec(**PRESETS["reram_sb"]), shape, generator=torch.Generator().manual_seed(1)
+                parse_device(PRESETS["reram_sb"]), shape, generator=torch.Generator().manual_seed(1)
             )
             state = dev.clip_(torch.rand(shape, generator=torch.Generator().manual_seed(2)) - 0.5)
             weight = state.clone()
