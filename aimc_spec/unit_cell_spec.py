@@ -20,7 +20,13 @@ from pydantic import Field, model_validator
 from aimc_spec.spec_base import _fail, _Strict
 
 
-class OneSidedCellSpec(_Strict):
+class UnitCellSpecBase(_Strict):
+    """A unit cell: `kind` picks one; each kind's class adds its fields."""
+
+    kind: str = Field(description="Which cell: one_sided (a refreshed pair) or vector.")
+
+
+class OneSidedCellSpec(UnitCellSpecBase):
     """A pair of devices that only step up, the weight g+ - g-, refreshed near saturation."""
 
     kind: Literal["one_sided"] = Field(description="A pair g+, g- with one-sided updates.")
@@ -71,7 +77,7 @@ class OneSidedCellSpec(_Strict):
 VectorPolicy = Literal["all", "single_fixed", "single_sequential", "single_random"]
 
 
-class VectorCellSpec(_Strict):
+class VectorCellSpec(UnitCellSpecBase):
     """`devices` devices per weight, the weight their gamma-weighted sum."""
 
     kind: Literal["vector"] = Field(description="Several devices, a weighted sum.")
