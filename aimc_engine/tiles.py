@@ -92,6 +92,7 @@ class AnalogTile(nn.Module):
             config.analog.unit_cell,
             config.analog.device,
             shape,
+            io=config.analog.io,
             generator=config.init_generator,
             device=config.device,
         )

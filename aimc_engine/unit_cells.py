@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from aimc_engine.devices import Device
+from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import pulse_train_counts
-from aimc_spec.spec import DeviceSpec
+from aimc_spec.spec import DeviceSpec, IOSpec
 from aimc_spec.unit_cell_spec import OneSidedCellSpec, UnitCellSpec
 
 UPDATES, CURRENT, REFRESHES = 0, 1, 2  # the slots of `counters`
@@ -38,11 +39,13 @@ class UnitCell(nn.Module):
         device_spec: DeviceSpec,
         shape: tuple[int, int],
         *,
+        io: IOSpec,
         generator: torch.Generator,
         device: torch.device | str = "cpu",
     ) -> None:
         super().__init__()
         self.spec = spec
+        self.io = io  # the refresh reads its devices through the job's forward IO
         self.one_sided = isinstance(spec, OneSidedCellSpec)
         k = 2 if isinstance(spec, OneSidedCellSpec) else spec.devices
         self.units = nn.ModuleList(
@@ -139,11 +142,12 @@ class UnitCell(nn.Module):
         (both devices to their reset value plus N(0, reset_std^2), clipped), and the
         difference |g+ - g-| is written onto the device that held the larger value by
         a pulse train, one per column (x the column's unit vector, d the differences,
-        update management and refresh_bit_length). The read before it is exact.
-        Returns the number of pairs refreshed."""
+        update management and refresh_bit_length). The devices are read column by
+        column (one-hot inputs) through the job's forward IO model (aihwkit's
+        refresh_forward). Returns the number of pairs refreshed."""
         spec = self.spec
         assert isinstance(spec, OneSidedCellSpec)
-        gp, gm = self.states[0], self.states[1]
+        gp, gm = (self._read_columns(state, generator) for state in self.states)
         hi_p = abs(self.devices[0].spec.w_max)
         hi_m = abs(self.devices[1].spec.w_max)  # one-sided: both read against w_max
         up, lo = spec.refresh_upper_thres, spec.refresh_lower_thres
@@ -160,6 +164,12 @@ class UnitCell(nn.Module):
         for k, side in enumerate((plus, ~plus)):
             self._write_(k, torch.where(due & side, diff, 0.0), spec.refresh_bit_length, generator)
         return count
+
+    def _read_columns(self, state: Tensor, generator: torch.Generator) -> Tensor:
+        """One device's states as read by forward passes of the unit vectors (exact
+        under perfect IO)."""
+        one_hot = torch.eye(state.shape[1], device=state.device)
+        return analog_mvm(state, one_hot, self.io, generator).T
 
     def _write_(self, k: int, amount: Tensor, bit_length: int, generator: torch.Generator) -> None:
         """Add `amount` (>= 0) to device k by pulse trains, one sample per column that

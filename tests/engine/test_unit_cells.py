@@ -112,6 +112,20 @@ def test_a_reset_draws_the_reset_value_and_its_noise() -> None:
     assert 0.5 * 31 * t.cell.dw_min < float(written.mean()) <= 31 * t.cell.dw_min * 1.5
 
 
+def test_the_refresh_reads_through_the_forward_io() -> None:
+    # refreshWeights reads g+ and g- with forward passes of unit vectors (refresh_forward):
+    # pairs at half their range are never due when read exactly, some are through noise
+    def refreshes(io: dict[str, Any]) -> int:
+        t = tile({"kind": "one_sided", "refresh_every": 1}, (50, 50), io=io)
+        assert t.cell is not None
+        t.cell.states.fill_(0.5)
+        step(t, [[0.0] * 50] * 50)
+        return int(t.cell.counters[REFRESHES])
+
+    assert refreshes({"perfect": True}) == 0
+    assert refreshes({"perfect": False, "out_noise": 0.5}) > 50
+
+
 def changed(t: AnalogTile, delta: float = 1 / 64) -> list[int]:
     """The devices one update moved."""
     assert t.cell is not None
