@@ -61,6 +61,7 @@ class UnitCell(nn.Module):
 
     @property
     def devices(self) -> list[Device]:
+        """The K devices, one per unit, in the order of `states`."""
         return list(self.units)  # type: ignore[arg-type]  # built from Devices only
 
     def read(self) -> Tensor:
@@ -86,7 +87,7 @@ class UnitCell(nn.Module):
             unit.clip_(state)
         return self.read()
 
-    def pulsed(self, generator: torch.Generator) -> list[int]:
+    def chosen(self, generator: torch.Generator) -> list[int]:
         """The devices this update pulses (aihwkit's initUpdateCycle): all, or the one
         the policy picks now; a pair pulses both (each with one sign, `apply_`)."""
         policy = "all" if self.one_sided else self.spec.update_policy  # type: ignore[union-attr]
@@ -108,7 +109,7 @@ class UnitCell(nn.Module):
             self.devices[0].expected_update_(self.states[0], delta.clamp_min_(0), generator)
             self.devices[1].expected_update_(self.states[1], down, generator)
             return
-        chosen = self.pulsed(generator)
+        chosen = self.chosen(generator)
         for k in chosen:
             step = delta if k == chosen[-1] else delta.clone()
             self.devices[k].expected_update_(self.states[k], step, generator)
@@ -122,7 +123,7 @@ class UnitCell(nn.Module):
             self.devices[0].apply_pulses_(self.states[0], n_up, none, generator)
             self.devices[1].apply_pulses_(self.states[1], n_down, none, generator)
             return
-        for k in self.pulsed(generator):
+        for k in self.chosen(generator):
             self.devices[k].apply_pulses_(self.states[k], n_up, n_down, generator)
 
     def finish_(self, generator: torch.Generator) -> Tensor:
