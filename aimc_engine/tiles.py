@@ -19,6 +19,7 @@ from aimc_engine.devices import Device, symmetric_parts
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import LazyRows, pulse_train_counts, rounded_counts
 from aimc_engine.rng import counter_uniform, draw_key
+from aimc_engine.unit_cells import UnitCell
 from aimc_spec.spec import AnalogSpec, IOSpec, parse_device
 
 
@@ -46,6 +47,7 @@ class AnalogTile(nn.Module):
 
     weight: Tensor
     hidden: Tensor
+    cell: UnitCell | None  # several devices per weight (analog.unit_cell), else None
 
     def __init__(
         self,
@@ -61,6 +63,10 @@ class AnalogTile(nn.Module):
         # bound management exists for the forward MVM only (aihwkit forces it off backward)
         self.backward_io = config.analog.io.model_copy(update={"bound_management": False})
         self.noise_generator = config.noise_generator
+        self.cell = None
+        if config.analog.unit_cell is not None:
+            self._init_cell(shape, config, init_bound)
+            return
         self.device_model = Device(
             config.analog.device, shape, generator=config.init_generator, device=config.device
         )
@@ -76,6 +82,25 @@ class AnalogTile(nn.Module):
         else:
             self.register_buffer("weight", w)
 
+    def _init_cell(
+        self, shape: tuple[int, int], config: TileConfig, init_bound: float | None
+    ) -> None:
+        """A tile of unit cells: the cell's devices drawn, then the initial weights
+        (uniform, as for one device) programmed into them and read back."""
+        assert config.analog.unit_cell is not None
+        self.cell = UnitCell(
+            config.analog.unit_cell,
+            config.analog.device,
+            shape,
+            io=config.analog.io,
+            generator=config.init_generator,
+            device=config.device,
+        )
+        self.write_noise = 0.0  # the spec refuses write noise in a cell
+        bound = 1 / math.sqrt(shape[1]) if init_bound is None else init_bound
+        w = torch.empty(shape).uniform_(-bound, bound, generator=config.init_generator)
+        self.register_buffer("weight", self.cell.program_(w.to(config.device)))
+
     @property
     def state(self) -> Tensor:
         """The device state updates act on: the hidden weight under write noise, else W."""
@@ -83,6 +108,9 @@ class AnalogTile(nn.Module):
 
     def set_weights(self, w: Tensor) -> None:
         """Program the tile to w (clipped); under write noise every element gets fresh noise."""
+        if self.cell is not None:
+            self.weight = self.cell.program_(w.detach().clone())
+            return
         w = self.device_model.clip_(w.detach().clone(memory_format=torch.contiguous_format))
         if self.write_noise:
             self.hidden = w
@@ -125,6 +153,19 @@ class AnalogTile(nn.Module):
         come as LazyRows for the pulsed mode). Only the pulsed mode needs the rows; the
         others take their product (`update_from_gradient`).
         """
+        if self.cell is not None and self.analog.update == "pulsed":
+            n_up, n_down = pulse_train_counts(
+                x,
+                d,
+                lr=lr,
+                dw_min=self.cell.granularity,
+                bit_length=self.analog.bit_length,
+                update_management=self.analog.update_management,
+                generator=self.noise_generator,
+            )
+            self.cell.pulses_(n_up, n_down, self.noise_generator)
+            self.weight.copy_(self.cell.finish_(self.noise_generator))
+            return
         if self.analog.update != "pulsed":
             if isinstance(x, LazyRows):
                 raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
@@ -158,6 +199,9 @@ class AnalogTile(nn.Module):
         mode = self.analog.update
         if mode == "pulsed":
             raise ValueError("update: the pulsed mode needs the rows x and d, not d^T x")
+        if self.cell is not None:
+            self._cell_update(grad.mul_(-lr))
+            return
         dev = self.device_model
         fusable = mode == "rounded" and not self.write_noise
         if fusable and dev.rounded_update_(self.state, grad, lr, self.noise_generator):
@@ -176,6 +220,19 @@ class AnalogTile(nn.Module):
         n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=self.noise_generator)
         self._apply_pulses(n_up, n_down)
 
+    def _cell_update(self, delta: Tensor) -> None:
+        """dW through the unit cell, expected or rounded (to whole pulses of the cell's
+        mean dw_min), then the cell's end of update (refresh) and the weight read back."""
+        assert self.cell is not None
+        if self.analog.update == "expected":
+            self.cell.expected_(delta, self.noise_generator)
+        else:
+            n_up, n_down = rounded_counts(
+                delta, dw_min=self.cell.dw_min, generator=self.noise_generator
+            )
+            self.cell.pulses_(n_up, n_down, self.noise_generator)
+        self.weight.copy_(self.cell.finish_(self.noise_generator))
+
     def _apply_pulses(self, n_up: Tensor, n_down: Tensor) -> None:
         """Pulse counts through the device; under write noise touched elements get new noise."""
         touched = (n_up + n_down) > 0 if self.write_noise else None
@@ -193,13 +250,23 @@ class AnalogTile(nn.Module):
 
     def saturation(self) -> float:
         """max_ij (G/sqrt(F))^2, the theory's saturation term for this tile."""
-        q_up, q_down = self.device_model.response(self.state)
-        f, g = symmetric_parts(q_up, q_down)
-        return float((g.square() / f.clamp_min(1e-12)).max())
+        terms = []
+        for dev, state in self._device_states():
+            f, g = symmetric_parts(*dev.response(state))
+            terms.append(float((g.square() / f.clamp_min(1e-12)).max()))
+        return max(terms)
 
     def near_bound_fraction(self, margin: float = 0.05) -> float:
         """Share of weights within `margin` of the range (w_max - w_min) from a bound."""
-        dev = self.device_model
-        edge = margin * (dev.w_max - dev.w_min)
-        near = (self.state >= dev.w_max - edge) | (self.state <= dev.w_min + edge)
-        return float(near.float().mean())
+        shares = []
+        for dev, state in self._device_states():
+            edge = margin * (dev.w_max - dev.w_min)
+            near = (state >= dev.w_max - edge) | (state <= dev.w_min + edge)
+            shares.append(float(near.float().mean()))
+        return sum(shares) / len(shares)
+
+    def _device_states(self) -> list[tuple[Device, Tensor]]:
+        """Each device of the tile with its state: one, or a unit cell's K."""
+        if self.cell is not None:
+            return self.cell.saturation_parts()
+        return [(self.device_model, self.state)]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from aimc_spec.devices import DeviceSpec, parse_device
-from aimc_spec.spec_base import _Strict
+from aimc_spec.spec_base import _fail, _Strict
+from aimc_spec.unit_cell_spec import UnitCellSpec
 
 
 class IOSpec(_Strict):
@@ -33,6 +34,11 @@ class AnalogSpec(_Strict):
         description="The device: `model` picks its response family (default softbounds) and "
         "the device takes that family's fields only; or a `preset` sets them.",
     )
+    unit_cell: UnitCellSpec | None = Field(
+        None,
+        description="Several devices per weight (each an analog.device): kind one_sided (a "
+        "refreshed pair g+ - g-) or vector (a weighted sum); absent: one device per weight.",
+    )
     update: Literal["expected", "pulsed", "rounded"] = Field(
         "expected",
         description="expected: the F/G rule; pulsed: stochastic pulse trains; "
@@ -43,3 +49,15 @@ class AnalogSpec(_Strict):
         True, description="pulsed: balance the two sides' probabilities and cap BL as aihwkit does."
     )
     io: IOSpec = Field(default_factory=IOSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _cell_devices(self) -> AnalogSpec:
+        """A unit cell resets and reads its devices' states directly, which aihwkit
+        refuses under write noise (resetAtIndices); so does this spec."""
+        if self.unit_cell is not None and self.device.write_noise_std:
+            raise _fail(
+                "unit_cell",
+                "a unit cell needs devices without write noise; set "
+                "analog.device.write_noise_std: 0",
+            )
+        return self

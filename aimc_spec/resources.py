@@ -14,6 +14,7 @@ Memory, float32 (4 bytes) throughout, each term one thing the engine holds at on
               (mixed_precision: the digital accumulator chi)              + 1 x analog
               (ttv2, chopped_ttv2: P and its devices, the buffer H)      + 7 x analog
               (agad: as chopped_ttv2, and the running mean, reference)   + 9 x analog
+              (analog.unit_cell of K devices: K x 6, and the weight read) K x 6 + 1
   pulses      pulsed/rounded updates: up and down pulse counts per weight  2 x analog
   stashes     async_stash keeps a weight copy per micro-batch in flight    P x params
   activations outputs and their gradients of every layer per micro-batch,
@@ -162,13 +163,23 @@ class Resources:
         return ", ".join(f"{k} {v / 2**20:.0f}" for v, k in big) or "all parts under 1 MiB"
 
 
+def _cell_arrays(spec: JobSpec) -> int:
+    """Device arrays per analog weight: one device's, or a unit cell's K devices' and
+    the weight the tile reads from them (aimc_engine/unit_cells.py)."""
+    cell = spec.analog.unit_cell
+    if cell is None:
+        return DEVICE_ARRAYS
+    units = 2 if cell.kind == "one_sided" else cell.devices
+    return units * DEVICE_ARRAYS + 1
+
+
 def resources(spec: JobSpec, n_train: int, sample_shape: tuple[int, ...]) -> Resources:
     """The estimate for `spec` on `n_train` training samples of `sample_shape`."""
     found = layers(spec, sample_shape)
     params = sum(layer.weights for layer in found)
     analog = _analog_weights(spec, found)
     p, t, b = spec.pipeline, spec.training, spec.training.micro_batch_size
-    device_arrays = DEVICE_ARRAYS + ALGORITHM_ARRAYS.get(spec.optimizer.algorithm, 0)
+    device_arrays = _cell_arrays(spec) + ALGORITHM_ARRAYS.get(spec.optimizer.algorithm, 0)
     in_flight = p.micro_batches if p.schedule in SYNCHRONOUS else min(p.stages, p.micro_batches)
     stashes = p.stages if p.schedule == "async_stash" else 0
     acts = math.prod(sample_shape) + sum(layer.outputs for layer in found)

@@ -236,6 +236,12 @@ class JobSpec(_Strict):
                 f"{self.optimizer.algorithm!r} needs analog.enabled: true; "
                 "use 'sgd' for a digital run",
             )
+        if self.analog.unit_cell is not None and self.optimizer.algorithm != "analog_sgd":
+            raise _fail(
+                "analog.unit_cell",
+                f"unit cells train with optimizer.algorithm 'analog_sgd', not "
+                f"{self.optimizer.algorithm!r}",
+            )
         devices = self.pipeline.devices or []
         if self.device == "cpu" and any(d.startswith("cuda") for d in devices):
             raise _fail(

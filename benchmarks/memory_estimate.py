@@ -27,6 +27,14 @@ CASES: dict[str, dict[str, Any]] = {
     "mlp rounded": {"model": {"hidden": [2048, 2048]}, "analog": {"update": "rounded"}},
     "mlp tiki_taka": {"model": {"hidden": [2048, 2048]}, "optimizer": {"algorithm": "tiki_taka"}},
     "mlp digital": {"model": {"hidden": [2048, 2048]}, "optimizer": {"algorithm": "sgd"}},
+    "mlp one_sided": {
+        "model": {"hidden": [2048, 2048]},
+        "analog": {"unit_cell": {"kind": "one_sided", "refresh_every": 1}},
+    },
+    "mlp vector4": {
+        "model": {"hidden": [2048, 2048]},
+        "analog": {"unit_cell": {"kind": "vector", "devices": 4}},
+    },
     "mlp async_stash": {
         "model": {"hidden": [2048, 2048]},
         "pipeline": {"stages": 3, "schedule": "async_stash"},

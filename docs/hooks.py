@@ -158,13 +158,12 @@ def family_sections(members: list[type[BaseModel]], path: str) -> Iterator[str]:
         if name != tag:
             lines.append(row(name, field, f"{path}.{name}"))
             continue
-        default = next(
+        defaults = [
             m.model_fields[tag].default for m in members if not m.model_fields[tag].is_required()
-        )
+        ]
+        default = f"`{json.dumps(defaults[0])}`" if defaults else "required"
         kinds = " \\| ".join(f"`{json.dumps(t)}`" for t in tags)
-        lines.append(
-            f"| `{name}` | {kinds} | `{json.dumps(default)}` | | {cell(field.description)} |"
-        )
+        lines.append(f"| `{name}` | {kinds} | {default} | | {cell(field.description)} |")
     yield "\n".join(lines)
     for member, value in zip(members, tags, strict=True):
         title = f"`{path}` with `{tag}: {value}`"

@@ -95,11 +95,11 @@ def load_hooks() -> ModuleType:
 
 
 def test_the_spec_reference_has_a_row_for_every_field() -> None:
-    """The generated tables walk every nested model: one row per field; the device
-    families' shared fields once, each family's own in its section."""
+    """The generated tables walk every nested model: one row per field; a union's
+    (device families, unit cells) shared fields once, each member's own in its section."""
     from pydantic import BaseModel
 
-    from aimc_spec.devices import DEVICE_MODELS, DeviceSpecBase
+    from aimc_spec.devices import DEVICE_MODELS
     from aimc_spec.spec import JobSpec
 
     hooks = load_hooks()
@@ -111,9 +111,12 @@ def test_the_spec_reference_has_a_row_for_every_field() -> None:
                 continue
             out.append(name)
             subs = list(hooks.models_in(field.annotation))
-            shared = frozenset(DeviceSpecBase.model_fields) if len(subs) > 1 else frozenset()
+            shared = frozenset(common_base(subs).model_fields) if len(subs) > 1 else frozenset()
             out += [*shared] + [f for sub in subs for f in fields(sub, shared)]
         return out
+
+    def common_base(subs: list[type[BaseModel]]) -> type[BaseModel]:
+        return next(c for c in subs[0].__mro__ if all(issubclass(m, c) for m in subs))
 
     text = hooks.job_spec()
     rows = [line for line in text.splitlines() if line.startswith("| `")]
@@ -121,6 +124,8 @@ def test_the_spec_reference_has_a_row_for_every_field() -> None:
     assert any(row.startswith("| `compensation` |") for row in rows)
     for model in DEVICE_MODELS:
         assert f"### `analog.device` with `model: {model}`" in text
+    for kind in ("one_sided", "vector"):
+        assert f"### `analog.unit_cell` with `kind: {kind}`" in text
     linear = text.split("with `model: linear`")[1].split("###")[0]
     assert all(f"| `{name}` |" in linear for name in ("gamma", "gamma_down", "d2d_gamma"))
 

@@ -68,8 +68,8 @@ class PulsedOptions(DeviceSpecBase):
     reset: float = Field(
         0.0,
         description="Value an element is reset to (aihwkit's reset; with the reference "
-        "family's subtract_symmetry_point, plus the symmetry point). Drawn, not yet used: "
-        "resets come with unit cells (aihwkit.md).",
+        "family's subtract_symmetry_point, plus the symmetry point); a one-sided unit "
+        "cell's refresh resets to it (analog.unit_cell).",
     )
     d2d_reset: float = Field(
         0.0, ge=0, description="Absolute spread of each element's reset value (reset_dtod)."

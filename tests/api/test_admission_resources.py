@@ -54,7 +54,7 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     """Each part follows its cause: stashes only for async_stash, pulses only for pulsed
     updates, a second device array for tiki_taka and
     residual_learning,
-    chi for mixed_precision, activations with the micro-batch."""
+    chi for mixed_precision, K devices for a unit cell, activations with the micro-batch."""
 
     def parts(**spec: object) -> dict[str, int]:
         job = parse_spec(spec)
@@ -73,6 +73,10 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     assert parts(optimizer={"algorithm": "agad"})["devices"] == plain["devices"] * 15 // 6
     chi = parts(optimizer={"algorithm": "mixed_precision"})["devices"]  # one float per weight
     assert chi == plain["devices"] * 7 // 6
+    pair = parts(analog={"unit_cell": {"kind": "one_sided"}})["devices"]
+    assert pair == plain["devices"] * 13 // 6  # two devices and the weight read from them
+    quad = parts(analog={"unit_cell": {"kind": "vector", "devices": 4}})["devices"]
+    assert quad == plain["devices"] * 25 // 6
     wide = parts(training={"micro_batch_size": 40})
     assert wide["activations"] == 4 * plain["activations"]
     assert parts(analog={"enabled": False}, optimizer={"algorithm": "sgd"})["devices"] == 0
