@@ -126,6 +126,17 @@ def eval_chunk(spec: JobSpec, sample_shape: tuple[int, ...]) -> int:
     return max(1, min(EVAL_CHUNK, int(EVAL_CHUNK_FLOPS // (2 * max(macs, 1)))))
 
 
+BACKWARD_FLOPS_PER_MAC = 4  # input and weight gradients: the longest of the three actions
+
+
+def action_flops(spec: JobSpec, sample_shape: tuple[int, ...]) -> float:
+    """FLOPs of the longest single action: one micro-batch's backward through the whole
+    model (a stage holds at most that). The engine asks for a stop between actions, so
+    this bounds how long a cancel can wait while training (evaluation: eval_chunk)."""
+    macs = sum(layer.macs for layer in layers(spec, sample_shape))
+    return float(BACKWARD_FLOPS_PER_MAC * macs * spec.training.micro_batch_size)
+
+
 def _analog_weights(spec: JobSpec, found: list[Layer]) -> int:
     a = spec.analog
     if not a.enabled:  # under optimizer sgd too the tiles hold their devices (measured)

@@ -11,7 +11,7 @@ from fastapi import Request
 
 from aimc_spec.cost import data_shape, job_cost
 from aimc_spec.fit import fit_problem
-from aimc_spec.resources import resources
+from aimc_spec.resources import action_flops, resources
 from aimc_spec.slots import slots_problem
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import RUN_JOB_TASK, JobState
@@ -89,6 +89,15 @@ def check_resources(
             f"estimated run time {seconds:.0f} s ({estimate.flops:.3g} FLOPs at "
             f"{settings.worker_gflops:g} GFLOP/s) exceeds the limit max_job_seconds = "
             f"{settings.max_job_seconds:g}; train fewer epochs or a smaller model",
+        )
+    action = action_flops(spec, shape) / (settings.worker_gflops * 1e9)
+    if action > settings.max_action_seconds:
+        raise _too_large(
+            f"{at}training.micro_batch_size",
+            f"one micro-batch's backward takes an estimated {action:.1f} s at "
+            f"{settings.worker_gflops:g} GFLOP/s, over the limit max_action_seconds = "
+            f"{settings.max_action_seconds:g} (a cancel waits for the action in progress); "
+            "use a smaller micro_batch_size or model",
         )
 
 

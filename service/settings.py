@@ -33,6 +33,14 @@ class Settings(StoreSettings):
         gt=0,
         description="Ceiling on a job's estimated run time at worker_gflops.",
     )
+    max_action_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Ceiling on one action's estimated time at worker_gflops (a micro-batch's "
+            "backward through the model): a cancel acts between actions, so within it."
+        ),
+    )
     worker_gflops: float = Field(
         10.0, gt=0, description="A worker's speed (GFLOP/s) the run-time estimate assumes."
     )

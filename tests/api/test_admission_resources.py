@@ -80,3 +80,18 @@ def test_the_estimate_grows_with_what_the_engine_holds() -> None:
     wide = parts(training={"micro_batch_size": 40})
     assert wide["activations"] == 4 * plain["activations"]
     assert parts(analog={"enabled": False}, optimizer={"algorithm": "sgd"})["devices"] == 0
+
+
+def test_a_micro_batch_of_seconds_is_refused_so_a_cancel_acts_within_the_limit() -> None:
+    """A cancel waits for the action in progress: one micro-batch's backward through a
+    wide CNN on 28x28 images, 64 at a time, would take about 19 s at 10 GFLOP/s."""
+    spec = {
+        "dataset": {"name": "mnist_subset"},
+        "model": {"kind": "cnn", "channels": [256, 256]},
+        "training": {"steps": 2, "micro_batch_size": 64},
+    }
+    problem = refusal(spec)
+    assert "max_action_seconds" in problem["detail"], problem["detail"]
+    assert problem["errors"][0]["loc"] == "training.micro_batch_size"
+    smaller = {**spec, "training": {"steps": 2, "micro_batch_size": 4}}
+    check_resources(parse_spec(smaller), None, SETTINGS)  # 16x less: within the limit
