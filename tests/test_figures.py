@@ -5,6 +5,7 @@ naming its command (the page is never edited by hand)."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from types import ModuleType
 
 from tests.conftest import ROOT
@@ -14,6 +15,7 @@ def figures_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("figures", ROOT / "benchmarks" / "figures.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["figures"] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
