@@ -276,7 +276,8 @@ def spec_problems(
     root = model or JobSpec
     problems = []
     for err in errors:
-        loc = [str(p) for p in err["loc"]]
+        # pydantic marks a refused dict key (a sweep's grid key) with a "[key]" step
+        loc = [str(p) for p in err["loc"] if p != "[key]"]
         msg = err["msg"]
         ctx = err.get("ctx") or {}
         if err["type"] == "extra_forbidden":

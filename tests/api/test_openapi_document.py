@@ -59,6 +59,8 @@ def test_every_grid_key_the_document_allows_the_api_takes() -> None:
         base = parse_spec({"analog": {"device": {"model": model}}}).model_dump(mode="json")
         base["optimizer"]["lr_decay"] = {"every_epochs": 1, "factor": 0.5}  # its fields too
         bases.append(base)
+    for cell in ({"kind": "one_sided"}, {"kind": "vector"}):  # a unit cell's fields too
+        bases.append(parse_spec({"analog": {"unit_cell": cell}}).model_dump(mode="json"))
     assert {"seed", "optimizer.lr", "analog.device", "analog.device.states"} <= {*allowed["enum"]}
     for path in allowed["enum"]:
         base, value = next(found for b in bases if (found := _at(b, path)) is not None)
@@ -72,7 +74,7 @@ def _at(spec: dict[str, Any], path: str) -> tuple[dict[str, Any], Any] | None:
     """(spec, its value at the dotted path), None if the spec has no such field."""
     try:
         return spec, functools.reduce(operator.getitem, path.split("."), spec)
-    except KeyError:
+    except (KeyError, TypeError):  # no such field, or an absent block (unit_cell: null)
         return None
 
 

@@ -152,7 +152,7 @@ def test_an_invalid_combination_rejects_the_whole_sweep(client: Client) -> None:
     with pytest.raises(InvalidError) as bad_path:
         client.sweep(TINY, {"pipeline.shedule": ["async"]})
     assert bad_path.value.problems[0][0] == "grid.pipeline.shedule"
-    assert "unknown field" in bad_path.value.problems[0][1]
+    assert "did you mean 'pipeline.schedule'" in bad_path.value.problems[0][1]
 
 
 def test_upload_a_dataset_and_train_on_it(client: Client, tmp_path: Path) -> None:
