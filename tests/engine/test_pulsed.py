@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aimc_engine import fused, native, pulsed
-from aimc_engine.devices import Device
+from aimc_engine.devices import LINEAR_FAMILY, Device
 from aimc_engine.pulses import pulse_train_counts
 from aimc_engine.rng import normal_at, normal_pair_at
 from aimc_spec.presets import PRESETS
@@ -18,8 +18,7 @@ from tests.conftest import make_device
 
 SHAPE = (64, 96)
 # the presets of the linear family, the one-call pulsed update's (aimc_engine/pulsed.py)
-LINEAR = ("ideal", "constant_step", "linear", "softbounds")
-LINEAR_PRESETS = [name for name, fields in PRESETS.items() if fields["model"] in LINEAR]
+LINEAR_PRESETS = [name for name, fields in PRESETS.items() if fields["model"] in LINEAR_FAMILY]
 
 
 def preset_device(name: str, seed: int = 0) -> Device:
