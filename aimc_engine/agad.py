@@ -25,6 +25,7 @@ from aimc_engine.chopped_ttv2 import ChopperBase, Choppers, buffer_scale, read_c
 from aimc_engine.layers import AnalogLayer
 from aimc_spec.agad_spec import AGADSpec
 from aimc_spec.analog_spec import IOSpec
+from aimc_spec.chopped_ttv2_spec import ChopperSpec
 
 
 class DynamicReference(Choppers):
@@ -35,8 +36,8 @@ class DynamicReference(Choppers):
     past_mean: Tensor
     switched: Tensor
 
-    def __init__(self, weight: Tensor) -> None:
-        super().__init__(weight)
+    def __init__(self, weight: Tensor, spec: ChopperSpec) -> None:
+        super().__init__(weight, spec)
         self.register_buffer("running_mean", torch.zeros_like(weight))
         self.register_buffer("past_mean", torch.zeros_like(weight))
         self.register_buffer("switched", weight.new_zeros(weight.shape[1]))
@@ -53,7 +54,7 @@ class AGAD(ChopperBase):
         self.spec = spec
 
     def attach(self, layer: AnalogLayer) -> None:
-        layer.add_module("choppers", DynamicReference(layer.tile.weight))
+        layer.add_module("choppers", DynamicReference(layer.tile.weight, self.spec))
 
     def _read_and_write(self, layer: AnalogLayer, col: int, lr: float) -> None:
         sp, st = self.spec, layer.choppers

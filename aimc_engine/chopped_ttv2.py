@@ -15,7 +15,11 @@ aihwkit 1.2's ChoppedTransferRPUDevice::readAndUpdate, per column read:
 
 after which column j's input chopper flips with probability in_chop_prob (or
 regularly), and after the last column every output chopper flips with probability
-out_chop_prob. P is updated at fast_lr (absolute unless scale_fast_lr, as aihwkit).
+out_chop_prob. P is updated at fast_lr (absolute unless scale_fast_lr, as aihwkit), or,
+with auto_scale, at fast_lr * BL * gran(P) / (m_x m_d) (getPulseCountAutoLR), m_x and
+m_d running means of each row's max |x| and |d| (updateAutoScale). With units_in_mbatch
+false, transfer_every counts rows, and an update makes one transfer per multiple of it
+that its rows pass (aihwkit interleaves them with the rows' pulses; here they follow).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class Choppers(nn.Module):
     h: Tensor
     passes: Tensor
 
-    def __init__(self, weight: Tensor) -> None:
+    def __init__(self, weight: Tensor, spec: ChopperSpec) -> None:
         super().__init__()
         out_f, in_f = weight.shape
         self.register_buffer("in_chop", torch.ones(in_f, dtype=weight.dtype, device=weight.device))
@@ -51,6 +55,12 @@ class Choppers(nn.Module):
         )
         self.register_buffer("h", torch.zeros_like(weight))
         self.register_buffer("passes", torch.zeros((), dtype=torch.int64))
+        # only where the spec asks for them, so that earlier checkpoints still load
+        if spec.auto_scale:  # the running means of the rows' max |x| and |d|
+            self.register_buffer("m_x", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("m_d", torch.zeros((), dtype=torch.float64))
+        if not spec.units_in_mbatch:  # rows seen, the count transfer_every is in
+            self.register_buffer("vectors", torch.zeros((), dtype=torch.int64))
 
 
 def _choppers(layer: AnalogLayer) -> Choppers:
@@ -82,6 +92,22 @@ def buffer_scale(layer: AnalogLayer, spec: ChopperSpec, lr: float) -> float:
     return rate / bg
 
 
+def running_mean_(mean: Tensor, maxima: Tensor, momentum: float) -> None:
+    """aihwkit's updateAutoScale over a batch's rows in turn: mean <- (1 - tau) mean +
+    tau v with tau = (1 - momentum) / rows, a row's max v skipped when 0, the first
+    positive v taken as it is while mean is still 0; in closed form over the batch."""
+    v = maxima[maxima > 0].to(torch.float64)
+    if len(v) == 0:
+        return
+    if float(mean) <= 0:
+        mean.fill_(v[0])
+        v = v[1:]
+    tau = (1 - momentum) / len(maxima)
+    k = len(v)
+    keep = (1 - tau) ** torch.arange(k - 1, -1, -1, dtype=torch.float64, device=v.device)
+    mean.mul_((1 - tau) ** k).add_((tau * keep.to(mean.device) * v.to(mean.device)).sum())
+
+
 def write_steps(layer: AnalogLayer, col: int, n: Tensor, spec: ChopperSpec) -> None:
     """W[:, col] += step * granularity(W) * n, through the device."""
     x = torch.zeros(1, layer.tile.shape[1], dtype=n.dtype, device=n.device)
@@ -99,41 +125,75 @@ class ChopperBase(ABC):
         self.io = io  # the transfer's reads: the job's IO without noise/bound management
 
     def attach(self, layer: AnalogLayer) -> None:
-        layer.add_module("choppers", Choppers(layer.tile.weight))
+        layer.add_module("choppers", Choppers(layer.tile.weight, self.spec))
 
-    @staticmethod
-    def needs_rows(layer: AnalogLayer) -> bool:
-        return layer.tile.analog.update == "pulsed"
+    def needs_rows(self, layer: AnalogLayer) -> bool:
+        """The rows, not only d^T x: for pulse trains, auto_scale's maxima, or the count
+        of rows that transfer_every is in."""
+        sp = self.spec
+        return layer.tile.analog.update == "pulsed" or sp.auto_scale or not sp.units_in_mbatch
 
     def update(self, layer: AnalogLayer, lr: float, scale: float, updates: int) -> None:
         """P takes the chopped gradient at the fast lr; then, on transfer updates, the
         columns' reads go through H into W."""
         fast, sp, chop = layer.fast, self.spec, _choppers(layer)
         assert fast is not None
-        fast_lr = sp.fast_lr * lr if sp.scale_fast_lr else sp.fast_lr
-        if self.needs_rows(layer):  # chop the rows: x_j by in_chop_j, d_i by out_chop_i
-            x, d = layer.take_pulse_rows()
-            d = d * (chop.out_chop * scale)
-            if isinstance(x, LazyRows):
-                take = x.take
-                x = LazyRows(x.abs_max, lambda rows: take(rows) * chop.in_chop, x.in_features)
-            else:
-                x = x * chop.in_chop
-            fast.update(x, d, fast_lr)
-        else:
+        if not self.needs_rows(layer):
             grad = layer.take_gradient(scale).mul_(torch.outer(chop.out_chop, chop.in_chop))
-            fast.update_from_gradient(grad, fast_lr)
-        if (updates + 1) % sp.transfer_every == 0:
-            self._transfer(layer, lr, updates)
+            fast.update_from_gradient(grad, self.fast_lr(layer, lr))
+            if (updates + 1) % sp.transfer_every == 0:
+                self._transfer(layer, lr, (updates + 1) // sp.transfer_every - 1, 1)
+            return
+        # chop the rows: x_j by in_chop_j, d_i by out_chop_i
+        pulsed = layer.tile.analog.update == "pulsed"
+        x, d = layer.take_pulse_rows() if pulsed else layer.take_pending()
+        if sp.auto_scale:
+            x_max = x.abs_max if isinstance(x, LazyRows) else x.abs().amax(dim=1)
+            running_mean_(chop.m_x, x_max, sp.auto_momentum)
+            running_mean_(chop.m_d, d.abs().amax(dim=1), sp.auto_momentum)
+        d = d * (chop.out_chop * scale)
+        if isinstance(x, LazyRows):
+            take = x.take
+            x = LazyRows(x.abs_max, lambda rows: take(rows) * chop.in_chop, x.in_features)
+        else:
+            x = x * chop.in_chop
+        if pulsed:
+            fast.update(x, d, self.fast_lr(layer, lr))
+        else:
+            assert isinstance(x, Tensor)
+            fast.update_from_gradient(d.T @ x, self.fast_lr(layer, lr))
+        if sp.units_in_mbatch:
+            if (updates + 1) % sp.transfer_every == 0:
+                self._transfer(layer, lr, (updates + 1) // sp.transfer_every - 1, 1)
+            return
+        seen = int(chop.vectors)
+        chop.vectors += len(d)
+        done, due = seen // sp.transfer_every, (seen + len(d)) // sp.transfer_every
+        if due > done:
+            self._transfer(layer, lr, done, due - done)
 
-    def _transfer(self, layer: AnalogLayer, lr: float, updates: int) -> None:
-        """transfer_columns columns, in turn from where the last transfer stopped."""
-        sp = self.spec
+    def fast_lr(self, layer: AnalogLayer, lr: float) -> float:
+        """P's learning rate: fast_lr, or auto_scale's fast_lr * BL * gran(P) / (m_x m_d)
+        (ChoppedTransferRPUDeviceMetaParameter::getPulseCountAutoLR); times lr when
+        scale_fast_lr."""
+        sp, fast = self.spec, layer.fast
+        assert fast is not None
+        rate = sp.fast_lr
+        if sp.auto_scale:
+            chop = _choppers(layer)
+            rate *= layer.tile.analog.bit_length * fast.device_model.granularity
+            m_x, m_d = float(chop.m_x), float(chop.m_d)
+            if m_x > 0 and m_d > 0:
+                rate /= m_x * m_d
+        return rate * lr if sp.scale_fast_lr else rate
+
+    def _transfer(self, layer: AnalogLayer, lr: float, first: int, count: int) -> None:
+        """`count` transfers from the `first`-th (counted over the run), each of
+        transfer_columns columns in turn from where the last one stopped."""
         in_f = layer.tile.shape[1]
-        n_cols = min(sp.transfer_columns, in_f)
-        first = (((updates + 1) // sp.transfer_every - 1) * n_cols) % in_f
-        for c in range(n_cols):
-            self._read_and_write(layer, (first + c) % in_f, lr)
+        n_cols = min(self.spec.transfer_columns, in_f)
+        for c in range(first * n_cols, (first + count) * n_cols):
+            self._read_and_write(layer, c % in_f, lr)
 
     @abstractmethod
     def _read_and_write(self, layer: AnalogLayer, col: int, lr: float) -> None:

@@ -98,7 +98,7 @@ class MixedPrecision:
         """Rows of chi to the device: n = trunc(chi / eps) as an update of eps *
         transfer_lr * n (aihwkit's MixedPrecRPUDevice::forwardUpdate), chi keeps the rest."""
         sp = self.spec
-        eps = sp.granularity or tile.device_model.granularity
+        eps = sp.granularity or tile.granularity
         out = tile.shape[0]
         count = out if sp.n_rows_per_transfer < 0 else min(sp.n_rows_per_transfer, out)
         start = int(state.next_row)

@@ -96,10 +96,12 @@ class AnalogTile(nn.Module):
             generator=config.init_generator,
             device=config.device,
         )
-        self.write_noise = 0.0  # the spec refuses write noise in a cell
+        self.write_noise = 0.0  # a cell keeps its devices' write noise itself
         bound = 1 / math.sqrt(shape[1]) if init_bound is None else init_bound
         w = torch.empty(shape).uniform_(-bound, bound, generator=config.init_generator)
-        self.register_buffer("weight", self.cell.program_(w.to(config.device)))
+        self.register_buffer(
+            "weight", self.cell.program_(w.to(config.device), config.init_generator)
+        )
 
     @property
     def state(self) -> Tensor:
@@ -109,7 +111,7 @@ class AnalogTile(nn.Module):
     def set_weights(self, w: Tensor) -> None:
         """Program the tile to w (clipped); under write noise every element gets fresh noise."""
         if self.cell is not None:
-            self.weight = self.cell.program_(w.detach().clone())
+            self.weight = self.cell.program_(w.detach().clone(), self.noise_generator)
             return
         w = self.device_model.clip_(w.detach().clone(memory_format=torch.contiguous_format))
         if self.write_noise:
@@ -127,6 +129,12 @@ class AnalogTile(nn.Module):
         """Redraw the write noise of the elements an update touched; the rest keep theirs."""
         fresh = self._read_noise(self.hidden, self.noise_generator)
         torch.where(touched, fresh, self.weight, out=self.weight)
+
+    @property
+    def granularity(self) -> float:
+        """aihwkit's weight granularity of the tile's device, or of its unit cell (the
+        mean of the cell's devices'): the step transfers and mixed precision count in."""
+        return self.cell.granularity if self.cell is not None else self.device_model.granularity
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from aimc_engine.devices import Device
 from aimc_engine.mvm import analog_mvm
 from aimc_engine.pulses import pulse_train_counts
+from aimc_engine.rng import counter_uniform, draw_key
 from aimc_spec.spec import DeviceSpec, IOSpec
 from aimc_spec.unit_cell_spec import OneSidedCellSpec, UnitCellSpec
 
@@ -58,6 +59,12 @@ class UnitCell(nn.Module):
         # aihwkit's weight granularity of a vector device: the mean of its devices'
         self.granularity = sum(u.granularity for u in self.devices) / k
         self.dw_min = sum(u.dw_min for u in self.devices) / k
+        # each device's write noise (a vector cell's only; the spec refuses it in a pair):
+        # updates act on `states`, reads see `noisy`, states + N(0, write_noise^2),
+        # redrawn for an element of a device whenever an update touches it there
+        self.write_noise = device_spec.write_noise_std * self.devices[0].dw_min
+        if self.write_noise:
+            self.register_buffer("noisy", torch.zeros((k, *shape), device=device))
 
     @property
     def devices(self) -> list[Device]:
@@ -65,16 +72,28 @@ class UnitCell(nn.Module):
         return list(self.units)  # type: ignore[arg-type]  # built from Devices only
 
     def read(self) -> Tensor:
-        """The weight the MVMs use: sum_k gamma_k w_k (aihwkit's reduceToWeights)."""
-        w = self.gammas[0] * self.states[0]
-        for gamma, state in zip(self.gammas[1:], self.states[1:], strict=True):
+        """The weight the MVMs use: sum_k gamma_k w_k (aihwkit's reduceToWeights), each
+        w_k with its write noise."""
+        seen = self.noisy if self.write_noise else self.states
+        w = self.gammas[0] * seen[0]
+        for gamma, state in zip(self.gammas[1:], seen[1:], strict=True):
             w = w.add_(state, alpha=gamma)
         return w
 
-    def program_(self, w: Tensor) -> Tensor:
+    def _renoise_(self, k: int, touched: Tensor | None, generator: torch.Generator) -> None:
+        """Fresh write noise on device k where `touched` (everywhere when None)."""
+        xi = torch.randn(self.states[k].shape, generator=generator, device=generator.device)
+        fresh = self.states[k] + self.write_noise * xi.to(self.states.device)
+        if touched is None:
+            self.noisy[k] = fresh
+        else:
+            torch.where(touched, fresh, self.noisy[k], out=self.noisy[k])
+
+    def program_(self, w: Tensor, generator: torch.Generator) -> Tensor:
         """Set the cells to w and return the weight read back (aihwkit's onSetWeights):
         a pair gets g+ = max(w, 0), g- = max(-w, 0); a vector cell w on every device
-        (single_fixed: on its fixed device only); each clipped to its device's bounds."""
+        (single_fixed: on its fixed device only); each clipped to its device's bounds,
+        with fresh write noise on every device."""
         if self.one_sided:
             self.states[0] = w.clamp_min(0)
             self.states[1] = (-w).clamp_min(0)
@@ -85,6 +104,9 @@ class UnitCell(nn.Module):
                     self.states[k] = w
         for unit, state in zip(self.devices, self.states, strict=True):
             unit.clip_(state)
+        if self.write_noise:
+            for k in range(len(self.gammas)):
+                self._renoise_(k, None, generator)
         return self.read()
 
     def chosen(self, generator: torch.Generator) -> list[int]:
@@ -110,9 +132,15 @@ class UnitCell(nn.Module):
             self.devices[1].expected_update_(self.states[1], down, generator)
             return
         chosen = self.chosen(generator)
+        touched = None
+        if self.write_noise:  # as often as the |dW|/dw_min pulses it stands for touch it
+            chance = delta.abs().mul(1 / self.dw_min)
+            touched = counter_uniform(tuple(delta.shape), draw_key(generator), delta.device) < chance
         for k in chosen:
             step = delta if k == chosen[-1] else delta.clone()
             self.devices[k].expected_update_(self.states[k], step, generator)
+            if touched is not None:
+                self._renoise_(k, touched, generator)
 
     def pulses_(self, n_up: Tensor, n_down: Tensor, generator: torch.Generator) -> None:
         """Pulse counts (of the weight) through the devices: a pair's up pulses go to g+
@@ -123,8 +151,11 @@ class UnitCell(nn.Module):
             self.devices[0].apply_pulses_(self.states[0], n_up, none, generator)
             self.devices[1].apply_pulses_(self.states[1], n_down, none, generator)
             return
+        touched = (n_up + n_down) > 0 if self.write_noise else None
         for k in self.chosen(generator):
             self.devices[k].apply_pulses_(self.states[k], n_up, n_down, generator)
+            if touched is not None:
+                self._renoise_(k, touched, generator)
 
     def finish_(self, generator: torch.Generator) -> Tensor:
         """Count the update, refresh a pair when due (OneSidedRPUDevice::

@@ -26,6 +26,13 @@ class IOSpec(_Strict):
 
 class AnalogSpec(_Strict):
     enabled: bool = Field(True, description="false: floating-point weights everywhere.")
+    config: str | None = Field(
+        None,
+        description="An aihwkit 1.2 training configuration by name (TTv2EcRamPreset, "
+        "or its alias ttv2_ecram; GET /v1/configs or `aimc configs` lists the 52): it "
+        "sets the device or unit cell, the algorithm, the IO and the pulsed update, and "
+        "every field the spec gives itself overrides it.",
+    )
     layers: Literal["all", "last"] | list[int] = Field(
         "all", description="Which weight layers are analog: all, last, or indices."
     )
@@ -52,12 +59,13 @@ class AnalogSpec(_Strict):
 
     @model_validator(mode="after")
     def _cell_devices(self) -> AnalogSpec:
-        """A unit cell resets and reads its devices' states directly, which aihwkit
-        refuses under write noise (resetAtIndices); so does this spec."""
-        if self.unit_cell is not None and self.device.write_noise_std:
-            raise _fail(
-                "unit_cell",
-                "a unit cell needs devices without write noise; set "
-                "analog.device.write_noise_std: 0",
-            )
+        """A one-sided cell resets its devices, which aihwkit refuses under write noise
+        (resetAtIndices); so does this spec. A vector cell never resets and takes it."""
+        if self.unit_cell is not None and self.unit_cell.kind == "one_sided":
+            if self.device.write_noise_std:
+                raise _fail(
+                    "unit_cell",
+                    "a one-sided cell resets its devices, which needs them without write "
+                    "noise; set analog.device.write_noise_std: 0",
+                )
         return self

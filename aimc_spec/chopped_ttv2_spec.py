@@ -1,6 +1,8 @@
 """Chopped TTv2's part of the job spec (`optimizer.chopped_ttv2`): fields named and
 defaulted as aihwkit 1.2's ChoppedTransferCompound (docs/aihwkit.md; analog-model.md
-section 6). Counts are in updates (aihwkit's units_in_mbatch=True)."""
+section 6). Counts are in updates unless units_in_mbatch is false (then in vectors, the
+rows of the updates, aihwkit's default; aimc keeps updates as its default so that a spec
+written before the field existed trains as it did)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,27 @@ class ChopperSpec(_Strict):
     """The fields Chopped TTv2 and AGAD share (aihwkit's DynamicTransferCompound extends
     ChoppedTransferCompound)."""
 
-    transfer_every: int = Field(1, ge=1, description="Updates between two transfers.")
+    transfer_every: int = Field(
+        1, ge=1, description="Updates (vectors unless units_in_mbatch) between two transfers."
+    )
+    units_in_mbatch: bool = Field(
+        True,
+        description="true: transfer_every counts updates (mini-batches); false: it counts "
+        "vectors, the rows of the updates (aihwkit's default), so an update of m rows makes "
+        "m / transfer_every transfers, all after its pulses.",
+    )
+    auto_scale: bool = Field(
+        False,
+        description="true: P's learning rate is fast_lr * bit_length * granularity(P) / "
+        "(m_x m_d), m_x and m_d running means of each row's max |x| and |d| (aihwkit's "
+        "auto_scale); times lr when scale_fast_lr.",
+    )
+    auto_momentum: float = Field(
+        0.99,
+        ge=0,
+        lt=1,
+        description="auto_scale's running means move by (1 - auto_momentum) / rows per row.",
+    )
     transfer_columns: int = Field(
         1, ge=1, description="Columns of P read per transfer, in turn (n_reads_per_transfer)."
     )

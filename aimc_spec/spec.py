@@ -23,6 +23,7 @@ from pydantic import (
 from aimc_spec.agad_spec import AGADSpec
 from aimc_spec.analog_spec import AnalogSpec, IOSpec
 from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec, ChopperSpec
+from aimc_spec.configs import closest_configs, expand, find_config
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
 from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
 from aimc_spec.mixed_precision_spec import MixedPrecisionSpec
@@ -213,6 +214,28 @@ class JobSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[arg-type]
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # type: ignore[arg-type]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _configuration(cls, data: Any) -> Any:
+        """`analog.config` laid under the spec as written (aimc_spec/configs.py), its
+        name normalised to aihwkit's class name."""
+        analog = data.get("analog") if isinstance(data, dict) else None
+        name = analog.get("config") if isinstance(analog, dict) else None
+        if name is None:
+            return data
+        config = find_config(name) if isinstance(name, str) else None
+        if config is None:
+            near = closest_configs(str(name))
+            hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+            raise _fail(
+                "analog.config",
+                f"no configuration {name!r}; {hint}GET /v1/configs or `aimc configs` "
+                "lists all 52",
+            )
+        data = expand(data, config)
+        data["analog"]["config"] = config.name
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
         latency = self.pipeline.latency_ns
@@ -236,11 +259,12 @@ class JobSpec(_Strict):
                 f"{self.optimizer.algorithm!r} needs analog.enabled: true; "
                 "use 'sgd' for a digital run",
             )
-        if self.analog.unit_cell is not None and self.optimizer.algorithm != "analog_sgd":
+        cell_algorithms = ("analog_sgd", "mixed_precision")
+        if self.analog.unit_cell is not None and self.optimizer.algorithm not in cell_algorithms:
             raise _fail(
                 "analog.unit_cell",
-                f"unit cells train with optimizer.algorithm 'analog_sgd', not "
-                f"{self.optimizer.algorithm!r}",
+                f"unit cells train with optimizer.algorithm 'analog_sgd' or "
+                f"'mixed_precision', not {self.optimizer.algorithm!r}",
             )
         devices = self.pipeline.devices or []
         if self.device == "cpu" and any(d.startswith("cuda") for d in devices):
