@@ -127,3 +127,77 @@ def test_chopped_algorithms_beat_analog_sgd_on_an_asymmetric_device(
     part = {"transfer_columns": 4, "fast_lr": 0.05, **fields}
     chopped = final_error(algorithm, device, **{algorithm: part})
     assert chopped * 5 < final_error("analog_sgd", device), chopped
+
+
+def test_the_running_mean_of_auto_scale_is_updateautoscale_row_by_row() -> None:
+    """ChoppedTransferRPUDeviceMetaParameter::updateAutoScale applied to each row's max
+    in turn (m <- (1 - tau) m + tau v, tau = (1 - momentum) / rows; a zero max skipped;
+    the first positive one taken whole while m is 0) equals the closed form used here."""
+    from aimc_engine.chopped_ttv2 import running_mean_
+
+    maxima = torch.tensor([0.0, 0.7, 0.2, 0.0, 1.5, 0.3])
+    for start in (0.0, 0.9):
+        m, tau = start, (1 - 0.9) / len(maxima)
+        for v in maxima.tolist():
+            if v <= 0:
+                continue
+            m = v if m <= 0 else (1 - tau) * m + tau * v
+        mean = torch.tensor(start, dtype=torch.float64)
+        running_mean_(mean, maxima, 0.9)
+        assert float(mean) == pytest.approx(m, rel=1e-12)
+
+
+def chopped_layer(chopped: dict[str, Any]) -> tuple[AnalogLinear, Algorithm]:
+    """A 2x2 Chopped TTv2 layer on CONSTANT devices, expected updates, no reference."""
+    spec = parse_spec(
+        {
+            "analog": {"device": CONSTANT, "update": "expected"},
+            "optimizer": {
+                "algorithm": "chopped_ttv2",
+                "chopped_ttv2": {"reference": "none", "scale_transfer_lr": False, **chopped},
+            },
+        }
+    )
+    g = torch.Generator().manual_seed(0)
+    config = TileConfig(spec.analog, g, g)
+    layer = AnalogLinear(2, 2, config, bias=False)
+    layer.tile.set_weights(torch.zeros(2, 2))
+    return layer, Algorithm(spec, LayeredNet([layer]), config)
+
+
+def test_auto_scale_sets_the_fast_rate_from_the_rows_maxima() -> None:
+    """getPulseCountAutoLR: rate = fast_lr * desired_BL * granularity(P) / (m_x m_d).
+    One row x = [1, -0.5], d = [-0.013, 0.004]: m_x = 1, m_d = 0.013, so with BL 31
+    and granularity 0.01 the rate is 0.5 * 31 * 0.01 / 0.013 and P = -rate d^T x."""
+    layer, algo = chopped_layer(
+        {"auto_scale": True, "fast_lr": 0.5, "in_chop_prob": 0.0, "transfer_every": 1000}
+    )
+    x, d = torch.tensor([[1.0, -0.5]]), torch.tensor([[-0.013, 0.004]])
+    layer.pending.append((x, d))
+    algo.step(0.3)
+    rate = 0.5 * 31 * 0.01 / 0.013
+    assert layer.fast is not None
+    torch.testing.assert_close(layer.fast.weight, -rate * d.T @ x)
+    state = layer.choppers
+    assert isinstance(state, Choppers)
+    assert float(state.m_x) == 1.0 and float(state.m_d) == pytest.approx(0.013)
+
+
+def test_without_units_in_mbatch_transfer_every_counts_rows() -> None:
+    """transfer_every 2 in rows: an update of 5 rows passes rows 2 and 4 (two column
+    reads: 0, 1, one pass), the next of 5 passes 6, 8 and 10 (columns 0, 1, 0)."""
+    layer, algo = chopped_layer({"units_in_mbatch": False, "transfer_every": 2, "in_chop_prob": 0})
+    state = layer.choppers
+    assert isinstance(state, Choppers)
+    rows = torch.ones(5, 2), torch.full((5, 2), -0.001)
+    layer.pending.append(rows)
+    algo.step(0.1)
+    assert int(state.vectors) == 5 and int(state.passes) == 1
+    layer.pending.append(rows)
+    algo.step(0.1)
+    assert int(state.vectors) == 10 and int(state.passes) == 2
+    # P took 10 rows of 0.001 per element; reads of 0.005 (col 0, 1), then 0.01 (0, 1, 0):
+    # H counts 100 * read, so column 0 holds 0.5 + 1 + 1 and column 1 0.5 + 1 before writes
+    assert layer.fast is not None
+    torch.testing.assert_close(layer.fast.weight, torch.full((2, 2), 0.01))
+    torch.testing.assert_close(layer.tile.weight, torch.tensor([[0.02, 0.01], [0.02, 0.01]]))

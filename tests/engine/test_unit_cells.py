@@ -211,3 +211,20 @@ def test_a_run_with_unit_cells_is_reproducible_and_resumes_exactly(name: str) ->
     assert metrics(run(spec, resume=blobs[0])) == metrics(full)
     plain = parse_spec({**SHORT, "analog": {**CELLS[name], "unit_cell": None}})
     assert metrics(run(plain)) != metrics(full)
+
+
+def test_a_vector_cell_reads_each_devices_write_noise_redrawn_where_touched() -> None:
+    """aihwkit's VectorRPUDevice: each device keeps its own write noise (PulsedRPUDevice's
+    persistent weight plus N(0, (write_noise_std dw_min)^2), redrawn where an update
+    touches it), and the cell reads sum gamma_k of the noisy weights."""
+    t = tile({**FIXED, "devices": 2}, device={**EXACT, "write_noise_std": 2.0})
+    cell = t.cell
+    assert cell is not None and cell.write_noise == 2.0 / 64
+    noise = cell.noisy - cell.states
+    assert float(noise.std()) > 0.01  # both devices drew noise when programmed
+    torch.testing.assert_close(t.weight, 0.5 * cell.noisy[0] + 0.5 * cell.noisy[1])
+    before = cell.noisy.clone()
+    step(t, [[1 / 64, 0.0, 1 / 64, 0.0]])  # single_fixed: device 0, elements 0 and 2
+    moved = (cell.noisy != before).tolist()
+    assert moved == [[[True, False, True, False]], [[False, False, False, False]]]
+    torch.testing.assert_close(t.weight, 0.5 * cell.noisy[0] + 0.5 * cell.noisy[1])

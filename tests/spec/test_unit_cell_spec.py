@@ -57,9 +57,18 @@ def test_bad_cells_are_refused_by_field(cell: dict[str, Any], field: str, says: 
     assert says in message
 
 
-def test_write_noise_and_other_algorithms_are_refused() -> None:
-    noisy = problems({"device": {"preset": "reram_es"}, "unit_cell": {"kind": "vector"}})
+def test_write_noise_in_a_pair_and_other_algorithms_are_refused() -> None:
+    pair = {"kind": "one_sided"}
+    noisy = problems({"device": {"preset": "reram_es"}, "unit_cell": pair})
     assert noisy[0][0] == "analog.unit_cell" and "write_noise_std" in noisy[0][1]
+    # a vector cell never resets its devices: aihwkit's VectorUnitCell takes write noise
+    vector = {"device": {"preset": "reram_es"}, "unit_cell": {"kind": "vector"}}
+    assert parse_spec({"analog": vector}).analog.device.write_noise_std == 75.0
     other = problems({"unit_cell": {"kind": "vector"}}, optimizer={"algorithm": "tiki_taka"})
-    says = "unit cells train with optimizer.algorithm 'analog_sgd', not 'tiki_taka'"
+    says = (
+        "unit cells train with optimizer.algorithm 'analog_sgd' or 'mixed_precision', "
+        "not 'tiki_taka'"
+    )
     assert other == [("analog.unit_cell", says)]
+    mixed = parse_spec({"analog": {"unit_cell": pair}, "optimizer": {"algorithm": "mixed_precision"}})
+    assert mixed.analog.unit_cell is not None
