@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from aimc_spec.configs import CONFIGS, closest_configs, find_config
 from aimc_spec.spec import JobSpec, SpecError, load_spec_file
 from aimc_spec.vocabulary import JobState
 
@@ -33,7 +34,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec = _load(args.spec)
     if spec is None:
         return EXIT_BAD_SPEC
+    config = find_config(spec.analog.config) if spec.analog.config else None
+    if config is not None:  # what the configuration set, before the spec as it runs
+        print(f"# analog.config {config.name} ({config.alias}): {config.summary}")
+        print("# sets the following, under what the spec itself gives:")
+        for line in yaml.safe_dump(config.spec, sort_keys=False).splitlines():
+            print(f"#   {line}")
     print(yaml.safe_dump(spec.normalised(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    """The configurations `analog.config` takes, a line each; or one's expansion."""
+    if args.name:
+        config = find_config(args.name)
+        if config is None:
+            near = closest_configs(args.name)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            print(f"no configuration {args.name!r}{hint}", file=sys.stderr)
+            return EXIT_BAD_SPEC
+        print(f"# {config.name} ({config.alias}): {config.summary}")
+        print(yaml.safe_dump(config.spec, sort_keys=False), end="")
+        return 0
+    width = max(len(c.name) for c in CONFIGS.values())
+    for c in CONFIGS.values():
+        print(f"{c.name:{width}s}  {c.alias:30s}  {c.summary}")
     return 0
 
 
@@ -157,3 +182,6 @@ def add_engine_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     p = sub.add_parser("validate", help="print the normalised spec, or its problems (exit 2)")
     p.add_argument("spec", help="job spec, YAML or JSON")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("configs", help="list aihwkit's training configurations (analog.config)")
+    p.add_argument("name", nargs="?", help="print this configuration's part of a job spec")
+    p.set_defaults(func=cmd_configs)

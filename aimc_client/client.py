@@ -362,6 +362,10 @@ class Client:
             )
         )
 
+    def configs(self) -> list[dict[str, Any]]:
+        """aihwkit's training configurations that `analog.config` takes (GET /v1/configs)."""
+        return list(self._json("GET", "/v1/configs"))
+
     def datasets(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/v1/datasets"))
 

@@ -135,7 +135,9 @@ class UnitCell(nn.Module):
         touched = None
         if self.write_noise:  # as often as the |dW|/dw_min pulses it stands for touch it
             chance = delta.abs().mul(1 / self.dw_min)
-            touched = counter_uniform(tuple(delta.shape), draw_key(generator), delta.device) < chance
+            touched = (
+                counter_uniform(tuple(delta.shape), draw_key(generator), delta.device) < chance
+            )
         for k in chosen:
             step = delta if k == chosen[-1] else delta.clone()
             self.devices[k].expected_update_(self.states[k], step, generator)

@@ -61,11 +61,11 @@ class AnalogSpec(_Strict):
     def _cell_devices(self) -> AnalogSpec:
         """A one-sided cell resets its devices, which aihwkit refuses under write noise
         (resetAtIndices); so does this spec. A vector cell never resets and takes it."""
-        if self.unit_cell is not None and self.unit_cell.kind == "one_sided":
-            if self.device.write_noise_std:
-                raise _fail(
-                    "unit_cell",
-                    "a one-sided cell resets its devices, which needs them without write "
-                    "noise; set analog.device.write_noise_std: 0",
-                )
+        pair = self.unit_cell is not None and self.unit_cell.kind == "one_sided"
+        if pair and self.device.write_noise_std:
+            raise _fail(
+                "unit_cell",
+                "a one-sided cell resets its devices, which needs them without write "
+                "noise; set analog.device.write_noise_std: 0",
+            )
         return self

@@ -115,18 +115,15 @@ def _alias(name: str) -> str:
     """TTv2EcRamMOPreset -> ttv2_ecram_mo: the class name in snake_case, device stems
     spelt as aimc's device presets, without `Preset`."""
     stem = name.removesuffix("Preset")
-    for prefix, short in (
-        ("TikiTaka", "tiki_taka_"),
-        ("ChoppedTTv2", "chopped_ttv2_"),
-        ("TTv2", "ttv2_"),
-        ("AGAD", "agad_"),
-        ("MixedPrecision", "mixed_precision_"),
-    ):
-        if stem.startswith(prefix):
-            rest = stem.removeprefix(prefix)
-            break
-    else:
-        short, rest = "", stem
+    prefixes = {
+        "TikiTaka": "tiki_taka_",
+        "ChoppedTTv2": "chopped_ttv2_",
+        "TTv2": "ttv2_",
+        "AGAD": "agad_",
+        "MixedPrecision": "mixed_precision_",
+    }
+    prefix = next((p for p in prefixes if stem.startswith(p)), "")
+    short, rest = prefixes.get(prefix, ""), stem.removeprefix(prefix)
     match = re.fullmatch(r"([A-Za-z]+?)([24]?)", rest)
     assert match is not None and match.group(1) in DEVICES, name
     count = f"_{match.group(2)}" if match.group(2) else ""

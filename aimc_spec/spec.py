@@ -229,8 +229,7 @@ class JobSpec(_Strict):
             hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
             raise _fail(
                 "analog.config",
-                f"no configuration {name!r}; {hint}GET /v1/configs or `aimc configs` "
-                "lists all 52",
+                f"no configuration {name!r}; {hint}GET /v1/configs or `aimc configs` lists all 52",
             )
         data = expand(data, config)
         data["analog"]["config"] = config.name

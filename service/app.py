@@ -21,7 +21,7 @@ from service.errors import add_handlers, document_problems
 from service.events import stream_client
 from service.middleware import ApiHeaders, ConfineDatasetPaths, HeadAsGet, LimitAndCount
 from service.reaper import Reaper
-from service.routes import datasets, health, jobs, sweeps, users
+from service.routes import configs, datasets, health, jobs, sweeps, users
 from service.settings import Settings, get_settings
 from service.upload_checks import UploadChecks
 
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ConfineDatasetPaths, roots=s.dataset_roots())
     app.add_middleware(ApiHeaders)  # outside LimitAndCount: its 413s get them too
     app.add_middleware(HeadAsGet)
-    for module in (prometheus, health, jobs, sweeps, datasets, users):
+    for module in (prometheus, health, jobs, sweeps, datasets, users, configs):
         app.include_router(module.router)
     ui.mount(app)  # the dashboard at /ui
     document_problems(app)

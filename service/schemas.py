@@ -102,6 +102,18 @@ class SweepOut(BaseModel):
     plot: str = Field(description="Path of the overlay plot (PNG).")
 
 
+# configurations ---------------------------------------------------------------
+class ConfigOut(BaseModel):
+    """One aihwkit training configuration, as `analog.config` takes it."""
+
+    name: str = Field(description="aihwkit's class name, e.g. TTv2EcRamPreset.")
+    alias: str = Field(description="aimc's snake_case name for it, e.g. ttv2_ecram.")
+    summary: str = Field(description="What it trains with, in one line.")
+    spec: dict[str, Any] = Field(
+        description="The part of a job spec it expands to (analog, optimizer)."
+    )
+
+
 # datasets --------------------------------------------------------------------
 class DatasetOut(BaseModel):
     id: str

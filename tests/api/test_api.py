@@ -501,3 +501,23 @@ def test_the_api_never_draws() -> None:
             for name in names:
                 assert not name.startswith("matplotlib"), f"{path}: imports {name}"
                 assert "plot" not in name.rsplit(".", 1)[-1], f"{path}: imports {name}"
+
+
+def test_configs_are_listed_and_a_job_names_one(client: TestClient) -> None:
+    auth = new_user(client, "configs")
+    assert client.get("/v1/configs").status_code == 401
+    configs = client.get("/v1/configs", headers=auth).json()
+    assert len(configs) == 52
+    ttv2 = next(c for c in configs if c["name"] == "TTv2EcRamPreset")
+    assert ttv2["alias"] == "ttv2_ecram" and "TTv2" in ttv2["summary"]
+    assert ttv2["spec"]["optimizer"]["chopped_ttv2"]["auto_granularity"] == 500
+    r = client.post("/v1/jobs", json={"analog": {"config": "TTv2EcRamPrest"}}, headers=auth)
+    assert r.status_code == 422
+    (error,) = r.json()["errors"]
+    assert error["loc"] == "analog.config" and "did you mean 'TTv2EcRamPreset'" in error["msg"]
+    r = client.post("/v1/jobs", json={**SHORT, "analog": {"config": "ttv2_ecram"}}, headers=auth)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    client.post(f"/v1/jobs/{job['id']}/cancel", headers=auth)
+    assert job["spec"]["analog"]["config"] == "TTv2EcRamPreset"
+    assert job["spec"]["optimizer"]["algorithm"] == "chopped_ttv2"

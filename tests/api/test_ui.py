@@ -228,6 +228,16 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.locator("#submit-errors")).to_contain_text("not valid YAML")
 
+    # an aihwkit configuration picked from GET /v1/configs lands in the spec as written
+    configs = page.get_by_label("aihwkit configuration")
+    expect(configs.locator("option")).to_have_count(53)  # the 52 and "none"
+    editor.fill("name: picked\nanalog: {update: expected}\n")
+    configs.select_option("TTv2EcRamPreset")
+    expect(editor).to_have_value(re.compile(r"config: TTv2EcRamPreset"))
+    expect(editor).to_have_value(re.compile(r"update: expected"))  # the spec's own field kept
+    configs.select_option("")
+    expect(editor).not_to_have_value(re.compile("config:"))
+
     # a good spec: its page shows the curve growing while the job runs
     editor.fill(WATCHED)
     page.get_by_role("button", name="Submit", exact=True).click()

@@ -123,3 +123,25 @@ def test_schedule_prints_the_grid_split_and_timeline(tmp_path: Path) -> None:
     assert lines[1] == "stage 0: 0F0 0F1 0F2 0F3 0F4 0B4 ... (+16)"
     assert "stage 3: units 3..3 of the mlp, 1 layers" in lines
     assert any(line.startswith("unit time") and "bubble 0.375" in line for line in lines)
+
+
+def test_configs_are_listed_and_validate_shows_what_one_sets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 52 and lines[0].split()[:2] == ["ReRamESPreset", "reram_es"]
+    assert main(["configs", "agad_ecram"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("# AGADEcRamPreset (agad_ecram)")
+    assert yaml.safe_load(shown)["optimizer"]["agad"]["tail_weightening"] == 50.0
+    assert main(["configs", "agad_ecrm"]) == 2
+    assert "did you mean AGADEcRamPreset" in capsys.readouterr().err
+    spec = write_spec(tmp_path / "s.yaml", {"analog": {"config": "pcm", "bit_length": 7}})
+    assert main(["validate", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# analog.config PCMPreset (pcm)")
+    assert "#     unit_cell:" in out  # the configuration's part, as comments
+    normalised = yaml.safe_load(out)  # then the spec as it runs: its own bit_length wins
+    assert normalised["analog"]["bit_length"] == 7
+    assert normalised["analog"]["unit_cell"]["kind"] == "one_sided"

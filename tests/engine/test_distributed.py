@@ -387,3 +387,19 @@ def test_torchrun_runs_a_spec_as_it_would_across_hosts(tmp_path: Path) -> None:
     weights = load_file(out / "weights.safetensors")
     for key, value in sim.model.state_dict().items():
         assert torch.equal(weights[key], value), key
+
+
+# aihwkit configurations whose state is new with them: auto_scale's running maxima and
+# the row count (TTv2, AGAD), vector cells with write noise, a refreshed pair under
+# mixed precision
+CONFIGS = ["TTv2ReRamSBPreset", "AGADEcRamPreset", "ReRamES2Preset", "MixedPrecisionPCMPreset"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_processes_reproduce_the_simulator_for_aihwkit_configurations(config: str) -> None:
+    spec = job("async_stash", "pulsed", 2)
+    spec["analog"] = {"config": config}
+    sim = run(parse_spec(spec))
+    proc = run(parse_spec(processes(spec)))
+    assert proc.result["status"] == "succeeded"
+    assert_same_run(sim, proc)

@@ -70,5 +70,7 @@ def test_write_noise_in_a_pair_and_other_algorithms_are_refused() -> None:
         "not 'tiki_taka'"
     )
     assert other == [("analog.unit_cell", says)]
-    mixed = parse_spec({"analog": {"unit_cell": pair}, "optimizer": {"algorithm": "mixed_precision"}})
+    mixed = parse_spec(
+        {"analog": {"unit_cell": pair}, "optimizer": {"algorithm": "mixed_precision"}}
+    )
     assert mixed.analog.unit_cell is not None

@@ -5,7 +5,7 @@
 
 import { api, ApiError, query } from "./api.js";
 import { el, fmtNumber, fmtTime, replace, toast } from "./dom.js";
-import { load, YAMLException } from "./vendor/js-yaml.mjs";
+import { dump, load, YAMLException } from "./vendor/js-yaml.mjs";
 
 const STARTER = "# a job spec; every field has a default\nname: my-job\ntraining: {steps: 200, eval_every: 20}\n";
 
@@ -55,6 +55,28 @@ export async function renderSubmit(main, _, signal) {
   exampleSelect.addEventListener("change", () => {
     const ex = examples.find((e) => e.name === exampleSelect.value);
     if (ex) editor.value = ex.text;
+  });
+  // aihwkit's training configurations: picking one sets analog.config in the spec
+  const configs = await api("/v1/configs", { signal }).catch(() => []);
+  const configHelp = el("p", { id: "config-help", class: "muted",
+    text: "An aihwkit 1.2 preset configuration sets the device, the algorithm, the IO and the update; fields the spec gives itself override it." });
+  const configSelect = el("select", { id: "config", "aria-describedby": "config-help" },
+    el("option", { value: "", text: "— none (the spec's own analog fields) —" }),
+    configs.map((c) => el("option", { value: c.name, text: `${c.name} — ${c.summary}` })));
+  configSelect.addEventListener("change", () => {
+    replace(errors);
+    let spec;
+    try {
+      spec = load(editor.value) ?? {};
+    } catch (e) {
+      if (!(e instanceof YAMLException)) throw e;
+      showErrors("Fix the spec's YAML before picking a configuration:", [{ loc: "", msg: e.reason || e.message, line: e.mark ? e.mark.line : -1 }]);
+      return;
+    }
+    spec.analog = { ...(spec.analog || {}) };
+    if (configSelect.value) spec.analog.config = configSelect.value;
+    else delete spec.analog.config;
+    editor.value = dump(spec, { flowLevel: 2 });
   });
   const sweepName = el("input", { id: "sweep-name", name: "sweep-name", type: "text", placeholder: "sweep" });
   const grid = el("textarea", { id: "sweep-grid", name: "grid", rows: "3", spellcheck: "false",
@@ -118,6 +140,8 @@ export async function renderSubmit(main, _, signal) {
     }
   } },
   el("div", { class: "row" }, el("label", { for: "example", text: "Start from an example" }), exampleSelect),
+  el("div", { class: "row" }, el("label", { for: "config", text: "aihwkit configuration" }), configSelect),
+  configHelp,
   el("label", { for: "spec-editor", text: "Job spec (YAML or JSON)" }),
   el("p", { id: "spec-help", class: "muted", text: "The API checks the spec when you submit; each problem is listed with its field path. " +
     "Fields are described in the API docs (/docs, JobSpec)." }),
