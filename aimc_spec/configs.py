@@ -157,102 +157,100 @@ def _chopper(
     }
 
 
-def _build() -> dict[str, Config]:
-    """The 52 configurations, in the order of aihwkit's configs.py."""
-    found: list[tuple[str, str, dict[str, Any]]] = []
+Found = list[tuple[str, str, dict[str, Any]]]  # (class name, summary, spec part)
+_PCM_CELL = {"kind": "one_sided", "refresh_every": 1, "refresh_bit_length": 31}
+
+
+def _sgd() -> Found:
+    """SingleRPUConfig presets, PCMPreset (PCMPresetUnitCell: a OneSidedUnitCell with
+    refresh_every 1 and a BL-31 refresh write) and the 2- and 4-device VectorUnitCell
+    presets (SINGLE_RANDOM): all trained by Analog SGD."""
+    found: Found = []
     for stem in (*COMPOUND_DEVICES, "GokmenVlasov"):
+        spec = {"analog": _analog(_device(stem)), "optimizer": {"algorithm": "analog_sgd"}}
         found.append(
-            (
-                f"{stem}Preset",
-                f"Analog SGD on one {DEVICES[stem]} device per weight",
-                {"analog": _analog(_device(stem)), "optimizer": {"algorithm": "analog_sgd"}},
-            )
+            (f"{stem}Preset", f"Analog SGD on one {DEVICES[stem]} device per weight", spec)
         )
-    pcm_cell = {"kind": "one_sided", "refresh_every": 1, "refresh_bit_length": 31}
+    pcm = {
+        "analog": _analog(_device("PCM"), unit_cell=_PCM_CELL),
+        "optimizer": {"algorithm": "analog_sgd"},
+    }
     found.append(
         (
             "PCMPreset",
             "Analog SGD on a pair of one-sided pcm devices, refreshed after each update",
-            {
-                "analog": _analog(_device("PCM"), unit_cell=pcm_cell),
-                "optimizer": {"algorithm": "analog_sgd"},
-            },
+            pcm,
         )
     )
     for count in (2, 4):
         for stem in COMPOUND_DEVICES:
             cell = {"kind": "vector", "devices": count, "update_policy": "single_random"}
-            found.append(
-                (
-                    f"{stem}{count}Preset",
-                    f"Analog SGD on {count} {DEVICES[stem]} devices per weight, one "
-                    "pulsed at random per update",
-                    {
-                        "analog": _analog(_device(stem), unit_cell=cell),
-                        "optimizer": {"algorithm": "analog_sgd"},
-                    },
-                )
-            )
+            spec = {
+                "analog": _analog(_device(stem), unit_cell=cell),
+                "optimizer": {"algorithm": "analog_sgd"},
+            }
+            what = f"{count} {DEVICES[stem]} devices per weight, one pulsed at random per update"
+            found.append((f"{stem}{count}Preset", f"Analog SGD on {what}", spec))
+    return found
+
+
+def _transfers() -> Found:
+    """Tiki-Taka (TransferCompound, units_in_mbatch True, its defaults), TTv2 and Chopped
+    TTv2 (ChoppedTransferCompound) and AGAD (DynamicTransferCompound)."""
+    found: Found = []
     for stem in COMPOUND_DEVICES:
-        symmetric = stem == "ReRamSB"
+        tiki_taka = {
+            "transfer_every": 1,
+            "transfer_columns": 1,
+            "transfer_lr": 1.0,
+            "scale_transfer_lr": True,
+            "gamma": 0.0,
+            "reference": "none",
+        }
+        spec = {
+            "analog": _analog(_device(stem, symmetric=stem == "ReRamSB")),
+            "optimizer": {"algorithm": "tiki_taka", "tiki_taka": tiki_taka},
+        }
         found.append(
-            (
-                f"TikiTaka{stem}Preset",
-                f"Tiki-Taka on {DEVICES[stem]} arrays P and W",
-                {
-                    "analog": _analog(_device(stem, symmetric=symmetric)),
-                    "optimizer": {
-                        "algorithm": "tiki_taka",
-                        "tiki_taka": {
-                            "transfer_every": 1,
-                            "transfer_columns": 1,
-                            "transfer_lr": 1.0,
-                            "scale_transfer_lr": True,
-                            "gamma": 0.0,
-                            "reference": "none",
-                        },
-                    },
-                },
-            )
+            (f"TikiTaka{stem}Preset", f"Tiki-Taka on {DEVICES[stem]} arrays P and W", spec)
         )
     for stem in COMPOUND_DEVICES:
+        summary = f"TTv2 on {DEVICES[stem]} arrays (aihwkit's chopped compound, no chopping)"
         found.append(
-            (
-                f"TTv2{stem}Preset",
-                f"TTv2 on {DEVICES[stem]} arrays (aihwkit's chopped compound, no chopping)",
-                _chopper(stem, _TTV2[stem], "chopped_ttv2", True),
-            )
+            (f"TTv2{stem}Preset", summary, _chopper(stem, _TTV2[stem], "chopped_ttv2", True))
         )
     for stem in COMPOUND_DEVICES:
-        found.append(
-            (
-                f"ChoppedTTv2{stem}Preset",
-                f"Chopped TTv2 on {DEVICES[stem]} arrays, input choppers flipping at "
-                f"random ({_CHOPPED[stem][2]} per read)",
-                _chopper(stem, _CHOPPED[stem], "chopped_ttv2", True),
-            )
+        summary = (
+            f"Chopped TTv2 on {DEVICES[stem]} arrays, input choppers flipping at random "
+            f"({_CHOPPED[stem][2]} per read)"
         )
+        spec = _chopper(stem, _CHOPPED[stem], "chopped_ttv2", True)
+        found.append((f"ChoppedTTv2{stem}Preset", summary, spec))
     for stem in COMPOUND_DEVICES:
-        found.append(
-            (
-                f"AGAD{stem}Preset",
-                f"AGAD on {DEVICES[stem]} arrays: chopped, read against a dynamic reference",
-                _chopper(stem, _AGAD[stem], "agad", False),
-            )
-        )
+        summary = f"AGAD on {DEVICES[stem]} arrays: chopped, read against a dynamic reference"
+        found.append((f"AGAD{stem}Preset", summary, _chopper(stem, _AGAD[stem], "agad", False)))
+    return found
+
+
+def _mixed_precision() -> Found:
+    """MixedPrecisionCompound with its defaults around each device; for PCM around
+    PCMPresetUnitCell."""
+    found: Found = []
     for stem in (*COMPOUND_DEVICES, "GokmenVlasov", "PCM"):
         analog = _analog(_device(stem))
         what = f"one {DEVICES[stem]} device per weight"
-        if stem == "PCM":  # MixedPrecisionCompound(device=PCMPresetUnitCell())
-            analog["unit_cell"] = pcm_cell
+        if stem == "PCM":
+            analog["unit_cell"] = _PCM_CELL
             what = "a refreshed pair of one-sided pcm devices"
-        found.append(
-            (
-                f"MixedPrecision{stem}Preset",
-                f"Mixed precision: a digital accumulator chi written to {what}",
-                {"analog": analog, "optimizer": {"algorithm": "mixed_precision"}},
-            )
-        )
+        spec = {"analog": analog, "optimizer": {"algorithm": "mixed_precision"}}
+        summary = f"Mixed precision: a digital accumulator chi written to {what}"
+        found.append((f"MixedPrecision{stem}Preset", summary, spec))
+    return found
+
+
+def _build() -> dict[str, Config]:
+    """The 52 configurations, in the order of aihwkit's configs.py."""
+    found = [*_sgd(), *_transfers(), *_mixed_precision()]
     return {name: Config(name, _alias(name), summary, spec) for name, summary, spec in found}
 
 
