@@ -87,6 +87,12 @@ class Config:
     summary: str
     spec: dict[str, Any]
 
+    @property
+    def device(self) -> str:
+        """aimc's device preset the configuration is built on."""
+        rest = re.sub(r"^(TikiTaka|ChoppedTTv2|TTv2|AGAD|MixedPrecision)", "", self.name)
+        return DEVICES[re.sub(r"[24]?Preset$", "", rest)]
+
 
 def _device(stem: str, *, symmetric: bool = False) -> dict[str, Any]:
     """The preset device's fields, written out (not `preset:`) so that the spec may

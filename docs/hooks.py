@@ -329,7 +329,38 @@ def import_contracts() -> str:
     return "\n".join(out)
 
 
+def aihwkit_configs() -> str:
+    """The 52 `analog.config` names and what each expands to (aimc_spec/configs.py)."""
+    from aimc_spec.configs import CONFIGS
+
+    lines = [
+        "| aihwkit 1.2 class | alias | algorithm | device | unit cell | the configuration's settings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in CONFIGS.values():
+        analog, optimizer = c.spec["analog"], c.spec["optimizer"]
+        algorithm = optimizer["algorithm"]
+        cell_spec = analog.get("unit_cell")
+        unit = "—"
+        if cell_spec:
+            unit = f"{cell_spec['kind']}" + (
+                f", {cell_spec['devices']} devices, {cell_spec['update_policy']}"
+                if cell_spec["kind"] == "vector"
+                else f", refresh_every {cell_spec['refresh_every']}"
+            )
+        settings = [f"bit_length {analog['bit_length']}"]
+        settings += [f"{k} {v}" for k, v in optimizer.get(algorithm, {}).items()]
+        if analog["device"].get("subtract_symmetry_point"):
+            settings.append("device subtract_symmetry_point true")
+        lines.append(
+            f"| `{c.name}` | `{c.alias}` | {algorithm} | {c.device} | {unit} | "
+            f"{cell(', '.join(settings))} |"
+        )
+    return "\n".join(lines)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "aihwkit-configs": aihwkit_configs,
     "job-spec": job_spec,
     "http-api": http_api,
     "cli": cli,
