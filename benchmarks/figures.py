@@ -49,6 +49,11 @@ FIGURES = (
     Figure("contention", "Threads beside other work", ("benchmarks/contention.py",)),
     Figure("examples", "The examples", ("benchmarks/examples.py",)),
     Figure("presets", "Every preset on digits", ("benchmarks/presets.py", "--epochs", "3")),
+    Figure(
+        "configs",
+        "aihwkit's training configurations on digits",
+        ("benchmarks/configs_digits.py", "--jobs", "2"),
+    ),
     Figure("schedules", "Schedules compared", ("benchmarks/schedules.py",)),
     Figure(
         "staleness",
