@@ -29,7 +29,7 @@ from aimc_spec.spec import JobSpec
 # counter-based uniforms for stochastic rounding, pulse trains and write-noise touches.
 # 5: random streams per stage; actions run counted per stage. 6: the pulsed update of
 # linear-family devices draws its noise per element from counter-based keys.
-FORMAT = 6
+FORMAT = 7
 
 # Spec fields that do not change what is trained nor what is measured. Only the free-
 # text name: every other field steers the numerics (seed, device: CPU and CUDA round

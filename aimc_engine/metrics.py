@@ -235,6 +235,17 @@ def combine_health(tiles: Sequence[TileHealth]) -> tuple[float | None, float | N
     return saturation, near
 
 
+def stage_pulses(module: nn.Module) -> float:
+    """The device pulses counted on a stage's analog tiles (W and Tiki-Taka's P)."""
+    total = 0.0
+    for layer in tile_layers(module):
+        if layer.is_analog:
+            total += float(layer.tile.pulses)
+            if layer.fast is not None:
+                total += float(layer.fast.pulses)
+    return total
+
+
 def analog_health(model: LayeredNet) -> tuple[float | None, float | None]:
     """combine_health of the whole model's tiles."""
     return combine_health(tile_health(model))

@@ -47,6 +47,7 @@ class AnalogTile(nn.Module):
 
     weight: Tensor
     hidden: Tensor
+    pulses: Tensor  # device pulses so far, as sum |change of state| / granularity
     cell: UnitCell | None  # several devices per weight (analog.unit_cell), else None
 
     def __init__(
@@ -63,6 +64,8 @@ class AnalogTile(nn.Module):
         # bound management exists for the forward MVM only (aihwkit forces it off backward)
         self.backward_io = config.analog.io.model_copy(update={"bound_management": False})
         self.noise_generator = config.noise_generator
+        # counted for the energy estimate (aimc_spec/energy.py); only read, never fed back
+        self.register_buffer("pulses", torch.zeros((), dtype=torch.float64, device=config.device))
         self.cell = None
         if config.analog.unit_cell is not None:
             self._init_cell(shape, config, init_bound)
@@ -154,6 +157,30 @@ class AnalogTile(nn.Module):
         return analog_mvm(w.T, d, self.backward_io, self.noise_generator)
 
     def update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
+        """W <- W - lr * d^T x through the device (`_update`), its pulses counted."""
+        before = self._written_copy()
+        self._update(x, d, lr)
+        self._count_pulses(before)
+
+    def update_from_gradient(self, grad: Tensor, lr: float) -> None:
+        """W <- W - lr * grad through the device (`_update_from_gradient`), its pulses
+        counted; grad = d^T x (out, in), consumed."""
+        before = self._written_copy()
+        self._update_from_gradient(grad, lr)
+        self._count_pulses(before)
+
+    def _written_copy(self) -> Tensor:
+        """A copy of what updates act on: the cell's devices, or the (hidden) weight."""
+        return (self.cell.states if self.cell is not None else self.state).clone()
+
+    def _count_pulses(self, before: Tensor) -> None:
+        """The pulses an update took, estimated as sum |change| / granularity (a pulse
+        moves a device by about its granularity; pulses that cancel within one update,
+        or that a bound swallows, are not seen)."""
+        now = self.cell.states if self.cell is not None else self.state
+        self.pulses += float((now - before).abs().sum()) / self.granularity
+
+    def _update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
         """W <- W - lr * d^T x through the device, in the spec's update mode.
 
         x (N, in) and d (N, out) are the rows of the micro-batches being applied
@@ -177,7 +204,7 @@ class AnalogTile(nn.Module):
         if self.analog.update != "pulsed":
             if isinstance(x, LazyRows):
                 raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
-            self.update_from_gradient(d.T @ x, lr)
+            self._update_from_gradient(d.T @ x, lr)
             return
         dev = self.device_model
         if pulsed.takes(dev):  # the linear family: the whole update in one or two C calls
@@ -201,7 +228,7 @@ class AnalogTile(nn.Module):
         )
         self._apply_pulses(n_up, n_down)
 
-    def update_from_gradient(self, grad: Tensor, lr: float) -> None:
+    def _update_from_gradient(self, grad: Tensor, lr: float) -> None:
         """W <- W - lr * grad through the device, grad = d^T x (out, in), consumed: the
         expected and rounded modes, which need nothing but this product."""
         mode = self.analog.update

@@ -27,7 +27,13 @@ from aimc_engine.algorithms import Algorithm
 from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset
 from aimc_engine.errors import RunError
-from aimc_engine.metrics import EvaluationStopped, analog_health, evaluate, gradient_norm_sq
+from aimc_engine.metrics import (
+    EvaluationStopped,
+    analog_health,
+    evaluate,
+    gradient_norm_sq,
+    stage_pulses,
+)
 from aimc_engine.models import assemble, build_stage
 from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import Batch, PipelineExecutor, stage_ranges
@@ -36,6 +42,7 @@ from aimc_engine.pipeline.schedule import FORWARD, UPDATE, build_schedule
 from aimc_engine.pipeline.timeline import Timed, Timeline, latency_durations, sequential_makespan
 from aimc_engine.seeds import StageGenerators, data_generator, stage_generators
 from aimc_engine.tiles import TileConfig
+from aimc_spec import energy
 from aimc_spec.resources import eval_chunk
 from aimc_spec.spec import JobSpec
 
@@ -114,6 +121,7 @@ def metric_record(
     test: tuple[float, float],
     grad_norm_sq: float,
     health: tuple[float | None, float | None],
+    energy_pj: float,
 ) -> dict[str, Any]:
     """One metric point's record (metric_record.py's fields), the same for every executor."""
     samples = done * spec.training.micro_batch_size
@@ -130,6 +138,7 @@ def metric_record(
         "grad_norm_sq": grad_norm_sq,
         "saturation": health[0],
         "near_bound_fraction": health[1],
+        "energy_pj": energy_pj,  # cumulative, aimc_spec/energy.py
     }
 
 
@@ -166,7 +175,7 @@ class Training:
             self.shuffle = Shuffle(spec, len(data.x_train), device)
             self.total = microbatch_count(spec, self.shuffle.per_epoch)
             self.schedule = build_schedule(p.schedule, p.stages, self.total, p.micro_batches)
-            ranges = stage_ranges(spec)
+            self.ranges = ranges = stage_ranges(spec)
             built = [build_run_stage(spec, data, s, ranges, configs[s]) for s in range(p.stages)]
             compensation = compensation_for(p.compensation, self.schedule)
         except ValueError as exc:
@@ -238,11 +247,21 @@ class Training:
             test=test,
             grad_norm_sq=grad_sq,
             health=analog_health(self.model),
+            energy_pj=energy.estimate(
+                self.spec, self.data.input_shape, self.ranges, self.done * self.b, self.work()
+            ).total,
         )
         self.running, self.running_n = 0.0, 0
         self.metrics.append(record)
         if self.callbacks.on_metrics:
             self.callbacks.on_metrics(record)
+
+    def work(self) -> list[energy.StageWork]:
+        """Each stage's updates and device pulses so far, for the energy estimate."""
+        return [
+            energy.StageWork(a.updates, stage_pulses(m))
+            for a, m in zip(self.executor.algorithms, self.executor.stages, strict=True)
+        ]
 
     def checkpoint(self) -> bytes:
         return checkpoint.dump(
@@ -361,6 +380,14 @@ class Training:
             "updates": self.executor.algorithms[0].updates,
             "wall_seconds": time.perf_counter() - self.start,
             "timeline": self.timeline.summary(samples, sequential_ns=self.sequential_ns),
+            "energy": energy.summary(
+                self.spec,
+                self.data.input_shape,
+                self.ranges,
+                samples,
+                self.work(),
+                self.metrics,
+            ),
             "spec": self.spec.normalised(),
             "versions": versions(),
         }

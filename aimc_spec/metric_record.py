@@ -24,6 +24,7 @@ METRIC_COLUMNS = [
     "grad_norm_sq",
     "saturation",
     "near_bound_fraction",
+    "energy_pj",
 ]
 
 

@@ -26,6 +26,7 @@ from aimc_spec.chopped_ttv2_spec import ChoppedTTv2Spec, ChopperSpec
 from aimc_spec.configs import closest_configs, expand, find_config
 from aimc_spec.dataset_spec import DATASET_ROOTS, DatasetSpec
 from aimc_spec.devices import DEVICE_MODELS, DeviceSpec, ExpStepSpec, PresetName, parse_device
+from aimc_spec.hardware_spec import HardwareSpec
 from aimc_spec.mixed_precision_spec import MixedPrecisionSpec
 from aimc_spec.pipeline_spec import (
     UPDATE_NS,
@@ -54,6 +55,7 @@ __all__ = [
     "DatasetSpec",
     "DeviceSpec",
     "ExpStepSpec",
+    "HardwareSpec",
     "IOSpec",
     "JobSpec",
     "LatencySpec",
@@ -213,6 +215,10 @@ class JobSpec(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)  # type: ignore[arg-type]
     training: TrainingSpec = Field(default_factory=TrainingSpec)  # type: ignore[arg-type]
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)  # type: ignore[arg-type]
+    hardware: HardwareSpec = Field(
+        default_factory=HardwareSpec,  # type: ignore[arg-type]
+        description="What each operation costs, for the run's energy estimate (docs/energy.md).",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -334,7 +334,7 @@ def aihwkit_configs() -> str:
     from aimc_spec.configs import CONFIGS
 
     lines = [
-        "| aihwkit 1.2 class | alias | algorithm | device | unit cell | the configuration's settings |",
+        "| aihwkit 1.2 class | alias | algorithm | device | unit cell | settings |",
         "|---|---|---|---|---|---|",
     ]
     for c in CONFIGS.values():

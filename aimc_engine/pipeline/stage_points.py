@@ -23,12 +23,14 @@ from aimc_engine.metrics import (
     mean_of,
     norm_sq,
     observing,
+    stage_pulses,
     tile_health,
 )
 from aimc_engine.metrics import tally as chunk_tally
 from aimc_engine.pipeline.plan import Point
 from aimc_engine.pipeline.serial import stage_state, to_bytes
 from aimc_engine.training import GRAD_SAMPLES, metric_record
+from aimc_spec import energy
 from aimc_spec.resources import eval_chunk
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ def measure(run: StageRun, point: Point) -> None:
             "weights": [],
             "biases": [],
             "health": [],
+            "work": [],
             "test": test,
             "train_loss": run.running / run.running_n if run.running_n else subset_loss,
         }
@@ -79,6 +82,7 @@ def measure(run: StageRun, point: Point) -> None:
     report["weights"].insert(0, weights)
     report["biases"].insert(0, biases)
     report["health"][:0] = tile_health(run.module)
+    report["work"].insert(0, (run.compute.algorithm.updates, stage_pulses(run.module)))
     if not run.first:
         run.send(links.prev_metric, grad_in)
         assert links.prev_metric is not None
@@ -95,6 +99,13 @@ def measure(run: StageRun, point: Point) -> None:
         test=report["test"],
         grad_norm_sq=norm_sq(report["weights"], report["biases"]),
         health=combine_health(report["health"]),
+        energy_pj=energy.estimate(
+            run.spec,
+            run.data.input_shape,
+            run.ranges,
+            point.done * run.b,
+            [energy.StageWork(*w) for w in report["work"]],
+        ).total,
     )
     run.metrics.append(record)
     run.sink.metrics(record)

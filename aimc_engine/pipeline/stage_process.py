@@ -30,6 +30,7 @@ from torch import Tensor
 from aimc_engine.artifacts import GANTT_ACTIONS
 from aimc_engine.datasets import Dataset
 from aimc_engine.errors import RunError
+from aimc_engine.metrics import stage_pulses
 from aimc_engine.pipeline import stage_points, stage_result
 from aimc_engine.pipeline.compensation import compensation_for
 from aimc_engine.pipeline.executor import Stage, stage_ranges
@@ -289,6 +290,7 @@ class StageRun:
             "state": to_bytes(stage_state(self.module)),
             "stop": None if stop is None else (stop.reason, stop.microbatch, stop.detail),
             "error": error,
+            "work": (self.compute.algorithm.updates, stage_pulses(self.module)),
             "process": {
                 "stage": self.s,
                 "pid": os.getpid(),

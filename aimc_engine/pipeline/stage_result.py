@@ -19,6 +19,7 @@ from aimc_engine.pipeline.serial import from_bytes, to_bytes
 from aimc_engine.pipeline.timeline import Timeline, latency_durations, sequential_makespan
 from aimc_engine.pipeline.transport import CANCELLED, DIVERGED, NONFINITE
 from aimc_engine.training import versions
+from aimc_spec import energy
 
 if TYPE_CHECKING:
     from aimc_engine.pipeline.stage_process import StageRun
@@ -68,6 +69,14 @@ def output(run: StageRun, parts: list[dict[str, Any]]) -> dict[str, Any]:
         "updates": updates,
         "wall_seconds": time.perf_counter() - run.start,
         "timeline": timeline.summary(samples, sequential_ns=sequential_ns),
+        "energy": energy.summary(
+            run.spec,
+            run.data.input_shape,
+            run.ranges,
+            samples,
+            [energy.StageWork(*part["work"]) for part in parts],
+            metrics,
+        ),
         "processes": [part["process"] for part in parts],
         "spec": run.spec.normalised(),
         "versions": versions(),

@@ -15,21 +15,60 @@ from aimc_spec.spec import SpecError, parse_spec
 from aimc_spec.sweep import expand as expand_sweep
 
 # aihwkit.simulator.presets.configs, 1.2.0: every training preset class, in file order
-AIHWKIT_CLASSES = (
-    "ReRamESPreset ReRamSBPreset CapacitorPreset EcRamPreset EcRamMOPreset IdealizedPreset "
-    "GokmenVlasovPreset PCMPreset ReRamES2Preset ReRamSB2Preset Capacitor2Preset EcRam2Preset "
-    "EcRamMO2Preset Idealized2Preset ReRamES4Preset ReRamSB4Preset Capacitor4Preset "
-    "EcRam4Preset EcRamMO4Preset Idealized4Preset TikiTakaReRamESPreset TikiTakaReRamSBPreset "
-    "TikiTakaCapacitorPreset TikiTakaEcRamPreset TikiTakaEcRamMOPreset TikiTakaIdealizedPreset "
-    "TTv2ReRamESPreset TTv2ReRamSBPreset TTv2CapacitorPreset TTv2EcRamPreset TTv2EcRamMOPreset "
-    "TTv2IdealizedPreset ChoppedTTv2ReRamESPreset ChoppedTTv2ReRamSBPreset "
-    "ChoppedTTv2CapacitorPreset ChoppedTTv2EcRamPreset ChoppedTTv2EcRamMOPreset "
-    "ChoppedTTv2IdealizedPreset AGADReRamESPreset AGADReRamSBPreset AGADCapacitorPreset "
-    "AGADEcRamPreset AGADEcRamMOPreset AGADIdealizedPreset MixedPrecisionReRamESPreset "
-    "MixedPrecisionReRamSBPreset MixedPrecisionCapacitorPreset MixedPrecisionEcRamPreset "
-    "MixedPrecisionEcRamMOPreset MixedPrecisionIdealizedPreset MixedPrecisionGokmenVlasovPreset "
-    "MixedPrecisionPCMPreset"
-).split()
+AIHWKIT_CLASSES = [
+    "ReRamESPreset",
+    "ReRamSBPreset",
+    "CapacitorPreset",
+    "EcRamPreset",
+    "EcRamMOPreset",
+    "IdealizedPreset",
+    "GokmenVlasovPreset",
+    "PCMPreset",
+    "ReRamES2Preset",
+    "ReRamSB2Preset",
+    "Capacitor2Preset",
+    "EcRam2Preset",
+    "EcRamMO2Preset",
+    "Idealized2Preset",
+    "ReRamES4Preset",
+    "ReRamSB4Preset",
+    "Capacitor4Preset",
+    "EcRam4Preset",
+    "EcRamMO4Preset",
+    "Idealized4Preset",
+    "TikiTakaReRamESPreset",
+    "TikiTakaReRamSBPreset",
+    "TikiTakaCapacitorPreset",
+    "TikiTakaEcRamPreset",
+    "TikiTakaEcRamMOPreset",
+    "TikiTakaIdealizedPreset",
+    "TTv2ReRamESPreset",
+    "TTv2ReRamSBPreset",
+    "TTv2CapacitorPreset",
+    "TTv2EcRamPreset",
+    "TTv2EcRamMOPreset",
+    "TTv2IdealizedPreset",
+    "ChoppedTTv2ReRamESPreset",
+    "ChoppedTTv2ReRamSBPreset",
+    "ChoppedTTv2CapacitorPreset",
+    "ChoppedTTv2EcRamPreset",
+    "ChoppedTTv2EcRamMOPreset",
+    "ChoppedTTv2IdealizedPreset",
+    "AGADReRamESPreset",
+    "AGADReRamSBPreset",
+    "AGADCapacitorPreset",
+    "AGADEcRamPreset",
+    "AGADEcRamMOPreset",
+    "AGADIdealizedPreset",
+    "MixedPrecisionReRamESPreset",
+    "MixedPrecisionReRamSBPreset",
+    "MixedPrecisionCapacitorPreset",
+    "MixedPrecisionEcRamPreset",
+    "MixedPrecisionEcRamMOPreset",
+    "MixedPrecisionIdealizedPreset",
+    "MixedPrecisionGokmenVlasovPreset",
+    "MixedPrecisionPCMPreset",
+]
 
 # the compounds' arguments as configs.py passes them: (fast_lr, auto_granularity,
 # in_chop_prob, update desired_bl, tail_weightening); ChoppedTTv2EcRamPreset passes no
