@@ -117,6 +117,14 @@ def column_reads(spec: JobSpec, layer: Layer, samples: int, updates: int) -> int
     return 0
 
 
+def format_energy(pj: float) -> str:
+    """pJ in the unit that reads best: 1.85 uJ, 320 pJ, 4.2 J."""
+    for unit, scale in (("J", 1e12), ("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if abs(pj) >= scale:
+            return f"{pj / scale:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
 def _price(value: float | None, name: str, missing: set[str]) -> float:
     """A figure, or 0 with its name noted as missing."""
     if value is None:

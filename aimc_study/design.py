@@ -172,11 +172,12 @@ class Comparison(_Strict):
         description="Compare the time at which the metric first reaches this value (at "
         "least it; at most it for a loss) instead of the metric, on `clock`.",
     )
-    clock: Literal["simulated", "wall"] = Field(
+    clock: Literal["simulated", "wall", "energy"] = Field(
         "simulated",
         description="With a target: simulated, the AIMC latencies' clock (sim_time_ns); "
         "wall, seconds of the run on this machine (wall_s): what stage processes "
-        "(pipeline.executor: processes) gain on a real clock.",
+        "(pipeline.executor: processes) gain on a real clock; energy, the estimated pJ "
+        "spent until then (energy_pj, docs/energy.md): energy to target.",
     )
     where: dict[str, Any] = Field(default_factory=dict, description="Only groups matching these.")
     x: str | None = Field(None, description="A grid key: the metric against its values.")
@@ -193,7 +194,7 @@ class Comparison(_Strict):
     def _target_or_tail(self) -> Comparison:
         if self.target is not None and self.tail != 1:
             raise _fail("tail", "a time-to-target comparison looks at every point, not a tail")
-        if self.clock == "wall" and self.target is None:
+        if self.clock != "simulated" and self.target is None:
             raise _fail("clock", "a clock is read only to reach a target: set target")
         return self
 

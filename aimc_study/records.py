@@ -15,6 +15,12 @@ from aimc_study.plan import Group, Study, StudyJob
 from aimc_study.runs import read_result
 
 SUMMARY_METRICS = ("test_accuracy", "test_loss", "train_loss", "sim_time_ns", "wall_s")
+# a time-to-target comparison's clock: the metric record's column it reads, and its name
+CLOCKS = {
+    "simulated": ("sim_time_ns", "simulated ns"),
+    "wall": ("wall_s", "wall-clock s"),
+    "energy": ("energy_pj", "pJ spent"),
+}
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ def measure(record: RunRecord, comparison: Comparison) -> float:
         return record.value(metric)
     if not record.ok:
         return math.nan
-    clock = "wall_s" if comparison.clock == "wall" else "sim_time_ns"
+    clock = CLOCKS[comparison.clock][0]
     values: list[tuple[Any, float]] = [
         (p.get(clock), float(p[metric]))
         for p in record.points
@@ -79,8 +85,7 @@ def measure_name(comparison: Comparison) -> str:
     metric = comparison.metric
     if comparison.target is not None:
         relation = "≤" if "loss" in metric else "≥"
-        clock = "wall-clock s" if comparison.clock == "wall" else "simulated ns"
-        return f"{clock} until {metric} {relation} {comparison.target:g}"
+        return f"{CLOCKS[comparison.clock][1]} until {metric} {relation} {comparison.target:g}"
     if comparison.tail > 1:
         return f"{metric} (mean of the last {comparison.tail} points)"
     return f"final {metric}"

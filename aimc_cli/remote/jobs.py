@@ -19,6 +19,7 @@ from aimc_cli.remote.common import (
     when,
 )
 from aimc_client import Client
+from aimc_spec.energy import format_energy
 from aimc_spec.vocabulary import TERMINAL
 from aimc_study.comparison import text_table
 
@@ -133,11 +134,40 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     if job.get("error"):
         fields.append(("error", job["error"]))
     for key, value in (job.get("latest_metrics") or {}).items():
-        fields.append((key, value))
+        shown = format_energy(value) if key == "energy_pj" and value is not None else value
+        fields.append(("energy_so_far" if key == "energy_pj" else key, shown))
+    if job["state"] == "succeeded":
+        fields += energy_fields(client.result(args.id).get("energy"))
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         print(f"{key.ljust(width)}  {value}")
     return EXIT_OK
+
+
+def energy_fields(energy: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """A finished job's energy estimate as status lines (docs/energy.md)."""
+    if not energy:
+        return []
+    kinds = ", ".join(
+        f"{kind} {format_energy(pj)}" for kind, pj in energy["by_kind_pj"].items() if pj
+    )
+    fields: list[tuple[str, Any]] = [
+        ("energy", f"{format_energy(energy['total_pj'])} ({kinds})"),
+        ("energy/sample", format_energy(energy["per_sample_pj"] or 0.0)),
+    ]
+    if energy.get("digital_over_analog") is not None:
+        fields.append(("digital/analog", f"{energy['digital_over_analog']:.3g}x (GPU estimate)"))
+    if energy.get("not_counted"):
+        fields.append(("not_counted", ", ".join(energy["not_counted"])))
+    target = energy.get("to_target")
+    if target:
+        reached = (
+            f"{format_energy(target['energy_pj'])} at step {target['step']}"
+            if target["reached"]
+            else "not reached"
+        )
+        fields.append((f"to {target['target_accuracy']:.0%}", reached))
+    return fields
 
 
 @remote

@@ -262,6 +262,13 @@ def test_dashboard_end_to_end(browser: Any, live_service: LiveService, tmp_path:
     expect(page.locator("#job-state")).to_have_text("succeeded", timeout=240_000)
     gantt = page.locator("#gantt")
     expect(gantt).to_be_visible(timeout=20_000)
+    # the energy estimate: accuracy against energy, the split by stage and kind
+    expect(page.locator("#chart-energy-accuracy path.line")).to_have_count(1)
+    expect(page.locator("#chart-energy-stages rect.segment").first).to_be_visible()
+    expect(page.locator("#energy-facts")).to_contain_text("per sample")
+    expect(page.locator("#energy-facts")).to_contain_text("on a GPU")
+    page.locator("#energy").scroll_into_view_if_needed()
+    ui.shot("03b-energy.png")
     for kind in "FBU":
         assert page.locator(f"#gantt rect.kind-{kind}").count() > 0, kind
     bars = page.locator("#gantt rect.bar").count()

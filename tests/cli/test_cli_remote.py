@@ -64,6 +64,11 @@ def test_submit_wait_then_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["status", job_id]) == 0
     status = capsys.readouterr().out
     assert "\nstate " in status and "succeeded\n" in status and "test_accuracy " in status
+    # the energy estimate (docs/energy.md): so far, split by kind, per sample, the GPU ratio
+    lines = dict(line.split(None, 1) for line in status.splitlines() if " " in line)
+    assert lines["energy"].split()[1] in ("pJ", "nJ", "uJ", "mJ", "J")
+    assert "(forward " in lines["energy"] and "backward " in lines["energy"]
+    assert "energy/sample" in status and "x (GPU estimate)" in lines["digital/analog"]
     assert main(["metrics", job_id, "--csv"]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
     assert csv_lines[0].startswith("step,samples,epoch") and len(csv_lines) == 4

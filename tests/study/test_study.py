@@ -426,6 +426,8 @@ def test_tail_and_time_to_target_measures(tmp_path: Path) -> None:
                 {"name": "target", "target": 0.5},
                 {"name": "loss", "metric": "test_loss", "target": 1.0},
                 {"name": "wall", "target": 0.5, "clock": "wall"},
+                {"name": "energy", "target": 0.5, "clock": "energy"},
+                {"name": "spent", "metric": "energy_pj"},
             ]
         ),
         ROOT,
@@ -435,14 +437,19 @@ def test_tail_and_time_to_target_measures(tmp_path: Path) -> None:
         {"sim_time_ns": 20.0, "wall_s": 2.5, "test_accuracy": 0.6, "test_loss": 0.9},
         {"sim_time_ns": 30.0, "wall_s": 3.5, "test_accuracy": 0.4, "test_loss": 1.5},
     ]
+    for point, pj in zip(points, (0.0, 7e6, 9e6), strict=True):
+        point["energy_pj"] = pj
     write_points(tmp_path, s.jobs[0].label, points, 30.0)
     record = load_runs(s, tmp_path)[s.jobs[0].label]
-    tail, target, loss, wall = s.file.comparisons
+    tail, target, loss, wall, energy, spent = s.file.comparisons
     assert measure(record, tail) == pytest.approx(0.5)  # mean of 0.6 and 0.4
     assert measure(record, target) == 20.0  # the first point at or above 0.5
     assert measure(record, loss) == 20.0  # a loss reaches its target from above
     assert measure(record, wall) == 2.5  # the same point, on the wall clock
     assert measure_name(wall) == "wall-clock s until test_accuracy ≥ 0.5"
+    assert measure(record, energy) == 7e6  # energy to target: the pJ spent by that point
+    assert measure_name(energy) == "pJ spent until test_accuracy ≥ 0.5"
+    assert measure(record, spent) == 9e6  # the energy of the whole run
     never = target.model_copy(update={"target": 0.9})
     assert math.isnan(measure(record, never))
 

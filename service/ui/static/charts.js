@@ -291,3 +291,50 @@ export function gantt(data) {
       el("span", { class: "muted", text: ` first ${actions.length} actions` })),
     toolbar, root, legend);
 }
+
+/**
+ * Horizontal stacked bars: one bar per row (a pipeline stage), one segment per part (an
+ * energy kind), each segment titled with its value for a hover read-out.
+ * rows: [{ label, parts: {kind: value} }]; kinds: the parts' order; fmt: value -> text.
+ */
+export function stackedBars({ title, rows, kinds, fmt, id, xLabel }) {
+  const total = Math.max(...rows.map((r) => kinds.reduce((s, k) => s + (r.parts[k] || 0), 0)), 0);
+  if (!rows.length || !(total > 0)) {
+    return el("figure", { class: "chart empty", id }, el("figcaption", {}, el("strong", { text: title })),
+      el("p", { class: "muted", text: "Nothing counted." }));
+  }
+  const barH = 26;
+  const height = M.top + rows.length * (barH + 10) + M.bottom;
+  const sx = scale([0, total], { log: false, a: M.left, b: W - M.right, domain: [0, total] });
+  const root = svg("svg", { viewBox: `0 0 ${W} ${height}`, class: "chart-svg", role: "img",
+    "aria-label": `${title}: ${xLabel} by stage and kind` });
+  const grid = svg("g", { class: "grid" });
+  for (const t of sx.ticks) {
+    const x = sx.f(t);
+    grid.append(svg("line", { x1: x, x2: x, y1: M.top, y2: height - M.bottom }),
+      svg("text", { x, y: height - M.bottom + 16, "text-anchor": "middle", class: "tick", text: fmt(t) }));
+  }
+  grid.append(svg("text", { x: (M.left + W - M.right) / 2, y: height - 6, "text-anchor": "middle",
+    class: "axis-label", text: xLabel }));
+  root.append(grid);
+  rows.forEach((row, i) => {
+    const y = M.top + i * (barH + 10);
+    root.append(svg("text", { x: M.left - 6, y: y + barH / 2 + 4, "text-anchor": "end", class: "tick", text: row.label }));
+    let at = 0;
+    kinds.forEach((kind, k) => {
+      const value = row.parts[kind] || 0;
+      if (!(value > 0)) return;
+      const x0 = sx.f(at);
+      at += value;
+      root.append(svg("rect", { x: x0, y, width: Math.max(sx.f(at) - x0, 0.5), height: barH,
+        fill: PALETTE[k % PALETTE.length], class: `segment kind-${kind}` },
+      svg("title", { text: `${row.label}, ${kind}: ${fmt(value)}` })));
+    });
+  });
+  const legend = el("ul", { class: "legend" }, kinds.map((kind, k) => {
+    const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+    swatch.style.background = PALETTE[k % PALETTE.length];
+    return el("li", {}, swatch, kind);
+  }));
+  return el("figure", { class: "chart", id }, el("figcaption", {}, el("strong", { text: title })), root, legend);
+}

@@ -2,7 +2,7 @@
 // pipeline Gantt, the spec, a failed job's error, artifact downloads, cancel, delete.
 
 import { api, every, followEvents } from "./api.js";
-import { gantt, lineChart } from "./charts.js";
+import { gantt, lineChart, stackedBars } from "./charts.js";
 import { badge, el, fmtDuration, fmtNumber, fmtTime, progressBar, replace, saveBlob, toast } from "./dom.js";
 import { dump } from "./vendor/js-yaml.mjs";
 
@@ -30,6 +30,8 @@ export async function renderJob(main, jobId, signal) {
   const tiles = el("div", { class: "tiles", id: "health-tiles" });
   const curves = el("div", { class: "charts", id: "curves" });
   const health = el("div", { class: "charts", id: "health" });
+  const energyBox = el("div", { class: "charts", id: "energy" });
+  const energyFacts = el("p", { id: "energy-facts", class: "muted", text: "The split by stage is shown when the job has finished." });
   const timeline = el("div", { id: "timeline" }, el("p", { class: "muted", text: "Shown when the job has finished." }));
   const artifacts = el("ul", { class: "artifacts", id: "artifacts" }, el("li", { class: "muted", text: "Listed when the job has finished." }));
   const specBox = el("pre", { class: "spec", id: "spec", tabindex: "0" });
@@ -55,6 +57,9 @@ export async function renderJob(main, jobId, signal) {
         "tiles (analog-model.md §3). Near-bound fraction: weights within 5 % of the range from a bound. " +
         "Gradient norm²: the convergence measure ‖∇f(W)‖². Analog metrics are empty for a digital model." }),
       tiles, health),
+    el("section", { "aria-labelledby": "energy-h" }, el("h2", { id: "energy-h", text: "Energy" }),
+      el("p", { class: "muted", text: "An estimate from per-operation figures of the job's hardware profile (docs/energy.md): " +
+        "what its analog hardware would spend, against the same job on a GPU." }), energyFacts, energyBox),
     el("section", { "aria-labelledby": "timeline-h" }, el("h2", { id: "timeline-h", text: "Pipeline timeline" }), timeline),
     el("section", { "aria-labelledby": "artifacts-h" }, el("h2", { id: "artifacts-h", text: "Artifacts" }), artifacts),
     el("section", { "aria-labelledby": "spec-h" }, el("h2", { id: "spec-h", text: "Spec" }), specBox));
@@ -93,7 +98,9 @@ export async function renderJob(main, jobId, signal) {
     pending = true;
     requestAnimationFrame(() => {
       pending = false;
-      drawCharts(curves, health, tiles, [...points.values()].sort((a, b) => a.step - b.step), view);
+      const sorted = [...points.values()].sort((a, b) => a.step - b.step);
+      drawCharts(curves, health, tiles, sorted, view);
+      drawEnergy(energyBox, sorted);
     });
   }
 
@@ -129,12 +136,25 @@ export async function renderJob(main, jobId, signal) {
     replace(artifacts, names.length ? names.map((name) => el("li", {},
       el("button", { type: "button", class: "link", "data-artifact": name, onclick: () => download(name) }, `Download ${name}`)))
       : el("li", { class: "muted", text: "No artifacts (the job ended before training finished)." }));
+    const result = job.state === "succeeded" ? await api(`${path}/result`, { signal }).catch(() => null) : null;
+    if (result?.energy) showEnergy(result.energy);
     const data = names.includes("timeline.json") ? await api(`${path}/artifacts/timeline.json`, { signal }) : null;
     if (data && data.actions.length) {
       replace(timeline, gantt(data));
     } else {
       replace(timeline, el("p", { class: "muted", text: "No timeline: no pipeline action ran before the job ended." }));
     }
+  }
+
+  function showEnergy(energy) {
+    const kinds = Object.keys(energy.by_kind_pj);
+    const rows = energy.by_stage_pj.map((parts, s) => ({ label: `stage ${s}`, parts }));
+    const ratio = energy.digital_over_analog != null ? `; the same job on a GPU: ${fmtNumber(energy.digital_over_analog, 3)}× as much` : "";
+    const missing = energy.not_counted.length ? `; not counted (no figure): ${energy.not_counted.join(", ")}` : "";
+    energyFacts.textContent = `${fmtEnergy(energy.total_pj)} in all, ${fmtEnergy(energy.per_sample_pj || 0)} per sample${ratio}${missing}.`;
+    energyBox.querySelector("#chart-energy-stages")?.remove();
+    energyBox.append(stackedBars({ id: "chart-energy-stages", title: "Energy by stage and kind", rows, kinds,
+      fmt: fmtEnergy, xLabel: "energy" }));
   }
 
   async function download(name) {
@@ -217,4 +237,22 @@ function drawCharts(curves, health, tiles, metrics, view) {
     tile("saturation", fmtNumber(last.saturation)),
     tile("near-bound fraction", fmtNumber(last.near_bound_fraction)),
     tile("gradient norm²", fmtNumber(last.grad_norm_sq)));
+}
+
+/** pJ in the unit that reads best (as aimc_spec.energy.format_energy). */
+function fmtEnergy(pj) {
+  for (const [unit, scale] of [["J", 1e12], ["mJ", 1e9], ["µJ", 1e6], ["nJ", 1e3]]) {
+    if (Math.abs(pj) >= scale) return `${fmtNumber(pj / scale, 3)} ${unit}`;
+  }
+  return `${fmtNumber(pj, 3)} pJ`;
+}
+
+/** Test accuracy against the energy spent so far, from the metric points. */
+function drawEnergy(box, metrics) {
+  const points = metrics.filter((m) => m.energy_pj != null && m.test_accuracy != null)
+    .map((m) => [m.energy_pj / 1e6, m.test_accuracy]);
+  box.querySelector("#chart-energy-accuracy")?.remove();
+  box.prepend(lineChart({ id: "chart-energy-accuracy", title: "Test accuracy against energy", xLabel: "energy so far (µJ)",
+    yLabel: "accuracy", yDomain: [0, 1], empty: "No metric points yet.",
+    series: [{ label: "test accuracy", points, color: "#2ca02c" }] }));
 }
