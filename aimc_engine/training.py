@@ -309,7 +309,6 @@ class Training:
         for timed in self.timeline:
             if not self.run_action(timed):
                 break
-        self.timeline.finish()
         if self.status not in ("failed", "cancelled"):
             self.measure()
 

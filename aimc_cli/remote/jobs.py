@@ -20,7 +20,7 @@ from aimc_cli.remote.common import (
 )
 from aimc_client import Client
 from aimc_spec.energy import format_energy
-from aimc_spec.vocabulary import TERMINAL
+from aimc_spec.vocabulary import TERMINAL, JobState
 from aimc_study.comparison import text_table
 
 
@@ -136,7 +136,7 @@ def cmd_status(args: argparse.Namespace, client: Client) -> int:
     for key, value in (job.get("latest_metrics") or {}).items():
         shown = format_energy(value) if key == "energy_pj" and value is not None else value
         fields.append(("energy_so_far" if key == "energy_pj" else key, shown))
-    if job["state"] == "succeeded":
+    if job["state"] == JobState.SUCCEEDED:
         fields += energy_fields(client.result(args.id).get("energy"))
     width = max(len(k) for k, _ in fields)
     for key, value in fields:

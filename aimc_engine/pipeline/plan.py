@@ -98,7 +98,6 @@ def iter_points(
             yield Point(METRIC, done, tuple(counts), sim)
         if checkpoint:
             yield Point(CHECKPOINT, done, tuple(counts), 0.0)
-    timeline.finish()
     done = points.done
     yield Point(METRIC, done, tuple(counts), timeline.clock.after(done))
 

@@ -103,5 +103,4 @@ def replayed(run: StageRun, stop: Action | None, *, ran: bool) -> Timeline:
                 timeline.record(timed)
             break
         timeline.record(timed)
-    timeline.finish()
     return timeline

@@ -135,23 +135,35 @@ def latency_durations(
     return duration
 
 
-def staleness(schedule: Schedule) -> list[int]:
-    """Per stage, the most updates any forward lags behind sequential training.
+class Lag:
+    """Per stage, the most updates any forward seen so far lags behind sequential
+    training.
 
     Sequential training has applied j // group updates before micro-batch j; a
     stage that has applied fewer when it runs the forward of j computes with
     weights that many updates old (d_s = P-1-s for the async schedules).
     """
-    worst = []
+
+    def __init__(self, stages: int, group: int) -> None:
+        self.group = group
+        self.updates = [0] * stages
+        self.worst = [0] * stages
+
+    def add(self, a: Action) -> None:
+        if a.kind == UPDATE:
+            self.updates[a.stage] += 1
+        elif a.kind == FORWARD:
+            lag = a.microbatch // self.group - self.updates[a.stage]
+            self.worst[a.stage] = max(self.worst[a.stage], lag)
+
+
+def staleness(schedule: Schedule) -> list[int]:
+    """Per stage, the most updates any forward of the whole schedule lags (Lag)."""
+    lag = Lag(schedule.stages, schedule.group)
     for actions in schedule.per_stage:
-        updates, lag = 0, 0
         for a in actions:
-            if a.kind == UPDATE:
-                updates += 1
-            elif a.kind == FORWARD:
-                lag = max(lag, a.microbatch // schedule.group - updates)
-        worst.append(lag)
-    return worst
+            lag.add(a)
+    return lag.worst
 
 
 @dataclass(frozen=True)
@@ -194,16 +206,22 @@ class Tally:
 
 
 def summarise(
-    schedule: Schedule, tally: Tally, samples: int, *, sequential_makespan: float | None = None
+    schedule: Schedule,
+    tally: Tally,
+    samples: int,
+    *,
+    sequential_makespan: float | None = None,
+    lag: Lag | None = None,
 ) -> TimelineSummary:
-    """Makespan, utilisation (busy / makespan per stage), bubble = 1 - mean utilisation."""
+    """Makespan, utilisation (busy / makespan per stage), bubble = 1 - mean utilisation;
+    the staleness of the actions `lag` saw, else of the whole schedule."""
     makespan = tally.makespan
     utilisation = [b / makespan if makespan else 0.0 for b in tally.busy]
     return TimelineSummary(
         makespan_ns=makespan,
         utilisation=utilisation,
         bubble_fraction=1 - sum(utilisation) / len(utilisation),
-        staleness=staleness(schedule),
+        staleness=lag.worst if lag is not None else staleness(schedule),
         samples_per_sim_second=samples / (makespan * 1e-9) if makespan else None,
         speedup_vs_sequential=(sequential_makespan / makespan)
         if sequential_makespan and makespan
@@ -281,8 +299,9 @@ class Timeline:
     Iterating gives the latency model's actions in order; the run `record`s those it
     has done. Every action iterated over is also timed in unit time (`Timer`: the
     same per-stage orders give the same times as a replay of its own), so the
-    textbook figures need no second replay; `finish` times the actions a stopped run
-    never reached, since those figures describe the whole schedule.
+    textbook figures need no second replay. A stopped run's unit figures are those of
+    the actions it reached: timing the rest of a long schedule took as long as the
+    run, and a cancel must end the job at once.
     """
 
     def __init__(
@@ -292,6 +311,7 @@ class Timeline:
         self.clock = Clock()
         self.tally = Tally(schedule.stages)
         self.unit_tally = Tally(schedule.stages)
+        self.lag = Lag(schedule.stages, schedule.group)
         self.first: list[Timed] = []
         self._keep = keep
         self._replay = self._timed(duration)
@@ -300,6 +320,7 @@ class Timeline:
         unit = Timer(self.schedule.stages, unit_duration)
         for t in iter_replay(self.schedule, duration):
             self.unit_tally.add(unit.run(t.action))
+            self.lag.add(t.action)
             yield t
 
     def __iter__(self) -> Iterator[Timed]:
@@ -315,24 +336,20 @@ class Timeline:
             # metric points are taken at stage 0's updates, for the micro-batches done
             self.clock.settle(t.action.microbatch + 1)
 
-    def finish(self) -> None:
-        """Time in unit time the actions a stopped run did not reach."""
-        for _ in self._replay:
-            pass
-
     def summary(self, samples: int, *, sequential_ns: float) -> dict[str, object]:
-        """The latency model's figures for the actions done, with `unit_time`: the whole
-        schedule's with F = B = 1 per stage and free updates (the textbook bubble
-        (P-1)/(B+P-1) of gpipe, utilisation -> 1 for async)."""
+        """The latency model's figures for the actions done, with `unit_time`: the
+        schedule's (as far as the run reached) with F = B = 1 per stage and free updates
+        (the textbook bubble (P-1)/(B+P-1) of gpipe, utilisation -> 1 for async)."""
         p, n = self.schedule.stages, self.schedule.microbatches
         summary = summarise(
-            self.schedule, self.tally, samples, sequential_makespan=sequential_ns
+            self.schedule, self.tally, samples, sequential_makespan=sequential_ns, lag=self.lag
         ).as_dict()
         unit = summarise(
             self.schedule,
             self.unit_tally,
             0,
             sequential_makespan=sequential_makespan(p, n, unit_duration),
+            lag=self.lag,
         )
         summary["unit_time"] = {
             "makespan": unit.makespan_ns,

@@ -21,6 +21,7 @@ from aimc_engine.pipeline.schedule import (
 from aimc_engine.pipeline.stages import StageError, split_units
 from aimc_engine.pipeline.timeline import (
     Clock,
+    Lag,
     Tally,
     Timed,
     Timeline,
@@ -168,8 +169,8 @@ CASES = [("sequential", 3, 1), ("gpipe", 4, 5), ("1f1b", 4, 5), ("async", 4, 1),
 @pytest.mark.parametrize(("name", "p", "b"), CASES)
 def test_the_streaming_timeline_equals_a_full_replay(name: str, p: int, b: int) -> None:
     """Same actions, times and summary as the full replay, in latency and in unit time;
-    the unit-time figures come from the same pass (no second replay), also for a run
-    that stopped early."""
+    the unit-time figures come from the same pass (no second replay). A run that
+    stopped early reports the actions it reached (those it iterated over), in both."""
     sched = build_schedule(name, p, 6 * b, b)
     d = latency_durations([2, 1, 3, 1][:p], 10, sched.group, LatencySpec())
     reference = full_replay(sched, d)
@@ -181,15 +182,23 @@ def test_the_streaming_timeline_equals_a_full_replay(name: str, p: int, b: int) 
             if i == stop:
                 break
             timeline.record(t)
-        timeline.finish()
         assert timeline.first == reference[:7]
+        reached = reference[: stop + 1]  # the action at `stop` was iterated, not recorded
+        lag = Lag(p, sched.group)
+        for t in reached:
+            lag.add(t.action)
         done = reference[:stop]
-        expected = summarise(sched, Tally.of(done, p), 40, sequential_makespan=seq).as_dict()
+        expected = summarise(
+            sched, Tally.of(done, p), 40, sequential_makespan=seq, lag=lag
+        ).as_dict()
+        actions = {t.action for t in reached}
+        unit_reached = [t for t in full_replay(sched, unit) if t.action in actions]
         unit_reference = summarise(
             sched,
-            Tally.of(full_replay(sched, unit), p),
+            Tally.of(unit_reached, p),
             0,
             sequential_makespan=sequential_makespan(p, sched.microbatches, unit),
+            lag=lag,
         )
         got = timeline.summary(40, sequential_ns=seq)
         assert got.pop("unit_time") == {
@@ -199,6 +208,8 @@ def test_the_streaming_timeline_equals_a_full_replay(name: str, p: int, b: int) 
             "speedup_vs_sequential": unit_reference.speedup_vs_sequential,
         }
         assert got == expected
+        if stop == len(reference):  # the whole schedule: its staleness, however computed
+            assert got["staleness"] == staleness(sched)
 
 
 def test_the_clock_equals_one_that_keeps_every_micro_batch() -> None:
@@ -227,7 +238,6 @@ def replay_peak(n: int) -> int:
         timeline = Timeline(sched, d, keep=GANTT_ACTIONS)
         for t in timeline:
             timeline.record(t)
-        timeline.finish()
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
