@@ -45,6 +45,9 @@ class Choppers(nn.Module):
     out_chop: Tensor
     h: Tensor
     passes: Tensor
+    m_x: Tensor  # auto_scale only
+    m_d: Tensor  # auto_scale only
+    vectors: Tensor  # units_in_mbatch false only
 
     def __init__(self, weight: Tensor, spec: ChopperSpec) -> None:
         super().__init__()

@@ -33,6 +33,7 @@ class UnitCell(nn.Module):
 
     states: Tensor
     counters: Tensor
+    noisy: Tensor  # with write noise only: the states as the MVMs read them
 
     def __init__(
         self,
