@@ -27,10 +27,9 @@ from tests.engine.test_algorithms import final_error
 CONSTANT = {"model": "constant_step", "w_min": -4.0, "w_max": 4.0, "states": 800}
 
 
-def run_updates(n: int, chopped: dict[str, Any]) -> tuple[AnalogLinear, Choppers]:
-    """n updates with x = [1, 1], d = [-0.013, 0.004] at the fast lr 1 (aihwkit's
-    absolute default), so each adds chop * g to P, g = [[0.013, 0.013], [-0.004,
-    -0.004]]; transfer rate 1 over bg = 0.01: H counts 100 * read; columns 0, 1, 0, ..."""
+def chopped_layer(chopped: dict[str, Any]) -> tuple[AnalogLinear, Algorithm]:
+    """A 2x2 Chopped TTv2 layer on CONSTANT devices at W = 0, expected updates, no
+    reference, the transfer rate unscaled by lr."""
     spec = parse_spec(
         {
             "analog": {"device": CONSTANT, "update": "expected"},
@@ -44,7 +43,14 @@ def run_updates(n: int, chopped: dict[str, Any]) -> tuple[AnalogLinear, Choppers
     config = TileConfig(spec.analog, g, g)
     layer = AnalogLinear(2, 2, config, bias=False)
     layer.tile.set_weights(torch.zeros(2, 2))
-    algo = Algorithm(spec, LayeredNet([layer]), config)
+    return layer, Algorithm(spec, LayeredNet([layer]), config)
+
+
+def run_updates(n: int, chopped: dict[str, Any]) -> tuple[AnalogLinear, Choppers]:
+    """n updates with x = [1, 1], d = [-0.013, 0.004] at the fast lr 1 (aihwkit's
+    absolute default), so each adds chop * g to P, g = [[0.013, 0.013], [-0.004,
+    -0.004]]; transfer rate 1 over bg = 0.01: H counts 100 * read; columns 0, 1, 0, ..."""
+    layer, algo = chopped_layer(chopped)
     for _ in range(n):
         layer.pending.append((torch.tensor([[1.0, 1.0]]), torch.tensor([[-0.013, 0.004]])))
         algo.step(0.3)  # the optimizer's lr reaches neither P (fast_lr) nor H (unscaled)
@@ -145,24 +151,6 @@ def test_the_running_mean_of_auto_scale_is_updateautoscale_row_by_row() -> None:
         mean = torch.tensor(start, dtype=torch.float64)
         running_mean_(mean, maxima, 0.9)
         assert float(mean) == pytest.approx(m, rel=1e-12)
-
-
-def chopped_layer(chopped: dict[str, Any]) -> tuple[AnalogLinear, Algorithm]:
-    """A 2x2 Chopped TTv2 layer on CONSTANT devices, expected updates, no reference."""
-    spec = parse_spec(
-        {
-            "analog": {"device": CONSTANT, "update": "expected"},
-            "optimizer": {
-                "algorithm": "chopped_ttv2",
-                "chopped_ttv2": {"reference": "none", "scale_transfer_lr": False, **chopped},
-            },
-        }
-    )
-    g = torch.Generator().manual_seed(0)
-    config = TileConfig(spec.analog, g, g)
-    layer = AnalogLinear(2, 2, config, bias=False)
-    layer.tile.set_weights(torch.zeros(2, 2))
-    return layer, Algorithm(spec, LayeredNet([layer]), config)
 
 
 def test_auto_scale_sets_the_fast_rate_from_the_rows_maxima() -> None:

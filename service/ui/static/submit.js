@@ -64,15 +64,8 @@ export async function renderSubmit(main, _, signal) {
     el("option", { value: "", text: "— none (the spec's own analog fields) —" }),
     configs.map((c) => el("option", { value: c.name, text: `${c.name} — ${c.summary}` })));
   configSelect.addEventListener("change", () => {
-    replace(errors);
-    let spec;
-    try {
-      spec = load(editor.value) ?? {};
-    } catch (e) {
-      if (!(e instanceof YAMLException)) throw e;
-      showErrors("Fix the spec's YAML before picking a configuration:", [{ loc: "", msg: e.reason || e.message, line: e.mark ? e.mark.line : -1 }]);
-      return;
-    }
+    const spec = editedSpec("Fix the spec's YAML before picking a configuration:");
+    if (!spec) return;
     spec.analog = { ...(spec.analog || {}) };
     if (configSelect.value) spec.analog.config = configSelect.value;
     else delete spec.analog.config;
@@ -92,6 +85,18 @@ export async function renderSubmit(main, _, signal) {
     editor.scrollTop = Math.max(0, (line - 3) * (editor.scrollHeight / lines.length));
   }
 
+  /** The editor's text parsed (errors cleared), or null with its YAML error shown. */
+  function editedSpec(heading) {
+    replace(errors);
+    try {
+      return load(editor.value) ?? {};
+    } catch (e) {
+      if (!(e instanceof YAMLException)) throw e;
+      showErrors(heading, [{ loc: "", msg: e.reason || e.message, line: e.mark ? e.mark.line : -1 }]);
+      return null;
+    }
+  }
+
   function showErrors(heading, items) {
     replace(errors, el("div", { class: "errors card" }, el("strong", { text: heading }),
       el("ul", {}, items.map(({ loc, msg, line }) => el("li", { class: "field-error" },
@@ -101,15 +106,8 @@ export async function renderSubmit(main, _, signal) {
 
   const form = el("form", { class: "card", id: "submit-form", onsubmit: async (event) => {
     event.preventDefault();
-    replace(errors);
-    let spec;
-    try {
-      spec = load(editor.value) ?? {};
-    } catch (e) {
-      if (!(e instanceof YAMLException)) throw e;
-      showErrors("The text is not valid YAML or JSON:", [{ loc: "", msg: e.reason || e.message, line: e.mark ? e.mark.line : -1 }]);
-      return;
-    }
+    const spec = editedSpec("The text is not valid YAML or JSON:");
+    if (!spec) return;
     let gridValue = {};
     try {
       gridValue = parseGrid(grid.value);
