@@ -24,6 +24,7 @@ HARDWARE = {
     "digital_pj_per_flop": 10.0,
 }
 SCHEDULES: dict[str, dict[str, Any]] = {
+    "sequential": {"schedule": "sequential"},
     "gpipe": {"schedule": "gpipe"},
     "1f1b": {"schedule": "1f1b"},
     "async": {"schedule": "async"},
