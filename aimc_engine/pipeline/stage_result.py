@@ -27,26 +27,7 @@ if TYPE_CHECKING:
 
 def output(run: StageRun, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Stage 0: the run's result from every stage's final part (what run() returns)."""
-    mine = parts[0]
-    errors = [p["error"] for p in parts if p["error"]]
-    stops = sorted(p["stop"] for p in parts if p["stop"] is not None)
-    status, message, halt_at = "succeeded", None, None
-    done, updates = mine["done"], mine["updates"]
-    if errors:
-        status, message = "failed", errors[0]
-    elif stops and stops[0][0] == DIVERGED:
-        _, j, code = stops[0]
-        status = "failed"
-        message = (
-            f"training diverged: loss is {NONFINITE[code]} at micro-batch {j}; lower optimizer.lr"
-        )
-        halt_at = Action(run.stages - 1, FORWARD, j)
-        halt: Halt = halt_before(run.timeline(), run.compensation, halt_at)
-        done, updates = halt.done, halt.updates
-    elif stops and stops[0][0] == CANCELLED:
-        status, halt_at = "cancelled", Action(0, FORWARD, stops[0][1])
-    elif stops:
-        status, message = "failed", "a stage process failed"
+    status, message, halt_at, done, updates = ending(run, parts)
     timeline = replayed(run, halt_at, ran=status == "failed")
     samples = done * run.b
     p = run.spec.pipeline
@@ -55,7 +36,7 @@ def output(run: StageRun, parts: list[dict[str, Any]]) -> dict[str, Any]:
         run.total,
         latency_durations(run.layers_per_stage(), run.b, 1, p.latency_ns),
     )
-    metrics = mine["metrics"]
+    metrics = parts[0]["metrics"]
     last = metrics[-1]
     result = {
         "status": status,
@@ -90,6 +71,34 @@ def output(run: StageRun, parts: list[dict[str, Any]]) -> dict[str, Any]:
         "state": to_bytes(state),
         "timeline": timeline.first,
     }
+
+
+def ending(
+    run: StageRun, parts: list[dict[str, Any]]
+) -> tuple[str, str | None, Action | None, int, int]:
+    """How the run ended, from the stages' parts: (status, error message, the action
+    it stopped before, micro-batches done, updates) as the single-process run's."""
+    mine = parts[0]
+    errors = [p["error"] for p in parts if p["error"]]
+    stops = sorted(p["stop"] for p in parts if p["stop"] is not None)
+    status, message, halt_at = "succeeded", None, None
+    done, updates = mine["done"], mine["updates"]
+    if errors:
+        status, message = "failed", errors[0]
+    elif stops and stops[0][0] == DIVERGED:
+        _, j, code = stops[0]
+        status = "failed"
+        message = (
+            f"training diverged: loss is {NONFINITE[code]} at micro-batch {j}; lower optimizer.lr"
+        )
+        halt_at = Action(run.stages - 1, FORWARD, j)
+        halt: Halt = halt_before(run.timeline(), run.compensation, halt_at)
+        done, updates = halt.done, halt.updates
+    elif stops and stops[0][0] == CANCELLED:
+        status, halt_at = "cancelled", Action(0, FORWARD, stops[0][1])
+    elif stops:
+        status, message = "failed", "a stage process failed"
+    return status, message, halt_at, done, updates
 
 
 def replayed(run: StageRun, stop: Action | None, *, ran: bool) -> Timeline:
