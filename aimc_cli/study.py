@@ -58,6 +58,9 @@ class StudyProgress:
 
 
 # local -------------------------------------------------------------------------------------
+STOP_WAIT_S = 5.0  # how long a job may take to end on SIGTERM before it is killed
+
+
 def run_job(spec: JobSpec, runs_dir: str, label: str, cores: int) -> tuple[str, float | None]:
     """Run one job through the engine into runs_dir/label (in a worker process) on at
     most `cores` cores, its share of the machine (the engine's thread policy picks its
@@ -128,9 +131,17 @@ def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: Stud
                 start_what_fits()
         except KeyboardInterrupt:
             # stop the jobs in flight now (their folders stay .partial and are removed on
-            # resume); ProcessPoolExecutor has no public way to do so before Python 3.14
-            for process in list(pool._processes.values()):
+            # resume); ProcessPoolExecutor has no public way to do so before Python 3.14.
+            # Each is waited for, and killed if SIGTERM has not ended it, so that the
+            # pool's shutdown finds only dead workers and returns at once.
+            processes = list(pool._processes.values())
+            for process in processes:
                 process.terminate()
+            for process in processes:
+                process.join(STOP_WAIT_S)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return code
