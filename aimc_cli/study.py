@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shlex
 import shutil
 import sys
@@ -100,50 +101,53 @@ def run_local(pending: list[tuple[StudyJob, Path]], workers: int, progress: Stud
     waiting = list(pending)
     context = multiprocessing.get_context("spawn")  # no forked torch state in the children
     share = cores_share(workers)  # each slot's cores: N jobs never oversubscribe them
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        running: dict[Future[tuple[str, float | None]], tuple[StudyJob, int]] = {}
+    # not `with`: after a Ctrl-C the pool must not be waited for (its shutdown joins a
+    # manager thread that a killed worker can leave blocked), only its workers ended
+    pool = ProcessPoolExecutor(workers, mp_context=context)
+    running: dict[Future[tuple[str, float | None]], tuple[StudyJob, int]] = {}
 
-        def start_what_fits() -> None:
-            used = sum(slots for _, slots in running.values())
-            while waiting:
-                job, runs_dir = waiting[0]
-                need = min(slots_for(job.spec), workers)
-                if running and used + need > workers:
-                    return
-                waiting.pop(0)
-                future = pool.submit(run_job, job.spec, str(runs_dir), job.label, need * share)
-                running[future] = (job, need)
-                used += need
+    def start_what_fits() -> None:
+        used = sum(slots for _, slots in running.values())
+        while waiting:
+            job, runs_dir = waiting[0]
+            need = min(slots_for(job.spec), workers)
+            if running and used + need > workers:
+                return
+            waiting.pop(0)
+            future = pool.submit(run_job, job.spec, str(runs_dir), job.label, need * share)
+            running[future] = (job, need)
+            used += need
 
-        try:
+    try:
+        start_what_fits()
+        while running:
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                job, _ = running.pop(future)
+                try:
+                    status, accuracy = future.result()
+                except Exception as exc:  # a crash in the job: report, carry on
+                    status, accuracy = f"crashed ({type(exc).__name__}: {exc})", None
+                if status != JobState.SUCCEEDED:
+                    code = EXIT_JOB_FAILED
+                progress.job_done(job, status, accuracy)
             start_what_fits()
-            while running:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    job, _ = running.pop(future)
-                    try:
-                        status, accuracy = future.result()
-                    except Exception as exc:  # a crash in the job: report, carry on
-                        status, accuracy = f"crashed ({type(exc).__name__}: {exc})", None
-                    if status != JobState.SUCCEEDED:
-                        code = EXIT_JOB_FAILED
-                    progress.job_done(job, status, accuracy)
-                start_what_fits()
-        except KeyboardInterrupt:
-            # stop the jobs in flight now (their folders stay .partial and are removed on
-            # resume); ProcessPoolExecutor has no public way to do so before Python 3.14.
-            # Each is waited for, and killed if SIGTERM has not ended it, so that the
-            # pool's shutdown finds only dead workers and returns at once.
-            processes = list(pool._processes.values())
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join(STOP_WAIT_S)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    except KeyboardInterrupt:
+        # stop the jobs in flight now (their folders stay .partial and are removed on
+        # resume); ProcessPoolExecutor has no public way to do so before Python 3.14.
+        # Each is waited for, and killed if SIGTERM has not ended it, so that the
+        # pool's shutdown finds only dead workers and returns at once.
+        processes = list(pool._processes.values())
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(STOP_WAIT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return code
 
 
@@ -187,7 +191,10 @@ def cmd_study(args: argparse.Namespace) -> int:
             code = run_local(pending, min(args.jobs, len(pending)), progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted; run the same command again to resume ({out})", file=sys.stderr)
-        return 130
+        sys.stderr.flush()
+        # the jobs are ended; exit without the interpreter's joins of the pool's threads,
+        # which a killed worker can leave waiting for ever
+        os._exit(130)
     if code == EXIT_SERVICE:
         return code
     flags = [*(["--quick"] if args.quick else []), *(["--remote"] if args.remote else [])]
