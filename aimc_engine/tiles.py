@@ -178,7 +178,7 @@ class AnalogTile(nn.Module):
         moves a device by about its granularity; pulses that cancel within one update,
         or that a bound swallows, are not seen)."""
         now = self.cell.states if self.cell is not None else self.state
-        self.pulses += float((now - before).abs().sum()) / self.granularity
+        self.pulses += (now - before).abs().sum(dtype=torch.float64) / self.granularity
 
     def _update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
         """W <- W - lr * d^T x through the device, in the spec's update mode.
