@@ -28,8 +28,10 @@ from aimc_spec.spec import JobSpec
 # of another format cannot continue the run it came from. 3: the spec's digest. 4:
 # counter-based uniforms for stochastic rounding, pulse trains and write-noise touches.
 # 5: random streams per stage; actions run counted per stage. 6: the pulsed update of
-# linear-family devices draws its noise per element from counter-based keys.
-FORMAT = 7
+# linear-family devices draws its noise per element from counter-based keys. 7: each
+# tile's pulse counter. 8: the pulsed update of curved-family devices (pulsed_curve.py)
+# draws its order and noise per element from counter-based keys.
+FORMAT = 8
 
 # Spec fields that do not change what is trained nor what is measured. Only the free-
 # text name: every other field steers the numerics (seed, device: CPU and CUDA round

@@ -86,6 +86,10 @@ def library() -> ctypes.CDLL | None:
     lib.pulsed_linear.restype = ctypes.c_int
     lib.apply_linear.argtypes = [f32, f32, f32, f32, i64, ctypes.POINTER(ctypes.c_void_p), f32, f32]
     lib.apply_linear.restype = None
+    lib.pulsed_curve.argtypes = lib.pulsed_linear.argtypes
+    lib.pulsed_curve.restype = ctypes.c_int
+    lib.apply_curve.argtypes = lib.apply_linear.argtypes
+    lib.apply_curve.restype = None
     lib.io_inputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, ctypes.c_int]
     lib.io_inputs.restype = None
     lib.io_outputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, c_float, ctypes.c_int]

@@ -6,7 +6,9 @@ test for elements near a bound, their replay one pulse at a time (a dozen ops pe
 step) and the write noise of the touched elements. On a 64x128 tile every op costs more
 in overhead than in arithmetic. Here the update of a tile whose device has the linear
 family's closed form (ideal, constant_step, linear, softbounds) is one C call
-(update_kernels.c: pulsed_linear) that visits only the elements that get a pulse.
+(update_kernels.c: pulsed_linear) that visits only the elements that get a pulse; a
+tile of a curved family is one call too (pulsed_curve.py), and `pulsed_update_` takes
+both.
 
 Its random numbers are all counter-based (rng.py), from 6 keys drawn in one call of the
 tile's noise generator: the pulse trains' two sides (as pulses.pulse_train_counts), the
@@ -17,8 +19,8 @@ elements that get a pulse. `_apply` is the same update as torch ops: the fallbac
 (AIMC_FUSE=0, no C compiler, devices other than the CPU) and what the tests hold the C
 kernel to (equal up to the last bit of log, cos, expm1 and exp).
 
-Against the step-by-step path (Device.apply_pulses_, still used by the rounded mode and
-by devices without the closed form) the law of every number is the same; the draws are
+Against the step-by-step path (Device.apply_pulses_, still used by the rounded mode, unit
+cells and transfers) the law of every number is the same; the draws are
 not (that path draws full-tile normals from the generator), so pulsed runs on these
 devices give other numbers than aimc 0.4 did, equal in distribution.
 """
@@ -32,14 +34,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aimc_engine import native
-from aimc_engine.devices import MAX_INTERLEAVED_STEPS, Device
+from aimc_engine import native, pulsed_curve
+from aimc_engine.devices import Device
 from aimc_engine.fused import fusion_enabled
-from aimc_engine.pulses import LazyRows, pulse_train_counts
-from aimc_engine.rng import normal_at, normal_pair_at, uniform_at
+from aimc_engine.pulses import K_D, K_NOISE_PAIR, K_WRITE, K_X, LazyRows, pulse_train_counts
+from aimc_engine.rng import normal_at, normal_pair_at
 
-# the keys, in the order they are drawn (update_kernels.c: K_D ... K_NOISE)
-K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE = range(6)
 # the attribute of a Device that keeps its C arguments (_c_arguments)
 _KEPT = "_pulsed_c_arguments"
 
@@ -56,11 +56,6 @@ class PulsedUpdate:
     write_noise: float
 
 
-def takes(dev: Device) -> bool:
-    """Whether this module updates a tile of this device: the linear family's closed form."""
-    return dev.family.closed_form
-
-
 def pulsed_update_(
     dev: Device,
     state: Tensor,
@@ -75,9 +70,10 @@ def pulsed_update_(
     keys = torch.randint(0, 2**32, (6,), generator=generator, device=generator.device)
     lib = native.library() if fusion_enabled() and _c_can_run(state, d, how) else None
     if lib is not None and isinstance(x, Tensor):
-        arrays, scalars = _c_arguments(dev, how)
+        closed = dev.family.closed_form
+        arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
         x, d = x.to(torch.float32).contiguous(), d.to(torch.float32).contiguous()
-        done = lib.pulsed_linear(
+        done = (lib.pulsed_linear if closed else lib.pulsed_curve)(
             state.data_ptr(),
             _pointer(how.weight),
             x.data_ptr(),
@@ -110,12 +106,13 @@ def apply_counts_(
     """n_up up and n_down down pulses on each element, in place, with the keys' noise: one
     C call where it can run, else the same as torch ops (_apply)."""
     lib = native.library() if fusion_enabled() and _c_can_run(state, n_up, how) else None
+    closed = dev.family.closed_form
     if lib is None:
-        _apply(dev, state, n_up, n_down, how, keys)
+        (_apply if closed else pulsed_curve.apply)(dev, state, n_up, n_down, how, keys)
         return
-    arrays, scalars = _c_arguments(dev, how)
+    arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
     counts = (n_up.to(torch.float32).contiguous(), n_down.to(torch.float32).contiguous())
-    lib.apply_linear(
+    (lib.apply_linear if closed else lib.apply_curve)(
         state.data_ptr(),
         _pointer(how.weight),
         *(c.data_ptr() for c in counts),
@@ -180,7 +177,7 @@ def _apply(
     risky = torch.nonzero(_risky(dev, state, n_up, n_down).reshape(-1)).squeeze(1)
     if dev.clips and len(risky):
         flat = new.reshape(-1)
-        flat[risky] = _replay(dev, state.reshape(-1)[risky], n_up, n_down, risky, keys)
+        flat[risky] = pulsed_curve.replay(dev, state.reshape(-1)[risky], n_up, n_down, risky, keys)
     touched = (n_up + n_down) > 0
     state.copy_(torch.where(touched, new, state))
     if how.weight is not None:
@@ -255,42 +252,3 @@ def _direction(
         change = change + sigma * dw * k.sqrt() * xi
     w = w + change
     return (torch.clamp(w, dev.w_min, dev.w_max) if dev.clips else w), log_a
-
-
-def _replay(
-    dev: Device, w: Tensor, n_up: Tensor, n_down: Tensor, idx: Tensor, keys: Tensor
-) -> Tensor:
-    """The flat elements idx's pulses one at a time in a uniformly random order from w
-    (replay.interleaved with counter-based numbers: step s of element e draws uniform
-    s * numel + e and a normal of pair s // 2 * numel + e), more than
-    MAX_INTERLEAVED_STEPS pulses taking several of one sign per step."""
-    numel = n_up.numel()
-    nu, nd = n_up.reshape(-1)[idx], n_down.reshape(-1)[idx]
-    ref_hi, ref_lo = (r if isinstance(r, float) else r.reshape(-1)[idx] for r in _refs(dev))
-    lo, hi, s_up, s_down, g_up, g_down = (
-        v.reshape(-1)[idx]
-        for v in (dev.w_min, dev.w_max, dev.step_up, dev.step_down, dev.slope_up, dev.slope_down)
-    )
-    sigma, multiplicative = dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"
-    per = torch.ceil((nu + nd) / MAX_INTERLEAVED_STEPS).clamp(min=1)
-    steps = int((torch.ceil(nu / per) + torch.ceil(nd / per)).max())
-    for s in range(steps):
-        left = nu + nd
-        up = uniform_at(s * numel + idx, keys[K_ORDER]) * left < nu
-        count = torch.minimum(left, per)
-        cu = torch.where(up, torch.minimum(count, nu), 0.0)
-        cd = torch.where(up, 0.0, torch.minimum(count, nd))
-        nu, nd = nu - cu, nd - cd
-        q_up, q_down = 1 - g_up * w / ref_hi, 1 - g_down * w / ref_lo
-        step = cu * s_up * q_up - cd * s_down * q_down
-        if sigma:
-            scale = torch.where(up, s_up, s_down)
-            if multiplicative:
-                scale = scale * torch.where(up, q_up, q_down)
-            if s % 2 == 0:  # steps 2m and 2m + 1 take the two normals of pair m
-                xi, next_xi = normal_pair_at(s // 2 * numel + idx, keys[K_NOISE])
-            else:
-                xi = next_xi
-            step = step + (cu + cd).sqrt() * xi * scale * sigma
-        w = torch.clamp(w + dev.dw_min * step, lo, hi)
-    return w

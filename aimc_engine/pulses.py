@@ -19,6 +19,12 @@ from torch import Tensor
 from aimc_engine import fused
 from aimc_engine.rng import counter_uniform, draw_key
 
+# The 6 keys of one pulsed update of a whole tile, in the order they are drawn
+# (update_kernels.c: K_D ... K_NOISE; pulsed.py, pulsed_curve.py): the pulse trains'
+# error and input sides, the pulses' noise in closed form, the write noise, and the
+# order and noise of pulses replayed one at a time.
+K_D, K_X, K_NOISE_PAIR, K_WRITE, K_ORDER, K_NOISE = range(6)
+
 
 @dataclass(frozen=True)
 class LazyRows:

@@ -206,27 +206,14 @@ class AnalogTile(nn.Module):
                 raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
             self._update_from_gradient(d.T @ x, lr)
             return
-        dev = self.device_model
-        if pulsed.takes(dev):  # the linear family: the whole update in one or two C calls
-            how = pulsed.PulsedUpdate(
-                lr,
-                self.analog.bit_length,
-                self.analog.update_management,
-                self.weight if self.write_noise else None,
-                self.write_noise,
-            )
-            pulsed.pulsed_update_(dev, self.state, x, d, how, self.noise_generator)
-            return
-        n_up, n_down = pulse_train_counts(
-            x,
-            d,
-            lr=lr,
-            dw_min=dev.granularity,
-            bit_length=self.analog.bit_length,
-            update_management=self.analog.update_management,
-            generator=self.noise_generator,
-        )
-        self._apply_pulses(n_up, n_down)
+        how = pulsed.PulsedUpdate(
+            lr,
+            self.analog.bit_length,
+            self.analog.update_management,
+            self.weight if self.write_noise else None,
+            self.write_noise,
+        )  # the whole update in one or two C calls (pulsed.py, pulsed_curve.py)
+        pulsed.pulsed_update_(self.device_model, self.state, x, d, how, self.noise_generator)
 
     def _update_from_gradient(self, grad: Tensor, lr: float) -> None:
         """W <- W - lr * grad through the device, grad = d^T x (out, in), consumed: the

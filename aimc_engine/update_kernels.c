@@ -2,7 +2,8 @@
  * whole pulsed update of a linear-family tile (pulsed.py) and the IO model's loops
  * around an MVM's product (mvm.py).
  *
- * Each function is the Python chain of the same name in fused.py (or pulsed.py, mvm.py),
+ * Each function is the Python chain of the same name in fused.py (or pulsed.py,
+ * pulsed_curve.py, mvm.py),
  * with the same float32 operations in the same order (built with -ffp-contract=off, no fast-math), so both
  * give the same numbers up to the last bit of expm1/exp/sqrt. What C adds is what a loop
  * can do and a tensor op cannot: skip blocks of elements that get no pulse (their
@@ -591,6 +592,148 @@ int pulsed_linear(float *restrict state, float *restrict weight, const float *x,
         return -1;
     }
     apply_linear(state, weight, counts, counts + numel, numel, arrays, p, keys);
+    free(counts);
+    return 0;
+}
+
+/* ---- the whole pulsed update of a curved-family tile in one call (pulsed_curve.py) ---- */
+
+/* the curved families (pulsed_curve.py: FAMILY_IDS) */
+enum { F_POWER, F_EXP, F_EXP_STEP, F_EXP_STEP_SAFE, F_SOFTBOUNDS_REFERENCE };
+/* indices into the scalars of pulsed_curve after pulse_counts' (P_PER_PULSE ... P_BOTH) */
+enum {
+    C_DW_MIN = 4, C_SIGMA, C_MULT, C_WRITE, C_FAMILY, C_NOISE_ADD, C_NOISE_SLOPE,
+    C_COMPLEX, C_CURVE /* the family's constants from here on */
+};
+/* the device's per-element arrays: bounds, step scales, reference (NULL without one) */
+enum { B_LO, B_HI, B_S_UP, B_S_DOWN, B_REFERENCE };
+
+typedef struct {
+    const float *lo, *hi, *s_up, *s_down, *reference;
+    const float *curve; /* the family's constants (C_CURVE ...) */
+    float dw_min, sigma, write, noise_add, noise_slope;
+    int family, mult, complex_noise;
+    uint32_t keys[KEYS];
+    int64_t numel;
+} curve_tile;
+
+/* q_+ and q_- of element e at w (devices/power.py, exp.py, exp_step.py, reference.py) */
+static void curve_response(const curve_tile *t, int64_t e, float w, float *up, float *down) {
+    float lo = t->lo[e], hi = t->hi[e];
+    const float *c = t->curve;
+    switch (t->family) {
+    case F_POWER: { /* ((hi - w)/span)^gamma, ((w - lo)/span)^gamma */
+        float span = hi - lo;
+        *up = powf(fmaxf((hi - w) / span, 0.0f), c[0]);
+        *down = powf(fmaxf((w - lo) / span, 0.0f), c[0]);
+        return;
+    }
+    case F_EXP: /* expm1(g (1 - w/bound)) / expm1(g); g = 0: soft bounds */
+        if (c[0] == 0.0f) {
+            *up = 1.0f - w / hi, *down = 1.0f - w / lo;
+        } else {
+            *up = expm1f(c[0] * (1.0f - w / hi)) / c[1];
+            *down = expm1f(c[0] * (1.0f - w / lo)) / c[1];
+        }
+        return;
+    case F_EXP_STEP:
+    case F_EXP_STEP_SAFE: { /* z = 2a w/(hi - lo) + b; max(1 - A exp(+-gamma z), 0) */
+        if (t->family == F_EXP_STEP_SAFE && !(hi - lo > 0.0f)) {
+            *up = *down = 0.0f; /* a corrupt element's bounds meet: no pulse moves it */
+            return;
+        }
+        float z = 2.0f * c[0] * w / (hi - lo) + c[1];
+        *up = fmaxf(1.0f - c[2] * expf(c[4] * z), 0.0f);
+        *down = fmaxf(1.0f - c[3] * expf(-c[5] * z), 0.0f);
+        return;
+    }
+    default: { /* soft bounds on the state g = w + r against b = bound + r */
+        float r = t->reference[e], g = w + r, b_max = hi + r, b_min = lo + r;
+        *up = b_max > 0.0f ? 1.0f - g / b_max : 1.0f;
+        *down = b_min < 0.0f ? 1.0f - g / b_min : 1.0f;
+    }
+    }
+}
+
+/* element e's pulses one at a time in a random order from w, the response read again at
+ * every step (pulsed_curve._replay): as the linear family's replay, with the curve */
+static float curve_replay(const curve_tile *t, int64_t e, float w, float nu, float nd) {
+    float lo = t->lo[e], hi = t->hi[e], s_up = t->s_up[e], s_down = t->s_down[e];
+    float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f); /* MAX_INTERLEAVED_STEPS */
+    int64_t steps = (int64_t)(ceilf(nu / per) + ceilf(nd / per));
+    float xi = 0.0f, next_xi = 0.0f; /* steps 2m and 2m + 1 take pair m's two normals */
+    for (int64_t s = 0; s < steps; s++) {
+        float left = nu + nd;
+        int up = counter_uniform(s * t->numel + e, t->keys[K_ORDER]) * left < nu;
+        float count = left > per ? per : left;
+        float cu = up ? fminf(count, nu) : 0.0f, cd = up ? 0.0f : fminf(count, nd);
+        nu = nu - cu, nd = nd - cd;
+        float q_up, q_down;
+        curve_response(t, e, w, &q_up, &q_down);
+        float step = cu * s_up * q_up - cd * s_down * q_down;
+        if (t->sigma != 0.0f) {
+            float scale = up ? s_up : s_down;
+            if (t->complex_noise) { /* ExpStep's: |s q| + (add + slope |w|) / dw_min */
+                float q_step = scale * (up ? q_up : q_down);
+                scale = fabsf(q_step) + (fabsf(w) * t->noise_slope + t->noise_add) / t->dw_min;
+            } else if (t->mult) {
+                scale = scale * (up ? q_up : q_down);
+            }
+            if (s % 2 == 0)
+                counter_normal_pair(s / 2 * t->numel + e, t->keys[K_NOISE], &xi, &next_xi);
+            else
+                xi = next_xi;
+            step = step + sqrtf(cu + cd) * xi * scale * t->sigma;
+        }
+        w = clampf(w + t->dw_min * step, lo, hi);
+    }
+    return w;
+}
+
+static curve_tile curve_tile_of(const float *const *arrays, const float *p,
+                                const int64_t *keys, int64_t numel) {
+    curve_tile t = {arrays[B_LO], arrays[B_HI], arrays[B_S_UP], arrays[B_S_DOWN],
+                    arrays[B_REFERENCE], p + C_CURVE, p[C_DW_MIN], p[C_SIGMA], p[C_WRITE],
+                    p[C_NOISE_ADD], p[C_NOISE_SLOPE], (int)p[C_FAMILY], p[C_MULT] != 0.0f,
+                    p[C_COMPLEX] != 0.0f, {0}, numel};
+    for (int k = 0; k < KEYS; k++)
+        t.keys[k] = (uint32_t)keys[k];
+    return t;
+}
+
+/* pulsed_curve._apply: each element's pulses replayed one at a time, then under write
+ * noise (weight, else NULL) fresh read noise for every touched element; in place.
+ * Elements are independent (counter-based numbers): large tiles are split among threads. */
+void apply_curve(float *restrict state, float *restrict weight, const float *restrict n_up,
+                 const float *restrict n_down, int64_t numel, const float *const *arrays,
+                 const float *p, const int64_t *keys) {
+    curve_tile t = curve_tile_of(arrays, p, keys, numel);
+#pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
+    for (int64_t e = 0; e < numel; e++) {
+        float nu = n_up[e], nd = n_down[e];
+        if (nu == 0.0f && nd == 0.0f)
+            continue;
+        state[e] = curve_replay(&t, e, state[e], nu, nd);
+        if (weight)
+            weight[e] = state[e] + t.write * counter_normal(e, t.keys[K_WRITE]);
+    }
+}
+
+/* pulsed_curve.pulsed_update_: the pulse counts of -lr d^T x (as pulsed_linear's), then
+ * apply_curve. Returns 0, or -1 out of memory (nothing written). */
+int pulsed_curve(float *restrict state, float *restrict weight, const float *x, const float *d,
+                 int64_t n, int64_t ins, int64_t outs, const float *const *arrays,
+                 const float *p, const int64_t *keys) {
+    int64_t numel = ins * outs;
+    uint32_t k[KEYS];
+    for (int i = 0; i < KEYS; i++)
+        k[i] = (uint32_t)keys[i];
+    float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
+    if (!counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, k)) {
+        free(counts);
+        return -1;
+    }
+    apply_curve(state, weight, counts, counts + numel, numel, arrays, p, keys);
     free(counts);
     return 0;
 }

@@ -9,8 +9,9 @@ before that change (`python -m tests.engine.test_device_numbers write`, at commi
 listed in IGNORED, and only they may be missing now.
 
 aimc 0.5 redrew the pulsed update of linear-family devices (aimc_engine/pulsed.py: one
-C call, noise per element from counter-based keys; docs/outputs.md): the metrics of the
-cases in REDRAWN, and only theirs, were written again at that change (`python -m
+C call, noise per element from counter-based keys; docs/outputs.md), and aimc 0.7 that
+of the curved families (pulsed_curve.py): the metrics of the cases in REDRAWN, the
+pulsed runs, and only theirs, were written again at those changes (`python -m
 tests.engine.test_device_numbers write-redrawn`); their devices are still 29d578b's.
 """
 
@@ -76,12 +77,12 @@ EXAMPLES_BEFORE = (
     "paper_gpipe_digital",
     "synthetic_idealized",
 )
-# pulsed runs on linear-family devices: every other case's metrics are still 29d578b's
+# the pulsed runs, on every family: every other case's metrics are still 29d578b's
 REDRAWN = {
     "example-digits_analog_pulsed",
     "example-digits_gokmen_vlasov_lastlayer",
-    *(f"family-{model}" for model in LINEAR),
-    *(f"preset-{name}" for name in PRESETS_BEFORE if name != "reram_es"),
+    *(f"family-{model}" for model in IGNORED),
+    *(f"preset-{name}" for name in PRESETS_BEFORE),
 }
 
 

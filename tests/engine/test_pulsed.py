@@ -1,5 +1,5 @@
-"""The whole pulsed update of a linear-family tile (pulsed.py): the C kernel equals the
-torch ops, and both keep the physics of the step-by-step path (devices/)."""
+"""The whole pulsed update of a tile (pulsed.py, pulsed_curve.py): the C kernels equal
+the torch ops, and both keep the physics of the step-by-step path (devices/)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ import random
 import pytest
 import torch
 
-from aimc_engine import fused, native, pulsed
-from aimc_engine.devices import LINEAR_FAMILY, Device
+from aimc_engine import fused, native, pulsed, pulsed_curve
+from aimc_engine.devices import FAMILIES, LINEAR_FAMILY, Device
 from aimc_engine.pulses import pulse_train_counts
 from aimc_engine.rng import normal_at, normal_pair_at
 from aimc_spec.presets import PRESETS
 from aimc_spec.spec import parse_device
-from tests.conftest import make_device
+from tests.conftest import family_fields, make_device
 
 SHAPE = (64, 96)
 # the presets of the linear family, the one-call pulsed update's (aimc_engine/pulsed.py)
 LINEAR_PRESETS = [name for name, fields in PRESETS.items() if fields["model"] in LINEAR_FAMILY]
+# the presets of the curved families (pulsed_curve.py), and the families no preset has
+CURVED_PRESETS = [name for name, fields in PRESETS.items() if fields["model"] not in LINEAR_FAMILY]
+CURVED_ONLY = ("power", "exp")
 
 
 def preset_device(name: str, seed: int = 0) -> Device:
@@ -63,6 +66,72 @@ def test_c_kernel_equals_the_torch_ops(
     assert our_w is not None and their_w is not None
     torch.testing.assert_close(our_w, their_w, rtol=0, atol=3e-7)
     assert (ours != start).float().mean() > 0.2
+
+
+def curved_device(case: str) -> Device:
+    """A curved preset's device, or a family's with noise, d2d and asymmetry on."""
+    if case in PRESETS:
+        return preset_device(case)
+    fields = family_fields(case, c2c_noise=0.2, d2d_variation=0.1, up_down=0.05, gamma=2.0)
+    return Device(parse_device(fields), SHAPE, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("managed", [True, False])
+@pytest.mark.parametrize("case", [*CURVED_PRESETS, *CURVED_ONLY])
+def test_curved_c_kernel_equals_the_torch_ops(
+    case: str, managed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A curved family's update (pulsed_curve.py): the same numbers up to the last bit of
+    exp, pow, log, cos, write noise included; elements move."""
+    if native.library() is None:
+        pytest.skip("no C compiler: the C kernels cannot be built here")
+    ours, our_w, start = run(curved_device(case), "c", managed, monkeypatch, 0.05)
+    theirs, their_w, _ = run(curved_device(case), "torch", managed, monkeypatch, 0.05)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=3e-7)
+    assert our_w is not None and their_w is not None
+    torch.testing.assert_close(our_w, their_w, rtol=0, atol=3e-7)
+    assert (ours != start).float().mean() > 0.03
+
+
+def test_every_family_has_a_whole_tile_update() -> None:
+    """A family is either the linear family's closed form or a curved one of
+    pulsed_curve.py: a new family cannot fall through to no update."""
+    closed = {name for name, f in FAMILIES.items() if f.closed_form}
+    assert closed | set(pulsed_curve.FAMILY_IDS) == set(FAMILIES)
+    assert not closed & set(pulsed_curve.FAMILY_IDS)
+
+
+@pytest.mark.parametrize("path", ["c", "torch"])
+@pytest.mark.parametrize("case", [*CURVED_PRESETS, *CURVED_ONLY])
+def test_pulses_of_one_sign_follow_the_response_pulse_by_pulse(
+    case: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without noise and with pulses of one sign only, the order cannot matter: each
+    element ends where its response, read again before every pulse, takes it (a plain
+    loop in float64 here)."""
+    if path == "c" and native.library() is None:
+        pytest.skip("no C compiler: the C kernels cannot be built here")
+    monkeypatch.setenv(fused.ENV, "1" if path == "c" else "0")
+    fields = dict(PRESETS[case]) if case in PRESETS else family_fields(case, gamma=2.0)
+    fields = {k: v for k, v in fields.items() if k not in ("c2c_add", "c2c_slope")}
+    fields |= {"c2c_noise": 0.0}  # (pcm's complex noise scales c2c_noise: gone with it)
+    dev = Device(parse_device(fields), SHAPE, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(6)
+    start = dev.clip_(torch.rand(SHAPE, generator=g) * 1.6 - 0.8)
+    n = torch.randint(0, 30, SHAPE, generator=g).float()
+    for up in (True, False):
+        n_up, n_down = (n, torch.zeros(SHAPE)) if up else (torch.zeros(SHAPE), n)
+        state = start.clone()
+        keys = torch.randint(0, 2**32, (6,), generator=g)
+        how = pulsed.PulsedUpdate(0.1, 31, True, None, 0.0)
+        pulsed.apply_counts_(dev, state, n_up, n_down, how, keys)
+        w = start.double()
+        for k in range(int(n.max())):
+            q_up, q_down = (q.double() for q in dev.response(w.float()))
+            step = dev.dw_min * (q_up if up else -q_down)
+            w = torch.where(n > k, w + step, w).clamp(dev.w_min.double(), dev.w_max.double())
+        torch.testing.assert_close(state.double(), w, rtol=0, atol=2e-5)
+        assert (state != start).float().mean() > 0.3
 
 
 def test_lazy_rows_and_rows_give_the_same_update(monkeypatch: pytest.MonkeyPatch) -> None:
