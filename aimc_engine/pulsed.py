@@ -17,7 +17,8 @@ noise, and the order and noise of pulses replayed one at a time. Element e's num
 depend only on e and the keys, so the C loop computes just those it needs, for the
 elements that get a pulse. `_apply` is the same update as torch ops: the fallback
 (AIMC_FUSE=0, no C compiler, devices other than the CPU) and what the tests hold the C
-kernel to (equal up to the last bit of log, cos, expm1 and exp).
+kernel to (equal within a few float32 ulps: the kernel has its own vectorised log and
+sincos for the normals, libm's expm1 and exp).
 
 Against the step-by-step path (Device.apply_pulses_, still used by the rounded mode, unit
 cells and transfers) the law of every number is the same; the draws are

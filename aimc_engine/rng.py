@@ -45,17 +45,25 @@ def uniform_at(index: Tensor, key: Tensor) -> Tensor:
 
 
 def normal_at(index: Tensor, key: Tensor) -> Tensor:
-    """Counter-based standard normal number i for each i of index: Box-Muller on the
-    uniforms 2i and 2i + 1, sqrt(-2 log u1) cos(2 pi u2), float32 (update_kernels.c
-    computes the same, up to the last bit of log and cos)."""
-    u1, u2 = uniform_at(2 * index, key), uniform_at(2 * index + 1, key)
-    return u1.log_().mul_(-2.0).sqrt_().mul_(u2.mul_(2 * math.pi).cos_())
+    """Counter-based standard normal number i for each i of index: the first of
+    Box-Muller pair i (normal_pair_at), float32."""
+    return normal_pair_at(index, key)[0]
 
 
 def normal_pair_at(index: Tensor, key: Tensor) -> tuple[Tensor, Tensor]:
-    """Both normal numbers of Box-Muller pair i for each i of index: r cos(theta) (what
-    normal_at gives) and r sin(theta), two independent standard normals for the price of
-    one logarithm."""
+    """Both normal numbers of Box-Muller pair i for each i of index, on the uniforms 2i
+    and 2i + 1: r cos(2 pi u2) and r sin(2 pi u2) with r = sqrt(-2 log u1), two
+    independent standard normals for the price of one logarithm. The angle is u2 less
+    its nearest quarter turn q/4 (exact), times 2 pi, the quarter turns then swapping and
+    negating cos and sin: the reduction update_kernels.c makes (its own vectorised log
+    and sincos), so both agree within a float32 ulp or so."""
     u1, u2 = uniform_at(2 * index, key), uniform_at(2 * index + 1, key)
-    r, theta = u1.log_().mul_(-2.0).sqrt_(), u2.mul_(2 * math.pi)
-    return r * theta.cos(), r * theta.sin()
+    r = u1.log_().mul_(-2.0).sqrt_()
+    quarter = torch.floor(u2 * 4 + 0.5)
+    theta = (u2 - quarter * 0.25) * (2 * math.pi)
+    k = quarter.to(torch.int64)
+    odd = (k & 1).bool()
+    cos, sin = theta.cos(), theta.sin()
+    c = torch.where(odd, sin, cos) * torch.where(((k + 1) & 2).bool(), -1.0, 1.0)
+    s = torch.where(odd, cos, sin) * torch.where((k & 2).bool(), -1.0, 1.0)
+    return r * c, r * s

@@ -1,11 +1,12 @@
 /* The fused update chains of fused.py, written out in C for the CPU; below them the
- * whole pulsed update of a linear-family tile (pulsed.py) and the IO model's loops
- * around an MVM's product (mvm.py).
+ * whole pulsed update of a tile, linear family (pulsed.py) and curved families
+ * (pulsed_curve.py), and the IO model's loops around an MVM's product (mvm.py).
  *
  * Each function is the Python chain of the same name in fused.py (or pulsed.py,
- * pulsed_curve.py, mvm.py),
- * with the same float32 operations in the same order (built with -ffp-contract=off, no fast-math), so both
- * give the same numbers up to the last bit of expm1/exp/sqrt. What C adds is what a loop
+ * pulsed_curve.py, mvm.py), with the same float32 operations in the same order (built
+ * with -ffp-contract=off, no fast-math), so both give the same numbers up to the last
+ * bit of expm1/exp/pow (and of the normals' log and sincos, polynomials of its own
+ * here). What C adds is what a loop
  * can do and a tensor op cannot: skip blocks of elements that get no pulse (their
  * weights come out of the chain unchanged: expm1(0) = 0, and a weight is already inside
  * its bounds), look up expm1(n log a) for whole counts in a table, and count sparse
@@ -134,6 +135,18 @@ static int any_pulse(const float *restrict n_up, const float *restrict n_down, i
         any |= (n_up[j] != 0.0f) | (n_down[j] != 0.0f);
     return any;
 }
+
+/* how many of len elements get a pulse (vectorised) */
+static int64_t pulsed_in(const float *restrict n_up, const float *restrict n_down, int64_t len) {
+    int64_t touched = 0;
+    for (int64_t j = 0; j < len; j++)
+        touched += (n_up[j] != 0.0f) | (n_down[j] != 0.0f);
+    return touched;
+}
+
+/* a block with at least this many pulsed elements draws its normals in vectorised loops
+ * (every element's, about as fast as 4 drawn one at a time); the same numbers either way */
+#define DENSE 4
 
 /* whether the tables hold every count of a block: whole and below TABLE (vectorised) */
 static int tabled(const float *restrict n_up, const float *restrict n_down, int64_t len) {
@@ -310,20 +323,85 @@ int coincidences(float *restrict n_up, float *restrict n_down, const float *rest
 
 /* ---- the whole pulsed update of a linear-family tile in one call (pulsed.py) ---- */
 
-/* counter-based standard normal number i: Box-Muller on the uniforms 2i and 2i + 1
- * (rng.counter_normal) */
-static inline float counter_normal(int64_t i, uint32_t key) {
-    float u1 = counter_uniform(2 * i, key), u2 = counter_uniform(2 * i + 1, key);
-    return sqrtf(logf(u1) * -2.0f) * cosf(u2 * 6.2831855f);
+/* Box-Muller's two transcendental steps, written to vectorise: libm's logf, cosf and
+ * sinf are calls a loop cannot vectorise, and cost some 14 ns a pair where these cost
+ * under 1 ns in a vectorised loop. Both are within a float32 ulp or so of the exact
+ * value (Cephes' minimax polynomials); rng.py's torch twin reduces the angle the same
+ * way. */
+
+/* log u for u in (0, 1), a normal float: u = m 2^e, m in [sqrt(1/2), sqrt(2)), then
+ * log(m) by Cephes logf's polynomial in m - 1 and e log 2 in two parts */
+static inline float log_unit(float u) {
+    uint32_t bits;
+    memcpy(&bits, &u, sizeof bits);
+    int e = (int)(bits >> 23) - 126;
+    bits = (bits & 0x007fffffu) | 0x3f000000u; /* m in [1/2, 1) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    int small = m < 0.707106781186547524f;
+    e -= small;
+    m = m + (small ? m : 0.0f) - 1.0f; /* 2m - 1 or m - 1: in [-0.293, 0.414) */
+    float z = m * m;
+    float y = ((((((((7.0376836292e-2f * m - 1.1514610310e-1f) * m + 1.1676998740e-1f) * m -
+                    1.2420140846e-1f) * m + 1.4249322787e-1f) * m - 1.6668057665e-1f) * m +
+                 2.0000714765e-1f) * m - 2.4999993993e-1f) * m + 3.3333331174e-1f) * m * z;
+    float fe = (float)e;
+    y = y + -2.12194440e-4f * fe;
+    y = y + -0.5f * z;
+    return m + y + 0.693359375f * fe;
 }
 
-/* both normal numbers of Box-Muller pair i: r cos(theta) (that of counter_normal) and
- * r sin(theta) (rng.normal_pair_at) */
+/* cos and sin of 2 pi t for t in (0, 1): t less its nearest quarter turn q/4 (exact),
+ * times 2 pi, in [-pi/4, pi/4] where Cephes' polynomials hold; the quarter turns swap
+ * and negate them */
+static inline void sincos_turn(float t, float *c, float *s) {
+    float q = floorf(t * 4.0f + 0.5f);
+    float r = (t - q * 0.25f) * 6.28318530717958647692f;
+    float z = r * r;
+    float sn = r + r * z * ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f);
+    float cs = 1.0f - 0.5f * z +
+               z * z * ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z +
+                        4.166664568298827e-2f);
+    int k = (int)q, odd = k & 1;
+    float bc = odd ? sn : cs, bs = odd ? cs : sn;
+    *c = bc * (((k + 1) & 2) ? -1.0f : 1.0f);
+    *s = bs * ((k & 2) ? -1.0f : 1.0f);
+}
+
+/* both normal numbers of Box-Muller pair i: r cos(theta) and r sin(theta) on the
+ * uniforms 2i and 2i + 1 (rng.normal_pair_at) */
 static inline void counter_normal_pair(int64_t i, uint32_t key, float *c, float *s) {
     float u1 = counter_uniform(2 * i, key), u2 = counter_uniform(2 * i + 1, key);
-    float r = sqrtf(logf(u1) * -2.0f), theta = u2 * 6.2831855f;
-    *c = r * cosf(theta);
-    *s = r * sinf(theta);
+    float r = sqrtf(log_unit(u1) * -2.0f);
+    sincos_turn(u2, c, s);
+    *c = r * *c;
+    *s = r * *s;
+}
+
+/* counter-based standard normal number i: the first of pair i (rng.normal_at) */
+static inline float counter_normal(int64_t i, uint32_t key) {
+    float c, s;
+    counter_normal_pair(i, key, &c, &s);
+    return c;
+}
+
+/* the pairs first .. first + len - 1 (len <= BLOCK) into c and s, vectorised: the
+ * uniforms, then the logarithms, then the angles, each a loop of its own */
+static void normal_pairs(float *restrict c, float *restrict s, int64_t first, uint32_t key,
+                         int64_t len) {
+    float u1[BLOCK], u2[BLOCK];
+    for (int64_t j = 0; j < len; j++) {
+        u1[j] = counter_uniform(2 * (first + j), key);
+        u2[j] = counter_uniform(2 * (first + j) + 1, key);
+    }
+    for (int64_t j = 0; j < len; j++)
+        u1[j] = sqrtf(log_unit(u1[j]) * -2.0f);
+    for (int64_t j = 0; j < len; j++)
+        sincos_turn(u2[j], c + j, s + j);
+    for (int64_t j = 0; j < len; j++) {
+        c[j] = u1[j] * c[j];
+        s[j] = u1[j] * s[j];
+    }
 }
 
 /* indices into the keys and the scalars of pulsed_linear, as in pulsed.py */
@@ -459,25 +537,14 @@ static float direction(const linear_tile *t, float w, float k, float s, float g,
     return t->clips ? clampf(w, lo, hi) : w;
 }
 
-/* the normals of element e's up and down pulses (pair e of the key: r cos, r sin), each
- * computed only where its direction has pulses (the other's noise term is 0) */
-static void pulse_noise(const linear_tile *t, int64_t e, float nu, float nd, float *up,
-                        float *down) {
-    float u1 = counter_uniform(2 * e, t->keys[K_NOISE_PAIR]);
-    float u2 = counter_uniform(2 * e + 1, t->keys[K_NOISE_PAIR]);
-    float r = sqrtf(logf(u1) * -2.0f), theta = u2 * 6.2831855f;
-    *up = nu != 0.0f ? r * cosf(theta) : 0.0f;
-    *down = nd != 0.0f ? r * sinf(theta) : 0.0f;
-}
-
-/* element e's n_up and n_down pulses in closed form, up first, then the order term; a
- * direction without pulses leaves w as it is (its change is 0, w is inside its bounds) */
-static float closed_form(const linear_tile *t, int64_t e, float w, float nu, float nd) {
+/* element e's n_up and n_down pulses in closed form, up first, then the order term, with
+ * xi_up and xi_down the normals of its pulses' noise (pair e of K_NOISE_PAIR: r cos and
+ * r sin); a direction without pulses leaves w as it is (its change is 0, w is inside its
+ * bounds) */
+static float closed_form(const linear_tile *t, int64_t e, float w, float nu, float nd,
+                         float xi_up, float xi_down) {
     float lo = t->lo[e], hi = t->hi[e], g_up = t->g_up[e], g_down = t->g_down[e];
     float ref_hi = ref_hi_of(t, e), ref_lo = ref_lo_of(t, e), log_up = 0.0f, log_down = 0.0f;
-    float xi_up = 0.0f, xi_down = 0.0f;
-    if (t->sigma != 0.0f)
-        pulse_noise(t, e, nu, nd, &xi_up, &xi_down);
     float order = 0.0f; /* the order term: 0 unless both directions have pulses */
     if (nu != 0.0f && nd != 0.0f)
         order = t->dw_min * t->dw_min * t->s_up[e] * t->s_down[e] *
@@ -565,16 +632,34 @@ void apply_linear(float *restrict state, float *restrict weight, const float *re
                   const float *restrict n_down, int64_t numel, const float *const *arrays,
                   const float *p, const int64_t *keys) {
     linear_tile t = tile_of(arrays, p, keys, numel);
+    int64_t blocks = (numel + BLOCK - 1) / BLOCK;
 #pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
-    for (int64_t e = 0; e < numel; e++) {
-        float nu = n_up[e], nd = n_down[e];
-        if (nu == 0.0f && nd == 0.0f)
+    for (int64_t block = 0; block < blocks; block++) {
+        int64_t start = block * BLOCK, len = numel - start < BLOCK ? numel - start : BLOCK;
+        int64_t touched = pulsed_in(n_up + start, n_down + start, len);
+        if (touched == 0)
             continue;
-        float w = state[e];
-        state[e] = order_matters(&t, e, w, nu, nd) ? replay(&t, e, w, nu, nd)
-                                                   : closed_form(&t, e, w, nu, nd);
-        if (weight)
-            weight[e] = state[e] + t.write * counter_normal(e, t.keys[K_WRITE]);
+        int vector = touched >= DENSE; /* the block's normals in vectorised loops */
+        float xi_up[BLOCK], xi_down[BLOCK], xi_write[BLOCK], unused[BLOCK];
+        if (vector && t.sigma != 0.0f)
+            normal_pairs(xi_up, xi_down, start, t.keys[K_NOISE_PAIR], len);
+        if (vector && weight)
+            normal_pairs(xi_write, unused, start, t.keys[K_WRITE], len);
+        for (int64_t j = 0; j < len; j++) {
+            int64_t e = start + j;
+            float nu = n_up[e], nd = n_down[e];
+            if (nu == 0.0f && nd == 0.0f)
+                continue;
+            if (!vector && t.sigma != 0.0f)
+                counter_normal_pair(e, t.keys[K_NOISE_PAIR], xi_up + j, xi_down + j);
+            float w = state[e];
+            state[e] = order_matters(&t, e, w, nu, nd)
+                           ? replay(&t, e, w, nu, nd)
+                           : closed_form(&t, e, w, nu, nd, xi_up[j], xi_down[j]);
+            if (weight)
+                weight[e] = state[e] + t.write * (vector ? xi_write[j]
+                                                         : counter_normal(e, t.keys[K_WRITE]));
+        }
     }
 }
 
