@@ -81,15 +81,13 @@ def library() -> ctypes.CDLL | None:
     c_float = ctypes.c_float
     lib.manage.argtypes = [f32, f32, f32, f32, f32, c_float, c_float, i64]
     lib.manage.restype = None
-    lib.pulsed_linear.argtypes = [f32, f32, f32, f32, i64, i64, i64]
-    lib.pulsed_linear.argtypes += [ctypes.POINTER(ctypes.c_void_p), f32, f32]
-    lib.pulsed_linear.restype = ctypes.c_int
-    lib.apply_linear.argtypes = [f32, f32, f32, f32, i64, ctypes.POINTER(ctypes.c_void_p), f32, f32]
-    lib.apply_linear.restype = None
-    lib.pulsed_curve.argtypes = lib.pulsed_linear.argtypes
-    lib.pulsed_curve.restype = ctypes.c_int
-    lib.apply_curve.argtypes = lib.apply_linear.argtypes
-    lib.apply_curve.restype = None
+    arrays, total = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_double)
+    for name in ("pulsed_linear", "pulsed_curve"):
+        getattr(lib, name).argtypes = [f32, f32, f32, f32, i64, i64, i64, arrays, f32, f32, total]
+        getattr(lib, name).restype = ctypes.c_int
+    for name in ("apply_linear", "apply_curve"):
+        getattr(lib, name).argtypes = [f32, f32, f32, f32, i64, arrays, f32, f32, total]
+        getattr(lib, name).restype = ctypes.c_int
     lib.io_inputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, ctypes.c_int]
     lib.io_inputs.restype = None
     lib.io_outputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, c_float, ctypes.c_int]

@@ -64,16 +64,18 @@ def pulsed_update_(
     d: Tensor,
     how: PulsedUpdate,
     generator: torch.Generator,
-) -> None:
+) -> Tensor | float:
     """W <- W - lr d^T x as stochastic pulse trains on the tile, in place (state, and the
     read weights under write noise): one C call for rows given as a tensor, the counts
-    first for a convolution's lazy rows (their C kernels), then one C call for the rest."""
+    first for a convolution's lazy rows (their C kernels), then one C call for the rest.
+    Returns sum |change| of the state (float64), what the tile's pulse counter reads."""
     keys = torch.randint(0, 2**32, (6,), generator=generator, device=generator.device)
     lib = native.library() if fusion_enabled() and _c_can_run(state, d, how) else None
     if lib is not None and isinstance(x, Tensor):
         closed = dev.family.closed_form
         arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
         x, d = x.to(torch.float32).contiguous(), d.to(torch.float32).contiguous()
+        moved = ctypes.c_double()
         done = (lib.pulsed_linear if closed else lib.pulsed_curve)(
             state.data_ptr(),
             _pointer(how.weight),
@@ -85,9 +87,10 @@ def pulsed_update_(
             arrays,
             scalars.data_ptr(),
             keys.data_ptr(),
+            ctypes.byref(moved),
         )
         if done == 0:  # else out of memory, nothing written: the steps below
-            return
+            return moved.value
     n_up, n_down = pulse_train_counts(
         x,
         d,
@@ -98,30 +101,34 @@ def pulsed_update_(
         generator=None,
         keys=(keys[K_D], keys[K_X]),
     )
-    apply_counts_(dev, state, n_up, n_down, how, keys)
+    return apply_counts_(dev, state, n_up, n_down, how, keys)
 
 
 def apply_counts_(
     dev: Device, state: Tensor, n_up: Tensor, n_down: Tensor, how: PulsedUpdate, keys: Tensor
-) -> None:
+) -> Tensor | float:
     """n_up up and n_down down pulses on each element, in place, with the keys' noise: one
-    C call where it can run, else the same as torch ops (_apply)."""
+    C call where it can run, else the same as torch ops (_apply). Returns sum |change|
+    of the state (float64)."""
     lib = native.library() if fusion_enabled() and _c_can_run(state, n_up, how) else None
     closed = dev.family.closed_form
-    if lib is None:
-        (_apply if closed else pulsed_curve.apply)(dev, state, n_up, n_down, how, keys)
-        return
-    arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
-    counts = (n_up.to(torch.float32).contiguous(), n_down.to(torch.float32).contiguous())
-    (lib.apply_linear if closed else lib.apply_curve)(
-        state.data_ptr(),
-        _pointer(how.weight),
-        *(c.data_ptr() for c in counts),
-        state.numel(),
-        arrays,
-        scalars.data_ptr(),
-        keys.data_ptr(),
-    )
+    if lib is not None:
+        arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
+        counts = (n_up.to(torch.float32).contiguous(), n_down.to(torch.float32).contiguous())
+        moved = ctypes.c_double()
+        failed = (lib.apply_linear if closed else lib.apply_curve)(
+            state.data_ptr(),
+            _pointer(how.weight),
+            *(c.data_ptr() for c in counts),
+            state.numel(),
+            arrays,
+            scalars.data_ptr(),
+            keys.data_ptr(),
+            ctypes.byref(moved),
+        )
+        if not failed:  # else out of memory, nothing written: the torch ops
+            return moved.value
+    return (_apply if closed else pulsed_curve.apply)(dev, state, n_up, n_down, how, keys)
 
 
 def _refs(dev: Device) -> tuple[Tensor | float, Tensor | float]:
@@ -171,8 +178,9 @@ def _c_arguments(dev: Device, how: PulsedUpdate) -> tuple[ctypes.Array, Tensor]:
 
 def _apply(
     dev: Device, state: Tensor, n_up: Tensor, n_down: Tensor, how: PulsedUpdate, keys: Tensor
-) -> None:
-    """The pulses applied as torch ops, number for number what the C kernel computes."""
+) -> Tensor:
+    """The pulses applied as torch ops, number for number what the C kernel computes;
+    returns sum |change| of the state."""
     index = torch.arange(state.numel(), device=state.device).reshape(state.shape)
     new = _closed_form(dev, state, n_up, n_down, index, keys)
     risky = torch.nonzero(_risky(dev, state, n_up, n_down).reshape(-1)).squeeze(1)
@@ -180,10 +188,13 @@ def _apply(
         flat = new.reshape(-1)
         flat[risky] = pulsed_curve.replay(dev, state.reshape(-1)[risky], n_up, n_down, risky, keys)
     touched = (n_up + n_down) > 0
-    state.copy_(torch.where(touched, new, state))
+    new = torch.where(touched, new, state)
+    moved = (new - state).abs().sum(dtype=torch.float64)
+    state.copy_(new)
     if how.weight is not None:
         read = state + how.write_noise * normal_at(index, keys[K_WRITE])
         how.weight.copy_(torch.where(touched, read, how.weight))
+    return moved
 
 
 def _risky(dev: Device, w: Tensor, n_up: Tensor, n_down: Tensor) -> Tensor:

@@ -80,17 +80,18 @@ def _curve_constants(dev: Device) -> list[float]:
 
 def apply(
     dev: Device, state: Tensor, n_up: Tensor, n_down: Tensor, how: PulsedUpdate, keys: Tensor
-) -> None:
+) -> Tensor:
     """The pulses applied as torch ops, number for number what the C kernel computes:
-    every touched element replayed, then its fresh read noise under write noise."""
+    every touched element replayed, then its fresh read noise under write noise.
+    Returns sum |change| of the state (float64)."""
     touched = torch.nonzero((n_up + n_down).reshape(-1)).squeeze(1)
-    if not len(touched):
-        return
     flat = state.reshape(-1)
-    flat[touched] = replay(dev, flat[touched], n_up, n_down, touched, keys)
+    before = flat[touched]
+    flat[touched] = after = replay(dev, before, n_up, n_down, touched, keys)
     if how.weight is not None:
-        read = flat[touched] + how.write_noise * normal_at(touched, keys[K_WRITE])
+        read = after + how.write_noise * normal_at(touched, keys[K_WRITE])
         how.weight.reshape(-1)[touched] = read
+    return (after - before).abs().sum(dtype=torch.float64)
 
 
 def replay(

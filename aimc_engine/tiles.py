@@ -157,7 +157,12 @@ class AnalogTile(nn.Module):
         return analog_mvm(w.T, d, self.backward_io, self.noise_generator)
 
     def update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x through the device (`_update`), its pulses counted."""
+        """W <- W - lr * d^T x through the device (`_update`), its pulses counted: by the
+        pulsed update itself where it runs on the tile's own device (its kernels sum
+        |change| as they go), else from a copy of the state before."""
+        if self.cell is None and self.analog.update == "pulsed":
+            self.pulses += self._pulsed(x, d, lr) / self.granularity
+            return
         before = self._written_copy()
         self._update(x, d, lr)
         self._count_pulses(before)
@@ -181,7 +186,7 @@ class AnalogTile(nn.Module):
         self.pulses += (now - before).abs().sum(dtype=torch.float64) / self.granularity
 
     def _update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x through the device, in the spec's update mode.
+        """W <- W - lr * d^T x through a unit cell, or in the expected and rounded modes.
 
         x (N, in) and d (N, out) are the rows of the micro-batches being applied
         (N = samples, or samples x positions for a convolution, whose input rows may
@@ -201,19 +206,21 @@ class AnalogTile(nn.Module):
             self.cell.pulses_(n_up, n_down, self.noise_generator)
             self.weight.copy_(self.cell.finish_(self.noise_generator))
             return
-        if self.analog.update != "pulsed":
-            if isinstance(x, LazyRows):
-                raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
-            self._update_from_gradient(d.T @ x, lr)
-            return
+        if isinstance(x, LazyRows):
+            raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
+        self._update_from_gradient(d.T @ x, lr)
+
+    def _pulsed(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> Tensor | float:
+        """The pulsed mode on the tile's own device, the whole update in one or two C calls
+        (pulsed.py, pulsed_curve.py); returns sum |change| of the state."""
         how = pulsed.PulsedUpdate(
             lr,
             self.analog.bit_length,
             self.analog.update_management,
             self.weight if self.write_noise else None,
             self.write_noise,
-        )  # the whole update in one or two C calls (pulsed.py, pulsed_curve.py)
-        pulsed.pulsed_update_(self.device_model, self.state, x, d, how, self.noise_generator)
+        )
+        return pulsed.pulsed_update_(self.device_model, self.state, x, d, how, self.noise_generator)
 
     def _update_from_gradient(self, grad: Tensor, lr: float) -> None:
         """W <- W - lr * grad through the device, grad = d^T x (out, in), consumed: the

@@ -624,21 +624,37 @@ static linear_tile tile_of(const float *const *arrays, const float *p, const int
     return t;
 }
 
+/* sum |change| of the blocks, in block order whatever the threads (the tile's pulse
+ * counter: tiles.py); frees moved */
+static double total_moved(double *moved, int64_t blocks) {
+    double total = 0.0;
+    for (int64_t b = 0; b < blocks; b++)
+        total += moved[b];
+    free(moved);
+    return total;
+}
+
 /* pulsed._apply: each element's n_up and n_down pulses in closed form, or one at a time
  * where their order may matter, and under write noise (weight, else NULL) fresh read
- * noise for every touched element; state and weight are updated in place. Elements are
- * independent (their numbers are counter-based): large tiles are split among threads. */
-void apply_linear(float *restrict state, float *restrict weight, const float *restrict n_up,
-                  const float *restrict n_down, int64_t numel, const float *const *arrays,
-                  const float *p, const int64_t *keys) {
+ * noise for every touched element; state and weight are updated in place, and *moved
+ * is the sum of |change| of the state. Elements are independent (their numbers are
+ * counter-based): large tiles are split among threads. Returns 0, or -1 out of memory
+ * (nothing written). */
+int apply_linear(float *restrict state, float *restrict weight, const float *restrict n_up,
+                 const float *restrict n_down, int64_t numel, const float *const *arrays,
+                 const float *p, const int64_t *keys, double *total) {
     linear_tile t = tile_of(arrays, p, keys, numel);
     int64_t blocks = (numel + BLOCK - 1) / BLOCK;
+    double *moved = calloc((size_t)(blocks > 0 ? blocks : 1), sizeof(double));
+    if (!moved)
+        return -1;
 #pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
     for (int64_t block = 0; block < blocks; block++) {
         int64_t start = block * BLOCK, len = numel - start < BLOCK ? numel - start : BLOCK;
         int64_t touched = pulsed_in(n_up + start, n_down + start, len);
         if (touched == 0)
             continue;
+        double sum = 0.0;
         int vector = touched >= DENSE; /* the block's normals in vectorised loops */
         float xi_up[BLOCK], xi_down[BLOCK], xi_write[BLOCK], unused[BLOCK];
         if (vector && t.sigma != 0.0f)
@@ -656,29 +672,31 @@ void apply_linear(float *restrict state, float *restrict weight, const float *re
             state[e] = order_matters(&t, e, w, nu, nd)
                            ? replay(&t, e, w, nu, nd)
                            : closed_form(&t, e, w, nu, nd, xi_up[j], xi_down[j]);
+            sum += fabsf(state[e] - w);
             if (weight)
                 weight[e] = state[e] + t.write * (vector ? xi_write[j]
                                                          : counter_normal(e, t.keys[K_WRITE]));
         }
+        moved[block] = sum;
     }
+    *total = total_moved(moved, blocks);
+    return 0;
 }
 
 /* pulsed.pulsed_update_: the pulse counts of -lr d^T x (pulses.pulse_train_counts) on a
- * linear-family tile, then apply_linear. Returns 0, or -1 out of memory (nothing
- * written). */
+ * linear-family tile, then apply_linear (*total: sum |change|). Returns 0, or -1 out of
+ * memory (nothing written). */
 int pulsed_linear(float *restrict state, float *restrict weight, const float *x,
                   const float *d, int64_t n, int64_t ins, int64_t outs,
-                  const float *const *arrays, const float *p, const int64_t *keys) {
+                  const float *const *arrays, const float *p, const int64_t *keys,
+                  double *total) {
     int64_t numel = ins * outs;
     linear_tile t = tile_of(arrays, p, keys, numel);
     float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
-    if (!counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, t.keys)) {
-        free(counts);
-        return -1;
-    }
-    apply_linear(state, weight, counts, counts + numel, numel, arrays, p, keys);
+    int failed = !counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, t.keys) ||
+                 apply_linear(state, weight, counts, counts + numel, numel, arrays, p, keys, total);
     free(counts);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* ---- the whole pulsed update of a curved-family tile in one call (pulsed_curve.py) ---- */
@@ -787,40 +805,52 @@ static curve_tile curve_tile_of(const float *const *arrays, const float *p,
 }
 
 /* pulsed_curve._apply: each element's pulses replayed one at a time, then under write
- * noise (weight, else NULL) fresh read noise for every touched element; in place.
- * Elements are independent (counter-based numbers): large tiles are split among threads. */
-void apply_curve(float *restrict state, float *restrict weight, const float *restrict n_up,
-                 const float *restrict n_down, int64_t numel, const float *const *arrays,
-                 const float *p, const int64_t *keys) {
+ * noise (weight, else NULL) fresh read noise for every touched element; in place, and
+ * *total the sum of |change| of the state. Elements are independent (counter-based
+ * numbers): large tiles are split among threads. Returns 0, or -1 out of memory
+ * (nothing written). */
+int apply_curve(float *restrict state, float *restrict weight, const float *restrict n_up,
+                const float *restrict n_down, int64_t numel, const float *const *arrays,
+                const float *p, const int64_t *keys, double *total) {
     curve_tile t = curve_tile_of(arrays, p, keys, numel);
+    int64_t blocks = (numel + BLOCK - 1) / BLOCK;
+    double *moved = calloc((size_t)(blocks > 0 ? blocks : 1), sizeof(double));
+    if (!moved)
+        return -1;
 #pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
-    for (int64_t e = 0; e < numel; e++) {
-        float nu = n_up[e], nd = n_down[e];
-        if (nu == 0.0f && nd == 0.0f)
-            continue;
-        state[e] = curve_replay(&t, e, state[e], nu, nd);
-        if (weight)
-            weight[e] = state[e] + t.write * counter_normal(e, t.keys[K_WRITE]);
+    for (int64_t block = 0; block < blocks; block++) {
+        int64_t start = block * BLOCK, len = numel - start < BLOCK ? numel - start : BLOCK;
+        double sum = 0.0;
+        for (int64_t e = start; e < start + len; e++) {
+            float nu = n_up[e], nd = n_down[e];
+            if (nu == 0.0f && nd == 0.0f)
+                continue;
+            float w = state[e];
+            state[e] = curve_replay(&t, e, w, nu, nd);
+            sum += fabsf(state[e] - w);
+            if (weight)
+                weight[e] = state[e] + t.write * counter_normal(e, t.keys[K_WRITE]);
+        }
+        moved[block] = sum;
     }
+    *total = total_moved(moved, blocks);
+    return 0;
 }
 
 /* pulsed_curve.pulsed_update_: the pulse counts of -lr d^T x (as pulsed_linear's), then
- * apply_curve. Returns 0, or -1 out of memory (nothing written). */
+ * apply_curve (*total: sum |change|). Returns 0, or -1 out of memory (nothing written). */
 int pulsed_curve(float *restrict state, float *restrict weight, const float *x, const float *d,
                  int64_t n, int64_t ins, int64_t outs, const float *const *arrays,
-                 const float *p, const int64_t *keys) {
+                 const float *p, const int64_t *keys, double *total) {
     int64_t numel = ins * outs;
     uint32_t k[KEYS];
     for (int i = 0; i < KEYS; i++)
         k[i] = (uint32_t)keys[i];
     float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
-    if (!counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, k)) {
-        free(counts);
-        return -1;
-    }
-    apply_curve(state, weight, counts, counts + numel, numel, arrays, p, keys);
+    int failed = !counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, k) ||
+                 apply_curve(state, weight, counts, counts + numel, numel, arrays, p, keys, total);
     free(counts);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* ---- the IO model of an MVM around its product (mvm.py) ---- */

@@ -243,3 +243,24 @@ def test_the_c_kernel_gives_the_same_numbers_on_any_number_of_threads(
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+@pytest.mark.parametrize("path", ["c", "torch"])
+@pytest.mark.parametrize("case", ["reram_sb", "capacitor", "reram_es", "pcm"])
+def test_the_update_returns_how_far_it_moved_the_state(
+    case: str, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the tile's pulse counter reads (tiles.py): sum |change| of the state, summed by
+    the kernels as they go, equals the sum over a copy taken before."""
+    if path == "c" and native.library() is None:
+        pytest.skip("no C compiler: the C kernels cannot be built here")
+    monkeypatch.setenv(fused.ENV, "1" if path == "c" else "0")
+    dev = preset_device(case)
+    state = dev.clip_(torch.rand(SHAPE, generator=torch.Generator().manual_seed(3)) - 0.5)
+    before = state.clone()
+    x, d = rows()
+    how = pulsed.PulsedUpdate(0.1, 31, True, state + 0.01, 0.05)
+    moved = pulsed.pulsed_update_(dev, state, x, d, how, torch.Generator().manual_seed(4))
+    expected = float((state - before).abs().sum(dtype=torch.float64))
+    assert expected > 0.01
+    assert float(moved) == pytest.approx(expected, rel=1e-9)
