@@ -113,14 +113,20 @@ def _c_arrays(*tensors: Tensor | None) -> tuple[list[Tensor | None], list[int | 
 
 
 def _rounded_linear(
-    w: Tensor, grad: Tensor, scale: Tensor, key: Tensor, xi: Tensor | None, c: Tensor
+    w: Tensor,
+    grad: Tensor,
+    scale: Tensor,
+    key: Tensor,
+    xi: Tensor | None,
+    c: Tensor,
+    moved: Tensor,
 ) -> None:
     """The rounded update on a linear-family device, written into w: with v = grad * scale
     = dW / dw_min, n = floor(|v| + u) pulses of sign(v) (u: counter_uniform of the key,
     element by element: stochastic rounding),
     applied in closed form: w + expm1(n log a) (w - w*), plus additive noise
     sqrt(n) sigma dw xi, clipped. Every element's pulses share one sign, so their order
-    cannot matter."""
+    cannot matter. moved (0-d, float64) gets sum |change|, the tile's pulse counter's."""
     v = grad * scale
     n = torch.floor(v.abs() + counter_uniform(tuple(w.shape), key, w.device))
     up = v > 0
@@ -129,7 +135,9 @@ def _rounded_linear(
     change = torch.expm1(n * log_a) * (w - fixed)
     if xi is not None:
         change = change + torch.where(up, c[NOISE_UP], c[NOISE_DOWN]) * n.sqrt() * xi
-    w.copy_(torch.clamp(w + change, c[LO], c[HI]))
+    new = torch.clamp(w + change, c[LO], c[HI])
+    moved.copy_((new - w).abs().sum(dtype=torch.float64))
+    w.copy_(new)
 
 
 def _pulses_linear(
@@ -239,9 +247,15 @@ def _rounded_linear_c(
     key: Tensor,
     xi: Tensor | None,
     c: Tensor,
+    moved: Tensor,
 ) -> bool:
     _alive, (grad_p, xi_p, c_p) = _c_arrays(grad, xi, c)
-    lib.rounded_linear(w.data_ptr(), grad_p, float(scale), int(key), xi_p, c_p, w.numel())
+    blocks = torch.empty((w.numel() + 63) // 64, dtype=torch.float64)  # BLOCK's sums
+    numel = w.numel()
+    lib.rounded_linear(
+        w.data_ptr(), grad_p, float(scale), int(key), xi_p, c_p, numel, blocks.data_ptr()
+    )
+    moved.copy_(blocks.sum())  # below torch's grain size: one thread, in order
     return True
 
 

@@ -72,7 +72,7 @@ def library() -> ctypes.CDLL | None:
         log.warning("could not build the C update kernels (%s): running them as torch ops", exc)
         return None
     f32, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.rounded_linear.argtypes = [f32, f32, ctypes.c_float, ctypes.c_uint32, f32, f32, i64]
+    lib.rounded_linear.argtypes = [f32, f32, ctypes.c_float, ctypes.c_uint32, f32, f32, i64, f32]
     lib.pulses_linear.argtypes = [f32, f32, f32, f32, f32, f32, i64]
     lib.pulse_train.argtypes = [f32, f32, f32, ctypes.c_uint32, i64, i64]
     lib.coincidences.argtypes = [f32, f32, f32, f32, i64, i64, i64, i64]

@@ -157,36 +157,44 @@ class AnalogTile(nn.Module):
         return analog_mvm(w.T, d, self.backward_io, self.noise_generator)
 
     def update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x through the device (`_update`), its pulses counted: by the
-        pulsed update itself where it runs on the tile's own device (its kernels sum
-        |change| as they go), else from a copy of the state before."""
-        if self.cell is None and self.analog.update == "pulsed":
-            self.pulses += self._pulsed(x, d, lr) / self.granularity
-            return
-        before = self._written_copy()
-        self._update(x, d, lr)
-        self._count_pulses(before)
+        """W <- W - lr * d^T x through the device (`_update`), its pulses counted."""
+        before = None if self._counts_itself() else self._written_copy()
+        self._count_pulses(self._update(x, d, lr), before)
 
     def update_from_gradient(self, grad: Tensor, lr: float) -> None:
         """W <- W - lr * grad through the device (`_update_from_gradient`), its pulses
         counted; grad = d^T x (out, in), consumed."""
-        before = self._written_copy()
-        self._update_from_gradient(grad, lr)
-        self._count_pulses(before)
+        before = None if self._counts_itself() else self._written_copy()
+        self._count_pulses(self._update_from_gradient(grad, lr), before)
+
+    def _counts_itself(self) -> bool:
+        """Whether the update sums its own |change| as it goes (the pulsed kernels on the
+        tile's own device, the fused rounded chain), so that no copy of the state is
+        taken before it: on a small tile the copy cost as much as the update."""
+        if self.cell is not None:
+            return False
+        mode = self.analog.update
+        fused = mode == "rounded" and not self.write_noise and self.device_model.fused_rounding
+        return mode == "pulsed" or fused
 
     def _written_copy(self) -> Tensor:
         """A copy of what updates act on: the cell's devices, or the (hidden) weight."""
         return (self.cell.states if self.cell is not None else self.state).clone()
 
-    def _count_pulses(self, before: Tensor) -> None:
+    def _count_pulses(self, moved: Tensor | float | None, before: Tensor | None) -> None:
         """The pulses an update took, estimated as sum |change| / granularity (a pulse
         moves a device by about its granularity; pulses that cancel within one update,
-        or that a bound swallows, are not seen)."""
-        now = self.cell.states if self.cell is not None else self.state
-        self.pulses += (now - before).abs().sum(dtype=torch.float64) / self.granularity
+        or that a bound swallows, are not seen): the update's own sum (moved), or the
+        change since the copy `before`."""
+        if before is not None:
+            now = self.cell.states if self.cell is not None else self.state
+            moved = before.sub_(now).abs_().sum(dtype=torch.float64)  # the copy is spent
+        assert moved is not None, "an update that counts itself returned no sum"
+        self.pulses += moved / self.granularity
 
-    def _update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> None:
-        """W <- W - lr * d^T x through a unit cell, or in the expected and rounded modes.
+    def _update(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> Tensor | float | None:
+        """W <- W - lr * d^T x through the device, in the spec's update mode; returns sum
+        |change| where the update summed it (`_counts_itself`), else None.
 
         x (N, in) and d (N, out) are the rows of the micro-batches being applied
         (N = samples, or samples x positions for a convolution, whose input rows may
@@ -205,10 +213,12 @@ class AnalogTile(nn.Module):
             )
             self.cell.pulses_(n_up, n_down, self.noise_generator)
             self.weight.copy_(self.cell.finish_(self.noise_generator))
-            return
+            return None
+        if self.analog.update == "pulsed":
+            return self._pulsed(x, d, lr)
         if isinstance(x, LazyRows):
             raise ValueError("update: lazy rows are for the pulsed mode; pass d^T x")
-        self._update_from_gradient(d.T @ x, lr)
+        return self._update_from_gradient(d.T @ x, lr)
 
     def _pulsed(self, x: Tensor | LazyRows, d: Tensor, lr: float) -> Tensor | float:
         """The pulsed mode on the tile's own device, the whole update in one or two C calls
@@ -222,19 +232,21 @@ class AnalogTile(nn.Module):
         )
         return pulsed.pulsed_update_(self.device_model, self.state, x, d, how, self.noise_generator)
 
-    def _update_from_gradient(self, grad: Tensor, lr: float) -> None:
+    def _update_from_gradient(self, grad: Tensor, lr: float) -> Tensor | None:
         """W <- W - lr * grad through the device, grad = d^T x (out, in), consumed: the
-        expected and rounded modes, which need nothing but this product."""
+        expected and rounded modes, which need nothing but this product. Returns sum
+        |change| where the fused rounded chain summed it, else None."""
         mode = self.analog.update
         if mode == "pulsed":
             raise ValueError("update: the pulsed mode needs the rows x and d, not d^T x")
         if self.cell is not None:
             self._cell_update(grad.mul_(-lr))
-            return
+            return None
         dev = self.device_model
-        fusable = mode == "rounded" and not self.write_noise
-        if fusable and dev.rounded_update_(self.state, grad, lr, self.noise_generator):
-            return  # rounding and pulses in one fused chain
+        if mode == "rounded" and not self.write_noise:
+            moved = dev.rounded_update_(self.state, grad, lr, self.noise_generator)
+            if moved is not None:
+                return moved  # rounding and pulses in one fused chain
         delta = grad.mul_(-lr)
         if mode == "expected":
             touched = None
@@ -245,9 +257,10 @@ class AnalogTile(nn.Module):
             dev.expected_update_(self.state, delta, self.noise_generator)
             if touched is not None:
                 self._rewrite_(touched)
-            return
+            return None
         n_up, n_down = rounded_counts(delta, dw_min=dev.dw_min, generator=self.noise_generator)
         self._apply_pulses(n_up, n_down)
+        return None
 
     def _cell_update(self, delta: Tensor) -> None:
         """dW through the unit cell, expected or rounded (to whole pulses of the cell's

@@ -97,9 +97,10 @@ static int rounded_counts(float *restrict counts, const float *restrict grad, fl
     return any;
 }
 
-/* fused._rounded_linear: n = floor(|grad * scale| + u) pulses of sign(grad * scale). */
+/* fused._rounded_linear: n = floor(|grad * scale| + u) pulses of sign(grad * scale);
+ * moved[b] is block b's sum of |change| (the tile's pulse counter sums them in order). */
 void rounded_linear(float *w, const float *grad, float scale, uint32_t key, const float *xi,
-                    const float *c, int64_t n) {
+                    const float *c, int64_t n, double *moved) {
     pulse_table up_table, down_table;
     fill_table(&up_table, c[LOG_UP]);
     fill_table(&down_table, c[LOG_DOWN]);
@@ -109,8 +110,10 @@ void rounded_linear(float *w, const float *grad, float scale, uint32_t key, cons
         float counts[BLOCK];
         int64_t start = block * BLOCK;
         int64_t len = n - start < BLOCK ? n - start : BLOCK;
+        moved[block] = 0.0;
         if (!rounded_counts(counts, grad + start, scale, key, start, len))
             continue; /* the usual block: no element pulsed */
+        double sum = 0.0;
         for (int64_t j = 0; j < len; j++) {
             float k = counts[j];
             if (k == 0.0f)
@@ -123,8 +126,11 @@ void rounded_linear(float *w, const float *grad, float scale, uint32_t key, cons
             change = change * (w[i] - fixed);
             if (xi)
                 change = change + (up ? c[NOISE_UP] : c[NOISE_DOWN]) * sqrtf(k) * xi[i];
-            w[i] = clampf(w[i] + change, c[LO], c[HI]);
+            float before = w[i];
+            w[i] = clampf(before + change, c[LO], c[HI]);
+            sum += fabsf(w[i] - before);
         }
+        moved[block] = sum;
     }
 }
 

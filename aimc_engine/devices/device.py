@@ -165,22 +165,30 @@ class Device(nn.Module):
         values = (lo, hi, log_up, fix_up, log_down, fix_down, sigma * dw_up, sigma * dw_down, order)
         return torch.tensor(values, dtype=torch.float32, device=device)
 
+    @property
+    def fused_rounding(self) -> bool:
+        """Whether rounded_update_ runs here (a uniform linear-family device, additive or
+        no noise: its fused closed form)."""
+        return self._fused is not None
+
     def rounded_update_(
         self, w: Tensor, grad: Tensor, lr: float, generator: torch.Generator
-    ) -> bool:
+    ) -> Tensor | None:
         """The rounded mode for dW = -lr * grad as one fused chain, in place: n =
         stochastic_round(|dW|/dw_min) pulses of sign(dW), closed form, noise, clip
-        (fused.rounded_linear). False, and w untouched, on a device without that closed
-        form: the caller counts the pulses."""
+        (fused.rounded_linear). Returns sum |change| (0-d, float64); None, and w
+        untouched, on a device without that closed form (not fused_rounding): the
+        caller counts the pulses."""
         if self._fused is None:
-            return False
+            return None
         key = draw_key(generator)  # the stochastic rounding's counter-based uniforms
         xi = None
         if self.spec.c2c_noise:
             xi = torch.randn(w.shape, generator=generator, device=w.device)
         scale = torch.tensor(-lr / self.dw_min, device=w.device)
-        fused.rounded_linear(w, grad, scale, key, xi, self._fused)
-        return True
+        moved = torch.zeros((), dtype=torch.float64, device=w.device)
+        fused.rounded_linear(w, grad, scale, key, xi, self._fused, moved)
+        return moved
 
     def params(self) -> tuple[Param, Param, Param, Param]:
         """(w_min, w_max, step_up, step_down): floats for uniform tiles, else per element."""

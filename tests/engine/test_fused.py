@@ -59,7 +59,9 @@ def test_fused_rounded_update_equals_counting_pulses(model: str, path: str) -> N
     w, grad = start_and_grad()
     lr = 0.3
     ours, theirs = w.clone(), w.clone()
-    assert dev.rounded_update_(ours, grad.clone(), lr, torch.Generator().manual_seed(1))
+    moved = dev.rounded_update_(ours, grad.clone(), lr, torch.Generator().manual_seed(1))
+    assert moved is not None
+    assert float(moved) == pytest.approx(float((ours - w).abs().sum(dtype=torch.float64)))
     g = torch.Generator().manual_seed(1)
     n_up, n_down = rounded_counts(-lr * grad, dw_min=ref.dw_min, generator=g)
     assert n_up.max() >= 1 and n_down.max() >= 1  # whole pulses both ways
@@ -93,7 +95,7 @@ def test_devices_without_the_closed_form_take_the_general_path() -> None:
     multiplicative = make_device(SHAPE, c2c_noise=0.2, c2c_mode="multiplicative")
     assert multiplicative._fused is None
     w, grad = start_and_grad()
-    assert not multiplicative.rounded_update_(w, grad, 0.1, torch.Generator())
+    assert multiplicative.rounded_update_(w, grad, 0.1, torch.Generator()) is None
 
 
 def constants() -> torch.Tensor:
@@ -107,7 +109,8 @@ def rounded_inputs(noise: bool) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(4)
     xi = torch.randn(SHAPE, generator=g) if noise else None
     scale = torch.tensor(-0.3 / 0.02)
-    return w, grad, scale, draw_key(g), xi, constants()  # type: ignore[return-value]
+    moved = torch.zeros((), dtype=torch.float64)  # the chain's sum |change|
+    return w, grad, scale, draw_key(g), xi, constants(), moved  # type: ignore[return-value]
 
 
 def pulses_inputs(most: int, noise: bool) -> tuple[torch.Tensor | None, ...]:
