@@ -726,77 +726,79 @@ typedef struct {
     int64_t numel;
 } curve_tile;
 
-/* q_+ and q_- of element e at w (devices/power.py, exp.py, exp_step.py, reference.py) */
-static void curve_response(const curve_tile *t, int64_t e, float w, float *up, float *down) {
-    float lo = t->lo[e], hi = t->hi[e];
+/* one element being replayed (pulsed_curve.replay): what is left of its pulses, its
+ * weight, the second normal of its current Box-Muller pair, its constants, and the
+ * reciprocals of what its response divides by (a division on the chain from one step's
+ * weight to the next costs more than the rest of a step; the torch twin divides, and the
+ * two differ by a float32 ulp in the response's argument) */
+typedef struct {
+    int64_t e, steps;
+    float w, nu, nd, per, next_xi, lo, hi, s_up, s_down, r;
+    float inv_span, inv_up, inv_down; /* 1/(hi - lo), 1/(hi + r), 1/(lo + r) */
+} replaying;
+
+static replaying replay_start(const curve_tile *t, int64_t e, float w, float nu, float nd) {
+    float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f); /* MAX_INTERLEAVED_STEPS */
+    float lo = t->lo[e], hi = t->hi[e], r = t->reference ? t->reference[e] : 0.0f;
+    replaying out = {e, (int64_t)(ceilf(nu / per) + ceilf(nd / per)), w, nu, nd, per, 0.0f,
+                     lo, hi, t->s_up[e], t->s_down[e], r, 1.0f / (hi - lo), 1.0f / (hi + r),
+                     1.0f / (lo + r)};
+    return out;
+}
+
+/* q_+ (up) or q_- of a replayed element at w (devices/power.py, exp.py, exp_step.py,
+ * reference.py): a step moves one direction only, so only its response is computed */
+static float curve_q(const curve_tile *t, const replaying *r, float w, int up) {
     const float *c = t->curve;
     switch (t->family) {
-    case F_POWER: { /* ((hi - w)/span)^gamma, ((w - lo)/span)^gamma */
-        float span = hi - lo;
-        *up = powf(fmaxf((hi - w) / span, 0.0f), c[0]);
-        *down = powf(fmaxf((w - lo) / span, 0.0f), c[0]);
-        return;
-    }
+    case F_POWER: /* ((hi - w)/span)^gamma, ((w - lo)/span)^gamma */
+        return powf(fmaxf((up ? r->hi - w : w - r->lo) * r->inv_span, 0.0f), c[0]);
     case F_EXP: /* expm1(g (1 - w/bound)) / expm1(g); g = 0: soft bounds */
-        if (c[0] == 0.0f) {
-            *up = 1.0f - w / hi, *down = 1.0f - w / lo;
-        } else {
-            *up = expm1f(c[0] * (1.0f - w / hi)) / c[1];
-            *down = expm1f(c[0] * (1.0f - w / lo)) / c[1];
-        }
-        return;
+        if (c[0] == 0.0f)
+            return 1.0f - w * (up ? r->inv_up : r->inv_down);
+        return expm1f(c[0] * (1.0f - w * (up ? r->inv_up : r->inv_down))) / c[1];
     case F_EXP_STEP:
     case F_EXP_STEP_SAFE: { /* z = 2a w/(hi - lo) + b; max(1 - A exp(+-gamma z), 0) */
-        if (t->family == F_EXP_STEP_SAFE && !(hi - lo > 0.0f)) {
-            *up = *down = 0.0f; /* a corrupt element's bounds meet: no pulse moves it */
-            return;
-        }
-        float z = 2.0f * c[0] * w / (hi - lo) + c[1];
-        *up = fmaxf(1.0f - c[2] * expf(c[4] * z), 0.0f);
-        *down = fmaxf(1.0f - c[3] * expf(-c[5] * z), 0.0f);
-        return;
+        if (t->family == F_EXP_STEP_SAFE && !(r->hi - r->lo > 0.0f))
+            return 0.0f; /* a corrupt element's bounds meet: no pulse moves it */
+        float z = 2.0f * c[0] * w * r->inv_span + c[1];
+        return up ? fmaxf(1.0f - c[2] * expf(c[4] * z), 0.0f)
+                  : fmaxf(1.0f - c[3] * expf(-c[5] * z), 0.0f);
     }
     default: { /* soft bounds on the state g = w + r against b = bound + r */
-        float r = t->reference[e], g = w + r, b_max = hi + r, b_min = lo + r;
-        *up = b_max > 0.0f ? 1.0f - g / b_max : 1.0f;
-        *down = b_min < 0.0f ? 1.0f - g / b_min : 1.0f;
+        float b = (up ? r->hi : r->lo) + r->r;
+        return (up ? b > 0.0f : b < 0.0f) ? 1.0f - (w + r->r) * (up ? r->inv_up : r->inv_down)
+                                          : 1.0f;
     }
     }
 }
 
-/* element e's pulses one at a time in a random order from w, the response read again at
- * every step (pulsed_curve._replay): as the linear family's replay, with the curve */
-static float curve_replay(const curve_tile *t, int64_t e, float w, float nu, float nd) {
-    float lo = t->lo[e], hi = t->hi[e], s_up = t->s_up[e], s_down = t->s_down[e];
-    float per = fmaxf(ceilf((nu + nd) / 64.0f), 1.0f); /* MAX_INTERLEAVED_STEPS */
-    int64_t steps = (int64_t)(ceilf(nu / per) + ceilf(nd / per));
-    float xi = 0.0f, next_xi = 0.0f; /* steps 2m and 2m + 1 take pair m's two normals */
-    for (int64_t s = 0; s < steps; s++) {
-        float left = nu + nd;
-        int up = counter_uniform(s * t->numel + e, t->keys[K_ORDER]) * left < nu;
-        float count = left > per ? per : left;
-        float cu = up ? fminf(count, nu) : 0.0f, cd = up ? 0.0f : fminf(count, nd);
-        nu = nu - cu, nd = nd - cd;
-        float q_up, q_down;
-        curve_response(t, e, w, &q_up, &q_down);
-        float step = cu * s_up * q_up - cd * s_down * q_down;
-        if (t->sigma != 0.0f) {
-            float scale = up ? s_up : s_down;
-            if (t->complex_noise) { /* ExpStep's: |s q| + (add + slope |w|) / dw_min */
-                float q_step = scale * (up ? q_up : q_down);
-                scale = fabsf(q_step) + (fabsf(w) * t->noise_slope + t->noise_add) / t->dw_min;
-            } else if (t->mult) {
-                scale = scale * (up ? q_up : q_down);
-            }
-            if (s % 2 == 0)
-                counter_normal_pair(s / 2 * t->numel + e, t->keys[K_NOISE], &xi, &next_xi);
-            else
-                xi = next_xi;
-            step = step + sqrtf(cu + cd) * xi * scale * t->sigma;
-        }
-        w = clampf(w + t->dw_min * step, lo, hi);
+/* step s of an element's pulses in a random order, the response read again first; the
+ * normals of steps 0 and 1 are pair_0 when already drawn (apply_curve), NULL otherwise */
+static void replay_step(const curve_tile *t, replaying *r, int64_t s, const float *pair_0) {
+    float left = r->nu + r->nd;
+    int up = counter_uniform(s * t->numel + r->e, t->keys[K_ORDER]) * left < r->nu;
+    float count = left > r->per ? r->per : left;
+    float cu = up ? fminf(count, r->nu) : 0.0f, cd = up ? 0.0f : fminf(count, r->nd);
+    r->nu = r->nu - cu, r->nd = r->nd - cd;
+    float w = r->w, q = curve_q(t, r, w, up);
+    /* the torch twin's cu s_up q_up - cd s_down q_down, one term being 0 */
+    float step = up ? cu * r->s_up * q : -(cd * r->s_down * q);
+    if (t->sigma != 0.0f) {
+        float scale = up ? r->s_up : r->s_down, xi;
+        if (t->complex_noise) /* ExpStep's: |s q| + (add + slope |w|) / dw_min */
+            scale = fabsf(scale * q) + (fabsf(w) * t->noise_slope + t->noise_add) / t->dw_min;
+        else if (t->mult)
+            scale = scale * q;
+        if (s == 0 && pair_0) /* steps 2m and 2m + 1 take pair m's two normals */
+            xi = pair_0[0], r->next_xi = pair_0[1];
+        else if (s % 2 == 0)
+            counter_normal_pair(s / 2 * t->numel + r->e, t->keys[K_NOISE], &xi, &r->next_xi);
+        else
+            xi = r->next_xi;
+        step = step + sqrtf(cu + cd) * xi * scale * t->sigma;
     }
-    return w;
+    r->w = clampf(w + t->dw_min * step, r->lo, r->hi);
 }
 
 static curve_tile curve_tile_of(const float *const *arrays, const float *p,
@@ -826,16 +828,48 @@ int apply_curve(float *restrict state, float *restrict weight, const float *rest
 #pragma omp parallel for schedule(static) if (numel >= PARALLEL_MIN)
     for (int64_t block = 0; block < blocks; block++) {
         int64_t start = block * BLOCK, len = numel - start < BLOCK ? numel - start : BLOCK;
+        int64_t touched = pulsed_in(n_up + start, n_down + start, len);
+        moved[block] = 0.0;
+        if (touched == 0)
+            continue;
+        /* a dense block draws its first pulse pairs' and write noise's normals in
+         * vectorised loops (the same numbers as one at a time) */
+        int vector = touched >= DENSE;
+        float xi_0[BLOCK], xi_1[BLOCK], xi_write[BLOCK], unused[BLOCK];
+        if (vector && t.sigma != 0.0f)
+            normal_pairs(xi_0, xi_1, start, t.keys[K_NOISE], len);
+        if (vector && weight)
+            normal_pairs(xi_write, unused, start, t.keys[K_WRITE], len);
+        /* the block's pulsed elements replayed step by step side by side: the steps of
+         * one element depend on each other (the response reads the weight the last
+         * step left), those of different elements do not, so the processor overlaps
+         * them; each element's numbers are those of its own loop */
+        replaying live[BLOCK];
+        int64_t n = 0, most = 0;
+        for (int64_t j = 0; j < len; j++)
+            if (n_up[start + j] != 0.0f || n_down[start + j] != 0.0f) {
+                live[n] = replay_start(&t, start + j, state[start + j], n_up[start + j],
+                                       n_down[start + j]);
+                most = live[n].steps > most ? live[n].steps : most;
+                n++;
+            }
+        int drawn = vector && t.sigma != 0.0f;
+        for (int64_t step = 0; step < most; step++)
+            for (int64_t k = 0; k < n; k++) {
+                if (step >= live[k].steps)
+                    continue;
+                int64_t j = live[k].e - start;
+                float pair[2] = {drawn ? xi_0[j] : 0.0f, drawn ? xi_1[j] : 0.0f};
+                replay_step(&t, live + k, step, drawn ? pair : NULL);
+            }
         double sum = 0.0;
-        for (int64_t e = start; e < start + len; e++) {
-            float nu = n_up[e], nd = n_down[e];
-            if (nu == 0.0f && nd == 0.0f)
-                continue;
-            float w = state[e];
-            state[e] = curve_replay(&t, e, w, nu, nd);
-            sum += fabsf(state[e] - w);
+        for (int64_t k = 0; k < n; k++) {
+            int64_t e = live[k].e, j = e - start;
+            sum += fabsf(live[k].w - state[e]);
+            state[e] = live[k].w;
             if (weight)
-                weight[e] = state[e] + t.write * counter_normal(e, t.keys[K_WRITE]);
+                weight[e] = state[e] + t.write * (vector ? xi_write[j]
+                                                         : counter_normal(e, t.keys[K_WRITE]));
         }
         moved[block] = sum;
     }

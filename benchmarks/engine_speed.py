@@ -205,6 +205,11 @@ AIHWKIT_PRESETS = {  # aimc preset -> aihwkit's preset RPU config
     "ecram": "EcRamPreset",
     "ecram_mo": "EcRamMOPreset",
     "gokmen_vlasov": "GokmenVlasovPreset",
+    "pcm": "PCMPreset",
+    # aihwkit has these two as devices only: a single-device config with the presets' IO
+    # and update settings, as its single-device presets are built
+    "reram_array_om": "ReRamArrayOMPresetDevice",
+    "reram_array_hfo2": "ReRamArrayHfO2PresetDevice",
 }
 DIGITS_MLP = {"kind": "mlp", "hidden": [128, 64], "activation": "tanh"}
 
@@ -246,7 +251,19 @@ def aihwkit_step(preset: str, data: Dataset) -> Callable[[int], None] | None:
         from aihwkit.simulator import presets  # type: ignore[import-not-found]
     except ImportError:
         return None
-    config = getattr(presets, AIHWKIT_PRESETS[preset])()
+    name = AIHWKIT_PRESETS[preset]
+    if name.endswith("Device"):
+        from aihwkit.simulator.configs import SingleRPUConfig  # type: ignore[import-not-found]
+
+        io = presets.PresetIOParameters
+        config = SingleRPUConfig(
+            device=getattr(presets, name)(),
+            forward=io(),
+            backward=io(),
+            update=presets.PresetUpdateParameters(),
+        )
+    else:
+        config = getattr(presets, name)()
     model = AnalogSequential(
         Linear(64, 128, rpu_config=config),
         nn.Tanh(),
@@ -257,11 +274,12 @@ def aihwkit_step(preset: str, data: Dataset) -> Callable[[int], None] | None:
     opt = AnalogSGD(model.parameters(), lr=0.1)
     opt.regroup_param_groups(model)
     per_epoch = len(data.x_train) // 10
+    flat = data.x_train.reshape(len(data.x_train), -1)  # the 8x8 images as 64 inputs
 
     def step(i: int) -> None:
         at = (i % per_epoch) * 10
         opt.zero_grad()
-        F.cross_entropy(model(data.x_train[at : at + 10]), data.y_train[at : at + 10]).backward()
+        F.cross_entropy(model(flat[at : at + 10]), data.y_train[at : at + 10]).backward()
         opt.step()
 
     return step
