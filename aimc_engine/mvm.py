@@ -11,6 +11,8 @@ the IO model acts on every element on its own (`acts_per_element`).
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -133,9 +135,62 @@ def _io_in_c(w: Tensor, x: Tensor, io: IOSpec, generator: torch.Generator | None
     )
     if not clipped:
         return y
-    # bound management redoes rows: the torch ops from the noisy outputs on
+    # bound management redoes rows
     x = x / scale if io.noise_management else x
-    return _bound_managed(w, x, y, scale, io, generator)
+    return _bound_managed_c(lib, w, x, y, scale, io, generator)
+
+
+def _bound_managed_c(
+    lib: ctypes.CDLL,
+    w: Tensor,
+    x: Tensor,
+    y: Tensor,
+    scale: Tensor,
+    io: IOSpec,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """_bound_managed with its row loops in C (native.py: clipped_rows, halved_rows,
+    replace_rows, managed_outputs) around torch's product and noise draw: the same
+    numbers, drawn in the same order, in a few calls instead of some fifteen ops per
+    halving."""
+    rows, cols = y.shape
+    halving = torch.ones(rows, 1)
+    idx = torch.empty(rows, dtype=torch.int64)
+    x = x.contiguous()
+    in_step = quantisation_step(io.in_bound, io.dac_bits)
+    for _ in range(MAX_BOUND_HALVINGS):
+        n = lib.clipped_rows(idx.data_ptr(), y.data_ptr(), rows, cols, io.out_bound)
+        if n == 0:
+            break
+        xq = torch.empty(n, x.shape[1])
+        lib.halved_rows(
+            xq.data_ptr(),
+            halving.data_ptr(),
+            x.data_ptr(),
+            idx.data_ptr(),
+            n,
+            x.shape[1],
+            io.in_bound,
+            in_step,
+        )
+        redone = xq @ w.T
+        xi = None
+        if io.out_noise > 0:
+            xi = torch.randn(redone.shape, generator=generator, dtype=y.dtype, device=y.device)
+        lib.replace_rows(
+            y.data_ptr(),
+            redone.data_ptr(),
+            None if xi is None else xi.data_ptr(),
+            idx.data_ptr(),
+            n,
+            cols,
+            io.out_noise,
+        )
+    out_step = quantisation_step(io.out_bound, io.adc_bits)
+    lib.managed_outputs(
+        y.data_ptr(), scale.data_ptr(), halving.data_ptr(), rows, cols, io.out_bound, out_step
+    )
+    return y
 
 
 def acts_per_element(io: IOSpec) -> bool:

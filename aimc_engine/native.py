@@ -92,6 +92,12 @@ def library() -> ctypes.CDLL | None:
     lib.io_inputs.restype = None
     lib.io_outputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float, c_float, ctypes.c_int]
     lib.io_outputs.restype = ctypes.c_int
+    lib.clipped_rows.argtypes = [f32, f32, i64, i64, c_float]
+    lib.clipped_rows.restype = i64
+    lib.halved_rows.argtypes = [f32, f32, f32, f32, i64, i64, c_float, c_float]
+    lib.replace_rows.argtypes = [f32, f32, f32, f32, i64, i64, c_float]
+    lib.managed_outputs.argtypes = [f32, f32, f32, i64, i64, c_float, c_float]
+    lib.halved_rows.restype = lib.replace_rows.restype = lib.managed_outputs.restype = None
     return lib
 
 

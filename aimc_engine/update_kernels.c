@@ -941,3 +941,55 @@ int io_outputs(float *restrict y, const float *restrict xi, const float *restric
             y[r * cols + j] = quantisef(y[r * cols + j], bound, step) * scale[r];
     return 0;
 }
+
+/* bound management (mvm._bound_managed) in three loops around torch's product and its
+ * noise draw, the same float operations: the rows whose outputs reach +-bound, into idx
+ * (returns how many) */
+int64_t clipped_rows(int64_t *restrict idx, const float *restrict y, int64_t rows,
+                     int64_t cols, float bound) {
+    int64_t n = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int clipped = 0;
+        for (int64_t j = 0; j < cols; j++)
+            clipped |= fabsf(y[r * cols + j]) >= bound;
+        if (clipped)
+            idx[n++] = r;
+    }
+    return n;
+}
+
+/* the listed rows' halving factors halved, and their inputs x times the new factor
+ * through the DAC, into xq (n, cols) */
+void halved_rows(float *restrict xq, float *restrict halving, const float *restrict x,
+                 const int64_t *restrict idx, int64_t n, int64_t cols, float bound,
+                 float step) {
+    for (int64_t k = 0; k < n; k++) {
+        int64_t r = idx[k];
+        float h = halving[r] * 0.5f;
+        halving[r] = h;
+        for (int64_t j = 0; j < cols; j++)
+            xq[k * cols + j] = quantisef(x[r * cols + j] * h, bound, step);
+    }
+}
+
+/* the listed rows of y replaced by the new outputs y_new (n, cols), plus noise times xi
+ * where xi is not NULL */
+void replace_rows(float *restrict y, const float *restrict y_new, const float *restrict xi,
+                  const int64_t *restrict idx, int64_t n, int64_t cols, float noise) {
+    for (int64_t k = 0; k < n; k++)
+        for (int64_t j = 0; j < cols; j++)
+            y[idx[k] * cols + j] =
+                xi ? y_new[k * cols + j] + noise * xi[k * cols + j] : y_new[k * cols + j];
+}
+
+/* the ADC and the rescale by scale / halving, in place */
+void managed_outputs(float *restrict y, const float *restrict scale,
+                     const float *restrict halving, int64_t rows, int64_t cols, float bound,
+                     float step) {
+    for (int64_t r = 0; r < rows; r++) {
+        float factor = scale[r] / halving[r];
+        for (int64_t j = 0; j < cols; j++)
+            y[r * cols + j] = quantisef(y[r * cols + j], bound, step) * factor;
+    }
+}
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from aimc_engine import mvm
 from aimc_engine.mvm import analog_mvm, quantisation_step
 from aimc_engine.tiles import AnalogTile, TileConfig
 from aimc_spec.spec import AnalogSpec, IOSpec
@@ -124,6 +125,9 @@ def test_c_io_loops_give_the_torch_ops_numbers_bit_for_bit(
     io = IOSpec(perfect=False, noise_management=noise_management, bound_management=bound_management)
     g = torch.Generator().manual_seed(0)
     w = torch.randn(64, 128, generator=g) * 0.3
+    redone = []  # the C path's bound management, counted: the case must reach it
+    in_c = mvm._bound_managed_c
+    monkeypatch.setattr(mvm, "_bound_managed_c", lambda *a: redone.append(1) or in_c(*a))
     for size in (1.0, 30.0):  # 30: outputs clip
         x = torch.rand(10, 128, generator=g) * size - size / 3
         out = []
@@ -133,3 +137,4 @@ def test_c_io_loops_give_the_torch_ops_numbers_bit_for_bit(
             out.append(analog_mvm(w, x, io, gen, bias=torch.ones(64)))
             out.append(analog_mvm(w.T, x[:, :64], io, gen))  # a backward's transposed view
         assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[3])
+    assert bool(redone) == (bound_management and not noise_management)
