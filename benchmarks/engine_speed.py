@@ -294,7 +294,12 @@ def small(steps: int) -> None:
     base = time_interleaved([(1, torch_step), (1, digital)], steps)
     print("digits MLP 64-128-64-10, b 10, 1 thread, `aimc run` loop (fastest of interleaved")
     print(f"blocks): plain torch {base[0] * 1e3:.3f} ms, aimc digital {base[1] * 1e3:.3f} ms")
-    print("aihwkit 1.2.0 column: source build, 1 thread, as measured in issue 24")
+    try:
+        import aihwkit  # type: ignore[import-not-found]
+
+        print(f"aihwkit column: aihwkit {aihwkit.__version__} in this process, interleaved")
+    except ImportError:
+        print("aihwkit column: 1.2.0 as measured in issue 24 (no aihwkit here to time)")
     print(f"\n{'preset (pulsed, noisy IO)':28} {'aimc ms':>8} {'x digital':>9} {'aihwkit ms':>10}")
     for preset in PRESETS:
         runs = [(1, digital), (1, run_loop_step(digits_spec(preset), digits))]
