@@ -4,9 +4,10 @@ The families without the linear family's closed form (power, exp, exp_step,
 exp_step_noise, softbounds_reference: the reram_es, pcm and reram_array presets) move
 each element pulse by pulse, the response read again before every pulse. As torch ops
 that is a dozen full-tile operations per pulse step, some forty steps per update: on the
-digits MLP a reram_es step took 29 plain-torch steps. Here it is one C call
+digits MLP a reram_es training step cost 29 digital ones. Here it is one C call
 (update_kernels.c: pulsed_curve) that counts the pulses as pulsed_linear does and then
-replays each pulsed element in a loop of its own.
+replays the pulsed elements of each block of 64 side by side, step by step (each
+element's steps in its own order, so its numbers are those of a loop of its own).
 
 The numbers are counter-based, from the same 6 keys as the linear family's update
 (pulsed.py): the pulse trains' two sides, the order of every element's pulses and their
