@@ -250,8 +250,8 @@ def _rounded_linear_c(
     moved: Tensor,
 ) -> bool:
     _alive, (grad_p, xi_p, c_p) = _c_arrays(grad, xi, c)
-    blocks = torch.empty((w.numel() + 63) // 64, dtype=torch.float64)  # BLOCK's sums
     numel = w.numel()
+    blocks = torch.empty((numel + 63) // 64, dtype=torch.float64)  # BLOCK's sums
     lib.rounded_linear(
         w.data_ptr(), grad_p, float(scale), int(key), xi_p, c_p, numel, blocks.data_ptr()
     )

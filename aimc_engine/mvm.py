@@ -84,12 +84,11 @@ def _bound_managed(
     halving = torch.ones_like(scale)  # (N, 1) bound-management factor
     if io.bound_management:
         for _ in range(MAX_BOUND_HALVINGS):
-            rows = torch.nonzero((y.abs() >= io.out_bound).any(dim=1)).squeeze(1)
-            if not len(rows):
+            clipped = (y.abs() >= io.out_bound).any(dim=1)  # (N,)
+            if not bool(clipped.any()):
                 break
-            halved = halving.index_select(0, rows).mul_(0.5)
-            halving.index_copy_(0, rows, halved)
-            y.index_copy_(0, rows, _product(w, x.index_select(0, rows) * halved, io, generator))
+            halving[clipped] = halving[clipped] / 2
+            y[clipped] = _product(w, x[clipped] * halving[clipped], io, generator)
     return quantise(y, io.out_bound, io.adc_bits) * (scale / halving)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -41,7 +42,7 @@ from aimc_engine.fused import fusion_enabled
 from aimc_engine.pulses import K_D, K_NOISE_PAIR, K_WRITE, K_X, LazyRows, pulse_train_counts
 from aimc_engine.rng import normal_at, normal_pair_at
 
-# the attribute of a Device that keeps its C arguments (_c_arguments)
+# the attribute of a Device that keeps its C arguments (_kernel)
 _KEPT = "_pulsed_c_arguments"
 
 
@@ -72,11 +73,10 @@ def pulsed_update_(
     keys = torch.randint(0, 2**32, (6,), generator=generator, device=generator.device)
     lib = native.library() if fusion_enabled() and _c_can_run(state, d, how) else None
     if lib is not None and isinstance(x, Tensor):
-        closed = dev.family.closed_form
-        arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
+        kernel, arrays, scalars = _kernel(lib, "pulsed", dev, how)
         x, d = x.to(torch.float32).contiguous(), d.to(torch.float32).contiguous()
         moved = ctypes.c_double()
-        done = (lib.pulsed_linear if closed else lib.pulsed_curve)(
+        done = kernel(
             state.data_ptr(),
             _pointer(how.weight),
             x.data_ptr(),
@@ -111,12 +111,11 @@ def apply_counts_(
     C call where it can run, else the same as torch ops (_apply). Returns sum |change|
     of the state (float64)."""
     lib = native.library() if fusion_enabled() and _c_can_run(state, n_up, how) else None
-    closed = dev.family.closed_form
     if lib is not None:
-        arrays, scalars = _c_arguments(dev, how) if closed else pulsed_curve.c_arguments(dev, how)
+        kernel, arrays, scalars = _kernel(lib, "apply", dev, how)
         counts = (n_up.to(torch.float32).contiguous(), n_down.to(torch.float32).contiguous())
         moved = ctypes.c_double()
-        failed = (lib.apply_linear if closed else lib.apply_curve)(
+        failed = kernel(
             state.data_ptr(),
             _pointer(how.weight),
             *(c.data_ptr() for c in counts),
@@ -128,7 +127,8 @@ def apply_counts_(
         )
         if not failed:  # else out of memory, nothing written: the torch ops
             return moved.value
-    return (_apply if closed else pulsed_curve.apply)(dev, state, n_up, n_down, how, keys)
+    apply = _apply if dev.family.closed_form else pulsed_curve.apply
+    return apply(dev, state, n_up, n_down, how, keys)
 
 
 def _refs(dev: Device) -> tuple[Tensor | float, Tensor | float]:
@@ -152,28 +152,42 @@ def _pointer(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _c_arguments(dev: Device, how: PulsedUpdate) -> tuple[ctypes.Array, Tensor]:
-    """The device's per-element arrays (update_kernels.c: A_LO ... A_REF_LO; NULL for
-    shared reference bounds) and the scalars (P_PER_PULSE ... P_REF_LO). The scalars are
-    kept on the device for the next update with the same settings and buffers (making
-    them costs more than a small tile's update)."""
-    ref_hi, ref_lo = _refs(dev)
-    arrays = [dev.w_min, dev.w_max, dev.step_up, dev.step_down, dev.slope_up, dev.slope_down]
-    pointers = tuple(a.data_ptr() for a in arrays) + tuple(
-        r.data_ptr() if isinstance(r, Tensor) else None for r in (ref_hi, ref_lo)
-    )
+def _kernel(
+    lib: ctypes.CDLL, name: str, dev: Device, how: PulsedUpdate
+) -> tuple[Callable[..., int], ctypes.Array, Tensor]:
+    """The C kernel `name` ("pulsed": from the rows, "apply": from the counts) of the
+    device's family (update_kernels.c: NAME_linear, NAME_curve) and its arguments: the
+    device's per-element arrays and the scalars, first those every family shares
+    (P_PER_PULSE ... P_MULT), then the family's own. The scalars are kept on the device
+    for the next update with the same settings and buffers (making them costs more than
+    a small tile's update)."""
+    closed = dev.family.closed_form
+    pointers = _linear_arrays(dev) if closed else pulsed_curve.c_arrays(dev)
     key = (how.lr, how.bit_length, how.managed, how.write_noise, pointers)
     kept = dev.__dict__.get(_KEPT)
-    if kept is not None and kept[0] == key:
-        return (ctypes.c_void_p * 8)(*pointers), kept[1]
-    per_pulse = how.lr / dev.granularity
-    values = [per_pulse, how.bit_length, how.managed, math.sqrt(per_pulse / how.bit_length)]
-    values += [dev.dw_min, dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"]
-    values += [4 * dev.spec.c2c_noise, how.write_noise, dev.clips]
-    values += [0.0 if isinstance(r, Tensor) else r for r in (ref_hi, ref_lo)]
-    scalars = torch.tensor(values, dtype=torch.float32)
-    dev.__dict__[_KEPT] = (key, scalars)  # a plain attribute: not a buffer, not saved
-    return (ctypes.c_void_p * 8)(*pointers), scalars
+    if kept is None or kept[0] != key:
+        per_pulse = how.lr / dev.granularity
+        values = [per_pulse, how.bit_length, how.managed, math.sqrt(per_pulse / how.bit_length)]
+        values += [dev.dw_min, dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"]
+        values += _linear_scalars(dev, how) if closed else pulsed_curve.c_scalars(dev, how)
+        kept = (key, torch.tensor(values, dtype=torch.float32))
+        dev.__dict__[_KEPT] = kept  # a plain attribute: not a buffer, not saved
+    kernel = getattr(lib, f"{name}_linear" if closed else f"{name}_curve")
+    return kernel, (ctypes.c_void_p * len(pointers))(*pointers), kept[1]
+
+
+def _linear_arrays(dev: Device) -> tuple[int | None, ...]:
+    """A linear-family device's per-element arrays (update_kernels.c: A_LO ... A_REF_LO;
+    NULL for shared reference bounds)."""
+    arrays = [dev.w_min, dev.w_max, dev.step_up, dev.step_down, dev.slope_up, dev.slope_down]
+    refs = tuple(r.data_ptr() if isinstance(r, Tensor) else None for r in _refs(dev))
+    return tuple(a.data_ptr() for a in arrays) + refs
+
+
+def _linear_scalars(dev: Device, how: PulsedUpdate) -> list[float]:
+    """A linear-family device's own scalars (P_SPREAD ... P_REF_LO)."""
+    values = [4 * dev.spec.c2c_noise, how.write_noise, dev.clips]
+    return values + [0.0 if isinstance(r, Tensor) else r for r in _refs(dev)]
 
 
 def _apply(

@@ -21,7 +21,6 @@ other numbers than aimc 0.6 did, equal in distribution.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from typing import TYPE_CHECKING
 
@@ -38,36 +37,32 @@ if TYPE_CHECKING:
 
 # update_kernels.c: F_POWER ... F_SOFTBOUNDS_REFERENCE
 FAMILY_IDS = {"power": 0, "exp": 1, "exp_step": 2, "exp_step_noise": 3, "softbounds_reference": 4}
-_KEPT = "_curve_c_arguments"  # the attribute of a Device that keeps its C arguments
 
 
-def c_arguments(dev: Device, how: PulsedUpdate) -> tuple[ctypes.Array, Tensor]:
-    """The device's per-element arrays (update_kernels.c: B_LO ... B_REFERENCE, NULL
-    without a reference) and the scalars (P_PER_PULSE ... C_CURVE and the family's
-    constants), kept on the device for the next update with the same settings."""
-    reference = dev.reference if dev.family.reference else None
+def c_arrays(dev: Device) -> tuple[int | None, ...]:
+    """A curved-family device's per-element arrays (update_kernels.c: B_LO ...
+    B_REFERENCE, NULL without a reference)."""
+    reference = dev.reference.data_ptr() if dev.family.reference else None
     arrays = [dev.w_min, dev.w_max, dev.step_up, dev.step_down]
-    pointers = (
-        *(a.data_ptr() for a in arrays),
-        None if reference is None else reference.data_ptr(),
-    )
-    key = (how.lr, how.bit_length, how.managed, how.write_noise, pointers)
-    kept = dev.__dict__.get(_KEPT)
-    if kept is not None and kept[0] == key:
-        return (ctypes.c_void_p * 5)(*pointers), kept[1]
-    per_pulse = how.lr / dev.granularity
+    return (*(a.data_ptr() for a in arrays), reference)
+
+
+def c_scalars(dev: Device, how: PulsedUpdate) -> list[float]:
+    """A curved-family device's own scalars (C_WRITE ... C_CURVE and the family's
+    constants), after those every family shares (pulsed._kernel)."""
     noise = dev.complex_noise or (0.0, 0.0)
-    values = [per_pulse, how.bit_length, how.managed, math.sqrt(per_pulse / how.bit_length)]
-    values += [dev.dw_min, dev.spec.c2c_noise, dev.spec.c2c_mode == "multiplicative"]
-    values += [how.write_noise, FAMILY_IDS[dev.family.name], *noise]
-    values += [dev.complex_noise is not None, *_curve_constants(dev)]
-    scalars = torch.tensor(values, dtype=torch.float32)
-    dev.__dict__[_KEPT] = (key, scalars)  # a plain attribute: not a buffer, not saved
-    return (ctypes.c_void_p * 5)(*pointers), scalars
+    complex_noise = dev.complex_noise is not None
+    return [
+        how.write_noise,
+        FAMILY_IDS[dev.family.name],
+        *noise,
+        complex_noise,
+        *_curve_constants(dev),
+    ]
 
 
 def _curve_constants(dev: Device) -> list[float]:
-    """The family's constants as curve_response reads them (c[0], c[1], ...)."""
+    """The family's constants as curve_q reads them (c[0], c[1], ...)."""
     spec = dev.spec
     if isinstance(spec, PowerDeviceSpec):
         return [spec.gamma]

@@ -243,10 +243,8 @@ class AnalogTile(nn.Module):
             self._cell_update(grad.mul_(-lr))
             return None
         dev = self.device_model
-        if mode == "rounded" and not self.write_noise:
-            moved = dev.rounded_update_(self.state, grad, lr, self.noise_generator)
-            if moved is not None:
-                return moved  # rounding and pulses in one fused chain
+        if self._counts_itself():  # rounded on a fused device: one chain, its own sum
+            return dev.rounded_update_(self.state, grad, lr, self.noise_generator)
         delta = grad.mul_(-lr)
         if mode == "expected":
             touched = None

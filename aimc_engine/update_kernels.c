@@ -689,20 +689,35 @@ int apply_linear(float *restrict state, float *restrict weight, const float *res
     return 0;
 }
 
-/* pulsed.pulsed_update_: the pulse counts of -lr d^T x (pulses.pulse_train_counts) on a
- * linear-family tile, then apply_linear (*total: sum |change|). Returns 0, or -1 out of
- * memory (nothing written). */
+/* the apply step of a family's whole pulsed update: apply_linear, apply_curve */
+typedef int (*apply_kernel)(float *restrict, float *restrict, const float *restrict,
+                            const float *restrict, int64_t, const float *const *, const float *,
+                            const int64_t *, double *);
+
+/* pulsed.pulsed_update_: the pulse counts of -lr d^T x (pulses.pulse_train_counts), then
+ * the family's apply (*total: sum |change|). Returns 0, or -1 out of memory (nothing
+ * written). */
+static int counts_then(apply_kernel apply, float *restrict state, float *restrict weight,
+                       const float *x, const float *d, int64_t n, int64_t ins, int64_t outs,
+                       const float *const *arrays, const float *p, const int64_t *keys,
+                       double *total) {
+    int64_t numel = ins * outs;
+    uint32_t k[KEYS];
+    for (int i = 0; i < KEYS; i++)
+        k[i] = (uint32_t)keys[i];
+    float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
+    int failed = !counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, k) ||
+                 apply(state, weight, counts, counts + numel, numel, arrays, p, keys, total);
+    free(counts);
+    return failed ? -1 : 0;
+}
+
+/* counts_then on a linear-family tile */
 int pulsed_linear(float *restrict state, float *restrict weight, const float *x,
                   const float *d, int64_t n, int64_t ins, int64_t outs,
                   const float *const *arrays, const float *p, const int64_t *keys,
                   double *total) {
-    int64_t numel = ins * outs;
-    linear_tile t = tile_of(arrays, p, keys, numel);
-    float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
-    int failed = !counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, t.keys) ||
-                 apply_linear(state, weight, counts, counts + numel, numel, arrays, p, keys, total);
-    free(counts);
-    return failed ? -1 : 0;
+    return counts_then(apply_linear, state, weight, x, d, n, ins, outs, arrays, p, keys, total);
 }
 
 /* ---- the whole pulsed update of a curved-family tile in one call (pulsed_curve.py) ---- */
@@ -877,20 +892,11 @@ int apply_curve(float *restrict state, float *restrict weight, const float *rest
     return 0;
 }
 
-/* pulsed_curve.pulsed_update_: the pulse counts of -lr d^T x (as pulsed_linear's), then
- * apply_curve (*total: sum |change|). Returns 0, or -1 out of memory (nothing written). */
+/* counts_then on a curved-family tile */
 int pulsed_curve(float *restrict state, float *restrict weight, const float *x, const float *d,
                  int64_t n, int64_t ins, int64_t outs, const float *const *arrays,
                  const float *p, const int64_t *keys, double *total) {
-    int64_t numel = ins * outs;
-    uint32_t k[KEYS];
-    for (int i = 0; i < KEYS; i++)
-        k[i] = (uint32_t)keys[i];
-    float *counts = calloc((size_t)(2 * (numel > 0 ? numel : 1)), sizeof(float));
-    int failed = !counts || pulse_counts(counts, counts + numel, x, d, n, ins, outs, p, k) ||
-                 apply_curve(state, weight, counts, counts + numel, numel, arrays, p, keys, total);
-    free(counts);
-    return failed ? -1 : 0;
+    return counts_then(apply_curve, state, weight, x, d, n, ins, outs, arrays, p, keys, total);
 }
 
 /* ---- the IO model of an MVM around its product (mvm.py) ---- */
