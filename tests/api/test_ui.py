@@ -21,6 +21,8 @@ import pytest
 
 from tests.conftest import ROOT, LiveService
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 SHOTS = Path(os.environ.get("AIMC_UI_SCREENSHOTS", ROOT / "runs" / "ui-screenshots"))
 XSS = "<img src=x onerror=alert(1)>"
 # 400 updates of 4 micro-batches, a metric point every 10 micro-batches: 161 points over a

@@ -21,6 +21,8 @@ from aimc_client import Client, ServiceUnavailable
 from aimc_spec.spec import SpecError
 from tests.conftest import LiveService
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 TINY = "training: {steps: 20, micro_batch_size: 8, eval_every: 10}\nmodel: {hidden: [16]}\n"
 
 

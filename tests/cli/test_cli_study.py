@@ -19,6 +19,8 @@ from aimc_cli import main
 from aimc_study.comparison import format_summary
 from aimc_study.statistics import summarise
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 TINY = """
 name: tiny
 spec:

@@ -7,7 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from aimc_cli import main
+
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 VERDICT = re.compile(r"\*\*(holds|does not hold|inconclusive)\*\* \|$")

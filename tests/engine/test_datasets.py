@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from aimc_engine.datasets import DatasetError, _synthetic, as_images, load_dataset, read_idx
+from aimc_engine.datasets import (
+    DatasetError,
+    _synthetic,
+    _table,
+    as_images,
+    load_dataset,
+    read_idx,
+)
 from aimc_engine.seeds import Stream, stream_seed
 from aimc_spec.spec import DatasetSpec
 
@@ -40,6 +47,20 @@ def test_digits_are_scikit_learns_digits() -> None:
         (tuple(img), int(t)) for img, t in zip(bunch.data.tolist(), bunch.target, strict=True)
     }
     assert {(tuple(r), int(t)) for r, t in zip(ours.tolist(), labels, strict=True)} == theirs
+
+
+@pytest.mark.parametrize("normalize", ["none", "auto"])
+def test_a_process_parses_a_shipped_table_once_and_no_job_can_change_it(normalize: str) -> None:
+    """A study's or worker's process runs job after job: the digits file is parsed once,
+    and a job that writes into its data leaves the next job's data as it was."""
+    _table.cache_clear()
+    spec = DatasetSpec(name="digits", normalize=normalize)
+    first = load_dataset(spec, seed=0)
+    kept = first.x_train.clone()
+    first.x_train += 1
+    again = load_dataset(spec, seed=0)
+    assert (_table.cache_info().misses, _table.cache_info().hits) == (1, 1)
+    assert torch.equal(again.x_train, kept)
 
 
 def test_standard_normalisation_uses_training_statistics() -> None:

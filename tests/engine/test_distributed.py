@@ -32,6 +32,8 @@ from safetensors.torch import load_file
 from aimc_engine.runner import Callbacks, RunError, RunOutput, run
 from aimc_spec.spec import SpecError, parse_spec
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 NOISY_DEVICE = {
     "model": "softbounds",
     "states": 400,

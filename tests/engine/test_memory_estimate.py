@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_the_estimate_is_within_1_5_of_the_measured_peak() -> None:

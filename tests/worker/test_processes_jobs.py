@@ -21,6 +21,8 @@ from tests.conftest import ROOT, stop_process
 from tests.worker.test_worker_e2e import submit, wait_for
 from worker.slots import Slots
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 PROCESSES = {
     "dataset": {"name": "digits"},
     "model": {"kind": "mlp", "hidden": [32, 16]},

@@ -27,6 +27,8 @@ from tests.conftest import ROOT, serving, stop_process
 from tests.engine.test_datasets import save_npz
 from tests.worker.test_restarts import descendants
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 ADMIN = "remote-admin"
 
 

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from service.reaper import GRACE_S, Reaper
 from service.serve import free_port, redis_binary, wait_for_port
 from service.settings import Settings
 from tests.conftest import ROOT, forget_prefix, queue_of
+
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
 
 ADMIN = "restart-admin"
 
@@ -197,10 +199,10 @@ def test_metric_points_are_stored_once_even_when_a_write_is_retried(
 
 
 # `aimc serve` end to end ------------------------------------------------------------
-# long enough that the worker is still running it after the API and Redis phases on a
-# fast, idle machine (3000 steps finished before the kill there: the worker trains on
-# while the API and Redis are restarted)
-STEPS, EVAL = 20000, 1000
+# the test pauses the job's process (SIGSTOP) while it restarts the API, lets it train
+# only while Redis is away and restarts, and pauses it before it kills the worker: so the
+# job is still running then on any machine (12 s of training on an idle one)
+STEPS, EVAL = 6000, 500
 LONG = {
     "name": "long",
     "model": {"hidden": [256, 256]},
@@ -242,6 +244,21 @@ class Served:
         found = [pid for pid, cmd in children(self.proc.pid).items() if word in cmd]
         return found[0] if len(found) == 1 else None
 
+    def job_processes(self) -> list[int]:
+        """The running job's processes: below the Celery worker's pool process, which
+        beats the job's heartbeat, so stopping them pauses the job without losing it."""
+        worker = self.child("celery")
+        assert worker is not None
+        return [pid for pool in children(worker) for pid in descendants(pool)]
+
+    def pause_job(self) -> list[int]:
+        """SIGSTOP the running job's processes; the pids stopped."""
+        pids = self.job_processes()
+        assert pids, "no job process: the job ended"
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
     def kill(self, word: str) -> int:
         pid = self.child(word)
         assert pid is not None, children(self.proc.pid)
@@ -276,11 +293,14 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         def progress() -> float:
             return float(client.get(job_id)["progress"])
 
-        # 1. the API dies under the live stream: the supervisor restarts it, the client
-        # reconnects with Last-Event-ID
+        # 1. the API dies under the live stream (the job paused meanwhile): the
+        # supervisor restarts it, the client reconnects with Last-Event-ID
         _wait("running", lambda: progress() > 0.05)
+        paused = served.pause_job()
         api = served.kill("uvicorn")
         _wait("API back", lambda: served.child("uvicorn") not in (None, api))
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
         # 2. Redis dies: 503 + Retry-After while it is away, never a 500; restarted on
         # its append-only file, the job goes on
         _wait("progress", lambda: progress() > 0.15)
@@ -302,19 +322,27 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
             return r.status_code
 
         # `aimc serve` restarts its Redis at once: held (SIGSTOP) while Redis is away, so
-        # the test sees the 503 whatever the machine's load, then let go to restart it
+        # the test sees the 503 whatever the machine's load, then let go to restart it;
+        # the job trains on from then until Redis is back
+        paused = served.pause_job()
         os.kill(served.proc.pid, signal.SIGSTOP)
         try:
             served.kill("redis-server")
             _wait("a 503 while Redis is away", lambda: status() == 503)
         finally:
+            for pid in paused:
+                os.kill(pid, signal.SIGCONT)
             os.kill(served.proc.pid, signal.SIGCONT)
         _wait("Redis back", lambda: status() == 200)
+        paused = served.pause_job()
         assert 503 in codes and codes[-1] == 200
         # 3. the worker and its job's processes die: nothing redelivers the task for
         # hours (visibility timeout); the reaper queues it again, the new worker resumes
-        # it from its checkpoint
-        _wait("a checkpoint", lambda: progress() > 0.35)
+        # it from its checkpoint. The job runs in slices of 0.2 s until it is past one,
+        # and is paused when the worker dies, so it cannot end before.
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+        _wait("a checkpoint", lambda: _paused_past(served, progress, 0.35))
         assert client.get(job_id)["state"] == "running", "the job ended before the worker kill"
         worker = served.child("celery")
         assert worker is not None
@@ -343,6 +371,18 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         client.close()
     finally:
         served.stop()
+
+
+def _paused_past(served: Served, progress: Callable[[], float], fraction: float) -> bool:
+    """Pause the job; True (left paused) once its progress is past `fraction`, else it
+    runs on for 0.2 s and False."""
+    paused = served.pause_job()
+    if progress() > fraction:
+        return True
+    for pid in paused:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(0.2)
+    return False
 
 
 def _requeued(job: dict[str, Any]) -> bool:

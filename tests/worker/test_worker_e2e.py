@@ -13,6 +13,8 @@ import pytest
 from aimc_store.records import Job
 from aimc_store.store import JobStore
 
+pytestmark = pytest.mark.long  # tens of seconds: run first (tests/conftest.py)
+
 SHORT = {"training": {"steps": 30, "micro_batch_size": 8, "eval_every": 10}}
 
 
