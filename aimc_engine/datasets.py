@@ -67,7 +67,7 @@ def _table(path: Path, dtype: type = np.float64) -> np.ndarray:
     """A shipped CSV table (features, then the label), parsed once per process and kept
     read-only: a study's or worker's process runs job after job on the same file, and
     parsing it took longer than training a small network on it."""
-    data = np.loadtxt(path, delimiter=",", dtype=dtype)
+    data: np.ndarray = np.loadtxt(path, delimiter=",", dtype=dtype)
     data.flags.writeable = False
     return data
 
