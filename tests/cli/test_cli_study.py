@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
 import shutil
 import signal
 import statistics
@@ -135,20 +137,36 @@ def test_bad_study_exits_2_naming_the_field(
     assert "--jobs: must be at least 1" in capsys.readouterr().err
 
 
+# `aimc study` as a terminal starts it: with Python's Ctrl-C handler. A command started in
+# the background of a script without job control (as CI may start this suite) inherits
+# SIGINT ignored, and Python then installs no handler: Ctrl-C would never reach it.
+AS_FROM_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from aimc_cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def test_ctrl_c_ends_the_running_jobs_and_says_how_to_resume(tmp_path: Path) -> None:
     """Jobs far too long to finish: Ctrl-C comes once both have written a metric point
     (an event, not a wait), so they are surely running when it arrives."""
     study = tmp_path / "long.yaml"
     study.write_text(TINY.replace("steps: 20", "steps: 10000000"))
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "aimc_cli", "study", str(study), "--out", str(out), "--jobs", "2"]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
-    started = out / "runs"
-    while len(list(started.glob("*.partial/metrics.jsonl"))) < 2:
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # as Ctrl-C, to the command alone
-    _, err = proc.communicate(timeout=120)
+    argv = [sys.executable, "-c", AS_FROM_A_TERMINAL, "study", str(study), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*argv, "--jobs", "2"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        started = out / "runs"
+        while len(list(started.glob("*.partial/metrics.jsonl"))) < 2:
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # as Ctrl-C, to the command alone
+        _, err = proc.communicate(timeout=120)
+    finally:  # a study left running would take the cores of every test after this one
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the command and its job processes
+        proc.wait()
     assert proc.returncode == 130 and "run the same command again to resume" in err
     assert not list(started.glob("*/result.json"))  # nothing ran on to its end
 
