@@ -259,6 +259,12 @@ class Served:
             os.kill(pid, signal.SIGSTOP)
         return pids
 
+    @staticmethod
+    def resume(pids: list[int]) -> None:
+        """SIGCONT the processes `pause_job` stopped."""
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
     def kill(self, word: str) -> int:
         pid = self.child(word)
         assert pid is not None, children(self.proc.pid)
@@ -299,8 +305,7 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         paused = served.pause_job()
         api = served.kill("uvicorn")
         _wait("API back", lambda: served.child("uvicorn") not in (None, api))
-        for pid in paused:
-            os.kill(pid, signal.SIGCONT)
+        served.resume(paused)
         # 2. Redis dies: 503 + Retry-After while it is away, never a 500; restarted on
         # its append-only file, the job goes on
         _wait("progress", lambda: progress() > 0.15)
@@ -330,8 +335,7 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
             served.kill("redis-server")
             _wait("a 503 while Redis is away", lambda: status() == 503)
         finally:
-            for pid in paused:
-                os.kill(pid, signal.SIGCONT)
+            served.resume(paused)
             os.kill(served.proc.pid, signal.SIGCONT)
         _wait("Redis back", lambda: status() == 200)
         paused = served.pause_job()
@@ -340,8 +344,7 @@ def test_serve_survives_api_redis_and_worker_kills_mid_job(tmp_path: Path) -> No
         # hours (visibility timeout); the reaper queues it again, the new worker resumes
         # it from its checkpoint. The job runs in slices of 0.2 s until it is past one,
         # and is paused when the worker dies, so it cannot end before.
-        for pid in paused:
-            os.kill(pid, signal.SIGCONT)
+        served.resume(paused)
         _wait("a checkpoint", lambda: _paused_past(served, progress, 0.35))
         assert client.get(job_id)["state"] == "running", "the job ended before the worker kill"
         worker = served.child("celery")
@@ -379,8 +382,7 @@ def _paused_past(served: Served, progress: Callable[[], float], fraction: float)
     paused = served.pause_job()
     if progress() > fraction:
         return True
-    for pid in paused:
-        os.kill(pid, signal.SIGCONT)
+    served.resume(paused)
     time.sleep(0.2)
     return False
 
