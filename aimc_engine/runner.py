@@ -10,6 +10,7 @@ is the timeline replay of the schedule with the spec's per-layer latencies.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from aimc_engine.datasets import Dataset, DatasetError, as_images, load_dataset
 from aimc_engine.errors import RunError
 from aimc_engine.models import LayeredNet
 from aimc_engine.pipeline.timeline import Timed
-from aimc_engine.threads import largest_product, policy_threads
+from aimc_engine.threads import Threads, largest_product, policy_threads
 from aimc_engine.training import Callbacks, Training
 from aimc_spec.spec import JobSpec
 
@@ -85,8 +86,23 @@ def run(
     device = resolve_device(spec.device)
     data = prepare_data(spec, device, uploaded)
     # the thread policy (threads.py): the caller's torch threads are the cores it may use
-    with policy_threads(work_per_op(spec, data)):
-        return _train(spec, data, device, callbacks or Callbacks(), resume)
+    with policy_threads(work_per_op(spec, data)) as threads:
+        return _train(spec, data, device, _retuning(callbacks or Callbacks(), threads), resume)
+
+
+def _retuning(callbacks: Callbacks, threads: Threads) -> Callbacks:
+    """The callbacks, with the run's threads looked at again after each micro-batch when
+    they follow the machine's load (AIMC_THREADS=auto: threads.LoadFollowing)."""
+    if threads.following is None:
+        return callbacks
+    told = callbacks.on_progress
+
+    def on_progress(done: int, total: int, loss: float) -> None:
+        threads.retune()
+        if told is not None:
+            told(done, total, loss)
+
+    return dataclasses.replace(callbacks, on_progress=on_progress)
 
 
 def work_per_op(spec: JobSpec, data: Dataset) -> int:

@@ -13,9 +13,17 @@ forward pass), and the cores its caller may use (`cores`, never exceeded):
 
 An explicit setting wins, as torch users expect: AIMC_THREADS, else OMP_NUM_THREADS.
 
-The thread count is chosen from the spec and the caller's share only, never from the
-machine's load at the time: the same spec on the same machine and share always runs on
-the same number of threads (docs/outputs.md: results on CPU can depend on it).
+By default the thread count is chosen from the spec and the caller's share only, never
+from the machine's load at the time: the same spec on the same machine and share always
+runs on the same number of threads (docs/outputs.md: results on CPU can depend on it).
+
+AIMC_THREADS=auto trades that for speed on a machine whose load comes and goes
+(`LoadFollowing`): a run whose work is worth two threads on an idle machine
+(IDLE_CROSSOVER_MACS) looks at the cores other processes leave idle
+(aimc_engine/idle_cores.py) when it starts and about once a second after, and runs on
+as many of them as are free, within its share. Its threads spin while they wait, as
+torch's own do, which is what makes two threads pay on an idle machine; beside another
+busy process it is down to one thread within a second, where spinning costs nothing.
 
 Waiting: `passive_openmp` asks OpenMP to put a waiting thread to sleep at once
 (OMP_WAIT_POLICY=passive) instead of spinning on a core another process needs. OpenMP
@@ -25,13 +33,17 @@ why this module imports torch only inside the functions that need it.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aimc_engine.errors import RunError
+from aimc_engine.idle_cores import IdleCores, Reading
 
 if TYPE_CHECKING:
     from aimc_spec.spec import JobSpec
@@ -47,6 +59,18 @@ THREADS_ENV = "AIMC_THREADS"
 # there; 2^28 (268M) keeps every measured case on one thread. Measure again on the
 # machine you serve from.
 CROSSOVER_MACS = 2**28
+AUTO = "auto"  # AIMC_THREADS=auto: follow the machine's load (LoadFollowing)
+# Multiply-adds of a run's largest product from which 2 spinning threads beat 1 on an
+# idle machine: what a load-following run may grow to (each further thread needs as
+# much again). Measured on the 2-core development machine, idle (load 0.3):
+#   python benchmarks/contention.py --crossover --waiting spin --widths 64,...,1024
+# MLP w-w-10 training steps (b=32, digital and expected), two runs: 2T/1T 1.00-1.07
+# up to 0.5M multiply-adds, 0.95-1.11 from 1M to 4.2M (within the noise between the
+# runs), 0.78-1.01 at 8.4M, 0.73-0.87 from 17M. So two threads from 2^22 (4.2M).
+IDLE_CROSSOVER_MACS = 2**22
+FREE_CORE = 0.75  # a core counts as free when others leave at least this much of it idle
+START_SAMPLE_S = 0.05  # a load-following run's first look at the load
+RETUNE_S = 1.0  # and how often it looks again
 
 
 class ThreadSettingError(RunError):
@@ -56,16 +80,27 @@ class ThreadSettingError(RunError):
 
 def explicit_threads(env: Mapping[str, str]) -> int | None:
     """The thread count the user set: AIMC_THREADS, else OMP_NUM_THREADS (its first
-    level, as OpenMP reads a list), else None. ThreadSettingError names the variable."""
+    level, as OpenMP reads a list), else None (also for AIMC_THREADS=auto, which
+    follows_load tells apart). ThreadSettingError names the variable."""
+    if follows_load(env):
+        return None
     for name in (THREADS_ENV, "OMP_NUM_THREADS"):
         raw = env.get(name, "").strip()
         if not raw:
             continue
         first = raw.split(",")[0].strip()
         if not first.isdigit() or int(first) < 1:
-            raise ThreadSettingError(f"{name}: {raw!r} is not a positive whole number of threads")
+            allowed = f" or {AUTO!r}" if name == THREADS_ENV else ""
+            raise ThreadSettingError(
+                f"{name}: {raw!r} is not a positive whole number of threads{allowed}"
+            )
         return int(first)
     return None
+
+
+def follows_load(env: Mapping[str, str]) -> bool:
+    """Whether runs follow the machine's load (AIMC_THREADS=auto, any case)."""
+    return env.get(THREADS_ENV, "").strip().lower() == AUTO
 
 
 def choose_threads(work: int, cores: int, explicit: int | None = None) -> int:
@@ -87,10 +122,12 @@ def cores_share(parallel: int = 1) -> int:
 
 
 def passive_openmp(env: MutableMapping[str, str] | None = None) -> bool:
-    """Set OMP_WAIT_POLICY=passive unless the user set a policy. True if it takes
-    effect: OpenMP reads it when torch is first imported, so False once it was."""
+    """Set OMP_WAIT_POLICY=passive unless the user set a policy or AIMC_THREADS=auto
+    (whose threads spin, as torch's own: LoadFollowing). True if it takes effect:
+    OpenMP reads it when torch is first imported, so False once it was."""
     env = os.environ if env is None else env
-    env.setdefault("OMP_WAIT_POLICY", "passive")
+    if not follows_load(env):
+        env.setdefault("OMP_WAIT_POLICY", "passive")
     return "torch" not in sys.modules
 
 
@@ -105,17 +142,83 @@ def largest_product(spec: JobSpec, input_shape: tuple[int, ...]) -> int:
     return max(layer.macs for layer in found) * spec.training.micro_batch_size
 
 
+def threads_for_idle(idle: float, most: int) -> int:
+    """Threads on `idle` free cores: one per core that others leave at least FREE_CORE
+    idle, at least one, at most `most`."""
+    return max(1, min(most, math.floor(idle + 1 - FREE_CORE)))
+
+
+class LoadFollowing:
+    """A run's threads under AIMC_THREADS=auto: as many as other processes leave cores
+    idle, up to `most`, looked at when it starts (`start`, START_SAMPLE_S asleep) and
+    then at most every RETUNE_S (`retune`, from the thread that runs torch's ops: a
+    thread count is that thread's OpenMP setting)."""
+
+    def __init__(self, most: int, idle: IdleCores | None = None) -> None:
+        self.most = most
+        self.idle = idle if idle is not None else IdleCores()
+        self.last: Reading | None = None
+        self.counts: list[int] = []  # each count chosen, in order (what the run ran on)
+
+    def start(self) -> int:
+        before = self.idle.read()
+        time.sleep(START_SAMPLE_S)
+        self.last = self.idle.read()
+        return self._choose(self.idle.between(before, self.last))
+
+    def retune(self) -> None:
+        """Choose again if RETUNE_S has passed since the last look."""
+        assert self.last is not None, "start() first"
+        if time.monotonic() - self.last.wall < RETUNE_S:
+            return
+        now = self.idle.read()
+        idle, self.last = self.idle.between(self.last, now), now
+        self._choose(idle)
+
+    def _choose(self, idle: float) -> int:
+        import torch
+
+        count = threads_for_idle(idle, self.most)
+        if not self.counts or count != self.counts[-1]:
+            torch.set_num_threads(count)
+            self.counts.append(count)
+        return count
+
+
+@dataclass
+class Threads:
+    """What a run got from the policy: its first thread count, and the LoadFollowing
+    that may change it (None: the count is fixed for the run)."""
+
+    count: int
+    following: LoadFollowing | None = None
+
+    def retune(self) -> None:
+        if self.following is not None:
+            self.following.retune()
+
+
 @contextmanager
-def policy_threads(work: int) -> Iterator[int]:
+def policy_threads(work: int) -> Iterator[Threads]:
     """Run the block on the policy's threads for `work`, the caller's torch thread count
     being the cores it may use; that count is restored after (a study's process runs
-    job after job). Yields the threads chosen."""
+    job after job). Under AIMC_THREADS=auto a run worth more than one thread on an idle
+    machine follows the load (where /proc/stat exists: else the fixed policy)."""
     import torch
 
     cores = torch.get_num_threads()
-    chosen = choose_threads(work, cores, explicit_threads(os.environ))
+    following = None
+    if follows_load(os.environ):
+        most = max(1, min(cores, 1 + work // IDLE_CROSSOVER_MACS))
+        if most > 1 and IdleCores().available():
+            following = LoadFollowing(most)
+            chosen = following.start()
+        else:  # one thread pays best even idle, or no /proc/stat to see the load by
+            chosen = 1 if most == 1 else choose_threads(work, cores)
+    else:
+        chosen = choose_threads(work, cores, explicit_threads(os.environ))
     torch.set_num_threads(chosen)
     try:
-        yield chosen
+        yield Threads(chosen, following)
     finally:
         torch.set_num_threads(cores)

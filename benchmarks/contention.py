@@ -4,21 +4,25 @@ machine and beside one busy process (issue 24).
 Run: python benchmarks/contention.py [--cases examples,mlp,cnn,resnet] [--repeats 3]
      [--full]   (every README example at its own length, all four update modes)
      python benchmarks/contention.py --crossover [--widths 32,64,128,256,512,1024]
+         [--waiting passive|spin]
 
 Two child processes time the blocks: one with torch's default OpenMP waiting (the 1- and
-2-thread columns: what `aimc run` did before the policy) and one started as aimc starts
-a job's process (aimc_engine.threads: passive waiting, the policy's thread count). The
-parent interleaves them (1T, 2T, policy, then the same beside a busy process, repeat), so
-drift in the machine's speed hits every column alike, and prints the median block of
-each. "Busy" is `python3 -c "while True: pass"`, started and stopped by this script.
+2-thread columns: what `aimc run` did before the policy; and the auto column, runs under
+AIMC_THREADS=auto, whose threads follow the machine's load and spin as torch's do) and
+one started as aimc starts a job's process (aimc_engine.threads: passive waiting, the
+policy's thread count). The parent interleaves them (1T, 2T, policy, auto, then the same
+beside a busy process, repeat), so drift in the machine's speed hits every column alike,
+and prints the median block of each. "Busy" is `python3 -c "while True: pass"`, started
+and stopped by this script.
 A block is one run of a README example (shortened to 2 epochs unless --full), or
 ~0.3 s of training steps of an engine-speed case (benchmarks/engine_speed.py).
 Targets: idle, the policy within 10% of the faster of 1 and 2 threads; busy, at most
-1.2x the one-thread time.
+1.2x the one-thread time (the same for auto).
 
---crossover times MLP training steps of growing width at 1 and 2 threads (passive
-waiting, interleaved in this process) and prints each case's largest product: the
-work at which 2 threads start to win is aimc_engine.threads.CROSSOVER_MACS.
+--crossover times MLP training steps of growing width at 1 and 2 threads (interleaved
+in this process) and prints each case's largest product: the work at which 2 threads
+start to win is aimc_engine.threads.CROSSOVER_MACS with passive waiting (the default
+policy), IDLE_CROSSOVER_MACS with spinning threads on an idle machine (auto's).
 """
 
 from __future__ import annotations
@@ -61,72 +65,93 @@ def case_names(cases: str, full: bool) -> list[str]:
 
 # child side ---------------------------------------------------------------------------
 def example_block(name: str, full: bool) -> tuple[Callable[[int], None], int]:
-    """One run of the README example per block; its policy threads."""
+    """One run of the README example per block; its work per operation."""
     from aimc_engine.runner import prepare_data, run
-    from aimc_engine.threads import choose_threads, cores_share, explicit_threads, largest_product
+    from aimc_engine.threads import largest_product
     from aimc_spec.spec import load_spec_file
 
     spec = load_spec_file(str(ROOT / "examples" / f"{name}.yaml"))
     if not full:
         spec = spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": 2})})
     data = prepare_data(spec, __import__("torch").device("cpu"), None)
-    work = largest_product(spec, tuple(data.x_train.shape[1:]))
-    return (lambda _: run(spec)), choose_threads(work, cores_share(), explicit_threads({}))
+    return (lambda _: run(spec)), largest_product(spec, tuple(data.x_train.shape[1:]))
 
 
 def step_block(name: str) -> tuple[Callable[[int], None], int]:
-    """Training steps of an engine-speed case; its policy threads."""
+    """Training steps of an engine-speed case; its work per operation."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from engine_speed import CASES, aimc_step
 
-    from aimc_engine.threads import choose_threads, cores_share, largest_product
+    from aimc_engine.threads import largest_product
     from aimc_spec.spec import parse_spec
 
     key, mode = name.split(":")
     shape, model, batch = next((c[1], c[2], c[3]) for c in CASES.values() if c[0] == key)
     variant = MODES[mode]
     spec = parse_spec({**variant, "model": model, "training": {"micro_batch_size": batch}})
-    threads = choose_threads(largest_product(spec, shape), cores_share())
-    return aimc_step(shape, model, batch, variant), threads
+    return aimc_step(shape, model, batch, variant), largest_product(spec, shape)
+
+
+def timed_block(
+    block: Callable[[int], None], steps: int, threads: int, ex: bool, work: int
+) -> tuple[float, str]:
+    """Seconds of one block on `threads` (0: the policy's, -1: AIMC_THREADS=auto's). An
+    example's run() chooses its threads itself, so it is told by AIMC_THREADS; a step
+    block under auto looks at the load after every step, as a run does after every
+    micro-batch (its first look, 0.05 s, is not timed: a block stands for part of a run).
+    Also the thread counts auto chose, in order ("-" where the run chose them unseen)."""
+    import torch
+
+    from aimc_engine.threads import choose_threads, cores_share, policy_threads
+
+    os.environ.pop("AIMC_THREADS", None)
+    torch.set_num_threads(cores_share())
+    if threads > 0:
+        os.environ["AIMC_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+    elif threads == 0 and not ex:
+        torch.set_num_threads(choose_threads(work, cores_share()))
+    elif threads < 0:
+        os.environ["AIMC_THREADS"] = "auto"
+    if threads < 0 and not ex:
+        with policy_threads(work) as chosen:
+            start = time.perf_counter()
+            for i in range(steps):
+                block(i)
+                chosen.retune()
+            seconds = time.perf_counter() - start
+            counts = chosen.following.counts if chosen.following else [chosen.count]
+            return seconds, ",".join(map(str, counts))
+    start = time.perf_counter()
+    for i in range(steps):
+        block(i)
+    return time.perf_counter() - start, "-"
 
 
 def child(full: bool) -> None:
     """Answer the parent's commands on stdin: `case NAME` builds and warms a case and
     replies `<steps per block> <policy threads>`; `time T STEPS` times one block on T
-    threads (0: the policy's) and replies its seconds."""
+    threads (0: the policy's, -1: AIMC_THREADS=auto's) and replies its seconds."""
     import torch
 
-    from aimc_engine.threads import cores_share
+    from aimc_engine.threads import choose_threads, cores_share
 
     block: Callable[[int], None] = lambda _: None  # noqa: E731
-    policy, ex = 1, False
+    ex, work = False, 0
     for line in sys.stdin:
         words = line.split()
         if words[0] == "case":
             ex = words[1].startswith("ex:")
-            if words[1].startswith("ex:"):
-                block, policy = example_block(words[1][3:], full)
-            else:
-                block, policy = step_block(words[1])
+            block, work = example_block(words[1][3:], full) if ex else step_block(words[1])
             torch.set_num_threads(1)
             steps, start = 0, time.perf_counter()
             while time.perf_counter() - start < BLOCK_S or steps == 0:
                 block(steps)
                 steps += 1
-            print(1 if words[1].startswith("ex:") else steps, policy, flush=True)
+            print(1 if ex else steps, choose_threads(work, cores_share()), flush=True)
         else:
-            threads, steps = int(words[1]), int(words[2])
-            # an example's run() chooses its threads itself: the policy's unless told
-            torch.set_num_threads(threads or cores_share())
-            if threads:
-                os.environ["AIMC_THREADS"] = str(threads)
-            else:
-                os.environ.pop("AIMC_THREADS", None)
-                torch.set_num_threads(cores_share() if ex else policy)
-            start = time.perf_counter()
-            for i in range(steps):
-                block(i)
-            print(time.perf_counter() - start, flush=True)
+            seconds, counts = timed_block(block, int(words[2]), int(words[1]), ex, work)
+            print(seconds, counts, flush=True)
 
 
 # parent side --------------------------------------------------------------------------
@@ -162,67 +187,86 @@ class Child:
 
 
 def time_case(name: str, plain: Child, policy: Child, repeats: int) -> dict[str, Any]:
-    """Median block seconds of 1T, 2T and the policy, idle and busy, interleaved."""
+    """Median block seconds of 1T, 2T, the policy and auto, idle and busy, interleaved."""
     steps, _ = plain.ask(f"case {name}")
     threads = int(policy.ask(f"case {name}")[1])
-    columns = [(plain, 1), (plain, 2), (policy, 0)]
-    times: dict[str, list[float]] = {f"{c}{w}": [] for w in ("idle", "busy") for c in "12p"}
+    columns = [(plain, 1), (plain, 2), (policy, 0), (plain, -1)]
+    times: dict[str, list[float]] = {f"{c}{w}": [] for w in ("idle", "busy") for c in "12pa"}
+    auto: dict[str, set[str]] = {"idle": set(), "busy": set()}  # the counts auto chose
     for _ in range(repeats):
         for where in ("idle", "busy"):
             busy = subprocess.Popen(BUSY) if where == "busy" else None
             try:
-                for (proc, t), c in zip(columns, "12p", strict=True):
-                    times[f"{c}{where}"].append(float(proc.ask(f"time {t} {steps}")[0]))
+                for (proc, t), c in zip(columns, "12pa", strict=True):
+                    seconds, counts = proc.ask(f"time {t} {steps}")
+                    times[f"{c}{where}"].append(float(seconds))
+                    if c == "a":
+                        auto[where].add(counts)
             finally:
                 if busy is not None:
                     busy.kill()
                     busy.wait()
-    return {"threads": threads, **{k: statistics.median(v) for k, v in times.items()}}
+    chose = {w: " ".join(sorted(auto[w])) for w in auto}
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    return {"threads": threads, "chose": chose, **medians}
 
 
-def report(name: str, m: dict[str, Any]) -> tuple[float, float]:
-    """Print one case's row; its two target ratios."""
-    idle = m["pidle"] / min(m["1idle"], m["2idle"])
-    busy = m["pbusy"] / m["1busy"]
+def report(name: str, m: dict[str, Any]) -> list[float]:
+    """Print one case's row; its target ratios: policy idle and busy, auto idle and busy."""
+    best = min(m["1idle"], m["2idle"])
+    ratios = [
+        m["pidle"] / best,
+        m["pbusy"] / m["1busy"],
+        m["aidle"] / best,
+        m["abusy"] / m["1busy"],
+    ]
     print(
-        f"{name:26} {m['threads']:>3}T {m['1idle']:7.3f} {m['2idle']:7.3f} {m['pidle']:7.3f}"
-        f" {idle:6.2f} | {m['1busy']:7.3f} {m['2busy']:7.3f} {m['pbusy']:7.3f} {busy:6.2f}"
-        f" {m['2busy'] / m['1busy']:6.2f}",
+        f"{name:24} {m['threads']:>2}T {m['1idle']:7.3f} {m['2idle']:7.3f} {m['pidle']:7.3f}"
+        f" {m['aidle']:7.3f} {ratios[0]:6.2f} {ratios[2]:6.2f} | {m['1busy']:7.3f}"
+        f" {m['2busy']:7.3f} {m['pbusy']:7.3f} {m['abusy']:7.3f} {ratios[1]:6.2f}"
+        f" {ratios[3]:6.2f}  {m['chose']['idle']} | {m['chose']['busy']}",
         flush=True,
     )
-    return idle, busy
+    return ratios
 
 
 def contention(names: list[str], repeats: int, full: bool) -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
-    print("median block seconds; policy/best: policy over the faster of 1T and 2T (idle);")
-    print("policy/1T and 2T/1T beside one busy process")
+    print("median block seconds. Idle: policy (p) and auto (a) over the faster of 1T and 2T;")
+    print("beside one busy process: policy and auto over 1T. auto: AIMC_THREADS=auto, and")
+    print("last the thread counts it chose in each block, idle | busy (-: inside a run)")
     print(
-        f"{'case':26} {'pol':>4} {'1T':>7} {'2T':>7} {'policy':>7} {'p/best':>6} | "
-        f"{'1T':>7} {'2T':>7} {'policy':>7} {'p/1T':>6} {'2T/1T':>6}"
+        f"{'case':24} {'pol':>3} {'1T':>7} {'2T':>7} {'policy':>7} {'auto':>7} {'p/best':>6}"
+        f" {'a/best':>6} | {'1T':>7} {'2T':>7} {'policy':>7} {'auto':>7} {'p/1T':>6} {'a/1T':>6}"
+        "  auto chose"
     )
     plain, policy = Child(False, full), Child(True, full)
-    worst = [0.0, 0.0]
+    worst = [0.0] * 4
     try:
         for name in names:
-            idle, busy = report(name, time_case(name, plain, policy, repeats))
-            worst = [max(worst[0], idle), max(worst[1], busy)]
+            ratios = report(name, time_case(name, plain, policy, repeats))
+            worst = [max(w, r) for w, r in zip(worst, ratios, strict=True)]
     finally:
         plain.close()
         policy.close()
-    print(f"\nworst idle policy/best {worst[0]:.2f} (target <= 1.10)")
-    print(f"worst busy policy/1T   {worst[1]:.2f} (target <= 1.20)")
+    print(f"\nworst idle policy/best {worst[0]:.2f}, auto/best {worst[2]:.2f} (target <= 1.10)")
+    print(f"worst busy policy/1T   {worst[1]:.2f}, auto/1T   {worst[3]:.2f} (target <= 1.20)")
 
 
-def crossover(widths: list[int], steps: int) -> None:
-    """2T/1T of MLP training steps by the largest product's multiply-adds (passive)."""
-    from aimc_engine.threads import CROSSOVER_MACS, passive_openmp
+def crossover(widths: list[int], steps: int, waiting: str) -> None:
+    """2T/1T of MLP training steps by the largest product's multiply-adds, with OpenMP's
+    waiting threads sleeping (`passive`, the default policy's) or spinning (`spin`,
+    torch's own default and AIMC_THREADS=auto's)."""
+    from aimc_engine.threads import CROSSOVER_MACS, IDLE_CROSSOVER_MACS, passive_openmp
 
-    passive_openmp()
+    if waiting == "passive":
+        passive_openmp()
+    elif "OMP_WAIT_POLICY" in os.environ:
+        raise SystemExit("--waiting spin: unset OMP_WAIT_POLICY first")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from engine_speed import aimc_step, time_interleaved
 
-    print(f"load average at start: {os.getloadavg()[0]:.2f}; MLP w-w-10, b=32, passive waiting")
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; MLP w-w-10, b=32, {waiting} waiting")
     print(f"{'width':>6} {'mult-adds':>10} {'mode':>9} {'1T ms':>8} {'2T ms':>8} {'2T/1T':>6}")
     ahead: list[int] = []  # the works at which 2 threads were ahead by 10% in every mode
     for w in widths:
@@ -243,7 +287,8 @@ def crossover(widths: list[int], steps: int) -> None:
         print(f"2 threads ahead by 10% or more from {min(ahead)} multiply-adds")
     else:
         print(f"2 threads never ahead by 10%, up to {32 * max(widths) ** 2} multiply-adds")
-    print(f"aimc_engine.threads.CROSSOVER_MACS = {CROSSOVER_MACS}")
+    print(f"aimc_engine.threads.CROSSOVER_MACS = {CROSSOVER_MACS} (passive, decided under load)")
+    print(f"aimc_engine.threads.IDLE_CROSSOVER_MACS = {IDLE_CROSSOVER_MACS} (spin, idle)")
 
 
 def main() -> None:
@@ -253,6 +298,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="all examples and modes, full length")
     parser.add_argument("--crossover", action="store_true", help="measure CROSSOVER_MACS")
     parser.add_argument("--widths", default="32,64,128,256,512,1024")
+    parser.add_argument("--waiting", choices=["passive", "spin"], default="passive")
     parser.add_argument("--steps", type=int, default=200, help="crossover: steps at width 256")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,7 +306,7 @@ def main() -> None:
     if args.child:
         child(args.full)
     elif args.crossover:
-        crossover([int(w) for w in args.widths.split(",")], args.steps)
+        crossover([int(w) for w in args.widths.split(",")], args.steps, args.waiting)
     else:
         contention(case_names(args.cases, args.full), args.repeats, args.full)
 

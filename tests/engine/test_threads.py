@@ -6,22 +6,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
 import torch
 
+from aimc_engine import threads
 from aimc_engine.errors import RunError
+from aimc_engine.idle_cores import IdleCores, Reading
 from aimc_engine.runner import Callbacks, run
 from aimc_engine.threads import (
     CROSSOVER_MACS,
     THREADS_ENV,
+    LoadFollowing,
     ThreadSettingError,
     choose_threads,
     cores_share,
     explicit_threads,
+    follows_load,
     largest_product,
     policy_threads,
+    threads_for_idle,
 )
 from aimc_spec.spec import parse_spec
 
@@ -66,8 +72,83 @@ def test_an_explicit_setting_wins_over_the_work_and_the_share() -> None:
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
 def test_a_bad_thread_setting_is_refused_naming_the_variable(value: str) -> None:
-    with pytest.raises(ThreadSettingError, match=f"{THREADS_ENV}: '{value}'"):
+    with pytest.raises(ThreadSettingError, match=f"{THREADS_ENV}: '{value}' .* or 'auto'"):
         explicit_threads({THREADS_ENV: value})
+    with pytest.raises(ThreadSettingError, match="OMP_NUM_THREADS: 'auto'"):
+        explicit_threads({"OMP_NUM_THREADS": "auto"})  # auto is aimc's, not OpenMP's
+
+
+def test_auto_follows_the_load_and_sets_no_count() -> None:
+    assert follows_load({THREADS_ENV: "auto"}) and follows_load({THREADS_ENV: " AUTO "})
+    assert not follows_load({THREADS_ENV: "2"}) and not follows_load({})
+    # AIMC_THREADS is aimc's own setting: its auto wins over OMP_NUM_THREADS too
+    assert explicit_threads({THREADS_ENV: "auto", "OMP_NUM_THREADS": "3"}) is None
+
+
+@pytest.mark.parametrize(
+    ("idle", "most", "threads"),
+    [(2.0, 2, 2), (1.8, 2, 2), (1.75, 2, 2), (1.7, 2, 1), (1.0, 2, 1), (0.0, 2, 1),
+     (3.9, 8, 4), (3.7, 8, 3), (7.9, 4, 4), (2.0, 1, 1)],
+)  # fmt: skip
+def test_a_core_counts_as_free_when_others_leave_three_quarters_of_it(
+    idle: float, most: int, threads: int
+) -> None:
+    assert threads_for_idle(idle, most) == threads
+
+
+class ScriptedLoad(IdleCores):
+    """The idle cores each look reports, in order (the readings' arithmetic is
+    test_idle_cores.py's): what LoadFollowing does with them is tested here."""
+
+    def __init__(self, idles: list[float]) -> None:
+        super().__init__({0, 1})
+        self.idles = iter(idles)
+
+    def available(self) -> bool:
+        return True
+
+    def read(self) -> Reading:
+        return Reading(time.monotonic(), 0.0, 0.0)
+
+    def between(self, before: Reading, after: Reading) -> float:
+        return next(self.idles)
+
+
+def test_load_following_looks_again_only_after_its_interval(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    following = LoadFollowing(2, ScriptedLoad([2.0, 0.9, 2.0]))
+    assert following.start() == torch.get_num_threads() == 2
+    following.retune()  # too soon: no look, the count stays
+    assert torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "RETUNE_S", 0.0)
+    following.retune()
+    assert torch.get_num_threads() == 1  # another process took a core
+    following.retune()
+    assert torch.get_num_threads() == 2 and following.counts == [2, 1, 2]
+
+
+def test_an_auto_run_changes_its_threads_with_the_load_and_restores_the_callers(
+    no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load = ScriptedLoad([2.0, 0.9, 0.9, 2.0, 2.0])
+    monkeypatch.setenv(THREADS_ENV, "auto")
+    monkeypatch.setattr(threads, "IdleCores", lambda: load)
+    monkeypatch.setattr(threads, "RETUNE_S", 0.0)
+    monkeypatch.setattr(threads, "IDLE_CROSSOVER_MACS", 1)  # TINY is worth two threads
+    seen: list[int] = []
+    run(parse_spec(TINY), Callbacks(on_progress=lambda *_: seen.append(torch.get_num_threads())))
+    assert seen == [1, 1, 2, 2] and torch.get_num_threads() == 2
+
+
+def test_an_auto_run_too_small_for_two_threads_never_looks(
+    no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(THREADS_ENV, "auto")
+    monkeypatch.setattr(threads, "IdleCores", lambda: ScriptedLoad([]))  # a look would fail
+    seen: list[int] = []
+    run(parse_spec(TINY), Callbacks(on_progress=lambda *_: seen.append(torch.get_num_threads())))
+    assert set(seen) == {1}
 
 
 def test_the_share_divides_the_cores_this_process_may_use() -> None:
@@ -93,13 +174,14 @@ def test_policy_threads_sets_the_choice_and_restores_the_callers(
     no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with policy_threads(0) as chosen:
-        assert chosen == torch.get_num_threads() == 1
+        assert chosen.count == torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
     with policy_threads(10**12) as chosen:
-        assert chosen == torch.get_num_threads() == 2
+        assert chosen.count == torch.get_num_threads() == 2
+        assert chosen.following is None
     monkeypatch.setenv(THREADS_ENV, "1")
     with policy_threads(10**12) as chosen:
-        assert chosen == 1
+        assert chosen.count == 1
 
 
 def test_a_run_trains_on_the_policys_threads(
@@ -148,6 +230,11 @@ def test_openmp_waits_passively_when_asked_before_torch_loads() -> None:
     assert "GOMP_SPINCOUNT = '0'" in shown and "True" in shown
     # torch's own default spins first: the setting is what changed it
     assert "GOMP_SPINCOUNT = '0'" not in openmp_environment("import torch")
+
+
+def test_auto_threads_spin_as_torchs_own() -> None:
+    shown = openmp_environment(PASSIVE_FIRST, AIMC_THREADS="auto")
+    assert "GOMP_SPINCOUNT = '0'" not in shown and "True" in shown
 
 
 def test_a_wait_policy_the_user_set_wins() -> None:

@@ -1,0 +1,78 @@
+"""How many of this process's cores other processes leave idle: what a run that follows
+the machine's load (AIMC_THREADS=auto, aimc_engine/threads.py) sizes its threads by.
+
+Linux counts every core's busy and idle time in /proc/stat (in USER_HZ ticks, 100 per
+second). Between two readings, the cores this process may run on (its CPU affinity)
+were busy for some core-seconds; this process itself used `time.process_time()` of
+them (all its threads); the rest is other processes' load:
+
+    others = (busy core-seconds - own CPU seconds) / wall seconds
+    idle   = cores - others
+
+So a run on two spinning threads does not mistake its own work for someone else's. A
+cgroup's CPU quota (docker --cpus) is not seen; its affinity (--cpuset-cpus) is.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC_STAT = Path("/proc/stat")
+# the fields of a `cpuN` line that are not idle time: user nice system (idle iowait) irq
+# softirq steal; guest time is counted inside user and nice already
+BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One look at the clocks: wall and own CPU seconds, busy seconds of our cores."""
+
+    wall: float
+    own: float
+    busy: float
+
+
+class IdleCores:
+    """Readings of /proc/stat restricted to `cpus` (this process's affinity by default);
+    `available()` is False where there is no /proc/stat (not Linux)."""
+
+    def __init__(self, cpus: set[int] | None = None, stat: Path = PROC_STAT) -> None:
+        self.cpus = cpus if cpus is not None else _affinity()
+        self.stat = stat
+        self.tick = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+    def available(self) -> bool:
+        return self.stat.is_file()
+
+    def read(self) -> Reading:
+        """The clocks now."""
+        busy = 0
+        for line in self.stat.read_text().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in self.cpus:
+                busy += sum(int(fields[i]) for i in BUSY_FIELDS if i < len(fields))
+        return Reading(time.monotonic(), time.process_time(), busy * self.tick)
+
+    def between(self, before: Reading, after: Reading) -> float:
+        """Cores other processes left idle between two readings (0 to len(cpus))."""
+        wall = after.wall - before.wall
+        if wall <= 0:
+            return float(len(self.cpus))
+        others = (after.busy - before.busy - (after.own - before.own)) / wall
+        return min(float(len(self.cpus)), max(0.0, len(self.cpus) - others))
+
+    def sample(self, seconds: float) -> float:
+        """Idle cores over the next `seconds` (this process asleep meanwhile)."""
+        before = self.read()
+        time.sleep(seconds)
+        return self.between(before, self.read())
+
+
+def _affinity() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return set(range(os.cpu_count() or 1))
