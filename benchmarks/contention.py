@@ -5,6 +5,7 @@ Run: python benchmarks/contention.py [--cases examples,mlp,cnn,resnet] [--repeat
      [--full]   (every README example at its own length, all four update modes)
      python benchmarks/contention.py --crossover [--widths 32,64,128,256,512,1024]
          [--waiting passive|spin]
+     python benchmarks/contention.py --in-process mlp:digital [--repeats 10]
 
 Two child processes time the blocks: one with torch's default OpenMP waiting (the 1- and
 2-thread columns: what `aimc run` did before the policy; and the auto column, runs under
@@ -253,6 +254,32 @@ def contention(names: list[str], repeats: int, full: bool) -> None:
     print(f"worst busy policy/1T   {worst[1]:.2f}, auto/1T   {worst[3]:.2f} (target <= 1.20)")
 
 
+def in_process(name: str, rounds: int, steps: int = 150) -> None:
+    """1T, 2T and auto blocks of one engine-speed case in turn, in this process (torch's
+    default waiting, no busy process): whether auto runs as fast as the count it chose,
+    without the noise between separate timing processes."""
+    import torch
+
+    block, work = step_block(name)
+    for i in range(30):  # warm-up
+        block(i)
+    times: dict[str, list[float]] = {"1T": [], "2T": [], "auto": []}
+    chose: set[str] = set()
+    for _ in range(rounds):
+        for key, threads in (("1T", 1), ("2T", 2), ("auto", -1)):
+            time.sleep(BLOCK_S)  # as when another timing process runs its block
+            seconds, counts = timed_block(block, steps, threads, False, work)
+            times[key].append(seconds)
+            if threads < 0:
+                chose.add(counts)
+    torch.set_num_threads(1)
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{name}: median seconds of {rounds} blocks of {steps} steps, in one process")
+    print("  ".join(f"{k} {v:.3f}" for k, v in medians.items()), f" auto chose {chose}")
+    auto = medians["auto"]
+    print(f"auto/2T {auto / medians['2T']:.2f}, auto/1T {auto / medians['1T']:.2f}")
+
+
 def crossover(widths: list[int], steps: int, waiting: str) -> None:
     """2T/1T of MLP training steps by the largest product's multiply-adds, with OpenMP's
     waiting threads sleeping (`passive`, the default policy's) or spinning (`spin`,
@@ -300,11 +327,14 @@ def main() -> None:
     parser.add_argument("--widths", default="32,64,128,256,512,1024")
     parser.add_argument("--waiting", choices=["passive", "spin"], default="passive")
     parser.add_argument("--steps", type=int, default=200, help="crossover: steps at width 256")
+    parser.add_argument("--in-process", metavar="CASE", help="1T, 2T, auto of e.g. mlp:digital")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.child:
         child(args.full)
+    elif args.in_process:
+        in_process(args.in_process, args.repeats)
     elif args.crossover:
         crossover([int(w) for w in args.widths.split(",")], args.steps, args.waiting)
     else:
