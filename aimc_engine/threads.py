@@ -33,6 +33,7 @@ why this module imports torch only inside the functions that need it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -48,6 +49,7 @@ from aimc_engine.idle_cores import IdleCores, Reading
 if TYPE_CHECKING:
     from aimc_spec.spec import JobSpec
 
+log = logging.getLogger(__name__)
 THREADS_ENV = "AIMC_THREADS"
 # Multiply-adds of a run's largest product from which 2 threads beat 1 (each further
 # thread needs as much again). Measured on the 2-core development machine (torch 2.13
@@ -182,6 +184,12 @@ class LoadFollowing:
         if not self.counts or count != self.counts[-1]:
             torch.set_num_threads(count)
             self.counts.append(count)
+            log.info(
+                "AIMC_THREADS=auto: %d threads (%.2f cores idle, at most %d)",
+                count,
+                idle,
+                self.most,
+            )
         return count
 
 

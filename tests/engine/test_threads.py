@@ -3,6 +3,7 @@ caller's cores, explicit settings win, OpenMP waits passively when set before to
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -115,10 +116,12 @@ class ScriptedLoad(IdleCores):
 
 
 def test_load_following_looks_again_only_after_its_interval(
-    two_cores: None, monkeypatch: pytest.MonkeyPatch
+    two_cores: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     following = LoadFollowing(2, ScriptedLoad([2.0, 0.9, 2.0]))
-    assert following.start() == torch.get_num_threads() == 2
+    with caplog.at_level(logging.INFO, logger="aimc_engine.threads"):
+        assert following.start() == torch.get_num_threads() == 2
+    assert "auto: 2 threads (2.00 cores idle, at most 2)" in caplog.text  # what it chose
     following.retune()  # too soon: no look, the count stays
     assert torch.get_num_threads() == 2
     monkeypatch.setattr(threads, "RETUNE_S", 0.0)
