@@ -10,17 +10,22 @@ them (all its threads); the rest is other processes' load:
     idle   = cores - others
 
 So a run on two spinning threads does not mistake its own work for someone else's. A
-cgroup's CPU quota (docker --cpus) is not seen; its affinity (--cpuset-cpus) is.
+container's cpuset (--cpuset-cpus) narrows the affinity; its CPU quota (docker --cpus,
+a Kubernetes limit) does not, so `quota_cores` reads it from cgroup v2's cpu.max. Where
+/proc/stat lacks a line for one of our cores (LXCFS renumbers them, an offline core),
+the readings would miss that core's load: `available()` is then False.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 # the fields of a `cpuN` line that are not idle time: user nice system (idle iowait) irq
 # softirq steal; guest time is counted inside user and nice already
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
@@ -45,16 +50,22 @@ class IdleCores:
         self.tick = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
     def available(self) -> bool:
-        return self.stat.is_file()
+        """Whether /proc/stat exists and has a line for each of our cores."""
+        return self.stat.is_file() and set(self._busy_ticks()) >= self.cpus
 
     def read(self) -> Reading:
         """The clocks now."""
-        busy = 0
+        busy = sum(self._busy_ticks().values())
+        return Reading(time.monotonic(), time.process_time(), busy * self.tick)
+
+    def _busy_ticks(self) -> dict[int, int]:
+        """Busy ticks so far of each of our cores that /proc/stat lists."""
+        ticks = {}
         for line in self.stat.read_text().splitlines():
             name, *fields = line.split()
             if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in self.cpus:
-                busy += sum(int(fields[i]) for i in BUSY_FIELDS if i < len(fields))
-        return Reading(time.monotonic(), time.process_time(), busy * self.tick)
+                ticks[int(name[3:])] = sum(int(fields[i]) for i in BUSY_FIELDS if i < len(fields))
+        return ticks
 
     def between(self, before: Reading, after: Reading) -> float:
         """Cores other processes left idle between two readings (0 to len(cpus))."""
@@ -69,6 +80,18 @@ class IdleCores:
         before = self.read()
         time.sleep(seconds)
         return self.between(before, self.read())
+
+
+def quota_cores(cpu_max: Path = CPU_MAX) -> int | None:
+    """The cores this process's cgroup may use by its CPU quota, rounded up; None where
+    there is no quota (or no cgroup v2 file to say so)."""
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
 
 
 def _affinity() -> set[int]:

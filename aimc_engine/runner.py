@@ -75,7 +75,8 @@ def run(
     """Train the job the spec describes; return metrics, result and the trained model.
 
     `resume` continues from a checkpoint of the same spec (checkpoint.py): the run then
-    goes on exactly as the uninterrupted one would (same metrics, on CPU), and metric
+    goes on exactly as the uninterrupted one would (same metrics, on CPU, on the same
+    threads: not under AIMC_THREADS=auto, docs/settings.md), and metric
     points before the checkpoint are not emitted again; a checkpoint of another spec or
     format is refused (RunError). `uploaded` is the .npz file of a
     `dataset: {name: uploaded}` spec (the service fetches it by id).
@@ -87,7 +88,10 @@ def run(
     data = prepare_data(spec, device, uploaded)
     # the thread policy (threads.py): the caller's torch threads are the cores it may use
     with policy_threads(work_per_op(spec, data)) as threads:
-        return _train(spec, data, device, _retuning(callbacks or Callbacks(), threads), resume)
+        output = _train(spec, data, device, _retuning(callbacks or Callbacks(), threads), resume)
+        if threads.following is not None:  # what the result's last bits depend on
+            output.result["threads"] = list(threads.following.counts)
+        return output
 
 
 def _retuning(callbacks: Callbacks, threads: Threads) -> Callbacks:

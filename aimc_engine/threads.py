@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aimc_engine.errors import RunError
-from aimc_engine.idle_cores import IdleCores, Reading
+from aimc_engine.idle_cores import IdleCores, Reading, quota_cores
 
 if TYPE_CHECKING:
     from aimc_spec.spec import JobSpec
@@ -67,11 +67,12 @@ AUTO = "auto"  # AIMC_THREADS=auto: follow the machine's load (LoadFollowing)
 # much again). Measured on the 2-core development machine, idle (load 0.3):
 #   python benchmarks/contention.py --crossover --waiting spin --widths 64,...,1024
 # MLP w-w-10 training steps (b=32, digital and expected), two runs: 2T/1T 1.00-1.07
-# up to 0.5M multiply-adds, 0.95-1.11 from 1M to 4.2M (within the noise between the
-# runs), 0.78-1.01 at 8.4M, 0.73-0.87 from 17M. So two threads from 2^22 (4.2M).
-IDLE_CROSSOVER_MACS = 2**22
-FREE_CORE = 0.75  # a core counts as free when others leave at least this much of it idle
-START_SAMPLE_S = 0.05  # a load-following run's first look at the load
+# up to 0.5M multiply-adds, 0.93-1.11 from 1M to 4.2M (no gain beyond the noise
+# between the runs), 0.78-1.01 at 8.4M, 0.73-0.87 from 17M. So two threads from 2^23.
+IDLE_CROSSOVER_MACS = 2**23
+FREE_CORE = 0.75  # a further thread once others leave this much of a further core idle
+HOLD_CORE = 0.5  # and a thread kept until its core is less than this idle (hysteresis)
+START_SAMPLE_S = 0.1  # a load-following run's first look at the load (10 clock ticks)
 RETUNE_S = 1.0  # and how often it looks again
 
 
@@ -125,8 +126,9 @@ def cores_share(parallel: int = 1) -> int:
 
 def passive_openmp(env: MutableMapping[str, str] | None = None) -> bool:
     """Set OMP_WAIT_POLICY=passive unless the user set a policy or AIMC_THREADS=auto
-    (whose threads spin, as torch's own: LoadFollowing). True if it takes effect:
-    OpenMP reads it when torch is first imported, so False once it was."""
+    (whose threads spin, as torch's own: LoadFollowing). True while torch is not loaded
+    yet, so that what was decided here takes effect: OpenMP reads the policy when torch
+    is first imported, so False once it was."""
     env = os.environ if env is None else env
     if not follows_load(env):
         env.setdefault("OMP_WAIT_POLICY", "passive")
@@ -144,10 +146,16 @@ def largest_product(spec: JobSpec, input_shape: tuple[int, ...]) -> int:
     return max(layer.macs for layer in found) * spec.training.micro_batch_size
 
 
-def threads_for_idle(idle: float, most: int) -> int:
-    """Threads on `idle` free cores: one per core that others leave at least FREE_CORE
-    idle, at least one, at most `most`."""
-    return max(1, min(most, math.floor(idle + 1 - FREE_CORE)))
+def threads_for_idle(idle: float, most: int, current: int | None = None) -> int:
+    """Threads when others leave `idle` cores idle in all: the whole idle cores, and
+    one more for a part of at least FREE_CORE (floor(idle + 1 - FREE_CORE)), at least
+    one, at most `most`. A run on `current` threads keeps them while the last one's
+    core is at least HOLD_CORE idle, so a load near the threshold does not switch the
+    count at every look."""
+    count = max(1, min(most, math.floor(idle + 1 - FREE_CORE)))
+    if current is not None and count < current and idle >= current - 1 + HOLD_CORE:
+        return current
+    return count
 
 
 class LoadFollowing:
@@ -180,7 +188,7 @@ class LoadFollowing:
     def _choose(self, idle: float) -> int:
         import torch
 
-        count = threads_for_idle(idle, self.most)
+        count = threads_for_idle(idle, self.most, self.counts[-1] if self.counts else None)
         if not self.counts or count != self.counts[-1]:
             torch.set_num_threads(count)
             self.counts.append(count)
@@ -211,13 +219,14 @@ def policy_threads(work: int) -> Iterator[Threads]:
     """Run the block on the policy's threads for `work`, the caller's torch thread count
     being the cores it may use; that count is restored after (a study's process runs
     job after job). Under AIMC_THREADS=auto a run worth more than one thread on an idle
-    machine follows the load (where /proc/stat exists: else the fixed policy)."""
+    machine follows the load, within its share and its cgroup's CPU quota (where
+    /proc/stat lists its cores: else the fixed policy)."""
     import torch
 
     cores = torch.get_num_threads()
     following = None
     if follows_load(os.environ):
-        most = max(1, min(cores, 1 + work // IDLE_CROSSOVER_MACS))
+        most = max(1, min(cores, quota_cores() or cores, 1 + work // IDLE_CROSSOVER_MACS))
         if most > 1 and IdleCores().available():
             following = LoadFollowing(most)
             chosen = following.start()

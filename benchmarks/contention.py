@@ -99,7 +99,7 @@ def timed_block(
     """Seconds of one block on `threads` (0: the policy's, -1: AIMC_THREADS=auto's). An
     example's run() chooses its threads itself, so it is told by AIMC_THREADS; a step
     block under auto looks at the load after every step, as a run does after every
-    micro-batch (its first look, 0.05 s, is not timed: a block stands for part of a run).
+    micro-batch (its first look, START_SAMPLE_S, is not timed: a block is part of a run).
     Also the thread counts auto chose, in order ("-" where the run chose them unseen)."""
     import torch
 

@@ -28,6 +28,8 @@ def test_compose_services_commands_env_and_volumes() -> None:
         assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
         assert svc["build"] == "."
     assert "ports" not in worker  # workers scale: no fixed host port
+    # the host's thread setting reaches the jobs (empty: the default policy)
+    assert worker["environment"]["AIMC_THREADS"] == "${AIMC_THREADS:-}"
     for svc in (api, worker):  # one artifact store, shared
         assert svc["environment"]["AIMC_ARTIFACT_DIR"] == "/artifacts"
         assert "artifacts:/artifacts" in svc["volumes"]

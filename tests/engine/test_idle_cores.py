@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from aimc_engine.idle_cores import IdleCores, Reading
+from aimc_engine.idle_cores import IdleCores, Reading, quota_cores
 
 # two cores of four: user nice system idle iowait irq softirq steal guest guest_nice
 STAT = """cpu  999 0 0 999 0 0 0 0 0 0
-cpu0 {a} 1 2 500 7 3 4 5 11 0
+cpu0 {a} 1 2 500 7 3 4 5 6 0
 cpu1 100 0 0 500 0 0 0 0 0 0
 cpu2 {c} 0 0 500 0 0 0 0 0 0
 cpu3 100 0 0 500 0 0 0 0 0 0
@@ -25,7 +25,7 @@ def test_a_reading_sums_the_busy_fields_of_our_cores_only(tmp_path: Path) -> Non
     stat.write_text(STAT.format(a=10, c=20))
     idle = IdleCores({0, 2}, stat)
     # cpu0: user 10 + nice 1 + system 2 + irq 3 + softirq 4 + steal 5 (idle, iowait and
-    # guest, already inside user, are not added); cpu2: user 20
+    # guest 6, already inside user, are not added); cpu2: user 20
     assert idle.read().busy == pytest.approx((25 + 20) * idle.tick)
     stat.write_text(STAT.format(a=110, c=20))
     assert idle.read().busy == pytest.approx((125 + 20) * idle.tick)
@@ -52,9 +52,31 @@ def test_this_machines_cores_count_our_own_work_as_busy() -> None:
     while time.process_time() - before.own < 0.3:
         pass
     after = idle.read()
-    assert after.busy - before.busy >= after.own - before.own - len(idle.cpus) * idle.tick
-    assert 0.0 <= idle.between(before, after) <= len(idle.cpus)
+    rounding = len(idle.cpus) * idle.tick
+    busy, wall = after.busy - before.busy, after.wall - before.wall
+    assert busy >= after.own - before.own - rounding
+    # and no more than all our cores for the whole time: idle time is not counted busy
+    assert busy <= wall * len(idle.cpus) + rounding
 
 
-def test_without_proc_stat_it_says_so(tmp_path: Path) -> None:
+def test_without_proc_stat_or_with_a_core_it_lacks_it_says_so(tmp_path: Path) -> None:
     assert not IdleCores({0}, tmp_path / "absent").available()
+    stat = tmp_path / "stat"
+    stat.write_text(STAT.format(a=10, c=20))
+    assert IdleCores({0, 3}, stat).available()
+    # LXCFS renumbers the cores of a container: our core 7 has no line, its load unseen
+    assert not IdleCores({0, 7}, stat).available()
+
+
+@pytest.mark.parametrize(
+    ("text", "cores"),
+    [("max 100000\n", None), ("150000 100000\n", 2), ("50000 100000\n", 1),
+     ("200000 100000\n", 2), ("garbage\n", None)],
+)  # fmt: skip
+def test_a_cgroup_quota_rounds_up_to_whole_cores(
+    tmp_path: Path, text: str, cores: int | None
+) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(text)
+    assert quota_cores(cpu_max) == cores
+    assert quota_cores(tmp_path / "absent") is None

@@ -91,10 +91,21 @@ def test_auto_follows_the_load_and_sets_no_count() -> None:
     [(2.0, 2, 2), (1.8, 2, 2), (1.75, 2, 2), (1.7, 2, 1), (1.0, 2, 1), (0.0, 2, 1),
      (3.9, 8, 4), (3.7, 8, 3), (7.9, 4, 4), (2.0, 1, 1)],
 )  # fmt: skip
-def test_a_core_counts_as_free_when_others_leave_three_quarters_of_it(
+def test_a_further_thread_needs_three_quarters_of_a_further_idle_core(
     idle: float, most: int, threads: int
 ) -> None:
     assert threads_for_idle(idle, most) == threads
+
+
+@pytest.mark.parametrize(
+    ("idle", "current", "threads"),
+    [(1.6, 2, 2), (1.5, 2, 2), (1.49, 2, 1), (1.0, 2, 1), (1.6, 1, 1), (1.8, 1, 2),
+     (2.6, 4, 2), (2.8, 4, 3), (3.5, 4, 4), (0.2, 4, 1)],
+)  # fmt: skip
+def test_a_thread_is_kept_until_its_core_is_less_than_half_idle(
+    idle: float, current: int, threads: int
+) -> None:
+    assert threads_for_idle(idle, 4, current) == threads
 
 
 class ScriptedLoad(IdleCores):
@@ -118,7 +129,7 @@ class ScriptedLoad(IdleCores):
 def test_load_following_looks_again_only_after_its_interval(
     two_cores: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    following = LoadFollowing(2, ScriptedLoad([2.0, 0.9, 2.0]))
+    following = LoadFollowing(2, ScriptedLoad([2.0, 0.9, 2.0, 1.6, 1.2]))
     with caplog.at_level(logging.INFO, logger="aimc_engine.threads"):
         assert following.start() == torch.get_num_threads() == 2
     assert "auto: 2 threads (2.00 cores idle, at most 2)" in caplog.text  # what it chose
@@ -129,19 +140,49 @@ def test_load_following_looks_again_only_after_its_interval(
     assert torch.get_num_threads() == 1  # another process took a core
     following.retune()
     assert torch.get_num_threads() == 2 and following.counts == [2, 1, 2]
+    following.retune()  # others took less than half a core: the count holds
+    following.retune()
+    assert torch.get_num_threads() == 1 and following.counts == [2, 1, 2, 1]
 
 
 def test_an_auto_run_changes_its_threads_with_the_load_and_restores_the_callers(
     no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    load = ScriptedLoad([2.0, 0.9, 0.9, 2.0, 2.0])
+    load = ScriptedLoad([2.0, 0.9, 0.9, 2.0, 0.9])
     monkeypatch.setenv(THREADS_ENV, "auto")
     monkeypatch.setattr(threads, "IdleCores", lambda: load)
+    monkeypatch.setattr(threads, "quota_cores", lambda: None)
     monkeypatch.setattr(threads, "RETUNE_S", 0.0)
     monkeypatch.setattr(threads, "IDLE_CROSSOVER_MACS", 1)  # TINY is worth two threads
     seen: list[int] = []
-    run(parse_spec(TINY), Callbacks(on_progress=lambda *_: seen.append(torch.get_num_threads())))
-    assert seen == [1, 1, 2, 2] and torch.get_num_threads() == 2
+    done = run(
+        parse_spec(TINY), Callbacks(on_progress=lambda *_: seen.append(torch.get_num_threads()))
+    )
+    assert seen == [1, 1, 2, 1] and torch.get_num_threads() == 2  # the caller's again
+    assert done.result["threads"] == [2, 1, 2, 1]  # what the run ran on, in its result
+
+
+class NoProcStat(ScriptedLoad):
+    def available(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("why", ["no_proc_stat", "quota_of_one_core"])
+def test_auto_falls_back_without_proc_stat_and_never_passes_the_quota(
+    why: str, no_explicit: None, two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(THREADS_ENV, "auto")
+    monkeypatch.setattr(threads, "IDLE_CROSSOVER_MACS", 1)
+    monkeypatch.setattr(threads, "CROSSOVER_MACS", 1)  # the fixed policy's choice: 2
+    if why == "no_proc_stat":
+        monkeypatch.setattr(threads, "IdleCores", lambda: NoProcStat([]))  # a look would fail
+        monkeypatch.setattr(threads, "quota_cores", lambda: None)
+    else:
+        monkeypatch.setattr(threads, "IdleCores", lambda: ScriptedLoad([]))
+        monkeypatch.setattr(threads, "quota_cores", lambda: 1)
+    with policy_threads(1000) as chosen:
+        assert chosen.following is None
+        assert chosen.count == torch.get_num_threads() == (2 if why == "no_proc_stat" else 1)
 
 
 def test_an_auto_run_too_small_for_two_threads_never_looks(
