@@ -5,7 +5,7 @@ Run: python benchmarks/contention.py [--cases examples,mlp,cnn,resnet] [--repeat
      [--full]   (every README example at its own length, all four update modes)
      python benchmarks/contention.py --crossover [--widths 32,64,128,256,512,1024]
          [--waiting passive|spin]
-     python benchmarks/contention.py --in-process mlp:digital [--repeats 10]
+     python benchmarks/contention.py --in-process mlp:digital [--repeats 10] [--busy]
 
 Two child processes time the blocks: one with torch's default OpenMP waiting (the 1- and
 2-thread columns: what `aimc run` did before the policy; and the auto column, runs under
@@ -254,10 +254,20 @@ def contention(names: list[str], repeats: int, full: bool) -> None:
     print(f"worst busy policy/1T   {worst[1]:.2f}, auto/1T   {worst[3]:.2f} (target <= 1.20)")
 
 
-def in_process(name: str, rounds: int, steps: int = 150) -> None:
+def in_process(name: str, rounds: int, busy: bool, steps: int = 150) -> None:
     """1T, 2T and auto blocks of one engine-speed case in turn, in this process (torch's
-    default waiting, no busy process): whether auto runs as fast as the count it chose,
-    without the noise between separate timing processes."""
+    default waiting; beside a busy process for all of it with --busy): whether auto runs
+    as fast as the count it chose, without the noise between timing processes."""
+    other = subprocess.Popen(BUSY) if busy else None
+    try:
+        _in_process(name, rounds, steps, busy)
+    finally:
+        if other is not None:
+            other.kill()
+            other.wait()
+
+
+def _in_process(name: str, rounds: int, steps: int, busy: bool) -> None:
     import torch
 
     block, work = step_block(name)
@@ -275,6 +285,7 @@ def in_process(name: str, rounds: int, steps: int = 150) -> None:
     torch.set_num_threads(1)
     medians = {k: statistics.median(v) for k, v in times.items()}
     print(f"{name}: median seconds of {rounds} blocks of {steps} steps, in one process")
+    print(f"load average {os.getloadavg()[0]:.2f}" + (", beside a busy process" if busy else ""))
     print("  ".join(f"{k} {v:.3f}" for k, v in medians.items()), f" auto chose {chose}")
     auto = medians["auto"]
     print(f"auto/2T {auto / medians['2T']:.2f}, auto/1T {auto / medians['1T']:.2f}")
@@ -328,13 +339,14 @@ def main() -> None:
     parser.add_argument("--waiting", choices=["passive", "spin"], default="passive")
     parser.add_argument("--steps", type=int, default=200, help="crossover: steps at width 256")
     parser.add_argument("--in-process", metavar="CASE", help="1T, 2T, auto of e.g. mlp:digital")
+    parser.add_argument("--busy", action="store_true", help="--in-process beside a busy process")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.child:
         child(args.full)
     elif args.in_process:
-        in_process(args.in_process, args.repeats)
+        in_process(args.in_process, args.repeats, args.busy)
     elif args.crossover:
         crossover([int(w) for w in args.widths.split(",")], args.steps, args.waiting)
     else:
