@@ -75,12 +75,6 @@ class IdleCores:
         others = (after.busy - before.busy - (after.own - before.own)) / wall
         return min(float(len(self.cpus)), max(0.0, len(self.cpus) - others))
 
-    def sample(self, seconds: float) -> float:
-        """Idle cores over the next `seconds` (this process asleep meanwhile)."""
-        before = self.read()
-        time.sleep(seconds)
-        return self.between(before, self.read())
-
 
 def quota_cores(cpu_max: Path = CPU_MAX) -> int | None:
     """The cores this process's cgroup may use by its CPU quota, rounded up; None where

@@ -164,9 +164,9 @@ class LoadFollowing:
     then at most every RETUNE_S (`retune`, from the thread that runs torch's ops: a
     thread count is that thread's OpenMP setting)."""
 
-    def __init__(self, most: int, idle: IdleCores | None = None) -> None:
+    def __init__(self, most: int, idle: IdleCores) -> None:
         self.most = most
-        self.idle = idle if idle is not None else IdleCores()
+        self.idle = idle
         self.last: Reading | None = None
         self.counts: list[int] = []  # each count chosen, in order (what the run ran on)
 
@@ -227,8 +227,9 @@ def policy_threads(work: int) -> Iterator[Threads]:
     following = None
     if follows_load(os.environ):
         most = max(1, min(cores, quota_cores() or cores, 1 + work // IDLE_CROSSOVER_MACS))
-        if most > 1 and IdleCores().available():
-            following = LoadFollowing(most)
+        idle = IdleCores()
+        if most > 1 and idle.available():
+            following = LoadFollowing(most, idle)
             chosen = following.start()
         else:  # one thread pays best even idle, or no /proc/stat to see the load by
             chosen = 1 if most == 1 else choose_threads(work, cores)

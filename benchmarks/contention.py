@@ -106,14 +106,14 @@ def timed_block(
     from aimc_engine.threads import choose_threads, cores_share, policy_threads
 
     os.environ.pop("AIMC_THREADS", None)
-    torch.set_num_threads(cores_share())
     if threads > 0:
         os.environ["AIMC_THREADS"] = str(threads)
         torch.set_num_threads(threads)
-    elif threads == 0 and not ex:
-        torch.set_num_threads(choose_threads(work, cores_share()))
-    elif threads < 0:
+    elif threads == 0:  # an example's run() applies the policy to the cores it is given
+        torch.set_num_threads(cores_share() if ex else choose_threads(work, cores_share()))
+    else:
         os.environ["AIMC_THREADS"] = "auto"
+        torch.set_num_threads(cores_share())
     if threads < 0 and not ex:
         with policy_threads(work) as chosen:
             start = time.perf_counter()
