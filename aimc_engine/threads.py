@@ -224,19 +224,47 @@ def policy_threads(work: int) -> Iterator[Threads]:
     import torch
 
     cores = torch.get_num_threads()
-    following = None
     if follows_load(os.environ):
-        most = max(1, min(cores, quota_cores() or cores, 1 + work // IDLE_CROSSOVER_MACS))
-        idle = IdleCores()
-        if most > 1 and idle.available():
-            following = LoadFollowing(most, idle)
-            chosen = following.start()
-        else:  # one thread pays best even idle, or no /proc/stat to see the load by
-            chosen = 1 if most == 1 else choose_threads(work, cores)
+        threads = follow_load(most_following(work, cores), choose_threads(work, cores))
     else:
-        chosen = choose_threads(work, cores, explicit_threads(os.environ))
-    torch.set_num_threads(chosen)
+        threads = Threads(choose_threads(work, cores, explicit_threads(os.environ)))
+    torch.set_num_threads(threads.count)
     try:
-        yield Threads(chosen, following)
+        yield threads
     finally:
         torch.set_num_threads(cores)
+
+
+def most_following(work: int, cores: int) -> int:
+    """The most threads a load-following run whose largest product is `work` may use on
+    `cores` cores: one per IDLE_CROSSOVER_MACS of work, within the cores and the cgroup's
+    CPU quota."""
+    return max(1, min(cores, quota_cores() or cores, 1 + work // IDLE_CROSSOVER_MACS))
+
+
+def follow_load(most: int, fallback: int) -> Threads:
+    """A load-following run's threads, up to `most` (torch's thread count set to the
+    first): following the load where it is worth more than one thread and /proc/stat
+    shows it, else one thread (most 1) or `fallback`, the fixed policy's count."""
+    import torch
+
+    idle = IdleCores()
+    if most > 1 and idle.available():
+        following = LoadFollowing(most, idle)
+        return Threads(following.start(), following)
+    count = 1 if most == 1 else fallback  # one pays best even idle, or the load is unseen
+    torch.set_num_threads(count)
+    return Threads(count)
+
+
+def threads_per_stage(stages: int, work: int) -> tuple[int, int]:
+    """(intra-op threads, most threads) of each stage process of a `processes` job: the
+    policy's for the run's work per operation, on the caller's share split
+    among its stages; the most is 0 but under AIMC_THREADS=auto, where each stage
+    follows the load up to it (the first count then serves where the load is unseen)."""
+    import torch
+
+    share = max(1, torch.get_num_threads() // stages)
+    if follows_load(os.environ):
+        return choose_threads(work, share), most_following(work, share)
+    return choose_threads(work, share, explicit_threads(os.environ)), 0

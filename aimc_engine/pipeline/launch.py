@@ -41,7 +41,7 @@ from aimc_engine.models import LayeredNet, assemble
 from aimc_engine.pipeline.executor import stage_ranges
 from aimc_engine.pipeline.serial import from_bytes
 from aimc_engine.pipeline.stage_process import StageRun
-from aimc_engine.threads import choose_threads, explicit_threads
+from aimc_engine.threads import follow_load, threads_per_stage
 from aimc_engine.training import Callbacks, build_run_stage, stage_configs
 from aimc_spec.spec import JobSpec, parse_spec
 
@@ -82,13 +82,6 @@ def placement(spec: JobSpec) -> list[torch.device]:
                 f"{gpus} CUDA devices); NCCL needs one CUDA device per stage"
             )
     return devices
-
-
-def threads_per_stage(stages: int, work: int) -> int:
-    """Intra-op threads of each stage process: the thread policy's (aimc_engine.threads)
-    for the run's work per operation, on the caller's share split among its stages."""
-    share = max(1, torch.get_num_threads() // stages)
-    return choose_threads(work, share, explicit_threads(os.environ))
 
 
 @contextlib.contextmanager
@@ -150,6 +143,7 @@ class StageJob:
     host: str
     port: int
     threads: int
+    most_threads: int  # > 0: AIMC_THREADS=auto, follow the load up to this many
     resume: bytes | None
     uploaded: str | None
     checkpoint_every: int | None
@@ -188,6 +182,7 @@ def stage_main(job: StageJob, events: Connection, stop: Any) -> None:
     _as_stage(job.stage, job.launcher)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one host: loopback only
     torch.set_num_threads(job.threads)
+    threads = follow_load(job.most_threads, job.threads) if job.most_threads else None
     spec = parse_spec(job.spec)
     try:
         device = torch.device(job.device)
@@ -201,6 +196,7 @@ def stage_main(job: StageJob, events: Connection, stop: Any) -> None:
         )  # fmt: skip
         data = prepare(spec, device, job.uploaded)
         stage = StageRun(spec, data, job.stage, device, PipeSink(events, stop), job.resume)
+        stage.following = None if threads is None else threads.following
         stage.finish(stage.run(job.checkpoint_every))
     except Exception as exc:  # the launcher reports it (and ends the other stages)
         named = isinstance(exc, RunError)
@@ -305,7 +301,7 @@ def run_processes(
             os.getpid(),
             "127.0.0.1",
             store.port,
-            threads_per_stage(stages, work),
+            *threads_per_stage(stages, work),
             resume,
             str(uploaded) if uploaded else None,
             callbacks.checkpoint_every if callbacks.on_checkpoint else None,

@@ -57,6 +57,7 @@ from aimc_engine.pipeline.transport import (
     drain,
 )
 from aimc_engine.seeds import stage_generators
+from aimc_engine.threads import LoadFollowing
 from aimc_engine.tiles import TileConfig
 from aimc_engine.training import (
     Shuffle,
@@ -156,6 +157,8 @@ class StageRun:
         self.train_wait_s = 0.0  # of those waits, the ones inside training actions
         self.skip = 0
         self.points = Points(spec.training.eval_every, self.total, None)
+        # AIMC_THREADS=auto: the stage's threads, looked at again after each update
+        self.following: LoadFollowing | None = None
         if resume is not None:
             stage_points.restore(self, resume)
 
@@ -232,6 +235,8 @@ class StageRun:
             self.compute.update(j, self.lr(j))
             if self.first:
                 self.done = j + 1
+            if self.following is not None:
+                self.following.retune()
         self.executed += 1
         wait = self.traffic.wait_s - waited
         self.compute_s[action.kind] += time.perf_counter() - started - wait
@@ -305,6 +310,8 @@ class StageRun:
                 "peak_rss_mb": peak_rss_mb(),
             },
         }
+        if self.following is not None:  # the counts it ran on, as a run's result has them
+            part["process"]["threads"] = list(self.following.counts)
         if self.first:
             part.update(
                 metrics=self.metrics, done=self.done, updates=self.compute.algorithm.updates

@@ -29,6 +29,7 @@ from aimc_engine.threads import (
     largest_product,
     policy_threads,
     threads_for_idle,
+    threads_per_stage,
 )
 from aimc_spec.spec import parse_spec
 
@@ -193,6 +194,43 @@ def test_an_auto_run_too_small_for_two_threads_never_looks(
     seen: list[int] = []
     run(parse_spec(TINY), Callbacks(on_progress=lambda *_: seen.append(torch.get_num_threads())))
     assert set(seen) == {1}
+
+
+def test_each_stage_of_a_processes_job_gets_its_share_and_under_auto_a_most(
+    no_explicit: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)  # the caller's cores: a share of two for each of two stages
+    try:
+        monkeypatch.setattr(threads, "quota_cores", lambda: None)
+        assert threads_per_stage(2, 0) == (1, 0)  # fixed: one thread, no following
+        assert threads_per_stage(2, 10**12) == (2, 0)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert threads_per_stage(2, 0) == (3, 0)  # an explicit count wins, in stages too
+        monkeypatch.setenv(THREADS_ENV, "auto")
+        assert threads_per_stage(2, 0) == (1, 1)  # too small to follow the load
+        assert threads_per_stage(2, threads.IDLE_CROSSOVER_MACS) == (1, 2)
+        assert threads_per_stage(4, 10**12) == (1, 1)  # a share of one core each
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_stages_of_an_auto_processes_job_follow_the_load(
+    no_explicit: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    monkeypatch.setenv(THREADS_ENV, "auto")
+    monkeypatch.setattr(threads, "IDLE_CROSSOVER_MACS", 1)  # TINY is worth two threads
+    monkeypatch.setattr(threads, "quota_cores", lambda: None)
+    pipeline = {"stages": 2, "schedule": "async", "executor": "processes"}
+    try:
+        done = run(parse_spec({**TINY, "pipeline": pipeline}))
+    finally:
+        torch.set_num_threads(before)
+    assert done.result["status"] == "succeeded"
+    for stage in done.result["processes"]:  # each stage read the machine's load itself
+        assert stage["threads"] and set(stage["threads"]) <= {1, 2}
 
 
 def test_the_share_divides_the_cores_this_process_may_use() -> None:
