@@ -26,6 +26,7 @@ from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+CPU_V1 = Path("/sys/fs/cgroup/cpu")  # cgroup v1: cpu.cfs_quota_us (-1: none), cpu.cfs_period_us
 # the fields of a `cpuN` line that are not idle time: user nice system (idle iowait) irq
 # softirq steal; guest time is counted inside user and nice already
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
@@ -76,14 +77,18 @@ class IdleCores:
         return min(float(len(self.cpus)), max(0.0, len(self.cpus) - others))
 
 
-def quota_cores(cpu_max: Path = CPU_MAX) -> int | None:
+def quota_cores(cpu_max: Path = CPU_MAX, cpu_v1: Path = CPU_V1) -> int | None:
     """The cores this process's cgroup may use by its CPU quota, rounded up; None where
-    there is no quota (or no cgroup v2 file to say so)."""
+    there is no quota (or no file to say so): cgroup v2's cpu.max, else v1's CFS quota."""
     try:
         quota, period = cpu_max.read_text().split()[:2]
     except (OSError, ValueError):
-        return None
-    if quota == "max":
+        try:
+            quota = (cpu_v1 / "cpu.cfs_quota_us").read_text().strip()
+            period = (cpu_v1 / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1") or not (quota.isdigit() and period.isdigit()):
         return None
     return max(1, math.ceil(int(quota) / int(period)))
 

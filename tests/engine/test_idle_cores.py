@@ -78,5 +78,19 @@ def test_a_cgroup_quota_rounds_up_to_whole_cores(
 ) -> None:
     cpu_max = tmp_path / "cpu.max"
     cpu_max.write_text(text)
-    assert quota_cores(cpu_max) == cores
-    assert quota_cores(tmp_path / "absent") is None
+    assert quota_cores(cpu_max, tmp_path / "no v1") == cores
+    assert quota_cores(tmp_path / "absent", tmp_path / "no v1") is None
+
+
+@pytest.mark.parametrize(
+    ("quota", "cores"), [("-1", None), ("150000", 2), ("50000", 1), ("garbage", None)]
+)
+def test_a_cgroup_v1_quota_counts_where_there_is_no_v2_file(
+    tmp_path: Path, quota: str, cores: int | None
+) -> None:
+    (tmp_path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (tmp_path / "cpu.cfs_period_us").write_text("100000\n")
+    assert quota_cores(tmp_path / "no cpu.max", tmp_path) == cores
+    # a v2 file, where there is one, is the one that counts
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert quota_cores(tmp_path / "cpu.max", tmp_path) is None
