@@ -11,7 +11,9 @@ them (all its threads); the rest is other processes' load:
 
 So a run on two spinning threads does not mistake its own work for someone else's. A
 container's cpuset (--cpuset-cpus) narrows the affinity; its CPU quota (docker --cpus,
-a Kubernetes limit) does not, so `quota_cores` reads it from cgroup v2's cpu.max. Where
+a Kubernetes limit) does not, so `quota_cores` reads it from cgroup v2's cpu.max, else
+from cgroup v1's cpu.cfs_quota_us and cpu.cfs_period_us (at the cgroup mount's root, as a
+container sees its own). Where
 /proc/stat lacks a line for one of our cores (LXCFS renumbers them, an offline core),
 the readings would miss that core's load: `available()` is then False.
 """
@@ -88,8 +90,8 @@ def quota_cores(cpu_max: Path = CPU_MAX, cpu_v1: Path = CPU_V1) -> int | None:
             period = (cpu_v1 / "cpu.cfs_period_us").read_text().strip()
         except OSError:
             return None
-    if quota in ("max", "-1") or not (quota.isdigit() and period.isdigit()):
-        return None
+    if not (quota.isdigit() and period.isdigit()) or int(period) == 0:
+        return None  # no quota ("max", "-1") or nothing a quota could be read from
     return max(1, math.ceil(int(quota) / int(period)))
 
 

@@ -235,11 +235,14 @@ def policy_threads(work: int) -> Iterator[Threads]:
         torch.set_num_threads(cores)
 
 
-def most_following(work: int, cores: int) -> int:
-    """The most threads a load-following run whose largest product is `work` may use on
-    `cores` cores: one per IDLE_CROSSOVER_MACS of work, within the cores and the cgroup's
-    CPU quota."""
-    return max(1, min(cores, quota_cores() or cores, 1 + work // IDLE_CROSSOVER_MACS))
+def most_following(work: int, cores: int, stages: int = 1) -> int:
+    """The most threads a load-following run (or each of its `stages` processes) whose
+    largest product is `work` may use on `cores` cores: one per IDLE_CROSSOVER_MACS of
+    work, within the cores and its part of the cgroup's CPU quota (a quota leaves the
+    cores looking idle in /proc/stat, so the load alone would not hold it back)."""
+    quota = quota_cores()
+    room = cores if quota is None else max(1, quota // stages)
+    return max(1, min(cores, room, 1 + work // IDLE_CROSSOVER_MACS))
 
 
 def follow_load(most: int, fallback: int) -> Threads:
@@ -266,5 +269,5 @@ def threads_per_stage(stages: int, work: int) -> tuple[int, int]:
 
     share = max(1, torch.get_num_threads() // stages)
     if follows_load(os.environ):
-        return choose_threads(work, share), most_following(work, share)
+        return choose_threads(work, share), most_following(work, share, stages)
     return choose_threads(work, share, explicit_threads(os.environ)), 0

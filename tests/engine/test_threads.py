@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,15 +17,19 @@ import torch
 from aimc_engine import threads
 from aimc_engine.errors import RunError
 from aimc_engine.idle_cores import IdleCores, Reading
+from aimc_engine.pipeline.schedule import BACKWARD, FORWARD, UPDATE, Action
+from aimc_engine.pipeline.stage_process import StageRun
 from aimc_engine.runner import Callbacks, run
 from aimc_engine.threads import (
     CROSSOVER_MACS,
     THREADS_ENV,
     LoadFollowing,
+    Threads,
     ThreadSettingError,
     choose_threads,
     cores_share,
     explicit_threads,
+    follow_load,
     follows_load,
     largest_product,
     policy_threads,
@@ -211,8 +216,49 @@ def test_each_stage_of_a_processes_job_gets_its_share_and_under_auto_a_most(
         assert threads_per_stage(2, 0) == (1, 1)  # too small to follow the load
         assert threads_per_stage(2, threads.IDLE_CROSSOVER_MACS) == (1, 2)
         assert threads_per_stage(4, 10**12) == (1, 1)  # a share of one core each
+        monkeypatch.setattr(threads, "quota_cores", lambda: 2)  # the quota is split too
+        assert threads_per_stage(2, 10**12) == (2, 1)  # (the first: the fixed policy's)
+        assert threads_per_stage(1, 10**12) == (4, 2)
     finally:
         torch.set_num_threads(before)
+
+
+def test_follow_load_looks_only_where_two_threads_could_pay_and_it_can_see(
+    two_cores: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threads, "IdleCores", lambda: ScriptedLoad([]))  # a look would fail
+    assert follow_load(1, fallback=2) == Threads(1) and torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "IdleCores", lambda: NoProcStat([]))
+    assert follow_load(2, fallback=2) == Threads(2) and torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "IdleCores", lambda: ScriptedLoad([1.0]))
+    chosen = follow_load(2, fallback=2)
+    assert chosen.count == torch.get_num_threads() == 1 and chosen.following is not None
+
+
+class Looks:
+    """A stage's LoadFollowing that records after which action it was asked to look."""
+
+    def __init__(self, stage: SimpleNamespace) -> None:
+        self.stage, self.after = stage, []
+
+    def retune(self) -> None:
+        self.after.append((self.stage.executed, dict(self.stage.compute_s)))
+
+
+def test_a_stage_looks_at_the_load_after_each_update_outside_its_timing() -> None:
+    stage = SimpleNamespace(
+        first=True, last=True, done=0, executed=0, train_wait_s=0.0, lr=lambda j: 0.1,
+        compute_s=dict.fromkeys((FORWARD, BACKWARD, UPDATE), 0.0),
+        traffic=SimpleNamespace(wait_s=0.0), _forward=lambda j: None,
+        compute=SimpleNamespace(backward=lambda j, g: None, update=lambda j, lr: None),
+    )  # fmt: skip
+    stage.following = Looks(stage)
+    for j in range(2):
+        for kind in (FORWARD, BACKWARD, UPDATE):
+            StageRun._execute(stage, Action(0, kind, j))  # type: ignore[arg-type]
+    # once per update, after it: the update's time was booked before the look
+    assert [executed for executed, _ in stage.following.after] == [3, 6]
+    assert all(timed[UPDATE] > 0 for _, timed in stage.following.after)
 
 
 def test_the_stages_of_an_auto_processes_job_follow_the_load(
@@ -223,6 +269,8 @@ def test_the_stages_of_an_auto_processes_job_follow_the_load(
     monkeypatch.setenv(THREADS_ENV, "auto")
     monkeypatch.setattr(threads, "IDLE_CROSSOVER_MACS", 1)  # TINY is worth two threads
     monkeypatch.setattr(threads, "quota_cores", lambda: None)
+    if not IdleCores().available():
+        pytest.skip("no /proc/stat to see the load by")
     pipeline = {"stages": 2, "schedule": "async", "executor": "processes"}
     try:
         done = run(parse_spec({**TINY, "pipeline": pipeline}))
