@@ -224,15 +224,26 @@ def policy_threads(work: int) -> Iterator[Threads]:
     import torch
 
     cores = torch.get_num_threads()
-    if follows_load(os.environ):
-        threads = follow_load(most_following(work, cores), choose_threads(work, cores))
+    count, most = planned_threads(work, cores)
+    if most:
+        threads = follow_load(most, count)
     else:
-        threads = Threads(choose_threads(work, cores, explicit_threads(os.environ)))
-    torch.set_num_threads(threads.count)
+        threads = Threads(count)
+        torch.set_num_threads(count)
     try:
         yield threads
     finally:
         torch.set_num_threads(cores)
+
+
+def planned_threads(work: int, cores: int, stages: int = 1) -> tuple[int, int]:
+    """(threads, most) of a run, or of each of its `stages` processes, whose largest
+    product is `work` on `cores` cores: the fixed policy's count (an explicit setting
+    wins), and the most it follows the load up to, 0 but under AIMC_THREADS=auto (the
+    count then serves where the load is unseen)."""
+    if follows_load(os.environ):
+        return choose_threads(work, cores), most_following(work, cores, stages)
+    return choose_threads(work, cores, explicit_threads(os.environ)), 0
 
 
 def most_following(work: int, cores: int, stages: int = 1) -> int:
@@ -261,13 +272,8 @@ def follow_load(most: int, fallback: int) -> Threads:
 
 
 def threads_per_stage(stages: int, work: int) -> tuple[int, int]:
-    """(intra-op threads, most threads) of each stage process of a `processes` job: the
-    policy's for the run's work per operation, on the caller's share split
-    among its stages; the most is 0 but under AIMC_THREADS=auto, where each stage
-    follows the load up to it (the first count then serves where the load is unseen)."""
+    """(threads, most) of each stage process of a `processes` job (planned_threads), on
+    the caller's share of the cores split among its stages."""
     import torch
 
-    share = max(1, torch.get_num_threads() // stages)
-    if follows_load(os.environ):
-        return choose_threads(work, share), most_following(work, share, stages)
-    return choose_threads(work, share, explicit_threads(os.environ)), 0
+    return planned_threads(work, max(1, torch.get_num_threads() // stages), stages)
